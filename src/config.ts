@@ -1,0 +1,100 @@
+// Flags > BLOBD_* environment variables > defaults, parsed once into one typed, validated Config.
+// The only module that reads process.env.
+import path from 'node:path';
+
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  readonly maxBlobSize: number;
+  readonly temporaryTtlMs: number;
+  readonly shutdownTimeoutMs: number;
+  /** From BLOBD_ADMIN_TOKEN only (a flag would show up in `ps`). */
+  readonly adminToken: string | undefined;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const UNITS: Record<string, number> = {
+  '': 1, b: 1,
+  k: 1024, kb: 1000, kib: 1024,
+  m: 1024 ** 2, mb: 1000 ** 2, mib: 1024 ** 2,
+  g: 1024 ** 3, gb: 1000 ** 3, gib: 1024 ** 3,
+  t: 1024 ** 4, tb: 1000 ** 4, tib: 1024 ** 4,
+};
+
+/** `10MiB`, `5GiB`, `1.5GB`, `4096` → bytes. */
+export function parseSize(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new ConfigError(`not a size: ${JSON.stringify(text)} (try 10MiB, 5GiB)`);
+  return Math.floor(Number(m[1]) * unit);
+}
+
+const DURATIONS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `500ms`, `2s`, `10m`, `24h`, `7d` → milliseconds. */
+export function parseDuration(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/i.exec(text);
+  if (!m) throw new ConfigError(`not a duration: ${JSON.stringify(text)} (try 500ms, 2s, 10m, 24h)`);
+  return Math.round(Number(m[1]) * DURATIONS[m[2]!.toLowerCase()]!);
+}
+
+function parsePort(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || n > 65535) throw new ConfigError(`not a port: ${JSON.stringify(text)}`);
+  return n;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+function parseLogLevel(text: string): Config['logLevel'] {
+  const level = text.trim().toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new ConfigError(`not a log level: ${JSON.stringify(text)} (one of ${LOG_LEVELS.join(', ')})`);
+  }
+  return level as Config['logLevel'];
+}
+
+/** One setting of `blobd serve`: its flag, its environment variable and its default, for --help too. */
+export interface ServeOption {
+  readonly key: string;
+  readonly flag: string;
+  readonly env: string;
+  readonly defaultValue: string;
+  readonly description: string;
+}
+
+export const SERVE_OPTIONS: readonly ServeOption[] = [
+  { key: 'host', flag: '--host <addr>', env: 'BLOBD_HOST', defaultValue: '127.0.0.1', description: 'address to listen on' },
+  { key: 'port', flag: '--port <n>', env: 'BLOBD_PORT', defaultValue: '8887', description: 'port to listen on (0 picks a free one)' },
+  { key: 'data', flag: '--data <dir>', env: 'BLOBD_DATA', defaultValue: './data', description: 'data directory' },
+  { key: 'logLevel', flag: '--log-level <level>', env: 'BLOBD_LOG_LEVEL', defaultValue: 'info', description: 'fatal|error|warn|info|debug|trace|silent' },
+  { key: 'maxBlobSize', flag: '--max-blob-size <size>', env: 'BLOBD_MAX_BLOB_SIZE', defaultValue: '10GiB', description: 'largest blob accepted' },
+  { key: 'temporaryTtl', flag: '--temporary-ttl <duration>', env: 'BLOBD_TEMPORARY_TTL', defaultValue: '24h', description: 'lifetime of temporary pins' },
+  { key: 'shutdownTimeout', flag: '--shutdown-timeout <duration>', env: 'BLOBD_SHUTDOWN_TIMEOUT', defaultValue: '10s', description: 'how long in-flight requests may finish after SIGTERM' },
+];
+
+export function loadConfig(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv = process.env): Config {
+  const value = (key: string): string => {
+    const opt = SERVE_OPTIONS.find((o) => o.key === key)!;
+    return flags[key] ?? env[opt.env] ?? opt.defaultValue;
+  };
+  const adminToken = env.BLOBD_ADMIN_TOKEN;
+  if (adminToken !== undefined && adminToken.length < 16) {
+    throw new ConfigError('BLOBD_ADMIN_TOKEN must be at least 16 characters');
+  }
+  return {
+    host: value('host'),
+    port: parsePort(value('port')),
+    dataDir: path.resolve(value('data')),
+    logLevel: parseLogLevel(value('logLevel')),
+    maxBlobSize: parseSize(value('maxBlobSize')),
+    temporaryTtlMs: parseDuration(value('temporaryTtl')),
+    shutdownTimeoutMs: parseDuration(value('shutdownTimeout')),
+    adminToken: adminToken || undefined,
+  };
+}

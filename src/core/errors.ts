@@ -1,0 +1,27 @@
+// The only error type core throws: a stable snake_case code, a human message, and optional details.
+// The HTTP layer maps codes to statuses (src/http/errors.ts); core never thinks in status codes.
+
+export type ErrorCode =
+  | 'invalid_request'
+  | 'invalid_digest'
+  | 'digest_mismatch'
+  | 'blob_not_found'
+  | 'not_found'
+  | 'too_large'
+  | 'range_not_satisfiable'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'not_implemented'
+  | 'unavailable'
+  | 'internal_error';
+
+export class BlobdError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = 'BlobdError';
+  }
+}

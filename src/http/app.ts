@@ -1,0 +1,42 @@
+// createApp(services) → the Hono app: request ids and logs, authentication for /api, the routers, and the
+// one error renderer for everything that is not a 2xx — including unknown routes and validation failures.
+import type { Logger } from 'pino';
+import type { Authenticator } from '../core/auth.ts';
+import type { BlobService } from '../core/blobs.ts';
+import { BlobdError } from '../core/errors.ts';
+import type { Readiness } from '../core/readiness.ts';
+import type { AppEnv } from './env.ts';
+import { renderError } from './errors.ts';
+import { authenticate } from './middleware/authenticate.ts';
+import { requestLog } from './middleware/request-log.ts';
+import { createRouter } from './router.ts';
+import { blobRoutes } from './routes/blobs.ts';
+import { healthRoutes } from './routes/health.ts';
+
+export interface Services {
+  readonly logger: Logger;
+  readonly auth: Authenticator;
+  readonly blobs: BlobService;
+  readonly checkReadiness: () => Promise<Readiness>;
+  readonly version: string;
+}
+
+export function createApp(services: Services) {
+  const app = createRouter();
+  app.use('*', requestLog(services.logger));
+  app.use('/api/*', authenticate(services.auth));
+
+  app.route('/', healthRoutes(services.checkReadiness));
+  app.route('/', blobRoutes(services.blobs));
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: { title: 'blobd', version: services.version, description: 'Content-addressed blob store daemon' },
+    security: [{ bearer: [] }],
+  });
+
+  app.notFound((c) => renderError(c, new BlobdError('not_found', `no route for ${c.req.method} ${c.req.path}`)));
+  app.onError((err, c) => renderError(c, err));
+  return app;
+}

@@ -1,0 +1,57 @@
+// The one table from error code to HTTP status and the one renderer of `{"error": {code, message, …}}`.
+// Every non-2xx blobd answers goes through here; unknown exceptions become a 500 that names the request
+// id and nothing else — the stack goes to the log only.
+import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { BlobdError, type ErrorCode } from '../core/errors.ts';
+import type { AppEnv } from './env.ts';
+
+const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
+  invalid_request: 400,
+  invalid_digest: 400,
+  digest_mismatch: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  blob_not_found: 404,
+  not_found: 404,
+  too_large: 413,
+  range_not_satisfiable: 416,
+  internal_error: 500,
+  not_implemented: 501,
+  unavailable: 503,
+};
+
+/** Codes for errors Hono itself raises (malformed JSON and the like), by status. */
+function codeForHttpException(status: number): ErrorCode {
+  if (status === 401) return 'unauthorized';
+  if (status === 403) return 'forbidden';
+  if (status === 404) return 'not_found';
+  if (status === 413) return 'too_large';
+  return status >= 500 ? 'internal_error' : 'invalid_request';
+}
+
+export function statusOf(code: ErrorCode): ContentfulStatusCode {
+  return STATUS[code];
+}
+
+export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<string, string> = {}): Response {
+  let error: BlobdError;
+  if (err instanceof BlobdError) {
+    error = err;
+  } else if (err instanceof HTTPException && err.status < 500) {
+    error = new BlobdError(codeForHttpException(err.status), err.message || 'bad request');
+  } else {
+    c.var.log?.error({ err }, 'unhandled error');
+    error = new BlobdError('internal_error', 'internal error; the request id is in the log', {
+      request_id: c.var.requestId,
+    });
+  }
+  const status = STATUS[error.code];
+  if (status >= 500 || error.code === 'too_large') {
+    // The body may not have been read: tell the client this connection will not be reused.
+    headers = { Connection: 'close', ...headers };
+  }
+  if (error.code === 'unauthorized') headers = { 'WWW-Authenticate': 'Bearer realm="blobd"', ...headers };
+  return c.json({ error: { code: error.code, message: error.message, ...error.details } }, status, headers);
+}

@@ -1,0 +1,35 @@
+// Gives every request an id (echoed as X-Request-Id) and writes one JSON log line when the response has
+// been fully sent or the connection dropped. Logs the path only: query strings may carry signatures.
+import type { MiddlewareHandler } from 'hono';
+import type { Logger } from 'pino';
+import { v7 as uuidv7 } from 'uuid';
+import type { AppEnv } from '../env.ts';
+
+const CLIENT_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function requestLog(logger: Logger): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const offered = c.req.header('x-request-id');
+    const requestId = offered && CLIENT_ID.test(offered) ? offered : uuidv7();
+    const log = logger.child({ req_id: requestId });
+    c.set('requestId', requestId);
+    c.set('log', log);
+    const started = performance.now();
+    const outgoing = c.env?.outgoing;
+    outgoing?.once('close', () => {
+      log.info(
+        {
+          method: c.req.method,
+          path: c.req.path,
+          status: outgoing.statusCode,
+          ms: Math.round((performance.now() - started) * 10) / 10,
+          complete: outgoing.writableFinished,
+        },
+        'request',
+      );
+    });
+    // Set before the handler runs: a download that writes to the socket itself sends these headers too.
+    c.header('X-Request-Id', requestId);
+    await next();
+  };
+}

@@ -1,0 +1,19 @@
+// The request body as a Node stream. Under @hono/node-server this is the socket's IncomingMessage itself:
+// converting it to a Web stream and back would add a copy and an event-loop turn per chunk on the hot path
+// (STYLE §5). Elsewhere (app.request in tests) the Web body is adapted.
+import type { Context } from 'hono';
+import { Readable } from 'node:stream';
+import type { AppEnv } from './env.ts';
+
+export function requestBody(c: Context<AppEnv>): Readable {
+  const incoming = c.env?.incoming;
+  if (incoming) return incoming;
+  const body = c.req.raw.body;
+  return body ? Readable.fromWeb(body as import('node:stream/web').ReadableStream) : Readable.from([]);
+}
+
+/** The Content-Length the client announced, if it is a plain decimal number. */
+export function declaredLength(c: Context<AppEnv>): number | undefined {
+  const value = c.req.header('content-length');
+  return value !== undefined && /^\d{1,16}$/.test(value) ? Number(value) : undefined;
+}

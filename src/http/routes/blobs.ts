@@ -1,0 +1,97 @@
+// Blobs by digest: download (GET/HEAD), one-shot upload (POST), upload that must hash to a digest (PUT).
+// Translation only: parse, call core/blobs, shape the answer.
+import { createRoute, z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import type { BlobService, IngestResult } from '../../core/blobs.ts';
+import { parseDigest } from '../../core/digest.ts';
+import type { AppEnv } from '../env.ts';
+import { createRouter } from '../router.ts';
+import { declaredLength, requestBody } from '../request-body.ts';
+import { sendBlob } from '../send-blob.ts';
+import { BinaryBody, DigestParam, errors } from './schemas.ts';
+
+const IngestBody = z
+  .object({ digest: z.string(), size: z.number().int(), deduplicated: z.boolean() })
+  .openapi('BlobUploaded');
+
+const download = createRoute({
+  method: 'get',
+  path: '/api/blobs/{digest}',
+  summary: 'Download a blob by digest (HEAD answers the same headers)',
+  request: {
+    params: z.object({ digest: DigestParam }),
+    query: z.object({ filename: z.string().max(1024).optional() }),
+  },
+  responses: {
+    200: { description: 'the bytes', content: BinaryBody },
+    206: { description: 'one range of the bytes', content: BinaryBody },
+    304: { description: 'not modified (If-None-Match)' },
+    ...errors(400, 401, 404, 416),
+  },
+});
+
+const upload = createRoute({
+  method: 'post',
+  path: '/api/blobs',
+  summary: 'One-shot upload of the raw body; pins the blob for the caller',
+  request: {
+    query: z.object({ temporary: z.enum(['true', 'false']).optional() }),
+    body: { content: BinaryBody, required: false },
+  },
+  responses: { 201: { description: 'stored', content: { 'application/json': { schema: IngestBody } } }, ...errors(400, 401, 413) },
+});
+
+const put = createRoute({
+  method: 'put',
+  path: '/api/blobs/{digest}',
+  summary: 'One-shot upload that must hash to {digest}; nothing is kept otherwise',
+  request: {
+    params: z.object({ digest: DigestParam }),
+    query: z.object({ temporary: z.enum(['true', 'false']).optional() }),
+    body: { content: BinaryBody, required: false },
+  },
+  responses: { 201: { description: 'stored', content: { 'application/json': { schema: IngestBody } } }, ...errors(400, 401, 413) },
+});
+
+function created(c: Context<AppEnv>, result: IngestResult) {
+  c.header('Location', `/api/blobs/${result.digest}`);
+  c.header('ETag', `"${result.digest}"`);
+  return c.json({ digest: result.digest, size: result.size, deduplicated: result.deduplicated }, 201);
+}
+
+export function blobRoutes(blobs: BlobService) {
+  const app = createRouter();
+
+  app.openapi(download, async (c) => {
+    const digest = parseDigest(c.req.valid('param').digest);
+    const { size } = await blobs.describe(digest);
+    return sendBlob(c, {
+      digest,
+      size,
+      filename: c.req.valid('query').filename,
+      open: (range) => blobs.openContent(digest, range),
+    }) as never;
+  });
+
+  app.openapi(upload, async (c) => {
+    const result = await blobs.ingest(requestBody(c), {
+      principal: c.var.principal,
+      declaredSize: declaredLength(c),
+      temporary: c.req.valid('query').temporary === 'true',
+    });
+    return created(c, result);
+  });
+
+  app.openapi(put, async (c) => {
+    const expected = parseDigest(c.req.valid('param').digest);
+    const result = await blobs.ingest(requestBody(c), {
+      principal: c.var.principal,
+      expected,
+      declaredSize: declaredLength(c),
+      temporary: c.req.valid('query').temporary === 'true',
+    });
+    return created(c, result);
+  });
+
+  return app;
+}

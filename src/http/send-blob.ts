@@ -1,0 +1,104 @@
+// The one download path for blob bytes: ETag and If-None-Match (304), a single Range (206/416), HEAD
+// without opening the file, Cache-Control and Content-Disposition. Object downloads reuse it.
+import type { Context } from 'hono';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ByteRange } from '../storage/byte-store.ts';
+import { BlobdError } from '../core/errors.ts';
+import type { AppEnv } from './env.ts';
+import { renderError } from './errors.ts';
+
+export interface SendableBlob {
+  readonly digest: string;
+  readonly size: number;
+  readonly open: (range?: ByteRange) => Promise<Readable>;
+  readonly contentType?: string;
+  readonly filename?: string;
+  readonly lastModified?: Date;
+}
+
+export type RangeRequest = { kind: 'full' } | { kind: 'partial'; range: ByteRange } | { kind: 'unsatisfiable' };
+
+/**
+ * Interprets a Range header against a representation of `size` bytes (RFC 9110 §14). Anything we do not
+ * serve as one range — another unit, bad syntax, several ranges — is ignored and the whole blob is sent,
+ * which the RFC allows; a well-formed single range that cannot be satisfied is 416.
+ */
+export function parseRange(header: string | undefined, size: number): RangeRequest {
+  if (!header) return { kind: 'full' };
+  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
+  if (!m) return { kind: 'full' };
+  const [, first, last] = m as unknown as [string, string, string];
+  if (first === '' && last === '') return { kind: 'full' };
+  if (first === '') {
+    const suffix = Number(last);
+    if (suffix === 0 || size === 0) return { kind: 'unsatisfiable' };
+    return { kind: 'partial', range: { start: Math.max(0, size - suffix), end: size - 1 } };
+  }
+  const start = Number(first);
+  if (last !== '' && Number(last) < start) return { kind: 'full' };
+  if (start >= size) return { kind: 'unsatisfiable' };
+  const end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
+  return { kind: 'partial', range: { start, end } };
+}
+
+/** True when an If-None-Match list names this entity tag (weak comparison, RFC 9110 §13.1.2). */
+function noneMatch(header: string, etag: string): boolean {
+  if (header.trim() === '*') return true;
+  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
+}
+
+/** RFC 6266 / 8187: an ASCII fallback plus the exact UTF-8 name in filename*. */
+export function contentDisposition(filename: string, disposition: 'attachment' | 'inline' = 'attachment'): string {
+  const cleaned = filename.replace(/[\u0000-\u001f\u007f]/g, '');
+  const fallback = cleaned.replace(/[^\x20-\x7e]|["\\/%]/g, '_');
+  const encoded = encodeURIComponent(cleaned).replace(/['()*]/g, (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`);
+  return `${disposition}; filename="${fallback}"; filename*=UTF-8''${encoded}`;
+}
+
+export async function sendBlob(c: Context<AppEnv>, blob: SendableBlob): Promise<Response> {
+  const etag = `"${blob.digest}"`;
+  const headers: Record<string, string> = {
+    ETag: etag,
+    'Accept-Ranges': 'bytes',
+    'Cache-Control': 'private, max-age=31536000, immutable',
+    'X-Content-Type-Options': 'nosniff',
+  };
+  if (blob.lastModified) headers['Last-Modified'] = blob.lastModified.toUTCString();
+  const inm = c.req.header('if-none-match');
+  if (inm !== undefined && noneMatch(inm, etag)) return c.body(null, 304, headers);
+
+  headers['Content-Type'] = blob.contentType ?? 'application/octet-stream';
+  if (blob.filename !== undefined) headers['Content-Disposition'] = contentDisposition(blob.filename);
+
+  const ifRange = c.req.header('if-range');
+  const rangeHeader = ifRange === undefined || ifRange.trim() === etag ? c.req.header('range') : undefined;
+  const want = parseRange(rangeHeader, blob.size);
+  if (want.kind === 'unsatisfiable') {
+    return renderError(
+      c,
+      new BlobdError('range_not_satisfiable', `the range lies outside the ${blob.size} bytes`, { size: blob.size }),
+      { 'Content-Range': `bytes */${blob.size}` },
+    );
+  }
+  const range = want.kind === 'partial' ? want.range : undefined;
+  const status = range ? 206 : 200;
+  if (range) headers['Content-Range'] = `bytes ${range.start}-${range.end}/${blob.size}`;
+  headers['Content-Length'] = String(range ? range.end - range.start + 1 : blob.size);
+
+  // HEAD: say everything, open nothing — a stream that nobody reads would leak its descriptor.
+  if (c.req.method === 'HEAD' || blob.size === 0) return c.body(null, status, headers);
+  const stream = await blob.open(range);
+  const outgoing = c.env?.outgoing;
+  if (!outgoing) return c.body(Readable.toWeb(stream) as ReadableStream, status, headers);
+  // Hot path: pipe the file straight into the socket. Through Readable.toWeb and node-server's Web-stream
+  // writer a 1 GiB download took 1.32× the bare node:http time and pushed peak RSS to 175 MB (npm run
+  // bench); piping keeps Node's backpressure and its buffers bounded.
+  const prepared = c.body(null, status, headers);
+  outgoing.writeHead(prepared.status, Object.fromEntries(prepared.headers));
+  pipeline(stream, outgoing).catch(() => {
+    // The client went away mid-download; pipeline closed the file. The access log records complete: false.
+  });
+  return RESPONSE_ALREADY_SENT;
+}

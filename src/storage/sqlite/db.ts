@@ -1,0 +1,38 @@
+// Opens the SQLite database with blobd's pragmas and brings its schema up to date. Migrations are the
+// numbered .sql files beside this module, applied in order, each in its own transaction, and recorded in
+// PRAGMA user_version. Nothing here knows about blobs or buckets.
+import Database from 'better-sqlite3';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type Db = Database.Database;
+
+const MIGRATIONS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
+
+export function openDatabase(file: string): Db {
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  // FULL: a commit is on disk when it returns, so a 2xx after it survives kill -9 and power loss (G1).
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+function migrate(db: Db): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  const files = readdirSync(MIGRATIONS_DIR)
+    .filter((f) => /^\d{3}-[a-z0-9-]+\.sql$/.test(f))
+    .sort();
+  for (const f of files) {
+    const version = Number(f.slice(0, 3));
+    if (version <= current) continue;
+    const sql = readFileSync(path.join(MIGRATIONS_DIR, f), 'utf8');
+    db.transaction(() => {
+      db.exec(sql);
+      db.pragma(`user_version = ${version}`);
+    })();
+  }
+}

@@ -1,0 +1,255 @@
+// Blobs by digest against the real daemon: round trips of every interesting size, digests agreeing with
+// sha256sum, Range and conditional requests, dedup and mismatch on disk, limits, and JSON errors.
+import assert from 'node:assert/strict';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { randomData, sha256, sha256sum } from './helpers/bytes.ts';
+import { makeTempDir, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) out.push(path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name));
+  }
+  return out;
+}
+
+async function blobFiles(d: Daemon): Promise<string[]> {
+  return filesUnder(path.join(d.dataDir, 'blobs'));
+}
+
+async function expectError(res: Response, status: number, code: string) {
+  assert.equal(res.status, status, `status of ${res.url}`);
+  assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+  const body = (await res.json()) as { error: { code: string; message: string } };
+  assert.equal(body.error.code, code);
+  assert.equal(typeof body.error.message, 'string');
+  return body.error as Record<string, unknown>;
+}
+
+describe('blobs by digest', () => {
+  let d: Daemon;
+  let scratch: string;
+  before(async () => {
+    d = await startDaemon({ args: ['--max-blob-size', '60MiB'] });
+    scratch = await makeTempDir();
+  });
+  after(async () => {
+    await d.stop();
+    await removeDir(path.dirname(d.dataDir));
+    await removeDir(scratch);
+  });
+
+  for (const size of [0, 1, 65535, 65536, 65537, 50 * 1024 * 1024]) {
+    test(`round trip of ${size} bytes matches sha256sum`, async () => {
+      const data = randomData(size);
+      const file = path.join(scratch, `in-${size}`);
+      await writeFile(file, data);
+      const res = await d.api('/api/blobs', { method: 'POST', body: data });
+      assert.equal(res.status, 201);
+      const body = (await res.json()) as { digest: string; size: number; deduplicated: boolean };
+      assert.equal(body.digest, sha256sum(file));
+      assert.equal(body.size, size);
+      assert.equal(res.headers.get('location'), `/api/blobs/${body.digest}`);
+
+      const get = await d.api(`/api/blobs/${body.digest}`);
+      assert.equal(get.status, 200);
+      assert.equal(get.headers.get('content-length'), String(size));
+      assert.equal(get.headers.get('etag'), `"${body.digest}"`);
+      assert.match(get.headers.get('cache-control') ?? '', /immutable/);
+      const back = Buffer.from(await get.arrayBuffer());
+      assert.equal(back.length, size);
+      assert.ok(back.equals(data), 'bytes read back equal bytes written');
+
+      // The bare hex form names the same blob.
+      const bare = await d.api(`/api/blobs/${body.digest.slice('sha256:'.length)}`, { method: 'HEAD' });
+      assert.equal(bare.status, 200);
+      assert.equal(bare.headers.get('content-length'), String(size));
+    });
+  }
+
+  describe('ranges', () => {
+    const data = randomData(1000);
+    const digest = sha256(data);
+    before(async () => {
+      assert.equal((await d.api(`/api/blobs/${digest}`, { method: 'PUT', body: data })).status, 201);
+    });
+
+    const cases: [string, number, number][] = [
+      ['bytes=0-0', 0, 0], // first byte
+      ['bytes=999-999', 999, 999], // last byte
+      ['bytes=-10', 990, 999], // suffix
+      ['bytes=-5000', 0, 999], // suffix longer than the blob
+      ['bytes=990-', 990, 999], // open end
+      ['bytes=100-199', 100, 199],
+      ['bytes=900-5000', 900, 999], // end clamped
+    ];
+    for (const [range, start, end] of cases) {
+      test(`${range} → 206 ${start}-${end}`, async () => {
+        const res = await d.api(`/api/blobs/${digest}`, { headers: { range } });
+        assert.equal(res.status, 206);
+        assert.equal(res.headers.get('content-range'), `bytes ${start}-${end}/1000`);
+        assert.equal(res.headers.get('content-length'), String(end - start + 1));
+        assert.ok(Buffer.from(await res.arrayBuffer()).equals(data.subarray(start, end + 1)));
+      });
+    }
+
+    for (const range of ['bytes=1000-', 'bytes=5000-6000', 'bytes=-0']) {
+      test(`${range} → 416`, async () => {
+        const res = await d.api(`/api/blobs/${digest}`, { headers: { range } });
+        assert.equal(res.headers.get('content-range'), 'bytes */1000');
+        await expectError(res, 416, 'range_not_satisfiable');
+      });
+    }
+
+    for (const range of ['bytes=0-1,5-6', 'items=0-1', 'bytes=5-1', 'bytes=abc']) {
+      test(`${range} is ignored → full 200`, async () => {
+        const res = await d.api(`/api/blobs/${digest}`, { headers: { range } });
+        assert.equal(res.status, 200);
+        assert.ok(Buffer.from(await res.arrayBuffer()).equals(data));
+      });
+    }
+
+    test('If-Range with another ETag sends everything', async () => {
+      const res = await d.api(`/api/blobs/${digest}`, { headers: { range: 'bytes=0-0', 'if-range': '"sha256:00"' } });
+      assert.equal(res.status, 200);
+      assert.equal((await res.arrayBuffer()).byteLength, 1000);
+    });
+
+    test('If-None-Match with the ETag → 304 without a body; another → 200', async () => {
+      const hit = await d.api(`/api/blobs/${digest}`, { headers: { 'if-none-match': `W/"x", "${digest}"` } });
+      assert.equal(hit.status, 304);
+      assert.equal(hit.headers.get('etag'), `"${digest}"`);
+      assert.equal((await hit.arrayBuffer()).byteLength, 0);
+      const miss = await d.api(`/api/blobs/${digest}`, { headers: { 'if-none-match': '"sha256:other"' } });
+      assert.equal(miss.status, 200);
+      await miss.arrayBuffer();
+    });
+
+    test('HEAD answers the headers and no body', async () => {
+      const res = await d.api(`/api/blobs/${digest}`, { method: 'HEAD', headers: { range: 'bytes=0-9' } });
+      assert.equal(res.status, 206);
+      assert.equal(res.headers.get('content-length'), '10');
+      assert.equal((await res.arrayBuffer()).byteLength, 0);
+    });
+
+    test('?filename= sets an RFC 6266 Content-Disposition', async () => {
+      const res = await d.api(`/api/blobs/${digest}?filename=${encodeURIComponent('résumé "v2".pdf')}`);
+      await res.arrayBuffer();
+      assert.equal(
+        res.headers.get('content-disposition'),
+        `attachment; filename="r_sum_ _v2_.pdf"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%22v2%22.pdf`,
+      );
+    });
+  });
+
+  test('two uploads of the same bytes leave exactly one file', async () => {
+    const data = randomData(4096);
+    const digest = sha256(data);
+    const first = await d.api('/api/blobs', { method: 'POST', body: data });
+    assert.deepEqual(await first.json(), { digest, size: 4096, deduplicated: false });
+    const second = await d.api('/api/blobs?temporary=true', { method: 'POST', body: data });
+    assert.deepEqual(await second.json(), { digest, size: 4096, deduplicated: true });
+    const third = await d.api(`/api/blobs/${digest}`, { method: 'PUT', body: data });
+    assert.equal(((await third.json()) as { deduplicated: boolean }).deduplicated, true);
+    const hex = digest.slice(7);
+    const matches = (await blobFiles(d)).filter((f) => path.basename(f) === hex);
+    assert.equal(matches.length, 1);
+    assert.equal(matches[0], path.join(d.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex));
+    const st = await stat(matches[0]!);
+    assert.equal(st.mode & 0o777, 0o444, 'blob files are read-only');
+    assert.deepEqual(await readdir(path.join(d.dataDir, 'tmp')), [], 'no staging file is left');
+  });
+
+  test('a digest mismatch keeps nothing', async () => {
+    const data = randomData(2048);
+    const wrong = sha256(Buffer.from('something else'));
+    const before = await blobFiles(d);
+    const res = await d.api(`/api/blobs/${wrong}`, { method: 'PUT', body: data });
+    const err = await expectError(res, 400, 'digest_mismatch');
+    assert.equal(err.expected, wrong);
+    assert.equal(err.actual, sha256(data));
+    assert.deepEqual(await blobFiles(d), before);
+    assert.deepEqual(await readdir(path.join(d.dataDir, 'tmp')), []);
+    await expectError(await d.api(`/api/blobs/${sha256(data)}`), 404, 'blob_not_found');
+  });
+
+  test('a body over --max-blob-size is 413 and keeps nothing', async () => {
+    const before = await blobFiles(d);
+    const big = randomData(61 * 1024 * 1024);
+    // Announced length over the limit: refused before reading.
+    await expectError(await d.api('/api/blobs', { method: 'POST', body: big }), 413, 'too_large');
+    // No announced length (chunked): refused while streaming.
+    const chunked = new ReadableStream<Uint8Array>({
+      start(ctl) {
+        for (let i = 0; i < big.length; i += 1 << 20) ctl.enqueue(big.subarray(i, i + (1 << 20)));
+        ctl.close();
+      },
+    });
+    const res = await d
+      .api('/api/blobs', { method: 'POST', body: chunked, duplex: 'half' } as RequestInit)
+      .catch((err: Error) => err);
+    if (res instanceof Response) await expectError(res, 413, 'too_large');
+    assert.deepEqual(await blobFiles(d), before);
+    assert.deepEqual(await readdir(path.join(d.dataDir, 'tmp')), []);
+    assert.equal((await d.api('/healthz')).status, 200);
+  });
+
+  test('malformed digests are 400 invalid_digest', async () => {
+    for (const bad of ['abc', 'sha256:XYZ', `sha256:${'A'.repeat(64)}`, `md5:${'a'.repeat(32)}`, `${'a'.repeat(65)}`]) {
+      await expectError(await d.api(`/api/blobs/${encodeURIComponent(bad)}`), 400, 'invalid_digest');
+      await expectError(await d.api(`/api/blobs/${encodeURIComponent(bad)}`, { method: 'PUT', body: 'x' }), 400, 'invalid_digest');
+    }
+  });
+
+  test('an absent blob is 404 blob_not_found, for GET and HEAD', async () => {
+    const absent = sha256(Buffer.from('never uploaded'));
+    await expectError(await d.api(`/api/blobs/${absent}`), 404, 'blob_not_found');
+    const head = await d.api(`/api/blobs/${absent}`, { method: 'HEAD' });
+    assert.equal(head.status, 404);
+  });
+
+  test('bad query values are 400 invalid_request in JSON', async () => {
+    await expectError(await d.api('/api/blobs?temporary=maybe', { method: 'POST', body: 'x' }), 400, 'invalid_request');
+  });
+
+  test('every /api route needs the token: none → 401, wrong → 401', async () => {
+    const digest = sha256(Buffer.from('x'));
+    const routes: [string, string][] = [
+      ['GET', `/api/blobs/${digest}`],
+      ['HEAD', `/api/blobs/${digest}`],
+      ['POST', '/api/blobs'],
+      ['PUT', `/api/blobs/${digest}`],
+    ];
+    for (const [method, p] of routes) {
+      const body = method === 'POST' || method === 'PUT' ? 'x' : undefined;
+      const none = await d.api(p, { method, body, auth: false });
+      assert.equal(none.status, 401, `${method} ${p} without a token`);
+      if (method !== 'HEAD') await expectError(none, 401, 'unauthorized');
+      const wrong = await d.api(p, { method, body, headers: { authorization: 'Bearer nope' } });
+      assert.equal(wrong.status, 401);
+      await wrong.arrayBuffer();
+    }
+    // The three ways to present a token all work.
+    const ok1 = await d.api('/api/blobs', { method: 'POST', body: 'x', headers: { 'x-api-key': d.token } });
+    const basic = Buffer.from(`${d.token}:`).toString('base64');
+    const ok2 = await d.api('/api/blobs', { method: 'POST', body: 'x', headers: { authorization: `Basic ${basic}` } });
+    assert.equal(ok1.status, 201);
+    assert.equal(ok2.status, 201);
+  });
+
+  test('unknown routes and methods get a JSON 404', async () => {
+    await expectError(await d.api('/nope'), 404, 'not_found');
+    await expectError(await d.api('/api/blobs', { method: 'PATCH', body: 'x' }), 404, 'not_found');
+  });
+
+  test('the blob file holds exactly the bytes (read from disk)', async () => {
+    const data = randomData(777);
+    const digest = sha256(data);
+    await (await d.api('/api/blobs', { method: 'POST', body: data })).arrayBuffer();
+    const hex = digest.slice(7);
+    const onDisk = await readFile(path.join(d.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex));
+    assert.ok(onDisk.equals(data));
+  });
+});

@@ -1,0 +1,119 @@
+// What every ByteStore must do, written once: run it against each implementation (filesystem today,
+// S3-compatible later) with a factory that gives a fresh, empty store.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { text } from 'node:stream/consumers';
+import { describe, test } from 'node:test';
+import { BytesNotFoundError, type ByteStore } from '../../src/storage/byte-store.ts';
+
+export interface ByteStoreFixture {
+  store: ByteStore;
+  /** How many staged-but-uncommitted blobs the implementation currently holds. */
+  stagedCount(): Promise<number>;
+  dispose(): Promise<void>;
+}
+
+const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+async function readAll(r: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const p of r) parts.push(p as Buffer);
+  return Buffer.concat(parts);
+}
+
+async function listAll(store: ByteStore): Promise<string[]> {
+  const out: string[] = [];
+  for await (const d of store.list()) out.push(d);
+  return out.sort();
+}
+
+export function byteStoreContract(name: string, make: () => Promise<ByteStoreFixture>): void {
+  describe(`ByteStore contract: ${name}`, () => {
+    const withStore = (fn: (f: ByteStoreFixture) => Promise<void>) => async () => {
+      const f = await make();
+      try {
+        await fn(f);
+      } finally {
+        await f.dispose();
+      }
+    };
+
+    test('stage hashes what it streams; commit makes it readable under its digest', withStore(async ({ store, stagedCount }) => {
+      const data = randomBytes(3 * 1024 * 1024 + 7);
+      const staged = await store.stage(Readable.from([data.subarray(0, 1000), data.subarray(1000)]));
+      assert.equal(staged.digest, digestOf(data));
+      assert.equal(staged.size, data.length);
+      assert.equal(await store.stat(staged.digest), null, 'staged bytes are not visible yet');
+      await store.commit(staged);
+      await store.discard(staged); // harmless after commit
+      assert.deepEqual(await store.stat(staged.digest), { size: data.length });
+      assert.ok((await readAll(await store.openRead(staged.digest))).equals(data));
+      assert.deepEqual(await listAll(store), [staged.digest]);
+      assert.equal(await stagedCount(), 0);
+    }));
+
+    test('the empty blob', withStore(async ({ store }) => {
+      const staged = await store.stage(Readable.from([]));
+      assert.equal(staged.digest, 'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+      await store.commit(staged);
+      assert.deepEqual(await store.stat(staged.digest), { size: 0 });
+      assert.equal((await readAll(await store.openRead(staged.digest))).length, 0);
+    }));
+
+    test('ranges are inclusive', withStore(async ({ store }) => {
+      const data = Buffer.from('0123456789');
+      const staged = await store.stage(Readable.from([data]));
+      await store.commit(staged);
+      assert.equal(await text(await store.openRead(staged.digest, { start: 2, end: 4 })), '234');
+      assert.equal(await text(await store.openRead(staged.digest, { start: 9, end: 9 })), '9');
+    }));
+
+    test('discard forgets staged bytes', withStore(async ({ store, stagedCount }) => {
+      const staged = await store.stage(Readable.from([Buffer.from('gone')]));
+      assert.equal(await stagedCount(), 1);
+      await store.discard(staged);
+      await store.discard(staged);
+      assert.equal(await stagedCount(), 0);
+      assert.equal(await store.stat(staged.digest), null);
+    }));
+
+    test('a failing source rejects with its own error and leaves nothing', withStore(async ({ store, stagedCount }) => {
+      const boom = new Error('client went away');
+      const source = new Readable({ read() {} });
+      source.push(randomBytes(100_000));
+      setImmediate(() => source.destroy(boom));
+      await assert.rejects(store.stage(source), (err) => err === boom);
+      assert.equal(await stagedCount(), 0);
+      assert.deepEqual(await listAll(store), []);
+    }));
+
+    test('absent digests: stat null, openRead BytesNotFoundError, delete is fine', withStore(async ({ store }) => {
+      const absent = digestOf(Buffer.from('absent'));
+      assert.equal(await store.stat(absent), null);
+      await assert.rejects(store.openRead(absent), BytesNotFoundError);
+      await store.delete(absent);
+    }));
+
+    test('concurrent commits of one digest leave one readable blob', withStore(async ({ store, stagedCount }) => {
+      const data = randomBytes(200_000);
+      const staged = await Promise.all(Array.from({ length: 8 }, () => store.stage(Readable.from([data]))));
+      await Promise.all(staged.map((s) => store.commit(s)));
+      assert.deepEqual(await listAll(store), [digestOf(data)]);
+      assert.ok((await readAll(await store.openRead(digestOf(data)))).equals(data));
+      assert.equal(await stagedCount(), 0);
+    }));
+
+    test('delete removes the bytes', withStore(async ({ store }) => {
+      const staged = await store.stage(Readable.from([Buffer.from('bye')]));
+      await store.commit(staged);
+      await store.delete(staged.digest);
+      assert.equal(await store.stat(staged.digest), null);
+      assert.deepEqual(await listAll(store), []);
+    }));
+
+    test('ping resolves on a healthy store', withStore(async ({ store }) => {
+      await store.ping();
+    }));
+  });
+}

@@ -1,0 +1,151 @@
+// The daemon as an operator sees it: probes, OpenAPI, request ids and JSON logs, the admin token
+// bootstrap, configuration errors, and a graceful SIGTERM that lets an in-flight upload finish.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { test } from 'node:test';
+import { randomData, sha256 } from './helpers/bytes.ts';
+import { BLOBD, removeDir, startDaemon } from './helpers/daemon.ts';
+import { waitFor } from './helpers/wait.ts';
+
+const run = promisify(execFile);
+
+test('probes, OpenAPI and request ids', async () => {
+  const d = await startDaemon({ args: ['--log-level', 'info'] });
+  try {
+    assert.deepEqual(await (await d.api('/healthz', { auth: false })).json(), { status: 'ok' });
+    const ready = await d.api('/readyz', { auth: false });
+    assert.equal(ready.status, 200);
+    assert.deepEqual(await ready.json(), { status: 'ready', checks: { database: 'ok', data_dir: 'ok' } });
+
+    const doc = (await (await d.api('/openapi.json', { auth: false })).json()) as {
+      openapi: string;
+      paths: Record<string, Record<string, unknown>>;
+    };
+    assert.equal(doc.openapi, '3.1.0');
+    assert.ok(doc.paths['/api/blobs/{digest}']?.get);
+    assert.ok(doc.paths['/api/blobs/{digest}']?.put);
+    assert.ok(doc.paths['/api/blobs']?.post);
+    assert.ok(doc.paths['/healthz']?.get && doc.paths['/readyz']?.get);
+
+    const given = await d.api('/healthz', { headers: { 'x-request-id': 'my-trace-42' } });
+    assert.equal(given.headers.get('x-request-id'), 'my-trace-42');
+    const made = await d.api('/api/blobs/nope');
+    const id = made.headers.get('x-request-id');
+    assert.match(id ?? '', /^[0-9a-f-]{36}$/);
+    // One JSON log line per request, carrying the id, the path and the status — but never the token.
+    const line = await waitFor(
+      () => d.output().split('\n').find((l) => l.includes(`"req_id":"${id}"`) && l.includes('"msg":"request"')),
+      'the access log line',
+    );
+    const entry = JSON.parse(line!) as Record<string, unknown>;
+    assert.equal(entry.status, 400);
+    assert.equal(entry.path, '/api/blobs/nope');
+    assert.equal(entry.method, 'GET');
+    assert.ok(!d.output().includes(d.token), 'the token never reaches the log');
+  } finally {
+    await d.stop();
+    await removeDir(path.dirname(d.dataDir));
+  }
+});
+
+test('readyz is 503 when the data directory cannot be written', async () => {
+  const d = await startDaemon();
+  try {
+    const tmp = path.join(d.dataDir, 'tmp');
+    await rm(tmp, { recursive: true });
+    await writeFile(tmp, 'not a directory');
+    const res = await d.api('/readyz');
+    assert.equal(res.status, 503);
+    const body = (await res.json()) as { error: { code: string; checks: Record<string, string> } };
+    assert.equal(body.error.code, 'unavailable');
+    assert.deepEqual(body.error.checks, { database: 'ok', data_dir: 'failing' });
+    // Uploads fail cleanly, not with a stack trace.
+    const up = await d.api('/api/blobs', { method: 'POST', body: 'x' });
+    assert.equal(up.status, 500);
+    const err = (await up.json()) as { error: { code: string; message: string; request_id: string } };
+    assert.equal(err.error.code, 'internal_error');
+    assert.equal(err.error.request_id, up.headers.get('x-request-id'));
+    assert.ok(!JSON.stringify(err).includes(d.dataDir), 'no path leaks');
+  } finally {
+    await d.stop();
+    await removeDir(path.dirname(d.dataDir));
+  }
+});
+
+test('without BLOBD_ADMIN_TOKEN a token is generated into data/admin-token (0600), never logged', async () => {
+  const d = await startDaemon({ adminToken: null, args: ['--log-level', 'info'] });
+  try {
+    const file = path.join(d.dataDir, 'admin-token');
+    assert.equal((await stat(file)).mode & 0o777, 0o600);
+    assert.ok(d.token.length >= 32);
+    assert.equal((await d.api('/api/blobs', { method: 'POST', body: 'x' })).status, 201);
+    assert.ok(d.output().includes(file), 'the log names the file');
+    assert.ok(!d.output().includes(d.token), 'the log never shows the value');
+  } finally {
+    await d.stop();
+  }
+  // The same token survives a restart.
+  const again = await startDaemon({ dataDir: d.dataDir, adminToken: null });
+  try {
+    assert.equal(again.token, d.token);
+    assert.equal((await again.api(`/api/blobs/${sha256(Buffer.from('x'))}`)).status, 200);
+  } finally {
+    await again.stop();
+    await removeDir(path.dirname(d.dataDir));
+  }
+});
+
+test('configuration errors are one line on stderr and exit 2', async () => {
+  for (const args of [['--port', 'many'], ['--max-blob-size', 'huge'], ['--log-level', 'loud'], ['--bogus-flag']]) {
+    const res = await run(process.execPath, [BLOBD, 'serve', ...args], { env: { ...process.env } }).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => err,
+    );
+    assert.equal(res.code, 2, `${args.join(' ')} exits 2`);
+    assert.equal(res.stderr.trim().split('\n').length, 1, `one line: ${res.stderr}`);
+  }
+  const help = await run(process.execPath, [BLOBD, 'serve', '--help']);
+  for (const env of ['BLOBD_PORT', 'BLOBD_HOST', 'BLOBD_DATA', 'BLOBD_MAX_BLOB_SIZE']) assert.ok(help.stdout.includes(env));
+});
+
+test('SIGTERM lets an in-flight upload finish, refuses new connections, and exits 0', async () => {
+  const d = await startDaemon();
+  const data = randomData(4 * 1024 * 1024);
+  try {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(ctl) {
+        if (sent === 1024 * 1024) await gate; // hold the upload open until SIGTERM has been sent
+        if (sent >= data.length) return ctl.close();
+        ctl.enqueue(data.subarray(sent, sent + 1024 * 1024));
+        sent += 1024 * 1024;
+      },
+    });
+    const upload = d.api('/api/blobs', { method: 'POST', body, duplex: 'half' } as RequestInit);
+    await waitFor(() => sent >= 1024 * 1024, 'the upload to start');
+    const exit = d.stop();
+    await waitFor(async () => fetch(`${d.url}/healthz`).then(() => false, () => true), 'the listener to close');
+    release();
+    const res = await upload;
+    assert.equal(res.status, 201);
+    assert.equal(((await res.json()) as { digest: string }).digest, sha256(data));
+    assert.equal(await exit, 0);
+
+    // The upload acknowledged during shutdown is there after a restart.
+    const again = await startDaemon({ dataDir: d.dataDir });
+    try {
+      const back = await again.api(`/api/blobs/${sha256(data)}`);
+      assert.equal(back.status, 200);
+      assert.ok(Buffer.from(await back.arrayBuffer()).equals(data));
+    } finally {
+      await again.stop();
+    }
+  } finally {
+    await removeDir(path.dirname(d.dataDir));
+  }
+});
