@@ -9,6 +9,8 @@ export interface Config {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly maxBlobSize: number;
   readonly temporaryTtlMs: number;
+  readonly uploadTtlMs: number;
+  readonly minFree: number;
   readonly shutdownTimeoutMs: number;
   /** From BLOBD_ADMIN_TOKEN only (a flag would show up in `ps`). */
   readonly adminToken: string | undefined;
@@ -75,6 +77,8 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { key: 'logLevel', flag: '--log-level <level>', env: 'BLOBD_LOG_LEVEL', defaultValue: 'info', description: 'fatal|error|warn|info|debug|trace|silent' },
   { key: 'maxBlobSize', flag: '--max-blob-size <size>', env: 'BLOBD_MAX_BLOB_SIZE', defaultValue: '10GiB', description: 'largest blob accepted' },
   { key: 'temporaryTtl', flag: '--temporary-ttl <duration>', env: 'BLOBD_TEMPORARY_TTL', defaultValue: '24h', description: 'lifetime of temporary pins' },
+  { key: 'uploadTtl', flag: '--upload-ttl <duration>', env: 'BLOBD_UPLOAD_TTL', defaultValue: '24h', description: 'idle time after which an upload session expires' },
+  { key: 'minFree', flag: '--min-free <size>', env: 'BLOBD_MIN_FREE', defaultValue: '1GiB', description: 'free disk to keep; below it uploads get 507' },
   { key: 'shutdownTimeout', flag: '--shutdown-timeout <duration>', env: 'BLOBD_SHUTDOWN_TIMEOUT', defaultValue: '10s', description: 'how long in-flight requests may finish after SIGTERM' },
 ];
 
@@ -94,6 +98,8 @@ export function loadConfig(flags: Record<string, string | undefined>, env: NodeJ
     logLevel: parseLogLevel(value('logLevel')),
     maxBlobSize: parseSize(value('maxBlobSize')),
     temporaryTtlMs: parseDuration(value('temporaryTtl')),
+    uploadTtlMs: parseDuration(value('uploadTtl')),
+    minFree: parseSize(value('minFree')),
     shutdownTimeoutMs: parseDuration(value('shutdownTimeout')),
     adminToken: adminToken || undefined,
   };

@@ -7,6 +7,7 @@ import { pino, type Logger } from 'pino';
 import { Authenticator } from './core/auth.ts';
 import { BlobService } from './core/blobs.ts';
 import { checkReadiness } from './core/readiness.ts';
+import { UploadService } from './core/uploads.ts';
 import type { Config } from './config.ts';
 import { createApp } from './http/app.ts';
 import { loadOrCreateAdminToken } from './storage/fs/admin-token.ts';
@@ -47,16 +48,40 @@ export async function startServer(config: Config): Promise<RunningServer> {
     logger.info({ path: layout.adminTokenFile, created: loaded.created }, 'admin token is in this file');
   }
 
+  const blobs = new BlobService(meta, bytes, {
+    maxBlobSize: config.maxBlobSize,
+    temporaryTtlMs: config.temporaryTtlMs,
+  });
+  const uploads = new UploadService(meta, bytes, blobs, {
+    maxBlobSize: config.maxBlobSize,
+    minFree: config.minFree,
+    uploadTtlMs: config.uploadTtlMs,
+  });
+  const recovered = await uploads.recover();
+  logger.info(recovered, 'upload sessions recovered');
+
   const app = createApp({
     logger,
     version: VERSION,
     auth: new Authenticator(adminToken),
-    blobs: new BlobService(meta, bytes, {
-      maxBlobSize: config.maxBlobSize,
-      temporaryTtlMs: config.temporaryTtlMs,
-    }),
+    blobs,
+    uploads,
     checkReadiness: () => checkReadiness(meta, bytes),
   });
+
+  // Expired sessions free their bytes on a timer (GC proper comes later); often enough for short TTLs.
+  const sweepEvery = Math.max(50, Math.min(60_000, config.uploadTtlMs / 4));
+  let sweeping: Promise<unknown> | undefined;
+  const sweeper = setInterval(() => {
+    sweeping ??= uploads
+      .expire()
+      .then(
+        (n) => n > 0 && logger.info({ expired: n }, 'upload sessions expired'),
+        (err: unknown) => logger.error({ err }, 'upload expiry failed'),
+      )
+      .finally(() => (sweeping = undefined));
+  }, sweepEvery);
+  sweeper.unref();
 
   const listener = getRequestListener(app.fetch, {
     // A request node-server cannot even turn into a Request (a malformed target) still gets our JSON.
@@ -64,6 +89,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
       Response.json({ error: { code: 'invalid_request', message: 'malformed request' } }, { status: 400 }),
   });
   const server = createServer(listener);
+  // Requests with `Expect: 100-continue` go to the app before the client sends its body, so a refusal
+  // (401, 413, 507, 409) costs no upload; the handler sends 100 Continue when it starts reading.
+  server.on('checkContinue', listener);
   const address = await listen(server, config.port, config.host);
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
@@ -77,7 +105,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
       const idle = setInterval(() => server.closeIdleConnections(), 50);
       const deadline = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
       server.closeIdleConnections();
+      clearInterval(sweeper);
       await closed;
+      await sweeping;
       clearInterval(idle);
       clearTimeout(deadline);
       await meta.close();

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { randomData, sha256, sha256sum } from './helpers/bytes.ts';
 import { makeTempDir, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { requestWithExpect } from './helpers/sessions.ts';
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -176,10 +177,16 @@ describe('blobs by digest', () => {
   });
 
   test('a body over --max-blob-size is 413 and keeps nothing', async () => {
-    const before = await blobFiles(d);
     const big = randomData(61 * 1024 * 1024);
-    // Announced length over the limit: refused before reading.
-    await expectError(await d.api('/api/blobs', { method: 'POST', body: big }), 413, 'too_large');
+    // Announced length over the limit: refused before a byte is sent (Expect: 100-continue).
+    const early = await requestWithExpect(`${d.url}/api/blobs`, 'POST', { authorization: `Bearer ${d.token}` }, big);
+    assert.equal(early.status, 413);
+    assert.equal(early.continued, false, 'no 100 Continue for a body that will be refused');
+    assert.equal((JSON.parse(early.body) as { error: { code: string } }).error.code, 'too_large');
+    // An acceptable body with Expect: 100-continue is asked for, and stored.
+    const fine = await requestWithExpect(`${d.url}/api/blobs`, 'POST', { authorization: `Bearer ${d.token}` }, big.subarray(0, 1000));
+    assert.deepEqual([fine.status, fine.continued], [201, true]);
+    const before = await blobFiles(d);
     // No announced length (chunked): refused while streaming.
     const chunked = new ReadableStream<Uint8Array>({
       start(ctl) {

@@ -1,5 +1,5 @@
-// Principals and the decision who may call the API. Until scoped tokens exist the admin token is the only
-// credential. Tokens are compared as SHA-256 hashes in constant time; no token value is ever logged.
+// Principals and the one decision who may do what. Until scoped tokens exist the admin token is the only
+// principal credential. Tokens are compared as SHA-256 hashes in constant time; no token value is logged.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { BlobdError } from './errors.ts';
 
@@ -9,10 +9,18 @@ export interface Principal {
   readonly admin: boolean;
 }
 
+/** What a route may require of its caller. */
+export type Action = 'admin' | 'blobs:read' | 'blobs:write' | 'blobs:delete';
+
 const ADMIN: Principal = { id: 'admin', admin: true };
 
 function tokenHash(token: string): Buffer {
   return createHash('sha256').update(token, 'utf8').digest();
+}
+
+/** The single authorization decision: may this principal perform this action? */
+export function can(principal: Principal, _action: Action): boolean {
+  return principal.admin;
 }
 
 export class Authenticator {
@@ -22,11 +30,8 @@ export class Authenticator {
     this.adminHash = tokenHash(adminToken);
   }
 
-  /** The principal a presented credential stands for; `null` means none was presented. */
-  authenticate(token: string | null): Principal {
-    if (token === null || token === '') {
-      throw new BlobdError('unauthorized', 'this route needs a token (Authorization: Bearer, X-API-Key or Basic)');
-    }
+  /** The principal a presented token stands for; throws `unauthorized` for an unknown token. */
+  authenticate(token: string): Principal {
     if (timingSafeEqual(tokenHash(token), this.adminHash)) return ADMIN;
     throw new BlobdError('unauthorized', 'the token is not valid');
   }

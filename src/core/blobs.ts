@@ -1,10 +1,11 @@
 // Blob ingest and lookup by digest: stream in → verified digest → dedup → durable commit → row and pin.
 // It must never make a row visible before the bytes are durable (G2), nor buffer a blob (G5).
-import { finished, Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { BytesNotFoundError, type ByteRange, type ByteStore } from '../storage/byte-store.ts';
-import type { MetadataStore } from '../storage/metadata-store.ts';
+import type { MetadataStore, PinInput } from '../storage/metadata-store.ts';
 import type { Principal } from './auth.ts';
 import type { Digest } from './digest.ts';
+import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
 import { BlobdError } from './errors.ts';
 
 export interface BlobInfo {
@@ -31,7 +32,7 @@ export interface BlobServiceOptions {
 }
 
 /** Serialises async work per key; used so that commit-or-dedup of one digest happens one at a time. */
-class KeyedLock {
+export class KeyedLock {
   private readonly tails = new Map<string, Promise<unknown>>();
 
   async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -47,28 +48,6 @@ class KeyedLock {
   }
 }
 
-/**
- * `source` as a stream that fails with `too_large` once more than `max` bytes went by, and with the
- * source's own error when the client goes away. The source is only unpiped, never destroyed, on a limit
- * failure, so the transport can still answer 413 before it closes the connection.
- */
-function limitBytes(source: Readable, max: number): Readable {
-  let seen = 0;
-  const limited = new Transform({
-    // As large as the store's own buffers: the 16 KiB default forced a backpressure turn per socket chunk.
-    highWaterMark: 1 << 20,
-    transform(chunk: Buffer, _enc, done) {
-      seen += chunk.length;
-      if (seen > max) done(new BlobdError('too_large', `the body exceeds the limit of ${max} bytes`, { limit: max }));
-      else done(null, chunk);
-    },
-  });
-  finished(source, (err) => {
-    if (err && !limited.destroyed) limited.destroy(err);
-  });
-  return source.pipe(limited);
-}
-
 export class BlobService {
   private readonly digestLock = new KeyedLock();
 
@@ -79,13 +58,12 @@ export class BlobService {
   ) {}
 
   /** Stream a body into the store and pin it for the principal. */
-  async ingest(source: Readable, opts: IngestOptions): Promise<IngestResult> {
+  async ingest(body: BodySource, opts: IngestOptions): Promise<IngestResult> {
     const max = this.options.maxBlobSize;
     if (opts.declaredSize !== undefined && opts.declaredSize > max) {
-      source.resume(); // let the transport drain or drop the body; nothing of it is kept
-      throw new BlobdError('too_large', `the body exceeds the limit of ${max} bytes`, { limit: max });
+      throw tooLarge(max);
     }
-    const staged = await this.bytes.stage(limitBytes(source, max));
+    const staged = await this.bytes.stage(limitBytes(body(), max, () => tooLarge(max)));
     try {
       if (opts.expected !== undefined && staged.digest !== opts.expected) {
         throw new BlobdError('digest_mismatch', 'the body does not hash to the expected digest', {
@@ -93,13 +71,8 @@ export class BlobService {
           actual: staged.digest,
         });
       }
-      const pin = {
-        principal: opts.principal.id,
-        temporary: opts.temporary ?? false,
-        expiresAt: opts.temporary ? Date.now() + this.options.temporaryTtlMs : null,
-      };
-      // One digest at a time: the "is it there already?" answer must still hold when the row is written.
-      return await this.digestLock.run(staged.digest, async () => {
+      const pin = this.pinFor(opts.principal.id, opts.temporary ?? false);
+      return await this.lockDigest(staged.digest, async () => {
         const existing = await this.meta.getBlob(staged.digest);
         if (!existing) await this.bytes.commit(staged);
         const { created } = await this.meta.commitBlob({ digest: staged.digest, size: staged.size }, pin);
@@ -108,6 +81,34 @@ export class BlobService {
     } finally {
       await this.bytes.discard(staged);
     }
+  }
+
+  /**
+   * Runs `fn` while no other commit of `digest` runs in this process: the "is it there already?" answer
+   * must still hold when the row is written. Every path that makes a blob row goes through here.
+   */
+  lockDigest<T>(digest: string, fn: () => Promise<T>): Promise<T> {
+    return this.digestLock.run(digest, fn);
+  }
+
+  /** The blob row, or null. */
+  async find(digest: string): Promise<BlobInfo | null> {
+    const row = await this.meta.getBlob(digest);
+    return row ? { digest: row.digest as Digest, size: row.size } : null;
+  }
+
+  /** Pin an existing blob for a principal (a dedup hit that sent no bytes). */
+  async pinExisting(blob: BlobInfo, principalId: string, temporary: boolean): Promise<void> {
+    await this.meta.commitBlob(blob, this.pinFor(principalId, temporary));
+  }
+
+  /** A pin for a principal; temporary pins expire after --temporary-ttl. */
+  pinFor(principalId: string, temporary: boolean): PinInput {
+    return {
+      principal: principalId,
+      temporary,
+      expiresAt: temporary ? Date.now() + this.options.temporaryTtlMs : null,
+    };
   }
 
   async describe(digest: Digest): Promise<BlobInfo> {

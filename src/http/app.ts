@@ -5,6 +5,7 @@ import type { Authenticator } from '../core/auth.ts';
 import type { BlobService } from '../core/blobs.ts';
 import { BlobdError } from '../core/errors.ts';
 import type { Readiness } from '../core/readiness.ts';
+import type { UploadService } from '../core/uploads.ts';
 import type { AppEnv } from './env.ts';
 import { renderError } from './errors.ts';
 import { authenticate } from './middleware/authenticate.ts';
@@ -12,11 +13,13 @@ import { requestLog } from './middleware/request-log.ts';
 import { createRouter } from './router.ts';
 import { blobRoutes } from './routes/blobs.ts';
 import { healthRoutes } from './routes/health.ts';
+import { uploadRoutes } from './routes/uploads.ts';
 
 export interface Services {
   readonly logger: Logger;
   readonly auth: Authenticator;
   readonly blobs: BlobService;
+  readonly uploads: UploadService;
   readonly checkReadiness: () => Promise<Readiness>;
   readonly version: string;
 }
@@ -27,6 +30,8 @@ export function createApp(services: Services) {
   app.use('/api/*', authenticate(services.auth));
 
   app.route('/', healthRoutes(services.checkReadiness));
+  // Before the blob routes: /api/blobs/uploads must not be taken for a digest.
+  app.route('/', uploadRoutes(services.uploads));
   app.route('/', blobRoutes(services.blobs));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });

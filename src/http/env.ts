@@ -2,12 +2,16 @@
 import type { HttpBindings } from '@hono/node-server';
 import type { Logger } from 'pino';
 import type { Principal } from '../core/auth.ts';
+import type { BlobdError } from '../core/errors.ts';
 
 export interface AppEnv {
   Bindings: HttpBindings;
   Variables: {
     requestId: string;
     log: Logger;
-    principal: Principal;
+    /** Set by `authenticate` when the request carried a valid token. */
+    principal?: Principal;
+    /** Set by `authenticate` when the request carried a token that is not valid. */
+    credentialError?: BlobdError;
   };
 }

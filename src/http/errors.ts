@@ -14,6 +14,11 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   unauthorized: 401,
   forbidden: 403,
   blob_not_found: 404,
+  upload_not_found: 404,
+  upload_locked: 409,
+  offset_mismatch: 409,
+  size_mismatch: 400,
+  insufficient_storage: 507,
   not_found: 404,
   too_large: 413,
   range_not_satisfiable: 416,
@@ -48,9 +53,11 @@ export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<st
     });
   }
   const status = STATUS[error.code];
-  if (status >= 500 || error.code === 'too_large') {
-    // The body may not have been read: tell the client this connection will not be reused.
+  if (status >= 500 && status !== 507) {
     headers = { Connection: 'close', ...headers };
+  }
+  if (error.code === 'offset_mismatch' && typeof error.details.offset === 'number') {
+    headers = { 'Upload-Offset': String(error.details.offset), ...headers };
   }
   if (error.code === 'unauthorized') headers = { 'WWW-Authenticate': 'Bearer realm="blobd"', ...headers };
   return c.json({ error: { code: error.code, message: error.message, ...error.details } }, status, headers);

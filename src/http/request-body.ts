@@ -7,7 +7,12 @@ import type { AppEnv } from './env.ts';
 
 export function requestBody(c: Context<AppEnv>): Readable {
   const incoming = c.env?.incoming;
-  if (incoming) return incoming;
+  if (incoming) {
+    // A client that sent `Expect: 100-continue` is waiting for our go-ahead: everything that could refuse
+    // the request (auth, validation, limits, offsets) has run by the time a handler asks for the body.
+    if (/100-continue/i.test(incoming.headers.expect ?? '') && !c.env.outgoing.headersSent) c.env.outgoing.writeContinue();
+    return incoming;
+  }
   const body = c.req.raw.body;
   return body ? Readable.fromWeb(body as import('node:stream/web').ReadableStream) : Readable.from([]);
 }

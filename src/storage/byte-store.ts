@@ -38,6 +38,38 @@ export interface ByteStore {
   list(): AsyncIterable<string>;
   /** Resolves when bytes can be written now; rejects otherwise. */
   ping(): Promise<void>;
+  /** Bytes the store can still take (free disk, for the local implementation). */
+  freeSpace(): Promise<number>;
+
+  // Upload sessions: bytes that grow by appends until they are committed as a blob.
+
+  /** Create the session's empty, durable byte file. */
+  createUpload(id: string): Promise<void>;
+  /**
+   * Write `source` into the session's bytes from `offset` on and make what was written durable. Each chunk
+   * is passed to `onWritten` after it reached the file, so a caller's running hash sees exactly the bytes
+   * that are there. When the source fails (a client gone mid-body) the bytes that arrived are kept and the
+   * source's error is returned with their count; when writing fails the promise rejects and the file may
+   * hold a partial tail past `offset` that the caller must truncate.
+   */
+  appendUpload(
+    id: string,
+    offset: number,
+    source: Readable,
+    onWritten: (chunk: Buffer) => void,
+  ): Promise<{ written: number; sourceError?: unknown }>;
+  /** Cut the session's bytes back to `length`, durably. */
+  truncateUpload(id: string, length: number): Promise<void>;
+  /** Size of the session's byte file, or null when it has none. */
+  uploadSize(id: string): Promise<number | null>;
+  /** The first `length` bytes of the session (to rebuild a hash after a restart). */
+  readUpload(id: string, length: number): Promise<Readable>;
+  /** Move the session's bytes into place as the blob `digest`: atomic and durable when it resolves. */
+  commitUpload(id: string, digest: string): Promise<void>;
+  /** Free the session's bytes; absent bytes are not an error. */
+  deleteUpload(id: string): Promise<void>;
+  /** Every session id that has bytes. */
+  listUploads(): AsyncIterable<string>;
 }
 
 /** Thrown by openRead when the bytes for a digest do not exist. */

@@ -112,8 +112,65 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       assert.deepEqual(await listAll(store), []);
     }));
 
-    test('ping resolves on a healthy store', withStore(async ({ store }) => {
+    test('ping resolves on a healthy store; free space is a positive number', withStore(async ({ store }) => {
       await store.ping();
+      assert.ok((await store.freeSpace()) > 0);
+    }));
+
+    const ID = '01a2b3c4-0000-7000-8000-000000000001';
+
+    test('upload bytes grow by positional appends and report each written chunk', withStore(async ({ store }) => {
+      await store.createUpload(ID);
+      assert.equal(await store.uploadSize(ID), 0);
+      const seen: Buffer[] = [];
+      const a = randomBytes(300_000);
+      const b = randomBytes(5);
+      assert.deepEqual(await store.appendUpload(ID, 0, Readable.from([a]), (c) => seen.push(Buffer.from(c))), { written: a.length });
+      assert.deepEqual(await store.appendUpload(ID, a.length, Readable.from([b]), (c) => seen.push(Buffer.from(c))), { written: 5 });
+      assert.ok(Buffer.concat(seen).equals(Buffer.concat([a, b])), 'onWritten saw exactly the bytes, in order');
+      assert.equal(await store.uploadSize(ID), a.length + 5);
+      assert.ok((await readAll(await store.readUpload(ID, a.length))).equals(a));
+      assert.equal((await readAll(await store.readUpload(ID, 0))).length, 0);
+      assert.deepEqual(await listUploads(store), [ID]);
+    }));
+
+    test('a failing source keeps what was written and returns its error', withStore(async ({ store }) => {
+      await store.createUpload(ID);
+      const boom = new Error('client went away');
+      const source = new Readable({ read() {} });
+      const first = randomBytes(64 * 1024);
+      source.push(first);
+      setTimeout(() => source.destroy(boom), 50);
+      let reported = 0;
+      const res = await store.appendUpload(ID, 0, source, (c) => (reported += c.length));
+      assert.equal(res.sourceError, boom);
+      assert.equal(res.written, first.length);
+      assert.equal(reported, first.length);
+      assert.equal(await store.uploadSize(ID), first.length);
+    }));
+
+    test('truncate cuts the tail; commit moves the bytes under their digest; delete frees them', withStore(async ({ store }) => {
+      await store.createUpload(ID);
+      const data = Buffer.from('keep this|not this');
+      await store.appendUpload(ID, 0, Readable.from([data]), () => {});
+      await store.truncateUpload(ID, 9);
+      assert.equal(await store.uploadSize(ID), 9);
+      const digest = digestOf(data.subarray(0, 9));
+      await store.commitUpload(ID, digest);
+      assert.equal(await store.uploadSize(ID), null);
+      assert.deepEqual(await listUploads(store), []);
+      assert.equal(await text(await store.openRead(digest)), 'keep this');
+      const other = '01a2b3c4-0000-7000-8000-000000000002';
+      await store.createUpload(other);
+      await store.deleteUpload(other);
+      await store.deleteUpload(other);
+      assert.equal(await store.uploadSize(other), null);
     }));
   });
+}
+
+async function listUploads(store: ByteStore): Promise<string[]> {
+  const out: string[] = [];
+  for await (const id of store.listUploads()) out.push(id);
+  return out.sort();
 }

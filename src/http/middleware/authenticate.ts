@@ -1,7 +1,10 @@
-// Finds the credential a request carries (Bearer, X-API-Key, or Basic with the token as user name) and
-// asks core who it is. It decides nothing itself beyond "which header holds the token".
+// Authentication and authorization at the HTTP edge. `authenticate` (mounted once, for /api) finds the
+// credential a request carries — Bearer, X-API-Key, or Basic with the token as user name — and resolves
+// the principal without deciding anything. Each route then declares what it needs with `requires(...)`;
+// routes driven by an upload session's token declare `requires('upload-token')` and core checks it.
 import type { MiddlewareHandler } from 'hono';
-import type { Authenticator } from '../../core/auth.ts';
+import { can, type Action, type Authenticator, type Principal } from '../../core/auth.ts';
+import { BlobdError } from '../../core/errors.ts';
 import type { AppEnv } from '../env.ts';
 
 export function presentedToken(authorization: string | undefined, apiKey: string | undefined): string | null {
@@ -22,7 +25,40 @@ export function presentedToken(authorization: string | undefined, apiKey: string
 export function authenticate(auth: Authenticator): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const token = presentedToken(c.req.header('authorization'), c.req.header('x-api-key'));
-    c.set('principal', auth.authenticate(token));
+    if (token !== null) {
+      try {
+        c.set('principal', auth.authenticate(token));
+      } catch (err) {
+        c.set('credentialError', err as BlobdError);
+      }
+    }
     await next();
   };
+}
+
+/** The session token of an upload-session route (`PortSIP-Upload-Token` is an alias). */
+export function uploadToken(header: (name: string) => string | undefined): string | null {
+  return header('upload-token') ?? header('portsip-upload-token') ?? null;
+}
+
+/** Declares what a route needs; the declaration is the check. */
+export function requires(need: Action | 'upload-token'): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (need === 'upload-token') {
+      // The session token is a capability on its own: core verifies it against the session.
+      return next();
+    }
+    const principal = c.var.principal;
+    if (!principal) {
+      throw c.var.credentialError ?? new BlobdError('unauthorized', 'this route needs a token (Authorization: Bearer, X-API-Key or Basic)');
+    }
+    if (!can(principal, need)) throw new BlobdError('forbidden', `this token may not ${need}`);
+    await next();
+  };
+}
+
+/** The authenticated principal of a route that declared `requires(action)`. */
+export function principalOf(c: { var: { principal?: Principal } }): Principal {
+  if (!c.var.principal) throw new BlobdError('unauthorized', 'this route needs a token');
+  return c.var.principal;
 }

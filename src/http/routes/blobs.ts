@@ -5,6 +5,7 @@ import type { Context } from 'hono';
 import type { BlobService, IngestResult } from '../../core/blobs.ts';
 import { parseDigest } from '../../core/digest.ts';
 import type { AppEnv } from '../env.ts';
+import { principalOf, requires } from '../middleware/authenticate.ts';
 import { createRouter } from '../router.ts';
 import { declaredLength, requestBody } from '../request-body.ts';
 import { sendBlob } from '../send-blob.ts';
@@ -18,6 +19,7 @@ const download = createRoute({
   method: 'get',
   path: '/api/blobs/{digest}',
   summary: 'Download a blob by digest (HEAD answers the same headers)',
+  middleware: [requires('blobs:read')] as const,
   request: {
     params: z.object({ digest: DigestParam }),
     query: z.object({ filename: z.string().max(1024).optional() }),
@@ -34,6 +36,7 @@ const upload = createRoute({
   method: 'post',
   path: '/api/blobs',
   summary: 'One-shot upload of the raw body; pins the blob for the caller',
+  middleware: [requires('blobs:write')] as const,
   request: {
     query: z.object({ temporary: z.enum(['true', 'false']).optional() }),
     body: { content: BinaryBody, required: false },
@@ -45,6 +48,7 @@ const put = createRoute({
   method: 'put',
   path: '/api/blobs/{digest}',
   summary: 'One-shot upload that must hash to {digest}; nothing is kept otherwise',
+  middleware: [requires('blobs:write')] as const,
   request: {
     params: z.object({ digest: DigestParam }),
     query: z.object({ temporary: z.enum(['true', 'false']).optional() }),
@@ -74,8 +78,8 @@ export function blobRoutes(blobs: BlobService) {
   });
 
   app.openapi(upload, async (c) => {
-    const result = await blobs.ingest(requestBody(c), {
-      principal: c.var.principal,
+    const result = await blobs.ingest(() => requestBody(c), {
+      principal: principalOf(c),
       declaredSize: declaredLength(c),
       temporary: c.req.valid('query').temporary === 'true',
     });
@@ -84,8 +88,8 @@ export function blobRoutes(blobs: BlobService) {
 
   app.openapi(put, async (c) => {
     const expected = parseDigest(c.req.valid('param').digest);
-    const result = await blobs.ingest(requestBody(c), {
-      principal: c.var.principal,
+    const result = await blobs.ingest(() => requestBody(c), {
+      principal: principalOf(c),
       expected,
       declaredSize: declaredLength(c),
       temporary: c.req.valid('query').temporary === 'true',

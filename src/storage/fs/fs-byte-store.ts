@@ -2,10 +2,10 @@
 // directory (commit by rename, as distribution does). A file under blobs/ therefore always holds exactly
 // the bytes its name says (G2). It must never expose a path to its callers.
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, open as openCallback } from 'node:fs';
-import { chmod, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { close, createReadStream, createWriteStream, fdatasync, ftruncate as ftruncateCallback, open as openCallback, write, writev } from 'node:fs';
+import { chmod, mkdir, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { v7 as uuidv7 } from 'uuid';
@@ -15,6 +15,81 @@ import type { DataLayout } from './layout.ts';
 // 1 MiB reads and writes: fewer syscalls and event-loop turns than the 64 KiB default on a 1 GiB blob.
 const IO_CHUNK = 1 << 20;
 const openFd = promisify(openCallback);
+const writeFd = promisify(write);
+const writevFd = promisify(writev);
+const fdatasyncFd = promisify(fdatasync);
+const closeFd = promisify(close);
+
+/**
+ * Writes a stream into an open file at an explicit position, and reports each chunk only once it is in the
+ * file. Keeps track of the write in flight so the file is never synced or closed under it.
+ */
+class PositionalWriter extends Writable {
+  written = 0;
+  failure: unknown;
+  private inflight: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly fd: number,
+    private position: number,
+    private readonly onWritten: (chunk: Buffer) => void,
+  ) {
+    super({ highWaterMark: IO_CHUNK });
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    this.track(this.writeAll([chunk]), done);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], done: (err?: Error | null) => void): void {
+    this.track(this.writeAll(chunks.map((c) => c.chunk)), done);
+  }
+
+  /** Resolves when no write is in flight any more. */
+  settled(): Promise<void> {
+    return this.inflight;
+  }
+
+  private track(work: Promise<void>, done: (err?: Error | null) => void): void {
+    this.inflight = work.then(
+      () => done(),
+      (err: Error) => {
+        this.failure = err;
+        done(err);
+      },
+    );
+  }
+
+  private async writeAll(buffers: Buffer[]): Promise<void> {
+    let pending = buffers;
+    while (pending.length > 0) {
+      const n = (
+        pending.length === 1
+          ? await writeFd(this.fd, pending[0]!, 0, pending[0]!.length, this.position)
+          : await writevFd(this.fd, pending, this.position)
+      ).bytesWritten;
+      this.position += n;
+      pending = dropBytes(pending, n);
+    }
+    for (const b of buffers) {
+      this.written += b.length;
+      this.onWritten(b);
+    }
+  }
+}
+
+/** What is left of `buffers` after the first `n` bytes were written (short writes are legal). */
+function dropBytes(buffers: Buffer[], n: number): Buffer[] {
+  const rest: Buffer[] = [];
+  for (const b of buffers) {
+    if (n >= b.length) n -= b.length;
+    else {
+      rest.push(n > 0 ? b.subarray(n) : b);
+      n = 0;
+    }
+  }
+  return rest;
+}
 
 /** fsync a directory so that a rename or create inside it survives a power loss. */
 export async function syncDir(dir: string): Promise<void> {
@@ -45,6 +120,7 @@ export class FsByteStore implements ByteStore {
     await rm(layout.tmpDir, { recursive: true, force: true });
     await makeDirDurable(layout.tmpDir);
     await makeDirDurable(layout.blobsDir);
+    await makeDirDurable(layout.uploadsDir);
     return new FsByteStore(layout);
   }
 
@@ -121,6 +197,89 @@ export class FsByteStore implements ByteStore {
     const fh = await open(probe, 'wx', 0o600);
     await fh.close();
     await unlink(probe);
+  }
+
+  async freeSpace(): Promise<number> {
+    const st = await statfs(this.layout.root);
+    return st.bavail * st.bsize;
+  }
+
+  async createUpload(id: string): Promise<void> {
+    const fh = await open(this.layout.uploadFile(id), 'wx', 0o600);
+    await fh.close();
+    await syncDir(this.layout.uploadsDir);
+  }
+
+  async appendUpload(
+    id: string,
+    offset: number,
+    source: Readable,
+    onWritten: (chunk: Buffer) => void,
+  ): Promise<{ written: number; sourceError?: unknown }> {
+    const fd = await openFd(this.layout.uploadFile(id), 'r+');
+    const writer = new PositionalWriter(fd, offset, onWritten);
+    let sourceError: unknown;
+    try {
+      await pipeline(source, writer).catch(async (err: unknown) => {
+        await writer.settled().catch(() => {});
+        if (writer.failure !== undefined) throw writer.failure;
+        sourceError = err;
+      });
+      // Durable before anyone records the new offset (G1): an acknowledged offset survives a crash.
+      await fdatasyncFd(fd);
+    } finally {
+      await closeFd(fd);
+    }
+    return sourceError === undefined ? { written: writer.written } : { written: writer.written, sourceError };
+  }
+
+  async truncateUpload(id: string, length: number): Promise<void> {
+    const fd = await openFd(this.layout.uploadFile(id), 'r+');
+    try {
+      await promisify(ftruncateCallback)(fd, length);
+      await fdatasyncFd(fd);
+    } finally {
+      await closeFd(fd);
+    }
+  }
+
+  async uploadSize(id: string): Promise<number | null> {
+    try {
+      return (await stat(this.layout.uploadFile(id))).size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  async readUpload(id: string, length: number): Promise<Readable> {
+    const fd = await openFd(this.layout.uploadFile(id), 'r');
+    if (length === 0) {
+      await closeFd(fd);
+      return Readable.from([]);
+    }
+    return createReadStream('', { fd, start: 0, end: length - 1, highWaterMark: IO_CHUNK });
+  }
+
+  async commitUpload(id: string, digest: string): Promise<void> {
+    const from = this.layout.uploadFile(id);
+    const final = this.layout.blobFile(digest);
+    await makeDirDurable(path.dirname(final));
+    await chmod(from, 0o444);
+    await rename(from, final);
+    await syncDir(path.dirname(final));
+  }
+
+  async deleteUpload(id: string): Promise<void> {
+    await unlink(this.layout.uploadFile(id)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+  }
+
+  async *listUploads(): AsyncIterable<string> {
+    for (const name of await readdir(this.layout.uploadsDir)) {
+      if (this.layout.isUploadName(name)) yield name;
+    }
   }
 
   async *list(): AsyncIterable<string> {

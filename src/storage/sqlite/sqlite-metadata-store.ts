@@ -1,25 +1,45 @@
 // The SQLite MetadataStore: each domain operation is one short synchronous transaction, wrapped in a
 // Promise to honour the async interface. Never hold a transaction across an await.
-import type { BlobRecord, MetadataStore, PinInput } from '../metadata-store.ts';
+import type { BlobRecord, MetadataStore, NewUpload, PinInput, UploadRecord, UploadState } from '../metadata-store.ts';
 import { BlobsRepo } from './blobs-repo.ts';
 import { openDatabase, type Db } from './db.ts';
+import { UploadsRepo } from './uploads-repo.ts';
+
+type BlobInput = { digest: string; size: number };
 
 export class SqliteMetadataStore implements MetadataStore {
   private readonly blobs: BlobsRepo;
-  private readonly commitBlobTx: (blob: { digest: string; size: number }, pin?: PinInput) => boolean;
+  private readonly uploads: UploadsRepo;
+  private readonly commitBlobTx: (blob: BlobInput, pin: PinInput | null) => boolean;
+  private readonly finishUploadTx: (
+    id: string,
+    blob: BlobInput,
+    pin: PinInput | null,
+    result: string,
+    expiresAt: number,
+  ) => boolean;
   private readonly pingStmt;
 
   constructor(private readonly db: Db) {
     this.blobs = new BlobsRepo(db);
+    this.uploads = new UploadsRepo(db);
     this.pingStmt = db.prepare('SELECT 1');
-    this.commitBlobTx = db
-      .transaction((blob: { digest: string; size: number }, pin?: PinInput) => {
+    const commitBlob = (blob: BlobInput, pin: PinInput | null, now: number) => {
+      const created = this.blobs.insert(blob.digest, blob.size, now);
+      if (pin) this.blobs.pin(blob.digest, pin, now);
+      return created;
+    };
+    this.commitBlobTx = db.transaction((blob: BlobInput, pin: PinInput | null) => commitBlob(blob, pin, Date.now())).immediate;
+    this.finishUploadTx = db.transaction(
+      (id: string, blob: BlobInput, pin: PinInput | null, result: string, expiresAt: number) => {
         const now = Date.now();
-        const created = this.blobs.insert(blob.digest, blob.size, now);
-        if (pin) this.blobs.pin(blob.digest, pin, now);
+        const created = commitBlob(blob, pin, now);
+        if (!this.uploads.markCompleted(id, blob.digest, result, now, expiresAt)) {
+          throw new Error(`upload session ${id} is not open or completing`);
+        }
         return created;
-      })
-      .immediate;
+      },
+    ).immediate;
   }
 
   static open(file: string): SqliteMetadataStore {
@@ -30,8 +50,54 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.blobs.get(digest);
   }
 
-  async commitBlob(blob: { digest: string; size: number }, pin?: PinInput): Promise<{ created: boolean }> {
-    return { created: this.commitBlobTx(blob, pin) };
+  async commitBlob(blob: BlobInput, pin?: PinInput): Promise<{ created: boolean }> {
+    return { created: this.commitBlobTx(blob, pin ?? null) };
+  }
+
+  async createUpload(upload: NewUpload): Promise<void> {
+    this.uploads.insert(upload);
+  }
+
+  async getUpload(id: string): Promise<UploadRecord | null> {
+    return this.uploads.get(id);
+  }
+
+  async advanceUpload(id: string, offset: number, expiresAt: number): Promise<void> {
+    if (!this.uploads.advance(id, offset, Date.now(), expiresAt)) throw new Error(`upload session ${id} is not open`);
+  }
+
+  async beginCompletion(id: string, digest: string): Promise<void> {
+    if (!this.uploads.markCompleting(id, digest, Date.now())) throw new Error(`upload session ${id} is not open`);
+  }
+
+  async reopenUpload(id: string): Promise<void> {
+    this.uploads.reopen(id, Date.now());
+  }
+
+  async finishUpload(
+    id: string,
+    blob: BlobInput,
+    pin: PinInput | null,
+    result: string,
+    expiresAt: number,
+  ): Promise<{ created: boolean }> {
+    return { created: this.finishUploadTx(id, blob, pin, result, expiresAt) };
+  }
+
+  async deleteUpload(id: string): Promise<void> {
+    this.uploads.delete(id);
+  }
+
+  async listUnfinishedUploads(): Promise<UploadRecord[]> {
+    return this.uploads.unfinished();
+  }
+
+  async listExpiredUploads(now: number): Promise<{ id: string; state: UploadState }[]> {
+    return this.uploads.expired(now);
+  }
+
+  async reservedUploadBytes(now: number): Promise<number> {
+    return this.uploads.reserved(now);
   }
 
   async ping(): Promise<void> {

@@ -1,0 +1,224 @@
+// Upload sessions (SPEC §3.1): initiate, append, complete, status, destroy. Translation only: headers and
+// query in, one call to core/uploads, headers and JSON out. The session token is checked by core.
+import { createRoute, z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { parseDigest } from '../../core/digest.ts';
+import type { CompletedUpload, SessionStatus, UploadService } from '../../core/uploads.ts';
+import type { AppEnv } from '../env.ts';
+import { principalOf, requires, uploadToken } from '../middleware/authenticate.ts';
+import { declaredLength, requestBody } from '../request-body.ts';
+import { createRouter } from '../router.ts';
+import { BinaryBody, errors } from './schemas.ts';
+
+const Decimal = z.string().regex(/^\d{1,16}$/, 'a non-negative integer');
+
+const IdParam = z.object({
+  id: z.string().openapi({ param: { name: 'id', in: 'path' }, description: 'upload session id (UUIDv7)' }),
+});
+
+const TokenHeaders = z.object({
+  'upload-token': z.string().optional().openapi({ description: 'the session token (alias: PortSIP-Upload-Token)' }),
+  'upload-offset': Decimal.optional().openapi({ description: 'precondition: the offset the client believes current' }),
+});
+
+const Session = z
+  .object({ id: z.string(), token: z.string(), offset: z.number().int(), size: z.number().int().nullable(), expires_at: z.string() })
+  .openapi('UploadSession');
+
+const Completed = z
+  .object({
+    id: z.string(),
+    digest: z.string(),
+    size: z.number().int(),
+    filename: z.string().nullable(),
+    deduplicated: z.boolean(),
+  })
+  .openapi('UploadCompleted');
+
+const Status = z
+  .object({
+    id: z.string(),
+    offset: z.number().int(),
+    size: z.number().int().nullable(),
+    state: z.enum(['open', 'completed']),
+    expires_at: z.string(),
+    filename: z.string().nullable(),
+  })
+  .openapi('UploadStatus');
+
+const json = <T extends z.ZodTypeAny>(schema: T, description: string) => ({
+  description,
+  content: { 'application/json': { schema } },
+});
+
+const initiate = createRoute({
+  method: 'post',
+  path: '/api/blobs/uploads',
+  summary: 'Start a resumable upload session',
+  middleware: [requires('blobs:write')] as const,
+  request: {
+    query: z.object({
+      filename: z.string().max(1024).optional(),
+      temporary: z.enum(['true', 'false']).optional(),
+      size: Decimal.optional(),
+      digest: z.string().optional(),
+      bucket: z.string().optional(),
+      key: z.string().optional(),
+      content_type: z.string().max(255).optional(),
+    }),
+  },
+  responses: {
+    202: json(Session, 'session started; send bytes to …/append'),
+    201: json(Completed, 'the digest exists already: nothing to send'),
+    ...errors(400, 401, 403, 413, 501, 507),
+  },
+});
+
+const append = createRoute({
+  method: 'post',
+  path: '/api/blobs/uploads/{id}/append',
+  summary: 'Append the body at the current offset',
+  middleware: [requires('upload-token')] as const,
+  request: { params: IdParam, headers: TokenHeaders, body: { content: BinaryBody, required: false } },
+  responses: {
+    203: { description: 'appended; Upload-Offset is the new offset' },
+    ...errors(400, 401, 403, 404, 409, 413, 507),
+  },
+});
+
+const complete = createRoute({
+  method: 'post',
+  path: '/api/blobs/uploads/{id}/complete',
+  summary: 'Append an optional final body, verify size and digest, and store the blob',
+  middleware: [requires('upload-token')] as const,
+  request: {
+    params: IdParam,
+    headers: TokenHeaders,
+    query: z.object({ digest: z.string().optional() }),
+    body: { content: BinaryBody, required: false },
+  },
+  responses: { 201: json(Completed, 'stored'), ...errors(400, 401, 403, 404, 409, 413, 507) },
+});
+
+const statusRoute = createRoute({
+  method: 'get',
+  path: '/api/blobs/uploads/{id}/status',
+  summary: 'Where the session is: Upload-Offset, Upload-Length, Upload-Expires, Upload-State',
+  middleware: [requires('upload-token')] as const,
+  request: { params: IdParam, headers: TokenHeaders },
+  responses: { 204: { description: 'see the headers' }, ...errors(401, 403, 404) },
+});
+
+const show = createRoute({
+  method: 'get',
+  path: '/api/blobs/uploads/{id}',
+  summary: 'The session as JSON (HEAD: the status headers, 204)',
+  middleware: [requires('upload-token')] as const,
+  request: { params: IdParam, headers: TokenHeaders },
+  responses: { 200: json(Status, 'the session'), 204: { description: 'HEAD: see the headers' }, ...errors(401, 403, 404) },
+});
+
+const destroyPost = createRoute({
+  method: 'post',
+  path: '/api/blobs/uploads/{id}/destroy',
+  summary: 'Cancel the session and free its bytes now',
+  middleware: [requires('upload-token')] as const,
+  request: { params: IdParam, headers: TokenHeaders },
+  responses: { 204: { description: 'destroyed' }, ...errors(401, 403, 404, 409) },
+});
+
+const destroyDelete = createRoute({ ...destroyPost, method: 'delete', path: '/api/blobs/uploads/{id}' });
+
+/** The `Upload-Offset` precondition, if the client sent one. */
+function expectedOffset(c: Context<AppEnv>): number | undefined {
+  const value = c.req.header('upload-offset');
+  return value === undefined ? undefined : Number(value);
+}
+
+/** True when the request carries a body to append (announced length > 0, or chunked). */
+function hasBody(c: Context<AppEnv>): boolean {
+  const length = declaredLength(c);
+  return length !== undefined ? length > 0 : c.req.header('transfer-encoding') !== undefined;
+}
+
+function statusHeaders(s: SessionStatus): Record<string, string> {
+  const headers: Record<string, string> = {
+    'Upload-Offset': String(s.offset),
+    'Upload-Expires': new Date(s.expiresAt).toUTCString(),
+    'Upload-State': s.state,
+    'Cache-Control': 'no-store',
+  };
+  if (s.size !== null) headers['Upload-Length'] = String(s.size);
+  return headers;
+}
+
+function completedBody(r: CompletedUpload) {
+  return { id: r.id, digest: r.digest, size: r.size, filename: r.filename, deduplicated: r.deduplicated };
+}
+
+export function uploadRoutes(uploads: UploadService) {
+  const app = createRouter();
+  const token = (c: Context<AppEnv>) => uploadToken((name) => c.req.header(name));
+
+  app.openapi(initiate, async (c) => {
+    const q = c.req.valid('query');
+    const started = await uploads.initiate({
+      principal: principalOf(c),
+      filename: q.filename,
+      contentType: q.content_type,
+      temporary: q.temporary === 'true',
+      size: q.size === undefined ? undefined : Number(q.size),
+      digest: q.digest === undefined ? undefined : parseDigest(q.digest),
+      bucket: q.bucket,
+      key: q.key,
+    });
+    if (started.kind === 'completed') return c.json(completedBody(started.result), 201);
+    c.header('Location', `/api/blobs/uploads/${started.id}`);
+    c.header('Upload-Token', started.token);
+    c.header('Upload-Offset', '0');
+    c.header('Upload-Expires', new Date(started.expiresAt).toUTCString());
+    const expires_at = new Date(started.expiresAt).toISOString();
+    return c.json({ id: started.id, token: started.token, offset: 0, size: started.size, expires_at }, 202);
+  });
+
+  app.openapi(append, async (c) => {
+    const { id } = c.req.valid('param');
+    const offset = await uploads.append(id, token(c), () => requestBody(c), {
+      expectedOffset: expectedOffset(c),
+      length: declaredLength(c),
+    });
+    return c.body(null, 203, { 'Upload-Offset': String(offset) });
+  });
+
+  app.openapi(complete, async (c) => {
+    const { id } = c.req.valid('param');
+    const { digest } = c.req.valid('query');
+    const result = await uploads.complete(id, token(c), hasBody(c) ? () => requestBody(c) : null, {
+      expectedOffset: expectedOffset(c),
+      length: declaredLength(c),
+      digest: digest === undefined ? undefined : parseDigest(digest),
+    });
+    return c.json(completedBody(result), 201);
+  });
+
+  app.openapi(statusRoute, async (c) => {
+    const s = await uploads.status(c.req.valid('param').id, token(c));
+    return c.body(null, 204, statusHeaders(s));
+  });
+
+  app.openapi(show, async (c) => {
+    const s = await uploads.status(c.req.valid('param').id, token(c));
+    if (c.req.method === 'HEAD') return c.body(null, 204, statusHeaders(s));
+    const body = { id: s.id, offset: s.offset, size: s.size, state: s.state, expires_at: new Date(s.expiresAt).toISOString(), filename: s.filename };
+    return c.json(body, 200, statusHeaders(s));
+  });
+
+  for (const route of [destroyPost, destroyDelete]) {
+    app.openapi(route, async (c) => {
+      await uploads.destroy(c.req.valid('param').id, token(c));
+      return c.body(null, 204);
+    });
+  }
+
+  return app;
+}

@@ -1,0 +1,143 @@
+// Every SQL statement about upload sessions. Statements are prepared once, at construction.
+import type { Statement } from 'better-sqlite3';
+import type { NewUpload, UploadRecord, UploadState } from '../metadata-store.ts';
+import type { Db } from './db.ts';
+
+interface UploadRow {
+  id: string;
+  token_hash: string;
+  principal: string;
+  filename: string | null;
+  content_type: string | null;
+  temporary: number;
+  declared_size: number | null;
+  expected_digest: string | null;
+  bucket: string | null;
+  key: string | null;
+  upload_offset: number;
+  state: UploadState;
+  digest: string | null;
+  result: string | null;
+  created_at: number;
+  updated_at: number;
+  expires_at: number;
+}
+
+function toRecord(r: UploadRow): UploadRecord {
+  return {
+    id: r.id,
+    tokenHash: r.token_hash,
+    principal: r.principal,
+    filename: r.filename,
+    contentType: r.content_type,
+    temporary: r.temporary === 1,
+    declaredSize: r.declared_size,
+    expectedDigest: r.expected_digest,
+    bucket: r.bucket,
+    key: r.key,
+    offset: r.upload_offset,
+    state: r.state,
+    digest: r.digest,
+    result: r.result,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    expiresAt: r.expires_at,
+  };
+}
+
+export class UploadsRepo {
+  private readonly insertStmt: Statement<Record<string, unknown>>;
+  private readonly selectStmt: Statement<[string], UploadRow>;
+  private readonly advanceStmt: Statement<[number, number, number, string]>;
+  private readonly completingStmt: Statement<[string, number, string]>;
+  private readonly reopenStmt: Statement<[number, string]>;
+  private readonly completedStmt: Statement<[string, string, number, number, string]>;
+  private readonly deleteStmt: Statement<[string]>;
+  private readonly unfinishedStmt: Statement<[], UploadRow>;
+  private readonly expiredStmt: Statement<[number], { id: string; state: UploadState }>;
+  private readonly reservedStmt: Statement<[number], { reserved: number | null }>;
+
+  constructor(db: Db) {
+    this.insertStmt = db.prepare(`
+      INSERT INTO upload_sessions (id, token_hash, principal, filename, content_type, temporary, declared_size,
+        expected_digest, bucket, key, created_at, updated_at, expires_at)
+      VALUES (@id, @token_hash, @principal, @filename, @content_type, @temporary, @declared_size,
+        @expected_digest, @bucket, @key, @created_at, @created_at, @expires_at)`);
+    this.selectStmt = db.prepare('SELECT * FROM upload_sessions WHERE id = ?');
+    this.advanceStmt = db.prepare(
+      `UPDATE upload_sessions SET upload_offset = ?, updated_at = ?, expires_at = ? WHERE id = ? AND state = 'open'`,
+    );
+    this.completingStmt = db.prepare(
+      `UPDATE upload_sessions SET state = 'completing', digest = ?, updated_at = ? WHERE id = ? AND state = 'open'`,
+    );
+    this.reopenStmt = db.prepare(
+      `UPDATE upload_sessions SET state = 'open', digest = NULL, updated_at = ? WHERE id = ? AND state = 'completing'`,
+    );
+    this.completedStmt = db.prepare(
+      `UPDATE upload_sessions SET state = 'completed', digest = ?, result = ?, updated_at = ?, expires_at = ?
+       WHERE id = ? AND state IN ('open', 'completing')`,
+    );
+    this.deleteStmt = db.prepare('DELETE FROM upload_sessions WHERE id = ?');
+    this.unfinishedStmt = db.prepare(`SELECT * FROM upload_sessions WHERE state IN ('open', 'completing')`);
+    this.expiredStmt = db.prepare(
+      `SELECT id, state FROM upload_sessions WHERE expires_at <= ? AND state IN ('open', 'completed')`,
+    );
+    this.reservedStmt = db.prepare(`
+      SELECT sum(declared_size - upload_offset) AS reserved FROM upload_sessions
+      WHERE state = 'open' AND declared_size IS NOT NULL AND expires_at > ?`);
+  }
+
+  insert(u: NewUpload): void {
+    this.insertStmt.run({
+      id: u.id,
+      token_hash: u.tokenHash,
+      principal: u.principal,
+      filename: u.filename,
+      content_type: u.contentType,
+      temporary: u.temporary ? 1 : 0,
+      declared_size: u.declaredSize,
+      expected_digest: u.expectedDigest,
+      bucket: u.bucket,
+      key: u.key,
+      created_at: u.createdAt,
+      expires_at: u.expiresAt,
+    });
+  }
+
+  get(id: string): UploadRecord | null {
+    const row = this.selectStmt.get(id);
+    return row ? toRecord(row) : null;
+  }
+
+  advance(id: string, offset: number, now: number, expiresAt: number): boolean {
+    return this.advanceStmt.run(offset, now, expiresAt, id).changes === 1;
+  }
+
+  markCompleting(id: string, digest: string, now: number): boolean {
+    return this.completingStmt.run(digest, now, id).changes === 1;
+  }
+
+  reopen(id: string, now: number): void {
+    this.reopenStmt.run(now, id);
+  }
+
+  markCompleted(id: string, digest: string, result: string, now: number, expiresAt: number): boolean {
+    return this.completedStmt.run(digest, result, now, expiresAt, id).changes === 1;
+  }
+
+  delete(id: string): void {
+    this.deleteStmt.run(id);
+  }
+
+  unfinished(): UploadRecord[] {
+    return this.unfinishedStmt.all().map(toRecord);
+  }
+
+  expired(now: number): { id: string; state: UploadState }[] {
+    return this.expiredStmt.all(now);
+  }
+
+  reserved(now: number): number {
+    return this.reservedStmt.get(now)?.reserved ?? 0;
+  }
+}

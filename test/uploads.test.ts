@@ -1,0 +1,414 @@
+// Upload sessions against the real daemon: chunked happy path, resume after kill -9 (G3), locks,
+// disconnects, limits, destroy and expiry, reservations, and that idle sessions hold no resources.
+import assert from 'node:assert/strict';
+import { appendFile, readdir, readFile, stat, statfs, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { randomData, sha256 } from './helpers/bytes.ts';
+import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { append, complete, heldBody, initiate, requestWithExpect, status, type Session } from './helpers/sessions.ts';
+import { waitFor } from './helpers/wait.ts';
+
+const MiB = 1024 * 1024;
+
+async function errorCode(res: Response): Promise<string> {
+  assert.match(res.headers.get('content-type') ?? '', /application\/json/);
+  return ((await res.json()) as { error: { code: string } }).error.code;
+}
+
+async function uploadFileSize(d: Daemon, s: Session): Promise<number> {
+  return (await stat(path.join(d.dataDir, 'uploads', s.id))).size;
+}
+
+async function download(d: Daemon, digest: string): Promise<Buffer> {
+  const res = await d.api(`/api/blobs/${digest}`);
+  assert.equal(res.status, 200);
+  return Buffer.from(await res.arrayBuffer());
+}
+
+describe('upload sessions', () => {
+  let d: Daemon;
+  before(async () => {
+    d = await startDaemon({ args: ['--max-blob-size', '64MiB'] });
+  });
+  after(async () => {
+    await d.stop();
+    await removeDir(path.dirname(d.dataDir));
+  });
+
+  test('chunks of 1 byte, 5 MiB, 0 bytes and the rest make the right blob', async () => {
+    const data = randomData(7 * MiB + 3);
+    const res = await d.api(`/api/blobs/uploads?filename=big.bin&size=${data.length}`, { method: 'POST' });
+    assert.equal(res.status, 202);
+    const body = (await res.json()) as { id: string; token: string; offset: number; size: number; expires_at: string };
+    assert.equal(res.headers.get('location'), `/api/blobs/uploads/${body.id}`);
+    assert.equal(res.headers.get('upload-token'), body.token);
+    assert.equal(res.headers.get('upload-offset'), '0');
+    assert.equal(body.offset, 0);
+    assert.equal(body.size, data.length);
+    assert.ok(Date.parse(body.expires_at) > Date.now());
+    const s = { id: body.id, token: body.token };
+
+    let offset = 0;
+    for (const n of [1, 5 * MiB, 0]) {
+      const r = await append(d, s, data.subarray(offset, offset + n), { 'upload-offset': String(offset) });
+      assert.equal(r.status, 203);
+      offset += n;
+      assert.equal(r.headers.get('upload-offset'), String(offset));
+    }
+    const st = await status(d, s);
+    assert.deepEqual(st, { status: 204, offset, state: 'open' });
+    const done = await complete(d, s, `digest=${sha256(data)}`, data.subarray(offset));
+    assert.equal(done.status, 201);
+    assert.deepEqual(await done.json(), {
+      id: sha256(data),
+      digest: sha256(data),
+      size: data.length,
+      filename: 'big.bin',
+      deduplicated: false,
+    });
+    assert.ok((await download(d, sha256(data))).equals(data));
+    await assert.rejects(stat(path.join(d.dataDir, 'uploads', s.id)), { code: 'ENOENT' }, 'the session file became the blob');
+
+    // A lost response can be retried: the same 201 body, and the session now says completed.
+    const again = await complete(d, s);
+    assert.equal(again.status, 201);
+    assert.equal(((await again.json()) as { digest: string }).digest, sha256(data));
+    assert.equal((await status(d, s)).state, 'completed');
+    // HEAD on the session itself answers the status headers; GET answers JSON.
+    const head = await d.api(`/api/blobs/uploads/${s.id}`, { method: 'HEAD', auth: false, headers: { 'upload-token': s.token } });
+    assert.equal(head.status, 204);
+    assert.equal(head.headers.get('upload-offset'), String(data.length));
+    const show = await d.api(`/api/blobs/uploads/${s.id}`, { auth: false, headers: { 'portsip-upload-token': s.token } });
+    assert.equal(((await show.json()) as { state: string }).state, 'completed');
+  });
+
+  test('the session token is the only credential: missing 401, wrong 403, alias accepted', async () => {
+    const s = await initiate(d);
+    const missing = await d.api(`/api/blobs/uploads/${s.id}/append`, { method: 'POST', body: 'x', auth: false });
+    assert.equal(missing.status, 401);
+    assert.equal(await errorCode(missing), 'unauthorized');
+    const wrong = await append(d, { ...s, token: 'not-the-token' }, 'x');
+    assert.equal(wrong.status, 403);
+    assert.equal(await errorCode(wrong), 'forbidden');
+    // The admin token is no substitute for the session token.
+    const admin = await d.api(`/api/blobs/uploads/${s.id}/append`, { method: 'POST', body: 'x' });
+    assert.equal(admin.status, 401);
+    const alias = await d.api(`/api/blobs/uploads/${s.id}/append`, {
+      method: 'POST',
+      body: 'x',
+      auth: false,
+      headers: { 'portsip-upload-token': s.token },
+    });
+    assert.equal(alias.status, 203);
+    assert.equal((await status(d, s)).offset, 1);
+    const unknown = await append(d, { id: '01a2b3c4-0000-7000-8000-000000000000', token: s.token }, 'x');
+    assert.equal(unknown.status, 404);
+    assert.equal(await errorCode(unknown), 'upload_not_found');
+    // Initiating needs a principal.
+    assert.equal((await d.api('/api/blobs/uploads', { method: 'POST', auth: false })).status, 401);
+  });
+
+  test('Upload-Offset mismatch is 409 with the current offset, and writes nothing', async () => {
+    const s = await initiate(d);
+    assert.equal((await append(d, s, 'abc')).status, 203);
+    const res = await append(d, s, 'zzz', { 'upload-offset': '0' });
+    assert.equal(res.status, 409);
+    assert.equal(res.headers.get('upload-offset'), '3');
+    assert.equal(await errorCode(res), 'offset_mismatch');
+    assert.equal(await uploadFileSize(d, s), 3);
+    // A client that asks first is refused before it sends the body.
+    const asked = await requestWithExpect(`${d.url}/api/blobs/uploads/${s.id}/append`, 'POST', { 'upload-token': s.token, 'upload-offset': '0' }, randomData(MiB));
+    assert.deepEqual([asked.status, asked.continued], [409, false]);
+    const bad = await append(d, s, 'zzz', { 'upload-offset': 'three' });
+    assert.equal(bad.status, 400);
+    assert.equal(await errorCode(bad), 'invalid_request');
+  });
+
+  test('two concurrent appends: one is locked out, the bytes come out right', async () => {
+    const data = randomData(2 * MiB);
+    const s = await initiate(d);
+    const held = heldBody(data.subarray(0, MiB), 512 * 1024);
+    const first = append(d, s, held.stream);
+    await waitFor(async () => (await uploadFileSize(d, s)) >= 256 * 1024, 'the first append to reach the disk');
+    const second = await append(d, s, data.subarray(MiB));
+    assert.equal(second.status, 409);
+    assert.equal(await errorCode(second), 'upload_locked');
+    held.release();
+    const r1 = await first;
+    assert.equal(r1.status, 203);
+    assert.equal(r1.headers.get('upload-offset'), String(MiB));
+    assert.equal((await append(d, s, data.subarray(MiB))).status, 203);
+    const done = await complete(d, s);
+    assert.equal(((await done.json()) as { digest: string }).digest, sha256(data));
+  });
+
+  test('a client that disconnects mid-append keeps what arrived and resumes from status', async () => {
+    const data = randomData(3 * MiB);
+    const s = await initiate(d);
+    const controller = new AbortController();
+    const held = heldBody(data, MiB);
+    const pending = append(d, s, held.stream, {}, { signal: controller.signal }).catch((e: Error) => e);
+    await waitFor(async () => (await uploadFileSize(d, s)) >= MiB, 'the first MiB to reach the disk');
+    controller.abort();
+    assert.ok((await pending) instanceof Error);
+    const kept = await waitFor(async () => {
+      const st = await status(d, s);
+      return st.offset > 0 ? st.offset : 0;
+    }, 'the kept bytes to be acknowledged');
+    assert.equal(kept, MiB);
+    assert.equal((await append(d, s, data.subarray(kept), { 'upload-offset': String(kept) })).status, 203);
+    const done = await complete(d, s, `digest=${sha256(data)}`);
+    assert.equal(done.status, 201);
+    assert.ok((await download(d, sha256(data))).equals(data));
+  });
+
+  test('over the declared size or the max blob size: 413 and nothing of the request is kept', async () => {
+    const s = await initiate(d, 'size=100');
+    assert.equal((await append(d, s, randomData(60))).status, 203);
+    // Announced length too large: refused before reading.
+    const announced = await append(d, s, randomData(41));
+    assert.equal(announced.status, 413);
+    assert.equal(await errorCode(announced), 'too_large');
+    // Chunked, so the limit bites while streaming: the 60 bytes before stay, the rest goes.
+    const chunked = new ReadableStream<Uint8Array>({
+      start(ctl) {
+        ctl.enqueue(randomData(30));
+        ctl.enqueue(randomData(30));
+        ctl.close();
+      },
+    });
+    const streamed = await append(d, s, chunked).catch((e: Error) => e);
+    if (streamed instanceof Response) assert.equal(streamed.status, 413);
+    const st = await waitFor(async () => ((await status(d, s)).status === 204 ? status(d, s) : null), 'the session');
+    assert.equal(st!.offset, 60);
+    assert.equal(await uploadFileSize(d, s), 60);
+    // Max blob size at initiate and while appending to an undeclared session.
+    const tooBig = await d.api(`/api/blobs/uploads?size=${65 * MiB}`, { method: 'POST' });
+    assert.equal(tooBig.status, 413);
+    const open = await initiate(d);
+    assert.equal((await append(d, open, randomData(65 * MiB))).status, 413);
+    assert.equal(await uploadFileSize(d, open), 0);
+  });
+
+  test('a digest mismatch keeps the session at its offset; the right digest then completes', async () => {
+    const data = randomData(1000);
+    const s = await initiate(d, `size=1000`);
+    assert.equal((await append(d, s, data)).status, 203);
+    const wrong = sha256(Buffer.from('other'));
+    const res = await complete(d, s, `digest=${wrong}`);
+    assert.equal(res.status, 400);
+    const err = ((await res.json()) as { error: Record<string, unknown> }).error;
+    assert.equal(err.code, 'digest_mismatch');
+    assert.equal(err.expected, wrong);
+    assert.equal(err.actual, sha256(data));
+    assert.deepEqual(await status(d, s), { status: 204, offset: 1000, state: 'open' });
+    const ok = await complete(d, s, `digest=${sha256(data).slice(7)}`);
+    assert.equal(ok.status, 201);
+  });
+
+  test('the declared size must be met at complete', async () => {
+    const s = await initiate(d, 'size=10');
+    await append(d, s, '12345');
+    const res = await complete(d, s);
+    assert.equal(res.status, 400);
+    const err = ((await res.json()) as { error: Record<string, unknown> }).error;
+    assert.deepEqual([err.code, err.expected, err.actual], ['size_mismatch', 10, 5]);
+    assert.equal((await status(d, s)).state, 'open');
+  });
+
+  test('completing into an existing digest stores nothing new', async () => {
+    const data = randomData(5000);
+    const one = await d.api('/api/blobs', { method: 'POST', body: data });
+    assert.equal(one.status, 201);
+    const s = await initiate(d);
+    await append(d, s, data);
+    const res = await complete(d, s);
+    assert.equal(((await res.json()) as { deduplicated: boolean }).deduplicated, true);
+    const hex = sha256(data).slice(7);
+    const files = (await readdir(path.join(d.dataDir, 'blobs', 'sha256'), { recursive: true })).map(String);
+    assert.equal(files.filter((f) => f.endsWith(hex)).length, 1);
+    await assert.rejects(stat(path.join(d.dataDir, 'uploads', s.id)), { code: 'ENOENT' }, 'the session bytes are gone');
+  });
+
+  test('digest= at initiate: a known blob completes at once with no bytes sent', async () => {
+    const data = randomData(4321);
+    await (await d.api('/api/blobs', { method: 'POST', body: data })).arrayBuffer();
+    const res = await d.api(`/api/blobs/uploads?digest=${sha256(data)}&filename=a.bin`, { method: 'POST' });
+    assert.equal(res.status, 201);
+    assert.deepEqual(await res.json(), { id: sha256(data), digest: sha256(data), size: 4321, filename: 'a.bin', deduplicated: true });
+    // An unknown digest starts a normal session that must end with it.
+    const other = randomData(10);
+    const s = await initiate(d, `digest=${sha256(other)}`);
+    await append(d, s, randomData(10));
+    assert.equal((await complete(d, s)).status, 400);
+    const bad = await d.api('/api/blobs/uploads?digest=nope', { method: 'POST' });
+    assert.equal(await errorCode(bad), 'invalid_digest');
+  });
+
+  test('destroy frees the bytes at once; the session is gone', async () => {
+    for (const how of ['post', 'delete'] as const) {
+      const s = await initiate(d);
+      await append(d, s, randomData(1000));
+      const file = path.join(d.dataDir, 'uploads', s.id);
+      await stat(file);
+      const res =
+        how === 'post'
+          ? await d.api(`/api/blobs/uploads/${s.id}/destroy`, { method: 'POST', auth: false, headers: { 'upload-token': s.token } })
+          : await d.api(`/api/blobs/uploads/${s.id}`, { method: 'DELETE', auth: false, headers: { 'upload-token': s.token } });
+      assert.equal(res.status, 204);
+      await assert.rejects(stat(file), { code: 'ENOENT' });
+      assert.equal((await status(d, s)).status, 404);
+    }
+  });
+
+  test('bucket/key waits for the objects issue: 501', async () => {
+    const res = await d.api('/api/blobs/uploads?bucket=b&key=k', { method: 'POST' });
+    assert.equal(res.status, 501);
+    assert.equal(await errorCode(res), 'not_implemented');
+  });
+
+  test('200 idle open sessions hold no file descriptors', async () => {
+    const fds = async () => (await readdir(`/proc/${d.proc.pid}/fd`)).length;
+    const before = await fds();
+    const sessions: Session[] = [];
+    for (let i = 0; i < 200; i++) {
+      const s = await initiate(d);
+      assert.equal((await append(d, s, 'x')).status, 203);
+      sessions.push(s);
+    }
+    const afterwards = await fds();
+    assert.ok(afterwards - before < 10, `${afterwards - before} more descriptors for 200 sessions`);
+    for (const s of sessions) {
+      await d.api(`/api/blobs/uploads/${s.id}`, { method: 'DELETE', auth: false, headers: { 'upload-token': s.token } });
+    }
+  });
+});
+
+describe('upload sessions across crashes (G3)', () => {
+  test('kill -9 between appends and during a slow append; resume after restart', async () => {
+    let d = await startDaemon();
+    try {
+      const data = randomData(6 * MiB);
+      const s = await initiate(d, `size=${data.length}`);
+      let acknowledged = 0;
+      for (const n of [MiB, 1]) {
+        const r = await append(d, s, data.subarray(acknowledged, acknowledged + n));
+        acknowledged = Number(r.headers.get('upload-offset'));
+      }
+      await d.kill9(); // between appends
+      d = await startDaemon({ dataDir: d.dataDir });
+      assert.equal((await status(d, s)).offset, acknowledged);
+
+      // Now a slow append: half of it reaches the disk, then the daemon dies under it.
+      const held = heldBody(data.subarray(acknowledged, acknowledged + 3 * MiB), 2 * MiB);
+      const pending = append(d, s, held.stream).catch((e: Error) => e);
+      await waitFor(async () => (await uploadFileSize(d, s)) >= acknowledged + MiB, 'bytes of the slow append on disk');
+      await d.kill9();
+      held.release();
+      await pending;
+      d = await startDaemon({ dataDir: d.dataDir });
+      const st = await status(d, s);
+      assert.ok(st.offset >= acknowledged, `offset ${st.offset} went below ${acknowledged}`);
+      assert.equal(await uploadFileSize(d, s), st.offset, 'bytes past the offset were cut off');
+
+      const r = await append(d, s, data.subarray(st.offset), { 'upload-offset': String(st.offset) });
+      assert.equal(r.status, 203);
+      const done = await complete(d, s, `digest=${sha256(data)}`);
+      assert.equal(done.status, 201);
+      assert.ok((await download(d, sha256(data))).equals(data));
+    } finally {
+      await d.stop();
+      await removeDir(path.dirname(d.dataDir));
+    }
+  });
+
+  test('a restart cuts unacknowledged tails and removes stray session files', async () => {
+    let d = await startDaemon();
+    try {
+      const s = await initiate(d);
+      await append(d, s, 'acknowledged');
+      await d.stop();
+      await appendFile(path.join(d.dataDir, 'uploads', s.id), 'garbage that was never acknowledged');
+      const stray = path.join(d.dataDir, 'uploads', '01a2b3c4-0000-7000-8000-00000000beef');
+      await writeFile(stray, 'no row');
+      d = await startDaemon({ dataDir: d.dataDir });
+      assert.equal((await status(d, s)).offset, 12);
+      assert.equal(await readFile(path.join(d.dataDir, 'uploads', s.id), 'utf8'), 'acknowledged');
+      await assert.rejects(stat(stray), { code: 'ENOENT' });
+      const done = await complete(d, s);
+      assert.equal(((await done.json()) as { digest: string }).digest, sha256(Buffer.from('acknowledged')));
+    } finally {
+      await d.stop();
+      await removeDir(path.dirname(d.dataDir));
+    }
+  });
+});
+
+describe('upload session limits that need their own daemon', () => {
+  test('idle sessions expire after --upload-ttl and their bytes are freed', async () => {
+    const d = await startDaemon({ args: ['--upload-ttl', '1s'] });
+    try {
+      const s = await initiate(d);
+      await append(d, s, randomData(1000));
+      const file = path.join(d.dataDir, 'uploads', s.id);
+      await waitFor(async () => (await status(d, s)).status === 404, 'the session to expire');
+      await waitFor(async () => stat(file).then(() => false, () => true), 'the bytes to be freed');
+    } finally {
+      await d.stop();
+      await removeDir(path.dirname(d.dataDir));
+    }
+  });
+
+  test('below --min-free: 507 at initiate (declared size) and append; the session resumes later', async () => {
+    let d = await startDaemon({ args: ['--min-free', '1000TiB'] });
+    try {
+      const refused = await d.api('/api/blobs/uploads?size=10', { method: 'POST' });
+      assert.equal(refused.status, 507);
+      assert.equal(await errorCode(refused), 'insufficient_storage');
+      const s = await initiate(d);
+      const full = await append(d, s, 'data');
+      assert.equal(full.status, 507);
+      assert.equal(await errorCode(full), 'insufficient_storage');
+      assert.equal((await status(d, s)).offset, 0);
+      await d.stop();
+      d = await startDaemon({ dataDir: d.dataDir, args: ['--min-free', '0'] });
+      assert.equal((await append(d, s, 'data')).status, 203);
+      assert.equal((await complete(d, s)).status, 201);
+    } finally {
+      await d.stop();
+      await removeDir(path.dirname(d.dataDir));
+    }
+  });
+
+  test('a 10 GiB declared session allocates nothing up front, and reservations add up', async () => {
+    const d = await startDaemon({ args: ['--min-free', '0', '--max-blob-size', '1TiB'] });
+    try {
+      const fs = await statfs(d.dataDir);
+      const free = fs.bavail * fs.bsize;
+      const size = 10 * 1024 ** 3;
+      if (free < size * 1.5) {
+        // Too little disk here for the full check: the reservation must refuse instead.
+        const res = await d.api(`/api/blobs/uploads?size=${free + 1}`, { method: 'POST' });
+        assert.equal(res.status, 507);
+        return;
+      }
+      const s = await initiate(d, `size=${size}`);
+      const file = await stat(path.join(d.dataDir, 'uploads', s.id));
+      assert.equal(file.size, 0);
+      assert.equal(file.blocks, 0);
+      const after = await statfs(d.dataDir);
+      assert.ok(free - after.bavail * after.bsize < 100 * MiB, 'no space was allocated');
+      // The promise counts: a second session that needs more than what is left is refused before any byte.
+      const rest = free - size;
+      const second = await d.api(`/api/blobs/uploads?size=${rest + 512 * MiB}`, { method: 'POST' });
+      assert.equal(second.status, 507);
+      await d.api(`/api/blobs/uploads/${s.id}`, { method: 'DELETE', auth: false, headers: { 'upload-token': s.token } });
+      const third = await d.api(`/api/blobs/uploads?size=${rest + 512 * MiB}`, { method: 'POST' });
+      assert.equal(third.status, 202, 'destroying the first session released its reservation');
+    } finally {
+      await d.stop();
+      await removeDir(path.dirname(d.dataDir));
+    }
+  });
+});
