@@ -12,6 +12,7 @@ export interface Config {
   readonly uploadTtlMs: number;
   readonly minFree: number;
   readonly shutdownTimeoutMs: number;
+  readonly idleTimeoutMs: number;
   /** From BLOBD_ADMIN_TOKEN only (a flag would show up in `ps`). */
   readonly adminToken: string | undefined;
 }
@@ -79,6 +80,7 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { key: 'temporaryTtl', flag: '--temporary-ttl <duration>', env: 'BLOBD_TEMPORARY_TTL', defaultValue: '24h', description: 'lifetime of temporary pins' },
   { key: 'uploadTtl', flag: '--upload-ttl <duration>', env: 'BLOBD_UPLOAD_TTL', defaultValue: '24h', description: 'idle time after which an upload session expires' },
   { key: 'minFree', flag: '--min-free <size>', env: 'BLOBD_MIN_FREE', defaultValue: '1GiB', description: 'free disk to keep; below it uploads get 507' },
+  { key: 'idleTimeout', flag: '--idle-timeout <duration>', env: 'BLOBD_IDLE_TIMEOUT', defaultValue: '2m', description: 'a connection silent this long mid-request is closed (an upload keeps what arrived)' },
   { key: 'shutdownTimeout', flag: '--shutdown-timeout <duration>', env: 'BLOBD_SHUTDOWN_TIMEOUT', defaultValue: '10s', description: 'how long in-flight requests may finish after SIGTERM' },
 ];
 
@@ -101,6 +103,7 @@ export function loadConfig(flags: Record<string, string | undefined>, env: NodeJ
     uploadTtlMs: parseDuration(value('uploadTtl')),
     minFree: parseSize(value('minFree')),
     shutdownTimeoutMs: parseDuration(value('shutdownTimeout')),
+    idleTimeoutMs: parseDuration(value('idleTimeout')),
     adminToken: adminToken || undefined,
   };
 }

@@ -3,6 +3,7 @@
 import { getRequestListener } from '@hono/node-server';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { Authenticator } from './core/auth.ts';
 import { BlobService } from './core/blobs.ts';
@@ -16,6 +17,26 @@ import { DataLayout } from './storage/fs/layout.ts';
 import { SqliteMetadataStore } from './storage/sqlite/sqlite-metadata-store.ts';
 
 export const VERSION = '0.1.0';
+
+/**
+ * Requests Node's HTTP parser rejects (oversized headers, bad framing, header timeouts) never reach the
+ * app; they still get our JSON error shape and a log line, then the connection closes.
+ */
+function rejectMalformed(err: NodeJS.ErrnoException, socket: Duplex, logger: Logger): void {
+  const [status, code, message] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'headers_too_large', 'the request headers are too large']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'request_timeout', 'the request headers did not arrive in time']
+        : [400, 'invalid_request', 'malformed HTTP request'];
+  logger.info({ code: err.code, status }, 'rejected malformed request');
+  if (!socket.writable || (err as { code?: string }).code === 'ECONNRESET') return void socket.destroy();
+  const body = JSON.stringify({ error: { code, message } });
+  const reason = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }[status]!;
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
 
 export interface RunningServer {
   readonly url: string;
@@ -84,11 +105,30 @@ export async function startServer(config: Config): Promise<RunningServer> {
   sweeper.unref();
 
   const listener = getRequestListener(app.fetch, {
+    // Used for a request without a Host header (legal in HTTP/1.0).
+    hostname: config.host,
     // A request node-server cannot even turn into a Request (a malformed target) still gets our JSON.
-    errorHandler: () =>
-      Response.json({ error: { code: 'invalid_request', message: 'malformed request' } }, { status: 400 }),
+    errorHandler: (err: unknown) => {
+      logger.info({ err: String(err) }, 'malformed request');
+      return Response.json({ error: { code: 'invalid_request', message: 'malformed request' } }, { status: 400 });
+    },
   });
-  const server = createServer(listener);
+  let closing: Promise<void> | undefined;
+  const server = createServer(
+    {
+      // No cap on how long a whole request may take: a 10 GiB upload over a slow link is legitimate.
+      // Stalled clients are cut by the idle timeout below instead, which also frees a session's lock.
+      requestTimeout: 0,
+      headersTimeout: 60_000,
+    },
+    listener,
+  );
+  server.timeout = config.idleTimeoutMs;
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => rejectMalformed(err, socket, logger));
+  // While shutting down, answers say the connection will not be reused.
+  server.prependListener('request', (_req, res) => {
+    if (closing) res.setHeader('Connection', 'close');
+  });
   // Requests with `Expect: 100-continue` go to the app before the client sends its body, so a refusal
   // (401, 413, 507, 409) costs no upload; the handler sends 100 Continue when it starts reading.
   server.on('checkContinue', listener);
@@ -97,7 +137,6 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const url = `http://${host}:${address.port}`;
   logger.info({ url, data: layout.root }, 'listening');
 
-  let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,7 +1,7 @@
 // Blobs by digest against the real daemon: round trips of every interesting size, digests agreeing with
 // sha256sum, Range and conditional requests, dedup and mismatch on disk, limits, and JSON errors.
 import assert from 'node:assert/strict';
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { randomData, sha256, sha256sum } from './helpers/bytes.ts';
@@ -249,6 +249,68 @@ describe('blobs by digest', () => {
   test('unknown routes and methods get a JSON 404', async () => {
     await expectError(await d.api('/nope'), 404, 'not_found');
     await expectError(await d.api('/api/blobs', { method: 'PATCH', body: 'x' }), 404, 'not_found');
+  });
+
+  test('If-Match: a listed ETag or * serves, anything else is 412', async () => {
+    const data = randomData(100);
+    const digest = sha256(data);
+    await (await d.api('/api/blobs', { method: 'POST', body: data })).arrayBuffer();
+    for (const ok of [`"${digest}"`, '*', `"sha256:x", "${digest}"`]) {
+      const res = await d.api(`/api/blobs/${digest}`, { headers: { 'if-match': ok } });
+      assert.equal(res.status, 200, ok);
+      await res.arrayBuffer();
+    }
+    await expectError(await d.api(`/api/blobs/${digest}`, { headers: { 'if-match': '"sha256:other"' } }), 412, 'precondition_failed');
+    await expectError(await d.api(`/api/blobs/${digest}`, { headers: { 'if-match': `W/"${digest}"` } }), 412, 'precondition_failed');
+  });
+
+  test('an empty ?filename= sets no Content-Disposition', async () => {
+    const digest = sha256(Buffer.from('x'));
+    await (await d.api('/api/blobs', { method: 'POST', body: 'x' })).arrayBuffer();
+    const res = await d.api(`/api/blobs/${digest}?filename=`);
+    await res.arrayBuffer();
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-disposition'), null);
+  });
+
+  test('multipart bodies are refused with 415 until multipart uploads exist, keeping nothing', async () => {
+    const form = new FormData();
+    form.append('file', new Blob([Buffer.from('inside a form')]), 'a.txt');
+    const before = await blobFiles(d);
+    await expectError(await d.api('/api/blobs', { method: 'POST', body: form }), 415, 'unsupported_media_type');
+    assert.deepEqual(await blobFiles(d), before);
+  });
+
+  test('a Content-Length beyond any limit (even past 2^53) is 413 up front', async () => {
+    // (20 digits do not even parse: Node's HTTP parser answers 400, through our JSON clientError.)
+    const res = await requestWithExpect(
+      `${d.url}/api/blobs`,
+      'POST',
+      { authorization: `Bearer ${d.token}`, 'content-length': '99999999999999999' },
+      Buffer.alloc(0),
+    );
+    assert.equal(res.status, 413);
+    assert.equal(res.continued, false);
+  });
+
+  test('auth header forms: a tab after Bearer works; another scheme says so', async () => {
+    await (await d.api('/api/blobs', { method: 'POST', body: 'x' })).arrayBuffer();
+    const tab = await d.api(`/api/blobs/${sha256(Buffer.from('x'))}`, { method: 'HEAD', headers: { authorization: `Bearer\t${d.token}` } });
+    assert.equal(tab.status, 200);
+    const other = await d.api('/api/blobs', { method: 'POST', body: 'x', headers: { authorization: 'Digest abc' } });
+    assert.equal(other.status, 401);
+    assert.match(((await other.json()) as { error: { message: string } }).error.message, /unsupported Authorization scheme/);
+  });
+
+  test('a blob file shorter than its row cuts the download instead of hanging', async () => {
+    const data = randomData(200_000);
+    const digest = sha256(data);
+    await (await d.api('/api/blobs', { method: 'POST', body: data })).arrayBuffer();
+    const hex = digest.slice(7);
+    await truncate(path.join(d.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex), 1000);
+    const res = await d.api(`/api/blobs/${digest}`, { signal: AbortSignal.timeout(10_000) });
+    assert.equal(res.status, 200);
+    await assert.rejects(res.arrayBuffer(), (err: Error) => err.name !== 'TimeoutError', 'the body errors, it does not hang');
   });
 
   test('the blob file holds exactly the bytes (read from disk)', async () => {

@@ -67,6 +67,7 @@ test('a client that disconnects mid-upload leaves no blob and no staging file', 
     const blobs = await readdir(path.join(d.dataDir, 'blobs', 'sha256'));
     assert.deepEqual(blobs, []);
     assert.equal((await d.api('/healthz')).status, 200);
+    assert.ok(!d.output().includes('unhandled error'), 'a client going away is not a server fault');
   } finally {
     await d.stop();
     await removeDir(path.dirname(d.dataDir));

@@ -1,7 +1,9 @@
 // The daemon as an operator sees it: probes, OpenAPI, request ids and JSON logs, the admin token
 // bootstrap, configuration errors, and a graceful SIGTERM that lets an in-flight upload finish.
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { execFile } from 'node:child_process';
+import { connect } from 'node:net';
 import { rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -70,6 +72,61 @@ test('readyz is 503 when the data directory cannot be written', async () => {
     assert.equal(err.error.request_id, up.headers.get('x-request-id'));
     assert.ok(!JSON.stringify(err).includes(d.dataDir), 'no path leaks');
   } finally {
+    await d.stop();
+    await removeDir(path.dirname(d.dataDir));
+  }
+});
+
+/** Sends raw bytes on a fresh connection and returns everything the server answers. */
+function raw(url: string, bytes: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const sock = connect(Number(port), hostname, () => sock.write(bytes));
+    let out = '';
+    sock.setEncoding('utf8').on('data', (d: string) => (out += d));
+    sock.on('close', () => resolve(out));
+    sock.on('error', reject);
+  });
+}
+
+test('requests the HTTP parser rejects still get a JSON error; HTTP/1.0 without Host works', async () => {
+  const d = await startDaemon();
+  try {
+    const cases: [string, number][] = [
+      [`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431],
+      ['POST /api/blobs HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n', 400],
+      ['POST /api/blobs HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx', 400],
+      ['GET /healthz HTTP/1.1\r\nHost: x\r\nBad\u0001Header: y\r\n\r\n', 400],
+    ];
+    for (const [bytes, status] of cases) {
+      const answer = await raw(d.url, bytes);
+      assert.ok(answer.startsWith(`HTTP/1.1 ${status} `), answer.slice(0, 80));
+      assert.match(answer, /content-type: application\/json/i);
+      const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: { code: string } };
+      assert.equal(typeof body.error.code, 'string');
+    }
+    const old = await raw(d.url, 'GET /healthz HTTP/1.0\r\n\r\n');
+    assert.ok(old.startsWith('HTTP/1.1 200 '), old.slice(0, 80));
+  } finally {
+    await d.stop();
+    await removeDir(path.dirname(d.dataDir));
+  }
+});
+
+test('readyz answers at once, 503, while another process holds the database write lock', async () => {
+  const d = await startDaemon();
+  const other = new Database(path.join(d.dataDir, 'blobd.db'));
+  try {
+    other.exec('BEGIN IMMEDIATE');
+    const started = Date.now();
+    const res = await d.api('/readyz');
+    assert.equal(res.status, 503);
+    assert.deepEqual(((await res.json()) as { error: { checks: unknown } }).error.checks, { database: 'failing', data_dir: 'ok' });
+    assert.ok(Date.now() - started < 2000, 'no wait on the lock');
+    other.exec('ROLLBACK');
+    assert.equal((await d.api('/readyz')).status, 200);
+  } finally {
+    other.close();
     await d.stop();
     await removeDir(path.dirname(d.dataDir));
   }

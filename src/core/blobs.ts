@@ -2,6 +2,8 @@
 // It must never make a row visible before the bytes are durable (G2), nor buffer a blob (G5).
 import type { Readable } from 'node:stream';
 import { BytesNotFoundError, type ByteRange, type ByteStore } from '../storage/byte-store.ts';
+
+export type { ByteRange };
 import type { MetadataStore, PinInput } from '../storage/metadata-store.ts';
 import type { Principal } from './auth.ts';
 import type { Digest } from './digest.ts';

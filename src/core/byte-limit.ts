@@ -28,7 +28,9 @@ export function limitBytes(source: Readable, max: number, tooLarge: () => BlobdE
   // the error stays on the stream (`errored`) for that pipeline to see, instead of crashing the process.
   limited.on('error', () => {});
   finished(source, (err) => {
-    if (err && !limited.destroyed) limited.destroy(err);
+    if (err && !limited.destroyed) {
+      limited.destroy(new BlobdError('request_aborted', 'the client closed the connection before the body ended'));
+    }
   });
   return source.pipe(limited);
 }

@@ -317,7 +317,8 @@ export class UploadService {
       }
       throw err;
     }
-    if (result.sourceError instanceof BlobdError) {
+    // Over a limit: nothing of this request is kept. A client that went away keeps what arrived.
+    if (result.sourceError instanceof BlobdError && result.sourceError.code === 'too_large') {
       await rollback();
       throw result.sourceError;
     }

@@ -22,6 +22,10 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   not_found: 404,
   too_large: 413,
   range_not_satisfiable: 416,
+  precondition_failed: 412,
+  unsupported_media_type: 415,
+  // nginx's "client closed request": nobody reads it, but the access log says what happened.
+  request_aborted: 499 as ContentfulStatusCode,
   internal_error: 500,
   not_implemented: 501,
   unavailable: 503,
@@ -34,6 +38,19 @@ function codeForHttpException(status: number): ErrorCode {
   if (status === 404) return 'not_found';
   if (status === 413) return 'too_large';
   return status >= 500 ? 'internal_error' : 'invalid_request';
+}
+
+/**
+ * True when the request still has a large (or unknown) body we did not read. Node would read and discard
+ * all of it to keep the connection alive — unbounded for a client claiming 100 GB — so such connections
+ * are closed instead. Small leftovers are cheaper to drain than a reset that could eat our answer.
+ */
+function bodyLeftUnread(c: Context<AppEnv>): boolean {
+  const incoming = c.env?.incoming;
+  if (!incoming || incoming.readableEnded) return false;
+  const length = incoming.headers['content-length'];
+  if (length === undefined) return incoming.headers['transfer-encoding'] !== undefined;
+  return Number(length) > 1024 * 1024;
 }
 
 export function statusOf(code: ErrorCode): ContentfulStatusCode {
@@ -53,7 +70,8 @@ export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<st
     });
   }
   const status = STATUS[error.code];
-  if (status >= 500 && status !== 507) {
+  if ((status >= 500 && status !== 507) || bodyLeftUnread(c)) {
+    // Do not keep a connection whose request body we did not read: draining it could take forever.
     headers = { Connection: 'close', ...headers };
   }
   if (error.code === 'offset_mismatch' && typeof error.details.offset === 'number') {

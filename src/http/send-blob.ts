@@ -4,7 +4,7 @@ import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ByteRange } from '../storage/byte-store.ts';
+import type { ByteRange } from '../core/blobs.ts';
 import { BlobdError } from '../core/errors.ts';
 import type { AppEnv } from './env.ts';
 import { renderError } from './errors.ts';
@@ -49,6 +49,12 @@ function noneMatch(header: string, etag: string): boolean {
   return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
 }
 
+/** True when an If-Match list names this entity tag (strong comparison, RFC 9110 §13.1.1). */
+function matches(header: string, etag: string): boolean {
+  if (header.trim() === '*') return true;
+  return header.split(',').some((t) => t.trim() === etag);
+}
+
 /** RFC 6266 / 8187: an ASCII fallback plus the exact UTF-8 name in filename*. */
 export function contentDisposition(filename: string, disposition: 'attachment' | 'inline' = 'attachment'): string {
   const cleaned = filename.replace(/[\u0000-\u001f\u007f]/g, '');
@@ -66,11 +72,15 @@ export async function sendBlob(c: Context<AppEnv>, blob: SendableBlob): Promise<
     'X-Content-Type-Options': 'nosniff',
   };
   if (blob.lastModified) headers['Last-Modified'] = blob.lastModified.toUTCString();
+  const ifMatch = c.req.header('if-match');
+  if (ifMatch !== undefined && !matches(ifMatch, etag)) {
+    return renderError(c, new BlobdError('precondition_failed', 'If-Match does not name this content', { etag: blob.digest }), { ETag: etag });
+  }
   const inm = c.req.header('if-none-match');
   if (inm !== undefined && noneMatch(inm, etag)) return c.body(null, 304, headers);
 
   headers['Content-Type'] = blob.contentType ?? 'application/octet-stream';
-  if (blob.filename !== undefined) headers['Content-Disposition'] = contentDisposition(blob.filename);
+  if (blob.filename) headers['Content-Disposition'] = contentDisposition(blob.filename);
 
   const ifRange = c.req.header('if-range');
   const rangeHeader = ifRange === undefined || ifRange.trim() === etag ? c.req.header('range') : undefined;
@@ -97,8 +107,18 @@ export async function sendBlob(c: Context<AppEnv>, blob: SendableBlob): Promise<
   // bench); piping keeps Node's backpressure and its buffers bounded.
   const prepared = c.body(null, status, headers);
   outgoing.writeHead(prepared.status, Object.fromEntries(prepared.headers));
-  pipeline(stream, outgoing).catch(() => {
-    // The client went away mid-download; pipeline closed the file. The access log records complete: false.
-  });
+  const promised = Number(headers['Content-Length']);
+  let sent = 0;
+  stream.on('data', (chunk: Buffer) => (sent += chunk.length));
+  pipeline(stream, outgoing).then(
+    () => {
+      // A blob file shorter than its row says (damage fsck will report): never leave the client waiting
+      // for bytes that will not come — cut the connection so it sees a truncated response.
+      if (sent < promised) outgoing.destroy();
+    },
+    () => {
+      // The client went away mid-download; pipeline closed the file. The access log records complete: false.
+    },
+  );
   return RESPONSE_ALREADY_SENT;
 }

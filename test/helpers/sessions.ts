@@ -72,7 +72,7 @@ export function requestWithExpect(
     let continued = false;
     const req = httpRequest(url, {
       method,
-      headers: { ...headers, expect: '100-continue', 'content-length': String(body.length) },
+      headers: { 'content-length': String(body.length), ...headers, expect: '100-continue' },
     });
     req.on('continue', () => {
       continued = true;

@@ -10,22 +10,28 @@ import type { AppEnv } from '../env.ts';
 export function presentedToken(authorization: string | undefined, apiKey: string | undefined): string | null {
   if (apiKey) return apiKey.trim();
   if (!authorization) return null;
-  const space = authorization.indexOf(' ');
-  const scheme = (space < 0 ? authorization : authorization.slice(0, space)).toLowerCase();
-  const value = space < 0 ? '' : authorization.slice(space + 1).trim();
+  const m = /^\s*(\S+)\s*(.*)$/s.exec(authorization);
+  const scheme = m?.[1]?.toLowerCase();
+  const value = m?.[2]?.trim() ?? '';
   if (scheme === 'bearer') return value;
   if (scheme === 'basic') {
+    // The token is the user name; a token cannot contain ':' here (use Bearer or X-API-Key for those).
     const decoded = Buffer.from(value, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
     return colon < 0 ? decoded : decoded.slice(0, colon);
   }
-  return '';
+  return UNSUPPORTED_SCHEME;
 }
+
+/** Marks an Authorization header whose scheme is neither Bearer nor Basic. */
+const UNSUPPORTED_SCHEME = '\u0000unsupported';
 
 export function authenticate(auth: Authenticator): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const token = presentedToken(c.req.header('authorization'), c.req.header('x-api-key'));
-    if (token !== null) {
+    if (token === UNSUPPORTED_SCHEME) {
+      c.set('credentialError', new BlobdError('unauthorized', 'unsupported Authorization scheme: use Bearer or Basic, or X-API-Key'));
+    } else if (token !== null) {
       try {
         c.set('principal', auth.authenticate(token));
       } catch (err) {

@@ -21,7 +21,8 @@ export function requestLog(logger: Logger): MiddlewareHandler<AppEnv> {
         {
           method: c.req.method,
           path: c.req.path,
-          status: outgoing.statusCode,
+          // 499: the client went away before any answer was sent.
+          status: outgoing.headersSent ? outgoing.statusCode : 499,
           ms: Math.round((performance.now() - started) * 10) / 10,
           complete: outgoing.writableFinished,
         },

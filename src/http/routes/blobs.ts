@@ -4,6 +4,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import type { BlobService, IngestResult } from '../../core/blobs.ts';
 import { parseDigest } from '../../core/digest.ts';
+import { BlobdError } from '../../core/errors.ts';
 import type { AppEnv } from '../env.ts';
 import { principalOf, requires } from '../middleware/authenticate.ts';
 import { createRouter } from '../router.ts';
@@ -23,12 +24,13 @@ const download = createRoute({
   request: {
     params: z.object({ digest: DigestParam }),
     query: z.object({ filename: z.string().max(1024).optional() }),
+    headers: z.object({ 'if-match': z.string().optional(), 'if-none-match': z.string().optional(), range: z.string().optional() }),
   },
   responses: {
     200: { description: 'the bytes', content: BinaryBody },
     206: { description: 'one range of the bytes', content: BinaryBody },
     304: { description: 'not modified (If-None-Match)' },
-    ...errors(400, 401, 404, 416),
+    ...errors(400, 401, 404, 412, 416),
   },
 });
 
@@ -41,7 +43,7 @@ const upload = createRoute({
     query: z.object({ temporary: z.enum(['true', 'false']).optional() }),
     body: { content: BinaryBody, required: false },
   },
-  responses: { 201: { description: 'stored', content: { 'application/json': { schema: IngestBody } } }, ...errors(400, 401, 413) },
+  responses: { 201: { description: 'stored', content: { 'application/json': { schema: IngestBody } } }, ...errors(400, 401, 413, 415) },
 });
 
 const put = createRoute({
@@ -54,8 +56,15 @@ const put = createRoute({
     query: z.object({ temporary: z.enum(['true', 'false']).optional() }),
     body: { content: BinaryBody, required: false },
   },
-  responses: { 201: { description: 'stored', content: { 'application/json': { schema: IngestBody } } }, ...errors(400, 401, 413) },
+  responses: { 201: { description: 'stored', content: { 'application/json': { schema: IngestBody } } }, ...errors(400, 401, 413, 415) },
 });
+
+/** Until multipart uploads land, a form body must not be stored as if it were the file. */
+function refuseMultipart(c: Context<AppEnv>): void {
+  if (/^multipart\//i.test(c.req.header('content-type') ?? '')) {
+    throw new BlobdError('unsupported_media_type', 'multipart/form-data is not accepted here yet: send the raw bytes');
+  }
+}
 
 function created(c: Context<AppEnv>, result: IngestResult) {
   c.header('Location', `/api/blobs/${result.digest}`);
@@ -78,6 +87,7 @@ export function blobRoutes(blobs: BlobService) {
   });
 
   app.openapi(upload, async (c) => {
+    refuseMultipart(c);
     const result = await blobs.ingest(() => requestBody(c), {
       principal: principalOf(c),
       declaredSize: declaredLength(c),
@@ -88,6 +98,7 @@ export function blobRoutes(blobs: BlobService) {
 
   app.openapi(put, async (c) => {
     const expected = parseDigest(c.req.valid('param').digest);
+    refuseMultipart(c);
     const result = await blobs.ingest(() => requestBody(c), {
       principal: principalOf(c),
       expected,

@@ -3,7 +3,7 @@
 // the bytes its name says (G2). It must never expose a path to its callers.
 import { createHash } from 'node:crypto';
 import { close, createReadStream, createWriteStream, fdatasync, ftruncate as ftruncateCallback, open as openCallback, write, writev } from 'node:fs';
-import { chmod, mkdir, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -105,15 +105,36 @@ export async function syncDir(dir: string): Promise<void> {
 export async function makeDirDurable(dir: string): Promise<void> {
   const first = await mkdir(dir, { recursive: true });
   if (first === undefined) return;
-  const stop = path.dirname(first);
+  await syncChain(dir, path.dirname(first));
+}
+
+/** fsync `dir` and each parent up to and including `top`. */
+async function syncChain(dir: string, top: string): Promise<void> {
   for (let d = dir; ; d = path.dirname(d)) {
     await syncDir(d);
-    if (d === stop || d === path.dirname(d)) break;
+    if (d === top || d === path.dirname(d)) break;
   }
 }
 
 export class FsByteStore implements ByteStore {
+  /**
+   * Shard directories (blobs/sha256/ab/cd) known to be durable in their parents. "mkdir found it" is not
+   * enough: a concurrent commit may have created it and still be fsyncing its parent, or a crashed process
+   * may have created it without ever syncing. So each one is synced up to blobs/ once per process.
+   */
+  private readonly durableDirs = new Set<string>();
+
   private constructor(private readonly layout: DataLayout) {}
+
+  private async shardDirFor(digest: string): Promise<string> {
+    const dir = path.dirname(this.layout.blobFile(digest));
+    if (!this.durableDirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      await syncChain(dir, this.layout.blobsDir);
+      this.durableDirs.add(dir);
+    }
+    return dir;
+  }
 
   /** Create the directories and drop staging files a previous process left behind. */
   static async open(layout: DataLayout): Promise<FsByteStore> {
@@ -139,7 +160,9 @@ export class FsByteStore implements ByteStore {
     });
     try {
       // flush: the stream fsyncs the file before it closes, so pipeline resolves only on durable bytes.
-      const out = createWriteStream(file, { flags: 'wx', mode: 0o600, flush: true, highWaterMark: IO_CHUNK });
+      // Created read-only (0444, what a blob file must be), so no chmod after the fsync is needed: the fd
+      // opened at creation may still write.
+      const out = createWriteStream(file, { flags: 'wx', mode: 0o444, flush: true, highWaterMark: IO_CHUNK });
       await pipeline(source, tap, out);
     } catch (err) {
       await unlink(file).catch(() => {});
@@ -151,10 +174,9 @@ export class FsByteStore implements ByteStore {
   async commit(staged: StagedBlob): Promise<void> {
     const tmp = this.layout.tmpFile(staged.handle);
     const final = this.layout.blobFile(staged.digest);
-    await makeDirDurable(path.dirname(final));
-    await chmod(tmp, 0o444);
+    const dir = await this.shardDirFor(staged.digest);
     await rename(tmp, final);
-    await syncDir(path.dirname(final));
+    await syncDir(dir);
   }
 
   async discard(staged: StagedBlob): Promise<void> {
@@ -264,10 +286,17 @@ export class FsByteStore implements ByteStore {
   async commitUpload(id: string, digest: string): Promise<void> {
     const from = this.layout.uploadFile(id);
     const final = this.layout.blobFile(digest);
-    await makeDirDurable(path.dirname(final));
-    await chmod(from, 0o444);
+    const dir = await this.shardDirFor(digest);
+    // Read-only like every blob, and that mode made durable (fsync, not fdatasync) before the rename.
+    const fh = await open(from, 'r');
+    try {
+      await fh.chmod(0o444);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await rename(from, final);
-    await syncDir(path.dirname(final));
+    await syncDir(dir);
   }
 
   async deleteUpload(id: string): Promise<void> {

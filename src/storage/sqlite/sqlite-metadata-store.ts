@@ -102,8 +102,14 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async ping(): Promise<void> {
     this.pingStmt.get();
-    // A database that can be read but not written is not ready either.
-    this.db.exec('BEGIN IMMEDIATE; ROLLBACK');
+    // A database that can be read but not written is not ready either. Without waiting: the call is
+    // synchronous, and a lock held elsewhere must not freeze the process for busy_timeout.
+    this.db.pragma('busy_timeout = 0');
+    try {
+      this.db.exec('BEGIN IMMEDIATE; ROLLBACK');
+    } finally {
+      this.db.pragma('busy_timeout = 5000');
+    }
   }
 
   async close(): Promise<void> {
