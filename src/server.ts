@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { Authenticator } from './core/auth.ts';
 import { BlobService } from './core/blobs.ts';
+import { DiskBudget } from './core/disk-budget.ts';
 import { checkReadiness } from './core/readiness.ts';
 import { UploadService } from './core/uploads.ts';
 import type { Config } from './config.ts';
@@ -14,6 +15,7 @@ import { createApp } from './http/app.ts';
 import { loadOrCreateAdminToken } from './storage/fs/admin-token.ts';
 import { FsByteStore, makeDirDurable } from './storage/fs/fs-byte-store.ts';
 import { DataLayout } from './storage/fs/layout.ts';
+import { lockDataDir } from './storage/sqlite/data-dir-lock.ts';
 import { SqliteMetadataStore } from './storage/sqlite/sqlite-metadata-store.ts';
 
 export const VERSION = '0.1.0';
@@ -59,6 +61,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
   const layout = new DataLayout(config.dataDir);
   await makeDirDurable(layout.root);
+  // Before anything touches tmp/ or uploads/: they may belong to a daemon that is still running.
+  const dirLock = lockDataDir(layout.lockFile);
   const bytes = await FsByteStore.open(layout);
   const meta = SqliteMetadataStore.open(layout.databaseFile);
 
@@ -69,13 +73,13 @@ export async function startServer(config: Config): Promise<RunningServer> {
     logger.info({ path: layout.adminTokenFile, created: loaded.created }, 'admin token is in this file');
   }
 
-  const blobs = new BlobService(meta, bytes, {
+  const disk = new DiskBudget(meta, bytes, config.minFree);
+  const blobs = new BlobService(meta, bytes, disk, {
     maxBlobSize: config.maxBlobSize,
     temporaryTtlMs: config.temporaryTtlMs,
   });
-  const uploads = new UploadService(meta, bytes, blobs, {
+  const uploads = new UploadService(meta, bytes, blobs, disk, {
     maxBlobSize: config.maxBlobSize,
-    minFree: config.minFree,
     uploadTtlMs: config.uploadTtlMs,
   });
   const recovered = await uploads.recover();
@@ -150,6 +154,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       clearInterval(idle);
       clearTimeout(deadline);
       await meta.close();
+      dirLock.release();
       logger.info('stopped');
     })());
 

@@ -132,6 +132,29 @@ test('readyz answers at once, 503, while another process holds the database writ
   }
 });
 
+test('a second daemon on the same data directory refuses to start', async () => {
+  const d = await startDaemon();
+  try {
+    const second = await run(process.execPath, [BLOBD, 'serve', '--port', '0', '--data', d.dataDir], {
+      env: { ...process.env, BLOBD_ADMIN_TOKEN: 'another-token-0123456789' },
+    }).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => err,
+    );
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, /in use by another blobd process/);
+    assert.equal((await d.api('/readyz')).status, 200, 'the first one is untouched');
+  } finally {
+    await d.stop();
+  }
+  // Once the first stops (or dies), the directory is free again.
+  const again = await startDaemon({ dataDir: d.dataDir });
+  await again.kill9();
+  const afterCrash = await startDaemon({ dataDir: d.dataDir });
+  await afterCrash.stop();
+  await removeDir(path.dirname(d.dataDir));
+});
+
 test('without BLOBD_ADMIN_TOKEN a token is generated into data/admin-token (0600), never logged', async () => {
   const d = await startDaemon({ adminToken: null, args: ['--log-level', 'info'] });
   try {

@@ -1,11 +1,13 @@
 // Upload sessions against the real daemon: chunked happy path, resume after kill -9 (G3), locks,
 // disconnects, limits, destroy and expiry, reservations, and that idle sessions hold no resources.
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { appendFile, readdir, readFile, stat, statfs, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { randomData, sha256 } from './helpers/bytes.ts';
-import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { makeTempDir, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
 import { append, complete, heldBody, initiate, requestWithExpect, status, type Session } from './helpers/sessions.ts';
 import { waitFor } from './helpers/wait.ts';
 
@@ -194,6 +196,42 @@ describe('upload sessions', () => {
     assert.equal(await uploadFileSize(d, open), 0);
   });
 
+  test('a complete whose final body is cut short keeps the bytes and leaves the session open', async () => {
+    const data = randomData(1000);
+    const s = await initiate(d, 'size=1000');
+    await append(d, s, data.subarray(0, 100));
+    // Announce 900 bytes, send 300, hang up.
+    const { hostname, port } = new URL(d.url);
+    await new Promise<void>((resolve, reject) => {
+      const sock = connect(Number(port), hostname, () => {
+        sock.write(`POST /api/blobs/uploads/${s.id}/complete HTTP/1.1\r\nHost: x\r\nUpload-Token: ${s.token}\r\nContent-Length: 900\r\n\r\n`);
+        sock.write(data.subarray(100, 400), () => setTimeout(() => sock.destroy(), 200));
+      });
+      sock.on('close', () => resolve());
+      sock.on('error', reject);
+    });
+    const st = await waitFor(async () => {
+      const now = await status(d, s);
+      return now.offset === 400 ? now : null;
+    }, 'the kept bytes');
+    assert.equal(st!.state, 'open', 'a cut-short complete must not complete');
+    assert.equal((await append(d, s, data.subarray(400))).status, 203);
+    const done = await complete(d, s);
+    assert.equal(((await done.json()) as { digest: string }).digest, sha256(data));
+  });
+
+  test('digests named at initiate and at complete are both preconditions, also on a replay', async () => {
+    const data = randomData(50);
+    const s = await initiate(d, `digest=${sha256(data)}`);
+    await append(d, s, data);
+    const other = sha256(Buffer.from('other'));
+    assert.equal((await complete(d, s, `digest=${other}`)).status, 400);
+    assert.equal((await complete(d, s, `digest=${sha256(data)}`)).status, 201);
+    const replay = await complete(d, s, `digest=${other}`);
+    assert.equal(replay.status, 400);
+    assert.equal(await errorCode(replay), 'digest_mismatch');
+  });
+
   test('a digest mismatch keeps the session at its offset; the right digest then completes', async () => {
     const data = randomData(1000);
     const s = await initiate(d, `size=1000`);
@@ -375,6 +413,90 @@ describe('upload session limits that need their own daemon', () => {
       assert.equal((await append(d, s, data.subarray(MiB), { 'upload-offset': String(MiB) })).status, 203);
       assert.equal(((await (await complete(d, s)).json()) as { digest: string }).digest, sha256(data));
       held.release();
+    } finally {
+      await d.stop();
+      await removeDir(path.dirname(d.dataDir));
+    }
+  });
+
+  test('an offset that cannot be recorded rolls the bytes and the hash back', async () => {
+    const d = await startDaemon();
+    const other = new Database(path.join(d.dataDir, 'blobd.db'));
+    try {
+      const s = await initiate(d);
+      await append(d, s, 'A'.repeat(10));
+      other.exec('BEGIN IMMEDIATE'); // longer than the daemon's 5 s busy timeout
+      const failed = await append(d, s, 'B'.repeat(10));
+      assert.equal(failed.status, 500);
+      other.exec('ROLLBACK');
+      assert.equal((await status(d, s)).offset, 10);
+      assert.equal(await uploadFileSize(d, s), 10, 'the unrecorded bytes were cut');
+      await append(d, s, 'C'.repeat(10), { 'upload-offset': '10' });
+      const done = (await (await complete(d, s)).json()) as { digest: string };
+      const expected = sha256(Buffer.from('A'.repeat(10) + 'C'.repeat(10)));
+      assert.equal(done.digest, expected, 'the digest is of the bytes actually stored');
+      assert.ok((await download(d, expected)).equals(Buffer.from('A'.repeat(10) + 'C'.repeat(10))));
+    } finally {
+      other.close();
+      await d.stop();
+      await removeDir(path.dirname(d.dataDir));
+    }
+  });
+
+  test('disk reservations: concurrent initiates cannot promise the same bytes; appends respect others', async () => {
+    const probe = await makeTempDir();
+    const fs = await statfs(probe);
+    await removeDir(probe);
+    // Leave about 600 MiB of room. Other test files running at the same time move free space by far less
+    // than the margins below (one 400 MiB promise fits, two never do).
+    const minFree = Math.max(0, fs.bavail * fs.bsize - 600 * MiB);
+    const d = await startDaemon({ args: ['--min-free', String(minFree), '--max-blob-size', '1TiB'] });
+    try {
+      const tries = await Promise.all(
+        Array.from({ length: 8 }, () => d.api(`/api/blobs/uploads?size=${400 * MiB}`, { method: 'POST' })),
+      );
+      const statuses = tries.map((r) => r.status).sort();
+      assert.deepEqual(statuses, [202, 507, 507, 507, 507, 507, 507, 507]);
+      // A session without a declared size may not eat into that promise.
+      const open = await initiate(d);
+      const big = await requestWithExpect(
+        `${d.url}/api/blobs/uploads/${open.id}/append`,
+        'POST',
+        { 'upload-token': open.token, 'content-length': String(300 * MiB) },
+        Buffer.alloc(0),
+      );
+      assert.deepEqual([big.status, big.continued], [507, false]);
+    } finally {
+      await d.stop();
+      await removeDir(path.dirname(d.dataDir));
+    }
+  });
+
+  test('a chunked append past the disk budget is 507 and keeps nothing of that request', async () => {
+    const probe = await makeTempDir();
+    const fs = await statfs(probe);
+    await removeDir(probe);
+    const minFree = Math.max(0, fs.bavail * fs.bsize - 150 * MiB);
+    const d = await startDaemon({ args: ['--min-free', String(minFree)] });
+    try {
+      const s = await initiate(d);
+      assert.equal((await append(d, s, 'kept')).status, 203);
+      let left = 400 * MiB;
+      const block = randomData(MiB);
+      const body = new ReadableStream<Uint8Array>({
+        pull(ctl) {
+          if (left <= 0) return ctl.close();
+          ctl.enqueue(block);
+          left -= MiB;
+        },
+      });
+      const res = await append(d, s, body).catch((e: Error) => e);
+      if (res instanceof Response) {
+        assert.equal(res.status, 507);
+        assert.equal(await errorCode(res), 'insufficient_storage');
+      }
+      await waitFor(async () => (await uploadFileSize(d, s)) === 4, 'the refused bytes to be cut');
+      assert.equal((await status(d, s)).offset, 4);
     } finally {
       await d.stop();
       await removeDir(path.dirname(d.dataDir));

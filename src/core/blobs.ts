@@ -8,6 +8,8 @@ import type { MetadataStore, PinInput } from '../storage/metadata-store.ts';
 import type { Principal } from './auth.ts';
 import type { Digest } from './digest.ts';
 import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
+import { insufficientStorage, type DiskBudget } from './disk-budget.ts';
+import { KeyedLock } from './keyed-lock.ts';
 import { BlobdError } from './errors.ts';
 
 export interface BlobInfo {
@@ -33,29 +35,13 @@ export interface BlobServiceOptions {
   readonly temporaryTtlMs: number;
 }
 
-/** Serialises async work per key; used so that commit-or-dedup of one digest happens one at a time. */
-export class KeyedLock {
-  private readonly tails = new Map<string, Promise<unknown>>();
-
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.tails.get(key) ?? Promise.resolve();
-    const result = prev.then(fn, fn);
-    const tail = result.catch(() => {});
-    this.tails.set(key, tail);
-    try {
-      return await result;
-    } finally {
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    }
-  }
-}
-
 export class BlobService {
   private readonly digestLock = new KeyedLock();
 
   constructor(
     private readonly meta: MetadataStore,
     private readonly bytes: ByteStore,
+    private readonly disk: DiskBudget,
     private readonly options: BlobServiceOptions,
   ) {}
 
@@ -65,7 +51,16 @@ export class BlobService {
     if (opts.declaredSize !== undefined && opts.declaredSize > max) {
       throw tooLarge(max);
     }
-    const staged = await this.bytes.stage(limitBytes(body(), max, () => tooLarge(max)));
+    const diskRoom = await this.disk.room();
+    const refuse = () => (max <= diskRoom ? tooLarge(max) : insufficientStorage());
+    if (opts.declaredSize !== undefined && opts.declaredSize > diskRoom) throw refuse();
+    let staged;
+    try {
+      staged = await this.bytes.stage(limitBytes(body(), Math.min(max, diskRoom), refuse));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw insufficientStorage();
+      throw err;
+    }
     try {
       if (opts.expected !== undefined && staged.digest !== opts.expected) {
         throw new BlobdError('digest_mismatch', 'the body does not hash to the expected digest', {

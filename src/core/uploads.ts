@@ -9,12 +9,11 @@ import { can, type Principal } from './auth.ts';
 import type { BlobService } from './blobs.ts';
 import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
 import type { Digest } from './digest.ts';
+import { insufficientStorage, type DiskBudget } from './disk-budget.ts';
 import { BlobdError } from './errors.ts';
 
 export interface UploadServiceOptions {
   readonly maxBlobSize: number;
-  /** Free bytes that must remain on the store after any write. */
-  readonly minFree: number;
   /** Inactivity after which a session expires. */
   readonly uploadTtlMs: number;
 }
@@ -77,6 +76,7 @@ export class UploadService {
     private readonly meta: MetadataStore,
     private readonly bytes: ByteStore,
     private readonly blobs: BlobService,
+    private readonly disk: DiskBudget,
     private readonly options: UploadServiceOptions,
   ) {}
 
@@ -100,14 +100,14 @@ export class UploadService {
       }
     }
 
-    const now = Date.now();
-    if (size !== null) await this.reserve(size, now);
     const id = uuidv7();
     const token = randomBytes(32).toString('base64url');
+    const now = Date.now();
     const expiresAt = now + this.options.uploadTtlMs;
-    // File first, then row: a row always has its file; a file without a row is swept at the next start.
-    await this.bytes.createUpload(id);
-    await this.meta.createUpload({
+    const create = async () => {
+      // File first, then row: a row always has its file; a file without a row is swept at the next start.
+      await this.bytes.createUpload(id);
+      await this.meta.createUpload({
       id,
       tokenHash: hashToken(token),
       principal: input.principal.id,
@@ -121,6 +121,9 @@ export class UploadService {
       createdAt: now,
       expiresAt,
     });
+    };
+    // A declared size is a promise of disk space: checked and recorded as one step.
+    await (size !== null ? this.disk.reserve(size, create) : create());
     this.hashes.set(id, createHash('sha256'));
     return { kind: 'session', id, token, size, expiresAt };
   }
@@ -128,7 +131,7 @@ export class UploadService {
   async append(id: string, token: string | null, body: BodySource, opts: AppendOptions = {}): Promise<number> {
     await this.authorize(id, token);
     return this.locked(id, async () => {
-      const row = await this.load(id);
+      const row = await this.settled(await this.load(id));
       if (row.state !== 'open') throw new BlobdError('upload_not_found', 'this upload session is already completed', { id });
       this.checkOffset(row, opts.expectedOffset);
       return this.appendBody(row, body, opts.length);
@@ -143,10 +146,17 @@ export class UploadService {
   ): Promise<CompletedUpload> {
     await this.authorize(id, token);
     return this.locked(id, async () => {
-      let row = await this.load(id);
-      if (row.state === 'completed') return JSON.parse(row.result!) as CompletedUpload;
+      let row = await this.settled(await this.load(id));
+      if (row.state === 'completed') {
+        const done = JSON.parse(row.result!) as CompletedUpload;
+        if (opts.digest !== undefined && opts.digest !== done.digest) {
+          throw new BlobdError('digest_mismatch', 'this session completed with another digest', { expected: opts.digest, actual: done.digest });
+        }
+        return done;
+      }
       this.checkOffset(row, opts.expectedOffset);
       if (body) {
+        // A final body cut short throws (request_aborted) after keeping what arrived: never complete on it.
         await this.appendBody(row, body, opts.length);
         row = await this.load(id);
       }
@@ -157,9 +167,11 @@ export class UploadService {
         });
       }
       const digest = `sha256:${(await this.hashOf(row)).copy().digest('hex')}`;
-      const expected = opts.digest ?? row.expectedDigest ?? undefined;
-      if (expected !== undefined && expected !== digest) {
-        throw new BlobdError('digest_mismatch', 'the uploaded bytes do not hash to the expected digest', { expected, actual: digest });
+      // Both the digest named at initiate and the one named now are preconditions.
+      for (const expected of [row.expectedDigest, opts.digest]) {
+        if (expected && expected !== digest) {
+          throw new BlobdError('digest_mismatch', 'the uploaded bytes do not hash to the expected digest', { expected, actual: digest });
+        }
       }
       return this.commit(row, digest);
     });
@@ -181,7 +193,7 @@ export class UploadService {
   async destroy(id: string, token: string | null): Promise<void> {
     await this.authorize(id, token);
     await this.locked(id, async () => {
-      const row = await this.load(id);
+      const row = await this.settled(await this.load(id));
       await this.forget(row);
     });
   }
@@ -194,20 +206,10 @@ export class UploadService {
   async recover(): Promise<{ resumed: number; removed: number }> {
     const keep = new Set<string>();
     let removed = 0;
-    for (const row of await this.meta.listUnfinishedUploads()) {
+    for (const found of await this.meta.listUnfinishedUploads()) {
+      const row = await this.settled(found);
+      if (row.state !== 'open') continue;
       const onDisk = await this.bytes.uploadSize(row.id);
-      if (row.state === 'completing') {
-        if (onDisk !== null) {
-          await this.meta.reopenUpload(row.id); // the move into the blob store never happened
-        } else if (await this.bytes.stat(row.digest!)) {
-          await this.finish(row, row.digest!, false); // moved, but the rows were not written
-          continue;
-        } else {
-          await this.meta.deleteUpload(row.id);
-          removed++;
-          continue;
-        }
-      }
       if (onDisk === null || onDisk < row.offset) {
         // Acknowledged bytes are gone: the session cannot honestly resume.
         await this.meta.deleteUpload(row.id);
@@ -258,8 +260,27 @@ export class UploadService {
 
   private async load(id: string): Promise<UploadRecord> {
     const row = await this.meta.getUpload(id);
-    if (!row || row.expiresAt <= Date.now()) throw notFound(id);
+    // A session with a request in flight is not expired: that request will push its expiry out.
+    if (!row || (row.expiresAt <= Date.now() && !this.busy.has(id))) throw notFound(id);
     return row;
+  }
+
+  /**
+   * A session left "completing" (a crash, or a failure between the rename and the rows) is finished or
+   * reopened according to where its bytes are: still in uploads/ → the move did not happen; under their
+   * digest → it did. Run under the session lock, or before the server takes requests.
+   */
+  private async settled(row: UploadRecord): Promise<UploadRecord> {
+    if (row.state !== 'completing') return row;
+    if ((await this.bytes.uploadSize(row.id)) !== null) {
+      await this.meta.reopenUpload(row.id);
+    } else if (await this.bytes.stat(row.digest!)) {
+      await this.blobs.lockDigest(row.digest!, () => this.finish(row, row.digest!, false));
+    } else {
+      await this.meta.deleteUpload(row.id); // neither place has the bytes: nothing honest to resume
+      throw notFound(row.id);
+    }
+    return (await this.meta.getUpload(row.id))!;
   }
 
   private async locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
@@ -280,26 +301,20 @@ export class UploadService {
     }
   }
 
-  /** Refuse a declared size that the disk cannot promise, counting what open sessions were promised. */
-  private async reserve(size: number, now: number): Promise<void> {
-    const [free, reserved] = await Promise.all([this.bytes.freeSpace(), this.meta.reservedUploadBytes(now)]);
-    if (free - this.options.minFree - reserved < size) {
-      throw new BlobdError('insufficient_storage', 'not enough free disk for the declared size', {
-        available: Math.max(0, free - this.options.minFree - reserved),
-      });
-    }
-  }
-
-  /** Append a body at the session's offset; keeps what arrived if the client goes away, nothing on 413/507. */
+  /**
+   * Append a body at the session's offset. Over a limit (413) or the disk budget (507): nothing of the
+   * request is kept. A client that goes away keeps what arrived — the offset is committed — and the
+   * request then fails with `request_aborted`, so a complete never finishes on a cut-short body.
+   */
   private async appendBody(row: UploadRecord, body: BodySource, length: number | undefined): Promise<number> {
     const cap = Math.min(this.options.maxBlobSize, row.declaredSize ?? Infinity);
-    const room = cap - row.offset;
+    const sizeRoom = cap - row.offset;
+    const ownReserved = row.declaredSize !== null ? row.declaredSize - row.offset : 0;
+    const diskRoom = await this.disk.room(ownReserved);
     const limitName = row.declaredSize !== null && row.declaredSize <= this.options.maxBlobSize ? 'declared size' : 'maximum blob size';
-    const refuse = () => tooLarge(cap, limitName);
-    if (length !== undefined && length > room) throw refuse();
-    if ((await this.bytes.freeSpace()) - (length ?? 0) < this.options.minFree) {
-      throw new BlobdError('insufficient_storage', 'the disk is too full to take more bytes; retry later', { offset: row.offset });
-    }
+    const refuse = () => (sizeRoom <= diskRoom ? tooLarge(cap, limitName) : insufficientStorage({ offset: row.offset }));
+    if (length !== undefined && length > Math.min(sizeRoom, diskRoom)) throw refuse();
+
     const hash = await this.hashOf(row);
     const before = hash.copy();
     const rollback = async () => {
@@ -309,22 +324,28 @@ export class UploadService {
     };
     let result: { written: number; sourceError?: unknown };
     try {
-      result = await this.bytes.appendUpload(row.id, row.offset, limitBytes(body(), room, refuse), (chunk) => hash.update(chunk));
+      const limited = limitBytes(body(), Math.min(sizeRoom, diskRoom), refuse);
+      result = await this.bytes.appendUpload(row.id, row.offset, limited, (chunk) => hash.update(chunk));
     } catch (err) {
       await rollback();
-      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
-        throw new BlobdError('insufficient_storage', 'the disk filled up; nothing of this request was kept', { offset: row.offset });
-      }
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw insufficientStorage({ offset: row.offset });
       throw err;
     }
-    // Over a limit: nothing of this request is kept. A client that went away keeps what arrived.
-    if (result.sourceError instanceof BlobdError && result.sourceError.code === 'too_large') {
+    const cut = result.sourceError;
+    if (cut instanceof BlobdError && cut.code !== 'request_aborted') {
       await rollback();
-      throw result.sourceError;
+      throw cut;
     }
-    // Written and fdatasync'd: now, and only now, the offset may be acknowledged.
+    // Written and fdatasync'd: now, and only now, the offset may be acknowledged. If recording it fails,
+    // the bytes and the hash go back to the last acknowledged offset, so hash and file never disagree.
     const offset = row.offset + result.written;
-    await this.meta.advanceUpload(row.id, offset, Date.now() + this.options.uploadTtlMs);
+    try {
+      await this.meta.advanceUpload(row.id, offset, Date.now() + this.options.uploadTtlMs);
+    } catch (err) {
+      await rollback();
+      throw err;
+    }
+    if (cut !== undefined) throw cut instanceof BlobdError ? cut : new BlobdError('request_aborted', 'the client closed the connection before the body ended');
     return offset;
   }
 
@@ -359,11 +380,13 @@ export class UploadService {
       await this.meta.beginCompletion(row.id, digest);
       try {
         await this.bytes.commitUpload(row.id, digest);
+        return await this.finish(row, digest, false);
       } catch (err) {
-        await this.meta.reopenUpload(row.id);
+        // Still in uploads/ → the move did not happen: reopen. Otherwise the session stays "completing"
+        // and the next request on it (or the next start) finishes it — not here, under this digest's lock.
+        if ((await this.bytes.uploadSize(row.id).catch(() => null)) !== null) await this.meta.reopenUpload(row.id).catch(() => {});
         throw err;
       }
-      return this.finish(row, digest, false);
     });
   }
 

@@ -10,7 +10,8 @@ import { declaredLength, requestBody } from '../request-body.ts';
 import { createRouter } from '../router.ts';
 import { BinaryBody, errors } from './schemas.ts';
 
-const Decimal = z.string().regex(/^\d{1,16}$/, 'a non-negative integer');
+// At most 15 digits: every such number is exact in a JS number (and 1 PB is plenty for one blob).
+const Decimal = z.string().regex(/^\d{1,15}$/, 'a non-negative integer of at most 15 digits');
 
 const IdParam = z.object({
   id: z.string().openapi({ param: { name: 'id', in: 'path' }, description: 'upload session id (UUIDv7)' }),
@@ -187,7 +188,7 @@ export function uploadRoutes(uploads: UploadService) {
       expectedOffset: expectedOffset(c),
       length: declaredLength(c),
     });
-    return c.body(null, 203, { 'Upload-Offset': String(offset) });
+    return c.body(null, 203, { 'Upload-Offset': String(offset), 'Content-Length': '0' });
   });
 
   app.openapi(complete, async (c) => {

@@ -287,15 +287,16 @@ export class FsByteStore implements ByteStore {
     const from = this.layout.uploadFile(id);
     const final = this.layout.blobFile(digest);
     const dir = await this.shardDirFor(digest);
-    // Read-only like every blob, and that mode made durable (fsync, not fdatasync) before the rename.
-    const fh = await open(from, 'r');
+    await rename(from, final);
+    // Read-only like every blob once it is one (never while it is a session's file, which a failed or
+    // interrupted completion may hand back to appends); fsync, not fdatasync, makes the mode durable.
+    const fh = await open(final, 'r');
     try {
       await fh.chmod(0o444);
       await fh.sync();
     } finally {
       await fh.close();
     }
-    await rename(from, final);
     await syncDir(dir);
   }
 

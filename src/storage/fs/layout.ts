@@ -28,6 +28,10 @@ export class DataLayout {
   get keysDir(): string {
     return path.join(this.root, 'keys');
   }
+  /** Held (locked) by the one daemon that owns this data directory. */
+  get lockFile(): string {
+    return path.join(this.root, 'blobd.lock');
+  }
   get adminTokenFile(): string {
     return path.join(this.root, 'admin-token');
   }

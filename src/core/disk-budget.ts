@@ -1,0 +1,42 @@
+// How many more bytes may be written: free disk, minus --min-free, minus what open upload sessions were
+// promised (their declared size not yet received). Every write path asks here before and while it writes.
+import type { ByteStore } from '../storage/byte-store.ts';
+import type { MetadataStore } from '../storage/metadata-store.ts';
+import { KeyedLock } from './keyed-lock.ts';
+import { BlobdError } from './errors.ts';
+
+export function insufficientStorage(details: Record<string, unknown> = {}): BlobdError {
+  return new BlobdError('insufficient_storage', 'not enough free disk for this; nothing of it was kept', details);
+}
+
+export class DiskBudget {
+  private readonly reservations = new KeyedLock();
+
+  constructor(
+    private readonly meta: MetadataStore,
+    private readonly bytes: ByteStore,
+    private readonly minFree: number,
+  ) {}
+
+  /**
+   * Bytes a write may take now. `ownReserved` is the caller's own promised remainder (a session writing
+   * into its own reservation must not be refused because of it).
+   */
+  async room(ownReserved = 0): Promise<number> {
+    const [free, reserved] = await Promise.all([this.bytes.freeSpace(), this.meta.reservedUploadBytes(Date.now())]);
+    return Math.max(0, free - this.minFree - (reserved - ownReserved));
+  }
+
+  /**
+   * Runs `create` (which records a new reservation of `size`) only if `size` fits, one reservation at a
+   * time: a check and an insert separated by an await would let concurrent requests promise the same
+   * bytes twice.
+   */
+  reserve<T>(size: number, create: () => Promise<T>): Promise<T> {
+    return this.reservations.run('reserve', async () => {
+      const room = await this.room();
+      if (room < size) throw insufficientStorage({ available: room });
+      return create();
+    });
+  }
+}
