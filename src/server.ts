@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { Authenticator } from './core/auth.ts';
 import { BlobService } from './core/blobs.ts';
+import { CatalogService } from './core/catalog.ts';
 import { DiskBudget } from './core/disk-budget.ts';
 import { checkReadiness } from './core/readiness.ts';
 import { UploadService } from './core/uploads.ts';
@@ -85,12 +86,15 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const recovered = await uploads.recover();
   logger.info(recovered, 'upload sessions recovered');
 
+  const catalog = new CatalogService(meta, blobs);
+
   const app = createApp({
     logger,
     version: VERSION,
     auth: new Authenticator(adminToken),
     blobs,
     uploads,
+    catalog,
     checkReadiness: () => checkReadiness(meta, bytes),
   });
 

@@ -10,7 +10,7 @@ export interface Principal {
 }
 
 /** What a route may require of its caller. */
-export type Action = 'admin' | 'blobs:read' | 'blobs:write' | 'blobs:delete';
+export type Action = 'admin' | 'blobs:read' | 'blobs:write' | 'blobs:delete' | 'buckets:read' | 'buckets:write' | 'buckets:delete';
 
 const ADMIN: Principal = { id: 'admin', admin: true };
 

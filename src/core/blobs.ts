@@ -47,16 +47,35 @@ export class BlobService {
 
   /** Stream a body into the store and pin it for the principal. */
   async ingest(body: BodySource, opts: IngestOptions): Promise<IngestResult> {
+    const pin = this.pinFor(opts.principal.id, opts.temporary ?? false);
+    return this.store(body, opts, async (blob) => {
+      const { created } = await this.meta.commitBlob(blob, pin);
+      return { ...blob, deduplicated: !created };
+    });
+  }
+
+  /**
+   * Stream a body in, verify it, put its bytes in place (unless the blob exists), and let `record` write
+   * the row that references it — under the digest lock, so the bytes cannot change state in between.
+   * `limit` narrows the byte budget (a bucket's size limit or quota) with its own error.
+   */
+  async store<T>(
+    body: BodySource,
+    opts: { expected?: Digest; declaredSize?: number; limit?: { bytes: number; error: () => BlobdError } },
+    record: (blob: BlobInfo) => Promise<T>,
+  ): Promise<T> {
     const max = this.options.maxBlobSize;
-    if (opts.declaredSize !== undefined && opts.declaredSize > max) {
-      throw tooLarge(max);
-    }
     const diskRoom = await this.disk.room();
-    const refuse = () => (max <= diskRoom ? tooLarge(max) : insufficientStorage());
-    if (opts.declaredSize !== undefined && opts.declaredSize > diskRoom) throw refuse();
+    const budgets = [
+      { bytes: max, error: () => tooLarge(max) },
+      { bytes: diskRoom, error: () => insufficientStorage() },
+      ...(opts.limit ? [opts.limit] : []),
+    ].sort((a, b) => a.bytes - b.bytes);
+    const tightest = budgets[0]!;
+    if (opts.declaredSize !== undefined && opts.declaredSize > tightest.bytes) throw tightest.error();
     let staged;
     try {
-      staged = await this.bytes.stage(limitBytes(body(), Math.min(max, diskRoom), refuse));
+      staged = await this.bytes.stage(limitBytes(body(), tightest.bytes, tightest.error));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw insufficientStorage();
       throw err;
@@ -68,12 +87,10 @@ export class BlobService {
           actual: staged.digest,
         });
       }
-      const pin = this.pinFor(opts.principal.id, opts.temporary ?? false);
+      const blob = { digest: staged.digest as Digest, size: staged.size };
       return await this.lockDigest(staged.digest, async () => {
-        const existing = await this.meta.getBlob(staged.digest);
-        if (!existing) await this.bytes.commit(staged);
-        const { created } = await this.meta.commitBlob({ digest: staged.digest, size: staged.size }, pin);
-        return { digest: staged.digest as Digest, size: staged.size, deduplicated: !created };
+        if (!(await this.meta.getBlob(staged.digest))) await this.bytes.commit(staged);
+        return record(blob);
       });
     } finally {
       await this.bytes.discard(staged);

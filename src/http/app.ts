@@ -3,6 +3,7 @@
 import type { Logger } from 'pino';
 import type { Authenticator } from '../core/auth.ts';
 import type { BlobService } from '../core/blobs.ts';
+import type { CatalogService } from '../core/catalog.ts';
 import { BlobdError } from '../core/errors.ts';
 import type { Readiness } from '../core/readiness.ts';
 import type { UploadService } from '../core/uploads.ts';
@@ -12,6 +13,8 @@ import { authenticate } from './middleware/authenticate.ts';
 import { requestLog } from './middleware/request-log.ts';
 import { createRouter } from './router.ts';
 import { blobRoutes } from './routes/blobs.ts';
+import { bucketRoutes } from './routes/buckets.ts';
+import { objectRoutes } from './routes/objects.ts';
 import { healthRoutes } from './routes/health.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 
@@ -20,6 +23,7 @@ export interface Services {
   readonly auth: Authenticator;
   readonly blobs: BlobService;
   readonly uploads: UploadService;
+  readonly catalog: CatalogService;
   readonly checkReadiness: () => Promise<Readiness>;
   readonly version: string;
 }
@@ -33,12 +37,20 @@ export function createApp(services: Services) {
   // Before the blob routes: /api/blobs/uploads must not be taken for a digest.
   app.route('/', uploadRoutes(services.uploads));
   app.route('/', blobRoutes(services.blobs));
+  app.route('/', bucketRoutes(services.catalog));
+  app.route('/', objectRoutes(services.catalog));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
-  app.doc31('/openapi.json', {
+  const document = {
     openapi: '3.1.0',
     info: { title: 'blobd', version: services.version, description: 'Content-addressed blob store daemon' },
     security: [{ bearer: [] }],
+  };
+  app.get('/openapi.json', (c) => {
+    const doc = app.getOpenAPI31Document(document);
+    // Hono's "rest of the path" parameters (`{key{.+}}`) are plain `{key}` to OpenAPI.
+    doc.paths = Object.fromEntries(Object.entries(doc.paths ?? {}).map(([p, v]) => [p.replace(/\{(\w+)\{[^}]*\}\}/g, '{$1}'), v]));
+    return c.json(doc);
   });
 
   app.notFound((c) => renderError(c, new BlobdError('not_found', `no route for ${c.req.method} ${c.req.path}`)));

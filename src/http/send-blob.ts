@@ -16,6 +16,8 @@ export interface SendableBlob {
   readonly contentType?: string;
   readonly filename?: string;
   readonly lastModified?: Date;
+  /** Default: immutable for a year (content addressed by digest never changes). */
+  readonly cacheControl?: string;
 }
 
 export type RangeRequest = { kind: 'full' } | { kind: 'partial'; range: ByteRange } | { kind: 'unsatisfiable' };
@@ -68,7 +70,7 @@ export async function sendBlob(c: Context<AppEnv>, blob: SendableBlob): Promise<
   const headers: Record<string, string> = {
     ETag: etag,
     'Accept-Ranges': 'bytes',
-    'Cache-Control': 'private, max-age=31536000, immutable',
+    'Cache-Control': blob.cacheControl ?? 'private, max-age=31536000, immutable',
     'X-Content-Type-Options': 'nosniff',
   };
   if (blob.lastModified) headers['Last-Modified'] = blob.lastModified.toUTCString();

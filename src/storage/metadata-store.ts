@@ -47,6 +47,89 @@ export interface UploadRecord {
 
 export type NewUpload = Omit<UploadRecord, 'offset' | 'state' | 'digest' | 'result' | 'updatedAt'>;
 
+export interface BucketSettings {
+  readonly maxObjectSize: number | null;
+  readonly quotaBytes: number | null;
+  readonly maxRevisions: number | null;
+  readonly publicRead: boolean;
+}
+
+export interface BucketRecord extends BucketSettings {
+  readonly name: string;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly objectCount: number;
+  /** Sum of the sizes of every revision in the bucket (what the quota counts). */
+  readonly storedBytes: number;
+}
+
+/** Metadata of an object that a content write does not have to restate. */
+export interface ObjectMeta {
+  readonly contentType: string | null;
+  readonly filename: string | null;
+  readonly owner: string | null;
+  readonly tags: readonly string[];
+  readonly properties: Readonly<Record<string, unknown>>;
+  readonly expiresAt: number | null;
+}
+
+/** An object as of one revision (the current one unless asked otherwise). */
+export interface ObjectRecord extends ObjectMeta {
+  readonly id: string;
+  readonly bucket: string;
+  readonly key: string;
+  readonly revision: number;
+  readonly latestRevision: number;
+  readonly digest: string;
+  readonly size: number;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly createdBy: string | null;
+  /** When this revision was written. */
+  readonly revisionCreatedAt: number;
+}
+
+export interface RevisionRecord {
+  readonly revision: number;
+  readonly digest: string;
+  readonly size: number;
+  readonly contentType: string | null;
+  readonly filename: string | null;
+  readonly createdAt: number;
+  readonly createdBy: string | null;
+}
+
+export interface NewRevision {
+  readonly bucket: string;
+  readonly key: string;
+  /** Id for the object if this write creates it. */
+  readonly newObjectId: string;
+  readonly blob: { readonly digest: string; readonly size: number };
+  /** Content type and filename of this content; null keeps what the object had. */
+  readonly contentType: string | null;
+  readonly filename: string | null;
+  readonly createdBy: string;
+  /** `If-Match`: the write happens only if the current digest is this (or, for '*', if the object exists). */
+  readonly ifMatch?: string;
+  /** `If-None-Match: *`: the write happens only if the object does not exist. */
+  readonly ifNoneMatch?: boolean;
+}
+
+export type AddRevisionResult =
+  | { readonly ok: true; readonly object: ObjectRecord; readonly blobCreated: boolean }
+  | { readonly ok: false; readonly reason: 'bucket_not_found' | 'precondition_failed' | 'quota_exceeded' };
+
+export interface ListObjectsQuery {
+  readonly bucket: string;
+  readonly prefix: string;
+  /** Only keys after this one (the cursor). */
+  readonly after: string | null;
+  readonly limit: number;
+  readonly owner?: string;
+  readonly tag?: string;
+  readonly properties?: readonly { readonly name: string; readonly value: string }[];
+}
+
 export interface MetadataStore {
   getBlob(digest: string): Promise<BlobRecord | null>;
   /**
@@ -81,6 +164,25 @@ export interface MetadataStore {
   listExpiredUploads(now: number): Promise<{ id: string; state: UploadState }[]>;
   /** Sum over live open sessions of the declared size not yet received: disk space promised to clients. */
   reservedUploadBytes(now: number): Promise<number>;
+  /** Create a bucket or replace its settings; `created` tells which. */
+  putBucket(name: string, settings: BucketSettings): Promise<{ created: boolean }>;
+  getBucket(name: string): Promise<BucketRecord | null>;
+  listBuckets(): Promise<BucketRecord[]>;
+  /** Delete a bucket; unless `force`, only an empty one. With `force`, its objects and revisions go too. */
+  deleteBucket(name: string, force: boolean): Promise<'deleted' | 'not_found' | 'not_empty'>;
+  /**
+   * In one transaction: check the bucket, the preconditions and the quota, record the blob (if new) and
+   * the object's next revision, and drop revisions beyond the bucket's max_revisions.
+   */
+  addRevision(input: NewRevision): Promise<AddRevisionResult>;
+  /** The object as of `revision` (default: its latest), or null. */
+  getObject(bucket: string, key: string, revision?: number): Promise<ObjectRecord | null>;
+  /** Revisions of an object, newest first; null when there is no such object. */
+  listRevisions(bucket: string, key: string): Promise<RevisionRecord[] | null>;
+  /** Delete an object with all its revisions, or one revision (the object goes with its last one). */
+  deleteObject(bucket: string, key: string, revision?: number): Promise<boolean>;
+  /** Objects in key order after the cursor, filtered; at most `limit`. */
+  listObjects(query: ListObjectsQuery): Promise<ObjectRecord[]>;
   /** Resolves when the store can answer and write; rejects otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -1,6 +1,21 @@
 // The SQLite MetadataStore: each domain operation is one short synchronous transaction, wrapped in a
 // Promise to honour the async interface. Never hold a transaction across an await.
-import type { BlobRecord, MetadataStore, NewUpload, PinInput, UploadRecord, UploadState } from '../metadata-store.ts';
+import type {
+  AddRevisionResult,
+  BlobRecord,
+  BucketRecord,
+  BucketSettings,
+  ListObjectsQuery,
+  MetadataStore,
+  NewRevision,
+  NewUpload,
+  ObjectRecord,
+  PinInput,
+  RevisionRecord,
+  UploadRecord,
+  UploadState,
+} from '../metadata-store.ts';
+import { CatalogRepo } from './catalog-repo.ts';
 import { BlobsRepo } from './blobs-repo.ts';
 import { openDatabase, type Db } from './db.ts';
 import { UploadsRepo } from './uploads-repo.ts';
@@ -10,6 +25,10 @@ type BlobInput = { digest: string; size: number };
 export class SqliteMetadataStore implements MetadataStore {
   private readonly blobs: BlobsRepo;
   private readonly uploads: UploadsRepo;
+  private readonly catalog: CatalogRepo;
+  private readonly addRevisionTx: (w: NewRevision) => AddRevisionResult;
+  private readonly deleteBucketTx: (name: string, force: boolean) => 'deleted' | 'not_found' | 'not_empty';
+  private readonly deleteObjectTx: (bucket: string, key: string, revision: number | undefined) => boolean;
   private readonly commitBlobTx: (blob: BlobInput, pin: PinInput | null) => boolean;
   private readonly finishUploadTx: (
     id: string,
@@ -23,6 +42,12 @@ export class SqliteMetadataStore implements MetadataStore {
   constructor(private readonly db: Db) {
     this.blobs = new BlobsRepo(db);
     this.uploads = new UploadsRepo(db);
+    this.catalog = new CatalogRepo(db, this.blobs);
+    this.addRevisionTx = db.transaction((w: NewRevision) => this.catalog.addRevision(w, Date.now())).immediate;
+    this.deleteBucketTx = db.transaction((name: string, force: boolean) => this.catalog.deleteBucket(name, force)).immediate;
+    this.deleteObjectTx = db.transaction((bucket: string, key: string, revision: number | undefined) =>
+      this.catalog.deleteObject(bucket, key, revision, Date.now()),
+    ).immediate;
     this.pingStmt = db.prepare('SELECT 1');
     const commitBlob = (blob: BlobInput, pin: PinInput | null, now: number) => {
       const created = this.blobs.insert(blob.digest, blob.size, now);
@@ -98,6 +123,42 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async reservedUploadBytes(now: number): Promise<number> {
     return this.uploads.reserved(now);
+  }
+
+  async putBucket(name: string, settings: BucketSettings): Promise<{ created: boolean }> {
+    return { created: this.catalog.putBucket(name, settings, Date.now()) };
+  }
+
+  async getBucket(name: string): Promise<BucketRecord | null> {
+    return this.catalog.getBucket(name);
+  }
+
+  async listBuckets(): Promise<BucketRecord[]> {
+    return this.catalog.listBuckets();
+  }
+
+  async deleteBucket(name: string, force: boolean): Promise<'deleted' | 'not_found' | 'not_empty'> {
+    return this.deleteBucketTx(name, force);
+  }
+
+  async addRevision(input: NewRevision): Promise<AddRevisionResult> {
+    return this.addRevisionTx(input);
+  }
+
+  async getObject(bucket: string, key: string, revision?: number): Promise<ObjectRecord | null> {
+    return this.catalog.getObject(bucket, key, revision);
+  }
+
+  async listRevisions(bucket: string, key: string): Promise<RevisionRecord[] | null> {
+    return this.catalog.listRevisions(bucket, key);
+  }
+
+  async deleteObject(bucket: string, key: string, revision?: number): Promise<boolean> {
+    return this.deleteObjectTx(bucket, key, revision);
+  }
+
+  async listObjects(query: ListObjectsQuery): Promise<ObjectRecord[]> {
+    return this.catalog.listObjects(query);
   }
 
   async ping(): Promise<void> {

@@ -1,0 +1,246 @@
+// Buckets and objects: bucket + key → a blob, with metadata and a history of revisions. Names and keys
+// are validated here (SPEC §1); limits and quotas are enforced while the body streams and again in the
+// transaction that records the revision. It never buffers a body and never knows a table name.
+import { v7 as uuidv7 } from 'uuid';
+import type {
+  BucketRecord,
+  BucketSettings,
+  MetadataStore,
+  ObjectRecord,
+  RevisionRecord,
+} from '../storage/metadata-store.ts';
+import type { Principal } from './auth.ts';
+import type { BlobService, ByteRange } from './blobs.ts';
+import { tooLarge, type BodySource } from './byte-limit.ts';
+import type { Digest } from './digest.ts';
+import { BlobdError } from './errors.ts';
+
+const BUCKET_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+// Controls (C0, DEL, C1) and U+10FFFF, which listing uses as its "after every key" bound.
+const KEY_FORBIDDEN = /[\u0000-\u001f\u007f-\u009f\u{10FFFF}]/u;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const PROPERTY_NAME_RE = /^[A-Za-z0-9_.-]{1,128}$/;
+const KEY_END = '\u{10FFFF}';
+
+export function parseBucketName(name: string): string {
+  if (!BUCKET_RE.test(name)) {
+    throw new BlobdError('invalid_bucket_name', 'a bucket name is [a-z0-9][a-z0-9._-]{0,62}', { bucket: name.slice(0, 100) });
+  }
+  return name;
+}
+
+export function parseKey(key: string): string {
+  const bytes = Buffer.byteLength(key, 'utf8');
+  const why =
+    bytes === 0 || bytes > 1024
+      ? 'a key is 1 to 1024 bytes of UTF-8'
+      : KEY_FORBIDDEN.test(key) || LONE_SURROGATE.test(key)
+        ? 'a key holds no NUL or control characters'
+        : key.startsWith('/')
+          ? 'a key does not start with /'
+          : key.split('/').some((seg) => seg === '.' || seg === '..')
+            ? 'a key has no . or .. segment'
+            : null;
+  if (why) throw new BlobdError('invalid_key', why, { key: key.slice(0, 100) });
+  return key;
+}
+
+export interface ListOptions {
+  readonly prefix?: string;
+  readonly delimiter?: string;
+  readonly limit?: number;
+  readonly cursor?: string;
+  readonly owner?: string;
+  readonly tag?: string;
+  readonly properties?: readonly { name: string; value: string }[];
+}
+
+export interface ListPage {
+  readonly items: ObjectRecord[];
+  readonly commonPrefixes: string[];
+  readonly nextCursor: string | null;
+}
+
+export interface PutObjectOptions {
+  readonly principal: Principal;
+  readonly declaredSize?: number;
+  readonly contentType?: string;
+  readonly filename?: string;
+  /** `If-Match`: a digest (`sha256:…`) or `*`. */
+  readonly ifMatch?: string;
+  /** `If-None-Match: *`. */
+  readonly ifNoneMatch?: boolean;
+}
+
+function encodeCursor(after: string): string {
+  return Buffer.from(JSON.stringify({ a: after }), 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): string {
+  try {
+    const parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { a?: unknown };
+    if (typeof parsed.a === 'string') return parsed.a;
+  } catch {
+    // fall through
+  }
+  throw new BlobdError('invalid_request', 'the cursor is not one this server gave out');
+}
+
+export class CatalogService {
+  constructor(
+    private readonly meta: MetadataStore,
+    private readonly blobs: BlobService,
+  ) {}
+
+  async putBucket(name: string, settings: BucketSettings): Promise<{ bucket: BucketRecord; created: boolean }> {
+    const { created } = await this.meta.putBucket(parseBucketName(name), settings);
+    return { bucket: (await this.meta.getBucket(name))!, created };
+  }
+
+  async getBucket(name: string): Promise<BucketRecord> {
+    const bucket = await this.meta.getBucket(parseBucketName(name));
+    if (!bucket) throw new BlobdError('bucket_not_found', `no bucket ${name}`, { bucket: name });
+    return bucket;
+  }
+
+  listBuckets(): Promise<BucketRecord[]> {
+    return this.meta.listBuckets();
+  }
+
+  async deleteBucket(name: string, force: boolean): Promise<void> {
+    const outcome = await this.meta.deleteBucket(parseBucketName(name), force);
+    if (outcome === 'not_found') throw new BlobdError('bucket_not_found', `no bucket ${name}`, { bucket: name });
+    if (outcome === 'not_empty') {
+      throw new BlobdError('bucket_not_empty', 'the bucket still holds objects; delete them or pass force=true', { bucket: name });
+    }
+  }
+
+  /** Write new content for an object: its next revision (the first one creates it). */
+  async putObject(bucketName: string, key: string, body: BodySource, opts: PutObjectOptions): Promise<{ object: ObjectRecord; created: boolean }> {
+    const bucket = await this.getBucket(bucketName);
+    parseKey(key);
+    const limits = [
+      ...(bucket.maxObjectSize !== null
+        ? [{ bytes: bucket.maxObjectSize, error: () => tooLarge(bucket.maxObjectSize!, "bucket's max_object_size") }]
+        : []),
+      ...(bucket.quotaBytes !== null
+        ? [{ bytes: Math.max(0, bucket.quotaBytes - bucket.storedBytes), error: () => quotaExceeded(bucket) }]
+        : []),
+    ].sort((a, b) => a.bytes - b.bytes);
+    return this.blobs.store(body, { declaredSize: opts.declaredSize, limit: limits[0] }, async (blob) => {
+      const result = await this.meta.addRevision({
+        bucket: bucket.name,
+        key,
+        newObjectId: uuidv7(),
+        blob,
+        contentType: opts.contentType ?? null,
+        filename: opts.filename ?? null,
+        createdBy: opts.principal.id,
+        ifMatch: opts.ifMatch,
+        ifNoneMatch: opts.ifNoneMatch,
+      });
+      if (!result.ok) {
+        if (result.reason === 'bucket_not_found') throw new BlobdError('bucket_not_found', `no bucket ${bucket.name}`, { bucket: bucket.name });
+        if (result.reason === 'quota_exceeded') throw quotaExceeded(bucket);
+        throw new BlobdError('precondition_failed', 'the object does not match If-Match / If-None-Match');
+      }
+      return { object: result.object, created: result.object.revision === 1 };
+    });
+  }
+
+  async getObject(bucket: string, key: string, revision?: number): Promise<ObjectRecord> {
+    const obj = await this.meta.getObject(parseBucketName(bucket), parseKey(key), revision);
+    if (!obj) {
+      await this.getBucket(bucket);
+      throw new BlobdError('object_not_found', revision === undefined ? `no object ${key}` : `no revision ${revision} of ${key}`, {
+        bucket,
+        key,
+        ...(revision === undefined ? {} : { revision }),
+      });
+    }
+    return obj;
+  }
+
+  async listRevisions(bucket: string, key: string): Promise<RevisionRecord[]> {
+    const revisions = await this.meta.listRevisions(parseBucketName(bucket), parseKey(key));
+    if (!revisions) throw new BlobdError('object_not_found', `no object ${key}`, { bucket, key });
+    return revisions;
+  }
+
+  async deleteObject(bucket: string, key: string, revision?: number): Promise<void> {
+    if (!(await this.meta.deleteObject(parseBucketName(bucket), parseKey(key), revision))) {
+      await this.getBucket(bucket);
+      throw new BlobdError('object_not_found', `no object ${key}`, { bucket, key });
+    }
+  }
+
+  openContent(obj: ObjectRecord, range?: ByteRange) {
+    return this.blobs.openContent(obj.digest as Digest, range);
+  }
+
+  /**
+   * One page of a listing in key order. With a delimiter, keys that share the part of their name up to the
+   * next delimiter after the prefix are rolled into one common prefix (as S3 does), and the page skips
+   * past the whole group. The cursor is the last key (or group end) emitted: keyset pagination, so
+   * concurrent writes never make a page repeat or skip an existing key.
+   */
+  async listObjects(bucketName: string, opts: ListOptions): Promise<ListPage> {
+    const bucket = (await this.getBucket(bucketName)).name;
+    const prefix = opts.prefix ?? '';
+    const limit = opts.limit ?? 1000;
+    const filters = this.filters(opts);
+    let after = opts.cursor ? decodeCursor(opts.cursor) : '';
+    const items: ObjectRecord[] = [];
+    const commonPrefixes: string[] = [];
+    scan: for (;;) {
+      const rows = await this.meta.listObjects({ bucket, prefix, after, limit: limit + 1, ...filters });
+      for (const row of rows) {
+        // A full page with a row still to come: there is more.
+        if (items.length + commonPrefixes.length === limit) return { items, commonPrefixes, nextCursor: encodeCursor(after) };
+        const at = opts.delimiter ? row.key.indexOf(opts.delimiter, prefix.length) : -1;
+        if (at >= 0) {
+          const group = row.key.slice(0, at + opts.delimiter!.length);
+          commonPrefixes.push(group);
+          after = group + KEY_END; // past every key of the group: query again from there
+          continue scan;
+        }
+        items.push(row);
+        after = row.key;
+      }
+      return { items, commonPrefixes, nextCursor: null };
+    }
+  }
+
+  /** Every matching object, page by page, for exports of any size. */
+  async *exportObjects(bucketName: string, opts: ListOptions): AsyncIterable<ObjectRecord> {
+    const bucket = (await this.getBucket(bucketName)).name;
+    const filters = this.filters(opts);
+    let after = '';
+    for (;;) {
+      const rows = await this.meta.listObjects({ bucket, prefix: opts.prefix ?? '', after, limit: 1000, ...filters });
+      yield* rows;
+      if (rows.length < 1000) return;
+      after = rows[rows.length - 1]!.key;
+    }
+  }
+
+  private filters(opts: ListOptions) {
+    for (const p of opts.properties ?? []) {
+      if (!PROPERTY_NAME_RE.test(p.name)) {
+        throw new BlobdError('invalid_request', 'a property name is [A-Za-z0-9_.-]{1,128}', { property: p.name.slice(0, 100) });
+      }
+    }
+    return {
+      ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
+      ...(opts.tag !== undefined ? { tag: opts.tag } : {}),
+      ...(opts.properties?.length ? { properties: opts.properties } : {}),
+    };
+  }
+}
+
+function quotaExceeded(bucket: BucketRecord): BlobdError {
+  return new BlobdError('quota_exceeded', `the bucket's quota of ${bucket.quotaBytes} bytes would be exceeded`, {
+    quota_bytes: bucket.quotaBytes,
+    stored_bytes: bucket.storedBytes,
+  });
+}

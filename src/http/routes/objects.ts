@@ -1,0 +1,262 @@
+// Objects (SPEC §3.3): write content (raw body), download it (the shared send-blob path), metadata,
+// revisions, delete, and list / export a bucket. Keys may hold '/', so the key parameter takes the rest
+// of the path. Translation only: the rules live in core/catalog.
+import { createRoute, z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { Readable } from 'node:stream';
+import type { CatalogService, ListOptions } from '../../core/catalog.ts';
+import { BlobdError } from '../../core/errors.ts';
+import type { ObjectRecord, RevisionRecord } from '../../storage/metadata-store.ts';
+import type { AppEnv } from '../env.ts';
+import { principalOf, requires } from '../middleware/authenticate.ts';
+import { declaredLength, requestBody } from '../request-body.ts';
+import { createRouter } from '../router.ts';
+import { sendBlob } from '../send-blob.ts';
+import { BinaryBody, errors } from './schemas.ts';
+
+const Revision = z.string().regex(/^[1-9]\d{0,9}$/, 'a revision number');
+
+const ObjectParams = z.object({
+  bucket: z.string().openapi({ param: { name: 'bucket', in: 'path' } }),
+  key: z.string().openapi({ param: { name: 'key', in: 'path' }, description: 'the object key; may contain /' }),
+});
+
+const ObjectJson = z
+  .object({
+    id: z.string(),
+    bucket: z.string(),
+    key: z.string(),
+    revision: z.number().int(),
+    digest: z.string(),
+    size: z.number().int(),
+    content_type: z.string().nullable(),
+    filename: z.string().nullable(),
+    owner: z.string().nullable(),
+    tags: z.array(z.string()),
+    properties: z.record(z.string(), z.unknown()),
+    created_at: z.string(),
+    updated_at: z.string(),
+    created_by: z.string().nullable(),
+    expires_at: z.string().nullable(),
+  })
+  .openapi('Object');
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function objectJson(o: ObjectRecord) {
+  return {
+    id: o.id,
+    bucket: o.bucket,
+    key: o.key,
+    revision: o.revision,
+    digest: o.digest,
+    size: o.size,
+    content_type: o.contentType,
+    filename: o.filename,
+    owner: o.owner,
+    tags: [...o.tags],
+    properties: { ...o.properties },
+    created_at: iso(o.createdAt)!,
+    updated_at: iso(o.updatedAt)!,
+    created_by: o.createdBy,
+    expires_at: iso(o.expiresAt),
+  };
+}
+
+function revisionJson(r: RevisionRecord) {
+  return {
+    revision: r.revision,
+    digest: r.digest,
+    size: r.size,
+    content_type: r.contentType,
+    filename: r.filename,
+    created_at: iso(r.createdAt)!,
+    created_by: r.createdBy,
+  };
+}
+
+const json = <T extends z.ZodTypeAny>(schema: T, description: string) => ({
+  description,
+  content: { 'application/json': { schema } },
+});
+
+// `{key{.+}}`: Hono's syntax for "the rest of the path"; /openapi.json shows it as `{key}`.
+const OBJECT_PATH = '/api/buckets/{bucket}/objects/{key{.+}}';
+
+const putObject = createRoute({
+  method: 'put',
+  path: OBJECT_PATH,
+  summary: "Write the raw body as the object's next revision (Content-Type is kept)",
+  middleware: [requires('buckets:write')] as const,
+  request: {
+    params: ObjectParams,
+    query: z.object({ filename: z.string().min(1).max(1024).optional() }),
+    headers: z.object({ 'if-match': z.string().optional(), 'if-none-match': z.literal('*').optional() }),
+    body: { content: BinaryBody, required: false },
+  },
+  responses: {
+    201: json(ObjectJson, 'created (revision 1)'),
+    200: json(ObjectJson, 'a new revision'),
+    ...errors(400, 401, 403, 404, 412, 413, 415, 507),
+  },
+});
+
+const getObject = createRoute({
+  method: 'get',
+  path: OBJECT_PATH,
+  summary: 'Content (HEAD: headers only), or ?metadata, or ?revisions; ?revision=N for an older one',
+  middleware: [requires('buckets:read')] as const,
+  request: {
+    params: ObjectParams,
+    query: z.object({
+      metadata: z.string().optional(),
+      revisions: z.string().optional(),
+      revision: Revision.optional(),
+      filename: z.string().max(1024).optional(),
+    }),
+  },
+  responses: {
+    200: { description: 'content, or JSON for ?metadata / ?revisions', content: { ...BinaryBody, 'application/json': { schema: ObjectJson } } },
+    206: { description: 'one range of the content', content: BinaryBody },
+    304: { description: 'not modified' },
+    ...errors(400, 401, 403, 404, 412, 416),
+  },
+});
+
+const deleteObject = createRoute({
+  method: 'delete',
+  path: OBJECT_PATH,
+  summary: 'Delete the object (all revisions), or ?revision=N only',
+  middleware: [requires('buckets:delete')] as const,
+  request: { params: ObjectParams, query: z.object({ revision: Revision.optional() }) },
+  responses: { 204: { description: 'deleted' }, ...errors(400, 401, 403, 404) },
+});
+
+const listObjects = createRoute({
+  method: 'get',
+  path: '/api/buckets/{bucket}/objects',
+  summary: 'List, find and export objects (property.NAME=VALUE filters; csv and ndjson stream everything)',
+  middleware: [requires('buckets:read')] as const,
+  request: {
+    params: z.object({ bucket: z.string().openapi({ param: { name: 'bucket', in: 'path' } }) }),
+    query: z
+      .object({
+        prefix: z.string().max(1024).optional(),
+        delimiter: z.string().min(1).max(16).optional(),
+        owner: z.string().optional(),
+        tag: z.string().optional(),
+        limit: z.string().regex(/^\d{1,4}$/).optional(),
+        cursor: z.string().max(4096).optional(),
+        format: z.enum(['json', 'ndjson', 'csv']).optional(),
+      })
+      .passthrough(),
+  },
+  responses: {
+    200: {
+      description: 'a page (json) or every match (ndjson, csv)',
+      content: {
+        'application/json': {
+          schema: z.object({ items: z.array(ObjectJson), common_prefixes: z.array(z.string()), next_cursor: z.string().nullable() }),
+        },
+        'application/x-ndjson': { schema: z.string() },
+        'text/csv': { schema: z.string() },
+      },
+    },
+    ...errors(400, 401, 403, 404),
+  },
+});
+
+const CSV_COLUMNS = ['id', 'bucket', 'key', 'revision', 'digest', 'size', 'content_type', 'filename', 'owner', 'tags', 'properties', 'created_at', 'updated_at', 'created_by', 'expires_at'] as const;
+
+/** One RFC 4180 field: quoted when it must be; arrays and objects as JSON. */
+function csvField(value: unknown): string {
+  const text = value === null || value === undefined ? '' : typeof value === 'object' ? JSON.stringify(value) : String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+async function* exportLines(objects: AsyncIterable<ObjectRecord>, format: 'ndjson' | 'csv'): AsyncIterable<string> {
+  if (format === 'csv') yield `${CSV_COLUMNS.join(',')}\r\n`;
+  for await (const o of objects) {
+    const j = objectJson(o);
+    yield format === 'csv' ? `${CSV_COLUMNS.map((k) => csvField(j[k])).join(',')}\r\n` : `${JSON.stringify(j)}\n`;
+  }
+}
+
+function listOptions(q: Record<string, string | undefined>): ListOptions {
+  const properties = Object.entries(q)
+    .filter(([k, v]) => k.startsWith('property.') && v !== undefined)
+    .map(([k, v]) => ({ name: k.slice('property.'.length), value: v! }));
+  const limit = q.limit === undefined ? 1000 : Number(q.limit);
+  if (limit < 1 || limit > 1000) throw new BlobdError('invalid_request', 'limit is 1 to 1000');
+  return { prefix: q.prefix, delimiter: q.delimiter, owner: q.owner, tag: q.tag, cursor: q.cursor, limit, properties };
+}
+
+/** Refuse bodies this route cannot store yet rather than storing the envelope as the content. */
+function refuseEnvelopes(c: Context<AppEnv>): void {
+  const type = c.req.header('content-type') ?? '';
+  if (/^multipart\//i.test(type)) {
+    throw new BlobdError('unsupported_media_type', 'multipart/form-data object writes are not supported yet: send the raw bytes');
+  }
+}
+
+export function objectRoutes(catalog: CatalogService) {
+  const app = createRouter();
+
+  app.openapi(putObject, async (c) => {
+    const { bucket, key } = c.req.valid('param');
+    refuseEnvelopes(c);
+    const h = c.req.valid('header');
+    const { object, created } = await catalog.putObject(bucket, key, () => requestBody(c), {
+      principal: principalOf(c),
+      declaredSize: declaredLength(c),
+      contentType: c.req.header('content-type'),
+      filename: c.req.valid('query').filename,
+      ifMatch: h['if-match']?.trim().replace(/^"(.*)"$/, '$1'),
+      ifNoneMatch: h['if-none-match'] === '*',
+    });
+    c.header('ETag', `"${object.digest}"`);
+    return created ? c.json(objectJson(object), 201) : c.json(objectJson(object), 200);
+  });
+
+  app.openapi(getObject, async (c) => {
+    const { bucket, key } = c.req.valid('param');
+    const q = c.req.valid('query');
+    if (q.revisions !== undefined) return c.json({ revisions: (await catalog.listRevisions(bucket, key)).map(revisionJson) }, 200);
+    const obj = await catalog.getObject(bucket, key, q.revision === undefined ? undefined : Number(q.revision));
+    if (q.metadata !== undefined) return c.json(objectJson(obj), 200);
+    return sendBlob(c, {
+      digest: obj.digest,
+      size: obj.size,
+      contentType: obj.contentType ?? undefined,
+      filename: q.filename || obj.filename || undefined,
+      lastModified: new Date(obj.revisionCreatedAt),
+      // A key's content changes; one revision's never does.
+      cacheControl: q.revision === undefined ? 'private, no-cache' : undefined,
+      open: (range) => catalog.openContent(obj, range),
+    }) as never;
+  });
+
+  app.openapi(deleteObject, async (c) => {
+    const { bucket, key } = c.req.valid('param');
+    const { revision } = c.req.valid('query');
+    await catalog.deleteObject(bucket, key, revision === undefined ? undefined : Number(revision));
+    return c.body(null, 204);
+  });
+
+  app.openapi(listObjects, async (c) => {
+    const { bucket } = c.req.valid('param');
+    const q = c.req.valid('query') as Record<string, string | undefined>;
+    const opts = listOptions(q);
+    const format = q.format ?? 'json';
+    if (format === 'json') {
+      const page = await catalog.listObjects(bucket, opts);
+      return c.json({ items: page.items.map(objectJson), common_prefixes: page.commonPrefixes, next_cursor: page.nextCursor }, 200);
+    }
+    await catalog.getBucket(bucket); // a missing bucket is a 404, not an empty export
+    const lines = Readable.from(exportLines(catalog.exportObjects(bucket, opts), format as 'ndjson' | 'csv'));
+    const type = format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson';
+    return c.body(Readable.toWeb(lines) as ReadableStream, 200, { 'Content-Type': type }) as never;
+  });
+
+  return app;
+}

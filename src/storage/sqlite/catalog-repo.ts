@@ -1,0 +1,273 @@
+// Every SQL statement about buckets, objects and revisions. Statements are prepared once (list queries:
+// once per filter shape). Bucket counters (object_count, stored_bytes) change in the same statements'
+// transactions as the rows they count.
+import type { Statement } from 'better-sqlite3';
+import type {
+  AddRevisionResult,
+  BucketRecord,
+  BucketSettings,
+  ListObjectsQuery,
+  NewRevision,
+  ObjectRecord,
+  RevisionRecord,
+} from '../metadata-store.ts';
+import type { BlobsRepo } from './blobs-repo.ts';
+import type { Db } from './db.ts';
+
+interface BucketRow {
+  name: string;
+  max_object_size: number | null;
+  quota_bytes: number | null;
+  max_revisions: number | null;
+  public_read: number;
+  object_count: number;
+  stored_bytes: number;
+  created_at: number;
+  updated_at: number;
+}
+
+interface ObjectRow {
+  id: string;
+  bucket: string;
+  key: string;
+  latest: number;
+  revision: number;
+  digest: string;
+  size: number;
+  content_type: string | null;
+  filename: string | null;
+  owner: string | null;
+  tags: string;
+  properties: string;
+  expires_at: number | null;
+  created_at: number;
+  updated_at: number;
+  created_by: string | null;
+  revision_created_at: number;
+}
+
+const OBJECT_COLUMNS = `o.id, o.bucket, o.key, o.revision AS latest, r.revision, r.digest, r.size, r.content_type,
+  r.filename, o.owner, o.tags, o.properties, o.expires_at, o.created_at, o.updated_at, o.created_by,
+  r.created_at AS revision_created_at`;
+
+/** Upper bound for "starts with prefix" as an index range (U+10FFFF sorts last in UTF-8; keys never hold it). */
+export const PREFIX_END = '\u{10FFFF}';
+
+function toBucket(r: BucketRow): BucketRecord {
+  return {
+    name: r.name,
+    maxObjectSize: r.max_object_size,
+    quotaBytes: r.quota_bytes,
+    maxRevisions: r.max_revisions,
+    publicRead: r.public_read === 1,
+    objectCount: r.object_count,
+    storedBytes: r.stored_bytes,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+function toObject(r: ObjectRow): ObjectRecord {
+  return {
+    id: r.id,
+    bucket: r.bucket,
+    key: r.key,
+    revision: r.revision,
+    latestRevision: r.latest,
+    digest: r.digest,
+    size: r.size,
+    contentType: r.content_type,
+    filename: r.filename,
+    owner: r.owner,
+    tags: JSON.parse(r.tags) as string[],
+    properties: JSON.parse(r.properties) as Record<string, unknown>,
+    expiresAt: r.expires_at,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    createdBy: r.created_by,
+    revisionCreatedAt: r.revision_created_at,
+  };
+}
+
+export class CatalogRepo {
+  private readonly s: Record<string, Statement<any[], any>>;
+  private readonly listCache = new Map<string, Statement<any[], ObjectRow>>();
+
+  constructor(private readonly db: Db, private readonly blobs: BlobsRepo) {
+    const p = (sql: string) => db.prepare(sql);
+    this.s = {
+      upsertBucket: p(`INSERT INTO buckets (name, max_object_size, quota_bytes, max_revisions, public_read, created_at, updated_at)
+        VALUES (@name, @max_object_size, @quota_bytes, @max_revisions, @public_read, @now, @now)
+        ON CONFLICT (name) DO UPDATE SET max_object_size = excluded.max_object_size, quota_bytes = excluded.quota_bytes,
+          max_revisions = excluded.max_revisions, public_read = excluded.public_read, updated_at = excluded.updated_at`),
+      bucketExists: p('SELECT 1 FROM buckets WHERE name = ?').pluck(),
+      getBucket: p('SELECT * FROM buckets WHERE name = ?'),
+      listBuckets: p('SELECT * FROM buckets ORDER BY name'),
+      deleteBucket: p('DELETE FROM buckets WHERE name = ?'),
+      deleteBucketObjects: p('DELETE FROM objects WHERE bucket = ?'),
+      currentObject: p(`SELECT ${OBJECT_COLUMNS} FROM objects o JOIN revisions r ON r.object_id = o.id AND r.revision = o.revision
+        WHERE o.bucket = ? AND o.key = ?`),
+      objectAtRevision: p(`SELECT ${OBJECT_COLUMNS} FROM objects o JOIN revisions r ON r.object_id = o.id AND r.revision = ?
+        WHERE o.bucket = ? AND o.key = ?`),
+      objectId: p('SELECT id, revision FROM objects WHERE bucket = ? AND key = ?'),
+      insertObject: p(`INSERT INTO objects (id, bucket, key, revision, content_type, filename, created_at, updated_at, created_by)
+        VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)`),
+      bumpObject: p(`UPDATE objects SET revision = ?, content_type = coalesce(?, content_type), filename = coalesce(?, filename),
+        updated_at = ? WHERE id = ?`),
+      insertRevision: p(`INSERT INTO revisions (object_id, revision, digest, size, content_type, filename, created_at, created_by)
+        SELECT ?, ?, ?, ?, o.content_type, o.filename, ?, ? FROM objects o WHERE o.id = ?`),
+      prunable: p('SELECT revision, size FROM revisions WHERE object_id = ? AND revision <= ?'),
+      deleteRevision: p('DELETE FROM revisions WHERE object_id = ? AND revision = ?'),
+      revisionSize: p('SELECT size FROM revisions WHERE object_id = ? AND revision = ?').pluck(),
+      revisionsOf: p(`SELECT revision, digest, size, content_type, filename, created_at, created_by FROM revisions
+        WHERE object_id = ? ORDER BY revision DESC`),
+      totalSize: p('SELECT coalesce(sum(size), 0) FROM revisions WHERE object_id = ?').pluck(),
+      revisionCount: p('SELECT count(*) FROM revisions WHERE object_id = ?').pluck(),
+      latestRevision: p('SELECT max(revision) FROM revisions WHERE object_id = ?').pluck(),
+      setObjectRevision: p('UPDATE objects SET revision = ?, updated_at = ? WHERE id = ?'),
+      deleteObject: p('DELETE FROM objects WHERE id = ?'),
+      countBucket: p('UPDATE buckets SET object_count = object_count + ?, stored_bytes = stored_bytes + ? WHERE name = ?'),
+    };
+  }
+
+  putBucket(name: string, b: BucketSettings, now: number): boolean {
+    const existed = this.s.bucketExists!.get(name) !== undefined;
+    this.s.upsertBucket!.run({
+      name,
+      max_object_size: b.maxObjectSize,
+      quota_bytes: b.quotaBytes,
+      max_revisions: b.maxRevisions,
+      public_read: b.publicRead ? 1 : 0,
+      now,
+    });
+    return !existed;
+  }
+
+  getBucket(name: string): BucketRecord | null {
+    const row = this.s.getBucket!.get(name) as BucketRow | undefined;
+    return row ? toBucket(row) : null;
+  }
+
+  listBuckets(): BucketRecord[] {
+    return (this.s.listBuckets!.all() as BucketRow[]).map(toBucket);
+  }
+
+  /** Runs inside the caller's transaction. */
+  deleteBucket(name: string, force: boolean): 'deleted' | 'not_found' | 'not_empty' {
+    const bucket = this.getBucket(name);
+    if (!bucket) return 'not_found';
+    if (bucket.objectCount > 0 && !force) return 'not_empty';
+    this.s.deleteBucketObjects!.run(name); // revisions follow by ON DELETE CASCADE
+    this.s.deleteBucket!.run(name);
+    return 'deleted';
+  }
+
+  /** Runs inside the caller's transaction. */
+  addRevision(w: NewRevision, now: number): AddRevisionResult {
+    const bucket = this.getBucket(w.bucket);
+    if (!bucket) return { ok: false, reason: 'bucket_not_found' };
+    const current = this.s.currentObject!.get(w.bucket, w.key) as ObjectRow | undefined;
+    if (w.ifNoneMatch && current) return { ok: false, reason: 'precondition_failed' };
+    if (w.ifMatch !== undefined && (!current || (w.ifMatch !== '*' && w.ifMatch !== current.digest))) {
+      return { ok: false, reason: 'precondition_failed' };
+    }
+    if (bucket.quotaBytes !== null && bucket.storedBytes + w.blob.size > bucket.quotaBytes) {
+      return { ok: false, reason: 'quota_exceeded' };
+    }
+    const blobCreated = this.blobs.insert(w.blob.digest, w.blob.size, now);
+    let id: string;
+    let revision: number;
+    if (current) {
+      id = current.id;
+      revision = current.latest + 1;
+      this.s.bumpObject!.run(revision, w.contentType, w.filename, now, id);
+    } else {
+      id = w.newObjectId;
+      revision = 1;
+      this.s.insertObject!.run(id, w.bucket, w.key, w.contentType, w.filename, now, now, w.createdBy);
+    }
+    this.s.insertRevision!.run(id, revision, w.blob.digest, w.blob.size, now, w.createdBy, id);
+    this.s.countBucket!.run(current ? 0 : 1, w.blob.size, w.bucket);
+    if (bucket.maxRevisions !== null) {
+      for (const old of this.s.prunable!.all(id, revision - bucket.maxRevisions) as { revision: number; size: number }[]) {
+        this.s.deleteRevision!.run(id, old.revision);
+        this.s.countBucket!.run(0, -old.size, w.bucket);
+      }
+    }
+    return { ok: true, object: toObject(this.s.currentObject!.get(w.bucket, w.key) as ObjectRow), blobCreated };
+  }
+
+  getObject(bucket: string, key: string, revision?: number): ObjectRecord | null {
+    const row = (revision === undefined
+      ? this.s.currentObject!.get(bucket, key)
+      : this.s.objectAtRevision!.get(revision, bucket, key)) as ObjectRow | undefined;
+    return row ? toObject(row) : null;
+  }
+
+  listRevisions(bucket: string, key: string): RevisionRecord[] | null {
+    const obj = this.s.objectId!.get(bucket, key) as { id: string } | undefined;
+    if (!obj) return null;
+    return (this.s.revisionsOf!.all(obj.id) as Record<string, unknown>[]).map((r) => ({
+      revision: r.revision as number,
+      digest: r.digest as string,
+      size: r.size as number,
+      contentType: r.content_type as string | null,
+      filename: r.filename as string | null,
+      createdAt: r.created_at as number,
+      createdBy: r.created_by as string | null,
+    }));
+  }
+
+  /** Runs inside the caller's transaction. */
+  deleteObject(bucket: string, key: string, revision: number | undefined, now: number): boolean {
+    const obj = this.s.objectId!.get(bucket, key) as { id: string; revision: number } | undefined;
+    if (!obj) return false;
+    if (revision === undefined || (this.s.revisionCount!.get(obj.id) as number) === 1) {
+      if (revision !== undefined && this.s.revisionSize!.get(obj.id, revision) === undefined) return false;
+      const bytes = this.s.totalSize!.get(obj.id) as number;
+      this.s.deleteObject!.run(obj.id);
+      this.s.countBucket!.run(-1, -bytes, bucket);
+      return true;
+    }
+    const size = this.s.revisionSize!.get(obj.id, revision) as number | undefined;
+    if (size === undefined) return false;
+    this.s.deleteRevision!.run(obj.id, revision);
+    this.s.countBucket!.run(0, -size, bucket);
+    if (revision === obj.revision) {
+      this.s.setObjectRevision!.run(this.s.latestRevision!.get(obj.id), now, obj.id);
+    }
+    return true;
+  }
+
+  listObjects(q: ListObjectsQuery): ObjectRecord[] {
+    const where = ['o.bucket = @bucket', 'o.key > @after', 'o.key >= @prefix', 'o.key < @prefixEnd'];
+    const params: Record<string, unknown> = {
+      bucket: q.bucket,
+      after: q.after ?? '',
+      prefix: q.prefix,
+      prefixEnd: q.prefix + PREFIX_END,
+      limit: q.limit,
+    };
+    if (q.owner !== undefined) {
+      where.push('o.owner = @owner');
+      params.owner = q.owner;
+    }
+    if (q.tag !== undefined) {
+      where.push('EXISTS (SELECT 1 FROM json_each(o.tags) WHERE value = @tag)');
+      params.tag = q.tag;
+    }
+    (q.properties ?? []).forEach((p, i) => {
+      where.push(`CAST(json_extract(o.properties, @path${i}) AS TEXT) = @value${i}`);
+      params[`path${i}`] = `$."${p.name}"`;
+      params[`value${i}`] = p.value;
+    });
+    const sql = `SELECT ${OBJECT_COLUMNS} FROM objects o JOIN revisions r ON r.object_id = o.id AND r.revision = o.revision
+      WHERE ${where.join(' AND ')} ORDER BY o.key LIMIT @limit`;
+    let stmt = this.listCache.get(sql);
+    if (!stmt) {
+      stmt = this.db.prepare(sql) as Statement<any[], ObjectRow>;
+      this.listCache.set(sql, stmt);
+    }
+    return stmt.all(params).map(toObject);
+  }
+}
