@@ -1,0 +1,269 @@
+// Buckets and objects against the real daemon: bucket settings and usage, revisions, downloads with the
+// shared Range/ETag path, limits and quotas that keep nothing, listing with cursors under concurrent
+// writes, delimiter, filters, and ndjson/csv exports that a CSV parser reads back.
+import assert from 'node:assert/strict';
+import { parse as parseCsv } from 'csv-parse/sync';
+import { readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { randomData, sha256 } from './helpers/bytes.ts';
+import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+
+interface ObjectJson {
+  id: string;
+  key: string;
+  revision: number;
+  digest: string;
+  size: number;
+  content_type: string | null;
+  filename: string | null;
+  owner: string | null;
+  tags: string[];
+  properties: Record<string, unknown>;
+}
+
+async function errorCode(res: Response): Promise<string> {
+  assert.match(res.headers.get('content-type') ?? '', /application\/json/);
+  return ((await res.json()) as { error: { code: string } }).error.code;
+}
+
+async function blobFiles(d: Daemon): Promise<string[]> {
+  return (await readdir(path.join(d.dataDir, 'blobs', 'sha256'), { recursive: true }))
+    .map(String)
+    .filter((f) => f.split('/').length === 3);
+}
+
+describe('buckets and objects', () => {
+  let d: Daemon;
+  const put = (p: string, body: BodyInit, headers: Record<string, string> = {}) =>
+    d.api(`/api/buckets/${p}`, { method: 'PUT', body, headers });
+  const putJson = async (p: string, body: BodyInit, headers: Record<string, string> = {}) => {
+    const res = await put(p, body, headers);
+    assert.ok(res.status === 200 || res.status === 201, `PUT ${p} → ${res.status} ${await res.clone().text()}`);
+    return (await res.json()) as ObjectJson;
+  };
+  const bucket = (name: string, settings: Record<string, unknown> = {}) =>
+    d.api(`/api/buckets/${name}`, { method: 'PUT', body: JSON.stringify(settings), headers: { 'content-type': 'application/json' } });
+
+  before(async () => {
+    d = await startDaemon();
+  });
+  after(async () => {
+    await d.stop();
+    await removeDir(path.dirname(d.dataDir));
+  });
+
+  test('bucket lifecycle: create (201), update (200), show with usage, list, delete only when empty', async () => {
+    const created = await bucket('photos', { max_object_size: 1000 });
+    assert.equal(created.status, 201);
+    const updated = await bucket('photos', { max_object_size: 2000, max_revisions: 3 });
+    assert.equal(updated.status, 200);
+    const shown = (await (await d.api('/api/buckets/photos')).json()) as Record<string, unknown>;
+    assert.equal(shown.max_object_size, 2000);
+    assert.equal(shown.max_revisions, 3);
+    assert.deepEqual(shown.usage, { objects: 0, bytes: 0 });
+    await putJson('photos/objects/cat.jpg', 'meow');
+    const listed = (await (await d.api('/api/buckets')).json()) as { buckets: { name: string; usage: unknown }[] };
+    assert.deepEqual(listed.buckets.find((b) => b.name === 'photos')?.usage, { objects: 1, bytes: 4 });
+    const refused = await d.api('/api/buckets/photos', { method: 'DELETE' });
+    assert.equal(refused.status, 409);
+    assert.equal(await errorCode(refused), 'bucket_not_empty');
+    assert.equal((await d.api('/api/buckets/photos?force=true', { method: 'DELETE' })).status, 204);
+    assert.equal(await errorCode(await d.api('/api/buckets/photos')), 'bucket_not_found');
+    assert.equal(await errorCode(await d.api('/api/buckets/photos/objects/cat.jpg')), 'bucket_not_found');
+  });
+
+  test('bad bucket names, keys and settings are 400', async () => {
+    for (const name of ['UPPER', '-dash', 'a'.repeat(64), 'sp ace']) {
+      assert.equal(await errorCode(await bucket(encodeURIComponent(name))), 'invalid_bucket_name', name);
+    }
+    assert.equal(await errorCode(await bucket('ok', { max_revisions: 0 })), 'invalid_request');
+    assert.equal(await errorCode(await bucket('ok', { unknown: 1 })), 'invalid_request');
+    await bucket('keys');
+    // Encoded, so the client does not normalise the dot segments away before they reach the server.
+    for (const key of ['a%2F..%2Fb', '.%2Fa', '%2Fabs', 'a%00b', 'x'.repeat(1025), 'tab%09key']) {
+      const res = await put(`keys/objects/${key}`, 'x');
+      assert.equal(res.status, 400, key);
+      assert.equal(await errorCode(res), 'invalid_key');
+    }
+    assert.equal(await errorCode(await put('nope/objects/a', 'x')), 'bucket_not_found');
+  });
+
+  test('every write is a revision; older ones stay downloadable; metadata and revisions as JSON', async () => {
+    await bucket('docs');
+    const v1 = await putJson('docs/objects/reports/2026/q1.txt?filename=q1.txt', 'first', { 'content-type': 'text/plain' });
+    assert.equal(v1.revision, 1);
+    assert.equal(v1.key, 'reports/2026/q1.txt');
+    assert.equal(v1.filename, 'q1.txt');
+    const v2 = await putJson('docs/objects/reports/2026/q1.txt', 'second!', { 'content-type': 'text/markdown' });
+    assert.equal(v2.revision, 2);
+    assert.equal(v2.id, v1.id);
+    assert.equal(v2.filename, 'q1.txt', 'metadata a write does not restate is kept');
+
+    const cur = await d.api('/api/buckets/docs/objects/reports/2026/q1.txt');
+    assert.equal(await cur.text(), 'second!');
+    assert.equal(cur.headers.get('content-type'), 'text/markdown');
+    assert.equal(cur.headers.get('etag'), `"${sha256(Buffer.from('second!'))}"`);
+    assert.match(cur.headers.get('content-disposition') ?? '', /filename="q1.txt"/);
+    assert.ok(Date.parse(cur.headers.get('last-modified')!) > 0);
+    assert.match(cur.headers.get('cache-control') ?? '', /no-cache/);
+
+    const old = await d.api('/api/buckets/docs/objects/reports/2026/q1.txt?revision=1');
+    assert.equal(await old.text(), 'first');
+    assert.equal(old.headers.get('content-type'), 'text/plain');
+    assert.match(old.headers.get('cache-control') ?? '', /immutable/);
+
+    const range = await d.api('/api/buckets/docs/objects/reports/2026/q1.txt', { headers: { range: 'bytes=0-5' } });
+    assert.equal(range.status, 206);
+    assert.equal(await range.text(), 'second');
+    const again = await d.api('/api/buckets/docs/objects/reports/2026/q1.txt', { headers: { 'if-none-match': `"${v2.digest}"` } });
+    assert.equal(again.status, 304);
+    const head = await d.api('/api/buckets/docs/objects/reports/2026/q1.txt', { method: 'HEAD' });
+    assert.equal(head.headers.get('content-length'), '7');
+
+    const metadata = (await (await d.api('/api/buckets/docs/objects/reports/2026/q1.txt?metadata')).json()) as ObjectJson;
+    assert.equal(metadata.revision, 2);
+    assert.equal(metadata.digest, v2.digest);
+    const revs = (await (await d.api('/api/buckets/docs/objects/reports/2026/q1.txt?revisions')).json()) as { revisions: { revision: number; digest: string }[] };
+    assert.deepEqual(revs.revisions.map((r) => r.revision), [2, 1]);
+    assert.equal(revs.revisions[1]!.digest, v1.digest);
+    assert.equal(await errorCode(await d.api('/api/buckets/docs/objects/reports/2026/q1.txt?revision=9')), 'object_not_found');
+    assert.equal(await errorCode(await d.api('/api/buckets/docs/objects/missing')), 'object_not_found');
+  });
+
+  test('If-Match and If-None-Match: * guard writes with 412', async () => {
+    await bucket('cond');
+    assert.equal((await put('cond/objects/k', 'one', { 'if-none-match': '*' })).status, 201);
+    const clash = await put('cond/objects/k', 'two', { 'if-none-match': '*' });
+    assert.equal(clash.status, 412);
+    assert.equal(await errorCode(clash), 'precondition_failed');
+    const stale = await put('cond/objects/k', 'two', { 'if-match': `"${sha256(Buffer.from('zero'))}"` });
+    assert.equal(stale.status, 412);
+    assert.equal((await put('cond/objects/k', 'two', { 'if-match': `"${sha256(Buffer.from('one'))}"` })).status, 200);
+    assert.equal((await put('cond/objects/absent', 'x', { 'if-match': '*' })).status, 412);
+    assert.equal(await (await d.api('/api/buckets/cond/objects/k')).text(), 'two');
+  });
+
+  test('max_object_size and quota_bytes are enforced with nothing kept; max_revisions drops the oldest', async () => {
+    await bucket('small', { max_object_size: 100, quota_bytes: 250, max_revisions: 2 });
+    const before = await blobFiles(d);
+    const big = await put('small/objects/a', randomData(101));
+    assert.equal(big.status, 413);
+    assert.equal(await errorCode(big), 'too_large');
+    assert.deepEqual(await blobFiles(d), before, 'nothing of a refused body is kept');
+    await putJson('small/objects/a', randomData(100));
+    await putJson('small/objects/b', randomData(100));
+    const over = await put('small/objects/c', randomData(60));
+    assert.equal(over.status, 413);
+    assert.equal(await errorCode(over), 'quota_exceeded');
+    assert.equal((await d.api('/api/buckets/small/objects/c')).status, 404);
+    // Revisions beyond max_revisions go, and the quota counts what is left.
+    await d.api('/api/buckets/small/objects/b', { method: 'DELETE' });
+    await putJson('small/objects/a', randomData(10));
+    await putJson('small/objects/a', randomData(20));
+    const revs = (await (await d.api('/api/buckets/small/objects/a?revisions')).json()) as { revisions: { revision: number }[] };
+    assert.deepEqual(revs.revisions.map((r) => r.revision), [3, 2]);
+    const usage = ((await (await d.api('/api/buckets/small')).json()) as { usage: { objects: number; bytes: number } }).usage;
+    assert.deepEqual(usage, { objects: 1, bytes: 30 });
+  });
+
+  test('two objects with the same content share one blob file', async () => {
+    await bucket('shared');
+    const data = randomData(3000);
+    const a = await putJson('shared/objects/one', data);
+    const b = await putJson('shared/objects/two', data);
+    assert.equal(a.digest, b.digest);
+    const hex = a.digest.slice(7);
+    assert.equal((await blobFiles(d)).filter((f) => f.endsWith(hex)).length, 1);
+    const file = path.join(d.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex);
+    assert.equal((await stat(file)).size, 3000);
+  });
+
+  test('DELETE removes one revision or the whole object', async () => {
+    await bucket('del');
+    await putJson('del/objects/k', 'v1');
+    await putJson('del/objects/k', 'v2');
+    assert.equal((await d.api('/api/buckets/del/objects/k?revision=2', { method: 'DELETE' })).status, 204);
+    assert.equal(await (await d.api('/api/buckets/del/objects/k')).text(), 'v1', 'the previous revision is current again');
+    assert.equal((await d.api('/api/buckets/del/objects/k', { method: 'DELETE' })).status, 204);
+    assert.equal((await d.api('/api/buckets/del/objects/k')).status, 404);
+    assert.equal(await errorCode(await d.api('/api/buckets/del/objects/k', { method: 'DELETE' })), 'object_not_found');
+  });
+
+  test('paging 2,500 objects by 100 while another writer inserts sees every original key exactly once', async () => {
+    await bucket('many');
+    const keys: string[] = [];
+    for (let i = 0; i < 2500; i++) keys.push(`item/${String(i).padStart(5, '0')}`);
+    for (let i = 0; i < keys.length; i += 50) {
+      await Promise.all(keys.slice(i, i + 50).map((k) => put(`many/objects/${k}`, k).then((r) => r.arrayBuffer())));
+    }
+    let writing = true;
+    let extra = 0;
+    const writer = (async () => {
+      while (writing && extra < 2000) {
+        const k = `item/${String(Math.floor(Math.random() * 2500)).padStart(5, '0')}-new${extra++}`;
+        await (await put(`many/objects/${k}`, 'x')).arrayBuffer();
+      }
+    })();
+    const seen = new Map<string, number>();
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const url: string = `/api/buckets/many/objects?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+      const page = (await (await d.api(url)).json()) as { items: ObjectJson[]; next_cursor: string | null };
+      assert.ok(page.items.length <= 100);
+      for (const o of page.items) seen.set(o.key, (seen.get(o.key) ?? 0) + 1);
+      cursor = page.next_cursor;
+      pages++;
+    } while (cursor && pages < 200);
+    writing = false;
+    await writer;
+    for (const k of keys) assert.equal(seen.get(k), 1, `${k} seen ${seen.get(k) ?? 0} times`);
+    assert.ok([...seen.values()].every((n) => n === 1), 'no key repeats');
+  });
+
+  test('prefix, delimiter, owner/tag/property filters on the listing', async () => {
+    await bucket('tree');
+    for (const k of ['a/1', 'a/2', 'a/b/3', 'a/c/4', 'b/5', 'top']) await putJson(`tree/objects/${k}`, k);
+    const page = (await (await d.api('/api/buckets/tree/objects?prefix=a/&delimiter=/')).json()) as {
+      items: ObjectJson[];
+      common_prefixes: string[];
+    };
+    assert.deepEqual(page.items.map((o) => o.key), ['a/1', 'a/2']);
+    assert.deepEqual(page.common_prefixes, ['a/b/', 'a/c/']);
+    const root = (await (await d.api('/api/buckets/tree/objects?delimiter=/&limit=2')).json()) as {
+      items: ObjectJson[];
+      common_prefixes: string[];
+      next_cursor: string;
+    };
+    assert.deepEqual(root.common_prefixes, ['a/', 'b/']);
+    const rest = (await (await d.api(`/api/buckets/tree/objects?delimiter=/&limit=2&cursor=${root.next_cursor}`)).json()) as {
+      items: ObjectJson[];
+      next_cursor: string | null;
+    };
+    assert.deepEqual(rest.items.map((o) => o.key), ['top']);
+    assert.equal(rest.next_cursor, null);
+    assert.equal(await errorCode(await d.api('/api/buckets/tree/objects?cursor=garbage')), 'invalid_request');
+    assert.equal(await errorCode(await d.api('/api/buckets/tree/objects?limit=1001')), 'invalid_request');
+  });
+
+  test('ndjson and csv exports stream every match and parse back', async () => {
+    await bucket('export');
+    const tricky = ['plain', 'with,comma', 'with "quotes"', 'new\nline', 'ünïcødé'];
+    for (const [i, name] of tricky.entries()) {
+      await putJson(`export/objects/k${i}?filename=${encodeURIComponent(name)}`, name, { 'content-type': 'text/plain' });
+    }
+    const nd = await d.api('/api/buckets/export/objects?format=ndjson');
+    assert.match(nd.headers.get('content-type') ?? '', /ndjson/);
+    const lines = (await nd.text()).trim().split('\n').map((l) => JSON.parse(l) as ObjectJson);
+    assert.deepEqual(lines.map((o) => o.filename), tricky);
+    const csv = await d.api('/api/buckets/export/objects?format=csv&prefix=k');
+    assert.match(csv.headers.get('content-type') ?? '', /text\/csv/);
+    const rows = parseCsv(await csv.text(), { columns: true }) as Record<string, string>[];
+    assert.deepEqual(rows.map((r) => r.filename), tricky);
+    assert.deepEqual(rows.map((r) => r.key), tricky.map((_, i) => `k${i}`));
+    assert.equal(rows[0]!.digest, sha256(Buffer.from('plain')));
+    assert.equal(rows[0]!.tags, '[]');
+    assert.equal((await d.api('/api/buckets/nope/objects?format=csv')).status, 404);
+  });
+});
