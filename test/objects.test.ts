@@ -247,6 +247,82 @@ describe('buckets and objects', () => {
     assert.equal(await errorCode(await d.api('/api/buckets/tree/objects?limit=1001')), 'invalid_request');
   });
 
+  test('PATCH merges metadata; owner, tag and property filters find it; fields select', async () => {
+    await bucket('meta');
+    await putJson('meta/objects/a', 'a');
+    await putJson('meta/objects/b', 'b');
+    const patch = (key: string, body: unknown) =>
+      d.api(`/api/buckets/meta/objects/${key}`, { method: 'PATCH', body: JSON.stringify(body), headers: { 'content-type': 'application/merge-patch+json' } });
+    const r1 = await patch('a', { owner: 'ann', tags: ['red', 'big'], properties: { color: 'red', size: { w: 2, h: 3 } } });
+    assert.equal(r1.status, 200);
+    const a1 = (await r1.json()) as ObjectJson;
+    assert.deepEqual([a1.owner, a1.tags, a1.revision], ['ann', ['red', 'big'], 1], 'metadata changes make no revision');
+    const a2 = (await (await patch('a', { properties: { size: { h: null }, shape: 'round' } })).json()) as ObjectJson;
+    assert.deepEqual(a2.properties, { color: 'red', size: { w: 2 }, shape: 'round' }, 'RFC 7386 merge');
+    const a3 = (await (await patch('a', { owner: 'bob' })).json()) as ObjectJson;
+    assert.deepEqual([a3.owner, a3.tags], ['bob', ['red', 'big']], 'owner changes alone');
+    await patch('b', { owner: 'ann', tags: ['blue'], properties: { color: 'blue' } });
+    const keys = async (q: string) =>
+      ((await (await d.api(`/api/buckets/meta/objects?${q}`)).json()) as { items: ObjectJson[] }).items.map((o) => o.key);
+    assert.deepEqual(await keys('owner=bob'), ['a']);
+    assert.deepEqual(await keys('tag=blue'), ['b']);
+    assert.deepEqual(await keys('property.color=red'), ['a']);
+    assert.deepEqual(await keys('property.color=red&tag=blue'), []);
+    assert.deepEqual(await keys('property.shape=round&owner=bob'), ['a']);
+    const picked = (await (await d.api('/api/buckets/meta/objects?fields=key,owner')).json()) as { items: Record<string, unknown>[] };
+    assert.deepEqual(picked.items[0], { key: 'a', owner: 'bob' });
+    const dropped = (await (await d.api('/api/buckets/meta/objects/a?metadata&fields=-properties,-tags')).json()) as Record<string, unknown>;
+    assert.ok(!('properties' in dropped) && !('tags' in dropped) && dropped.key === 'a');
+    assert.equal(await errorCode(await d.api('/api/buckets/meta/objects?fields=nope')), 'invalid_request');
+    assert.equal(await errorCode(await patch('a', { tags: Array.from({ length: 65 }, (_, i) => `t${i}`) })), 'invalid_request');
+    assert.equal(await errorCode(await patch('a', { properties: { big: 'x'.repeat(70_000) } })), 'invalid_request');
+    assert.equal(await errorCode(await patch('a', { nonsense: 1 })), 'invalid_request');
+    assert.equal(await errorCode(await patch('missing', { owner: 'x' })), 'object_not_found');
+  });
+
+  test('?compare=N..M says whether content changed and which fields', async () => {
+    await bucket('cmp');
+    await putJson('cmp/objects/k?filename=one.txt', 'v1', { 'content-type': 'text/plain' });
+    await d.api('/api/buckets/cmp/objects/k', { method: 'PATCH', body: JSON.stringify({ owner: 'ann' }), headers: { 'content-type': 'application/json' } });
+    await putJson('cmp/objects/k', 'v2');
+    await putJson('cmp/objects/k', 'v2');
+    const cmp = async (range: string) => (await (await d.api(`/api/buckets/cmp/objects/k?compare=${range}`)).json()) as Record<string, unknown>;
+    const c12 = await cmp('1..2');
+    assert.equal(c12.content_changed, true);
+    assert.equal(c12.digest_from, sha256(Buffer.from('v1')));
+    assert.deepEqual(c12.fields_changed, ['content_type'], 'raw writes keep filename and owner');
+    const c23 = await cmp('2..3');
+    assert.deepEqual([c23.content_changed, c23.fields_changed], [false, []]);
+    assert.equal(await errorCode(await d.api('/api/buckets/cmp/objects/k?compare=1..9')), 'object_not_found');
+    assert.equal(await errorCode(await d.api('/api/buckets/cmp/objects/k?compare=1-2')), 'invalid_request');
+  });
+
+  test('JSON writes: by digest (no bytes sent), inline content_base64, with metadata; POST picks the key', async () => {
+    await bucket('json');
+    const data = randomData(5000);
+    const blob = (await (await d.api('/api/blobs', { method: 'POST', body: data })).json()) as { digest: string };
+    const byDigest = await put('json/objects/ref', JSON.stringify({ digest: blob.digest, filename: 'ref.bin', tags: ['x'] }), { 'content-type': 'application/json' });
+    assert.equal(byDigest.status, 201);
+    const ref = (await byDigest.json()) as ObjectJson;
+    assert.deepEqual([ref.digest, ref.size, ref.filename, ref.tags], [blob.digest, 5000, 'ref.bin', ['x']]);
+    assert.ok(Buffer.from(await (await d.api('/api/buckets/json/objects/ref')).arrayBuffer()).equals(data));
+    const unknown = await put('json/objects/bad', JSON.stringify({ digest: sha256(Buffer.from('nope')) }), { 'content-type': 'application/json' });
+    assert.equal(await errorCode(unknown), 'blob_not_found');
+    const inline = await put('json/objects/note.txt', JSON.stringify({ content_base64: Buffer.from('hi there').toString('base64'), content_type: 'text/plain' }), { 'content-type': 'application/json' });
+    assert.equal(inline.status, 201);
+    const res = await d.api('/api/buckets/json/objects/note.txt');
+    assert.equal(await res.text(), 'hi there');
+    assert.equal(res.headers.get('content-type'), 'text/plain');
+    const both = await put('json/objects/x', JSON.stringify({ digest: blob.digest, content_base64: 'aGk=' }), { 'content-type': 'application/json' });
+    assert.equal(await errorCode(both), 'invalid_request');
+    const posted = await d.api('/api/buckets/json/objects', { method: 'POST', body: 'server picks' });
+    assert.equal(posted.status, 201);
+    const p = (await posted.json()) as ObjectJson;
+    assert.match(p.key, /^[0-9a-f-]{36}$/);
+    assert.equal(posted.headers.get('location'), `/api/buckets/json/objects/${p.key}`);
+    assert.equal(await (await d.api(`/api/buckets/json/objects/${p.key}`)).text(), 'server picks');
+  });
+
   test('ndjson and csv exports stream every match and parse back', async () => {
     await bucket('export');
     const tricky = ['plain', 'with,comma', 'with "quotes"', 'new\nline', 'ünïcødé'];

@@ -2,14 +2,16 @@
 // are validated here (SPEC §1); limits and quotas are enforced while the body streams and again in the
 // transaction that records the revision. It never buffers a body and never knows a table name.
 import { v7 as uuidv7 } from 'uuid';
+import { Readable } from 'node:stream';
 import type {
   BucketRecord,
   BucketSettings,
   MetadataStore,
+  ObjectMeta,
   ObjectRecord,
   RevisionRecord,
 } from '../storage/metadata-store.ts';
-import type { Principal } from './auth.ts';
+import { can, type Principal } from './auth.ts';
 import type { BlobService, ByteRange } from './blobs.ts';
 import { tooLarge, type BodySource } from './byte-limit.ts';
 import type { Digest } from './digest.ts';
@@ -43,6 +45,67 @@ export function parseKey(key: string): string {
             : null;
   if (why) throw new BlobdError('invalid_key', why, { key: key.slice(0, 100) });
   return key;
+}
+
+/** The metadata fields a PATCH may change, and that ?compare reports. */
+export const META_FIELDS = ['content_type', 'filename', 'owner', 'tags', 'properties', 'expires_at'] as const;
+export type MetaField = (typeof META_FIELDS)[number];
+
+/** A JSON merge patch (RFC 7386) of object metadata, as the client sent it (already shape-checked). */
+export type MetaPatch = Partial<Record<MetaField, unknown>>;
+
+export interface Comparison {
+  readonly contentChanged: boolean;
+  readonly digestFrom: string;
+  readonly digestTo: string;
+  readonly fieldsChanged: MetaField[];
+}
+
+const MAX_TAGS = 64;
+const MAX_PROPERTIES_BYTES = 64 * 1024;
+
+/** RFC 7386: objects merge member by member, null removes, anything else replaces. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+  const base = target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete base[k];
+    else base[k] = mergePatch(base[k], v);
+  }
+  return base;
+}
+
+function metaAsJson(m: ObjectMeta): Record<MetaField, unknown> {
+  return {
+    content_type: m.contentType,
+    filename: m.filename,
+    owner: m.owner,
+    tags: m.tags,
+    properties: m.properties,
+    expires_at: m.expiresAt === null ? null : new Date(m.expiresAt).toISOString(),
+  };
+}
+
+/** Apply a merge patch to metadata and check the result against SPEC §3.3's bounds. */
+export function applyMetaPatch(current: ObjectMeta, patch: MetaPatch): ObjectMeta {
+  const merged = mergePatch(metaAsJson(current), patch) as Record<string, unknown>;
+  const tags = (merged.tags ?? []) as string[];
+  const properties = (merged.properties ?? {}) as Record<string, unknown>;
+  if (tags.length > MAX_TAGS) throw new BlobdError('invalid_request', `at most ${MAX_TAGS} tags`);
+  if (Buffer.byteLength(JSON.stringify(properties)) > MAX_PROPERTIES_BYTES) {
+    throw new BlobdError('invalid_request', 'properties are at most 64 KiB of JSON');
+  }
+  const expires = merged.expires_at as string | null | undefined;
+  const expiresAt = expires == null ? null : Date.parse(expires);
+  if (expiresAt !== null && Number.isNaN(expiresAt)) throw new BlobdError('invalid_request', 'expires_at is an ISO 8601 date');
+  return {
+    contentType: (merged.content_type as string | null | undefined) ?? null,
+    filename: (merged.filename as string | null | undefined) ?? null,
+    owner: (merged.owner as string | null | undefined) ?? null,
+    tags: [...new Set(tags)],
+    properties,
+    expiresAt,
+  };
 }
 
 export interface ListOptions {
@@ -127,25 +190,81 @@ export class CatalogService {
         ? [{ bytes: Math.max(0, bucket.quotaBytes - bucket.storedBytes), error: () => quotaExceeded(bucket) }]
         : []),
     ].sort((a, b) => a.bytes - b.bytes);
-    return this.blobs.store(body, { declaredSize: opts.declaredSize, limit: limits[0] }, async (blob) => {
-      const result = await this.meta.addRevision({
-        bucket: bucket.name,
-        key,
-        newObjectId: uuidv7(),
-        blob,
-        contentType: opts.contentType ?? null,
-        filename: opts.filename ?? null,
-        createdBy: opts.principal.id,
-        ifMatch: opts.ifMatch,
-        ifNoneMatch: opts.ifNoneMatch,
-      });
-      if (!result.ok) {
-        if (result.reason === 'bucket_not_found') throw new BlobdError('bucket_not_found', `no bucket ${bucket.name}`, { bucket: bucket.name });
-        if (result.reason === 'quota_exceeded') throw quotaExceeded(bucket);
-        throw new BlobdError('precondition_failed', 'the object does not match If-Match / If-None-Match');
-      }
-      return { object: result.object, created: result.object.revision === 1 };
+    return this.blobs.store(body, { declaredSize: opts.declaredSize, limit: limits[0] }, (blob) =>
+      this.recordRevision(bucket, key, blob, opts),
+    );
+  }
+
+  /** The revision row for a blob whose bytes are in place; runs under the blob's digest lock. */
+  private async recordRevision(
+    bucket: BucketRecord,
+    key: string,
+    blob: { digest: string; size: number },
+    opts: PutObjectOptions,
+  ): Promise<{ object: ObjectRecord; created: boolean }> {
+    const result = await this.meta.addRevision({
+      bucket: bucket.name,
+      key,
+      newObjectId: uuidv7(),
+      blob,
+      contentType: opts.contentType ?? null,
+      filename: opts.filename ?? null,
+      createdBy: opts.principal.id,
+      ifMatch: opts.ifMatch,
+      ifNoneMatch: opts.ifNoneMatch,
     });
+    if (!result.ok) {
+      if (result.reason === 'bucket_not_found') throw new BlobdError('bucket_not_found', `no bucket ${bucket.name}`, { bucket: bucket.name });
+      if (result.reason === 'quota_exceeded') throw quotaExceeded(bucket);
+      throw new BlobdError('precondition_failed', 'the object does not match If-Match / If-None-Match');
+    }
+    return { object: result.object, created: result.object.revision === 1 };
+  }
+
+  /** Point an object at a blob the caller may read (no bytes sent), as its next revision. */
+  async putObjectByDigest(bucketName: string, key: string, digest: Digest, opts: PutObjectOptions): Promise<{ object: ObjectRecord; created: boolean }> {
+    const bucket = await this.getBucket(bucketName);
+    parseKey(key);
+    const blob = can(opts.principal, 'blobs:read') ? await this.blobs.find(digest) : null;
+    if (!blob) throw new BlobdError('blob_not_found', `no blob ${digest} that this token may read`, { digest });
+    if (bucket.maxObjectSize !== null && blob.size > bucket.maxObjectSize) {
+      throw tooLarge(bucket.maxObjectSize, "bucket's max_object_size");
+    }
+    return this.blobs.lockDigest(digest, () => this.recordRevision(bucket, key, blob, opts));
+  }
+
+  /** Small content sent inline as base64 (at most 10 MiB decoded): stored like any other body. */
+  putObjectInline(bucketName: string, key: string, content: Buffer, opts: PutObjectOptions) {
+    if (content.length > 10 * 1024 * 1024) throw tooLarge(10 * 1024 * 1024, 'content_base64 limit');
+    return this.putObject(bucketName, key, () => Readable.from([content]), { ...opts, declaredSize: content.length });
+  }
+
+  /** Change metadata only (JSON merge patch); the content and the revision number stay. */
+  async patchObject(bucket: string, key: string, patch: MetaPatch): Promise<ObjectRecord> {
+    const current = await this.getObject(bucket, key);
+    const updated = await this.meta.setObjectMeta(current.bucket, current.key, applyMetaPatch(current, patch));
+    if (!updated) throw new BlobdError('object_not_found', `no object ${key}`, { bucket, key });
+    return updated;
+  }
+
+  /** What changed between two revisions: the content (by digest) and which metadata fields. */
+  async compare(bucket: string, key: string, from: number, to: number): Promise<Comparison> {
+    const revisions = await this.listRevisions(bucket, key);
+    const pick = (n: number) => {
+      const r = revisions.find((x) => x.revision === n);
+      if (!r) throw new BlobdError('object_not_found', `no revision ${n} of ${key}`, { bucket, key, revision: n });
+      return r;
+    };
+    const a = pick(from);
+    const b = pick(to);
+    const ja = metaAsJson(a.metadata);
+    const jb = metaAsJson(b.metadata);
+    return {
+      contentChanged: a.digest !== b.digest,
+      digestFrom: a.digest,
+      digestTo: b.digest,
+      fieldsChanged: META_FIELDS.filter((f) => JSON.stringify(ja[f]) !== JSON.stringify(jb[f])),
+    };
   }
 
   async getObject(bucket: string, key: string, revision?: number): Promise<ObjectRecord> {

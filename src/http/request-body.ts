@@ -1,7 +1,8 @@
 // The request body as a Node stream. Under @hono/node-server this is the socket's IncomingMessage itself:
 // converting it to a Web stream and back would add a copy and an event-loop turn per chunk on the hot path
 // (STYLE §5). Elsewhere (app.request in tests) the Web body is adapted.
-import type { Context } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
+import { BlobdError } from '../core/errors.ts';
 import { Readable } from 'node:stream';
 import type { AppEnv } from './env.ts';
 
@@ -15,6 +16,22 @@ export function requestBody(c: Context<AppEnv>): Readable {
   }
   const body = c.req.raw.body;
   return body ? Readable.fromWeb(body as import('node:stream/web').ReadableStream) : Readable.from([]);
+}
+
+/**
+ * JSON bodies are parsed whole (by the route's validator), so they must be small and announced: a JSON body
+ * without a Content-Length, or over `max`, is refused before anything reads it.
+ */
+export function limitJsonBody(max: number): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (/json/i.test(c.req.header('content-type') ?? '')) {
+      const length = declaredLength(c);
+      if (length === undefined || length > max) {
+        throw new BlobdError('too_large', `a JSON body needs a Content-Length of at most ${max} bytes`, { limit: max });
+      }
+    }
+    await next();
+  };
 }
 
 /** The Content-Length the client announced (Node's parser has already refused malformed ones). */

@@ -91,6 +91,8 @@ export interface ObjectRecord extends ObjectMeta {
 
 export interface RevisionRecord {
   readonly revision: number;
+  /** The object's metadata as of this revision. */
+  readonly metadata: ObjectMeta;
   readonly digest: string;
   readonly size: number;
   readonly contentType: string | null;
@@ -179,6 +181,8 @@ export interface MetadataStore {
   getObject(bucket: string, key: string, revision?: number): Promise<ObjectRecord | null>;
   /** Revisions of an object, newest first; null when there is no such object. */
   listRevisions(bucket: string, key: string): Promise<RevisionRecord[] | null>;
+  /** Replace an object's metadata (and its current revision's snapshot); null when there is no such object. */
+  setObjectMeta(bucket: string, key: string, meta: ObjectMeta): Promise<ObjectRecord | null>;
   /** Delete an object with all its revisions, or one revision (the object goes with its last one). */
   deleteObject(bucket: string, key: string, revision?: number): Promise<boolean>;
   /** Objects in key order after the cursor, filtered; at most `limit`. */

@@ -3,6 +3,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { CatalogService } from '../../core/catalog.ts';
 import type { BucketRecord } from '../../storage/metadata-store.ts';
 import { requires } from '../middleware/authenticate.ts';
+import { limitJsonBody } from '../request-body.ts';
 import { createRouter } from '../router.ts';
 import { errors } from './schemas.ts';
 
@@ -63,7 +64,7 @@ const put = createRoute({
   method: 'put',
   path: '/api/buckets/{bucket}',
   summary: 'Create a bucket or replace its settings',
-  middleware: [requires('buckets:write')] as const,
+  middleware: [requires('buckets:write'), limitJsonBody(64 * 1024)] as const,
   request: { params: BucketParam, body: { content: { 'application/json': { schema: Settings } }, required: false } },
   responses: { 201: json(Bucket, 'created'), 200: json(Bucket, 'updated'), ...errors(400, 401, 403) },
 });

@@ -4,12 +4,14 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { Readable } from 'node:stream';
-import type { CatalogService, ListOptions } from '../../core/catalog.ts';
+import { v7 as uuidv7 } from 'uuid';
+import type { CatalogService, ListOptions, PutObjectOptions } from '../../core/catalog.ts';
+import { parseDigest } from '../../core/digest.ts';
 import { BlobdError } from '../../core/errors.ts';
 import type { ObjectRecord, RevisionRecord } from '../../storage/metadata-store.ts';
 import type { AppEnv } from '../env.ts';
 import { principalOf, requires } from '../middleware/authenticate.ts';
-import { declaredLength, requestBody } from '../request-body.ts';
+import { declaredLength, limitJsonBody, requestBody } from '../request-body.ts';
 import { createRouter } from '../router.ts';
 import { sendBlob } from '../send-blob.ts';
 import { BinaryBody, errors } from './schemas.ts';
@@ -83,22 +85,88 @@ const json = <T extends z.ZodTypeAny>(schema: T, description: string) => ({
 // `{key{.+}}`: Hono's syntax for "the rest of the path"; /openapi.json shows it as `{key}`.
 const OBJECT_PATH = '/api/buckets/{bucket}/objects/{key{.+}}';
 
+/** A JSON write: point at a blob by digest, or send small content inline, with optional metadata. */
+const ObjectWrite = z
+  .object({
+    digest: z.string().optional(),
+    content_base64: z.string().optional(),
+    content_type: z.string().max(255).nullable().optional(),
+    filename: z.string().max(1024).nullable().optional(),
+    owner: z.string().max(1024).nullable().optional(),
+    tags: z.array(z.string().max(256)).max(64).nullable().optional(),
+    properties: z.record(z.string(), z.unknown()).nullable().optional(),
+    expires_at: z.string().datetime({ offset: true }).nullable().optional(),
+  })
+  .strict()
+  .openapi('ObjectWrite');
+
+const MetaPatchBody = ObjectWrite.omit({ digest: true, content_base64: true }).openapi('ObjectMetadataPatch');
+
+const FIELDS = Object.keys(ObjectJson.shape);
+// content_base64 of 10 MiB is 13.4 MiB of text, plus metadata.
+const JSON_LIMIT = 16 * 1024 * 1024;
+
+/** `?fields=a,b,-c`: keep only the named fields, or drop the ones with a minus. */
+function selectFields(item: Record<string, unknown>, spec: string | undefined): Record<string, unknown> {
+  if (!spec) return item;
+  const names = spec.split(',').map((f) => f.trim()).filter(Boolean);
+  for (const n of names) {
+    if (!FIELDS.includes(n.replace(/^-/, ''))) throw new BlobdError('invalid_request', `unknown field ${n.replace(/^-/, '')}`, { fields: FIELDS });
+  }
+  const keep = names.filter((n) => !n.startsWith('-'));
+  const drop = new Set(names.filter((n) => n.startsWith('-')).map((n) => n.slice(1)));
+  return Object.fromEntries(Object.entries(item).filter(([k]) => (keep.length === 0 || keep.includes(k)) && !drop.has(k)));
+}
+
+// Raw bytes of any type, or an `application/json` ObjectWrite. Declared as binary only: a second media type
+// would make the validator refuse every other Content-Type, and JSON writes are parsed (bounded) by hand.
+const WriteBody = {
+  'application/octet-stream': {
+    schema: z.string().openapi({ type: 'string', format: 'binary', description: 'any Content-Type; application/json → ObjectWrite' }),
+  },
+};
+
 const putObject = createRoute({
   method: 'put',
   path: OBJECT_PATH,
-  summary: "Write the raw body as the object's next revision (Content-Type is kept)",
-  middleware: [requires('buckets:write')] as const,
+  summary: "Write the object's next revision: the raw body (its Content-Type kept), or JSON by digest / content_base64",
+  middleware: [requires('buckets:write'), limitJsonBody(JSON_LIMIT)] as const,
   request: {
     params: ObjectParams,
     query: z.object({ filename: z.string().min(1).max(1024).optional() }),
     headers: z.object({ 'if-match': z.string().optional(), 'if-none-match': z.literal('*').optional() }),
-    body: { content: BinaryBody, required: false },
+    body: { content: WriteBody, required: false },
   },
   responses: {
     201: json(ObjectJson, 'created (revision 1)'),
     200: json(ObjectJson, 'a new revision'),
     ...errors(400, 401, 403, 404, 412, 413, 415, 507),
   },
+});
+
+const postObject = createRoute({
+  method: 'post',
+  path: '/api/buckets/{bucket}/objects',
+  summary: 'Write a new object under a server-chosen key (UUIDv7); same bodies as PUT',
+  middleware: [requires('buckets:write'), limitJsonBody(JSON_LIMIT)] as const,
+  request: {
+    params: z.object({ bucket: z.string().openapi({ param: { name: 'bucket', in: 'path' } }) }),
+    query: z.object({ filename: z.string().min(1).max(1024).optional() }),
+    body: { content: WriteBody, required: false },
+  },
+  responses: { 201: json(ObjectJson, 'created'), ...errors(400, 401, 403, 404, 413, 415, 507) },
+});
+
+const patchObject = createRoute({
+  method: 'patch',
+  path: OBJECT_PATH,
+  summary: 'JSON merge patch of metadata (filename, content_type, owner, tags, properties, expires_at)',
+  middleware: [requires('buckets:write'), limitJsonBody(JSON_LIMIT)] as const,
+  request: {
+    params: ObjectParams,
+    body: { content: { 'application/json': { schema: MetaPatchBody }, 'application/merge-patch+json': { schema: MetaPatchBody } }, required: true },
+  },
+  responses: { 200: json(ObjectJson, 'updated'), ...errors(400, 401, 403, 404) },
 });
 
 const getObject = createRoute({
@@ -113,6 +181,8 @@ const getObject = createRoute({
       revisions: z.string().optional(),
       revision: Revision.optional(),
       filename: z.string().max(1024).optional(),
+      compare: z.string().regex(/^[1-9]\d{0,9}\.\.[1-9]\d{0,9}$/, 'N..M').optional(),
+      fields: z.string().max(1024).optional(),
     }),
   },
   responses: {
@@ -146,6 +216,7 @@ const listObjects = createRoute({
         owner: z.string().optional(),
         tag: z.string().optional(),
         limit: z.string().regex(/^\d{1,4}$/).optional(),
+        fields: z.string().max(1024).optional(),
         cursor: z.string().max(4096).optional(),
         format: z.enum(['json', 'ndjson', 'csv']).optional(),
       })
@@ -199,17 +270,46 @@ function refuseEnvelopes(c: Context<AppEnv>): void {
   }
 }
 
+/** JSON bodies are small by contract (content_base64 ≤ 10 MiB decoded): read them whole, but bounded. */
+async function readObjectWrite(c: Context<AppEnv>) {
+  const parsed = ObjectWrite.safeParse(await c.req.json().catch(() => undefined));
+  if (!parsed.success) throw new BlobdError('invalid_request', `invalid JSON object write: ${parsed.error.issues[0]?.message ?? 'not an object'}`);
+  const w = parsed.data;
+  if ((w.digest === undefined) === (w.content_base64 === undefined)) {
+    throw new BlobdError('invalid_request', 'a JSON object write has exactly one of digest and content_base64');
+  }
+  return w;
+}
+
+function isJson(c: Context<AppEnv>): boolean {
+  return /^application\/json\b/i.test(c.req.header('content-type') ?? '');
+}
+
 export function objectRoutes(catalog: CatalogService) {
   const app = createRouter();
+  app.openAPIRegistry.register('ObjectWrite', ObjectWrite);
+
+  /** Raw body, or JSON by digest / inline; metadata in a JSON write is applied after the content. */
+  async function write(c: Context<AppEnv>, bucket: string, key: string, opts: PutObjectOptions) {
+    refuseEnvelopes(c);
+    if (!isJson(c)) {
+      return catalog.putObject(bucket, key, () => requestBody(c), { ...opts, declaredSize: declaredLength(c), contentType: c.req.header('content-type') });
+    }
+    const { digest, content_base64, ...meta } = await readObjectWrite(c);
+    const typed = { ...opts, contentType: meta.content_type ?? undefined, filename: meta.filename ?? opts.filename };
+    const written =
+      digest !== undefined
+        ? await catalog.putObjectByDigest(bucket, key, parseDigest(digest), typed)
+        : await catalog.putObjectInline(bucket, key, Buffer.from(content_base64!, 'base64'), typed);
+    if (Object.keys(meta).length === 0) return written;
+    return { object: await catalog.patchObject(bucket, key, meta), created: written.created };
+  }
 
   app.openapi(putObject, async (c) => {
     const { bucket, key } = c.req.valid('param');
-    refuseEnvelopes(c);
     const h = c.req.valid('header');
-    const { object, created } = await catalog.putObject(bucket, key, () => requestBody(c), {
+    const { object, created } = await write(c, bucket, key, {
       principal: principalOf(c),
-      declaredSize: declaredLength(c),
-      contentType: c.req.header('content-type'),
       filename: c.req.valid('query').filename,
       ifMatch: h['if-match']?.trim().replace(/^"(.*)"$/, '$1'),
       ifNoneMatch: h['if-none-match'] === '*',
@@ -218,12 +318,32 @@ export function objectRoutes(catalog: CatalogService) {
     return created ? c.json(objectJson(object), 201) : c.json(objectJson(object), 200);
   });
 
+  app.openapi(postObject, async (c) => {
+    const { bucket } = c.req.valid('param');
+    const key = uuidv7();
+    const { object } = await write(c, bucket, key, { principal: principalOf(c), filename: c.req.valid('query').filename, ifNoneMatch: true });
+    c.header('Location', `/api/buckets/${bucket}/objects/${key}`);
+    c.header('ETag', `"${object.digest}"`);
+    return c.json(objectJson(object), 201);
+  });
+
+  app.openapi(patchObject, async (c) => {
+    const { bucket, key } = c.req.valid('param');
+    const body = c.req.valid('json');
+    return c.json(objectJson(await catalog.patchObject(bucket, key, body)), 200);
+  });
+
   app.openapi(getObject, async (c) => {
     const { bucket, key } = c.req.valid('param');
     const q = c.req.valid('query');
     if (q.revisions !== undefined) return c.json({ revisions: (await catalog.listRevisions(bucket, key)).map(revisionJson) }, 200);
+    if (q.compare !== undefined) {
+      const [from, to] = q.compare.split('..').map(Number) as [number, number];
+      const d = await catalog.compare(bucket, key, from, to);
+      return c.json({ content_changed: d.contentChanged, digest_from: d.digestFrom, digest_to: d.digestTo, fields_changed: d.fieldsChanged }, 200);
+    }
     const obj = await catalog.getObject(bucket, key, q.revision === undefined ? undefined : Number(q.revision));
-    if (q.metadata !== undefined) return c.json(objectJson(obj), 200);
+    if (q.metadata !== undefined) return c.json(selectFields(objectJson(obj), q.fields), 200);
     return sendBlob(c, {
       digest: obj.digest,
       size: obj.size,
@@ -250,7 +370,8 @@ export function objectRoutes(catalog: CatalogService) {
     const format = q.format ?? 'json';
     if (format === 'json') {
       const page = await catalog.listObjects(bucket, opts);
-      return c.json({ items: page.items.map(objectJson), common_prefixes: page.commonPrefixes, next_cursor: page.nextCursor }, 200);
+      const items = page.items.map((o) => selectFields(objectJson(o), q.fields));
+      return c.json({ items, common_prefixes: page.commonPrefixes, next_cursor: page.nextCursor }, 200);
     }
     await catalog.getBucket(bucket); // a missing bucket is a 404, not an empty export
     const lines = Readable.from(exportLines(catalog.exportObjects(bucket, opts), format as 'ndjson' | 'csv'));

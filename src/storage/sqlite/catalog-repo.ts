@@ -8,6 +8,7 @@ import type {
   BucketSettings,
   ListObjectsQuery,
   NewRevision,
+  ObjectMeta,
   ObjectRecord,
   RevisionRecord,
 } from '../metadata-store.ts';
@@ -49,6 +50,22 @@ interface ObjectRow {
 const OBJECT_COLUMNS = `o.id, o.bucket, o.key, o.revision AS latest, r.revision, r.digest, r.size, r.content_type,
   r.filename, o.owner, o.tags, o.properties, o.expires_at, o.created_at, o.updated_at, o.created_by,
   r.created_at AS revision_created_at`;
+
+/** The object row's metadata as the JSON a revision keeps. */
+const SNAPSHOT = `json_object('content_type', o.content_type, 'filename', o.filename, 'owner', o.owner,
+  'tags', json(o.tags), 'properties', json(o.properties), 'expires_at', o.expires_at)`;
+
+function snapshotToMeta(text: string): ObjectMeta {
+  const m = JSON.parse(text) as Record<string, unknown>;
+  return {
+    contentType: (m.content_type as string | null) ?? null,
+    filename: (m.filename as string | null) ?? null,
+    owner: (m.owner as string | null) ?? null,
+    tags: (m.tags as string[] | undefined) ?? [],
+    properties: (m.properties as Record<string, unknown> | undefined) ?? {},
+    expiresAt: (m.expires_at as number | null) ?? null,
+  };
+}
 
 /** Upper bound for "starts with prefix" as an index range (U+10FFFF sorts last in UTF-8; keys never hold it). */
 export const PREFIX_END = '\u{10FFFF}';
@@ -114,12 +131,16 @@ export class CatalogRepo {
         VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)`),
       bumpObject: p(`UPDATE objects SET revision = ?, content_type = coalesce(?, content_type), filename = coalesce(?, filename),
         updated_at = ? WHERE id = ?`),
-      insertRevision: p(`INSERT INTO revisions (object_id, revision, digest, size, content_type, filename, created_at, created_by)
-        SELECT ?, ?, ?, ?, o.content_type, o.filename, ?, ? FROM objects o WHERE o.id = ?`),
+      insertRevision: p(`INSERT INTO revisions (object_id, revision, digest, size, content_type, filename, metadata, created_at, created_by)
+        SELECT ?, ?, ?, ?, o.content_type, o.filename, ${SNAPSHOT}, ?, ? FROM objects o WHERE o.id = ?`),
+      setMeta: p(`UPDATE objects SET content_type = ?, filename = ?, owner = ?, tags = ?, properties = ?, expires_at = ?,
+        updated_at = ? WHERE id = ?`),
+      snapshotCurrent: p(`UPDATE revisions SET content_type = o.content_type, filename = o.filename, metadata = ${SNAPSHOT}
+        FROM objects o WHERE o.id = revisions.object_id AND revisions.revision = o.revision AND o.id = ?`),
       prunable: p('SELECT revision, size FROM revisions WHERE object_id = ? AND revision <= ?'),
       deleteRevision: p('DELETE FROM revisions WHERE object_id = ? AND revision = ?'),
       revisionSize: p('SELECT size FROM revisions WHERE object_id = ? AND revision = ?').pluck(),
-      revisionsOf: p(`SELECT revision, digest, size, content_type, filename, created_at, created_by FROM revisions
+      revisionsOf: p(`SELECT revision, digest, size, content_type, filename, metadata, created_at, created_by FROM revisions
         WHERE object_id = ? ORDER BY revision DESC`),
       totalSize: p('SELECT coalesce(sum(size), 0) FROM revisions WHERE object_id = ?').pluck(),
       revisionCount: p('SELECT count(*) FROM revisions WHERE object_id = ?').pluck(),
@@ -209,6 +230,7 @@ export class CatalogRepo {
     if (!obj) return null;
     return (this.s.revisionsOf!.all(obj.id) as Record<string, unknown>[]).map((r) => ({
       revision: r.revision as number,
+      metadata: snapshotToMeta(r.metadata as string),
       digest: r.digest as string,
       size: r.size as number,
       contentType: r.content_type as string | null,
@@ -216,6 +238,15 @@ export class CatalogRepo {
       createdAt: r.created_at as number,
       createdBy: r.created_by as string | null,
     }));
+  }
+
+  /** Runs inside the caller's transaction. */
+  setObjectMeta(bucket: string, key: string, m: ObjectMeta, now: number): ObjectRecord | null {
+    const obj = this.s.objectId!.get(bucket, key) as { id: string } | undefined;
+    if (!obj) return null;
+    this.s.setMeta!.run(m.contentType, m.filename, m.owner, JSON.stringify(m.tags), JSON.stringify(m.properties), m.expiresAt, now, obj.id);
+    this.s.snapshotCurrent!.run(obj.id);
+    return this.getObject(bucket, key);
   }
 
   /** Runs inside the caller's transaction. */

@@ -9,6 +9,7 @@ import type {
   MetadataStore,
   NewRevision,
   NewUpload,
+  ObjectMeta,
   ObjectRecord,
   PinInput,
   RevisionRecord,
@@ -28,6 +29,7 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly catalog: CatalogRepo;
   private readonly addRevisionTx: (w: NewRevision) => AddRevisionResult;
   private readonly deleteBucketTx: (name: string, force: boolean) => 'deleted' | 'not_found' | 'not_empty';
+  private readonly setObjectMetaTx: (bucket: string, key: string, meta: ObjectMeta) => ObjectRecord | null;
   private readonly deleteObjectTx: (bucket: string, key: string, revision: number | undefined) => boolean;
   private readonly commitBlobTx: (blob: BlobInput, pin: PinInput | null) => boolean;
   private readonly finishUploadTx: (
@@ -45,6 +47,9 @@ export class SqliteMetadataStore implements MetadataStore {
     this.catalog = new CatalogRepo(db, this.blobs);
     this.addRevisionTx = db.transaction((w: NewRevision) => this.catalog.addRevision(w, Date.now())).immediate;
     this.deleteBucketTx = db.transaction((name: string, force: boolean) => this.catalog.deleteBucket(name, force)).immediate;
+    this.setObjectMetaTx = db.transaction((bucket: string, key: string, meta: ObjectMeta) =>
+      this.catalog.setObjectMeta(bucket, key, meta, Date.now()),
+    ).immediate;
     this.deleteObjectTx = db.transaction((bucket: string, key: string, revision: number | undefined) =>
       this.catalog.deleteObject(bucket, key, revision, Date.now()),
     ).immediate;
@@ -151,6 +156,10 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async listRevisions(bucket: string, key: string): Promise<RevisionRecord[] | null> {
     return this.catalog.listRevisions(bucket, key);
+  }
+
+  async setObjectMeta(bucket: string, key: string, meta: ObjectMeta): Promise<ObjectRecord | null> {
+    return this.setObjectMetaTx(bucket, key, meta);
   }
 
   async deleteObject(bucket: string, key: string, revision?: number): Promise<boolean> {

@@ -39,6 +39,8 @@ CREATE TABLE revisions (
   size         INTEGER NOT NULL CHECK (size >= 0),
   content_type TEXT,
   filename     TEXT,
+  -- Snapshot of the object's metadata for this revision (what ?compare=N..M diffs).
+  metadata     TEXT NOT NULL DEFAULT '{}',
   created_at   INTEGER NOT NULL,
   created_by   TEXT,
   PRIMARY KEY (object_id, revision)
