@@ -79,14 +79,13 @@ export async function startServer(config: Config): Promise<RunningServer> {
     maxBlobSize: config.maxBlobSize,
     temporaryTtlMs: config.temporaryTtlMs,
   });
-  const uploads = new UploadService(meta, bytes, blobs, disk, {
+  const catalog = new CatalogService(meta, blobs);
+  const uploads = new UploadService(meta, bytes, blobs, catalog, disk, {
     maxBlobSize: config.maxBlobSize,
     uploadTtlMs: config.uploadTtlMs,
   });
   const recovered = await uploads.recover();
   logger.info(recovered, 'upload sessions recovered');
-
-  const catalog = new CatalogService(meta, blobs);
 
   const app = createApp({
     logger,

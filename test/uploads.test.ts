@@ -303,10 +303,36 @@ describe('upload sessions', () => {
     }
   });
 
-  test('bucket/key waits for the objects issue: 501', async () => {
-    const res = await d.api('/api/blobs/uploads?bucket=b&key=k', { method: 'POST' });
-    assert.equal(res.status, 501);
-    assert.equal(await errorCode(res), 'not_implemented');
+  test('a session with bucket/key completes into the object\'s next revision', async () => {
+    await d.api('/api/buckets/up', { method: 'PUT' });
+    const first = randomData(3000);
+    const s1 = await initiate(d, `bucket=up&key=${encodeURIComponent('dir/file.bin')}&filename=file.bin&content_type=image/png`);
+    await append(d, s1, first);
+    const r1 = await complete(d, s1);
+    assert.equal(r1.status, 201);
+    const b1 = (await r1.json()) as Record<string, unknown>;
+    assert.deepEqual([b1.bucket, b1.key, b1.revision, b1.digest, b1.deduplicated], ['up', 'dir/file.bin', 1, sha256(first), false]);
+    const got = await d.api('/api/buckets/up/objects/dir/file.bin');
+    assert.equal(got.headers.get('content-type'), 'image/png');
+    assert.ok(Buffer.from(await got.arrayBuffer()).equals(first));
+    const meta = (await (await d.api('/api/buckets/up/objects/dir/file.bin?metadata')).json()) as { id: string };
+    assert.equal(b1.id, meta.id, 'the id is the object id');
+    // The same bytes again: a new revision that shares the blob (deduplicated).
+    const s2 = await initiate(d, 'bucket=up&key=dir/file.bin');
+    await append(d, s2, first);
+    const b2 = (await (await complete(d, s2)).json()) as Record<string, unknown>;
+    assert.deepEqual([b2.revision, b2.deduplicated], [2, true]);
+    // Bucket rules apply to sessions too.
+    assert.equal(await errorCode(await d.api('/api/blobs/uploads?bucket=nope&key=k', { method: 'POST' })), 'bucket_not_found');
+    assert.equal(await errorCode(await d.api('/api/blobs/uploads?bucket=up&key=a%2F..%2Fb', { method: 'POST' })), 'invalid_key');
+    assert.equal(await errorCode(await d.api('/api/blobs/uploads?bucket=up', { method: 'POST' })), 'invalid_request');
+    await d.api('/api/buckets/tiny', { method: 'PUT', body: JSON.stringify({ max_object_size: 10 }), headers: { 'content-type': 'application/json' } });
+    assert.equal(await errorCode(await d.api('/api/blobs/uploads?bucket=tiny&key=k&size=11', { method: 'POST' })), 'too_large');
+    const s3 = await initiate(d, 'bucket=tiny&key=k');
+    assert.equal((await append(d, s3, randomData(8))).status, 203);
+    const over = await append(d, s3, randomData(8));
+    assert.equal(over.status, 413);
+    assert.equal((await status(d, s3)).offset, 8);
   });
 
   test('200 idle open sessions hold no file descriptors', async () => {

@@ -4,9 +4,10 @@
 import { createHash, randomBytes, timingSafeEqual, type Hash } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { ByteStore } from '../storage/byte-store.ts';
-import type { MetadataStore, UploadRecord } from '../storage/metadata-store.ts';
+import type { MetadataStore, ObjectRecord, UploadRecord } from '../storage/metadata-store.ts';
 import { can, type Principal } from './auth.ts';
 import type { BlobService } from './blobs.ts';
+import { parseKey, type CatalogService } from './catalog.ts';
 import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
 import type { Digest } from './digest.ts';
 import { insufficientStorage, type DiskBudget } from './disk-budget.ts';
@@ -31,11 +32,15 @@ export interface InitiateInput {
 
 /** What a finished session answers (and answers again, for a repeated complete). */
 export interface CompletedUpload {
+  /** The digest for a pinned blob; the object's id for an upload into a bucket. */
   readonly id: string;
   readonly digest: string;
   readonly size: number;
   readonly filename: string | null;
   readonly deduplicated: boolean;
+  readonly bucket?: string;
+  readonly key?: string;
+  readonly revision?: number;
 }
 
 export type Initiated =
@@ -76,20 +81,28 @@ export class UploadService {
     private readonly meta: MetadataStore,
     private readonly bytes: ByteStore,
     private readonly blobs: BlobService,
+    private readonly catalog: CatalogService,
     private readonly disk: DiskBudget,
     private readonly options: UploadServiceOptions,
   ) {}
 
   async initiate(input: InitiateInput): Promise<Initiated> {
-    if (input.bucket !== undefined || input.key !== undefined) {
-      throw new BlobdError('not_implemented', 'uploads into a bucket arrive with buckets and objects');
+    if ((input.bucket === undefined) !== (input.key === undefined)) {
+      throw new BlobdError('invalid_request', 'bucket and key go together');
     }
     const size = input.size ?? null;
     if (size !== null && size > this.options.maxBlobSize) throw tooLarge(this.options.maxBlobSize, 'maximum blob size');
+    if (input.bucket !== undefined) {
+      parseKey(input.key!);
+      const bucket = await this.catalog.getBucket(input.bucket);
+      if (size !== null && bucket.maxObjectSize !== null && size > bucket.maxObjectSize) {
+        throw tooLarge(bucket.maxObjectSize, "bucket's max_object_size");
+      }
+    }
 
     // A known digest the caller may read is done already — but only for callers who may read blobs by
     // digest, so that existence never leaks across tenants.
-    if (input.digest !== undefined && can(input.principal, 'blobs:read')) {
+    if (input.digest !== undefined && input.bucket === undefined && can(input.principal, 'blobs:read')) {
       const existing = await this.blobs.find(input.digest);
       if (existing && (size === null || size === existing.size)) {
         await this.blobs.pinExisting(existing, input.principal.id, input.temporary ?? false);
@@ -116,8 +129,8 @@ export class UploadService {
       temporary: input.temporary ?? false,
       declaredSize: size,
       expectedDigest: input.digest ?? null,
-      bucket: null,
-      key: null,
+      bucket: input.bucket ?? null,
+      key: input.key ?? null,
       createdAt: now,
       expiresAt,
     });
@@ -307,12 +320,21 @@ export class UploadService {
    * request then fails with `request_aborted`, so a complete never finishes on a cut-short body.
    */
   private async appendBody(row: UploadRecord, body: BodySource, length: number | undefined): Promise<number> {
-    const cap = Math.min(this.options.maxBlobSize, row.declaredSize ?? Infinity);
-    const sizeRoom = cap - row.offset;
+    const bucket = row.bucket !== null ? await this.catalog.getBucket(row.bucket) : null;
+    const cap = Math.min(this.options.maxBlobSize, row.declaredSize ?? Infinity, bucket?.maxObjectSize ?? Infinity);
+    // A bucket's quota bounds the whole object; what it already stores is checked again at complete.
+    const quotaRoom = bucket?.quotaBytes != null ? bucket.quotaBytes - bucket.storedBytes : Infinity;
+    const sizeRoom = Math.min(cap, quotaRoom) - row.offset;
     const ownReserved = row.declaredSize !== null ? row.declaredSize - row.offset : 0;
     const diskRoom = await this.disk.room(ownReserved);
-    const limitName = row.declaredSize !== null && row.declaredSize <= this.options.maxBlobSize ? 'declared size' : 'maximum blob size';
-    const refuse = () => (sizeRoom <= diskRoom ? tooLarge(cap, limitName) : insufficientStorage({ offset: row.offset }));
+    const limitName =
+      cap === bucket?.maxObjectSize ? "bucket's max_object_size"
+      : row.declaredSize !== null && row.declaredSize <= this.options.maxBlobSize ? 'declared size'
+      : 'maximum blob size';
+    const refuse = () =>
+      sizeRoom > diskRoom ? insufficientStorage({ offset: row.offset })
+      : quotaRoom < cap ? new BlobdError('quota_exceeded', `the bucket's quota of ${bucket!.quotaBytes} bytes would be exceeded`, { quota_bytes: bucket!.quotaBytes })
+      : tooLarge(cap, limitName);
     if (length !== undefined && length > Math.min(sizeRoom, diskRoom)) throw refuse();
 
     const hash = await this.hashOf(row);
@@ -390,12 +412,46 @@ export class UploadService {
     });
   }
 
+  /**
+   * Record the blob's reference (a pin, or the object's next revision) and complete the session, in one
+   * transaction. If an object revision cannot be written (the bucket went, the quota filled up meanwhile)
+   * after the bytes were moved, the session cannot be resumed: it is dropped and the error returned; the
+   * unreferenced blob is left to garbage collection.
+   */
   private async finish(row: UploadRecord, digest: string, deduplicated: boolean): Promise<CompletedUpload> {
-    const result: CompletedUpload = { id: digest, digest, size: row.offset, filename: row.filename, deduplicated };
-    const pin = this.blobs.pinFor(row.principal, row.temporary);
-    await this.meta.finishUpload(row.id, { digest, size: row.offset }, pin, JSON.stringify(result), Date.now() + this.options.uploadTtlMs);
+    const blob = { digest, size: row.offset };
+    const base = { digest, size: row.offset, filename: row.filename, deduplicated };
+    let result: CompletedUpload | undefined;
+    const build = (object: ObjectRecord | null): string => {
+      result = object
+        ? { ...base, id: object.id, bucket: object.bucket, key: object.key, revision: object.revision }
+        : { ...base, id: digest };
+      return JSON.stringify(result);
+    };
+    const target =
+      row.bucket !== null
+        ? {
+            revision: {
+              bucket: row.bucket,
+              key: row.key!,
+              newObjectId: uuidv7(),
+              contentType: row.contentType,
+              filename: row.filename,
+              createdBy: row.principal,
+            },
+          }
+        : { pin: this.blobs.pinFor(row.principal, row.temporary) };
+    const done = await this.meta.finishUpload(row.id, blob, target, build, Date.now() + this.options.uploadTtlMs);
+    if (!done.ok) {
+      if (!deduplicated) await this.forget(row);
+      throw done.reason === 'quota_exceeded'
+        ? new BlobdError('quota_exceeded', "the bucket's quota would be exceeded", { bucket: row.bucket })
+        : done.reason === 'bucket_not_found'
+          ? new BlobdError('bucket_not_found', `no bucket ${row.bucket}`, { bucket: row.bucket })
+          : new BlobdError('precondition_failed', 'the object changed in a way that refuses this write');
+    }
     this.hashes.delete(row.id);
-    return result;
+    return result!;
   }
 
   /** Drop a session: its row first (so nobody resumes it), then its bytes. */

@@ -132,6 +132,13 @@ export interface ListObjectsQuery {
   readonly properties?: readonly { readonly name: string; readonly value: string }[];
 }
 
+/** What a completed upload session references its blob with. */
+export type UploadTarget = { readonly pin: PinInput } | { readonly revision: Omit<NewRevision, 'blob'> };
+
+export type FinishResult =
+  | { readonly ok: true; readonly created: boolean; readonly object: ObjectRecord | null }
+  | { readonly ok: false; readonly reason: 'bucket_not_found' | 'precondition_failed' | 'quota_exceeded' };
+
 export interface MetadataStore {
   getBlob(digest: string): Promise<BlobRecord | null>;
   /**
@@ -149,16 +156,17 @@ export interface MetadataStore {
   /** completing → open again (the move did not happen). */
   reopenUpload(id: string): Promise<void>;
   /**
-   * In one transaction: record the blob (if new), pin it when asked, and mark the session completed with
-   * the answer to replay. `created` is false when the blob row already existed.
+   * In one transaction: record the blob (if new) and its reference — a pin, or the next revision of an
+   * object — and mark the session completed with the answer to replay (built from the revision written).
+   * When the revision cannot be written (bucket gone, quota, precondition) nothing changes.
    */
   finishUpload(
     id: string,
     blob: { digest: string; size: number },
-    pin: PinInput | null,
-    result: string,
+    target: UploadTarget,
+    result: (object: ObjectRecord | null) => string,
     expiresAt: number,
-  ): Promise<{ created: boolean }>;
+  ): Promise<FinishResult>;
   deleteUpload(id: string): Promise<void>;
   /** Sessions that are open or completing: what a restart must recover. */
   listUnfinishedUploads(): Promise<UploadRecord[]>;

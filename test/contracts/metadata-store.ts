@@ -95,13 +95,14 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       await assert.rejects(store.advanceUpload('u1', 70, Date.now()), 'a completing session takes no bytes');
       await store.reopenUpload('u1');
       assert.equal((await store.getUpload('u1'))?.digest, null);
-      const pin = { principal: 'p', temporary: false, expiresAt: null };
-      assert.deepEqual(await store.finishUpload('u1', { digest: digest(9), size: 60 }, pin, '{"r":1}', Date.now() + 1000), { created: true });
+      const pin = { pin: { principal: 'p', temporary: false, expiresAt: null } };
+      const done1 = await store.finishUpload('u1', { digest: digest(9), size: 60 }, pin, () => '{"r":1}', Date.now() + 1000);
+      assert.deepEqual(done1, { ok: true, created: true, object: null });
       const done = await store.getUpload('u1');
       assert.equal(done?.state, 'completed');
       assert.equal(done?.result, '{"r":1}');
       assert.equal((await store.getBlob(digest(9)))?.size, 60);
-      await assert.rejects(store.finishUpload('u1', { digest: digest(9), size: 60 }, pin, '{}', 0), 'completes only once');
+      await assert.rejects(store.finishUpload('u1', { digest: digest(9), size: 60 }, pin, () => '{}', 0), 'completes only once');
       assert.deepEqual(await store.listUnfinishedUploads(), []);
     }));
 

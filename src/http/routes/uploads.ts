@@ -33,6 +33,9 @@ const Completed = z
     size: z.number().int(),
     filename: z.string().nullable(),
     deduplicated: z.boolean(),
+    bucket: z.string().optional(),
+    key: z.string().optional(),
+    revision: z.number().int().optional(),
   })
   .openapi('UploadCompleted');
 
@@ -71,7 +74,7 @@ const initiate = createRoute({
   responses: {
     202: json(Session, 'session started; send bytes to …/append'),
     201: json(Completed, 'the digest exists already: nothing to send'),
-    ...errors(400, 401, 403, 413, 501, 507),
+    ...errors(400, 401, 403, 404, 413, 507),
   },
 });
 
@@ -154,7 +157,8 @@ function statusHeaders(s: SessionStatus): Record<string, string> {
 }
 
 function completedBody(r: CompletedUpload) {
-  return { id: r.id, digest: r.digest, size: r.size, filename: r.filename, deduplicated: r.deduplicated };
+  const object = r.bucket !== undefined ? { bucket: r.bucket, key: r.key, revision: r.revision } : {};
+  return { id: r.id, digest: r.digest, size: r.size, filename: r.filename, deduplicated: r.deduplicated, ...object };
 }
 
 export function uploadRoutes(uploads: UploadService) {

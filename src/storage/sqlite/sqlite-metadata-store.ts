@@ -13,8 +13,10 @@ import type {
   ObjectRecord,
   PinInput,
   RevisionRecord,
+  FinishResult,
   UploadRecord,
   UploadState,
+  UploadTarget,
 } from '../metadata-store.ts';
 import { CatalogRepo } from './catalog-repo.ts';
 import { BlobsRepo } from './blobs-repo.ts';
@@ -35,10 +37,10 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly finishUploadTx: (
     id: string,
     blob: BlobInput,
-    pin: PinInput | null,
-    result: string,
+    target: UploadTarget,
+    result: (object: ObjectRecord | null) => string,
     expiresAt: number,
-  ) => boolean;
+  ) => FinishResult;
   private readonly pingStmt;
 
   constructor(private readonly db: Db) {
@@ -61,13 +63,22 @@ export class SqliteMetadataStore implements MetadataStore {
     };
     this.commitBlobTx = db.transaction((blob: BlobInput, pin: PinInput | null) => commitBlob(blob, pin, Date.now())).immediate;
     this.finishUploadTx = db.transaction(
-      (id: string, blob: BlobInput, pin: PinInput | null, result: string, expiresAt: number) => {
+      (id: string, blob: BlobInput, target: UploadTarget, result: (object: ObjectRecord | null) => string, expiresAt: number) => {
         const now = Date.now();
-        const created = commitBlob(blob, pin, now);
-        if (!this.uploads.markCompleted(id, blob.digest, result, now, expiresAt)) {
+        let created: boolean;
+        let object: ObjectRecord | null = null;
+        if ('pin' in target) {
+          created = commitBlob(blob, target.pin, now);
+        } else {
+          const added = this.catalog.addRevision({ ...target.revision, blob }, now);
+          if (!added.ok) return added; // nothing was written before this point
+          created = added.blobCreated;
+          object = added.object;
+        }
+        if (!this.uploads.markCompleted(id, blob.digest, result(object), now, expiresAt)) {
           throw new Error(`upload session ${id} is not open or completing`);
         }
-        return created;
+        return { ok: true as const, created, object };
       },
     ).immediate;
   }
@@ -107,11 +118,11 @@ export class SqliteMetadataStore implements MetadataStore {
   async finishUpload(
     id: string,
     blob: BlobInput,
-    pin: PinInput | null,
-    result: string,
+    target: UploadTarget,
+    result: (object: ObjectRecord | null) => string,
     expiresAt: number,
-  ): Promise<{ created: boolean }> {
-    return { created: this.finishUploadTx(id, blob, pin, result, expiresAt) };
+  ): Promise<FinishResult> {
+    return this.finishUploadTx(id, blob, target, result, expiresAt);
   }
 
   async deleteUpload(id: string): Promise<void> {
