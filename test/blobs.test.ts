@@ -273,11 +273,23 @@ describe('blobs by digest', () => {
     assert.equal(res.headers.get('content-disposition'), null);
   });
 
-  test('multipart bodies are refused with 415 until multipart uploads exist, keeping nothing', async () => {
+  test('POST takes multipart/form-data: the part named file is stored, not the envelope', async () => {
     const form = new FormData();
+    form.append('note', 'ignored');
     form.append('file', new Blob([Buffer.from('inside a form')]), 'a.txt');
+    const res = await d.api('/api/blobs', { method: 'POST', body: form });
+    assert.equal(res.status, 201);
+    assert.equal(((await res.json()) as { digest: string }).digest, sha256(Buffer.from('inside a form')));
+    const noFile = new FormData();
+    noFile.append('other', 'x');
+    await expectError(await d.api('/api/blobs', { method: 'POST', body: noFile }), 400, 'invalid_request');
     const before = await blobFiles(d);
-    await expectError(await d.api('/api/blobs', { method: 'POST', body: form }), 415, 'unsupported_media_type');
+    await expectError(await d.api(`/api/blobs/${sha256(Buffer.from('inside a form'))}`, { method: 'PUT', body: form }), 415, 'unsupported_media_type');
+    await expectError(
+      await d.api('/api/blobs', { method: 'POST', body: '--x\r\ngarbage', headers: { 'content-type': 'multipart/form-data; boundary=x' } }),
+      400,
+      'invalid_request',
+    );
     assert.deepEqual(await blobFiles(d), before);
   });
 

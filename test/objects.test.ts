@@ -323,6 +323,27 @@ describe('buckets and objects', () => {
     assert.equal(await (await d.api(`/api/buckets/json/objects/${p.key}`)).text(), 'server picks');
   });
 
+  test('multipart writes: the file part is the content, owner and metadata parts the metadata', async () => {
+    await bucket('forms');
+    const form = new FormData();
+    form.append('owner', 'carol');
+    form.append('metadata', JSON.stringify({ tags: ['scan'], properties: { pages: 3 } }));
+    form.append('file', new Blob([Buffer.from('%PDF-1.7 pretend')], { type: 'application/pdf' }), 'scan.pdf');
+    const res = await d.api('/api/buckets/forms/objects/in/scan', { method: 'PUT', body: form });
+    assert.equal(res.status, 201);
+    const o = (await res.json()) as ObjectJson;
+    assert.deepEqual([o.owner, o.tags, o.properties, o.filename, o.content_type], ['carol', ['scan'], { pages: 3 }, 'scan.pdf', 'application/pdf']);
+    assert.equal(o.digest, sha256(Buffer.from('%PDF-1.7 pretend')));
+    const got = await d.api('/api/buckets/forms/objects/in/scan');
+    assert.equal(got.headers.get('content-type'), 'application/pdf');
+    assert.equal(await got.text(), '%PDF-1.7 pretend');
+    const bad = new FormData();
+    bad.append('metadata', '{not json');
+    bad.append('file', new Blob([Buffer.from('x')]));
+    assert.equal(await errorCode(await d.api('/api/buckets/forms/objects/bad', { method: 'PUT', body: bad })), 'invalid_request');
+    assert.equal((await d.api('/api/buckets/forms/objects/bad')).status, 404, 'metadata sent before the file is checked first');
+  });
+
   test('ndjson and csv exports stream every match and parse back', async () => {
     await bucket('export');
     const tricky = ['plain', 'with,comma', 'with "quotes"', 'new\nline', 'ünïcødé'];

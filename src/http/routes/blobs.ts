@@ -8,6 +8,7 @@ import { BlobdError } from '../../core/errors.ts';
 import type { AppEnv } from '../env.ts';
 import { principalOf, requires } from '../middleware/authenticate.ts';
 import { createRouter } from '../router.ts';
+import { isMultipart, withFilePart } from '../multipart.ts';
 import { declaredLength, requestBody } from '../request-body.ts';
 import { sendBlob } from '../send-blob.ts';
 import { BinaryBody, DigestParam, errors } from './schemas.ts';
@@ -59,12 +60,6 @@ const put = createRoute({
   responses: { 201: { description: 'stored', content: { 'application/json': { schema: IngestBody } } }, ...errors(400, 401, 413, 415) },
 });
 
-/** Until multipart uploads land, a form body must not be stored as if it were the file. */
-function refuseMultipart(c: Context<AppEnv>): void {
-  if (/^multipart\//i.test(c.req.header('content-type') ?? '')) {
-    throw new BlobdError('unsupported_media_type', 'multipart/form-data is not accepted here yet: send the raw bytes');
-  }
-}
 
 function created(c: Context<AppEnv>, result: IngestResult) {
   c.header('Location', `/api/blobs/${result.digest}`);
@@ -87,18 +82,19 @@ export function blobRoutes(blobs: BlobService) {
   });
 
   app.openapi(upload, async (c) => {
-    refuseMultipart(c);
-    const result = await blobs.ingest(() => requestBody(c), {
-      principal: principalOf(c),
-      declaredSize: declaredLength(c),
-      temporary: c.req.valid('query').temporary === 'true',
-    });
-    return created(c, result);
+    const opts = { principal: principalOf(c), temporary: c.req.valid('query').temporary === 'true' };
+    if (isMultipart(c)) {
+      const { result } = await withFilePart(c, (file) => blobs.ingest(() => file.stream, opts));
+      return created(c, result);
+    }
+    return created(c, await blobs.ingest(() => requestBody(c), { ...opts, declaredSize: declaredLength(c) }));
   });
 
   app.openapi(put, async (c) => {
     const expected = parseDigest(c.req.valid('param').digest);
-    refuseMultipart(c);
+    if (isMultipart(c)) {
+      throw new BlobdError('unsupported_media_type', 'PUT /api/blobs/{digest} takes the raw bytes; use POST for a form');
+    }
     const result = await blobs.ingest(() => requestBody(c), {
       principal: principalOf(c),
       expected,

@@ -12,6 +12,7 @@ import type { ObjectRecord, RevisionRecord } from '../../storage/metadata-store.
 import type { AppEnv } from '../env.ts';
 import { principalOf, requires } from '../middleware/authenticate.ts';
 import { declaredLength, limitJsonBody, requestBody } from '../request-body.ts';
+import { isMultipart, withFilePart } from '../multipart.ts';
 import { createRouter } from '../router.ts';
 import { sendBlob } from '../send-blob.ts';
 import { BinaryBody, errors } from './schemas.ts';
@@ -262,12 +263,19 @@ function listOptions(q: Record<string, string | undefined>): ListOptions {
   return { prefix: q.prefix, delimiter: q.delimiter, owner: q.owner, tag: q.tag, cursor: q.cursor, limit, properties };
 }
 
-/** Refuse bodies this route cannot store yet rather than storing the envelope as the content. */
-function refuseEnvelopes(c: Context<AppEnv>): void {
-  const type = c.req.header('content-type') ?? '';
-  if (/^multipart\//i.test(type)) {
-    throw new BlobdError('unsupported_media_type', 'multipart/form-data object writes are not supported yet: send the raw bytes');
+/** The `owner` and `metadata` (JSON) parts of a multipart write, as a metadata patch. */
+function formMetadata(fields: Record<string, string>) {
+  let meta: unknown = {};
+  if (fields.metadata !== undefined) {
+    try {
+      meta = JSON.parse(fields.metadata);
+    } catch {
+      throw new BlobdError('invalid_request', 'the metadata part is not JSON');
+    }
   }
+  const parsed = MetaPatchBody.safeParse(meta);
+  if (!parsed.success) throw new BlobdError('invalid_request', `invalid metadata part: ${parsed.error.issues[0]?.message}`);
+  return fields.owner !== undefined ? { ...parsed.data, owner: fields.owner } : parsed.data;
 }
 
 /** JSON bodies are small by contract (content_base64 ≤ 10 MiB decoded): read them whole, but bounded. */
@@ -289,9 +297,17 @@ export function objectRoutes(catalog: CatalogService) {
   const app = createRouter();
   app.openAPIRegistry.register('ObjectWrite', ObjectWrite);
 
-  /** Raw body, or JSON by digest / inline; metadata in a JSON write is applied after the content. */
+  /** Raw body, multipart, or JSON by digest / inline; metadata that comes with it is applied after the content. */
   async function write(c: Context<AppEnv>, bucket: string, key: string, opts: PutObjectOptions) {
-    refuseEnvelopes(c);
+    if (isMultipart(c)) {
+      const { result, fields } = await withFilePart(c, (file, before) => {
+        formMetadata(before); // parts sent before the file are refused before any byte is stored
+        return catalog.putObject(bucket, key, () => file.stream, { ...opts, contentType: file.contentType, filename: opts.filename ?? file.filename });
+      });
+      const meta = formMetadata(fields);
+      if (Object.keys(meta).length === 0) return result;
+      return { object: await catalog.patchObject(bucket, key, meta), created: result.created };
+    }
     if (!isJson(c)) {
       return catalog.putObject(bucket, key, () => requestBody(c), { ...opts, declaredSize: declaredLength(c), contentType: c.req.header('content-type') });
     }
