@@ -344,6 +344,25 @@ describe('buckets and objects', () => {
     assert.equal((await d.api('/api/buckets/forms/objects/bad')).status, 404, 'metadata sent before the file is checked first');
   });
 
+  test('public_read buckets let anyone read their objects, and nothing else', async () => {
+    await bucket('pub', { public_read: true });
+    await bucket('priv');
+    await putJson('pub/objects/hello.txt', 'hi all');
+    await putJson('priv/objects/secret.txt', 'shh');
+    const anon = (p: string, init: RequestInit = {}) => d.api(p, { ...init, auth: false } as RequestInit & { auth: boolean });
+    const open = await anon('/api/buckets/pub/objects/hello.txt');
+    assert.equal(open.status, 200);
+    assert.equal(await open.text(), 'hi all');
+    assert.equal((await anon('/api/buckets/pub/objects/hello.txt?metadata')).status, 200);
+    assert.equal((await anon('/api/buckets/pub/objects/missing')).status, 404);
+    assert.equal((await anon('/api/buckets/priv/objects/secret.txt')).status, 401);
+    assert.equal((await anon('/api/buckets/nope/objects/x')).status, 401);
+    assert.equal((await anon('/api/buckets/pub/objects')).status, 401, 'listing is not public');
+    assert.equal((await anon('/api/buckets/pub/objects/new', { method: 'PUT', body: 'x' })).status, 401, 'writing is not public');
+    const badToken = await d.api('/api/buckets/pub/objects/hello.txt', { headers: { authorization: 'Bearer wrong' } });
+    assert.equal(badToken.status, 401, 'a wrong token is refused, not treated as anonymous');
+  });
+
   test('ndjson and csv exports stream every match and parse back', async () => {
     await bucket('export');
     const tricky = ['plain', 'with,comma', 'with "quotes"', 'new\nline', 'ünïcødé'];

@@ -10,7 +10,16 @@ export interface Principal {
 }
 
 /** What a route may require of its caller. */
-export type Action = 'admin' | 'blobs:read' | 'blobs:write' | 'blobs:delete' | 'buckets:read' | 'buckets:write' | 'buckets:delete';
+export type Action =
+  | 'admin'
+  | 'blobs:read'
+  | 'blobs:write'
+  | 'blobs:delete'
+  | 'buckets:read'
+  | 'buckets:write'
+  | 'buckets:delete'
+  /** Reading one object's content or metadata: the only thing a public_read bucket lets anyone do. */
+  | 'objects:read';
 
 const ADMIN: Principal = { id: 'admin', admin: true };
 

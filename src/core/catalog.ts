@@ -166,6 +166,11 @@ export class CatalogService {
     return bucket;
   }
 
+  /** True when anyone may read the bucket's objects (public_read); false for unknown or invalid names. */
+  async isPublic(name: string): Promise<boolean> {
+    return BUCKET_RE.test(name) && (await this.meta.getBucket(name))?.publicRead === true;
+  }
+
   listBuckets(): Promise<BucketRecord[]> {
     return this.meta.listBuckets();
   }

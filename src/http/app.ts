@@ -31,7 +31,7 @@ export interface Services {
 export function createApp(services: Services) {
   const app = createRouter();
   app.use('*', requestLog(services.logger));
-  app.use('/api/*', authenticate(services.auth));
+  app.use('/api/*', authenticate(services.auth, (bucket) => services.catalog.isPublic(bucket)));
 
   app.route('/', healthRoutes(services.checkReadiness));
   // Before the blob routes: /api/blobs/uploads must not be taken for a digest.

@@ -13,5 +13,7 @@ export interface AppEnv {
     principal?: Principal;
     /** Set by `authenticate` when the request carried a token that is not valid. */
     credentialError?: BlobdError;
+    /** Whether a bucket lets anyone read its objects (set by `authenticate`). */
+    isPublicBucket: (bucket: string) => Promise<boolean>;
   };
 }

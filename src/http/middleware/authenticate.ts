@@ -26,8 +26,9 @@ export function presentedToken(authorization: string | undefined, apiKey: string
 /** Marks an Authorization header whose scheme is neither Bearer nor Basic. */
 const UNSUPPORTED_SCHEME = '\u0000unsupported';
 
-export function authenticate(auth: Authenticator): MiddlewareHandler<AppEnv> {
+export function authenticate(auth: Authenticator, isPublicBucket: (bucket: string) => Promise<boolean>): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
+    c.set('isPublicBucket', isPublicBucket);
     const token = presentedToken(c.req.header('authorization'), c.req.header('x-api-key'));
     if (token === UNSUPPORTED_SCHEME) {
       c.set('credentialError', new BlobdError('unauthorized', 'unsupported Authorization scheme: use Bearer or Basic, or X-API-Key'));
@@ -56,6 +57,9 @@ export function requires(need: Action | 'upload-token'): MiddlewareHandler<AppEn
     }
     const principal = c.var.principal;
     if (!principal) {
+      // Anonymous reads of a public_read bucket's objects (a bad token is still a 401, not anonymous).
+      const bucket = c.req.param('bucket');
+      if (need === 'objects:read' && !c.var.credentialError && bucket && (await c.var.isPublicBucket(bucket))) return next();
       throw c.var.credentialError ?? new BlobdError('unauthorized', 'this route needs a token (Authorization: Bearer, X-API-Key or Basic)');
     }
     if (!can(principal, need)) throw new BlobdError('forbidden', `this token may not ${need}`);

@@ -174,7 +174,7 @@ const getObject = createRoute({
   method: 'get',
   path: OBJECT_PATH,
   summary: 'Content (HEAD: headers only), or ?metadata, or ?revisions; ?revision=N for an older one',
-  middleware: [requires('buckets:read')] as const,
+  middleware: [requires('objects:read')] as const,
   request: {
     params: ObjectParams,
     query: z.object({
