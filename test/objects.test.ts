@@ -247,6 +247,33 @@ describe('buckets and objects', () => {
     assert.equal(await errorCode(await d.api('/api/buckets/tree/objects?limit=1001')), 'invalid_request');
   });
 
+  test('paging with a delimiter through many groups: every group and item once, in order', async () => {
+    await bucket('groups');
+    const expectedGroups: string[] = [];
+    for (let g = 0; g < 40; g++) {
+      const dir = `g${String(g).padStart(2, '0')}/`;
+      expectedGroups.push(dir);
+      await Promise.all([1, 2, 3].map((i) => put(`groups/objects/${dir}f${i}`, 'x').then((r) => r.arrayBuffer())));
+    }
+    for (const k of ['loose1', 'loose2']) await putJson(`groups/objects/${k}`, k);
+    const groups: string[] = [];
+    const items: string[] = [];
+    let cursor: string | null = null;
+    for (let pages = 0; pages < 50; pages++) {
+      const url: string = `/api/buckets/groups/objects?delimiter=/&limit=7${cursor ? `&cursor=${cursor}` : ''}`;
+      const page = (await (await d.api(url)).json()) as { items: ObjectJson[]; common_prefixes: string[]; next_cursor: string | null };
+      assert.ok(page.items.length + page.common_prefixes.length <= 7);
+      groups.push(...page.common_prefixes);
+      items.push(...page.items.map((o) => o.key));
+      cursor = page.next_cursor;
+      if (!cursor) break;
+    }
+    assert.deepEqual(groups, expectedGroups);
+    assert.deepEqual(items, ['loose1', 'loose2']);
+    const inside = (await (await d.api('/api/buckets/groups/objects?prefix=g07/&delimiter=/')).json()) as { items: ObjectJson[] };
+    assert.deepEqual(inside.items.map((o) => o.key), ['g07/f1', 'g07/f2', 'g07/f3']);
+  });
+
   test('PATCH merges metadata; owner, tag and property filters find it; fields select', async () => {
     await bucket('meta');
     await putJson('meta/objects/a', 'a');

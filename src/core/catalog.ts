@@ -316,8 +316,10 @@ export class CatalogService {
     let after = opts.cursor ? decodeCursor(opts.cursor) : '';
     const items: ObjectRecord[] = [];
     const commonPrefixes: string[] = [];
+    // With a delimiter every common prefix restarts the scan past its group, so fetch in small batches.
+    const batch = opts.delimiter ? Math.min(limit + 1, 32) : limit + 1;
     scan: for (;;) {
-      const rows = await this.meta.listObjects({ bucket, prefix, after, limit: limit + 1, ...filters });
+      const rows = await this.meta.listObjects({ bucket, prefix, after, limit: batch, ...filters });
       for (const row of rows) {
         // A full page with a row still to come: there is more.
         if (items.length + commonPrefixes.length === limit) return { items, commonPrefixes, nextCursor: encodeCursor(after) };
@@ -331,6 +333,7 @@ export class CatalogService {
         items.push(row);
         after = row.key;
       }
+      if (rows.length === batch && batch <= limit) continue; // a short batch was full: there may be more
       return { items, commonPrefixes, nextCursor: null };
     }
   }

@@ -271,11 +271,14 @@ export class CatalogRepo {
   }
 
   listObjects(q: ListObjectsQuery): ObjectRecord[] {
-    const where = ['o.bucket = @bucket', 'o.key > @after', 'o.key >= @prefix', 'o.key < @prefixEnd'];
+    // One lower bound, the larger of cursor and prefix (compared as UTF-8 bytes, SQLite's BINARY order):
+    // given both, the planner picked `key > ''` and walked the bucket from its start to the prefix.
+    const after = q.after ?? '';
+    const fromCursor = after !== '' && Buffer.compare(Buffer.from(after), Buffer.from(q.prefix)) >= 0;
+    const where = ['o.bucket = @bucket', fromCursor ? 'o.key > @after' : 'o.key >= @prefix', 'o.key < @prefixEnd'];
     const params: Record<string, unknown> = {
       bucket: q.bucket,
-      after: q.after ?? '',
-      prefix: q.prefix,
+      ...(fromCursor ? { after } : { prefix: q.prefix }),
       prefixEnd: q.prefix + PREFIX_END,
       limit: q.limit,
     };
