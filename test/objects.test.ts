@@ -408,5 +408,9 @@ describe('buckets and objects', () => {
     assert.equal(rows[0]!.digest, sha256(Buffer.from('plain')));
     assert.equal(rows[0]!.tags, '[]');
     assert.equal((await d.api('/api/buckets/nope/objects?format=csv')).status, 404);
+    const narrow = parseCsv(await (await d.api('/api/buckets/export/objects?format=csv&fields=key,size')).text(), { columns: true }) as Record<string, string>[];
+    assert.deepEqual(narrow[0], { key: 'k0', size: '5' });
+    const nd2 = (await (await d.api('/api/buckets/export/objects?format=ndjson&fields=-properties,-tags')).text()).trim().split('\n');
+    assert.ok(nd2.every((l) => !('properties' in JSON.parse(l)) && 'key' in JSON.parse(l)));
   });
 });

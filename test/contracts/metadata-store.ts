@@ -2,7 +2,7 @@
 // PostgreSQL later) with a factory that gives a fresh, empty store.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { MetadataStore, NewUpload } from '../../src/storage/metadata-store.ts';
+import type { BucketSettings, MetadataStore, NewRevision, NewUpload } from '../../src/storage/metadata-store.ts';
 
 export interface MetadataStoreFixture {
   store: MetadataStore;
@@ -104,6 +104,106 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       assert.equal((await store.getBlob(digest(9)))?.size, 60);
       await assert.rejects(store.finishUpload('u1', { digest: digest(9), size: 60 }, pin, () => '{}', 0), 'completes only once');
       assert.deepEqual(await store.listUnfinishedUploads(), []);
+    }));
+
+    const settings = (extra: Partial<BucketSettings> = {}): BucketSettings => ({
+      maxObjectSize: null,
+      quotaBytes: null,
+      maxRevisions: null,
+      publicRead: false,
+      ...extra,
+    });
+    const rev = (bucket: string, key: string, n: number, size: number, extra: Partial<NewRevision> = {}): NewRevision => ({
+      bucket,
+      key,
+      newObjectId: `obj-${bucket}-${key}`,
+      blob: { digest: digest(n), size },
+      contentType: null,
+      filename: null,
+      createdBy: 'p',
+      ...extra,
+    });
+
+    test('buckets: create, update, list, delete only when empty unless forced', withStore(async ({ store }) => {
+      assert.deepEqual(await store.putBucket('b1', settings()), { created: true });
+      assert.deepEqual(await store.putBucket('b1', settings({ maxRevisions: 2 })), { created: false });
+      assert.equal((await store.getBucket('b1'))?.maxRevisions, 2);
+      assert.equal(await store.getBucket('nope'), null);
+      await store.putBucket('a0', settings());
+      assert.deepEqual((await store.listBuckets()).map((b) => b.name), ['a0', 'b1']);
+      await store.addRevision(rev('b1', 'k', 1, 10));
+      assert.equal(await store.deleteBucket('b1', false), 'not_empty');
+      assert.equal(await store.deleteBucket('b1', true), 'deleted');
+      assert.equal(await store.deleteBucket('b1', true), 'not_found');
+      assert.equal(await store.getObject('b1', 'k'), null);
+    }));
+
+    test('revisions: numbering, preconditions, quota, pruning and usage counters', withStore(async ({ store }) => {
+      await store.putBucket('b', settings({ quotaBytes: 100, maxRevisions: 2 }));
+      assert.deepEqual(await store.addRevision(rev('nope', 'k', 1, 1)), { ok: false, reason: 'bucket_not_found' });
+      const r1 = await store.addRevision(rev('b', 'k', 1, 10, { contentType: 'text/plain' }));
+      assert.ok(r1.ok && r1.object.revision === 1 && r1.blobCreated && r1.object.contentType === 'text/plain');
+      assert.deepEqual(await store.addRevision(rev('b', 'k', 2, 10, { ifNoneMatch: true })), { ok: false, reason: 'precondition_failed' });
+      assert.deepEqual(await store.addRevision(rev('b', 'k', 2, 10, { ifMatch: digest(7) })), { ok: false, reason: 'precondition_failed' });
+      const r2 = await store.addRevision(rev('b', 'k', 2, 20, { ifMatch: digest(1) }));
+      assert.ok(r2.ok && r2.object.revision === 2 && r2.object.contentType === 'text/plain', 'content type is kept');
+      const r3 = await store.addRevision(rev('b', 'k', 3, 30));
+      assert.ok(r3.ok && r3.object.revision === 3);
+      assert.deepEqual((await store.listRevisions('b', 'k'))?.map((r) => r.revision), [3, 2], 'max_revisions prunes the oldest');
+      assert.equal((await store.getObject('b', 'k', 2))?.digest, digest(2));
+      assert.equal(await store.getObject('b', 'k', 1), null);
+      let bucket = await store.getBucket('b');
+      assert.deepEqual([bucket?.objectCount, bucket?.storedBytes], [1, 50]);
+      assert.deepEqual(await store.addRevision(rev('b', 'other', 4, 51)), { ok: false, reason: 'quota_exceeded' });
+      assert.ok((await store.addRevision(rev('b', 'other', 4, 50))).ok);
+      assert.equal(await store.deleteObject('b', 'k', 3), true);
+      assert.equal((await store.getObject('b', 'k'))?.revision, 2, 'the previous revision becomes current');
+      assert.equal(await store.deleteObject('b', 'k', 9), false);
+      assert.equal(await store.deleteObject('b', 'k'), true);
+      assert.equal(await store.deleteObject('b', 'k'), false);
+      bucket = await store.getBucket('b');
+      assert.deepEqual([bucket?.objectCount, bucket?.storedBytes], [1, 50]);
+    }));
+
+    test('object metadata and revision snapshots', withStore(async ({ store }) => {
+      await store.putBucket('b', settings());
+      await store.addRevision(rev('b', 'k', 1, 1));
+      const meta = { contentType: 'a/b', filename: 'f', owner: 'o', tags: ['t'], properties: { p: 1 }, expiresAt: 5 };
+      const updated = await store.setObjectMeta('b', 'k', meta);
+      assert.deepEqual([updated?.owner, updated?.tags, updated?.properties, updated?.revision], ['o', ['t'], { p: 1 }, 1]);
+      assert.deepEqual((await store.listRevisions('b', 'k'))?.[0]?.metadata, meta);
+      assert.equal(await store.setObjectMeta('b', 'missing', meta), null);
+    }));
+
+    test('listing: key order, cursor, prefix, owner, tag and property filters', withStore(async ({ store }) => {
+      await store.putBucket('b', settings());
+      for (const [i, k] of ['b/2', 'a/1', 'b/1', 'c'].entries()) await store.addRevision(rev('b', k, i + 1, 1));
+      await store.setObjectMeta('b', 'b/1', { contentType: null, filename: null, owner: 'ann', tags: ['x', 'y'], properties: { color: 'red', n: 3 }, expiresAt: null });
+      const keys = async (q: Partial<Parameters<MetadataStore['listObjects']>[0]>) =>
+        (await store.listObjects({ bucket: 'b', prefix: '', after: null, limit: 100, ...q })).map((o) => o.key);
+      assert.deepEqual(await keys({}), ['a/1', 'b/1', 'b/2', 'c']);
+      assert.deepEqual(await keys({ limit: 2 }), ['a/1', 'b/1']);
+      assert.deepEqual(await keys({ after: 'b/1' }), ['b/2', 'c']);
+      assert.deepEqual(await keys({ prefix: 'b/' }), ['b/1', 'b/2']);
+      assert.deepEqual(await keys({ prefix: 'b/', after: 'b/1' }), ['b/2']);
+      assert.deepEqual(await keys({ prefix: 'b/', after: 'a' }), ['b/1', 'b/2']);
+      assert.deepEqual(await keys({ owner: 'ann' }), ['b/1']);
+      assert.deepEqual(await keys({ tag: 'y' }), ['b/1']);
+      assert.deepEqual(await keys({ properties: [{ name: 'color', value: 'red' }, { name: 'n', value: '3' }] }), ['b/1']);
+      assert.deepEqual(await keys({ properties: [{ name: 'color', value: 'blue' }] }), []);
+    }));
+
+    test('a session can complete into an object revision, atomically', withStore(async ({ store }) => {
+      await store.putBucket('b', settings({ quotaBytes: 10 }));
+      await store.createUpload(upload('s1'));
+      const target = { revision: { bucket: 'b', key: 'k', newObjectId: 'o1', contentType: null, filename: 'f.bin', createdBy: 'p' } };
+      const refused = await store.finishUpload('s1', { digest: digest(8), size: 11 }, target, () => 'x', Date.now() + 1000);
+      assert.deepEqual(refused, { ok: false, reason: 'quota_exceeded' });
+      assert.equal((await store.getUpload('s1'))?.state, 'open', 'nothing changed');
+      assert.equal(await store.getBlob(digest(8)), null);
+      const done = await store.finishUpload('s1', { digest: digest(8), size: 5 }, target, (o) => JSON.stringify({ rev: o?.revision }), Date.now() + 1000);
+      assert.ok(done.ok && done.object?.key === 'k' && done.created);
+      assert.equal((await store.getUpload('s1'))?.result, '{"rev":1}');
     }));
 
     test('unfinished, expired and reserved sessions', withStore(async ({ store }) => {

@@ -246,11 +246,12 @@ function csvField(value: unknown): string {
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
-async function* exportLines(objects: AsyncIterable<ObjectRecord>, format: 'ndjson' | 'csv'): AsyncIterable<string> {
-  if (format === 'csv') yield `${CSV_COLUMNS.join(',')}\r\n`;
+async function* exportLines(objects: AsyncIterable<ObjectRecord>, format: 'ndjson' | 'csv', fields: string | undefined): AsyncIterable<string> {
+  const columns = Object.keys(selectFields(Object.fromEntries(CSV_COLUMNS.map((k) => [k, null])), fields));
+  if (format === 'csv') yield `${columns.join(',')}\r\n`;
   for await (const o of objects) {
-    const j = objectJson(o);
-    yield format === 'csv' ? `${CSV_COLUMNS.map((k) => csvField(j[k])).join(',')}\r\n` : `${JSON.stringify(j)}\n`;
+    const j = selectFields(objectJson(o), fields);
+    yield format === 'csv' ? `${columns.map((k) => csvField(j[k])).join(',')}\r\n` : `${JSON.stringify(j)}\n`;
   }
 }
 
@@ -390,7 +391,8 @@ export function objectRoutes(catalog: CatalogService) {
       return c.json({ items, common_prefixes: page.commonPrefixes, next_cursor: page.nextCursor }, 200);
     }
     await catalog.getBucket(bucket); // a missing bucket is a 404, not an empty export
-    const lines = Readable.from(exportLines(catalog.exportObjects(bucket, opts), format as 'ndjson' | 'csv'));
+    selectFields({}, q.fields); // an unknown field name is a 400 before the export starts streaming
+    const lines = Readable.from(exportLines(catalog.exportObjects(bucket, opts), format as 'ndjson' | 'csv', q.fields));
     const type = format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson';
     return c.body(Readable.toWeb(lines) as ReadableStream, 200, { 'Content-Type': type }) as never;
   });
