@@ -8,6 +8,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { randomData, sha256 } from './helpers/bytes.ts';
 import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { errorCode } from './helpers/http.ts';
 
 interface ObjectJson {
   id: string;
@@ -20,11 +21,6 @@ interface ObjectJson {
   owner: string | null;
   tags: string[];
   properties: Record<string, unknown>;
-}
-
-async function errorCode(res: Response): Promise<string> {
-  assert.match(res.headers.get('content-type') ?? '', /application\/json/);
-  return ((await res.json()) as { error: { code: string } }).error.code;
 }
 
 async function blobFiles(d: Daemon): Promise<string[]> {

@@ -8,14 +8,18 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { randomData, sha256 } from './helpers/bytes.ts';
 import { makeTempDir, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { errorCode } from './helpers/http.ts';
 import { append, complete, heldBody, initiate, requestWithExpect, status, type Session } from './helpers/sessions.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const MiB = 1024 * 1024;
 
-async function errorCode(res: Response): Promise<string> {
-  assert.match(res.headers.get('content-type') ?? '', /application\/json/);
-  return ((await res.json()) as { error: { code: string } }).error.code;
+/** A --min-free that leaves about `room` bytes of the temp filesystem's free space to write. */
+async function minFreeLeaving(room: number): Promise<number> {
+  const probe = await makeTempDir();
+  const fs = await statfs(probe);
+  await removeDir(probe);
+  return Math.max(0, fs.bavail * fs.bsize - room);
 }
 
 async function uploadFileSize(d: Daemon, s: Session): Promise<number> {
@@ -470,12 +474,9 @@ describe('upload session limits that need their own daemon', () => {
   });
 
   test('disk reservations: concurrent initiates cannot promise the same bytes; appends respect others', async () => {
-    const probe = await makeTempDir();
-    const fs = await statfs(probe);
-    await removeDir(probe);
     // Leave about 600 MiB of room. Other test files running at the same time move free space by far less
     // than the margins below (one 400 MiB promise fits, two never do).
-    const minFree = Math.max(0, fs.bavail * fs.bsize - 600 * MiB);
+    const minFree = await minFreeLeaving(600 * MiB);
     const d = await startDaemon({ args: ['--min-free', String(minFree), '--max-blob-size', '1TiB'] });
     try {
       const tries = await Promise.all(
@@ -499,10 +500,7 @@ describe('upload session limits that need their own daemon', () => {
   });
 
   test('a chunked append past the disk budget is 507 and keeps nothing of that request', async () => {
-    const probe = await makeTempDir();
-    const fs = await statfs(probe);
-    await removeDir(probe);
-    const minFree = Math.max(0, fs.bavail * fs.bsize - 150 * MiB);
+    const minFree = await minFreeLeaving(150 * MiB);
     const d = await startDaemon({ args: ['--min-free', String(minFree)] });
     try {
       const s = await initiate(d);

@@ -5,7 +5,7 @@ import type { BucketRecord } from '../../storage/metadata-store.ts';
 import { requires } from '../middleware/authenticate.ts';
 import { limitJsonBody } from '../request-body.ts';
 import { createRouter } from '../router.ts';
-import { errors } from './schemas.ts';
+import { errors, jsonContent } from './schemas.ts';
 
 const BucketParam = z.object({
   bucket: z.string().openapi({ param: { name: 'bucket', in: 'path' }, description: '[a-z0-9][a-z0-9._-]{0,62}' }),
@@ -34,11 +34,6 @@ const Bucket = z
   })
   .openapi('Bucket');
 
-const json = <T extends z.ZodTypeAny>(schema: T, description: string) => ({
-  description,
-  content: { 'application/json': { schema } },
-});
-
 export function bucketJson(b: BucketRecord) {
   return {
     name: b.name,
@@ -57,7 +52,7 @@ const list = createRoute({
   path: '/api/buckets',
   summary: 'List buckets',
   middleware: [requires('buckets:read')] as const,
-  responses: { 200: json(z.object({ buckets: z.array(Bucket) }), 'the buckets'), ...errors(401, 403) },
+  responses: { 200: jsonContent(z.object({ buckets: z.array(Bucket) }), 'the buckets'), ...errors(401, 403) },
 });
 
 const put = createRoute({
@@ -66,7 +61,7 @@ const put = createRoute({
   summary: 'Create a bucket or replace its settings',
   middleware: [requires('buckets:write'), limitJsonBody(64 * 1024)] as const,
   request: { params: BucketParam, body: { content: { 'application/json': { schema: Settings } }, required: false } },
-  responses: { 201: json(Bucket, 'created'), 200: json(Bucket, 'updated'), ...errors(400, 401, 403) },
+  responses: { 201: jsonContent(Bucket, 'created'), 200: jsonContent(Bucket, 'updated'), ...errors(400, 401, 403) },
 });
 
 const get = createRoute({
@@ -75,7 +70,7 @@ const get = createRoute({
   summary: 'Settings and usage of a bucket',
   middleware: [requires('buckets:read')] as const,
   request: { params: BucketParam },
-  responses: { 200: json(Bucket, 'the bucket'), ...errors(400, 401, 403, 404) },
+  responses: { 200: jsonContent(Bucket, 'the bucket'), ...errors(400, 401, 403, 404) },
 });
 
 const del = createRoute({

@@ -15,7 +15,7 @@ import { declaredLength, limitJsonBody, requestBody } from '../request-body.ts';
 import { isMultipart, withFilePart } from '../multipart.ts';
 import { createRouter } from '../router.ts';
 import { sendBlob } from '../send-blob.ts';
-import { BinaryBody, errors } from './schemas.ts';
+import { BinaryBody, errors, jsonContent } from './schemas.ts';
 
 const Revision = z.string().regex(/^[1-9]\d{0,9}$/, 'a revision number');
 
@@ -78,11 +78,6 @@ function revisionJson(r: RevisionRecord) {
   };
 }
 
-const json = <T extends z.ZodTypeAny>(schema: T, description: string) => ({
-  description,
-  content: { 'application/json': { schema } },
-});
-
 // `{key{.+}}`: Hono's syntax for "the rest of the path"; /openapi.json shows it as `{key}`.
 const OBJECT_PATH = '/api/buckets/{bucket}/objects/{key{.+}}';
 
@@ -139,8 +134,8 @@ const putObject = createRoute({
     body: { content: WriteBody, required: false },
   },
   responses: {
-    201: json(ObjectJson, 'created (revision 1)'),
-    200: json(ObjectJson, 'a new revision'),
+    201: jsonContent(ObjectJson, 'created (revision 1)'),
+    200: jsonContent(ObjectJson, 'a new revision'),
     ...errors(400, 401, 403, 404, 412, 413, 415, 507),
   },
 });
@@ -155,7 +150,7 @@ const postObject = createRoute({
     query: z.object({ filename: z.string().min(1).max(1024).optional() }),
     body: { content: WriteBody, required: false },
   },
-  responses: { 201: json(ObjectJson, 'created'), ...errors(400, 401, 403, 404, 413, 415, 507) },
+  responses: { 201: jsonContent(ObjectJson, 'created'), ...errors(400, 401, 403, 404, 413, 415, 507) },
 });
 
 const patchObject = createRoute({
@@ -167,7 +162,7 @@ const patchObject = createRoute({
     params: ObjectParams,
     body: { content: { 'application/json': { schema: MetaPatchBody }, 'application/merge-patch+json': { schema: MetaPatchBody } }, required: true },
   },
-  responses: { 200: json(ObjectJson, 'updated'), ...errors(400, 401, 403, 404) },
+  responses: { 200: jsonContent(ObjectJson, 'updated'), ...errors(400, 401, 403, 404) },
 });
 
 const getObject = createRoute({

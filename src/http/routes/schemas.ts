@@ -17,6 +17,11 @@ export const BinaryBody = {
   'application/octet-stream': { schema: z.string().openapi({ type: 'string', format: 'binary' }) },
 };
 
+/** A JSON response declaration. */
+export function jsonContent<T extends z.ZodTypeAny>(schema: T, description: string) {
+  return { description, content: { 'application/json': { schema } } };
+}
+
 export function errors(...statuses: number[]) {
   return Object.fromEntries(
     statuses.map((s) => [s, { description: 'error', content: { 'application/json': { schema: ErrorBody } } }]),

@@ -8,7 +8,7 @@ import type { AppEnv } from '../env.ts';
 import { principalOf, requires, uploadToken } from '../middleware/authenticate.ts';
 import { declaredLength, requestBody } from '../request-body.ts';
 import { createRouter } from '../router.ts';
-import { BinaryBody, errors } from './schemas.ts';
+import { BinaryBody, errors, jsonContent } from './schemas.ts';
 
 // At most 15 digits: every such number is exact in a JS number (and 1 PB is plenty for one blob).
 const Decimal = z.string().regex(/^\d{1,15}$/, 'a non-negative integer of at most 15 digits');
@@ -50,11 +50,6 @@ const Status = z
   })
   .openapi('UploadStatus');
 
-const json = <T extends z.ZodTypeAny>(schema: T, description: string) => ({
-  description,
-  content: { 'application/json': { schema } },
-});
-
 const initiate = createRoute({
   method: 'post',
   path: '/api/blobs/uploads',
@@ -72,8 +67,8 @@ const initiate = createRoute({
     }),
   },
   responses: {
-    202: json(Session, 'session started; send bytes to …/append'),
-    201: json(Completed, 'the digest exists already: nothing to send'),
+    202: jsonContent(Session, 'session started; send bytes to …/append'),
+    201: jsonContent(Completed, 'the digest exists already: nothing to send'),
     ...errors(400, 401, 403, 404, 413, 507),
   },
 });
@@ -101,7 +96,7 @@ const complete = createRoute({
     query: z.object({ digest: z.string().optional() }),
     body: { content: BinaryBody, required: false },
   },
-  responses: { 201: json(Completed, 'stored'), ...errors(400, 401, 403, 404, 409, 413, 507) },
+  responses: { 201: jsonContent(Completed, 'stored'), ...errors(400, 401, 403, 404, 409, 413, 507) },
 });
 
 const statusRoute = createRoute({
@@ -119,7 +114,7 @@ const show = createRoute({
   summary: 'The session as JSON (HEAD: the status headers, 204)',
   middleware: [requires('upload-token')] as const,
   request: { params: IdParam, headers: TokenHeaders },
-  responses: { 200: json(Status, 'the session'), 204: { description: 'HEAD: see the headers' }, ...errors(401, 403, 404) },
+  responses: { 200: jsonContent(Status, 'the session'), 204: { description: 'HEAD: see the headers' }, ...errors(401, 403, 404) },
 });
 
 const destroyPost = createRoute({
