@@ -336,6 +336,8 @@ describe('buckets and objects', () => {
     const res = await d.api('/api/buckets/json/objects/note.txt');
     assert.equal(await res.text(), 'hi there');
     assert.equal(res.headers.get('content-type'), 'text/plain');
+    const notBase64 = await put('json/objects/nb', JSON.stringify({ content_base64: 'not*base64!' }), { 'content-type': 'application/json' });
+    assert.equal(await errorCode(notBase64), 'invalid_request');
     const both = await put('json/objects/x', JSON.stringify({ digest: blob.digest, content_base64: 'aGk=' }), { 'content-type': 'application/json' });
     assert.equal(await errorCode(both), 'invalid_request');
     const posted = await d.api('/api/buckets/json/objects', { method: 'POST', body: 'server picks' });

@@ -85,7 +85,8 @@ const OBJECT_PATH = '/api/buckets/{bucket}/objects/{key{.+}}';
 const ObjectWrite = z
   .object({
     digest: z.string().optional(),
-    content_base64: z.string().optional(),
+    // Strict base64 (Node's decoder would silently skip anything else and store different bytes).
+    content_base64: z.string().regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, 'standard base64').optional(),
     content_type: z.string().max(255).nullable().optional(),
     filename: z.string().max(1024).nullable().optional(),
     owner: z.string().max(1024).nullable().optional(),
