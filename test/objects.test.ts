@@ -388,6 +388,42 @@ describe('buckets and objects', () => {
     assert.equal(badToken.status, 401, 'a wrong token is refused, not treated as anonymous');
   });
 
+  test('review fixes: truncated forms, big inline content, reused revision numbers, early preconditions', async () => {
+    await bucket('fix');
+    // A form cut off inside the file part is a 400, and the daemon lives on.
+    const cut = '--XX\r\nContent-Disposition: form-data; name="file"; filename="f.txt"\r\n\r\nAAAAAAAAAAAA';
+    for (const p of ['/api/buckets/fix/objects/cut', '/api/blobs']) {
+      const res = await d.api(p, { method: p.startsWith('/api/blobs') ? 'POST' : 'PUT', body: cut, headers: { 'content-type': 'multipart/form-data; boundary=XX' } });
+      assert.equal(res.status, 400, p);
+      assert.equal(await errorCode(res), 'invalid_request');
+    }
+    assert.equal((await d.api('/healthz')).status, 200);
+    assert.equal((await d.api('/api/buckets/fix/objects/cut')).status, 404);
+    // content_base64 up to 10 MiB works; one byte more is 413.
+    const ten = randomData(10 * 1024 * 1024);
+    const okBig = await put('fix/objects/b64', JSON.stringify({ content_base64: ten.toString('base64') }), { 'content-type': 'application/json' });
+    assert.equal(okBig.status, 201);
+    assert.equal(((await okBig.json()) as ObjectJson).digest, sha256(ten));
+    const over = await put('fix/objects/b64x', JSON.stringify({ content_base64: randomData(10 * 1024 * 1024 + 3).toString('base64') }), { 'content-type': 'application/json' });
+    assert.equal(over.status, 413);
+    // Invalid metadata in a JSON write is refused before the content is stored.
+    const badMeta = await put('fix/objects/meta', JSON.stringify({ content_base64: 'aGk=', properties: { x: 'a'.repeat(70_000) } }), { 'content-type': 'application/json' });
+    assert.equal(badMeta.status, 400);
+    assert.equal((await d.api('/api/buckets/fix/objects/meta')).status, 404, 'a 400 wrote nothing');
+    // Revision numbers are never reused, so ?revision=N stays immutable.
+    await putJson('fix/objects/r', 'content-1');
+    await putJson('fix/objects/r', 'content-2');
+    await d.api('/api/buckets/fix/objects/r?revision=2', { method: 'DELETE' });
+    const r3 = await putJson('fix/objects/r', 'different');
+    assert.equal(r3.revision, 3);
+    assert.equal((await d.api('/api/buckets/fix/objects/r?revision=2')).status, 404);
+    // A doomed conditional write is refused before the body is read: no blob file appears.
+    const before = await blobFiles(d);
+    const body = randomData(300_000);
+    assert.equal((await put('fix/objects/r', body, { 'if-none-match': '*' })).status, 412);
+    assert.deepEqual(await blobFiles(d), before);
+  });
+
   test('ndjson and csv exports stream every match and parse back', async () => {
     await bucket('export');
     const tricky = ['plain', 'with,comma', 'with "quotes"', 'new\nline', 'ünïcødé'];

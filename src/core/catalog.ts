@@ -187,6 +187,7 @@ export class CatalogService {
   async putObject(bucketName: string, key: string, body: BodySource, opts: PutObjectOptions): Promise<{ object: ObjectRecord; created: boolean }> {
     const bucket = await this.getBucket(bucketName);
     parseKey(key);
+    await this.checkPreconditions(bucket.name, key, opts);
     const limits = [
       ...(bucket.maxObjectSize !== null
         ? [{ bytes: bucket.maxObjectSize, error: () => tooLarge(bucket.maxObjectSize!, "bucket's max_object_size") }]
@@ -198,6 +199,17 @@ export class CatalogService {
     return this.blobs.store(body, { declaredSize: opts.declaredSize, limit: limits[0] }, (blob) =>
       this.recordRevision(bucket, key, blob, opts),
     );
+  }
+
+  /**
+   * If-Match / If-None-Match checked before any byte is read, so a doomed write costs no upload; the
+   * revision transaction checks them again (the object may change while the body streams).
+   */
+  private async checkPreconditions(bucket: string, key: string, opts: PutObjectOptions): Promise<void> {
+    if (opts.ifMatch === undefined && !opts.ifNoneMatch) return;
+    const current = await this.meta.getObject(bucket, key);
+    const fails = opts.ifNoneMatch ? current !== null : !current || (opts.ifMatch !== '*' && opts.ifMatch !== current.digest);
+    if (fails) throw new BlobdError('precondition_failed', 'the object does not match If-Match / If-None-Match');
   }
 
   /** The revision row for a blob whose bytes are in place; runs under the blob's digest lock. */

@@ -46,6 +46,9 @@ export function withFilePart<T>(
       return fail(new BlobdError('invalid_request', 'a multipart/form-data body needs a boundary'));
     }
     parser.on('file', (name, stream, info) => {
+      // A part cut short (a truncated form) errors on its stream: without a listener that error would be
+      // unhandled and take the process down. Whoever reads the stream sees it as well.
+      stream.on('error', (err) => fail(new BlobdError('invalid_request', `malformed multipart body: ${err.message}`)));
       if (name !== 'file' || stored) return void stream.resume();
       const part = { stream, filename: info.filename || undefined, contentType: info.mimeType === 'application/octet-stream' ? undefined : info.mimeType };
       // Inside an event handler: a synchronous throw must become a rejection, never an uncaught exception.

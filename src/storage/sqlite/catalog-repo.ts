@@ -47,7 +47,7 @@ interface ObjectRow {
   revision_created_at: number;
 }
 
-const OBJECT_COLUMNS = `o.id, o.bucket, o.key, o.revision AS latest, r.revision, r.digest, r.size, r.content_type,
+const OBJECT_COLUMNS = `o.id, o.bucket, o.key, o.last_revision AS latest, r.revision, r.digest, r.size, r.content_type,
   r.filename, o.owner, o.tags, o.properties, o.expires_at, o.created_at, o.updated_at, o.created_by,
   r.created_at AS revision_created_at`;
 
@@ -129,7 +129,7 @@ export class CatalogRepo {
       objectId: p('SELECT id, revision FROM objects WHERE bucket = ? AND key = ?'),
       insertObject: p(`INSERT INTO objects (id, bucket, key, revision, content_type, filename, created_at, updated_at, created_by)
         VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)`),
-      bumpObject: p(`UPDATE objects SET revision = ?, content_type = coalesce(?, content_type), filename = coalesce(?, filename),
+      bumpObject: p(`UPDATE objects SET revision = ?, last_revision = ?, content_type = coalesce(?, content_type), filename = coalesce(?, filename),
         updated_at = ? WHERE id = ?`),
       insertRevision: p(`INSERT INTO revisions (object_id, revision, digest, size, content_type, filename, metadata, created_at, created_by)
         SELECT ?, ?, ?, ?, o.content_type, o.filename, ${SNAPSHOT}, ?, ? FROM objects o WHERE o.id = ?`),
@@ -201,7 +201,7 @@ export class CatalogRepo {
     if (current) {
       id = current.id;
       revision = current.latest + 1;
-      this.s.bumpObject!.run(revision, w.contentType, w.filename, now, id);
+      this.s.bumpObject!.run(revision, revision, w.contentType, w.filename, now, id);
     } else {
       id = w.newObjectId;
       revision = 1;

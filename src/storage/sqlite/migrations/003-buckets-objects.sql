@@ -17,6 +17,8 @@ CREATE TABLE objects (
   bucket       TEXT NOT NULL REFERENCES buckets(name),
   key          TEXT NOT NULL,
   revision     INTEGER NOT NULL,
+  -- Highest revision number ever given: numbers are never reused, even after revisions are deleted.
+  last_revision INTEGER NOT NULL DEFAULT 1,
   content_type TEXT,
   filename     TEXT,
   owner        TEXT,
