@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { readdir, stat } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { randomData, sha256 } from './helpers/bytes.ts';
@@ -83,6 +84,23 @@ describe('buckets and objects', () => {
       assert.equal(await errorCode(res), 'invalid_key');
     }
     assert.equal(await errorCode(await put('nope/objects/a', 'x')), 'bucket_not_found');
+    // Percent-encoded dot segments would be resolved into another key by URL parsing: refused instead.
+    // (node:http with a path sends the target as given; a URL — fetch's too — would resolve the dots first.)
+    for (const target of ['/api/buckets/keys/objects/a/%2e%2e/x', '/api/buckets/keys/objects/a/%2E/x']) {
+      const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const { hostname, port } = new URL(d.url);
+        const req = httpRequest({ hostname, port, path: target, method: 'PUT', headers: { authorization: `Bearer ${d.token}` } }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        });
+        req.on('error', reject);
+        req.end('x');
+      });
+      assert.equal(answer.status, 400, target);
+      assert.equal((JSON.parse(answer.body) as { error: { code: string } }).error.code, 'invalid_key');
+    }
+    assert.equal((await d.api('/api/buckets/keys/objects/x')).status, 404, 'nothing landed on the resolved key');
   });
 
   test('every write is a revision; older ones stay downloadable; metadata and revisions as JSON', async () => {

@@ -2,7 +2,7 @@
 // revisions, delete, and list / export a bucket. Keys may hold '/', so the key parameter takes the rest
 // of the path. Translation only: the rules live in core/catalog.
 import { createRoute, z } from '@hono/zod-openapi';
-import type { Context } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { Readable } from 'node:stream';
 import { v7 as uuidv7 } from 'uuid';
 import { applyMetaPatch, type CatalogService, type ListOptions, type PutObjectOptions } from '../../core/catalog.ts';
@@ -78,6 +78,16 @@ function revisionJson(r: RevisionRecord) {
   };
 }
 
+/**
+ * URL parsing resolves percent-encoded dot segments (`a/%2e%2e/x` → `x`) before routing, which would
+ * silently aim a request at another key. The raw request target still shows them: refuse those.
+ */
+const refuseDotSegments: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const raw = (c.env?.incoming?.url ?? '').split('?')[0]!;
+  if (/\/(?:\.|%2e){1,2}(?=\/|$)/i.test(raw)) throw new BlobdError('invalid_key', 'a key has no . or .. segment');
+  await next();
+};
+
 // `{key{.+}}`: Hono's syntax for "the rest of the path"; /openapi.json shows it as `{key}`.
 const OBJECT_PATH = '/api/buckets/{bucket}/objects/{key{.+}}';
 
@@ -131,7 +141,7 @@ const putObject = createRoute({
   method: 'put',
   path: OBJECT_PATH,
   summary: "Write the object's next revision: the raw body (its Content-Type kept), or JSON by digest / content_base64",
-  middleware: [requires('buckets:write'), limitJsonBody(JSON_LIMIT)] as const,
+  middleware: [refuseDotSegments, requires('buckets:write'), limitJsonBody(JSON_LIMIT)] as const,
   request: {
     params: ObjectParams,
     query: z.object({ filename: z.string().min(1).max(1024).optional() }),
@@ -162,7 +172,7 @@ const patchObject = createRoute({
   method: 'patch',
   path: OBJECT_PATH,
   summary: 'JSON merge patch of metadata (filename, content_type, owner, tags, properties, expires_at)',
-  middleware: [requires('buckets:write'), limitJsonBody(JSON_LIMIT)] as const,
+  middleware: [refuseDotSegments, requires('buckets:write'), limitJsonBody(JSON_LIMIT)] as const,
   request: {
     params: ObjectParams,
     body: { content: { 'application/json': { schema: MetaPatchBody }, 'application/merge-patch+json': { schema: MetaPatchBody } }, required: true },
@@ -174,7 +184,7 @@ const getObject = createRoute({
   method: 'get',
   path: OBJECT_PATH,
   summary: 'Content (HEAD: headers only), or ?metadata, or ?revisions; ?revision=N for an older one',
-  middleware: [requires('objects:read')] as const,
+  middleware: [refuseDotSegments, requires('objects:read')] as const,
   request: {
     params: ObjectParams,
     query: z.object({
@@ -198,7 +208,7 @@ const deleteObject = createRoute({
   method: 'delete',
   path: OBJECT_PATH,
   summary: 'Delete the object (all revisions), or ?revision=N only',
-  middleware: [requires('buckets:delete')] as const,
+  middleware: [refuseDotSegments, requires('buckets:delete')] as const,
   request: { params: ObjectParams, query: z.object({ revision: Revision.optional() }) },
   responses: { 204: { description: 'deleted' }, ...errors(400, 401, 403, 404) },
 });
