@@ -23,8 +23,13 @@ export type Action =
 
 const ADMIN: Principal = { id: 'admin', admin: true };
 
+/** Hex SHA-256 of a token: how tokens are stored and compared, never the token itself. */
+export function hashToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
 function tokenHash(token: string): Buffer {
-  return createHash('sha256').update(token, 'utf8').digest();
+  return Buffer.from(hashToken(token), 'hex');
 }
 
 /** The single authorization decision: may this principal perform this action? */

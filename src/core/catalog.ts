@@ -11,6 +11,7 @@ import type {
   ObjectRecord,
   RevisionRecord,
 } from '../storage/metadata-store.ts';
+import { KEY_END } from '../storage/metadata-store.ts';
 import { can, type Principal } from './auth.ts';
 import type { BlobService, ByteRange } from './blobs.ts';
 import { tooLarge, type BodySource } from './byte-limit.ts';
@@ -22,7 +23,6 @@ const BUCKET_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const KEY_FORBIDDEN = /[\u0000-\u001f\u007f-\u009f\u{10FFFF}]/u;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const PROPERTY_NAME_RE = /^[A-Za-z0-9_.-]{1,128}$/;
-const KEY_END = '\u{10FFFF}';
 
 export function parseBucketName(name: string): string {
   if (!BUCKET_RE.test(name)) {

@@ -5,7 +5,7 @@ import { createHash, randomBytes, timingSafeEqual, type Hash } from 'node:crypto
 import { v7 as uuidv7 } from 'uuid';
 import type { ByteStore } from '../storage/byte-store.ts';
 import type { MetadataStore, ObjectRecord, UploadRecord } from '../storage/metadata-store.ts';
-import { can, type Principal } from './auth.ts';
+import { can, hashToken, type Principal } from './auth.ts';
 import type { BlobService } from './blobs.ts';
 import { parseKey, type CatalogService } from './catalog.ts';
 import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
@@ -61,10 +61,6 @@ export interface AppendOptions {
   readonly expectedOffset?: number;
   /** The body length the client announced, if any. */
   readonly length?: number;
-}
-
-function hashToken(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('hex');
 }
 
 function notFound(id: string): BlobdError {

@@ -59,10 +59,6 @@ function bodyLeftUnread(c: Context<AppEnv>): boolean {
   return Number(length) > 1024 * 1024;
 }
 
-export function statusOf(code: ErrorCode): ContentfulStatusCode {
-  return STATUS[code];
-}
-
 export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<string, string> = {}): Response {
   let error: BlobdError;
   if (err instanceof BlobdError) {

@@ -121,6 +121,12 @@ export type AddRevisionResult =
   | { readonly ok: true; readonly object: ObjectRecord; readonly blobCreated: boolean }
   | { readonly ok: false; readonly reason: 'bucket_not_found' | 'precondition_failed' | 'quota_exceeded' };
 
+/**
+ * Sorts after every key in UTF-8 byte order (keys may never contain it): `prefix + KEY_END` bounds a
+ * prefix, and `group + KEY_END` is a cursor past a whole common prefix.
+ */
+export const KEY_END = '\u{10FFFF}';
+
 export interface ListObjectsQuery {
   readonly bucket: string;
   readonly prefix: string;

@@ -12,6 +12,7 @@ import type {
   ObjectRecord,
   RevisionRecord,
 } from '../metadata-store.ts';
+import { KEY_END } from '../metadata-store.ts';
 import type { BlobsRepo } from './blobs-repo.ts';
 import type { Db } from './db.ts';
 
@@ -67,8 +68,6 @@ function snapshotToMeta(text: string): ObjectMeta {
   };
 }
 
-/** Upper bound for "starts with prefix" as an index range (U+10FFFF sorts last in UTF-8; keys never hold it). */
-export const PREFIX_END = '\u{10FFFF}';
 
 function toBucket(r: BucketRow): BucketRecord {
   return {
@@ -279,7 +278,7 @@ export class CatalogRepo {
     const params: Record<string, unknown> = {
       bucket: q.bucket,
       ...(fromCursor ? { after } : { prefix: q.prefix }),
-      prefixEnd: q.prefix + PREFIX_END,
+      prefixEnd: q.prefix + KEY_END,
       limit: q.limit,
     };
     if (q.owner !== undefined) {
