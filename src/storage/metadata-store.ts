@@ -30,6 +30,8 @@ export interface UploadRecord {
   readonly contentType: string | null;
   readonly temporary: boolean;
   readonly declaredSize: number | null;
+  /** The most bytes the session may hold (a signed URL's max_size); null for no limit of its own. */
+  readonly sizeLimit: number | null;
   readonly expectedDigest: string | null;
   readonly bucket: string | null;
   readonly key: string | null;
@@ -145,6 +147,36 @@ export type FinishResult =
   | { readonly ok: true; readonly created: boolean; readonly object: ObjectRecord | null }
   | { readonly ok: false; readonly reason: 'bucket_not_found' | 'precondition_failed' | 'quota_exceeded' };
 
+/** An API token as stored: its hash, never the token. Times are milliseconds since the epoch. */
+export interface TokenRecord {
+  readonly id: string;
+  readonly name: string;
+  /** Hex SHA-256 of the whole token. */
+  readonly tokenHash: string;
+  readonly scopes: readonly string[];
+  readonly createdBy: string;
+  readonly createdAt: number;
+  readonly expiresAt: number | null;
+  readonly lastUsedAt: number | null;
+}
+
+export type NewToken = Omit<TokenRecord, 'lastUsedAt'>;
+
+/** What an Idempotency-Key remembers of the first request made with it. */
+export interface IdempotencyRecord {
+  readonly principal: string;
+  readonly key: string;
+  /** What identifies the request apart from its body (method, path, query, headers that matter). */
+  readonly fingerprint: string;
+  /** SHA-256 of the request body, known once the first request finished. */
+  readonly bodyHash: string | null;
+  /** The sealed answer to replay; null while the first request is still running. */
+  readonly response: Buffer | null;
+  readonly createdAt: number;
+}
+
+export type IdempotencyClaim = { readonly claimed: true } | { readonly claimed: false; readonly record: IdempotencyRecord };
+
 export interface MetadataStore {
   getBlob(digest: string): Promise<BlobRecord | null>;
   /**
@@ -201,6 +233,25 @@ export interface MetadataStore {
   deleteObject(bucket: string, key: string, revision?: number): Promise<boolean>;
   /** Objects in key order after the cursor, filtered; at most `limit`. */
   listObjects(query: ListObjectsQuery): Promise<ObjectRecord[]>;
+  createToken(token: NewToken): Promise<void>;
+  getToken(id: string): Promise<TokenRecord | null>;
+  listTokens(): Promise<TokenRecord[]>;
+  deleteToken(id: string): Promise<boolean>;
+  /** Record that a token was used at `at`, unless a use after `notBefore` is recorded already. */
+  touchToken(id: string, at: number, notBefore: number): Promise<void>;
+  /**
+   * In one transaction: claim (principal, key) for a request with this fingerprint — unless a record
+   * created at or after `staleBefore` exists, which is returned instead (older ones are replaced).
+   */
+  claimIdempotencyKey(principal: string, key: string, fingerprint: string, now: number, staleBefore: number): Promise<IdempotencyClaim>;
+  /** Store the answer of a claimed key's request (only while the claim is pending). */
+  saveIdempotentResponse(principal: string, key: string, bodyHash: string | null, response: Buffer): Promise<void>;
+  /** Drop a pending claim (its request failed; a retry with the key runs again). */
+  releaseIdempotencyKey(principal: string, key: string): Promise<void>;
+  /** Drop every pending claim: at start, no request of an earlier process is still running. */
+  dropPendingIdempotencyKeys(): Promise<number>;
+  /** Remove answered records created before `before`. */
+  deleteIdempotencyRecordsBefore(before: number): Promise<number>;
   /** Resolves when the store can answer and write; rejects otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -73,6 +73,7 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       contentType: null,
       temporary: false,
       declaredSize: 100,
+      sizeLimit: null,
       expectedDigest: null,
       bucket: null,
       key: null,

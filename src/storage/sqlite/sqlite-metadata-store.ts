@@ -14,10 +14,14 @@ import type {
   PinInput,
   RevisionRecord,
   FinishResult,
+  IdempotencyClaim,
+  NewToken,
+  TokenRecord,
   UploadRecord,
   UploadState,
   UploadTarget,
 } from '../metadata-store.ts';
+import { AccessRepo } from './access-repo.ts';
 import { CatalogRepo } from './catalog-repo.ts';
 import { BlobsRepo } from './blobs-repo.ts';
 import { openDatabase, type Db } from './db.ts';
@@ -29,6 +33,8 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly blobs: BlobsRepo;
   private readonly uploads: UploadsRepo;
   private readonly catalog: CatalogRepo;
+  private readonly access: AccessRepo;
+  private readonly claimTx: (principal: string, key: string, fingerprint: string, now: number, staleBefore: number) => IdempotencyClaim;
   private readonly addRevisionTx: (w: NewRevision) => AddRevisionResult;
   private readonly deleteBucketTx: (name: string, force: boolean) => 'deleted' | 'not_found' | 'not_empty';
   private readonly setObjectMetaTx: (bucket: string, key: string, meta: ObjectMeta) => ObjectRecord | null;
@@ -47,6 +53,10 @@ export class SqliteMetadataStore implements MetadataStore {
     this.blobs = new BlobsRepo(db);
     this.uploads = new UploadsRepo(db);
     this.catalog = new CatalogRepo(db, this.blobs);
+    this.access = new AccessRepo(db);
+    this.claimTx = db.transaction((principal: string, key: string, fingerprint: string, now: number, staleBefore: number) =>
+      this.access.claim(principal, key, fingerprint, now, staleBefore),
+    ).immediate;
     this.addRevisionTx = db.transaction((w: NewRevision) => this.catalog.addRevision(w, Date.now())).immediate;
     this.deleteBucketTx = db.transaction((name: string, force: boolean) => this.catalog.deleteBucket(name, force)).immediate;
     this.setObjectMetaTx = db.transaction((bucket: string, key: string, meta: ObjectMeta) =>
@@ -179,6 +189,46 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async listObjects(query: ListObjectsQuery): Promise<ObjectRecord[]> {
     return this.catalog.listObjects(query);
+  }
+
+  async createToken(token: NewToken): Promise<void> {
+    this.access.createToken({ ...token, lastUsedAt: null });
+  }
+
+  async getToken(id: string): Promise<TokenRecord | null> {
+    return this.access.getToken(id);
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    return this.access.listTokens();
+  }
+
+  async deleteToken(id: string): Promise<boolean> {
+    return this.access.deleteToken(id);
+  }
+
+  async touchToken(id: string, at: number, notBefore: number): Promise<void> {
+    this.access.touchToken(id, at, notBefore);
+  }
+
+  async claimIdempotencyKey(principal: string, key: string, fingerprint: string, now: number, staleBefore: number): Promise<IdempotencyClaim> {
+    return this.claimTx(principal, key, fingerprint, now, staleBefore);
+  }
+
+  async saveIdempotentResponse(principal: string, key: string, bodyHash: string | null, response: Buffer): Promise<void> {
+    this.access.save(principal, key, bodyHash, response);
+  }
+
+  async releaseIdempotencyKey(principal: string, key: string): Promise<void> {
+    this.access.release(principal, key);
+  }
+
+  async dropPendingIdempotencyKeys(): Promise<number> {
+    return this.access.dropPending();
+  }
+
+  async deleteIdempotencyRecordsBefore(before: number): Promise<number> {
+    return this.access.deleteBefore(before);
   }
 
   async ping(): Promise<void> {

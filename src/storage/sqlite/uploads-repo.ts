@@ -11,6 +11,7 @@ interface UploadRow {
   content_type: string | null;
   temporary: number;
   declared_size: number | null;
+  size_limit: number | null;
   expected_digest: string | null;
   bucket: string | null;
   key: string | null;
@@ -32,6 +33,7 @@ function toRecord(r: UploadRow): UploadRecord {
     contentType: r.content_type,
     temporary: r.temporary === 1,
     declaredSize: r.declared_size,
+    sizeLimit: r.size_limit,
     expectedDigest: r.expected_digest,
     bucket: r.bucket,
     key: r.key,
@@ -60,9 +62,9 @@ export class UploadsRepo {
   constructor(db: Db) {
     this.insertStmt = db.prepare(`
       INSERT INTO upload_sessions (id, token_hash, principal, filename, content_type, temporary, declared_size,
-        expected_digest, bucket, key, created_at, updated_at, expires_at)
+        size_limit, expected_digest, bucket, key, created_at, updated_at, expires_at)
       VALUES (@id, @token_hash, @principal, @filename, @content_type, @temporary, @declared_size,
-        @expected_digest, @bucket, @key, @created_at, @created_at, @expires_at)`);
+        @size_limit, @expected_digest, @bucket, @key, @created_at, @created_at, @expires_at)`);
     this.selectStmt = db.prepare('SELECT * FROM upload_sessions WHERE id = ?');
     this.advanceStmt = db.prepare(
       `UPDATE upload_sessions SET upload_offset = ?, updated_at = ?, expires_at = ? WHERE id = ? AND state = 'open'`,
@@ -96,6 +98,7 @@ export class UploadsRepo {
       content_type: u.contentType,
       temporary: u.temporary ? 1 : 0,
       declared_size: u.declaredSize,
+      size_limit: u.sizeLimit,
       expected_digest: u.expectedDigest,
       bucket: u.bucket,
       key: u.key,

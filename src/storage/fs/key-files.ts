@@ -1,0 +1,86 @@
+// Secret keys under data/keys/ (directory 0700, files 0600): HMAC keys for signed URLs — one file per key
+// id, so a new key can be added while URLs signed with older ones still verify — and the key that seals
+// stored idempotent answers. Key ids are validated before they become file names (G6); nothing is logged.
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { v7 as uuidv7 } from 'uuid';
+import { syncDir } from './fs-byte-store.ts';
+import type { DataLayout } from './layout.ts';
+
+export interface SigningKey {
+  /** A UUIDv7: newer keys sort after older ones. */
+  readonly kid: string;
+  readonly secret: Buffer;
+}
+
+const KID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const SIGNING_FILE_RE = /^signing-([0-9a-f-]{36})\.key$/;
+
+export class KeyFiles {
+  constructor(private readonly layout: DataLayout) {}
+
+  private async ensureDir(): Promise<void> {
+    const created = await mkdir(this.layout.keysDir, { recursive: true, mode: 0o700 });
+    if (created !== undefined) await syncDir(this.layout.root);
+    await chmod(this.layout.keysDir, 0o700);
+  }
+
+  private async writeSecret(name: string, secret: Buffer): Promise<void> {
+    await this.ensureDir();
+    // 'wx': two writers never overwrite each other's key.
+    await writeFile(path.join(this.layout.keysDir, name), `${secret.toString('base64url')}\n`, { mode: 0o600, flag: 'wx', flush: true });
+    await syncDir(this.layout.keysDir);
+  }
+
+  private async readSecret(name: string): Promise<Buffer | null> {
+    try {
+      const secret = Buffer.from((await readFile(path.join(this.layout.keysDir, name), 'utf8')).trim(), 'base64url');
+      return secret.length >= 32 ? secret : null;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  /** Every signing key, oldest first. */
+  async signingKeys(): Promise<SigningKey[]> {
+    await this.ensureDir();
+    const kids = (await readdir(this.layout.keysDir))
+      .map((f) => SIGNING_FILE_RE.exec(f)?.[1])
+      .filter((kid): kid is string => kid !== undefined && KID_RE.test(kid))
+      .sort();
+    const keys: SigningKey[] = [];
+    for (const kid of kids) {
+      const secret = await this.readSecret(`signing-${kid}.key`);
+      if (secret) keys.push({ kid, secret });
+    }
+    return keys;
+  }
+
+  /** One signing key by id, or null (also for an id that is not well formed). */
+  async signingKey(kid: string): Promise<SigningKey | null> {
+    if (!KID_RE.test(kid)) return null;
+    const secret = await this.readSecret(`signing-${kid}.key`);
+    return secret ? { kid, secret } : null;
+  }
+
+  /** A new signing key; it becomes the one new URLs are signed with (`blobd keys rotate`). */
+  async createSigningKey(): Promise<SigningKey> {
+    const key = { kid: uuidv7(), secret: randomBytes(32) };
+    await this.writeSecret(`signing-${key.kid}.key`, key.secret);
+    return key;
+  }
+
+  /** The key that seals stored idempotent answers, created on first use. */
+  async recordsKey(): Promise<Buffer> {
+    const existing = await this.readSecret('records.key');
+    if (existing) return existing;
+    try {
+      await this.writeSecret('records.key', randomBytes(32));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    return (await this.readSecret('records.key'))!;
+  }
+}

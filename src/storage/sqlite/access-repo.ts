@@ -1,0 +1,139 @@
+// Every SQL statement about API tokens and Idempotency-Key records. Statements are prepared once.
+import type { Statement } from 'better-sqlite3';
+import type { IdempotencyClaim, IdempotencyRecord, TokenRecord } from '../metadata-store.ts';
+import type { Db } from './db.ts';
+
+interface TokenRow {
+  id: string;
+  name: string;
+  token_hash: string;
+  scopes: string;
+  created_by: string;
+  created_at: number;
+  expires_at: number | null;
+  last_used_at: number | null;
+}
+
+interface RecordRow {
+  principal: string;
+  key: string;
+  fingerprint: string;
+  body_hash: string | null;
+  response: Buffer | null;
+  created_at: number;
+}
+
+function toToken(r: TokenRow): TokenRecord {
+  return {
+    id: r.id,
+    name: r.name,
+    tokenHash: r.token_hash,
+    scopes: JSON.parse(r.scopes) as string[],
+    createdBy: r.created_by,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    lastUsedAt: r.last_used_at,
+  };
+}
+
+function toRecord(r: RecordRow): IdempotencyRecord {
+  return {
+    principal: r.principal,
+    key: r.key,
+    fingerprint: r.fingerprint,
+    bodyHash: r.body_hash,
+    response: r.response,
+    createdAt: r.created_at,
+  };
+}
+
+export class AccessRepo {
+  private readonly insertToken: Statement<Record<string, unknown>>;
+  private readonly selectToken: Statement<[string], TokenRow>;
+  private readonly selectTokens: Statement<[], TokenRow>;
+  private readonly deleteTokenStmt: Statement<[string]>;
+  private readonly touchTokenStmt: Statement<[number, string, number]>;
+  private readonly selectRecord: Statement<[string, string], RecordRow>;
+  private readonly upsertClaim: Statement<[string, string, string, number]>;
+  private readonly saveResponse: Statement<[string | null, Buffer, string, string]>;
+  private readonly deletePending: Statement<[string, string]>;
+  private readonly deleteAllPending: Statement<[]>;
+  private readonly deleteOld: Statement<[number]>;
+
+  constructor(db: Db) {
+    this.insertToken = db.prepare(`
+      INSERT INTO api_tokens (id, name, token_hash, scopes, created_by, created_at, expires_at)
+      VALUES (@id, @name, @token_hash, @scopes, @created_by, @created_at, @expires_at)`);
+    this.selectToken = db.prepare('SELECT * FROM api_tokens WHERE id = ?');
+    this.selectTokens = db.prepare('SELECT * FROM api_tokens ORDER BY id');
+    this.deleteTokenStmt = db.prepare('DELETE FROM api_tokens WHERE id = ?');
+    this.touchTokenStmt = db.prepare(
+      'UPDATE api_tokens SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)',
+    );
+    this.selectRecord = db.prepare('SELECT * FROM idempotency_records WHERE principal = ? AND key = ?');
+    this.upsertClaim = db.prepare(`
+      INSERT INTO idempotency_records (principal, key, fingerprint, created_at) VALUES (?, ?, ?, ?)
+      ON CONFLICT (principal, key) DO UPDATE SET
+        fingerprint = excluded.fingerprint, body_hash = NULL, response = NULL, created_at = excluded.created_at`);
+    this.saveResponse = db.prepare(
+      'UPDATE idempotency_records SET body_hash = ?, response = ? WHERE principal = ? AND key = ? AND response IS NULL',
+    );
+    this.deletePending = db.prepare('DELETE FROM idempotency_records WHERE principal = ? AND key = ? AND response IS NULL');
+    this.deleteAllPending = db.prepare('DELETE FROM idempotency_records WHERE response IS NULL');
+    this.deleteOld = db.prepare('DELETE FROM idempotency_records WHERE created_at < ? AND response IS NOT NULL');
+  }
+
+  createToken(t: TokenRecord): void {
+    this.insertToken.run({
+      id: t.id,
+      name: t.name,
+      token_hash: t.tokenHash,
+      scopes: JSON.stringify(t.scopes),
+      created_by: t.createdBy,
+      created_at: t.createdAt,
+      expires_at: t.expiresAt,
+    });
+  }
+
+  getToken(id: string): TokenRecord | null {
+    const row = this.selectToken.get(id);
+    return row ? toToken(row) : null;
+  }
+
+  listTokens(): TokenRecord[] {
+    return this.selectTokens.all().map(toToken);
+  }
+
+  deleteToken(id: string): boolean {
+    return this.deleteTokenStmt.run(id).changes === 1;
+  }
+
+  /** Records a use at `at` unless one was recorded after `notBefore` (bounds the writes per token). */
+  touchToken(id: string, at: number, notBefore: number): void {
+    this.touchTokenStmt.run(at, id, notBefore);
+  }
+
+  /** Run inside a transaction: the read and the claim must not interleave with another claim. */
+  claim(principal: string, key: string, fingerprint: string, now: number, staleBefore: number): IdempotencyClaim {
+    const row = this.selectRecord.get(principal, key);
+    if (row && row.created_at >= staleBefore) return { claimed: false, record: toRecord(row) };
+    this.upsertClaim.run(principal, key, fingerprint, now);
+    return { claimed: true };
+  }
+
+  save(principal: string, key: string, bodyHash: string | null, response: Buffer): void {
+    this.saveResponse.run(bodyHash, response, principal, key);
+  }
+
+  release(principal: string, key: string): void {
+    this.deletePending.run(principal, key);
+  }
+
+  dropPending(): number {
+    return this.deleteAllPending.run().changes;
+  }
+
+  deleteBefore(before: number): number {
+    return this.deleteOld.run(before).changes;
+  }
+}
