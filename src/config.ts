@@ -13,6 +13,10 @@ export interface Config {
   readonly minFree: number;
   readonly shutdownTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  /** Origins whose browsers may call the API (CORS); empty: none. */
+  readonly corsOrigins: readonly string[];
+  /** Anyone may read blobs by digest, without a token. */
+  readonly publicBlobs: boolean;
   /** From BLOBD_ADMIN_TOKEN only (a flag would show up in `ps`). */
   readonly adminToken: string | undefined;
 }
@@ -69,6 +73,8 @@ export interface ServeOption {
   readonly env: string;
   readonly defaultValue: string;
   readonly description: string;
+  /** `list`: repeatable flag, comma-separated in the environment; `switch`: a flag without a value. */
+  readonly kind?: 'list' | 'switch';
 }
 
 export const SERVE_OPTIONS: readonly ServeOption[] = [
@@ -81,13 +87,40 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { key: 'uploadTtl', flag: '--upload-ttl <duration>', env: 'BLOBD_UPLOAD_TTL', defaultValue: '24h', description: 'idle time after which an upload session expires' },
   { key: 'minFree', flag: '--min-free <size>', env: 'BLOBD_MIN_FREE', defaultValue: '1GiB', description: 'free disk to keep; below it uploads get 507' },
   { key: 'idleTimeout', flag: '--idle-timeout <duration>', env: 'BLOBD_IDLE_TIMEOUT', defaultValue: '2m', description: 'a connection silent this long mid-request is closed (an upload keeps what arrived)' },
+  { key: 'corsOrigin', flag: '--cors-origin <origin>', env: 'BLOBD_CORS_ORIGIN', defaultValue: '', kind: 'list', description: 'an origin allowed to call the API from a browser (repeatable; env: comma-separated)' },
+  { key: 'publicBlobs', flag: '--public-blobs', env: 'BLOBD_PUBLIC_BLOBS', defaultValue: 'false', kind: 'switch', description: 'anyone may GET blobs by digest without a token' },
   { key: 'shutdownTimeout', flag: '--shutdown-timeout <duration>', env: 'BLOBD_SHUTDOWN_TIMEOUT', defaultValue: '10s', description: 'how long in-flight requests may finish after SIGTERM' },
 ];
 
-export function loadConfig(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv = process.env): Config {
+/** What commander hands over: strings, repeated flags as arrays, switches as true. */
+export type ServeFlags = Record<string, string | string[] | boolean | undefined>;
+
+function parseOrigin(text: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (!url || !/^https?:$/.test(url.protocol) || url.origin !== text.replace(/\/$/, '')) {
+    throw new ConfigError(`not an origin: ${JSON.stringify(text)} (scheme://host[:port], e.g. https://app.example.com)`);
+  }
+  return url.origin;
+}
+
+function parseSwitch(text: string): boolean {
+  if (/^(true|1|yes)$/i.test(text.trim())) return true;
+  if (/^(false|0|no|)$/i.test(text.trim())) return false;
+  throw new ConfigError(`not true or false: ${JSON.stringify(text)}`);
+}
+
+export function loadConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = process.env): Config {
   const value = (key: string): string => {
     const opt = SERVE_OPTIONS.find((o) => o.key === key)!;
-    return flags[key] ?? env[opt.env] ?? opt.defaultValue;
+    const flag = flags[key];
+    if (Array.isArray(flag)) return flag.join(',');
+    if (typeof flag === 'boolean') return String(flag);
+    return flag ?? env[opt.env] ?? opt.defaultValue;
   };
   const adminToken = env.BLOBD_ADMIN_TOKEN;
   if (adminToken !== undefined && adminToken.length < 16) {
@@ -104,6 +137,8 @@ export function loadConfig(flags: Record<string, string | undefined>, env: NodeJ
     minFree: parseSize(value('minFree')),
     shutdownTimeoutMs: parseDuration(value('shutdownTimeout')),
     idleTimeoutMs: parseDuration(value('idleTimeout')),
+    corsOrigins: [...new Set(value('corsOrigin').split(',').map((o) => o.trim()).filter(Boolean).map(parseOrigin))],
+    publicBlobs: parseSwitch(value('publicBlobs')),
     adminToken: adminToken || undefined,
   };
 }

@@ -5,16 +5,19 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
-import { Authenticator } from './core/auth.ts';
+import { AccessControl } from './core/auth.ts';
 import { BlobService } from './core/blobs.ts';
 import { CatalogService } from './core/catalog.ts';
 import { DiskBudget } from './core/disk-budget.ts';
+import { IdempotencyService } from './core/idempotency.ts';
 import { checkReadiness } from './core/readiness.ts';
+import { SignedUrls } from './core/signed-urls.ts';
 import { UploadService } from './core/uploads.ts';
 import type { Config } from './config.ts';
-import { createApp } from './http/app.ts';
+import { createApp, listRoutes } from './http/app.ts';
 import { loadOrCreateAdminToken } from './storage/fs/admin-token.ts';
 import { FsByteStore, makeDirDurable } from './storage/fs/fs-byte-store.ts';
+import { KeyFiles } from './storage/fs/key-files.ts';
 import { DataLayout } from './storage/fs/layout.ts';
 import { lockDataDir } from './storage/sqlite/data-dir-lock.ts';
 import { SqliteMetadataStore } from './storage/sqlite/sqlite-metadata-store.ts';
@@ -44,6 +47,8 @@ function rejectMalformed(err: NodeJS.ErrnoException, socket: Duplex, logger: Log
 export interface RunningServer {
   readonly url: string;
   readonly logger: Logger;
+  /** Every registered route, once (the access table test checks it covers them all). */
+  readonly routes: readonly { method: string; path: string }[];
   /** Stop accepting, let in-flight requests finish (bounded by the shutdown timeout), close the stores. */
   close(): Promise<void>;
 }
@@ -87,24 +92,37 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const recovered = await uploads.recover();
   logger.info(recovered, 'upload sessions recovered');
 
+  const keys = new KeyFiles(layout);
+  const access = new AccessControl(meta, adminToken, {
+    publicBlobs: config.publicBlobs,
+    isPublicBucket: (bucket) => catalog.isPublic(bucket),
+  });
+  const signedUrls = new SignedUrls(keys, access);
+  await signedUrls.ready();
+  const idempotency = new IdempotencyService(meta, await keys.recordsKey());
+  // No request of an earlier process is still running: its unanswered claims would block their keys.
+  await meta.dropPendingIdempotencyKeys();
+
   const app = createApp({
     logger,
     version: VERSION,
-    auth: new Authenticator(adminToken),
+    access,
+    signedUrls,
+    idempotency,
     blobs,
     uploads,
     catalog,
     checkReadiness: () => checkReadiness(meta, bytes),
+    corsOrigins: config.corsOrigins,
   });
 
   // Expired sessions free their bytes on a timer (GC proper comes later); often enough for short TTLs.
   const sweepEvery = Math.max(50, Math.min(60_000, config.uploadTtlMs / 4));
   let sweeping: Promise<unknown> | undefined;
   const sweeper = setInterval(() => {
-    sweeping ??= uploads
-      .expire()
+    sweeping ??= Promise.all([uploads.expire(), idempotency.sweep()])
       .then(
-        (n) => n > 0 && logger.info({ expired: n }, 'upload sessions expired'),
+        ([n]) => n > 0 && logger.info({ expired: n }, 'upload sessions expired'),
         (err: unknown) => logger.error({ err }, 'upload expiry failed'),
       )
       .finally(() => (sweeping = undefined));
@@ -161,5 +179,5 @@ export async function startServer(config: Config): Promise<RunningServer> {
       logger.info('stopped');
     })());
 
-  return { url, logger, close };
+  return { url, logger, routes: listRoutes(app), close };
 }

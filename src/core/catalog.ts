@@ -171,8 +171,9 @@ export class CatalogService {
     return BUCKET_RE.test(name) && (await this.meta.getBucket(name))?.publicRead === true;
   }
 
-  listBuckets(): Promise<BucketRecord[]> {
-    return this.meta.listBuckets();
+  /** The buckets this principal may read. */
+  async listBuckets(principal: Principal): Promise<BucketRecord[]> {
+    return (await this.meta.listBuckets()).filter((b) => can(principal, { action: 'bucket:read', bucket: b.name }));
   }
 
   async deleteBucket(name: string, force: boolean): Promise<void> {
@@ -242,7 +243,7 @@ export class CatalogService {
   async putObjectByDigest(bucketName: string, key: string, digest: Digest, opts: PutObjectOptions): Promise<{ object: ObjectRecord; created: boolean }> {
     const bucket = await this.getBucket(bucketName);
     parseKey(key);
-    const blob = can(opts.principal, 'blobs:read') ? await this.blobs.find(digest) : null;
+    const blob = can(opts.principal, { action: 'blobs:read' }) ? await this.blobs.find(digest) : null;
     if (!blob) throw new BlobdError('blob_not_found', `no blob ${digest} that this token may read`, { digest });
     if (bucket.maxObjectSize !== null && blob.size > bucket.maxObjectSize) {
       throw tooLarge(bucket.maxObjectSize, "bucket's max_object_size");

@@ -1,11 +1,11 @@
 // UploadService: the lifecycle of resumable upload sessions — initiate, append, complete, status, destroy,
 // restart recovery and expiry — with one running SHA-256 per open session. It knows nothing of HTTP: the
 // native routes and the tus front drive it alike. It must never acknowledge an offset that is not durable.
-import { createHash, randomBytes, timingSafeEqual, type Hash } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { ByteStore } from '../storage/byte-store.ts';
 import type { MetadataStore, ObjectRecord, UploadRecord } from '../storage/metadata-store.ts';
-import { can, hashToken, type Principal } from './auth.ts';
+import { can, hashToken, tokenMatches, type Principal } from './auth.ts';
 import type { BlobService } from './blobs.ts';
 import { parseKey, type CatalogService } from './catalog.ts';
 import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
@@ -28,6 +28,8 @@ export interface InitiateInput {
   readonly digest?: Digest;
   readonly bucket?: string;
   readonly key?: string;
+  /** The most bytes the session may ever hold (a signed URL's max_size). */
+  readonly sizeLimit?: number;
 }
 
 /** What a finished session answers (and answers again, for a repeated complete). */
@@ -88,6 +90,7 @@ export class UploadService {
     }
     const size = input.size ?? null;
     if (size !== null && size > this.options.maxBlobSize) throw tooLarge(this.options.maxBlobSize, 'maximum blob size');
+    if (size !== null && input.sizeLimit !== undefined && size > input.sizeLimit) throw tooLarge(input.sizeLimit, "signed URL's max_size");
     if (input.bucket !== undefined) {
       parseKey(input.key!);
       const bucket = await this.catalog.getBucket(input.bucket);
@@ -98,7 +101,7 @@ export class UploadService {
 
     // A known digest the caller may read is done already — but only for callers who may read blobs by
     // digest, so that existence never leaks across tenants.
-    if (input.digest !== undefined && input.bucket === undefined && can(input.principal, 'blobs:read')) {
+    if (input.digest !== undefined && input.bucket === undefined && can(input.principal, { action: 'blobs:read' })) {
       const existing = await this.blobs.find(input.digest);
       if (existing && (size === null || size === existing.size)) {
         await this.blobs.pinExisting(existing, input.principal.id, input.temporary ?? false);
@@ -124,6 +127,7 @@ export class UploadService {
       contentType: input.contentType ?? null,
       temporary: input.temporary ?? false,
       declaredSize: size,
+      sizeLimit: input.sizeLimit ?? null,
       expectedDigest: input.digest ?? null,
       bucket: input.bucket ?? null,
       key: input.key ?? null,
@@ -260,8 +264,7 @@ export class UploadService {
   private async authorize(id: string, token: string | null): Promise<UploadRecord> {
     if (!token) throw new BlobdError('unauthorized', 'this route needs the session token in Upload-Token');
     const row = await this.load(id);
-    const given = Buffer.from(hashToken(token), 'hex');
-    if (!timingSafeEqual(given, Buffer.from(row.tokenHash, 'hex'))) {
+    if (!tokenMatches(token, row.tokenHash)) {
       throw new BlobdError('forbidden', 'the upload token does not open this session');
     }
     return row;
@@ -317,7 +320,7 @@ export class UploadService {
    */
   private async appendBody(row: UploadRecord, body: BodySource, length: number | undefined): Promise<number> {
     const bucket = row.bucket !== null ? await this.catalog.getBucket(row.bucket) : null;
-    const cap = Math.min(this.options.maxBlobSize, row.declaredSize ?? Infinity, bucket?.maxObjectSize ?? Infinity);
+    const cap = Math.min(this.options.maxBlobSize, row.declaredSize ?? Infinity, bucket?.maxObjectSize ?? Infinity, row.sizeLimit ?? Infinity);
     // A bucket's quota bounds the whole object; what it already stores is checked again at complete.
     const quotaRoom = bucket?.quotaBytes != null ? bucket.quotaBytes - bucket.storedBytes : Infinity;
     const sizeRoom = Math.min(cap, quotaRoom) - row.offset;
@@ -325,6 +328,7 @@ export class UploadService {
     const diskRoom = await this.disk.room(ownReserved);
     const limitName =
       cap === bucket?.maxObjectSize ? "bucket's max_object_size"
+      : cap === row.sizeLimit ? "signed URL's max_size"
       : row.declaredSize !== null && row.declaredSize <= this.options.maxBlobSize ? 'declared size'
       : 'maximum blob size';
     const refuse = () =>

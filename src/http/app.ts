@@ -1,37 +1,92 @@
-// createApp(services) → the Hono app: request ids and logs, authentication for /api, the routers, and the
+// createApp(services) → the Hono app: CORS, request ids and logs, authentication, the routers, and the
 // one error renderer for everything that is not a 2xx — including unknown routes and validation failures.
+// Every /api route must declare what it needs (`requires`); the app refuses to start otherwise.
+import { cors } from 'hono/cors';
 import type { Logger } from 'pino';
-import type { Authenticator } from '../core/auth.ts';
+import type { AccessControl } from '../core/auth.ts';
 import type { BlobService } from '../core/blobs.ts';
 import type { CatalogService } from '../core/catalog.ts';
 import { BlobdError } from '../core/errors.ts';
+import type { IdempotencyService } from '../core/idempotency.ts';
 import type { Readiness } from '../core/readiness.ts';
+import type { CheckTarget, SignedUrls } from '../core/signed-urls.ts';
 import type { UploadService } from '../core/uploads.ts';
 import type { AppEnv } from './env.ts';
 import { renderError } from './errors.ts';
-import { authenticate } from './middleware/authenticate.ts';
+import { authenticate, DECLARES_ACCESS, DRY_RUN_ALLOWED } from './middleware/authenticate.ts';
 import { requestLog } from './middleware/request-log.ts';
 import { createRouter } from './router.ts';
 import { blobRoutes } from './routes/blobs.ts';
 import { bucketRoutes } from './routes/buckets.ts';
 import { objectRoutes } from './routes/objects.ts';
 import { healthRoutes } from './routes/health.ts';
+import { signedUrlRoutes } from './routes/signed-urls.ts';
+import { tokenRoutes } from './routes/tokens.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 
 export interface Services {
   readonly logger: Logger;
-  readonly auth: Authenticator;
+  readonly access: AccessControl;
+  readonly signedUrls: SignedUrls;
+  readonly idempotency: IdempotencyService;
   readonly blobs: BlobService;
   readonly uploads: UploadService;
   readonly catalog: CatalogService;
   readonly checkReadiness: () => Promise<Readiness>;
   readonly version: string;
+  /** Origins allowed to call the API from a browser (none: no CORS headers at all). */
+  readonly corsOrigins: readonly string[];
+}
+
+/** Request headers a browser client of blobd sends: session, tus and idempotency headers among them. */
+const CORS_ALLOW_HEADERS = [
+  'Authorization', 'Content-Type', 'X-API-Key', 'X-Request-Id', 'Idempotency-Key', 'Range', 'If-Match', 'If-None-Match',
+  'Upload-Token', 'PortSIP-Upload-Token', 'Upload-Offset', 'Upload-Length', 'Upload-Metadata', 'Upload-Defer-Length',
+  'Upload-Checksum', 'Upload-Concat', 'Tus-Resumable', 'X-HTTP-Method-Override',
+];
+/** Response headers a browser client must be able to read. */
+const CORS_EXPOSE_HEADERS = [
+  'Location', 'ETag', 'Upload-Offset', 'Upload-Length', 'Upload-Expires', 'Upload-Token', 'Upload-State',
+  'Tus-Resumable', 'Tus-Version', 'Tus-Extension', 'Tus-Max-Size', 'Tus-Checksum-Algorithm',
+  'Content-Range', 'Content-Disposition', 'Content-Length', 'X-Request-Id', 'Idempotent-Replayed', 'WWW-Authenticate',
+];
+
+/** Each registered route once, as `METHOD path` (Hono syntax), for start-up checks and tests. */
+export function listRoutes(app: ReturnType<typeof createRouter>): { method: string; path: string }[] {
+  const seen = new Map<string, { method: string; path: string }>();
+  for (const r of app.routes) if (r.method !== 'ALL') seen.set(`${r.method} ${r.path}`, { method: r.method, path: r.path });
+  return [...seen.values()];
+}
+
+function assertAccessDeclared(app: ReturnType<typeof createRouter>): void {
+  const declared = new Set(app.routes.filter((r) => (r.handler as { [DECLARES_ACCESS]?: true })[DECLARES_ACCESS]).map((r) => `${r.method} ${r.path}`));
+  const missing = listRoutes(app).filter((r) => r.path.startsWith('/api/') && !declared.has(`${r.method} ${r.path}`));
+  if (missing.length > 0) throw new Error(`routes that declare no access need: ${missing.map((r) => `${r.method} ${r.path}`).join(', ')}`);
 }
 
 export function createApp(services: Services) {
   const app = createRouter();
+  if (services.corsOrigins.length > 0) {
+    // Before authentication: a preflight carries no credential and is answered here.
+    app.use('*', cors({
+      origin: [...services.corsOrigins],
+      allowMethods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      allowHeaders: CORS_ALLOW_HEADERS,
+      exposeHeaders: CORS_EXPOSE_HEADERS,
+      maxAge: 600,
+    }));
+  }
   app.use('*', requestLog(services.logger));
-  app.use('/api/*', authenticate(services.auth, (bucket) => services.catalog.isPublic(bucket)));
+  app.use('*', authenticate(services.access, services.signedUrls, services.idempotency));
+
+  /** May `principal` make this request? Asked of the routes' own declarations, without running them. */
+  const checkTarget: CheckTarget = async (principal, method, pathWithQuery) => {
+    const res = await app.fetch(new Request(`http://blobd.internal${pathWithQuery}`, { method }), { dryRun: { principal } } as never);
+    if (res.headers.has(DRY_RUN_ALLOWED)) return;
+    const error = ((await res.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null)?.error;
+    if (res.status === 403) throw new BlobdError('forbidden', `this token may not ${method} ${pathWithQuery.split('?')[0]} itself, so it cannot sign it`);
+    throw new BlobdError('invalid_request', `cannot sign ${method} ${pathWithQuery.split('?')[0]}: ${error?.code === 'not_found' ? 'no such route' : (error?.message ?? `status ${res.status}`)}`);
+  };
 
   app.route('/', healthRoutes(services.checkReadiness));
   // Before the blob routes: /api/blobs/uploads must not be taken for a digest.
@@ -39,6 +94,8 @@ export function createApp(services: Services) {
   app.route('/', blobRoutes(services.blobs));
   app.route('/', bucketRoutes(services.catalog));
   app.route('/', objectRoutes(services.catalog));
+  app.route('/', tokenRoutes(services.access));
+  app.route('/', signedUrlRoutes(services.signedUrls, checkTarget));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
   const document = {
@@ -55,5 +112,6 @@ export function createApp(services: Services) {
 
   app.notFound((c) => renderError(c, new BlobdError('not_found', `no route for ${c.req.method} ${c.req.path}`)));
   app.onError((err, c) => renderError(c, err));
+  assertAccessDeclared(app);
   return app;
 }

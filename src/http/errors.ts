@@ -12,6 +12,12 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   invalid_digest: 400,
   digest_mismatch: 400,
   unauthorized: 401,
+  token_expired: 401,
+  token_not_found: 404,
+  signature_expired: 403,
+  signature_invalid: 403,
+  idempotency_key_reused: 422,
+  idempotency_key_in_use: 409,
   forbidden: 403,
   blob_not_found: 404,
   upload_not_found: 404,
@@ -79,6 +85,6 @@ export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<st
   if (error.code === 'offset_mismatch' && typeof error.details.offset === 'number') {
     headers = { 'Upload-Offset': String(error.details.offset), ...headers };
   }
-  if (error.code === 'unauthorized') headers = { 'WWW-Authenticate': 'Bearer realm="blobd"', ...headers };
+  if (STATUS[error.code] === 401) headers = { 'WWW-Authenticate': 'Bearer realm="blobd"', ...headers };
   return c.json({ error: { code: error.code, message: error.message, ...error.details } }, status, headers);
 }

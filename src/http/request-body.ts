@@ -2,11 +2,22 @@
 // converting it to a Web stream and back would add a copy and an event-loop turn per chunk on the hot path
 // (STYLE §5). Elsewhere (app.request in tests) the Web body is adapted.
 import type { Context, MiddlewareHandler } from 'hono';
+import { limitBytes, tooLarge } from '../core/byte-limit.ts';
 import { BlobdError } from '../core/errors.ts';
 import { Readable } from 'node:stream';
 import type { AppEnv } from './env.ts';
 
 export function requestBody(c: Context<AppEnv>): Readable {
+  const body = rawBody(c);
+  // Only for requests with an Idempotency-Key: a listener beside the consumer's pipe, not a stream hop.
+  const tap = c.var.bodyTap;
+  if (tap) body.on('data', (chunk: Buffer) => tap.update(chunk));
+  // A signed URL's max_size bounds every body read under it, whatever the route does with it.
+  const max = c.var.grant?.maxSize;
+  return max === undefined ? body : limitBytes(body, max, () => tooLarge(max, "signed URL's max_size"));
+}
+
+function rawBody(c: Context<AppEnv>): Readable {
   const incoming = c.env?.incoming;
   if (incoming) {
     // A client that sent `Expect: 100-continue` is waiting for our go-ahead: everything that could refuse
@@ -16,6 +27,17 @@ export function requestBody(c: Context<AppEnv>): Readable {
   }
   const body = c.req.raw.body;
   return body ? Readable.fromWeb(body as import('node:stream/web').ReadableStream) : Readable.from([]);
+}
+
+/** True when the request carries a body (announced length > 0, or chunked). */
+export function hasBody(c: Context<AppEnv>): boolean {
+  const length = declaredLength(c);
+  return length !== undefined ? length > 0 : c.req.header('transfer-encoding') !== undefined;
+}
+
+/** A JSON body, as the routes that accept JSON or bytes tell them apart. */
+export function isJson(c: Context<AppEnv>): boolean {
+  return /^application\/json\b/i.test(c.req.header('content-type') ?? '');
 }
 
 /**

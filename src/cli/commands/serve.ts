@@ -1,15 +1,17 @@
 // `blobd serve`: run the daemon in the foreground until SIGTERM or SIGINT, then stop gracefully (exit 0).
 import type { Command } from 'commander';
-import { loadConfig, SERVE_OPTIONS } from '../../config.ts';
+import { loadConfig, SERVE_OPTIONS, type ServeFlags } from '../../config.ts';
 import { startServer } from '../../server.ts';
 
 export function registerServe(program: Command): void {
   const cmd = program.command('serve').description('run the blobd daemon');
   for (const opt of SERVE_OPTIONS) {
-    cmd.option(opt.flag, `${opt.description} [env ${opt.env}, default ${opt.defaultValue}]`);
+    const help = `${opt.description} [env ${opt.env}${opt.defaultValue ? `, default ${opt.defaultValue}` : ''}]`;
+    if (opt.kind === 'list') cmd.option(opt.flag, help, (v: string, prev: string[] = []) => [...prev, v]);
+    else cmd.option(opt.flag, help);
   }
   cmd.addHelpText('after', '\nEnvironment: BLOBD_ADMIN_TOKEN sets the admin token (else data/admin-token is used).');
-  cmd.action(async (flags: Record<string, string | undefined>) => {
+  cmd.action(async (flags: ServeFlags) => {
     const config = loadConfig(flags);
     const running = await startServer(config);
     // The one line scripts and tests wait for; the JSON log says the same.

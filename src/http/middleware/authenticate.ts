@@ -1,11 +1,15 @@
-// Authentication and authorization at the HTTP edge. `authenticate` (mounted once, for /api) finds the
-// credential a request carries — Bearer, X-API-Key, or Basic with the token as user name — and resolves
-// the principal without deciding anything. Each route then declares what it needs with `requires(...)`;
-// routes driven by an upload session's token declare `requires('upload-token')` and core checks it.
-import type { MiddlewareHandler } from 'hono';
-import { can, type Action, type Authenticator, type Principal } from '../../core/auth.ts';
+// Authentication and authorization at the HTTP edge. `authenticate` (mounted once, for every path) finds
+// the credential a request carries — a signed URL, Bearer, X-API-Key, or Basic with the token as user name —
+// and resolves the principal without deciding anything; only a broken signature is refused at once. Each
+// route then declares what it needs with `requires(...)`, and core's `AccessControl.authorize` decides.
+import type { Context, MiddlewareHandler } from 'hono';
+import type { AccessControl, Need, Principal } from '../../core/auth.ts';
+import { tooLarge } from '../../core/byte-limit.ts';
 import { BlobdError } from '../../core/errors.ts';
+import type { IdempotencyService } from '../../core/idempotency.ts';
+import { SignedUrls, type Grant } from '../../core/signed-urls.ts';
 import type { AppEnv } from '../env.ts';
+import { declaredLength, hasBody } from '../request-body.ts';
 
 export function presentedToken(authorization: string | undefined, apiKey: string | undefined): string | null {
   if (apiKey) return apiKey.trim();
@@ -26,17 +30,45 @@ export function presentedToken(authorization: string | undefined, apiKey: string
 /** Marks an Authorization header whose scheme is neither Bearer nor Basic. */
 const UNSUPPORTED_SCHEME = '\u0000unsupported';
 
-export function authenticate(auth: Authenticator, isPublicBucket: (bucket: string) => Promise<boolean>): MiddlewareHandler<AppEnv> {
+/** A signed request's body must fit what the signer allowed: checked before anything reads it. */
+function enforceGrant(c: Context<AppEnv>, grant: Grant): void {
+  if (grant.contentType !== undefined && hasBody(c)) {
+    const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== grant.contentType.toLowerCase()) {
+      throw new BlobdError('signature_invalid', `this signed URL allows only Content-Type ${grant.contentType}`);
+    }
+  }
+  const length = declaredLength(c);
+  if (grant.maxSize !== undefined && length !== undefined && length > grant.maxSize) throw tooLarge(grant.maxSize, "signed URL's max_size");
+}
+
+export function authenticate(access: AccessControl, signedUrls: SignedUrls, idempotency: IdempotencyService): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    c.set('isPublicBucket', isPublicBucket);
+    c.set('access', access);
+    c.set('idempotency', idempotency);
+    const dryRun = c.env?.dryRun;
+    if (dryRun) {
+      c.set('principal', dryRun.principal);
+      return next();
+    }
+    const url = new URL(c.req.url);
+    if (SignedUrls.isSigned(url.searchParams)) {
+      // A signed request is judged by its signature alone, on every path: a broken one is refused here.
+      const { principal, grant } = await signedUrls.verify(c.req.method, url.pathname, url.searchParams);
+      enforceGrant(c, grant);
+      c.set('principal', principal);
+      c.set('grant', grant);
+      return next();
+    }
     const token = presentedToken(c.req.header('authorization'), c.req.header('x-api-key'));
     if (token === UNSUPPORTED_SCHEME) {
       c.set('credentialError', new BlobdError('unauthorized', 'unsupported Authorization scheme: use Bearer or Basic, or X-API-Key'));
     } else if (token !== null) {
       try {
-        c.set('principal', auth.authenticate(token));
+        c.set('principal', await access.authenticate(token));
       } catch (err) {
-        c.set('credentialError', err as BlobdError);
+        if (!(err instanceof BlobdError)) throw err;
+        c.set('credentialError', err);
       }
     }
     await next();
@@ -48,24 +80,37 @@ export function uploadToken(header: (name: string) => string | undefined): strin
   return header('upload-token') ?? header('portsip-upload-token') ?? null;
 }
 
-/** Declares what a route needs; the declaration is the check. */
-export function requires(need: Action | 'upload-token'): MiddlewareHandler<AppEnv> {
-  return async (c, next) => {
+/** Marks the middleware `requires` makes, so the app can check that every route declares its need. */
+export const DECLARES_ACCESS = Symbol('declares access');
+
+export type NeedOf = Need | ((c: Context<AppEnv>) => Need) | 'upload-token';
+
+/** A route needs `action` on the bucket named by its `bucket` path parameter. */
+export function onBucket(action: 'bucket:read' | 'bucket:write' | 'bucket:delete' | 'object:read'): (c: Context<AppEnv>) => Need {
+  return (c) => ({ action, bucket: c.req.param('bucket') ?? '' });
+}
+
+/**
+ * Declares what a route needs; the declaration is the check. Before a URL is signed, the same
+ * declaration answers "may the signer do this?" (a dry run that stops here).
+ */
+export function requires(need: NeedOf): MiddlewareHandler<AppEnv> {
+  const middleware: MiddlewareHandler<AppEnv> = async (c, next) => {
+    const dryRun = c.env?.dryRun !== undefined;
     if (need === 'upload-token') {
       // The session token is a capability on its own: core verifies it against the session.
+      if (dryRun) throw new BlobdError('invalid_request', 'upload session routes are opened by their upload token; there is nothing to sign');
       return next();
     }
-    const principal = c.var.principal;
-    if (!principal) {
-      // Anonymous reads of a public_read bucket's objects (a bad token is still a 401, not anonymous).
-      const bucket = c.req.param('bucket');
-      if (need === 'objects:read' && !c.var.credentialError && bucket && (await c.var.isPublicBucket(bucket))) return next();
-      throw c.var.credentialError ?? new BlobdError('unauthorized', 'this route needs a token (Authorization: Bearer, X-API-Key or Basic)');
-    }
-    if (!can(principal, need)) throw new BlobdError('forbidden', `this token may not ${need}`);
+    await c.var.access.authorize(c.var.principal, c.var.credentialError, typeof need === 'function' ? need(c) : need);
+    if (dryRun) return c.body(null, 204, { [DRY_RUN_ALLOWED]: '1' });
     await next();
   };
+  return Object.assign(middleware, { [DECLARES_ACCESS]: true });
 }
+
+/** The header a dry run answers with when the principal may make the request. */
+export const DRY_RUN_ALLOWED = 'x-blobd-dry-run-allowed';
 
 /** The authenticated principal of a route that declared `requires(action)`. */
 export function principalOf(c: { var: { principal?: Principal } }): Principal {

@@ -7,6 +7,7 @@ import { parseDigest } from '../../core/digest.ts';
 import { BlobdError } from '../../core/errors.ts';
 import type { AppEnv } from '../env.ts';
 import { principalOf, requires } from '../middleware/authenticate.ts';
+import { idempotent } from '../middleware/idempotency.ts';
 import { createRouter } from '../router.ts';
 import { isMultipart, withFilePart } from '../multipart.ts';
 import { declaredLength, requestBody } from '../request-body.ts';
@@ -21,7 +22,7 @@ const download = createRoute({
   method: 'get',
   path: '/api/blobs/{digest}',
   summary: 'Download a blob by digest (HEAD answers the same headers)',
-  middleware: [requires('blobs:read')] as const,
+  middleware: [requires({ action: 'blobs:read' })] as const,
   request: {
     params: z.object({ digest: DigestParam }),
     query: z.object({ filename: z.string().max(1024).optional() }),
@@ -39,7 +40,7 @@ const upload = createRoute({
   method: 'post',
   path: '/api/blobs',
   summary: 'One-shot upload of the raw body; pins the blob for the caller',
-  middleware: [requires('blobs:write')] as const,
+  middleware: [requires({ action: 'blobs:write' }), idempotent(() => 'stream')] as const,
   request: {
     query: z.object({ temporary: z.enum(['true', 'false']).optional() }),
     body: { content: BinaryBody, required: false },
@@ -51,7 +52,7 @@ const put = createRoute({
   method: 'put',
   path: '/api/blobs/{digest}',
   summary: 'One-shot upload that must hash to {digest}; nothing is kept otherwise',
-  middleware: [requires('blobs:write')] as const,
+  middleware: [requires({ action: 'blobs:write' }), idempotent(() => 'stream')] as const,
   request: {
     params: z.object({ digest: DigestParam }),
     query: z.object({ temporary: z.enum(['true', 'false']).optional() }),

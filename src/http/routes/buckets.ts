@@ -2,7 +2,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { CatalogService } from '../../core/catalog.ts';
 import type { BucketRecord } from '../../storage/metadata-store.ts';
-import { requires } from '../middleware/authenticate.ts';
+import { onBucket, principalOf, requires } from '../middleware/authenticate.ts';
+import { idempotent, jsonBody } from '../middleware/idempotency.ts';
 import { limitJsonBody } from '../request-body.ts';
 import { createRouter } from '../router.ts';
 import { errors, jsonContent } from './schemas.ts';
@@ -50,8 +51,8 @@ export function bucketJson(b: BucketRecord) {
 const list = createRoute({
   method: 'get',
   path: '/api/buckets',
-  summary: 'List buckets',
-  middleware: [requires('buckets:read')] as const,
+  summary: 'List the buckets the caller may read',
+  middleware: [requires({ action: 'authenticated' })] as const,
   responses: { 200: jsonContent(z.object({ buckets: z.array(Bucket) }), 'the buckets'), ...errors(401, 403) },
 });
 
@@ -59,7 +60,7 @@ const put = createRoute({
   method: 'put',
   path: '/api/buckets/{bucket}',
   summary: 'Create a bucket or replace its settings',
-  middleware: [requires('buckets:write'), limitJsonBody(64 * 1024)] as const,
+  middleware: [requires({ action: 'admin' }), limitJsonBody(64 * 1024), idempotent(jsonBody)] as const,
   request: { params: BucketParam, body: { content: { 'application/json': { schema: Settings } }, required: false } },
   responses: { 201: jsonContent(Bucket, 'created'), 200: jsonContent(Bucket, 'updated'), ...errors(400, 401, 403) },
 });
@@ -68,7 +69,7 @@ const get = createRoute({
   method: 'get',
   path: '/api/buckets/{bucket}',
   summary: 'Settings and usage of a bucket',
-  middleware: [requires('buckets:read')] as const,
+  middleware: [requires(onBucket('bucket:read'))] as const,
   request: { params: BucketParam },
   responses: { 200: jsonContent(Bucket, 'the bucket'), ...errors(400, 401, 403, 404) },
 });
@@ -77,7 +78,7 @@ const del = createRoute({
   method: 'delete',
   path: '/api/buckets/{bucket}',
   summary: 'Delete a bucket (409 bucket_not_empty unless force=true)',
-  middleware: [requires('buckets:delete')] as const,
+  middleware: [requires({ action: 'admin' })] as const,
   request: { params: BucketParam, query: z.object({ force: z.enum(['true', 'false']).optional() }) },
   responses: { 204: { description: 'deleted' }, ...errors(400, 401, 403, 404, 409) },
 });
@@ -85,7 +86,7 @@ const del = createRoute({
 export function bucketRoutes(catalog: CatalogService) {
   const app = createRouter();
 
-  app.openapi(list, async (c) => c.json({ buckets: (await catalog.listBuckets()).map(bucketJson) }, 200));
+  app.openapi(list, async (c) => c.json({ buckets: (await catalog.listBuckets(principalOf(c))).map(bucketJson) }, 200));
 
   app.openapi(put, async (c) => {
     const body = c.req.valid('json') ?? {};

@@ -10,8 +10,9 @@ import { parseDigest } from '../../core/digest.ts';
 import { BlobdError } from '../../core/errors.ts';
 import type { ObjectRecord, RevisionRecord } from '../../storage/metadata-store.ts';
 import type { AppEnv } from '../env.ts';
-import { principalOf, requires } from '../middleware/authenticate.ts';
-import { declaredLength, limitJsonBody, requestBody } from '../request-body.ts';
+import { onBucket, principalOf, requires } from '../middleware/authenticate.ts';
+import { idempotent, type BodyKind } from '../middleware/idempotency.ts';
+import { declaredLength, isJson, limitJsonBody, requestBody } from '../request-body.ts';
 import { isMultipart, withFilePart } from '../multipart.ts';
 import { createRouter } from '../router.ts';
 import { sendBlob } from '../send-blob.ts';
@@ -137,11 +138,14 @@ const WriteBody = {
   },
 };
 
+/** JSON writes are parsed whole (bounded); every other body streams to the store. */
+const writeBodyKind = (c: Context<AppEnv>): BodyKind => (isJson(c) ? 'json' : 'stream');
+
 const putObject = createRoute({
   method: 'put',
   path: OBJECT_PATH,
   summary: "Write the object's next revision: the raw body (its Content-Type kept), or JSON by digest / content_base64",
-  middleware: [refuseDotSegments, requires('buckets:write'), limitJsonBody(JSON_LIMIT)] as const,
+  middleware: [refuseDotSegments, requires(onBucket('bucket:write')), limitJsonBody(JSON_LIMIT), idempotent(writeBodyKind)] as const,
   request: {
     params: ObjectParams,
     query: z.object({ filename: z.string().min(1).max(1024).optional() }),
@@ -159,7 +163,7 @@ const postObject = createRoute({
   method: 'post',
   path: '/api/buckets/{bucket}/objects',
   summary: 'Write a new object under a server-chosen key (UUIDv7); same bodies as PUT',
-  middleware: [requires('buckets:write'), limitJsonBody(JSON_LIMIT)] as const,
+  middleware: [requires(onBucket('bucket:write')), limitJsonBody(JSON_LIMIT), idempotent(writeBodyKind)] as const,
   request: {
     params: z.object({ bucket: z.string().openapi({ param: { name: 'bucket', in: 'path' } }) }),
     query: z.object({ filename: z.string().min(1).max(1024).optional() }),
@@ -172,7 +176,7 @@ const patchObject = createRoute({
   method: 'patch',
   path: OBJECT_PATH,
   summary: 'JSON merge patch of metadata (filename, content_type, owner, tags, properties, expires_at)',
-  middleware: [refuseDotSegments, requires('buckets:write'), limitJsonBody(JSON_LIMIT)] as const,
+  middleware: [refuseDotSegments, requires(onBucket('bucket:write')), limitJsonBody(JSON_LIMIT)] as const,
   request: {
     params: ObjectParams,
     body: { content: { 'application/json': { schema: MetaPatchBody }, 'application/merge-patch+json': { schema: MetaPatchBody } }, required: true },
@@ -184,7 +188,7 @@ const getObject = createRoute({
   method: 'get',
   path: OBJECT_PATH,
   summary: 'Content (HEAD: headers only), or ?metadata, or ?revisions; ?revision=N for an older one',
-  middleware: [refuseDotSegments, requires('objects:read')] as const,
+  middleware: [refuseDotSegments, requires(onBucket('object:read'))] as const,
   request: {
     params: ObjectParams,
     query: z.object({
@@ -208,7 +212,7 @@ const deleteObject = createRoute({
   method: 'delete',
   path: OBJECT_PATH,
   summary: 'Delete the object (all revisions), or ?revision=N only',
-  middleware: [refuseDotSegments, requires('buckets:delete')] as const,
+  middleware: [refuseDotSegments, requires(onBucket('bucket:delete'))] as const,
   request: { params: ObjectParams, query: z.object({ revision: Revision.optional() }) },
   responses: { 204: { description: 'deleted' }, ...errors(400, 401, 403, 404) },
 });
@@ -217,7 +221,7 @@ const listObjects = createRoute({
   method: 'get',
   path: '/api/buckets/{bucket}/objects',
   summary: 'List, find and export objects (property.NAME=VALUE filters; csv and ndjson stream everything)',
-  middleware: [requires('buckets:read')] as const,
+  middleware: [requires(onBucket('bucket:read'))] as const,
   request: {
     params: z.object({ bucket: z.string().openapi({ param: { name: 'bucket', in: 'path' } }) }),
     query: z
@@ -300,10 +304,6 @@ async function readObjectWrite(c: Context<AppEnv>) {
     throw new BlobdError('invalid_request', 'a JSON object write has exactly one of digest and content_base64');
   }
   return w;
-}
-
-function isJson(c: Context<AppEnv>): boolean {
-  return /^application\/json\b/i.test(c.req.header('content-type') ?? '');
 }
 
 export function objectRoutes(catalog: CatalogService) {

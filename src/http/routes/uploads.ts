@@ -5,8 +5,10 @@ import type { Context } from 'hono';
 import { parseDigest } from '../../core/digest.ts';
 import type { CompletedUpload, SessionStatus, UploadService } from '../../core/uploads.ts';
 import type { AppEnv } from '../env.ts';
+import type { Need } from '../../core/auth.ts';
 import { principalOf, requires, uploadToken } from '../middleware/authenticate.ts';
-import { declaredLength, requestBody } from '../request-body.ts';
+import { idempotent } from '../middleware/idempotency.ts';
+import { declaredLength, hasBody, requestBody } from '../request-body.ts';
 import { createRouter } from '../router.ts';
 import { BinaryBody, errors, jsonContent } from './schemas.ts';
 
@@ -50,11 +52,17 @@ const Status = z
   })
   .openapi('UploadStatus');
 
+function initiateNeed(c: Context<AppEnv>): Need {
+  const bucket = c.req.query('bucket');
+  return bucket === undefined ? { action: 'blobs:write' } : { action: 'bucket:write', bucket };
+}
+
 const initiate = createRoute({
   method: 'post',
   path: '/api/blobs/uploads',
   summary: 'Start a resumable upload session',
-  middleware: [requires('blobs:write')] as const,
+  // Into a bucket: the bucket's write scope; otherwise a pin, which needs blobs:write.
+  middleware: [requires(initiateNeed), idempotent(() => 'none')] as const,
   request: {
     query: z.object({
       filename: z.string().max(1024).optional(),
@@ -134,12 +142,6 @@ function expectedOffset(c: Context<AppEnv>): number | undefined {
   return value === undefined ? undefined : Number(value);
 }
 
-/** True when the request carries a body to append (announced length > 0, or chunked). */
-function hasBody(c: Context<AppEnv>): boolean {
-  const length = declaredLength(c);
-  return length !== undefined ? length > 0 : c.req.header('transfer-encoding') !== undefined;
-}
-
 function statusHeaders(s: SessionStatus): Record<string, string> {
   const headers: Record<string, string> = {
     'Upload-Offset': String(s.offset),
@@ -162,10 +164,13 @@ export function uploadRoutes(uploads: UploadService) {
 
   app.openapi(initiate, async (c) => {
     const q = c.req.valid('query');
+    const grant = c.var.grant;
     const started = await uploads.initiate({
       principal: principalOf(c),
       filename: q.filename,
-      contentType: q.content_type,
+      // A signed URL's constraints bind the whole session it starts.
+      contentType: grant?.contentType ?? q.content_type,
+      sizeLimit: grant?.maxSize,
       temporary: q.temporary === 'true',
       size: q.size === undefined ? undefined : Number(q.size),
       digest: q.digest === undefined ? undefined : parseDigest(q.digest),

@@ -1,0 +1,75 @@
+// `Idempotency-Key` on the routes that create something: the first successful answer is kept and a retry
+// of the same request by the same principal gets it again, without the work being done twice. The request
+// is fingerprinted by method, path, query, Content-Type, Content-Length and a SHA-256 of its body.
+import { createHash } from 'node:crypto';
+import type { Context, MiddlewareHandler } from 'hono';
+import { fingerprint, parseIdempotencyKey, type StoredResponse } from '../../core/idempotency.ts';
+import type { AppEnv } from '../env.ts';
+import { requestBody } from '../request-body.ts';
+
+/**
+ * How a route reads its body: parsed JSON (small, bounded by `limitJsonBody`, so read here and cached for
+ * the route), streamed (hashed on the way through), or not at all.
+ */
+export type BodyKind = 'json' | 'stream' | 'none';
+
+/** A route whose body is JSON (bounded by `limitJsonBody`) or nothing it reads. */
+export const jsonBody = (c: Context<AppEnv>): BodyKind => (/json/i.test(c.req.header('content-type') ?? '') ? 'json' : 'none');
+
+/** Headers of a creating answer that a replay must repeat. */
+const REPLAYED_HEADERS = ['content-type', 'location', 'etag', 'upload-token', 'upload-offset', 'upload-expires', 'cache-control'];
+
+async function hashBodyNow(c: Context<AppEnv>, kind: BodyKind): Promise<string> {
+  const hash = createHash('sha256');
+  if (kind === 'json') hash.update(Buffer.from(await c.req.arrayBuffer()));
+  if (kind === 'stream') for await (const chunk of requestBody(c)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+export function idempotent(bodyKind: (c: Context<AppEnv>) => BodyKind): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const header = c.req.header('idempotency-key');
+    const principal = c.var.principal;
+    // Anonymous requests have nobody to keep a record for; a dry run does nothing to repeat.
+    if (header === undefined || !principal || c.env?.dryRun) return next();
+    const key = parseIdempotencyKey(header);
+    const url = new URL(c.req.url);
+    const requestFingerprint = fingerprint({
+      method: c.req.method,
+      path: url.pathname,
+      query: [...url.searchParams],
+      contentType: c.req.header('content-type') ?? '',
+      contentLength: c.req.header('content-length') ?? (c.req.header('transfer-encoding') ? 'chunked' : ''),
+    });
+    const idem = c.var.idempotency;
+    const kind = bodyKind(c);
+    const begun = await idem.begin(principal.id, key, requestFingerprint);
+    if (begun.kind === 'replay') {
+      const stored = idem.replay(begun.record, await hashBodyNow(c, kind));
+      return new Response(stored.body || null, {
+        status: stored.status,
+        headers: [...stored.headers.map(([k, v]) => [k, v] as [string, string]), ['Idempotent-Replayed', 'true'], ['X-Request-Id', c.var.requestId]],
+      });
+    }
+
+    let bodyHash: string | undefined;
+    if (kind === 'stream') c.set('bodyTap', createHash('sha256'));
+    else bodyHash = await hashBodyNow(c, kind);
+    let kept = false;
+    try {
+      await next();
+      const res = c.res;
+      if (res.status >= 200 && res.status < 300) {
+        const stored: StoredResponse = {
+          status: res.status,
+          headers: REPLAYED_HEADERS.flatMap((h) => (res.headers.has(h) ? [[h, res.headers.get(h)!] as const] : [])),
+          body: await res.clone().text(),
+        };
+        await idem.finish(principal.id, key, bodyHash ?? c.var.bodyTap!.digest('hex'), stored);
+        kept = true;
+      }
+    } finally {
+      if (!kept) await idem.abandon(principal.id, key);
+    }
+  };
+}
