@@ -220,5 +220,48 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       assert.equal(await store.getUpload('c'), null);
       assert.deepEqual(await store.listExpiredUploads(now), []);
     }));
+
+    test('tokens: created, found by id, listed, used (at most once per window), deleted; they survive a reopen', withStore(async (f) => {
+      const t = { id: 't1', name: 'ci', tokenHash: 'cd'.repeat(32), scopes: ['blobs:read', 'bucket:a:write'], createdBy: 'admin', createdAt: 1000, expiresAt: null };
+      await f.store.createToken(t);
+      assert.deepEqual(await f.store.getToken('t1'), { ...t, lastUsedAt: null });
+      assert.equal(await f.store.getToken('t2'), null);
+      await f.store.touchToken('t1', 5000, 4000);
+      await f.store.touchToken('t1', 5500, 4500); // within the window: the recorded use stays
+      const reopened = await f.reopen();
+      assert.equal((await reopened.getToken('t1'))?.lastUsedAt, 5000);
+      await reopened.touchToken('t1', 9000, 6000);
+      assert.equal((await reopened.getToken('t1'))?.lastUsedAt, 9000);
+      assert.deepEqual((await reopened.listTokens()).map((x) => x.id), ['t1']);
+      assert.equal(await reopened.deleteToken('t1'), true);
+      assert.equal(await reopened.deleteToken('t1'), false);
+      assert.deepEqual(await reopened.listTokens(), []);
+    }));
+
+    test('idempotency keys: claim, in use, answered, stale, released, per principal', withStore(async ({ store }) => {
+      const now = 100_000;
+      assert.deepEqual(await store.claimIdempotencyKey('p', 'k', 'fp1', now, now - 1000), { claimed: true });
+      const pending = await store.claimIdempotencyKey('p', 'k', 'fp2', now + 1, now - 999);
+      assert.ok(!pending.claimed && pending.record.response === null && pending.record.fingerprint === 'fp1');
+      assert.deepEqual(await store.claimIdempotencyKey('q', 'k', 'fp2', now, now - 1000), { claimed: true }, 'another principal has its own keys');
+      await store.saveIdempotentResponse('p', 'k', 'bh', Buffer.from('sealed'));
+      const answered = await store.claimIdempotencyKey('p', 'k', 'fp1', now + 2, now - 998);
+      assert.ok(!answered.claimed && answered.record.response?.toString() === 'sealed' && answered.record.bodyHash === 'bh');
+      // Past the window the old record gives way to a new claim.
+      assert.deepEqual(await store.claimIdempotencyKey('p', 'k', 'fp3', now + 5000, now + 1), { claimed: true });
+      await store.releaseIdempotencyKey('p', 'k');
+      assert.deepEqual(await store.claimIdempotencyKey('p', 'k', 'fp4', now + 6000, now), { claimed: true }, 'a released claim is free');
+      assert.equal(await store.dropPendingIdempotencyKeys(), 2, "p's and q's pending claims");
+      await store.claimIdempotencyKey('p', 'old', 'fp', now, now - 1000);
+      await store.saveIdempotentResponse('p', 'old', null, Buffer.from('x'));
+      assert.equal(await store.deleteIdempotencyRecordsBefore(now + 1), 1);
+      assert.deepEqual(await store.claimIdempotencyKey('p', 'old', 'fp', now + 2, 0), { claimed: true });
+    }));
+
+    test('concurrent claims of one idempotency key: exactly one wins', withStore(async ({ store }) => {
+      const now = Date.now();
+      const results = await Promise.all(Array.from({ length: 20 }, () => store.claimIdempotencyKey('p', 'race', 'fp', now, now - 1000)));
+      assert.equal(results.filter((r) => r.claimed).length, 1);
+    }));
   });
 }
