@@ -10,6 +10,7 @@ import { as, createToken, listTokens, openRequest, type TokenJson } from './help
 import { randomData, sha256 } from './helpers/bytes.ts';
 import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
 import { errorCode } from './helpers/http.ts';
+import { waitFor } from './helpers/wait.ts';
 
 const MiB = 1024 * 1024;
 
@@ -287,6 +288,26 @@ describe('Idempotency-Key', () => {
       // A failed assertion must not leave the request open (the daemon would wait for it at stop).
       held.destroy();
     }
+  });
+
+  test('a JSON body cut short releases the key: the retry runs (not a lasting 409)', async () => {
+    const key = randomUUID();
+    let body = JSON.stringify({ name: 'cut', scopes: ['blobs:read'] });
+    body = body.replace('"cut"', `"cut${'x'.repeat(100 - body.length)}"`);
+    assert.equal(body.length, 100);
+    const cut = openRequest(`${d.url}/api/tokens`, 'POST', {
+      authorization: `Bearer ${d.token}`, 'content-type': 'application/json', 'content-length': '100', 'idempotency-key': key,
+    });
+    await cut.write(Buffer.from(body.slice(0, 5)));
+    cut.destroy();
+    const retry = () => d.api('/api/tokens', { method: 'POST', body, headers: { 'content-type': 'application/json', 'idempotency-key': key } });
+    const res = (await waitFor(async (): Promise<Response | null> => {
+      const r = await retry();
+      if (r.status !== 409) return r;
+      await r.arrayBuffer();
+      return null;
+    }, 'the cut-short request to let go of its key'))!;
+    assert.equal(res.status, 201, await res.clone().text());
   });
 
   test('a key that is empty, longer than 255 or not visible ASCII is 400 invalid_request', async () => {

@@ -86,7 +86,8 @@ describe('buckets and objects', () => {
     assert.equal(await errorCode(await put('nope/objects/a', 'x')), 'bucket_not_found');
     // Percent-encoded dot segments would be resolved into another key by URL parsing: refused instead.
     // (node:http with a path sends the target as given; a URL — fetch's too — would resolve the dots first.)
-    for (const target of ['/api/buckets/keys/objects/a/%2e%2e/x', '/api/buckets/keys/objects/a/%2E/x']) {
+    // A fragment in the target ('#', which no client should send) must not hide a trailing dot segment.
+    for (const target of ['/api/buckets/keys/objects/a/%2e%2e/x', '/api/buckets/keys/objects/a/%2E/x', '/api/buckets/keys/objects/q/zz/%2e%2e#']) {
       const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
         const { hostname, port } = new URL(d.url);
         const req = httpRequest({ hostname, port, path: target, method: 'PUT', headers: { authorization: `Bearer ${d.token}` } }, (res) => {

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { KeyFiles } from '../src/storage/fs/key-files.ts';
 import { DataLayout } from '../src/storage/fs/layout.ts';
+import { openRequest } from './helpers/access.ts';
 import { randomData, sha256 } from './helpers/bytes.ts';
 import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
 import { errorCode } from './helpers/http.ts';
@@ -391,6 +392,63 @@ describe('signed URLs', () => {
     const png = await fetch(typed.url, { method: 'PUT', body: randomData(32), headers: { 'content-type': 'image/png' } });
     assert.equal(png.status, 201, await png.clone().text());
     await png.arrayBuffer();
+  });
+
+  test('no spelling of /api/tokens or /api/signed-urls gets signed (percent-encoded letters included)', async () => {
+    const paths: [string, string][] = [['GET', '/api/%74okens'], ['POST', '/api/%74okens'], ['POST', '/api/signed-url%73'], ['GET', '/api/tokens/'], ['POST', '/api/%73igned-urls']];
+    for (const [method, p] of paths) {
+      const res = await sign({ method, path: p, expires_in: 60 });
+      assert.equal(res.status, 400, `${method} ${p} → ${res.status} ${await res.clone().text()}`);
+      assert.equal(await errorCode(res), 'invalid_request');
+    }
+  });
+
+  test('what the signer allows is what is stored: max_size up to 15 digits, no blobd-* in the signed path', async () => {
+    for (const body of [
+      { method: 'GET', path: `/api/blobs/${digest}`, expires_in: 60, max_size: 10 ** 15 },
+      { method: 'GET', path: `/api/blobs/${digest}?blobd-x=1`, expires_in: 60 },
+    ]) {
+      const res = await sign(body);
+      assert.equal(res.status, 400, `${JSON.stringify(body)} → ${res.status}`);
+      await res.arrayBuffer();
+    }
+    const biggest = await signed({ method: 'GET', path: `/api/blobs/${digest}`, expires_in: 60, max_size: 10 ** 15 - 1 });
+    const res = await fetch(biggest.url);
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+  });
+
+  test('content_type binds the whole header, also on an empty body; max_size binds chunked bodies and writes by digest', async () => {
+    const png = await signed({ method: 'PUT', path: '/api/buckets/a/objects/typed', expires_in: 600, content_type: 'image/png', max_size: 10 });
+    for (const type of ['text/plain', 'image/png; charset=x', 'image/pngx']) {
+      const res = await fetch(png.url, { method: 'PUT', headers: { 'content-type': type }, body: '' });
+      await assertRefused(res, 'signature_invalid', `empty body as ${type}`);
+    }
+    // A chunked body (no Content-Length) over max_size: 413, nothing stored.
+    const { target } = splitUrl(png.url);
+    const chunked = openRequest(`${d.url}${target}`, 'PUT', { 'content-type': 'image/png' });
+    await chunked.write(Buffer.alloc(100, 1));
+    const answer = await chunked.end();
+    assert.equal(answer.status, 413, answer.body);
+    assert.equal((JSON.parse(answer.body) as { error: { code: string } }).error.code, 'too_large');
+    assert.equal((await d.api('/api/buckets/a/objects/typed?metadata')).status, 404);
+    // A JSON write by digest names 4096 bytes: over a max_size of 100.
+    const byDigest = await signed({ method: 'PUT', path: '/api/buckets/a/objects/by-digest', expires_in: 600, max_size: 100 });
+    const res = await fetch(byDigest.url, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ digest }) });
+    assert.equal(res.status, 413, await res.clone().text());
+    assert.equal((await d.api('/api/buckets/a/objects/by-digest?metadata')).status, 404);
+  });
+
+  test('holders of two signed URLs of one signer never get each other\'s Idempotency-Key answers', async () => {
+    const one = await signed({ method: 'POST', path: '/api/blobs/uploads', expires_in: 600 });
+    const two = await signed({ method: 'POST', path: '/api/blobs/uploads?filename=x', expires_in: 600 });
+    const first = await fetch(one.url, { method: 'POST', headers: { 'idempotency-key': 'upload-photo.jpg' } });
+    assert.equal(first.status, 202);
+    const second = await fetch(two.url, { method: 'POST', headers: { 'idempotency-key': 'upload-photo.jpg' } });
+    assert.equal(second.status, 202);
+    assert.equal(second.headers.get('idempotent-replayed'), null);
+    assert.notEqual(second.headers.get('upload-token'), first.headers.get('upload-token'));
+    await Promise.all([first.arrayBuffer(), second.arrayBuffer()]);
   });
 
   test('signing keys live in data/keys/, each file 0600', async () => {

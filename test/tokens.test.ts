@@ -252,6 +252,34 @@ describe('API tokens', () => {
     assert.equal((await listTokens(d)).length, count);
   });
 
+  test('a write-only token sees in its write answers only what it wrote, never the metadata of others', async () => {
+    assert.equal((await d.api('/api/buckets/a/objects/secret', { method: 'PUT', body: 'x' })).status, 201);
+    const meta = { owner: 'ceo', tags: ['confidential'], properties: { salary: 'secret-123' } };
+    assert.equal((await d.api('/api/buckets/a/objects/secret', { method: 'PATCH', body: JSON.stringify(meta), headers: { 'content-type': 'application/json' } })).status, 200);
+    const writer = await createToken(d, ['bucket:a:write']);
+    const both = await createToken(d, ['bucket:a:write', 'bucket:a:read']);
+    for (const [method, body, headers] of [
+      ['PATCH', '{}', { 'content-type': 'application/json' }],
+      ['PUT', 'new content', {}],
+    ] as const) {
+      const res = await as(d, writer.token, '/api/buckets/a/objects/secret', { method, body, headers });
+      assert.ok(res.status === 200, `${method} → ${res.status}`);
+      const text = await res.text();
+      assert.doesNotMatch(text, /secret-123|confidential|ceo/, `${method} answer leaks metadata: ${text}`);
+      assert.match(text, /"digest":"sha256:[0-9a-f]{64}"/);
+    }
+    const full = (await (await as(d, both.token, '/api/buckets/a/objects/secret', { method: 'PATCH', body: '{}', headers: { 'content-type': 'application/json' } })).json()) as { owner: string };
+    assert.equal(full.owner, 'ceo', 'a token that may read gets the whole object');
+  });
+
+  test('an expires_in beyond 100 years is 400, and the token list stays readable', async () => {
+    for (const expires_in of ['99999999d', 1e300]) {
+      const res = await d.api('/api/tokens', { method: 'POST', body: JSON.stringify({ name: 'long', scopes: ['blobs:read'], expires_in }), headers: { 'content-type': 'application/json' } });
+      assert.deepEqual(await outcome(res), [400, 'invalid_request'], String(expires_in));
+    }
+    assert.ok(!(await listTokens(d)).some((t) => t.name === 'long'));
+  });
+
   test('a token without the admin scope cannot create, list or delete tokens (403)', async () => {
     const victim = await createToken(d, ['blobs:read']);
     const t = await createToken(d, ['blobs:read', 'blobs:write', 'blobs:delete', 'bucket:*:read', 'bucket:*:write', 'bucket:*:delete']);

@@ -23,6 +23,8 @@ export type Need =
 const ADMIN: Principal = { id: 'admin', scopes: ['admin'] };
 const SCOPE_RE = /^(?:admin|blobs:(?:read|write|delete)|bucket:(?:[a-z0-9][a-z0-9._-]{0,62}|\*):(?:read|write|delete))$/;
 const TOKEN_RE = /^bdt_([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})_[A-Za-z0-9_-]{43}$/;
+/** The longest lifetime a token can be given (100 years). */
+export const MAX_TOKEN_LIFETIME_MS = 100 * 365 * 86_400_000;
 /** A token's last use is written at most this often: a write per request would cost an fsync each. */
 const TOUCH_EVERY_MS = 60_000;
 
@@ -128,6 +130,10 @@ export class AccessControl {
     const name = input.name.trim();
     if (name.length === 0 || name.length > 128) throw new BlobdError('invalid_request', 'a token name is 1 to 128 characters');
     const scopes = parseScopes(input.scopes);
+    const life = input.expiresInMs;
+    if (life !== undefined && (!Number.isInteger(life) || life < 1000 || life > MAX_TOKEN_LIFETIME_MS)) {
+      throw new BlobdError('invalid_request', 'expires_in is one second to 100 years');
+    }
     const id = uuidv7();
     const token = `bdt_${id}_${randomBytes(32).toString('base64url')}`;
     const now = Date.now();

@@ -29,7 +29,8 @@ export function limitBytes(source: Readable, max: number, tooLarge: () => BlobdE
   limited.on('error', () => {});
   finished(source, (err) => {
     if (err && !limited.destroyed) {
-      limited.destroy(new BlobdError('request_aborted', 'the client closed the connection before the body ended'));
+      // A limit tripped further up (a signed URL's max_size) is the answer; anything else is the client leaving.
+      limited.destroy(err instanceof BlobdError ? err : new BlobdError('request_aborted', 'the client closed the connection before the body ended'));
     }
   });
   return source.pipe(limited);

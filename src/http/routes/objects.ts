@@ -6,6 +6,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { Readable } from 'node:stream';
 import { v7 as uuidv7 } from 'uuid';
 import { applyMetaPatch, type CatalogService, type ListOptions, type PutObjectOptions } from '../../core/catalog.ts';
+import { can } from '../../core/auth.ts';
 import { parseDigest } from '../../core/digest.ts';
 import { BlobdError } from '../../core/errors.ts';
 import type { ObjectRecord, RevisionRecord } from '../../storage/metadata-store.ts';
@@ -45,7 +46,23 @@ const ObjectJson = z
   })
   .openapi('Object');
 
+/** A write's answer: metadata fields are left out for a caller who may write but not read the bucket. */
+const WrittenObject = ObjectJson.partial({
+  content_type: true, filename: true, owner: true, tags: true, properties: true, created_by: true, expires_at: true,
+}).openapi('WrittenObject');
+
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/**
+ * What a write answers: the whole object to a caller who may read the bucket; to a write-only caller
+ * only what its own write decided (write does not imply read: others' metadata stays unseen).
+ */
+function writeAnswer(c: Context<AppEnv>, o: ObjectRecord) {
+  const full = objectJson(o);
+  if (can(principalOf(c), { action: 'object:read', bucket: o.bucket })) return full;
+  const { id, bucket, key, revision, digest, size, created_at, updated_at } = full;
+  return { id, bucket, key, revision, digest, size, created_at, updated_at };
+}
 
 export function objectJson(o: ObjectRecord) {
   return {
@@ -84,7 +101,7 @@ function revisionJson(r: RevisionRecord) {
  * silently aim a request at another key. The raw request target still shows them: refuse those.
  */
 const refuseDotSegments: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const raw = (c.env?.incoming?.url ?? '').split('?')[0]!;
+  const raw = (c.env?.incoming?.url ?? '').split(/[?#]/)[0]!;
   if (/\/(?:\.|%2e){1,2}(?=\/|$)/i.test(raw)) throw new BlobdError('invalid_key', 'a key has no . or .. segment');
   await next();
 };
@@ -153,8 +170,8 @@ const putObject = createRoute({
     body: { content: WriteBody, required: false },
   },
   responses: {
-    201: jsonContent(ObjectJson, 'created (revision 1)'),
-    200: jsonContent(ObjectJson, 'a new revision'),
+    201: jsonContent(WrittenObject, 'created (revision 1)'),
+    200: jsonContent(WrittenObject, 'a new revision'),
     ...errors(400, 401, 403, 404, 412, 413, 415, 507),
   },
 });
@@ -169,7 +186,7 @@ const postObject = createRoute({
     query: z.object({ filename: z.string().min(1).max(1024).optional() }),
     body: { content: WriteBody, required: false },
   },
-  responses: { 201: jsonContent(ObjectJson, 'created'), ...errors(400, 401, 403, 404, 413, 415, 507) },
+  responses: { 201: jsonContent(WrittenObject, 'created'), ...errors(400, 401, 403, 404, 413, 415, 507) },
 });
 
 const patchObject = createRoute({
@@ -181,7 +198,7 @@ const patchObject = createRoute({
     params: ObjectParams,
     body: { content: { 'application/json': { schema: MetaPatchBody }, 'application/merge-patch+json': { schema: MetaPatchBody } }, required: true },
   },
-  responses: { 200: jsonContent(ObjectJson, 'updated'), ...errors(400, 401, 403, 404) },
+  responses: { 200: jsonContent(WrittenObject, 'updated'), ...errors(400, 401, 403, 404) },
 });
 
 const getObject = createRoute({
@@ -311,7 +328,8 @@ export function objectRoutes(catalog: CatalogService) {
   app.openAPIRegistry.register('ObjectWrite', ObjectWrite);
 
   /** Raw body, multipart, or JSON by digest / inline; metadata that comes with it is applied after the content. */
-  async function write(c: Context<AppEnv>, bucket: string, key: string, opts: PutObjectOptions) {
+  async function write(c: Context<AppEnv>, bucket: string, key: string, writeOpts: PutObjectOptions) {
+    const opts = { ...writeOpts, sizeLimit: c.var.grant?.maxSize };
     if (isMultipart(c)) {
       const { result, fields } = await withFilePart(c, (file, before) => {
         // Parts sent before the file are checked before any byte is stored.
@@ -346,7 +364,7 @@ export function objectRoutes(catalog: CatalogService) {
       ifNoneMatch: h['if-none-match'] === '*',
     });
     c.header('ETag', `"${object.digest}"`);
-    return created ? c.json(objectJson(object), 201) : c.json(objectJson(object), 200);
+    return created ? c.json(writeAnswer(c, object), 201) : c.json(writeAnswer(c, object), 200);
   });
 
   app.openapi(postObject, async (c) => {
@@ -355,13 +373,13 @@ export function objectRoutes(catalog: CatalogService) {
     const { object } = await write(c, bucket, key, { principal: principalOf(c), filename: c.req.valid('query').filename, ifNoneMatch: true });
     c.header('Location', `/api/buckets/${bucket}/objects/${key}`);
     c.header('ETag', `"${object.digest}"`);
-    return c.json(objectJson(object), 201);
+    return c.json(writeAnswer(c, object), 201);
   });
 
   app.openapi(patchObject, async (c) => {
     const { bucket, key } = c.req.valid('param');
     const body = c.req.valid('json');
-    return c.json(objectJson(await catalog.patchObject(bucket, key, body)), 200);
+    return c.json(writeAnswer(c, await catalog.patchObject(bucket, key, body)), 200);
   });
 
   app.openapi(getObject, async (c) => {

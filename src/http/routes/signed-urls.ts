@@ -2,7 +2,7 @@
 // 7 days. Whether it may is asked of the very route declarations that guard the path (a dry run).
 import { createRoute, z } from '@hono/zod-openapi';
 import type { CheckTarget, SignedUrls } from '../../core/signed-urls.ts';
-import { MAX_SIGNED_LIFETIME_S } from '../../core/signed-urls.ts';
+import { MAX_SIGNED_LIFETIME_S, MAX_SIGNED_SIZE } from '../../core/signed-urls.ts';
 import { idempotent, jsonBody } from '../middleware/idempotency.ts';
 import { principalOf, requires } from '../middleware/authenticate.ts';
 import { limitJsonBody } from '../request-body.ts';
@@ -14,7 +14,7 @@ const SignRequest = z
     method: z.string().max(10),
     path: z.string().min(1).max(4096).openapi({ description: '/api/… path, optionally with a query (signed too)' }),
     expires_in: z.number().int().openapi({ description: `seconds, 1 to ${MAX_SIGNED_LIFETIME_S}` }),
-    max_size: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().openapi({ description: 'largest request body (a session: its total size)' }),
+    max_size: z.number().int().min(0).max(MAX_SIGNED_SIZE).optional().openapi({ description: 'largest request body (a session: its total size)' }),
     content_type: z.string().max(255).optional().openapi({ description: 'the only Content-Type a request body may have' }),
   })
   .strict()
@@ -28,7 +28,7 @@ const sign = createRoute({
   method: 'post',
   path: '/api/signed-urls',
   summary: 'Sign a URL for one request the caller may make itself; it needs no other credential',
-  middleware: [requires({ action: 'authenticated' }), limitJsonBody(64 * 1024), idempotent(jsonBody)] as const,
+  middleware: [requires({ action: 'authenticated' }, { signable: false }), limitJsonBody(64 * 1024), idempotent(jsonBody)] as const,
   request: { body: { content: { 'application/json': { schema: SignRequest } }, required: true } },
   responses: { 201: jsonContent(SignedUrl, 'signed'), ...errors(400, 401, 403, 409, 422) },
 });
