@@ -28,14 +28,20 @@ export interface ByteStore {
   commit(staged: StagedBlob): Promise<void>;
   /** Forget staged bytes. Never throws for an already discarded blob. */
   discard(staged: StagedBlob): Promise<void>;
-  /** Size of the stored blob, or null when there are no bytes for that digest. */
-  stat(digest: string): Promise<{ size: number } | null>;
+  /** Size and last write (ms since the epoch) of the stored blob, or null when there are no bytes for it. */
+  stat(digest: string): Promise<{ size: number; modifiedAt: number } | null>;
   /** A stream of the blob's bytes (optionally one range); rejects with a not-found error when absent. */
   openRead(digest: string, range?: ByteRange): Promise<Readable>;
   /** Remove the bytes of a blob; absent bytes are not an error. */
   delete(digest: string): Promise<void>;
   /** Every digest that has bytes, in no particular order. */
   list(): AsyncIterable<string>;
+  /** Where a blob's bytes are, as a name for reports (relative to the data root); never a full path. */
+  nameOf(digest: string): string;
+  /** Names (relative to the data root) of stored things that are not blobs of any digest (for fsck). */
+  strays(): AsyncIterable<string>;
+  /** Move a blob's bytes out of the way, keeping them (fsck --repair); the name they got, or null if absent. */
+  quarantine(digest: string): Promise<string | null>;
   /** Resolves when bytes can be written now; rejects otherwise. */
   ping(): Promise<void>;
   /** Bytes the store can still take (free disk, for the local implementation). */

@@ -8,6 +8,8 @@ export interface BlobRecord {
   readonly size: number;
   /** Milliseconds since the epoch. */
   readonly createdAt: number;
+  /** fsck moved its bytes to quarantine: it reads as absent until the same bytes are stored again. */
+  readonly quarantined: boolean;
 }
 
 /** A principal's claim on a blob uploaded without a bucket. */
@@ -147,6 +149,27 @@ export type FinishResult =
   | { readonly ok: true; readonly created: boolean; readonly object: ObjectRecord | null }
   | { readonly ok: false; readonly reason: 'bucket_not_found' | 'precondition_failed' | 'quota_exceeded' };
 
+/** A principal's pin, as listed. */
+export interface PinRecord {
+  readonly digest: string;
+  readonly size: number;
+  readonly temporary: boolean;
+  readonly expiresAt: number | null;
+  readonly createdAt: number;
+}
+
+/** What /api/admin/stats reports. */
+export interface StoreStats {
+  readonly blobs: number;
+  readonly storedBytes: number;
+  /** Sum over every reference (object revision or pin) of its blob's size. */
+  readonly logicalBytes: number;
+  readonly pins: number;
+  readonly objects: number;
+  readonly openSessions: number;
+  readonly openSessionBytes: number;
+}
+
 /** An API token as stored: its hash, never the token. Times are milliseconds since the epoch. */
 export interface TokenRecord {
   readonly id: string;
@@ -252,6 +275,36 @@ export interface MetadataStore {
   dropPendingIdempotencyKeys(): Promise<number>;
   /** Remove answered records created before `before`. */
   deleteIdempotencyRecordsBefore(before: number): Promise<number>;
+  /** A principal's pins, newest first, after the cursor (the last pin of the previous page). */
+  listPins(principal: string, limit: number, after: { createdAt: number; digest: string } | null): Promise<PinRecord[]>;
+  /** Drop one principal's pin; false when it had none. */
+  dropPin(principal: string, digest: string): Promise<boolean>;
+  /**
+   * In one transaction: delete every object revision that uses the blob (objects left without revisions
+   * go), every pin and the row. Null when there is no such blob. The caller removes the bytes after.
+   */
+  purgeBlob(digest: string): Promise<{ revisions: number; pins: number } | null>;
+  /** Expired temporary pins and objects whose expires_at passed: counted, or (unless dryRun) deleted. */
+  expirePinsAndObjects(now: number, dryRun: boolean): Promise<{ pins: number; objects: number }>;
+  /** Blobs created before `createdBefore` that nothing references at `now` (at most `limit`, by digest). */
+  listGarbageBlobs(createdBefore: number, now: number, limit: number): Promise<BlobRecord[]>;
+  /**
+   * In one transaction: delete the blob's row if it is still garbage (as listGarbageBlobs decides) and no
+   * GC hold is active; true when it did. The caller removes the bytes after.
+   */
+  deleteGarbageBlob(digest: string, createdBefore: number, now: number): Promise<boolean>;
+  /** Blob rows in digest order after `after` (for fsck). */
+  listBlobsAfter(after: string, limit: number): Promise<BlobRecord[]>;
+  /** Mark a blob whose bytes were moved to quarantine. */
+  markQuarantined(digest: string): Promise<void>;
+  /** True when bytes under the digest belong to a blob row or to a session completing into it. */
+  isBlobClaimed(digest: string): Promise<boolean>;
+  /** Pause blob removal by GC until `expiresAt` (or release); the same id again moves its expiry. */
+  addGcHold(id: string, expiresAt: number): Promise<void>;
+  releaseGcHold(id: string): Promise<void>;
+  stats(): Promise<StoreStats>;
+  /** A consistent copy of the whole database at `file` (online: writers go on meanwhile). */
+  backupTo(file: string): Promise<void>;
   /** Resolves when the store can answer and write; rejects otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -263,5 +263,82 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       const results = await Promise.all(Array.from({ length: 20 }, () => store.claimIdempotencyKey('p', 'race', 'fp', now, now - 1000)));
       assert.equal(results.filter((r) => r.claimed).length, 1);
     }));
+
+    test('pins of a principal, newest first, paged by (created_at, digest); a dropped pin is gone', withStore(async ({ store }) => {
+      for (let i = 1; i <= 3; i++) await store.commitBlob({ digest: digest(100 + i), size: i }, { principal: 'p', temporary: false, expiresAt: null });
+      await store.commitBlob({ digest: digest(200), size: 9 }, { principal: 'q', temporary: false, expiresAt: null });
+      const first = await store.listPins('p', 2, null);
+      assert.equal(first.length, 2);
+      const rest = await store.listPins('p', 2, { createdAt: first[1]!.createdAt, digest: first[1]!.digest });
+      assert.deepEqual([...first, ...rest].map((p) => p.digest).sort(), [digest(101), digest(102), digest(103)]);
+      assert.equal(await store.dropPin('p', digest(101)), true);
+      assert.equal(await store.dropPin('p', digest(101)), false);
+      assert.equal((await store.listPins('p', 10, null)).length, 2);
+    }));
+
+    test('garbage: unreferenced, older than the cut-off, no valid pin; deleting re-checks and respects holds', withStore(async ({ store }) => {
+      const now = Date.now();
+      await store.commitBlob({ digest: digest(301), size: 1 }); // no reference at all
+      await store.commitBlob({ digest: digest(302), size: 2 }, { principal: 'p', temporary: true, expiresAt: now - 1 }); // expired pin
+      await store.commitBlob({ digest: digest(303), size: 3 }, { principal: 'p', temporary: false, expiresAt: null }); // pinned
+      await store.putBucket('g', settings({}));
+      await store.addRevision({ bucket: 'g', key: 'k', newObjectId: 'og', blob: { digest: digest(304), size: 4 }, contentType: null, filename: null, createdBy: 'p' });
+      const cut = Date.now() + 1;
+      assert.deepEqual((await store.listGarbageBlobs(cut, now, 100)).map((b) => b.digest), [digest(301), digest(302)]);
+      assert.deepEqual(await store.listGarbageBlobs(now - 60_000, now, 100), [], 'younger than the cut-off: none');
+      await store.addGcHold('h', now + 60_000);
+      assert.equal(await store.deleteGarbageBlob(digest(301), cut, now), false, 'a hold pauses removal');
+      await store.releaseGcHold('h');
+      // Referenced between listing and deleting: the delete re-checks and keeps it.
+      await store.commitBlob({ digest: digest(301), size: 1 }, { principal: 'late', temporary: false, expiresAt: null });
+      assert.equal(await store.deleteGarbageBlob(digest(301), cut, now), false);
+      assert.equal(await store.deleteGarbageBlob(digest(302), cut, now), true);
+      assert.equal(await store.getBlob(digest(302)), null);
+      assert.equal(await store.deleteGarbageBlob(digest(304), cut, now), false, 'a revision keeps it');
+    }));
+
+    test('expiry of pins and objects: counted in a dry run, deleted otherwise', withStore(async ({ store }) => {
+      const now = Date.now();
+      await store.commitBlob({ digest: digest(401), size: 1 }, { principal: 'p', temporary: true, expiresAt: now - 1 });
+      await store.putBucket('e', settings({}));
+      await store.addRevision({ bucket: 'e', key: 'old', newObjectId: 'oe', blob: { digest: digest(402), size: 2 }, contentType: null, filename: null, createdBy: 'p' });
+      await store.setObjectMeta('e', 'old', { contentType: null, filename: null, owner: null, tags: [], properties: {}, expiresAt: now - 1 });
+      assert.deepEqual(await store.expirePinsAndObjects(now, true), { pins: 1, objects: 1 });
+      assert.ok(await store.getObject('e', 'old'));
+      assert.deepEqual(await store.expirePinsAndObjects(now, false), { pins: 1, objects: 1 });
+      assert.equal(await store.getObject('e', 'old'), null);
+      assert.equal((await store.getBucket('e'))?.objectCount, 0, 'bucket usage follows');
+    }));
+
+    test('purge removes every revision using a blob (objects fall back or go), its pins and its row', withStore(async ({ store }) => {
+      await store.putBucket('u', settings({}));
+      const w = (key: string, n: number, id: string) =>
+        store.addRevision({ bucket: 'u', key, newObjectId: id, blob: { digest: digest(n), size: n }, contentType: null, filename: null, createdBy: 'p' });
+      await w('only', 501, 'o1');
+      await w('two', 502, 'o2');
+      await w('two', 501, 'o2');
+      await store.commitBlob({ digest: digest(501), size: 501 }, { principal: 'p', temporary: false, expiresAt: null });
+      assert.deepEqual(await store.purgeBlob(digest(501)), { revisions: 2, pins: 1 });
+      assert.equal(await store.getObject('u', 'only'), null);
+      assert.equal((await store.getObject('u', 'two'))?.digest, digest(502), 'falls back to its older revision');
+      assert.equal(await store.getBlob(digest(501)), null);
+      assert.equal(await store.purgeBlob(digest(501)), null);
+      const s = await store.stats();
+      assert.equal(s.objects, 1);
+      assert.equal(s.logicalBytes, 502);
+    }));
+
+    test('a quarantined blob is marked; the next insert of it heals the mark; claims include completing sessions', withStore(async ({ store }) => {
+      await store.commitBlob({ digest: digest(601), size: 1 });
+      await store.markQuarantined(digest(601));
+      assert.equal((await store.getBlob(digest(601)))?.quarantined, true);
+      assert.deepEqual(await store.commitBlob({ digest: digest(601), size: 1 }), { created: false });
+      assert.equal((await store.getBlob(digest(601)))?.quarantined, false);
+      assert.equal(await store.isBlobClaimed(digest(601)), true);
+      assert.equal(await store.isBlobClaimed(digest(602)), false);
+      await store.createUpload(upload('c1'));
+      await store.beginCompletion('c1', digest(602));
+      assert.equal(await store.isBlobClaimed(digest(602)), true, 'a session completing into it');
+    }));
   });
 }

@@ -185,10 +185,10 @@ export class FsByteStore implements ByteStore {
     });
   }
 
-  async stat(digest: string): Promise<{ size: number } | null> {
+  async stat(digest: string): Promise<{ size: number; modifiedAt: number } | null> {
     try {
       const st = await stat(this.layout.blobFile(digest));
-      return { size: st.size };
+      return { size: st.size, modifiedAt: st.mtimeMs };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
@@ -310,6 +310,33 @@ export class FsByteStore implements ByteStore {
     for (const name of await readdir(this.layout.uploadsDir)) {
       if (this.layout.isUploadName(name)) yield name;
     }
+  }
+
+  nameOf(digest: string): string {
+    return path.relative(this.layout.root, this.layout.blobFile(digest));
+  }
+
+  async *strays(): AsyncIterable<string> {
+    const entries = await readdir(this.layout.blobsDir, { recursive: true, withFileTypes: true });
+    for (const e of entries) {
+      if (e.isDirectory()) continue;
+      const file = path.join(e.parentPath, e.name);
+      if (!this.layout.digestOfBlobFile(file)) yield path.relative(this.layout.root, file);
+    }
+  }
+
+  async quarantine(digest: string): Promise<string | null> {
+    await makeDirDurable(this.layout.quarantineDir);
+    const to = path.join(this.layout.quarantineDir, `${digest.slice('sha256:'.length)}.${Date.now()}`);
+    try {
+      await rename(this.layout.blobFile(digest), to);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    await syncDir(this.layout.quarantineDir);
+    await syncDir(path.dirname(this.layout.blobFile(digest)));
+    return path.relative(this.layout.root, to);
   }
 
   async *list(): AsyncIterable<string> {

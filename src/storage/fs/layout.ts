@@ -25,6 +25,10 @@ export class DataLayout {
   get tmpDir(): string {
     return path.join(this.root, 'tmp');
   }
+  /** Corrupt blob files moved aside by fsck --repair: kept, never served. */
+  get quarantineDir(): string {
+    return path.join(this.root, 'quarantine');
+  }
   get keysDir(): string {
     return path.join(this.root, 'keys');
   }

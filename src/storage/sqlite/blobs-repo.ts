@@ -7,6 +7,7 @@ interface BlobRow {
   digest: string;
   size: number;
   created_at: number;
+  quarantined_at: number | null;
 }
 
 export class BlobsRepo {
@@ -15,10 +16,11 @@ export class BlobsRepo {
   private readonly upsertPin: Statement<[string, string, number, number | null, number]>;
 
   constructor(db: Db) {
-    this.selectBlob = db.prepare('SELECT digest, size, created_at FROM blobs WHERE digest = ?');
-    this.insertBlob = db.prepare(
-      'INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING',
-    );
+    this.selectBlob = db.prepare('SELECT digest, size, created_at, quarantined_at FROM blobs WHERE digest = ?');
+    // Every insert comes after good bytes were put in place (or found in place): it heals a quarantined row.
+    this.insertBlob = db.prepare(`
+      INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?)
+      ON CONFLICT (digest) DO UPDATE SET quarantined_at = NULL WHERE blobs.quarantined_at IS NOT NULL`);
     this.upsertPin = db.prepare(`
       INSERT INTO pins (principal, digest, temporary, expires_at, created_at) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT (principal, digest) DO UPDATE SET
@@ -29,12 +31,14 @@ export class BlobsRepo {
 
   get(digest: string): BlobRecord | null {
     const row = this.selectBlob.get(digest);
-    return row ? { digest: row.digest, size: row.size, createdAt: row.created_at } : null;
+    return row ? { digest: row.digest, size: row.size, createdAt: row.created_at, quarantined: row.quarantined_at !== null } : null;
   }
 
-  /** Inserts the blob row unless it exists; true when it was inserted. */
+  /** Inserts the blob row unless it exists (and clears a quarantine mark); true when it was inserted. */
   insert(digest: string, size: number, now: number): boolean {
-    return this.insertBlob.run(digest, size, now).changes === 1;
+    const existed = this.selectBlob.get(digest) !== undefined;
+    this.insertBlob.run(digest, size, now);
+    return !existed;
   }
 
   pin(digest: string, pin: PinInput, now: number): void {

@@ -15,6 +15,8 @@ import type {
   RevisionRecord,
   FinishResult,
   IdempotencyClaim,
+  PinRecord,
+  StoreStats,
   NewToken,
   TokenRecord,
   UploadRecord,
@@ -23,6 +25,7 @@ import type {
 } from '../metadata-store.ts';
 import { AccessRepo } from './access-repo.ts';
 import { CatalogRepo } from './catalog-repo.ts';
+import { LifecycleRepo } from './lifecycle-repo.ts';
 import { BlobsRepo } from './blobs-repo.ts';
 import { openDatabase, type Db } from './db.ts';
 import { UploadsRepo } from './uploads-repo.ts';
@@ -34,6 +37,10 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly uploads: UploadsRepo;
   private readonly catalog: CatalogRepo;
   private readonly access: AccessRepo;
+  private readonly lifecycle: LifecycleRepo;
+  private readonly purgeTx: (digest: string, now: number) => { revisions: number; pins: number } | null;
+  private readonly expireTx: (now: number, dryRun: boolean) => { pins: number; objects: number };
+  private readonly deleteGarbageTx: (digest: string, createdBefore: number, now: number) => boolean;
   private readonly claimTx: (principal: string, key: string, fingerprint: string, now: number, staleBefore: number) => IdempotencyClaim;
   private readonly addRevisionTx: (w: NewRevision) => AddRevisionResult;
   private readonly deleteBucketTx: (name: string, force: boolean) => 'deleted' | 'not_found' | 'not_empty';
@@ -54,6 +61,12 @@ export class SqliteMetadataStore implements MetadataStore {
     this.uploads = new UploadsRepo(db);
     this.catalog = new CatalogRepo(db, this.blobs);
     this.access = new AccessRepo(db);
+    this.lifecycle = new LifecycleRepo(db, this.catalog);
+    this.purgeTx = db.transaction((digest: string, now: number) => this.lifecycle.purge(digest, now)).immediate;
+    this.expireTx = db.transaction((now: number, dryRun: boolean) => this.lifecycle.expire(now, dryRun)).immediate;
+    this.deleteGarbageTx = db.transaction((digest: string, createdBefore: number, now: number) =>
+      this.lifecycle.deleteIfGarbage(digest, createdBefore, now),
+    ).immediate;
     this.claimTx = db.transaction((principal: string, key: string, fingerprint: string, now: number, staleBefore: number) =>
       this.access.claim(principal, key, fingerprint, now, staleBefore),
     ).immediate;
@@ -229,6 +242,60 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async deleteIdempotencyRecordsBefore(before: number): Promise<number> {
     return this.access.deleteBefore(before);
+  }
+
+  async listPins(principal: string, limit: number, after: { createdAt: number; digest: string } | null): Promise<PinRecord[]> {
+    return this.lifecycle.pins(principal, limit, after);
+  }
+
+  async dropPin(principal: string, digest: string): Promise<boolean> {
+    return this.lifecycle.dropPin(principal, digest);
+  }
+
+  async purgeBlob(digest: string): Promise<{ revisions: number; pins: number } | null> {
+    return this.purgeTx(digest, Date.now());
+  }
+
+  async expirePinsAndObjects(now: number, dryRun: boolean): Promise<{ pins: number; objects: number }> {
+    return this.expireTx(now, dryRun);
+  }
+
+  async listGarbageBlobs(createdBefore: number, now: number, limit: number): Promise<BlobRecord[]> {
+    return this.lifecycle.garbage(createdBefore, now, limit);
+  }
+
+  async deleteGarbageBlob(digest: string, createdBefore: number, now: number): Promise<boolean> {
+    return this.deleteGarbageTx(digest, createdBefore, now);
+  }
+
+  async listBlobsAfter(after: string, limit: number): Promise<BlobRecord[]> {
+    return this.lifecycle.blobsAfter(after, limit);
+  }
+
+  async markQuarantined(digest: string): Promise<void> {
+    this.lifecycle.quarantine(digest, Date.now());
+  }
+
+  async isBlobClaimed(digest: string): Promise<boolean> {
+    return this.lifecycle.claimed(digest);
+  }
+
+  async addGcHold(id: string, expiresAt: number): Promise<void> {
+    this.lifecycle.addHold(id, expiresAt, Date.now());
+  }
+
+  async releaseGcHold(id: string): Promise<void> {
+    this.lifecycle.releaseHold(id);
+  }
+
+  async stats(): Promise<StoreStats> {
+    return this.lifecycle.stats();
+  }
+
+  async backupTo(file: string): Promise<void> {
+    // SQLite's online backup, all pages in one step: one read transaction, so the copy is one consistent
+    // snapshot (copied in small steps, every write by the daemon meanwhile would restart it).
+    await this.db.backup(file, { progress: () => 0x7fffffff });
   }
 
   async ping(): Promise<void> {
