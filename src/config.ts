@@ -13,6 +13,10 @@ export interface Config {
   readonly minFree: number;
   readonly shutdownTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  /** How often GC runs on its own; 0: never (only POST /api/admin/gc). */
+  readonly gcIntervalMs: number;
+  /** No blob younger than this is removed by GC. */
+  readonly gcGraceMs: number;
   /** Origins whose browsers may call the API (CORS); empty: none. */
   readonly corsOrigins: readonly string[];
   /** Anyone may read blobs by digest, without a token. */
@@ -87,6 +91,8 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { key: 'uploadTtl', flag: '--upload-ttl <duration>', env: 'BLOBD_UPLOAD_TTL', defaultValue: '24h', description: 'idle time after which an upload session expires' },
   { key: 'minFree', flag: '--min-free <size>', env: 'BLOBD_MIN_FREE', defaultValue: '1GiB', description: 'free disk to keep; below it uploads get 507' },
   { key: 'idleTimeout', flag: '--idle-timeout <duration>', env: 'BLOBD_IDLE_TIMEOUT', defaultValue: '2m', description: 'a connection silent this long mid-request is closed (an upload keeps what arrived)' },
+  { key: 'gcInterval', flag: '--gc-interval <duration>', env: 'BLOBD_GC_INTERVAL', defaultValue: '10m', description: 'how often garbage collection runs (0s: only on POST /api/admin/gc)' },
+  { key: 'gcGrace', flag: '--gc-grace <duration>', env: 'BLOBD_GC_GRACE', defaultValue: '1h', description: 'no blob younger than this is removed by garbage collection' },
   { key: 'corsOrigin', flag: '--cors-origin <origin>', env: 'BLOBD_CORS_ORIGIN', defaultValue: '', kind: 'list', description: 'an origin allowed to call the API from a browser (repeatable; env: comma-separated)' },
   { key: 'publicBlobs', flag: '--public-blobs', env: 'BLOBD_PUBLIC_BLOBS', defaultValue: 'false', kind: 'switch', description: 'anyone may GET blobs by digest without a token' },
   { key: 'shutdownTimeout', flag: '--shutdown-timeout <duration>', env: 'BLOBD_SHUTDOWN_TIMEOUT', defaultValue: '10s', description: 'how long in-flight requests may finish after SIGTERM' },
@@ -137,8 +143,27 @@ export function loadConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = process.e
     minFree: parseSize(value('minFree')),
     shutdownTimeoutMs: parseDuration(value('shutdownTimeout')),
     idleTimeoutMs: parseDuration(value('idleTimeout')),
+    gcIntervalMs: parseDuration(value('gcInterval')),
+    gcGraceMs: parseDuration(value('gcGrace')),
     corsOrigins: [...new Set(value('corsOrigin').split(',').map((o) => o.trim()).filter(Boolean).map(parseOrigin))],
     publicBlobs: parseSwitch(value('publicBlobs')),
     adminToken: adminToken || undefined,
+  };
+}
+
+/** Where the client commands find the daemon and the data directory: flags > BLOBD_* > defaults. */
+export interface ClientConfig {
+  readonly url: string;
+  readonly token: string | undefined;
+  readonly dataDir: string;
+}
+
+export function loadClientConfig(flags: { url?: string; token?: string; data?: string }, env: NodeJS.ProcessEnv = process.env): ClientConfig {
+  const url = (flags.url ?? env.BLOBD_URL ?? 'http://127.0.0.1:8887').replace(/\/+$/, '');
+  if (!/^https?:\/\/[^/]+/.test(url)) throw new ConfigError(`not a URL: ${JSON.stringify(url)}`);
+  return {
+    url,
+    token: flags.token ?? env.BLOBD_TOKEN ?? undefined,
+    dataDir: path.resolve(flags.data ?? env.BLOBD_DATA ?? './data'),
   };
 }

@@ -9,6 +9,9 @@ import { AccessControl } from './core/auth.ts';
 import { BlobService } from './core/blobs.ts';
 import { CatalogService } from './core/catalog.ts';
 import { DiskBudget } from './core/disk-budget.ts';
+import { FsckService } from './core/fsck.ts';
+import { GcService } from './core/gc.ts';
+import { storeStats } from './core/stats.ts';
 import { IdempotencyService } from './core/idempotency.ts';
 import { checkReadiness } from './core/readiness.ts';
 import { SignedUrls } from './core/signed-urls.ts';
@@ -103,9 +106,15 @@ export async function startServer(config: Config): Promise<RunningServer> {
   // No request of an earlier process is still running: its unanswered claims would block their keys.
   await meta.dropPendingIdempotencyKeys();
 
+  const gc = new GcService(meta, bytes, blobs, uploads, idempotency, config.gcGraceMs);
+  const fsck = new FsckService(meta, bytes, blobs);
+
   const app = createApp({
     logger,
     version: VERSION,
+    gc,
+    fsck,
+    stats: () => storeStats(meta),
     access,
     signedUrls,
     idempotency,
@@ -116,18 +125,34 @@ export async function startServer(config: Config): Promise<RunningServer> {
     corsOrigins: config.corsOrigins,
   });
 
-  // Expired sessions free their bytes on a timer (GC proper comes later); often enough for short TTLs.
+  // Expired sessions free their bytes on a timer of their own, often enough for short TTLs (an expired
+  // session answers 404 at once anyway); everything else waits for a GC pass.
   const sweepEvery = Math.max(50, Math.min(60_000, config.uploadTtlMs / 4));
   let sweeping: Promise<unknown> | undefined;
   const sweeper = setInterval(() => {
-    sweeping ??= Promise.all([uploads.expire(), idempotency.sweep()])
+    sweeping ??= uploads
+      .expire()
       .then(
-        ([n]) => n > 0 && logger.info({ expired: n }, 'upload sessions expired'),
+        (n) => n > 0 && logger.info({ expired: n }, 'upload sessions expired'),
         (err: unknown) => logger.error({ err }, 'upload expiry failed'),
       )
       .finally(() => (sweeping = undefined));
   }, sweepEvery);
   sweeper.unref();
+  let collecting: Promise<unknown> | undefined;
+  const collector =
+    config.gcIntervalMs > 0
+      ? setInterval(() => {
+          collecting ??= gc
+            .run()
+            .then(
+              (r) => logger.info({ blobs_removed: r.blobsRemoved, bytes_freed: r.bytesFreed, pins_expired: r.pinsExpired, sessions_expired: r.sessionsExpired }, 'gc pass'),
+              (err: unknown) => logger.error({ err }, 'gc pass failed'),
+            )
+            .finally(() => (collecting = undefined));
+        }, config.gcIntervalMs)
+      : undefined;
+  collector?.unref();
 
   const listener = getRequestListener(app.fetch, {
     // Used for a request without a Host header (legal in HTTP/1.0).
@@ -170,8 +195,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
       const deadline = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
       server.closeIdleConnections();
       clearInterval(sweeper);
+      clearInterval(collector);
       await closed;
       await sweeping;
+      await collecting;
       clearInterval(idle);
       clearTimeout(deadline);
       await meta.close();

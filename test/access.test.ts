@@ -121,6 +121,12 @@ describe('access table: every route × every credential', () => {
         return { method: 'PUT', path: `/api/blobs/${sha256(data)}`, body: data };
       },
     },
+    { route: 'GET /api/blobs', kind: 'principal', allow: ['blobs:read', 'admin'], ok: 200, make: async () => ({ method: 'GET', path: '/api/blobs?limit=5' }) },
+    { route: 'DELETE /api/blobs/:digest', note: "the caller's pin", kind: 'principal', allow: ['admin'], ok: 204, make: async () => ({ method: 'DELETE', path: `/api/blobs/${await newBlob()}` }) },
+    { route: 'DELETE /api/blobs/:digest', note: 'force: purge', kind: 'principal', allow: ['admin'], ok: 204, make: async () => ({ method: 'DELETE', path: `/api/blobs/${await newBlob()}?force=true` }) },
+    { route: 'POST /api/admin/gc', note: 'dry run', kind: 'principal', allow: ['admin'], ok: 200, make: async () => ({ method: 'POST', path: '/api/admin/gc?dry_run=true' }) },
+    { route: 'POST /api/admin/fsck', kind: 'principal', allow: ['admin'], ok: 200, make: async () => ({ method: 'POST', path: '/api/admin/fsck' }) },
+    { route: 'GET /api/admin/stats', kind: 'principal', allow: ['admin'], ok: 200, make: async () => ({ method: 'GET', path: '/api/admin/stats' }) },
     { route: 'GET /api/buckets', kind: 'principal', allow: EVERY_PRINCIPAL, ok: 200, make: async () => ({ method: 'GET', path: '/api/buckets' }) },
     { route: 'PUT /api/buckets/:bucket', kind: 'principal', allow: ['admin'], ok: 201, make: async () => ({ method: 'PUT', path: `/api/buckets/${unique('new')}`, ...json({}) }) },
     { route: 'GET /api/buckets/:bucket', kind: 'principal', allow: readers, ok: 200, make: async () => ({ method: 'GET', path: '/api/buckets/a' }) },

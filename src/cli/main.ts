@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config.ts';
 import { VERSION } from '../server.ts';
+import { registerMaintenance } from './commands/maintenance.ts';
 import { registerServe } from './commands/serve.ts';
 
 const program = new Command('blobd')
@@ -12,6 +13,7 @@ const program = new Command('blobd')
   .configureOutput({ outputError: (text, write) => write(text) });
 
 registerServe(program);
+registerMaintenance(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { BytesNotFoundError, type ByteRange, type ByteStore } from '../storage/byte-store.ts';
 
 export type { ByteRange };
-import type { MetadataStore, PinInput } from '../storage/metadata-store.ts';
+import type { MetadataStore, PinInput, PinRecord } from '../storage/metadata-store.ts';
 import type { Principal } from './auth.ts';
 import type { Digest } from './digest.ts';
 import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
@@ -89,7 +89,8 @@ export class BlobService {
       }
       const blob = { digest: staged.digest as Digest, size: staged.size };
       return await this.lockDigest(staged.digest, async () => {
-        if (!(await this.meta.getBlob(staged.digest))) await this.bytes.commit(staged);
+        // A quarantined blob has no good bytes: these heal it (the row's mark goes with the next insert).
+        if (!(await this.find(staged.digest))) await this.bytes.commit(staged);
         return record(blob);
       });
     } finally {
@@ -105,15 +106,57 @@ export class BlobService {
     return this.digestLock.run(digest, fn);
   }
 
-  /** The blob row, or null. */
+  /** The blob, or null when there is none with good bytes (no row, or quarantined by fsck). */
   async find(digest: string): Promise<BlobInfo | null> {
     const row = await this.meta.getBlob(digest);
-    return row ? { digest: row.digest as Digest, size: row.size } : null;
+    return row && !row.quarantined ? { digest: row.digest as Digest, size: row.size } : null;
   }
 
-  /** Pin an existing blob for a principal (a dedup hit that sent no bytes). */
-  async pinExisting(blob: BlobInfo, principalId: string, temporary: boolean): Promise<void> {
-    await this.meta.commitBlob(blob, this.pinFor(principalId, temporary));
+  /**
+   * Pin the blob for a principal if it exists (a dedup hit that sends no bytes); null when it does not.
+   * Under the digest lock: GC must not remove it between "found" and "pinned".
+   */
+  pinExisting(digest: Digest, principalId: string, temporary: boolean, size?: number): Promise<BlobInfo | null> {
+    return this.lockDigest(digest, async () => {
+      const existing = await this.find(digest);
+      if (!existing || (size !== undefined && existing.size !== size)) return null;
+      await this.meta.commitBlob(existing, this.pinFor(principalId, temporary));
+      return existing;
+    });
+  }
+
+  /** The principal's pins, newest first; the cursor is opaque to callers. */
+  async listPins(principalId: string, limit: number, cursor?: string): Promise<{ pins: PinRecord[]; nextCursor: string | null }> {
+    let after: { createdAt: number; digest: string } | null = null;
+    if (cursor !== undefined) {
+      try {
+        const [createdAt, digest] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [number, string];
+        if (!Number.isInteger(createdAt) || typeof digest !== 'string') throw new Error('bad cursor');
+        after = { createdAt, digest };
+      } catch {
+        throw new BlobdError('invalid_request', 'cursor is not one this server gave out');
+      }
+    }
+    const pins = await this.meta.listPins(principalId, limit + 1, after);
+    const page = pins.slice(0, limit);
+    const last = page.at(-1);
+    const nextCursor = pins.length > limit && last ? Buffer.from(JSON.stringify([last.createdAt, last.digest])).toString('base64url') : null;
+    return { pins: page, nextCursor };
+  }
+
+  /** Drop the principal's pin: the blob itself goes when GC finds it unreferenced. */
+  async dropPin(principalId: string, digest: Digest): Promise<void> {
+    if (!(await this.meta.dropPin(principalId, digest))) {
+      throw new BlobdError('pin_not_found', `no pin of yours on ${digest}`, { digest });
+    }
+  }
+
+  /** Remove a blob now with every revision and pin that uses it (admin's `?force=true`). */
+  async purge(digest: Digest): Promise<void> {
+    await this.lockDigest(digest, async () => {
+      if (!(await this.meta.purgeBlob(digest))) throw new BlobdError('blob_not_found', `no blob ${digest}`, { digest });
+      await this.bytes.delete(digest);
+    });
   }
 
   /** A pin for a principal; temporary pins expire after --temporary-ttl. */
@@ -126,9 +169,9 @@ export class BlobService {
   }
 
   async describe(digest: Digest): Promise<BlobInfo> {
-    const row = await this.meta.getBlob(digest);
-    if (!row) throw new BlobdError('blob_not_found', `no blob ${digest}`, { digest });
-    return { digest, size: row.size };
+    const blob = await this.find(digest);
+    if (!blob) throw new BlobdError('blob_not_found', `no blob ${digest}`, { digest });
+    return blob;
   }
 
   /** The blob's bytes, or one inclusive range of them. */

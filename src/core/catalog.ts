@@ -245,13 +245,17 @@ export class CatalogService {
   async putObjectByDigest(bucketName: string, key: string, digest: Digest, opts: PutObjectOptions): Promise<{ object: ObjectRecord; created: boolean }> {
     const bucket = await this.getBucket(bucketName);
     parseKey(key);
-    const blob = can(opts.principal, { action: 'blobs:read' }) ? await this.blobs.find(digest) : null;
-    if (!blob) throw new BlobdError('blob_not_found', `no blob ${digest} that this token may read`, { digest });
-    if (opts.sizeLimit !== undefined && blob.size > opts.sizeLimit) throw tooLarge(opts.sizeLimit, "signed URL's max_size");
-    if (bucket.maxObjectSize !== null && blob.size > bucket.maxObjectSize) {
-      throw tooLarge(bucket.maxObjectSize, "bucket's max_object_size");
-    }
-    return this.blobs.lockDigest(digest, () => this.recordRevision(bucket, key, blob, opts));
+    const mayRead = can(opts.principal, { action: 'blobs:read' });
+    // Found and referenced under the digest lock: GC cannot remove the blob in between.
+    return this.blobs.lockDigest(digest, async () => {
+      const blob = mayRead ? await this.blobs.find(digest) : null;
+      if (!blob) throw new BlobdError('blob_not_found', `no blob ${digest} that this token may read`, { digest });
+      if (opts.sizeLimit !== undefined && blob.size > opts.sizeLimit) throw tooLarge(opts.sizeLimit, "signed URL's max_size");
+      if (bucket.maxObjectSize !== null && blob.size > bucket.maxObjectSize) {
+        throw tooLarge(bucket.maxObjectSize, "bucket's max_object_size");
+      }
+      return this.recordRevision(bucket, key, blob, opts);
+    });
   }
 
   /** Small content sent inline as base64 (at most 10 MiB decoded): stored like any other body. */

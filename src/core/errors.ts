@@ -6,6 +6,7 @@ export type ErrorCode =
   | 'invalid_digest'
   | 'digest_mismatch'
   | 'blob_not_found'
+  | 'pin_not_found'
   | 'upload_not_found'
   | 'invalid_bucket_name'
   | 'invalid_key'

@@ -102,9 +102,8 @@ export class UploadService {
     // A known digest the caller may read is done already — but only for callers who may read blobs by
     // digest, so that existence never leaks across tenants.
     if (input.digest !== undefined && input.bucket === undefined && can(input.principal, { action: 'blobs:read' })) {
-      const existing = await this.blobs.find(input.digest);
-      if (existing && (size === null || size === existing.size)) {
-        await this.blobs.pinExisting(existing, input.principal.id, input.temporary ?? false);
+      const existing = await this.blobs.pinExisting(input.digest, input.principal.id, input.temporary ?? false, size ?? undefined);
+      if (existing) {
         return {
           kind: 'completed',
           result: { id: existing.digest, digest: existing.digest, size: existing.size, filename: input.filename ?? null, deduplicated: true },
@@ -240,6 +239,11 @@ export class UploadService {
       }
     }
     return { resumed: keep.size, removed };
+  }
+
+  /** How many sessions `expire(now)` would remove. */
+  async countExpired(now = Date.now()): Promise<number> {
+    return (await this.meta.listExpiredUploads(now)).length;
   }
 
   /** Remove sessions idle past the upload TTL (and completed ones past their replay window). */

@@ -6,6 +6,9 @@ import type { Logger } from 'pino';
 import type { AccessControl } from '../core/auth.ts';
 import type { BlobService } from '../core/blobs.ts';
 import type { CatalogService } from '../core/catalog.ts';
+import type { FsckService } from '../core/fsck.ts';
+import type { GcService } from '../core/gc.ts';
+import type { Stats } from '../core/stats.ts';
 import { BlobdError } from '../core/errors.ts';
 import type { IdempotencyService } from '../core/idempotency.ts';
 import type { Readiness } from '../core/readiness.ts';
@@ -16,6 +19,7 @@ import { renderError } from './errors.ts';
 import { authenticate, DECLARES_ACCESS, DRY_RUN_ALLOWED } from './middleware/authenticate.ts';
 import { requestLog } from './middleware/request-log.ts';
 import { createRouter } from './router.ts';
+import { adminRoutes } from './routes/admin.ts';
 import { blobRoutes } from './routes/blobs.ts';
 import { bucketRoutes } from './routes/buckets.ts';
 import { objectRoutes } from './routes/objects.ts';
@@ -32,6 +36,9 @@ export interface Services {
   readonly blobs: BlobService;
   readonly uploads: UploadService;
   readonly catalog: CatalogService;
+  readonly gc: GcService;
+  readonly fsck: FsckService;
+  readonly stats: () => Promise<Stats>;
   readonly checkReadiness: () => Promise<Readiness>;
   readonly version: string;
   /** Origins allowed to call the API from a browser (none: no CORS headers at all). */
@@ -96,6 +103,7 @@ export function createApp(services: Services) {
   app.route('/', objectRoutes(services.catalog));
   app.route('/', tokenRoutes(services.access));
   app.route('/', signedUrlRoutes(services.signedUrls, checkTarget));
+  app.route('/', adminRoutes(services));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
   const document = {

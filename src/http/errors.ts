@@ -20,6 +20,7 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   idempotency_key_in_use: 409,
   forbidden: 403,
   blob_not_found: 404,
+  pin_not_found: 404,
   upload_not_found: 404,
   invalid_bucket_name: 400,
   invalid_key: 400,

@@ -12,7 +12,8 @@ import { createRouter } from '../router.ts';
 import { isMultipart, withFilePart } from '../multipart.ts';
 import { declaredLength, requestBody } from '../request-body.ts';
 import { sendBlob } from '../send-blob.ts';
-import { BinaryBody, DigestParam, errors } from './schemas.ts';
+import type { Need } from '../../core/auth.ts';
+import { BinaryBody, DigestParam, errors, jsonContent } from './schemas.ts';
 
 const IngestBody = z
   .object({ digest: z.string(), size: z.number().int(), deduplicated: z.boolean() })
@@ -61,6 +62,37 @@ const put = createRoute({
   responses: { 201: { description: 'stored', content: { 'application/json': { schema: IngestBody } } }, ...errors(400, 401, 413, 415) },
 });
 
+const PinJson = z
+  .object({ digest: z.string(), size: z.number().int(), temporary: z.boolean(), expires_at: z.string().nullable(), created_at: z.string() })
+  .openapi('Pin');
+
+const listPins = createRoute({
+  method: 'get',
+  path: '/api/blobs',
+  summary: "The caller's pins, newest first",
+  middleware: [requires({ action: 'blobs:read' })] as const,
+  request: {
+    query: z.object({ limit: z.string().regex(/^\d{1,4}$/).optional(), cursor: z.string().max(512).optional() }),
+  },
+  responses: {
+    200: jsonContent(z.object({ items: z.array(PinJson), next_cursor: z.string().nullable() }), 'a page of pins'),
+    ...errors(400, 401, 403),
+  },
+});
+
+/** Dropping one's own pin needs blobs:delete; purging a blob for everyone (`force=true`) is the admin's. */
+function deleteNeed(c: Context<AppEnv>): Need {
+  return c.req.query('force') === 'true' ? { action: 'admin' } : { action: 'blobs:delete' };
+}
+
+const remove = createRoute({
+  method: 'delete',
+  path: '/api/blobs/{digest}',
+  summary: "Drop the caller's pin (GC removes the blob once nothing references it); force=true (admin) purges it now",
+  middleware: [requires(deleteNeed)] as const,
+  request: { params: z.object({ digest: DigestParam }), query: z.object({ force: z.enum(['true', 'false']).optional() }) },
+  responses: { 204: { description: 'dropped (or purged)' }, ...errors(400, 401, 403, 404) },
+});
 
 function created(c: Context<AppEnv>, result: IngestResult) {
   c.header('Location', `/api/blobs/${result.digest}`);
@@ -103,6 +135,23 @@ export function blobRoutes(blobs: BlobService) {
       temporary: c.req.valid('query').temporary === 'true',
     });
     return created(c, result);
+  });
+
+  app.openapi(listPins, async (c) => {
+    const q = c.req.valid('query');
+    const limit = q.limit === undefined ? 100 : Number(q.limit);
+    if (limit < 1 || limit > 1000) throw new BlobdError('invalid_request', 'limit is 1 to 1000');
+    const { pins, nextCursor } = await blobs.listPins(principalOf(c).id, limit, q.cursor);
+    const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+    const items = pins.map((p) => ({ digest: p.digest, size: p.size, temporary: p.temporary, expires_at: iso(p.expiresAt), created_at: iso(p.createdAt)! }));
+    return c.json({ items, next_cursor: nextCursor }, 200);
+  });
+
+  app.openapi(remove, async (c) => {
+    const digest = parseDigest(c.req.valid('param').digest);
+    if (c.req.valid('query').force === 'true') await blobs.purge(digest);
+    else await blobs.dropPin(principalOf(c).id, digest);
+    return c.body(null, 204);
   });
 
   return app;

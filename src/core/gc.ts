@@ -1,0 +1,112 @@
+// Garbage collection: expired temporary pins, expired objects, expired upload sessions, stale idempotency
+// records, then every blob nothing references any more and that is older than the grace period — row first,
+// bytes after — and blob files a crash left without a row. It must never remove a live blob (G4).
+import type { ByteStore } from '../storage/byte-store.ts';
+import type { MetadataStore } from '../storage/metadata-store.ts';
+import type { BlobService } from './blobs.ts';
+import type { IdempotencyService } from './idempotency.ts';
+import type { UploadService } from './uploads.ts';
+
+export interface GcReport {
+  readonly blobsRemoved: number;
+  readonly bytesFreed: number;
+  readonly sessionsExpired: number;
+  readonly pinsExpired: number;
+  readonly objectsExpired: number;
+  /** Blob files that had no row (a crash between putting bytes in place and committing the row). */
+  readonly strayFilesRemoved: number;
+  /** The blobs removed (or, in a dry run, that a pass would remove). */
+  readonly digests: readonly string[];
+  readonly dryRun: boolean;
+}
+
+/** Blobs examined per batch: bounds memory on a store with many garbage blobs. */
+const BATCH = 500;
+
+export class GcService {
+  private running: Promise<GcReport> | undefined;
+
+  constructor(
+    private readonly meta: MetadataStore,
+    private readonly bytes: ByteStore,
+    private readonly blobs: BlobService,
+    private readonly uploads: UploadService,
+    private readonly idempotency: IdempotencyService,
+    private readonly graceMs: number,
+  ) {}
+
+  /** One pass; a pass asked for while one runs waits for that one (and a dry run gets its own). */
+  run(opts: { dryRun?: boolean } = {}): Promise<GcReport> {
+    if (opts.dryRun) return this.pass(true);
+    this.running ??= this.pass(false).finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private async pass(dryRun: boolean): Promise<GcReport> {
+    const now = Date.now();
+    const createdBefore = now - this.graceMs;
+    const sessionsExpired = dryRun ? await this.uploads.countExpired(now) : await this.uploads.expire(now);
+    const { pins: pinsExpired, objects: objectsExpired } = await this.meta.expirePinsAndObjects(now, dryRun);
+    if (!dryRun) await this.idempotency.sweep(now);
+
+    const digests: string[] = [];
+    let bytesFreed = 0;
+    if (dryRun) {
+      for (const blob of await this.meta.listGarbageBlobs(createdBefore, now, Number.MAX_SAFE_INTEGER)) {
+        digests.push(blob.digest);
+        bytesFreed += blob.size;
+      }
+      return { blobsRemoved: digests.length, bytesFreed, sessionsExpired, pinsExpired, objectsExpired, strayFilesRemoved: 0, digests, dryRun };
+    }
+    for (let batch = await this.meta.listGarbageBlobs(createdBefore, now, BATCH); batch.length > 0; ) {
+      let removedInBatch = 0;
+      for (const blob of batch) {
+        if (await this.remove(blob.digest, createdBefore, now)) {
+          digests.push(blob.digest);
+          bytesFreed += blob.size;
+          removedInBatch++;
+        }
+      }
+      // Blobs that stayed (referenced meanwhile, or a hold) would come back first: stop rather than spin.
+      if (removedInBatch < batch.length) break;
+      batch = await this.meta.listGarbageBlobs(createdBefore, now, BATCH);
+    }
+    const strayFilesRemoved = await this.removeStrayFiles(createdBefore);
+    return { blobsRemoved: digests.length, bytesFreed, sessionsExpired, pinsExpired, objectsExpired, strayFilesRemoved, digests, dryRun };
+  }
+
+  /**
+   * G4 is enforced here, and only here. Every path that makes a new reference to an existing blob — a
+   * dedup hit of an upload or a session's complete, an object write by digest, a pin of a known digest —
+   * looks the blob up and commits its reference while holding the blob's digest lock
+   * (`BlobService.lockDigest`). GC takes the same lock, and inside it deletes the row only in a transaction
+   * that re-checks "no revision, no valid pin, older than the grace, no GC hold". So either the reference
+   * committed first (the re-check sees it and keeps the blob) or GC's delete committed first (then the
+   * lookup under the lock finds no row and the writer puts its own bytes in place). The bytes go only
+   * after the row, still under the lock: a row never outlives its file (G2). One daemon per data
+   * directory (the OS lock on blobd.lock) makes the in-process lock enough.
+   */
+  private remove(digest: string, createdBefore: number, now: number): Promise<boolean> {
+    return this.blobs.lockDigest(digest, async () => {
+      if (!(await this.meta.deleteGarbageBlob(digest, createdBefore, now))) return false;
+      await this.bytes.delete(digest);
+      return true;
+    });
+  }
+
+  /** Blob files without a row, older than the grace (younger ones may be a commit in progress). */
+  private async removeStrayFiles(createdBefore: number): Promise<number> {
+    let removed = 0;
+    for await (const digest of this.bytes.list()) {
+      if (await this.meta.isBlobClaimed(digest)) continue;
+      const gone = await this.blobs.lockDigest(digest, async () => {
+        const st = await this.bytes.stat(digest);
+        if (!st || st.modifiedAt >= createdBefore || (await this.meta.isBlobClaimed(digest))) return false;
+        await this.bytes.delete(digest);
+        return true;
+      });
+      if (gone) removed++;
+    }
+    return removed;
+  }
+}

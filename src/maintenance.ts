@@ -1,0 +1,137 @@
+// The second composition root: maintenance of a data directory on this host, for the CLI commands that
+// work on files rather than through a running daemon — offline fsck, and backup (safe while a daemon runs).
+// Like server.ts, it is the only place these commands' stores and services are created.
+import { chmod, copyFile, link, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { v7 as uuidv7 } from 'uuid';
+import { BlobService } from './core/blobs.ts';
+import { DiskBudget } from './core/disk-budget.ts';
+import { FsckService, type FsckReport } from './core/fsck.ts';
+import { FsByteStore, syncDir } from './storage/fs/fs-byte-store.ts';
+import { DataLayout } from './storage/fs/layout.ts';
+import { lockDataDir } from './storage/sqlite/data-dir-lock.ts';
+import { SqliteMetadataStore } from './storage/sqlite/sqlite-metadata-store.ts';
+
+export class MaintenanceError extends Error {
+  override name = 'MaintenanceError';
+}
+
+async function requireDataDir(layout: DataLayout): Promise<void> {
+  const found = await stat(layout.databaseFile).catch(() => null);
+  if (!found) throw new MaintenanceError(`no blobd data directory at ${layout.root} (no blobd.db)`);
+}
+
+/** fsck of a data directory no daemon is using (it takes the directory's lock, as a daemon would). */
+export async function fsckOffline(dataDir: string, repair: boolean): Promise<FsckReport> {
+  const layout = new DataLayout(dataDir);
+  await requireDataDir(layout);
+  const lock = lockDataDir(layout.lockFile);
+  const meta = SqliteMetadataStore.open(layout.databaseFile);
+  try {
+    const bytes = await FsByteStore.open(layout);
+    // Only its digest lock is used here: nothing is ingested.
+    const blobs = new BlobService(meta, bytes, new DiskBudget(meta, bytes, 0), { maxBlobSize: 0, temporaryTtlMs: 0 });
+    return await new FsckService(meta, bytes, blobs).run({ repair });
+  } finally {
+    await meta.close();
+    lock.release();
+  }
+}
+
+/** How long a backup's GC hold lasts without renewal: a crashed backup pauses GC no longer than this. */
+const HOLD_MS = 10 * 60_000;
+const PAGE = 1000;
+
+/**
+ * A consistent copy of `dataDir` into `dir`, while a daemon may be writing: a GC hold first (so no blob of
+ * the snapshot is removed while its file is copied), SQLite's online backup of the database, then every
+ * blob file of that snapshot hard-linked (blob files never change) or copied, and the admin token and keys.
+ * Open upload sessions are not carried over (their rows go at the copy's first start).
+ */
+export async function backupDataDir(dataDir: string, dir: string): Promise<{ dir: string; blobs: number; bytes: number }> {
+  const from = new DataLayout(dataDir);
+  const to = new DataLayout(dir);
+  await requireDataDir(from);
+  const existing = await readdir(to.root).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [];
+    throw err;
+  });
+  if (existing.length > 0) throw new MaintenanceError(`${to.root} is not empty; back up into a new directory`);
+  await mkdir(to.root, { recursive: true, mode: 0o700 });
+
+  const source = SqliteMetadataStore.open(from.databaseFile);
+  const hold = uuidv7();
+  let renew: NodeJS.Timeout | undefined;
+  let snapshot: SqliteMetadataStore | undefined;
+  let count = 0;
+  let bytes = 0;
+  try {
+    await source.addGcHold(hold, Date.now() + HOLD_MS);
+    renew = setInterval(() => void source.addGcHold(hold, Date.now() + HOLD_MS).catch(() => {}), HOLD_MS / 3);
+    await source.backupTo(to.databaseFile);
+    snapshot = SqliteMetadataStore.open(to.databaseFile);
+    const shards = new Set<string>();
+    for (let page = await snapshot.listBlobsAfter('', PAGE); page.length > 0; page = await snapshot.listBlobsAfter(page.at(-1)!.digest, PAGE)) {
+      for (const blob of page) {
+        if (blob.quarantined) continue; // its bytes are in quarantine: the copy reads it as absent, like the original
+        const target = to.blobFile(blob.digest);
+        const shard = path.dirname(target);
+        if (!shards.has(shard)) {
+          await mkdir(shard, { recursive: true });
+          shards.add(shard);
+        }
+        await link(from.blobFile(blob.digest), target).catch(async (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EXDEV' && err.code !== 'EPERM') throw err;
+          await copyFile(from.blobFile(blob.digest), target);
+          await chmod(target, 0o444);
+          await syncFile(target);
+        });
+        count++;
+        bytes += blob.size;
+      }
+    }
+    await copySecrets(from, to);
+    for (const shard of shards) await syncDir(shard);
+    await syncFile(to.databaseFile);
+    await syncDir(to.root);
+  } catch (err) {
+    await snapshot?.close();
+    snapshot = undefined;
+    await rm(to.root, { recursive: true, force: true }).catch(() => {});
+    throw err;
+  } finally {
+    clearInterval(renew);
+    await snapshot?.close();
+    await source.releaseGcHold(hold).catch(() => {});
+    await source.close();
+  }
+  return { dir: to.root, blobs: count, bytes };
+}
+
+/** The admin token and every key file: the copy answers the same tokens, URLs and idempotent replays. */
+async function copySecrets(from: DataLayout, to: DataLayout): Promise<void> {
+  const files: [string, string][] = [[from.adminTokenFile, to.adminTokenFile]];
+  const keys = await readdir(from.keysDir).catch(() => [] as string[]);
+  if (keys.length > 0) await mkdir(to.keysDir, { mode: 0o700 });
+  for (const name of keys) files.push([path.join(from.keysDir, name), path.join(to.keysDir, name)]);
+  for (const [src, dst] of files) {
+    try {
+      await copyFile(src, dst);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw err;
+    }
+    await chmod(dst, 0o600);
+    await syncFile(dst);
+  }
+  if (keys.length > 0) await syncDir(to.keysDir);
+}
+
+async function syncFile(file: string): Promise<void> {
+  const fh = await open(file, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
