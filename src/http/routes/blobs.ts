@@ -13,7 +13,7 @@ import { isMultipart, withFilePart } from '../multipart.ts';
 import { declaredLength, requestBody } from '../request-body.ts';
 import { sendBlob } from '../send-blob.ts';
 import type { Need } from '../../core/auth.ts';
-import { BinaryBody, DigestParam, errors, jsonContent } from './schemas.ts';
+import { BinaryBody, DigestParam, errors, jsonContent, isoTime } from './schemas.ts';
 
 const IngestBody = z
   .object({ digest: z.string(), size: z.number().int(), deduplicated: z.boolean() })
@@ -142,8 +142,7 @@ export function blobRoutes(blobs: BlobService) {
     const limit = q.limit === undefined ? 100 : Number(q.limit);
     if (limit < 1 || limit > 1000) throw new BlobdError('invalid_request', 'limit is 1 to 1000');
     const { pins, nextCursor } = await blobs.listPins(principalOf(c).id, limit, q.cursor);
-    const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-    const items = pins.map((p) => ({ digest: p.digest, size: p.size, temporary: p.temporary, expires_at: iso(p.expiresAt), created_at: iso(p.createdAt)! }));
+        const items = pins.map((p) => ({ digest: p.digest, size: p.size, temporary: p.temporary, expires_at: isoTime(p.expiresAt), created_at: isoTime(p.createdAt)! }));
     return c.json({ items, next_cursor: nextCursor }, 200);
   });
 

@@ -17,7 +17,7 @@ import { declaredLength, isJson, limitJsonBody, requestBody } from '../request-b
 import { isMultipart, withFilePart } from '../multipart.ts';
 import { createRouter } from '../router.ts';
 import { sendBlob } from '../send-blob.ts';
-import { BinaryBody, errors, jsonContent } from './schemas.ts';
+import { BinaryBody, errors, jsonContent, isoTime } from './schemas.ts';
 
 const Revision = z.string().regex(/^[1-9]\d{0,9}$/, 'a revision number');
 
@@ -51,7 +51,6 @@ const WrittenObject = ObjectJson.partial({
   content_type: true, filename: true, owner: true, tags: true, properties: true, created_by: true, expires_at: true,
 }).openapi('WrittenObject');
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /**
  * What a write answers: the whole object to a caller who may read the bucket; to a write-only caller
@@ -77,10 +76,10 @@ export function objectJson(o: ObjectRecord) {
     owner: o.owner,
     tags: [...o.tags],
     properties: { ...o.properties },
-    created_at: iso(o.createdAt)!,
-    updated_at: iso(o.updatedAt)!,
+    created_at: isoTime(o.createdAt)!,
+    updated_at: isoTime(o.updatedAt)!,
     created_by: o.createdBy,
-    expires_at: iso(o.expiresAt),
+    expires_at: isoTime(o.expiresAt),
   };
 }
 
@@ -91,7 +90,7 @@ function revisionJson(r: RevisionRecord) {
     size: r.size,
     content_type: r.contentType,
     filename: r.filename,
-    created_at: iso(r.createdAt)!,
+    created_at: isoTime(r.createdAt)!,
     created_by: r.createdBy,
   };
 }

@@ -27,3 +27,8 @@ export function errors(...statuses: number[]) {
     statuses.map((s) => [s, { description: 'error', content: { 'application/json': { schema: ErrorBody } } }]),
   );
 }
+
+/** A time as the API shows it: ISO 8601, or null. */
+export function isoTime(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}

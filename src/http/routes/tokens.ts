@@ -9,9 +9,8 @@ import { idempotent, jsonBody } from '../middleware/idempotency.ts';
 import { principalOf, requires } from '../middleware/authenticate.ts';
 import { limitJsonBody } from '../request-body.ts';
 import { createRouter } from '../router.ts';
-import { errors, jsonContent } from './schemas.ts';
+import { errors, jsonContent, isoTime } from './schemas.ts';
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 const TokenInfo = z
   .object({
@@ -37,7 +36,7 @@ const NewToken = z
   .openapi('NewToken');
 
 function tokenJson(t: TokenRecord) {
-  return { id: t.id, name: t.name, scopes: [...t.scopes], created_at: iso(t.createdAt)!, expires_at: iso(t.expiresAt), last_used_at: iso(t.lastUsedAt) };
+  return { id: t.id, name: t.name, scopes: [...t.scopes], created_at: isoTime(t.createdAt)!, expires_at: isoTime(t.expiresAt), last_used_at: isoTime(t.lastUsedAt) };
 }
 
 /** `expires_in` as milliseconds: a number of seconds or a duration string. */
