@@ -53,10 +53,10 @@ export async function backupDataDir(dataDir: string, dir: string): Promise<{ dir
   const to = new DataLayout(dir);
   await requireDataDir(from);
   const existing = await readdir(to.root).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return [];
+    if (err.code === 'ENOENT') return null;
     throw err;
   });
-  if (existing.length > 0) throw new MaintenanceError(`${to.root} is not empty; back up into a new directory`);
+  if (existing && existing.length > 0) throw new MaintenanceError(`${to.root} is not empty; back up into a new directory`);
   await mkdir(to.root, { recursive: true, mode: 0o700 });
 
   const source = SqliteMetadataStore.open(from.databaseFile);
@@ -81,6 +81,7 @@ export async function backupDataDir(dataDir: string, dir: string): Promise<{ dir
           shards.add(shard);
         }
         await link(from.blobFile(blob.digest), target).catch(async (err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT') throw new MaintenanceError(`blob ${blob.digest} has no file in ${from.root} (run blobd fsck); nothing was backed up`);
           if (err.code !== 'EXDEV' && err.code !== 'EPERM') throw err;
           await copyFile(from.blobFile(blob.digest), target);
           await chmod(target, 0o444);
@@ -97,7 +98,9 @@ export async function backupDataDir(dataDir: string, dir: string): Promise<{ dir
   } catch (err) {
     await snapshot?.close();
     snapshot = undefined;
-    await rm(to.root, { recursive: true, force: true }).catch(() => {});
+    // Leave nothing half-made; a directory the user made stays (empty), one this run made goes.
+    const made = existing === null ? [to.root] : (await readdir(to.root).catch(() => [] as string[])).map((f) => path.join(to.root, f));
+    for (const f of made) await rm(f, { recursive: true, force: true }).catch(() => {});
     throw err;
   } finally {
     clearInterval(renew);

@@ -1,0 +1,235 @@
+// `blobd backup DIR --data D` (issue 8, SPEC §4): the real CLI, run while a write load goes on against the
+// daemon on D. The copy must be a data directory a daemon starts on, fsck finds clean, and that serves every
+// blob and object acknowledged before the backup began — with D's admin token. A non-empty DIR is refused.
+import assert from 'node:assert/strict';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+import { performance } from 'node:perf_hooks';
+import { randomData, sha256 } from './helpers/bytes.ts';
+import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { waitFor } from './helpers/wait.ts';
+import {
+  adminPost,
+  createBucket,
+  deleteObject,
+  type Fsck,
+  KiB,
+  MiB,
+  putObject,
+  randomBody,
+  readBlob,
+  readObject,
+  runCli,
+  uploadBlob,
+} from './helpers/workload.ts';
+
+const BUCKET = 'load';
+const WORKERS = 3;
+const OPS_PER_WORKER = 300; // a bound; the load is stopped once the backup has finished
+
+interface Acknowledged {
+  digest: string;
+  size: number;
+  /** Set for object writes. */
+  key?: string;
+  /** performance.now() when the 2xx arrived. */
+  at: number;
+  /** For objects: when a delete was sent, and when its 204 arrived. */
+  deleteSentAt?: number;
+  deleteAckedAt?: number;
+}
+
+test('a backup taken during a write load (and GC passes) starts as a data dir, passes fsck and serves what was acknowledged before it', async (t) => {
+  // The daemon writes its own data/admin-token, so the restored daemon can only know it from the copy.
+  // Grace 0 and GC passes in a loop while the backup runs: blobs of deleted objects go at once, so a
+  // backup that copied files of its snapshot without holding GC off would miss some (fsck: missing).
+  const d = await startDaemon({ adminToken: null, args: ['--gc-grace', '0s', '--gc-interval', '0s'] });
+  const work = path.dirname(d.dataDir);
+  const dir = path.join(work, 'backup');
+  let restored: Daemon | undefined;
+  const acknowledged: Acknowledged[] = [];
+  const problems: string[] = [];
+  const load = { stop: false, gcPasses: 0, gcRemoved: 0 };
+  let keySeq = 0;
+
+  async function deleteOne() {
+    const candidates = acknowledged.filter((a) => a.key !== undefined && a.deleteSentAt === undefined);
+    if (candidates.length === 0) return;
+    const o = candidates[Math.floor(Math.random() * candidates.length)]!;
+    o.deleteSentAt = performance.now();
+    await deleteObject(d, BUCKET, o.key!);
+    o.deleteAckedAt = performance.now();
+  }
+
+  async function loadWorker() {
+    for (let i = 0; i < OPS_PER_WORKER && !load.stop; i++) {
+      const { data, digest } = randomBody(KiB, MiB);
+      const r = Math.random();
+      try {
+        if (r < 0.3) {
+          await uploadBlob(d, data, digest, 'post');
+          acknowledged.push({ digest, size: data.length, at: performance.now() });
+        } else if (r < 0.45) {
+          await uploadBlob(d, data, digest, 'put');
+          acknowledged.push({ digest, size: data.length, at: performance.now() });
+        } else if (r < 0.8) {
+          const key = `w${++keySeq}.bin`;
+          await putObject(d, BUCKET, key, data, digest);
+          acknowledged.push({ digest, size: data.length, key, at: performance.now() });
+        } else {
+          await deleteOne();
+        }
+      } catch (err) {
+        problems.push((err as Error).message);
+        return;
+      }
+    }
+  }
+
+  async function gcWorker() {
+    for (let i = 0; i < OPS_PER_WORKER && !load.stop; i++) {
+      try {
+        const gc = await adminPost<{ blobs_removed: number }>(d, '/api/admin/gc');
+        load.gcPasses++;
+        load.gcRemoved += gc.blobs_removed;
+      } catch (err) {
+        problems.push((err as Error).message);
+        return;
+      }
+    }
+  }
+
+  try {
+    await createBucket(d, BUCKET);
+    const workers = Array.from({ length: WORKERS }, () => loadWorker());
+    await waitFor(() => acknowledged.length >= 20 || problems.length > 0, 'the load to get going', 30_000);
+    workers.push(gcWorker());
+
+    const startedAt = performance.now();
+    const backup = await runCli(['backup', dir, '--data', d.dataDir]);
+    const finishedAt = performance.now();
+    const duringBackup = acknowledged.filter((a) => a.at > startedAt).length;
+    load.stop = true;
+    await Promise.all(workers);
+    assert.deepEqual(problems, [], 'the load ran without errors');
+    t.diagnostic(
+      `${acknowledged.length} writes acknowledged, ${duringBackup} of them while the backup ran; ` +
+        `${acknowledged.filter((a) => a.deleteAckedAt !== undefined).length} objects deleted; ` +
+        `${load.gcPasses} GC passes removed ${load.gcRemoved} blobs`,
+    );
+
+    assert.equal(backup.code, 0, `backup exited ${backup.code}: ${backup.stderr}`);
+    const report = JSON.parse(backup.stdout) as { dir: string; blobs: number; bytes: number };
+    assert.deepEqual(Object.keys(report).sort(), ['blobs', 'bytes', 'dir']);
+    assert.equal(path.resolve(report.dir), path.resolve(dir));
+    const before = acknowledged.filter((a) => a.at < startedAt);
+    // What the snapshot must hold: pins, and objects no delete was sent for until the backup had finished
+    // (the snapshot is taken at some moment in between).
+    const kept = before.filter((a) => a.deleteSentAt === undefined || a.deleteSentAt > finishedAt);
+    const distinct = new Map(kept.map((a) => [a.digest, a.size]));
+    assert.ok(report.blobs >= distinct.size, `backup reports ${report.blobs} blobs, ${distinct.size} were acknowledged before it`);
+    const bytes = [...distinct.values()].reduce((a, b) => a + b, 0);
+    assert.ok(report.bytes >= bytes, `backup reports ${report.bytes} bytes, ${bytes} were acknowledged before it`);
+
+    restored = await startDaemon({ dataDir: dir, adminToken: null });
+    assert.equal(restored.token, d.token, 'the backup carries the admin token');
+    const fsck = await adminPost<Fsck>(restored, '/api/admin/fsck');
+    assert.deepEqual(
+      { corrupt: fsck.corrupt, missing: fsck.missing, orphans: fsck.orphans },
+      { corrupt: [], missing: [], orphans: [] },
+      `fsck of the backup: ${JSON.stringify(fsck)}`,
+    );
+    assert.equal(fsck.checked, report.blobs, 'fsck checks the blobs the backup reported');
+
+    const lost: string[] = [];
+    for (const a of before) {
+      const got = a.key === undefined ? await readBlob(restored, a.digest) : await readObject(restored, BUCKET, a.key);
+      const what = `${a.key ?? 'blob'} ${a.digest}`;
+      if (a.deleteAckedAt !== undefined && a.deleteAckedAt < startedAt) {
+        if (got.status !== 404) lost.push(`${what}, deleted before the backup → ${got.status}`);
+      } else if (a.deleteSentAt !== undefined && a.deleteSentAt < finishedAt) {
+        // Deleted around the snapshot: either way, but never other bytes.
+        if (got.status !== 404 && got.digest !== a.digest) lost.push(`${what}, delete in flight → ${got.status} ${got.digest ?? ''}`);
+      } else if (got.digest !== a.digest) {
+        lost.push(`${what} → ${got.status} ${got.digest ?? ''}`);
+      }
+    }
+    assert.deepEqual(lost, [], 'everything acknowledged before the backup began reads back from it');
+
+    assert.equal(await restored.stop(), 0);
+    const offline = await runCli(['fsck', '--data', dir]);
+    assert.equal(offline.code, 0, `blobd fsck --data exited ${offline.code}: ${offline.stderr}`);
+    const offlineReport = JSON.parse(offline.stdout) as Fsck;
+    assert.deepEqual(
+      { checked: offlineReport.checked, corrupt: offlineReport.corrupt, missing: offlineReport.missing, orphans: offlineReport.orphans },
+      { checked: report.blobs, corrupt: [], missing: [], orphans: [] },
+    );
+  } finally {
+    load.stop = true;
+    await restored?.kill9();
+    await d.kill9();
+    await removeDir(work);
+  }
+});
+
+test('backup into a non-empty directory is refused with one line on stderr; into an empty one it works', async () => {
+  const d = await startDaemon();
+  const work = path.dirname(d.dataDir);
+  try {
+    const data = randomData(10 * KiB);
+    await uploadBlob(d, data, sha256(data), 'post');
+
+    const full = path.join(work, 'full');
+    await mkdir(full);
+    await writeFile(path.join(full, 'keep.txt'), 'mine');
+    const refused = await runCli(['backup', full, '--data', d.dataDir]);
+    assert.notEqual(refused.code, 0);
+    assert.equal(refused.stdout, '');
+    assert.match(refused.stderr, /^blobd: [^\n]+\n?$/, `one line on stderr: ${JSON.stringify(refused.stderr)}`);
+    assert.deepEqual(await readdir(full), ['keep.txt'], 'nothing was written into the refused directory');
+
+    const empty = path.join(work, 'empty');
+    await mkdir(empty);
+    const ok = await runCli(['backup', empty, '--data', d.dataDir]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal((JSON.parse(ok.stdout) as { blobs: number }).blobs, 1);
+
+    await d.stop();
+    const restored = await startDaemon({ dataDir: empty });
+    try {
+      assert.equal((await readBlob(restored, sha256(data))).digest, sha256(data));
+    } finally {
+      await restored.stop();
+    }
+  } finally {
+    await d.kill9();
+    await removeDir(work);
+  }
+});
+
+test('a blob row without its file fails the backup with one line; a directory the user made stays, empty', async () => {
+  const d = await startDaemon();
+  const work = path.dirname(d.dataDir);
+  try {
+    const data = randomData(2 * KiB);
+    const digest = sha256(data);
+    await uploadBlob(d, data, digest, 'post');
+    const hex = digest.slice('sha256:'.length);
+    await rm(path.join(d.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex));
+
+    const mine = path.join(work, 'mine');
+    await mkdir(mine);
+    const failed = await runCli(['backup', mine, '--data', d.dataDir]);
+    assert.equal(failed.code, 1);
+    assert.match(failed.stderr, new RegExp(`^blobd: blob ${digest} has no file .*fsck[^\\n]*\\n?$`));
+    assert.deepEqual(await readdir(mine), [], 'the half-made copy is gone, the directory stays');
+
+    const fresh = path.join(work, 'fresh');
+    assert.equal((await runCli(['backup', fresh, '--data', d.dataDir])).code, 1);
+    assert.equal(await stat(fresh).catch(() => null), null, 'a directory the backup made goes');
+  } finally {
+    await d.stop();
+    await removeDir(work);
+  }
+});
