@@ -1,7 +1,7 @@
 // The second composition root: maintenance of a data directory on this host, for the CLI commands that
 // work on files rather than through a running daemon — offline fsck, and backup (safe while a daemon runs).
 // Like server.ts, it is the only place these commands' stores and services are created.
-import { chmod, copyFile, link, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, open, readdir, realpath, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { v7 as uuidv7 } from 'uuid';
 import { BlobService } from './core/blobs.ts';
@@ -52,8 +52,14 @@ export async function backupDataDir(dataDir: string, dir: string): Promise<{ dir
   const from = new DataLayout(dataDir);
   const to = new DataLayout(dir);
   await requireDataDir(from);
+  // Inside the data directory a copy would be swept (tmp/) or read as strays: refuse it.
+  const [realFrom, realTarget] = [await realpath(from.root), await realParent(to.root)];
+  if (realTarget === realFrom || realTarget.startsWith(`${realFrom}${path.sep}`)) {
+    throw new MaintenanceError(`${to.root} is inside the data directory ${from.root}; back up somewhere else`);
+  }
   const existing = await readdir(to.root).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return null;
+    if (err.code === 'ENOTDIR') throw new MaintenanceError(`${to.root} is not a directory`);
     throw err;
   });
   if (existing && existing.length > 0) throw new MaintenanceError(`${to.root} is not empty; back up into a new directory`);
@@ -70,7 +76,20 @@ export async function backupDataDir(dataDir: string, dir: string): Promise<{ dir
     renew = setInterval(() => void source.addGcHold(hold, Date.now() + HOLD_MS).catch(() => {}), HOLD_MS / 3);
     await source.backupTo(to.databaseFile);
     snapshot = SqliteMetadataStore.open(to.databaseFile);
+    await snapshot.releaseGcHold(hold); // the copy must not start with GC paused
     const shards = new Set<string>();
+    /**
+     * A snapshot row whose file went after the snapshot: GC is held off, but an admin's purge or fsck's
+     * quarantine may have acted meanwhile. The copy follows the source; only a file missing from a row the
+     * source still has unmarked is damage.
+     */
+    const settleMissing = async (digest: string): Promise<false> => {
+      const now = await source.getBlob(digest);
+      if (!now) await snapshot!.purgeBlob(digest);
+      else if (now.quarantined) await snapshot!.markQuarantined(digest);
+      else throw new MaintenanceError(`blob ${digest} has no file in ${from.root} (run blobd fsck); nothing was backed up`);
+      return false;
+    };
     for (let page = await snapshot.listBlobsAfter('', PAGE); page.length > 0; page = await snapshot.listBlobsAfter(page.at(-1)!.digest, PAGE)) {
       for (const blob of page) {
         if (blob.quarantined) continue; // its bytes are in quarantine: the copy reads it as absent, like the original
@@ -80,13 +99,18 @@ export async function backupDataDir(dataDir: string, dir: string): Promise<{ dir
           await mkdir(shard, { recursive: true });
           shards.add(shard);
         }
-        await link(from.blobFile(blob.digest), target).catch(async (err: NodeJS.ErrnoException) => {
-          if (err.code === 'ENOENT') throw new MaintenanceError(`blob ${blob.digest} has no file in ${from.root} (run blobd fsck); nothing was backed up`);
-          if (err.code !== 'EXDEV' && err.code !== 'EPERM') throw err;
-          await copyFile(from.blobFile(blob.digest), target);
-          await chmod(target, 0o444);
-          await syncFile(target);
-        });
+        const copied = await link(from.blobFile(blob.digest), target).then(
+          () => true,
+          async (err: NodeJS.ErrnoException) => {
+            if (err.code === 'ENOENT') return settleMissing(blob.digest);
+            if (err.code !== 'EXDEV' && err.code !== 'EPERM') throw err;
+            await copyFile(from.blobFile(blob.digest), target);
+            await chmod(target, 0o444);
+            await syncFile(target);
+            return true;
+          },
+        );
+        if (!copied) continue;
         count++;
         bytes += blob.size;
       }
@@ -136,5 +160,15 @@ async function syncFile(file: string): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+/** The real path of `p`, or of its nearest existing ancestor joined with the rest. */
+async function realParent(p: string): Promise<string> {
+  try {
+    return await realpath(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || path.dirname(p) === p) throw err;
+    return path.join(await realParent(path.dirname(p)), path.basename(p));
   }
 }

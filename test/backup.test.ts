@@ -233,3 +233,46 @@ test('a blob row without its file fails the backup with one line; a directory th
     await removeDir(work);
   }
 });
+
+test('the copy does not inherit the GC hold of the backup that made it; targets inside the data dir or on a file are refused', async () => {
+  const d = await startDaemon();
+  const work = path.dirname(d.dataDir);
+  try {
+    const data = randomData(KiB);
+    await uploadBlob(d, data, sha256(data), 'post');
+    for (const [target, why] of [
+      [path.join(d.dataDir, 'tmp', 'bk'), /inside the data directory/],
+      [path.join(d.dataDir, 'inner'), /inside the data directory/],
+      [path.join(d.dataDir, 'blobd.db'), /inside the data directory|not a directory/],
+    ] as const) {
+      const refused = await runCli(['backup', target, '--data', d.dataDir]);
+      assert.equal(refused.code, 1, target);
+      assert.match(refused.stderr, /^blobd: [^\n]+\n?$/);
+      assert.match(refused.stderr, why);
+    }
+    const aFile = path.join(work, 'a-file');
+    await writeFile(aFile, 'x');
+    const onFile = await runCli(['backup', aFile, '--data', d.dataDir]);
+    assert.equal(onFile.code, 1);
+    assert.match(onFile.stderr, /^blobd: .*not a directory\n?$/);
+
+    const copy = path.join(work, 'copy');
+    assert.equal((await runCli(['backup', copy, '--data', d.dataDir])).code, 0);
+    await d.stop();
+    const restored = await startDaemon({ dataDir: copy, args: ['--gc-grace', '0s', '--gc-interval', '0s'] });
+    try {
+      const extra = randomData(KiB + 1);
+      const res = await restored.api('/api/blobs', { method: 'POST', body: extra });
+      assert.equal(res.status, 201);
+      await res.arrayBuffer();
+      assert.equal((await restored.api(`/api/blobs/${sha256(extra)}`, { method: 'DELETE' })).status, 204);
+      const pass = (await (await restored.api('/api/admin/gc', { method: 'POST' })).json()) as { digests: string[] };
+      assert.deepEqual(pass.digests, [sha256(extra)], 'GC is not paused in the copy');
+    } finally {
+      await restored.stop();
+    }
+  } finally {
+    await d.stop();
+    await removeDir(work);
+  }
+});

@@ -89,8 +89,9 @@ export class BlobService {
       }
       const blob = { digest: staged.digest as Digest, size: staged.size };
       return await this.lockDigest(staged.digest, async () => {
-        // A quarantined blob has no good bytes: these heal it (the row's mark goes with the next insert).
-        if (!(await this.find(staged.digest))) await this.bytes.commit(staged);
+        // Verified bytes go in place even when the blob exists: the same content by definition, and it
+        // heals a file that went missing or bad (a quarantine mark goes with the row write in `record`).
+        await this.bytes.commit(staged);
         return record(blob);
       });
     } finally {

@@ -12,7 +12,7 @@ export interface FsckReport {
   readonly missing: string[];
   /** Names relative to the data directory. */
   readonly orphans: string[];
-  /** Blobs whose bytes are in quarantine (moved there by this run or an earlier repair). */
+  /** Blobs marked unreadable by a repair (their bytes moved to quarantine, or missing): this run's or earlier. */
   readonly quarantined: string[];
 }
 
@@ -38,11 +38,9 @@ export class FsckService {
         }
         report.checked++;
         const verdict = await this.check(blob.digest, blob.size);
-        if (verdict === 'missing') report.missing.push(blob.digest);
-        if (verdict === 'corrupt') {
-          report.corrupt.push(blob.digest);
-          if (opts.repair && (await this.quarantine(blob.digest, blob.size))) report.quarantined.push(blob.digest);
-        }
+        if (verdict === 'ok') continue;
+        report[verdict].push(blob.digest);
+        if (opts.repair && (await this.quarantine(blob.digest, blob.size))) report.quarantined.push(blob.digest);
       }
     }
     for await (const digest of this.bytes.list()) {
@@ -57,7 +55,7 @@ export class FsckService {
   private async check(digest: string, size: number): Promise<'ok' | 'missing' | 'corrupt'> {
     const st = await this.bytes.stat(digest);
     if (!st) return 'missing';
-    if (st.size !== size) return 'corrupt';
+    if (!st.regular || st.size !== size) return 'corrupt';
     const hash = createHash('sha256');
     try {
       for await (const chunk of await this.bytes.openRead(digest)) hash.update(chunk as Buffer);
@@ -67,12 +65,17 @@ export class FsckService {
     return `sha256:${hash.digest('hex')}` === digest ? 'ok' : 'corrupt';
   }
 
-  /** Under the digest lock, and only if the bytes are still bad (an upload may have healed them). */
+  /**
+   * Under the digest lock, and only if the bytes are still bad (an upload may have healed them). The row
+   * is marked before the bytes move: a crash in between leaves a marked row whose bytes are still there
+   * (the next upload of them replaces the file), never an unmarked row without bytes. Missing bytes are
+   * marked too, so the blob reads as absent and its next upload heals it.
+   */
   private quarantine(digest: string, size: number): Promise<boolean> {
     return this.blobs.lockDigest(digest, async () => {
-      if ((await this.check(digest, size)) !== 'corrupt') return false;
-      await this.bytes.quarantine(digest);
+      if ((await this.check(digest, size)) === 'ok') return false;
       await this.meta.markQuarantined(digest);
+      await this.bytes.quarantine(digest);
       return true;
     });
   }

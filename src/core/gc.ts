@@ -52,11 +52,12 @@ export class GcService {
     const digests: string[] = [];
     let bytesFreed = 0;
     if (dryRun) {
-      for (const blob of await this.meta.listGarbageBlobs(createdBefore, now, Number.MAX_SAFE_INTEGER)) {
+      for (const blob of await this.meta.listGarbageBlobs(createdBefore, now, Number.MAX_SAFE_INTEGER, true)) {
         digests.push(blob.digest);
         bytesFreed += blob.size;
       }
-      return { blobsRemoved: digests.length, bytesFreed, sessionsExpired, pinsExpired, objectsExpired, strayFilesRemoved: 0, digests, dryRun };
+      const strayFilesRemoved = await this.removeStrayFiles(createdBefore, true);
+      return { blobsRemoved: digests.length, bytesFreed, sessionsExpired, pinsExpired, objectsExpired, strayFilesRemoved, digests, dryRun };
     }
     for (let batch = await this.meta.listGarbageBlobs(createdBefore, now, BATCH); batch.length > 0; ) {
       let removedInBatch = 0;
@@ -71,7 +72,7 @@ export class GcService {
       if (removedInBatch < batch.length) break;
       batch = await this.meta.listGarbageBlobs(createdBefore, now, BATCH);
     }
-    const strayFilesRemoved = await this.removeStrayFiles(createdBefore);
+    const strayFilesRemoved = await this.removeStrayFiles(createdBefore, false);
     return { blobsRemoved: digests.length, bytesFreed, sessionsExpired, pinsExpired, objectsExpired, strayFilesRemoved, digests, dryRun };
   }
 
@@ -94,17 +95,22 @@ export class GcService {
     });
   }
 
-  /** Blob files without a row, older than the grace (younger ones may be a commit in progress). */
-  private async removeStrayFiles(createdBefore: number): Promise<number> {
+  /**
+   * Blob files without a row, older than the grace (younger ones may be a commit in progress); counted
+   * only in a dry run. One that cannot be removed is left for fsck to report: it never fails the pass.
+   */
+  private async removeStrayFiles(createdBefore: number, dryRun: boolean): Promise<number> {
     let removed = 0;
     for await (const digest of this.bytes.list()) {
       if (await this.meta.isBlobClaimed(digest)) continue;
-      const gone = await this.blobs.lockDigest(digest, async () => {
-        const st = await this.bytes.stat(digest);
-        if (!st || st.modifiedAt >= createdBefore || (await this.meta.isBlobClaimed(digest))) return false;
-        await this.bytes.delete(digest);
-        return true;
-      });
+      const gone = await this.blobs
+        .lockDigest(digest, async () => {
+          const st = await this.bytes.stat(digest);
+          if (!st?.regular || st.modifiedAt >= createdBefore || (await this.meta.isBlobClaimed(digest))) return false;
+          if (!dryRun) await this.bytes.delete(digest);
+          return true;
+        })
+        .catch(() => false);
       if (gone) removed++;
     }
     return removed;

@@ -395,18 +395,15 @@ export class UploadService {
     const onDisk = await this.bytes.uploadSize(row.id);
     if (onDisk !== row.offset) await this.bytes.truncateUpload(row.id, row.offset);
     return this.blobs.lockDigest(digest, async () => {
-      const existing = await this.blobs.find(digest);
-      if (existing) {
-        const result = await this.finish(row, digest, true);
-        await this.bytes.deleteUpload(row.id);
-        return result;
-      }
+      // The verified bytes move in place even when the blob exists (same content; it heals a blob file
+      // that went missing or bad): one path for new and deduplicated blobs.
+      const deduplicated = (await this.blobs.find(digest)) !== null;
       // Two steps that a crash can split: "completing" records the digest first, so recovery knows
       // whether the rename happened (file gone from uploads/) and can finish or reopen the session.
       await this.meta.beginCompletion(row.id, digest);
       try {
         await this.bytes.commitUpload(row.id, digest);
-        return await this.finish(row, digest, false);
+        return await this.finish(row, digest, deduplicated);
       } catch (err) {
         // Still in uploads/ → the move did not happen: reopen. Otherwise the session stays "completing"
         // and the next request on it (or the next start) finishes it — not here, under this digest's lock.
@@ -447,7 +444,7 @@ export class UploadService {
         : { pin: this.blobs.pinFor(row.principal, row.temporary) };
     const done = await this.meta.finishUpload(row.id, blob, target, build, Date.now() + this.options.uploadTtlMs);
     if (!done.ok) {
-      if (!deduplicated) await this.forget(row);
+      await this.forget(row); // its bytes were moved: nothing left to resume
       throw done.reason === 'quota_exceeded'
         ? new BlobdError('quota_exceeded', "the bucket's quota would be exceeded", { bucket: row.bucket })
         : done.reason === 'bucket_not_found'

@@ -28,8 +28,11 @@ export interface ByteStore {
   commit(staged: StagedBlob): Promise<void>;
   /** Forget staged bytes. Never throws for an already discarded blob. */
   discard(staged: StagedBlob): Promise<void>;
-  /** Size and last write (ms since the epoch) of the stored blob, or null when there are no bytes for it. */
-  stat(digest: string): Promise<{ size: number; modifiedAt: number } | null>;
+  /**
+   * Size and last write (ms since the epoch) of what is stored under the digest, or null when nothing is.
+   * `regular` is false when something other than a plain file of bytes sits there (it is never followed).
+   */
+  stat(digest: string): Promise<{ size: number; modifiedAt: number; regular: boolean } | null>;
   /** A stream of the blob's bytes (optionally one range); rejects with a not-found error when absent. */
   openRead(digest: string, range?: ByteRange): Promise<Readable>;
   /** Remove the bytes of a blob; absent bytes are not an error. */

@@ -286,8 +286,11 @@ export interface MetadataStore {
   purgeBlob(digest: string): Promise<{ revisions: number; pins: number } | null>;
   /** Expired temporary pins and objects whose expires_at passed: counted, or (unless dryRun) deleted. */
   expirePinsAndObjects(now: number, dryRun: boolean): Promise<{ pins: number; objects: number }>;
-  /** Blobs created before `createdBefore` that nothing references at `now` (at most `limit`, by digest). */
-  listGarbageBlobs(createdBefore: number, now: number, limit: number): Promise<BlobRecord[]>;
+  /**
+   * Blobs created before `createdBefore` that nothing references at `now` (at most `limit`, by digest).
+   * `afterExpiry`: as if objects whose expires_at passed were gone already (what a dry run reports).
+   */
+  listGarbageBlobs(createdBefore: number, now: number, limit: number, afterExpiry?: boolean): Promise<BlobRecord[]>;
   /**
    * In one transaction: delete the blob's row if it is still garbage (as listGarbageBlobs decides) and no
    * GC hold is active; true when it did. The caller removes the bytes after.

@@ -304,6 +304,9 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       await store.addRevision({ bucket: 'e', key: 'old', newObjectId: 'oe', blob: { digest: digest(402), size: 2 }, contentType: null, filename: null, createdBy: 'p' });
       await store.setObjectMeta('e', 'old', { contentType: null, filename: null, owner: null, tags: [], properties: {}, expiresAt: now - 1 });
       assert.deepEqual(await store.expirePinsAndObjects(now, true), { pins: 1, objects: 1 });
+      const cut = Date.now() + 1;
+      assert.deepEqual((await store.listGarbageBlobs(cut, now, 10)).map((b) => b.digest), [digest(401)], 'the expired object still references 402');
+      assert.deepEqual((await store.listGarbageBlobs(cut, now, 10, true)).map((b) => b.digest), [digest(401), digest(402)], 'after expiry it would not');
       assert.ok(await store.getObject('e', 'old'));
       assert.deepEqual(await store.expirePinsAndObjects(now, false), { pins: 1, objects: 1 });
       assert.equal(await store.getObject('e', 'old'), null);

@@ -2,8 +2,8 @@
 // directory (commit by rename, as distribution does). A file under blobs/ therefore always holds exactly
 // the bytes its name says (G2). It must never expose a path to its callers.
 import { createHash } from 'node:crypto';
-import { close, createReadStream, createWriteStream, fdatasync, ftruncate as ftruncateCallback, open as openCallback, write, writev } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
+import { close, constants, createReadStream, createWriteStream, fdatasync, fstat as fstatCallback, ftruncate as ftruncateCallback, open as openCallback, write, writev } from 'node:fs';
+import { lstat, mkdir, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -19,6 +19,11 @@ const writeFd = promisify(write);
 const writevFd = promisify(writev);
 const fdatasyncFd = promisify(fdatasync);
 const closeFd = promisify(close);
+const fstatFd = promisify(fstatCallback);
+const SHARD_RE = /^[0-9a-f]{2}$/;
+
+/** An entry under blobs/: a blob file, or something that is none (a stray: odd name, directory, symlink). */
+type BlobEntry = { readonly digest: string } | { readonly stray: string };
 
 /**
  * Writes a stream into an open file at an explicit position, and reports each chunk only once it is in the
@@ -123,6 +128,11 @@ export class FsByteStore implements ByteStore {
    * may have created it without ever syncing. So each one is synced up to blobs/ once per process.
    */
   private readonly durableDirs = new Set<string>();
+  /**
+   * Shard directories checked to be real directories, not symlinks (G6: nothing under blobs/ may lead
+   * outside the data directory). Checked once per process; a symlink planted meanwhile is the operator's.
+   */
+  private readonly realShards = new Set<string>();
 
   private constructor(private readonly layout: DataLayout) {}
 
@@ -130,10 +140,23 @@ export class FsByteStore implements ByteStore {
     const dir = path.dirname(this.layout.blobFile(digest));
     if (!this.durableDirs.has(dir)) {
       await mkdir(dir, { recursive: true });
+      if (!(await this.isRealShard(digest))) throw new Error('a blob shard directory is not a real directory; refusing to write through it');
       await syncChain(dir, this.layout.blobsDir);
       this.durableDirs.add(dir);
     }
     return dir;
+  }
+
+  /** True when both shard directories of the digest exist and are directories, not symlinks. */
+  private async isRealShard(digest: string): Promise<boolean> {
+    const dir = path.dirname(this.layout.blobFile(digest));
+    if (this.realShards.has(dir)) return true;
+    for (const d of [path.dirname(dir), dir]) {
+      const st = await lstat(d).catch(() => null);
+      if (!st?.isDirectory()) return false;
+    }
+    this.realShards.add(dir);
+    return true;
   }
 
   /** Create the directories and drop staging files a previous process left behind. */
@@ -185,10 +208,12 @@ export class FsByteStore implements ByteStore {
     });
   }
 
-  async stat(digest: string): Promise<{ size: number; modifiedAt: number } | null> {
+  async stat(digest: string): Promise<{ size: number; modifiedAt: number; regular: boolean } | null> {
+    if (!(await this.isRealShard(digest))) return null;
     try {
-      const st = await stat(this.layout.blobFile(digest));
-      return { size: st.size, modifiedAt: st.mtimeMs };
+      // lstat: a symlink or a directory where the blob file belongs is reported, never followed.
+      const st = await lstat(this.layout.blobFile(digest));
+      return { size: st.size, modifiedAt: st.mtimeMs, regular: st.isFile() };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
@@ -199,16 +224,24 @@ export class FsByteStore implements ByteStore {
     // A numeric fd and fs.createReadStream: FileHandle streams read through promises and were measurably
     // slower on a 1 GiB download (npm run bench).
     let fd: number;
+    if (!(await this.isRealShard(digest))) throw new BytesNotFoundError(digest);
     try {
-      fd = await openFd(this.layout.blobFile(digest), 'r');
+      // O_NOFOLLOW: a symlink planted in place of a blob file is not followed out of the data directory.
+      fd = await openFd(this.layout.blobFile(digest), constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BytesNotFoundError(digest);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ELOOP') throw new BytesNotFoundError(digest);
       throw err;
+    }
+    if (!(await fstatFd(fd)).isFile()) {
+      await closeFd(fd);
+      throw new BytesNotFoundError(digest);
     }
     return createReadStream('', { fd, start: range?.start, end: range?.end, highWaterMark: IO_CHUNK });
   }
 
   async delete(digest: string): Promise<void> {
+    if (!(await this.isRealShard(digest))) return; // never unlink through a symlinked directory
     await unlink(this.layout.blobFile(digest)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
     });
@@ -316,17 +349,42 @@ export class FsByteStore implements ByteStore {
     return path.relative(this.layout.root, this.layout.blobFile(digest));
   }
 
-  async *strays(): AsyncIterable<string> {
-    const entries = await readdir(this.layout.blobsDir, { recursive: true, withFileTypes: true });
-    for (const e of entries) {
-      if (e.isDirectory()) continue;
-      const file = path.join(e.parentPath, e.name);
-      if (!this.layout.digestOfBlobFile(file)) yield path.relative(this.layout.root, file);
+  /**
+   * Every entry under blobs/ as lstat sees it: blob files (regular files with a digest's name in its shard)
+   * and strays (anything else). Symlinks are strays and never descended into.
+   */
+  private async *walk(): AsyncIterable<BlobEntry> {
+    const rel = (p: string) => path.relative(this.layout.root, p);
+    const dirents = (dir: string) => readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const a of await dirents(this.layout.blobsDir)) {
+      const pa = path.join(this.layout.blobsDir, a.name);
+      if (!a.isDirectory() || !SHARD_RE.test(a.name)) {
+        yield { stray: rel(pa) };
+        continue;
+      }
+      for (const b of await dirents(pa)) {
+        const pb = path.join(pa, b.name);
+        if (!b.isDirectory() || !SHARD_RE.test(b.name)) {
+          yield { stray: rel(pb) };
+          continue;
+        }
+        for (const f of await dirents(pb)) {
+          const pf = path.join(pb, f.name);
+          const digest = f.isFile() ? this.layout.digestOfBlobFile(pf) : null;
+          yield digest ? { digest } : { stray: rel(pf) };
+        }
+      }
     }
   }
 
+  async *strays(): AsyncIterable<string> {
+    for await (const e of this.walk()) if ('stray' in e) yield e.stray;
+  }
+
   async quarantine(digest: string): Promise<string | null> {
+    if (!(await this.isRealShard(digest))) return null;
     await makeDirDurable(this.layout.quarantineDir);
+    if (!(await lstat(this.layout.quarantineDir)).isDirectory()) throw new Error('quarantine/ is not a real directory; refusing to move bytes through it');
     const to = path.join(this.layout.quarantineDir, `${digest.slice('sha256:'.length)}.${Date.now()}`);
     try {
       await rename(this.layout.blobFile(digest), to);
@@ -340,14 +398,6 @@ export class FsByteStore implements ByteStore {
   }
 
   async *list(): AsyncIterable<string> {
-    const root = this.layout.blobsDir;
-    for (const a of await readdir(root)) {
-      for (const b of await readdir(path.join(root, a)).catch(() => [] as string[])) {
-        for (const name of await readdir(path.join(root, a, b)).catch(() => [] as string[])) {
-          const digest = this.layout.digestOfBlobFile(path.join(root, a, b, name));
-          if (digest) yield digest;
-        }
-      }
-    }
+    for await (const e of this.walk()) if ('digest' in e) yield e.digest;
   }
 }

@@ -17,6 +17,10 @@ interface PinRow {
 /** "Nothing references this blob": no object revision and no pin that is still valid at `@now`. */
 const UNREFERENCED = `NOT EXISTS (SELECT 1 FROM revisions r WHERE r.digest = b.digest)
   AND NOT EXISTS (SELECT 1 FROM pins p WHERE p.digest = b.digest AND (p.expires_at IS NULL OR p.expires_at > @now))`;
+/** The same once expiry has run: revisions of objects whose expires_at passed no longer count (dry runs). */
+const UNREFERENCED_AFTER_EXPIRY = `NOT EXISTS (SELECT 1 FROM revisions r JOIN objects o ON o.id = r.object_id
+    WHERE r.digest = b.digest AND (o.expires_at IS NULL OR o.expires_at > @now))
+  AND NOT EXISTS (SELECT 1 FROM pins p WHERE p.digest = b.digest AND (p.expires_at IS NULL OR p.expires_at > @now))`;
 
 export class LifecycleRepo {
   private readonly s: Record<string, Statement<any[], any>>;
@@ -25,9 +29,11 @@ export class LifecycleRepo {
     const p = (sql: string) => db.prepare(sql);
     this.s = {
       pinsFirst: p(`SELECT p.digest, b.size, p.temporary, p.expires_at, p.created_at FROM pins p JOIN blobs b ON b.digest = p.digest
-        WHERE p.principal = @principal ORDER BY p.created_at DESC, p.digest DESC LIMIT @limit`),
+        WHERE p.principal = @principal AND (p.expires_at IS NULL OR p.expires_at > @now)
+        ORDER BY p.created_at DESC, p.digest DESC LIMIT @limit`),
       pinsAfter: p(`SELECT p.digest, b.size, p.temporary, p.expires_at, p.created_at FROM pins p JOIN blobs b ON b.digest = p.digest
-        WHERE p.principal = @principal AND (p.created_at < @created OR (p.created_at = @created AND p.digest < @digest))
+        WHERE p.principal = @principal AND (p.expires_at IS NULL OR p.expires_at > @now)
+          AND (p.created_at < @created OR (p.created_at = @created AND p.digest < @digest))
         ORDER BY p.created_at DESC, p.digest DESC LIMIT @limit`),
       deletePin: p('DELETE FROM pins WHERE principal = ? AND digest = ?'),
       countExpiredPins: p('SELECT count(*) FROM pins WHERE expires_at IS NOT NULL AND expires_at <= ?').pluck(),
@@ -35,6 +41,8 @@ export class LifecycleRepo {
       expiredObjects: p('SELECT bucket, key FROM objects WHERE expires_at IS NOT NULL AND expires_at <= ?'),
       garbage: p(`SELECT b.digest, b.size, b.created_at, b.quarantined_at FROM blobs b
         WHERE b.created_at < @before AND ${UNREFERENCED} ORDER BY b.digest LIMIT @limit`),
+      garbageAfterExpiry: p(`SELECT b.digest, b.size, b.created_at, b.quarantined_at FROM blobs b
+        WHERE b.created_at < @before AND ${UNREFERENCED_AFTER_EXPIRY} ORDER BY b.digest LIMIT @limit`),
       isGarbage: p(`SELECT 1 FROM blobs b WHERE b.digest = @digest AND b.created_at < @before AND ${UNREFERENCED}`).pluck(),
       held: p('SELECT 1 FROM gc_holds WHERE expires_at > ? LIMIT 1').pluck(),
       deletePinsOf: p('DELETE FROM pins WHERE digest = ?'),
@@ -48,18 +56,20 @@ export class LifecycleRepo {
       addHold: p('INSERT INTO gc_holds (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at'),
       releaseHold: p('DELETE FROM gc_holds WHERE id = ?'),
       dropOldHolds: p('DELETE FROM gc_holds WHERE expires_at <= ?'),
-      blobStats: p('SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM blobs'),
+      blobStats: p('SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM blobs WHERE quarantined_at IS NULL'),
       revisionBytes: p('SELECT coalesce(sum(size), 0) FROM revisions').pluck(),
-      pinStats: p('SELECT count(*) AS n, coalesce(sum(b.size), 0) AS bytes FROM pins p JOIN blobs b ON b.digest = p.digest'),
+      pinStats: p(`SELECT count(*) AS n, coalesce(sum(b.size), 0) AS bytes FROM pins p JOIN blobs b ON b.digest = p.digest
+        WHERE p.expires_at IS NULL OR p.expires_at > ?`),
       objectCount: p('SELECT count(*) FROM objects').pluck(),
       sessionStats: p(`SELECT count(*) AS n, coalesce(sum(upload_offset), 0) AS bytes FROM upload_sessions WHERE state = 'open'`),
     };
   }
 
-  pins(principal: string, limit: number, after: { createdAt: number; digest: string } | null): PinRecord[] {
+  /** A principal's valid pins (expired temporary ones are gone for the caller even before GC runs). */
+  pins(principal: string, limit: number, after: { createdAt: number; digest: string } | null, now: number): PinRecord[] {
     const rows = (after
-      ? this.s.pinsAfter!.all({ principal, limit, created: after.createdAt, digest: after.digest })
-      : this.s.pinsFirst!.all({ principal, limit })) as PinRow[];
+      ? this.s.pinsAfter!.all({ principal, limit, now, created: after.createdAt, digest: after.digest })
+      : this.s.pinsFirst!.all({ principal, limit, now })) as PinRow[];
     return rows.map((r) => ({ digest: r.digest, size: r.size, temporary: r.temporary === 1, expiresAt: r.expires_at, createdAt: r.created_at }));
   }
 
@@ -75,8 +85,9 @@ export class LifecycleRepo {
     return { pins: this.s.deleteExpiredPins!.run(now).changes, objects: objects.length };
   }
 
-  garbage(createdBefore: number, now: number, limit: number): BlobRecord[] {
-    return (this.s.garbage!.all({ before: createdBefore, now, limit }) as { digest: string; size: number; created_at: number; quarantined_at: number | null }[])
+  garbage(createdBefore: number, now: number, limit: number, afterExpiry: boolean): BlobRecord[] {
+    const query = afterExpiry ? this.s.garbageAfterExpiry! : this.s.garbage!;
+    return (query.all({ before: createdBefore, now, limit }) as { digest: string; size: number; created_at: number; quarantined_at: number | null }[])
       .map((r) => ({ digest: r.digest, size: r.size, createdAt: r.created_at, quarantined: r.quarantined_at !== null }));
   }
 
@@ -122,9 +133,10 @@ export class LifecycleRepo {
     this.s.releaseHold!.run(id);
   }
 
-  stats(): StoreStats {
+  /** What is stored and referenced now: quarantined blobs and expired pins are not counted. */
+  stats(now: number): StoreStats {
     const blobs = this.s.blobStats!.get() as { n: number; bytes: number };
-    const pins = this.s.pinStats!.get() as { n: number; bytes: number };
+    const pins = this.s.pinStats!.get(now) as { n: number; bytes: number };
     const sessions = this.s.sessionStats!.get() as { n: number; bytes: number };
     return {
       blobs: blobs.n,

@@ -245,7 +245,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async listPins(principal: string, limit: number, after: { createdAt: number; digest: string } | null): Promise<PinRecord[]> {
-    return this.lifecycle.pins(principal, limit, after);
+    return this.lifecycle.pins(principal, limit, after, Date.now());
   }
 
   async dropPin(principal: string, digest: string): Promise<boolean> {
@@ -260,8 +260,8 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.expireTx(now, dryRun);
   }
 
-  async listGarbageBlobs(createdBefore: number, now: number, limit: number): Promise<BlobRecord[]> {
-    return this.lifecycle.garbage(createdBefore, now, limit);
+  async listGarbageBlobs(createdBefore: number, now: number, limit: number, afterExpiry = false): Promise<BlobRecord[]> {
+    return this.lifecycle.garbage(createdBefore, now, limit, afterExpiry);
   }
 
   async deleteGarbageBlob(digest: string, createdBefore: number, now: number): Promise<boolean> {
@@ -289,7 +289,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async stats(): Promise<StoreStats> {
-    return this.lifecycle.stats();
+    return this.lifecycle.stats(Date.now());
   }
 
   async backupTo(file: string): Promise<void> {
