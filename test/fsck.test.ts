@@ -9,14 +9,9 @@ import { after, before, describe, test } from 'node:test';
 import { randomData, sha256, sha256sum } from './helpers/bytes.ts';
 import { BLOBD, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
 import { errorCode } from './helpers/http.ts';
+import type { Fsck } from './helpers/workload.ts';
 
-interface FsckReport {
-  checked: number;
-  corrupt: string[];
-  missing: string[];
-  orphans: string[];
-  quarantined: string[];
-}
+type FsckReport = Fsck;
 
 const exists = (file: string) => stat(file).then(() => true, () => false);
 const sorted = (list: string[]) => [...list].sort();

@@ -12,6 +12,7 @@ import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
 import { errorCode } from './helpers/http.ts';
 import { append, complete, initiate, status } from './helpers/sessions.ts';
 import { waitFor } from './helpers/wait.ts';
+import type { Fsck } from './helpers/workload.ts';
 
 interface GcReport {
   blobs_removed: number;
@@ -24,13 +25,7 @@ interface GcReport {
   dry_run: boolean;
 }
 
-interface FsckReport {
-  checked: number;
-  corrupt: string[];
-  missing: string[];
-  orphans: string[];
-  quarantined: string[];
-}
+type FsckReport = Fsck;
 
 interface PinItem {
   digest: string;

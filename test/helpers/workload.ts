@@ -97,12 +97,13 @@ export async function deleteObject(d: Daemon, bucket: string, key: string): Prom
   await expectStatus(res, [204], `DELETE object ${key}`);
 }
 
+/** The report of POST /api/admin/fsck and `blobd fsck`. */
 export interface Fsck {
   checked: number;
   corrupt: string[];
   missing: string[];
   orphans: string[];
-  quarantined?: string[];
+  quarantined: string[];
 }
 
 export async function adminPost<T>(d: Daemon, pathname: string): Promise<T> {
