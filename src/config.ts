@@ -1,5 +1,6 @@
 // Flags > BLOBD_* environment variables > defaults, parsed once into one typed, validated Config.
 // The only module that reads process.env.
+import { homedir } from 'node:os';
 import path from 'node:path';
 
 export interface Config {
@@ -21,6 +22,8 @@ export interface Config {
   readonly corsOrigins: readonly string[];
   /** Anyone may read blobs by digest, without a token. */
   readonly publicBlobs: boolean;
+  /** How often data/keys/ is read again: a new signing key signs, a removed one stops verifying. */
+  readonly keyRefreshMs: number;
   /** From BLOBD_ADMIN_TOKEN only (a flag would show up in `ps`). */
   readonly adminToken: string | undefined;
 }
@@ -95,6 +98,7 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { key: 'gcGrace', flag: '--gc-grace <duration>', env: 'BLOBD_GC_GRACE', defaultValue: '1h', description: 'no blob younger than this is removed by garbage collection' },
   { key: 'corsOrigin', flag: '--cors-origin <origin>', env: 'BLOBD_CORS_ORIGIN', defaultValue: '', kind: 'list', description: 'an origin allowed to call the API from a browser (repeatable; env: comma-separated)' },
   { key: 'publicBlobs', flag: '--public-blobs', env: 'BLOBD_PUBLIC_BLOBS', defaultValue: 'false', kind: 'switch', description: 'anyone may GET blobs by digest without a token' },
+  { key: 'keyRefresh', flag: '--key-refresh <duration>', env: 'BLOBD_KEY_REFRESH', defaultValue: '30s', description: 'how often signing keys are read again from data/keys/ (a new key signs, a removed key stops verifying)' },
   { key: 'shutdownTimeout', flag: '--shutdown-timeout <duration>', env: 'BLOBD_SHUTDOWN_TIMEOUT', defaultValue: '10s', description: 'how long in-flight requests may finish after SIGTERM' },
 ];
 
@@ -147,6 +151,7 @@ export function loadConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = process.e
     gcGraceMs: parseDuration(value('gcGrace')),
     corsOrigins: [...new Set(value('corsOrigin').split(',').map((o) => o.trim()).filter(Boolean).map(parseOrigin))],
     publicBlobs: parseSwitch(value('publicBlobs')),
+    keyRefreshMs: parseDuration(value('keyRefresh')),
     adminToken: adminToken || undefined,
   };
 }
@@ -156,6 +161,8 @@ export interface ClientConfig {
   readonly url: string;
   readonly token: string | undefined;
   readonly dataDir: string;
+  /** Where `blobd put` keeps resumable upload state: $XDG_STATE_HOME/blobd, else ~/.local/state/blobd. */
+  readonly stateDir: string;
 }
 
 export function loadClientConfig(flags: { url?: string; token?: string; data?: string }, env: NodeJS.ProcessEnv = process.env): ClientConfig {
@@ -165,5 +172,6 @@ export function loadClientConfig(flags: { url?: string; token?: string; data?: s
     url,
     token: flags.token ?? env.BLOBD_TOKEN ?? undefined,
     dataDir: path.resolve(flags.data ?? env.BLOBD_DATA ?? './data'),
+    stateDir: path.join(env.XDG_STATE_HOME ? path.resolve(env.XDG_STATE_HOME) : path.join(homedir(), '.local', 'state'), 'blobd'),
   };
 }

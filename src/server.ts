@@ -100,7 +100,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     publicBlobs: config.publicBlobs,
     isPublicBucket: (bucket) => catalog.isPublic(bucket),
   });
-  const signedUrls = new SignedUrls(keys, access);
+  const signedUrls = new SignedUrls(keys, access, config.keyRefreshMs);
   await signedUrls.ready();
   const idempotency = new IdempotencyService(meta, await keys.recordsKey());
   // No request of an earlier process is still running: its unanswered claims would block their keys.

@@ -122,6 +122,7 @@ describe('access table: every route × every credential', () => {
       },
     },
     { route: 'GET /api/blobs', kind: 'principal', allow: ['blobs:read', 'admin'], ok: 200, make: async () => ({ method: 'GET', path: '/api/blobs?limit=5' }) },
+    { route: 'GET /api/blobs/uploads', note: "the caller's own sessions", kind: 'principal', allow: EVERY_PRINCIPAL, ok: 200, make: async () => ({ method: 'GET', path: '/api/blobs/uploads?limit=5' }) },
     { route: 'DELETE /api/blobs/:digest', note: "the caller's pin", kind: 'principal', allow: ['admin'], ok: 204, make: async () => ({ method: 'DELETE', path: `/api/blobs/${await newBlob()}` }) },
     { route: 'DELETE /api/blobs/:digest', note: 'force: purge', kind: 'principal', allow: ['admin'], ok: 204, make: async () => ({ method: 'DELETE', path: `/api/blobs/${await newBlob()}?force=true` }) },
     { route: 'POST /api/admin/gc', note: 'dry run', kind: 'principal', allow: ['admin'], ok: 200, make: async () => ({ method: 'POST', path: '/api/admin/gc?dry_run=true' }) },

@@ -96,8 +96,8 @@ describe('Idempotency-Key', () => {
     const v1Again = await putObject();
     assert.equal(v1Again.headers.get('idempotent-replayed'), 'true');
     assert.equal(((await v1Again.json()) as ObjectJson).revision, v1.revision);
-    const { revisions } = (await (await d.api('/api/buckets/replay/objects/fixed?revisions')).json()) as { revisions: unknown[] };
-    assert.equal(revisions.length, 1, 'one revision');
+    const { items } = (await (await d.api('/api/buckets/replay/objects/fixed?revisions')).json()) as { items: unknown[] };
+    assert.equal(items.length, 1, 'one revision');
   });
 
   test('a replayed PUT /api/blobs/{digest} is the first answer (deduplicated: false), not a second upload', async () => {

@@ -60,8 +60,8 @@ describe('buckets and objects', () => {
     assert.equal(shown.max_revisions, 3);
     assert.deepEqual(shown.usage, { objects: 0, bytes: 0 });
     await putJson('photos/objects/cat.jpg', 'meow');
-    const listed = (await (await d.api('/api/buckets')).json()) as { buckets: { name: string; usage: unknown }[] };
-    assert.deepEqual(listed.buckets.find((b) => b.name === 'photos')?.usage, { objects: 1, bytes: 4 });
+    const listed = (await (await d.api('/api/buckets')).json()) as { items: { name: string; usage: unknown }[] };
+    assert.deepEqual(listed.items.find((b) => b.name === 'photos')?.usage, { objects: 1, bytes: 4 });
     const refused = await d.api('/api/buckets/photos', { method: 'DELETE' });
     assert.equal(refused.status, 409);
     assert.equal(await errorCode(refused), 'bucket_not_empty');
@@ -139,9 +139,9 @@ describe('buckets and objects', () => {
     const metadata = (await (await d.api('/api/buckets/docs/objects/reports/2026/q1.txt?metadata')).json()) as ObjectJson;
     assert.equal(metadata.revision, 2);
     assert.equal(metadata.digest, v2.digest);
-    const revs = (await (await d.api('/api/buckets/docs/objects/reports/2026/q1.txt?revisions')).json()) as { revisions: { revision: number; digest: string }[] };
-    assert.deepEqual(revs.revisions.map((r) => r.revision), [2, 1]);
-    assert.equal(revs.revisions[1]!.digest, v1.digest);
+    const revs = (await (await d.api('/api/buckets/docs/objects/reports/2026/q1.txt?revisions')).json()) as { items: { revision: number; digest: string }[] };
+    assert.deepEqual(revs.items.map((r) => r.revision), [2, 1]);
+    assert.equal(revs.items[1]!.digest, v1.digest);
     assert.equal(await errorCode(await d.api('/api/buckets/docs/objects/reports/2026/q1.txt?revision=9')), 'object_not_found');
     assert.equal(await errorCode(await d.api('/api/buckets/docs/objects/missing')), 'object_not_found');
   });
@@ -176,8 +176,8 @@ describe('buckets and objects', () => {
     await d.api('/api/buckets/small/objects/b', { method: 'DELETE' });
     await putJson('small/objects/a', randomData(10));
     await putJson('small/objects/a', randomData(20));
-    const revs = (await (await d.api('/api/buckets/small/objects/a?revisions')).json()) as { revisions: { revision: number }[] };
-    assert.deepEqual(revs.revisions.map((r) => r.revision), [3, 2]);
+    const revs = (await (await d.api('/api/buckets/small/objects/a?revisions')).json()) as { items: { revision: number }[] };
+    assert.deepEqual(revs.items.map((r) => r.revision), [3, 2]);
     const usage = ((await (await d.api('/api/buckets/small')).json()) as { usage: { objects: number; bytes: number } }).usage;
     assert.deepEqual(usage, { objects: 1, bytes: 30 });
   });

@@ -69,7 +69,7 @@ describe('API tokens', () => {
     const listing = await d.api('/api/tokens');
     assert.equal(listing.status, 200);
     const text = await listing.text();
-    const tokens = (JSON.parse(text) as { tokens: Record<string, unknown>[] }).tokens;
+    const tokens = (JSON.parse(text) as { items: Record<string, unknown>[] }).items;
     const mine = tokens.find((x) => x.id === t.id);
     assert.ok(mine, 'the new token is listed');
     assert.deepEqual(mine, { id: t.id, name: 'ci', scopes: ['blobs:read', 'bucket:a:write'], created_at: t.created_at, expires_at: null, last_used_at: null });
@@ -165,7 +165,7 @@ describe('API tokens', () => {
     const names = async (token: string) => {
       const res = await as(d, token, '/api/buckets');
       assert.equal(res.status, 200);
-      return ((await res.json()) as { buckets: { name: string }[] }).buckets.map((b) => b.name).sort();
+      return ((await res.json()) as { items: { name: string }[] }).items.map((b) => b.name).sort();
     };
     assert.deepEqual(await names((await createToken(d, ['bucket:a:read'])).token), ['a']);
     assert.deepEqual(await names((await createToken(d, ['bucket:b:read', 'bucket:a:write'])).token), ['b']);

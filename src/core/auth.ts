@@ -5,6 +5,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { MetadataStore, TokenRecord } from '../storage/metadata-store.ts';
 import { BlobdError } from './errors.ts';
+import { decodeCursor, isString, pageOf, type Page, type PageRequest } from './paging.ts';
 
 /** `admin`; `blobs:read|write|delete`; `bucket:NAME|*:read|write|delete`. */
 export type Scope = string;
@@ -151,8 +152,10 @@ export class AccessControl {
     return { record, token };
   }
 
-  listTokens(): Promise<TokenRecord[]> {
-    return this.meta.listTokens();
+  /** Tokens in creation order (ids are UUIDv7). */
+  async listTokens(page: PageRequest): Promise<Page<TokenRecord>> {
+    const after = page.cursor === undefined ? null : decodeCursor(page.cursor, isString);
+    return pageOf(await this.meta.listTokens(page.limit + 1, after), page.limit, (t) => t.id);
   }
 
   async deleteToken(id: string): Promise<void> {

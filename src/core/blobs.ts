@@ -11,6 +11,7 @@ import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
 import { insufficientStorage, type DiskBudget } from './disk-budget.ts';
 import { KeyedLock } from './keyed-lock.ts';
 import { BlobdError } from './errors.ts';
+import { decodeCursor, pageOf, type Page, type PageRequest } from './paging.ts';
 
 export interface BlobInfo {
   readonly digest: Digest;
@@ -107,10 +108,14 @@ export class BlobService {
     return this.digestLock.run(digest, fn);
   }
 
-  /** The blob, or null when there is none with good bytes (no row, or quarantined by fsck). */
+  /**
+   * The blob, or null when there is none that may be read: no row, quarantined by fsck, or not live (no
+   * unexpired pin or object revision references it — it is garbage waiting for GC, gone for readers).
+   */
   async find(digest: string): Promise<BlobInfo | null> {
     const row = await this.meta.getBlob(digest);
-    return row && !row.quarantined ? { digest: row.digest as Digest, size: row.size } : null;
+    if (!row || row.quarantined || !(await this.meta.isBlobLive(digest))) return null;
+    return { digest: row.digest as Digest, size: row.size };
   }
 
   /**
@@ -126,23 +131,13 @@ export class BlobService {
     });
   }
 
-  /** The principal's pins, newest first; the cursor is opaque to callers. */
-  async listPins(principalId: string, limit: number, cursor?: string): Promise<{ pins: PinRecord[]; nextCursor: string | null }> {
-    let after: { createdAt: number; digest: string } | null = null;
-    if (cursor !== undefined) {
-      try {
-        const [createdAt, digest] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [number, string];
-        if (!Number.isInteger(createdAt) || typeof digest !== 'string') throw new Error('bad cursor');
-        after = { createdAt, digest };
-      } catch {
-        throw new BlobdError('invalid_request', 'cursor is not one this server gave out');
-      }
-    }
-    const pins = await this.meta.listPins(principalId, limit + 1, after);
-    const page = pins.slice(0, limit);
-    const last = page.at(-1);
-    const nextCursor = pins.length > limit && last ? Buffer.from(JSON.stringify([last.createdAt, last.digest])).toString('base64url') : null;
-    return { pins: page, nextCursor };
+  /** The principal's pins, newest first. */
+  async listPins(principalId: string, page: PageRequest): Promise<Page<PinRecord>> {
+    const isPosition = (v: unknown): v is [number, string] =>
+      Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && typeof v[1] === 'string';
+    const at = page.cursor === undefined ? null : decodeCursor(page.cursor, isPosition);
+    const pins = await this.meta.listPins(principalId, page.limit + 1, at && { createdAt: at[0], digest: at[1] });
+    return pageOf(pins, page.limit, (p) => [p.createdAt, p.digest]);
   }
 
   /** Drop the principal's pin: the blob itself goes when GC finds it unreferenced. */

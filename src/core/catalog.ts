@@ -9,6 +9,7 @@ import type {
   MetadataStore,
   ObjectMeta,
   ObjectRecord,
+  PropertyFilter,
   RevisionRecord,
 } from '../storage/metadata-store.ts';
 import { KEY_END } from '../storage/metadata-store.ts';
@@ -17,6 +18,7 @@ import type { BlobService, ByteRange } from './blobs.ts';
 import { tooLarge, type BodySource } from './byte-limit.ts';
 import type { Digest } from './digest.ts';
 import { BlobdError } from './errors.ts';
+import { decodeCursor, encodeCursor, isPositiveInteger, isString, pageOf, type Page, type PageRequest } from './paging.ts';
 
 const BUCKET_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 // Controls (C0, DEL, C1) and U+10FFFF, which listing uses as its "after every key" bound.
@@ -31,6 +33,10 @@ export function parseBucketName(name: string): string {
   return name;
 }
 
+/**
+ * A key as SPEC §1 has it, and in Unicode NFC: a key not in NFC is refused (never normalized), so that one
+ * key has one spelling and one URL. `é` as U+00E9 is a key; as `e` + U+0301 it is `400 invalid_key`.
+ */
 export function parseKey(key: string): string {
   const bytes = Buffer.byteLength(key, 'utf8');
   const why =
@@ -38,6 +44,8 @@ export function parseKey(key: string): string {
       ? 'a key is 1 to 1024 bytes of UTF-8'
       : KEY_FORBIDDEN.test(key) || LONE_SURROGATE.test(key)
         ? 'a key holds no NUL or control characters'
+        : key.normalize('NFC') !== key
+          ? 'a key is in Unicode normalization form C (NFC)'
         : key.startsWith('/')
           ? 'a key does not start with /'
           : key.split('/').some((seg) => seg === '.' || seg === '..')
@@ -115,7 +123,33 @@ export interface ListOptions {
   readonly cursor?: string;
   readonly owner?: string;
   readonly tag?: string;
-  readonly properties?: readonly { name: string; value: string }[];
+  readonly properties?: readonly PropertyFilter[];
+}
+
+const PROPERTY_OPS = ['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'exists'] as const;
+
+/**
+ * `property.NAME_OP=VALUE` → a filter: a trailing `_eq`, `_ne`, `_gt`, `_gte`, `_lt`, `_lte` or `_exists`
+ * is the operator, and without one the operator is `eq` (so a property named `size_gt` is matched with
+ * `property.size_gt_eq=…`). `_exists` takes `true` or `false`.
+ */
+export function propertyFilter(param: string, value: string): PropertyFilter {
+  const m = /^(.+)_(eq|ne|gt|gte|lt|lte|exists)$/.exec(param);
+  const name = m ? m[1]! : param;
+  const op = (m ? m[2]! : 'eq') as (typeof PROPERTY_OPS)[number];
+  if (!PROPERTY_NAME_RE.test(name)) {
+    throw new BlobdError('invalid_request', 'a property name is [A-Za-z0-9_.-]{1,128}', { property: name.slice(0, 100) });
+  }
+  if (op === 'exists' && value !== 'true' && value !== 'false') {
+    throw new BlobdError('invalid_request', `property.${name}_exists is true or false`);
+  }
+  return { name, op, value };
+}
+
+/** How much of a bucket's objects a reader sees: all of it, or (a public reader) the public part. */
+export interface ReadAccess {
+  /** Metadata beyond the public fields (owner, tags, properties, created_by). */
+  readonly full: boolean;
 }
 
 export interface ListPage {
@@ -135,21 +169,16 @@ export interface PutObjectOptions {
   readonly ifNoneMatch?: boolean;
   /** The largest content this write may name (a signed URL's max_size), also by digest. */
   readonly sizeLimit?: number;
+  /**
+   * Metadata sent with the content, applied in the same transaction as the revision (a function: known
+   * only once the content has been stored, e.g. form parts after the file; asked before the revision).
+   */
+  readonly meta?: MetaPatch | (() => Promise<MetaPatch>);
 }
 
-function encodeCursor(after: string): string {
-  return Buffer.from(JSON.stringify({ a: after }), 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string): string {
-  try {
-    const parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { a?: unknown };
-    if (typeof parsed.a === 'string') return parsed.a;
-  } catch {
-    // fall through
-  }
-  throw new BlobdError('invalid_request', 'the cursor is not one this server gave out');
-}
+const encodeKeyCursor = (after: string) => encodeCursor({ a: after });
+const decodeKeyCursor = (cursor: string) =>
+  decodeCursor(cursor, (v): v is { a: string } => typeof v === 'object' && v !== null && typeof (v as { a?: unknown }).a === 'string').a;
 
 export class CatalogService {
   constructor(
@@ -173,9 +202,38 @@ export class CatalogService {
     return BUCKET_RE.test(name) && (await this.meta.getBucket(name))?.publicRead === true;
   }
 
-  /** The buckets this principal may read. */
-  async listBuckets(principal: Principal): Promise<BucketRecord[]> {
-    return (await this.meta.listBuckets()).filter((b) => can(principal, { action: 'bucket:read', bucket: b.name }));
+  /**
+   * What a reader of an object may see. One with `read` on the bucket sees everything. A public reader of
+   * a public_read bucket (anonymous, or a token without that scope) sees the current revision's content
+   * and public metadata only; `history` (older revisions, ?revisions, ?compare) needs a credential unless
+   * the bucket sets public_revisions.
+   */
+  async readAccess(bucketName: string, principal: Principal | undefined, history: boolean): Promise<ReadAccess> {
+    if (principal && can(principal, { action: 'object:read', bucket: bucketName })) return { full: true };
+    const bucket = await this.getBucket(bucketName);
+    if (history && !(bucket.publicRead && bucket.publicRevisions)) {
+      throw principal
+        ? new BlobdError('forbidden', `this token may not read the history of objects in bucket ${bucketName}`)
+        : new BlobdError('unauthorized', "reading an object's history in this bucket needs a token");
+    }
+    return { full: false };
+  }
+
+  /** The buckets this principal may read, in name order. */
+  async listBuckets(principal: Principal, page: PageRequest): Promise<Page<BucketRecord>> {
+    let after = page.cursor === undefined ? null : decodeCursor(page.cursor, isString);
+    const items: BucketRecord[] = [];
+    // Buckets the principal may not read are skipped: keep reading until the page is full or none are left.
+    for (;;) {
+      const rows = await this.meta.listBuckets(page.limit + 1, after);
+      for (const b of rows) {
+        if (!can(principal, { action: 'bucket:read', bucket: b.name })) continue;
+        if (items.length === page.limit) return { items, nextCursor: encodeCursor(items.at(-1)!.name) };
+        items.push(b);
+      }
+      if (rows.length <= page.limit) return { items, nextCursor: null };
+      after = rows.at(-1)!.name;
+    }
   }
 
   async deleteBucket(name: string, force: boolean): Promise<void> {
@@ -222,6 +280,7 @@ export class CatalogService {
     blob: { digest: string; size: number },
     opts: PutObjectOptions,
   ): Promise<{ object: ObjectRecord; created: boolean }> {
+    const patch = typeof opts.meta === 'function' ? await opts.meta() : opts.meta;
     const result = await this.meta.addRevision({
       bucket: bucket.name,
       key,
@@ -232,6 +291,7 @@ export class CatalogService {
       createdBy: opts.principal.id,
       ifMatch: opts.ifMatch,
       ifNoneMatch: opts.ifNoneMatch,
+      ...(patch !== undefined ? { meta: (current: ObjectMeta) => applyMetaPatch(current, patch) } : {}),
     });
     if (!result.ok) {
       if (result.reason === 'bucket_not_found') throw new BlobdError('bucket_not_found', `no bucket ${bucket.name}`, { bucket: bucket.name });
@@ -274,14 +334,13 @@ export class CatalogService {
 
   /** What changed between two revisions: the content (by digest) and which metadata fields. */
   async compare(bucket: string, key: string, from: number, to: number): Promise<Comparison> {
-    const revisions = await this.listRevisions(bucket, key);
-    const pick = (n: number) => {
-      const r = revisions.find((x) => x.revision === n);
-      if (!r) throw new BlobdError('object_not_found', `no revision ${n} of ${key}`, { bucket, key, revision: n });
+    const pick = async (n: number) => {
+      const [r] = (await this.meta.listRevisions(parseBucketName(bucket), parseKey(key), 1, n + 1)) ?? [];
+      if (r?.revision !== n) throw new BlobdError('object_not_found', `no revision ${n} of ${key}`, { bucket, key, revision: n });
       return r;
     };
-    const a = pick(from);
-    const b = pick(to);
+    const a = await pick(from);
+    const b = await pick(to);
     const ja = metaAsJson(a.metadata);
     const jb = metaAsJson(b.metadata);
     return {
@@ -305,10 +364,15 @@ export class CatalogService {
     return obj;
   }
 
-  async listRevisions(bucket: string, key: string): Promise<RevisionRecord[]> {
-    const revisions = await this.meta.listRevisions(parseBucketName(bucket), parseKey(key));
-    if (!revisions) throw new BlobdError('object_not_found', `no object ${key}`, { bucket, key });
-    return revisions;
+  /** Revisions newest first; the cursor is the last revision number of the previous page. */
+  async listRevisions(bucket: string, key: string, page: PageRequest): Promise<Page<RevisionRecord>> {
+    const before = page.cursor === undefined ? null : decodeCursor(page.cursor, isPositiveInteger);
+    const revisions = await this.meta.listRevisions(parseBucketName(bucket), parseKey(key), page.limit + 1, before);
+    if (!revisions) {
+      await this.getBucket(bucket);
+      throw new BlobdError('object_not_found', `no object ${key}`, { bucket, key });
+    }
+    return pageOf(revisions, page.limit, (r) => r.revision);
   }
 
   async deleteObject(bucket: string, key: string, revision?: number): Promise<void> {
@@ -333,7 +397,7 @@ export class CatalogService {
     const prefix = opts.prefix ?? '';
     const limit = opts.limit ?? 1000;
     const filters = this.filters(opts);
-    let after = opts.cursor ? decodeCursor(opts.cursor) : '';
+    let after = opts.cursor ? decodeKeyCursor(opts.cursor) : '';
     const items: ObjectRecord[] = [];
     const commonPrefixes: string[] = [];
     // With a delimiter every common prefix restarts the scan past its group, so fetch in small batches.
@@ -342,7 +406,7 @@ export class CatalogService {
       const rows = await this.meta.listObjects({ bucket, prefix, after, limit: batch, ...filters });
       for (const row of rows) {
         // A full page with a row still to come: there is more.
-        if (items.length + commonPrefixes.length === limit) return { items, commonPrefixes, nextCursor: encodeCursor(after) };
+        if (items.length + commonPrefixes.length === limit) return { items, commonPrefixes, nextCursor: encodeKeyCursor(after) };
         const at = opts.delimiter ? row.key.indexOf(opts.delimiter, prefix.length) : -1;
         if (at >= 0) {
           const group = row.key.slice(0, at + opts.delimiter!.length);
@@ -372,11 +436,6 @@ export class CatalogService {
   }
 
   private filters(opts: ListOptions) {
-    for (const p of opts.properties ?? []) {
-      if (!PROPERTY_NAME_RE.test(p.name)) {
-        throw new BlobdError('invalid_request', 'a property name is [A-Za-z0-9_.-]{1,128}', { property: p.name.slice(0, 100) });
-      }
-    }
     return {
       ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
       ...(opts.tag !== undefined ? { tag: opts.tag } : {}),

@@ -19,8 +19,6 @@ const PARAM = {
 } as const;
 const KNOWN = new Set<string>(Object.values(PARAM));
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'];
-/** How often the newest signing key is looked up again, so a rotated key is used without a restart. */
-const KEY_REFRESH_MS = 30_000;
 
 /** What a signed request may carry beyond what its signer may do. */
 export interface Grant {
@@ -59,11 +57,17 @@ function mac(key: SigningKey, method: string, pathname: string, query: URLSearch
 
 export class SignedUrls {
   private current: { key: SigningKey; at: number } | undefined;
-  private readonly known = new Map<string, SigningKey>();
+  /** Keys read from data/keys/, each with when it was read: older than `refreshMs`, it is read again. */
+  private readonly known = new Map<string, { key: SigningKey; at: number }>();
 
+  /**
+   * `refreshMs`: how long a key read from data/keys/ is trusted without looking again. Within that time a
+   * new key file becomes the signing key, and a removed one stops verifying, without a restart.
+   */
   constructor(
     private readonly keys: KeyFiles,
     private readonly access: AccessControl,
+    private readonly refreshMs = 30_000,
   ) {}
 
   /** True when a request carries any signature parameter: it is then judged by its signature alone. */
@@ -150,21 +154,33 @@ export class SignedUrls {
     await this.signingKey();
   }
 
+  /** A new signing key, used for every URL signed from now on; older keys still verify (`blobd keys rotate`). */
+  async rotate(): Promise<{ kid: string }> {
+    const key = await this.keys.createSigningKey();
+    const now = Date.now();
+    this.current = { key, at: now };
+    this.known.set(key.kid, { key, at: now });
+    return { kid: key.kid };
+  }
+
   private async signingKey(): Promise<SigningKey> {
     const now = Date.now();
-    if (this.current && now - this.current.at < KEY_REFRESH_MS) return this.current.key;
+    if (this.current && now - this.current.at < this.refreshMs && this.known.has(this.current.key.kid)) return this.current.key;
     const all = await this.keys.signingKeys();
     const key = all.at(-1) ?? (await this.keys.createSigningKey());
     this.current = { key, at: now };
-    this.known.set(key.kid, key);
+    this.known.set(key.kid, { key, at: now });
     return key;
   }
 
+  /** The key a URL names, read again once its entry is older than `refreshMs`: a removed file stops it. */
   private async keyById(kid: string): Promise<SigningKey | null> {
+    const now = Date.now();
     const cached = this.known.get(kid);
-    if (cached) return cached;
+    if (cached && now - cached.at < this.refreshMs) return cached.key;
     const key = await this.keys.signingKey(kid);
-    if (key) this.known.set(kid, key);
+    if (key) this.known.set(kid, { key, at: now });
+    else this.known.delete(kid);
     return key;
   }
 }

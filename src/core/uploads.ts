@@ -12,6 +12,7 @@ import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
 import type { Digest } from './digest.ts';
 import { insufficientStorage, type DiskBudget } from './disk-budget.ts';
 import { BlobdError } from './errors.ts';
+import { decodeCursor, isString, pageOf, type Page, type PageRequest } from './paging.ts';
 
 export interface UploadServiceOptions {
   readonly maxBlobSize: number;
@@ -199,6 +200,12 @@ export class UploadService {
       expiresAt: row.expiresAt,
       filename: row.filename,
     };
+  }
+
+  /** The principal's open sessions, newest first (the records: callers show what they choose, never a token hash). */
+  async listSessions(principal: Principal, page: PageRequest): Promise<Page<UploadRecord>> {
+    const before = page.cursor === undefined ? null : decodeCursor(page.cursor, isString);
+    return pageOf(await this.meta.listUploads(principal.id, page.limit + 1, before), page.limit, (s) => s.id);
   }
 
   /** Cancel a session and free its bytes now. */
@@ -390,8 +397,26 @@ export class UploadService {
     return hash;
   }
 
+  /**
+   * Before an upload into a bucket moves its bytes: the bucket must still exist and have room for them.
+   * Refused here, the session stays open with its bytes, and a complete after the quota was raised (or
+   * the bucket made again) finishes it.
+   */
+  private async checkTarget(row: UploadRecord): Promise<void> {
+    if (row.bucket === null) return;
+    const bucket = await this.catalog.getBucket(row.bucket);
+    if (bucket.quotaBytes !== null && bucket.storedBytes + row.offset > bucket.quotaBytes) {
+      throw new BlobdError('quota_exceeded', `the bucket's quota of ${bucket.quotaBytes} bytes would be exceeded; the session stays open`, {
+        quota_bytes: bucket.quotaBytes,
+        stored_bytes: bucket.storedBytes,
+        offset: row.offset,
+      });
+    }
+  }
+
   /** Move the verified bytes into the blob store (or drop them for an existing blob) and finish. */
   private async commit(row: UploadRecord, digest: string): Promise<CompletedUpload> {
+    await this.checkTarget(row);
     const onDisk = await this.bytes.uploadSize(row.id);
     if (onDisk !== row.offset) await this.bytes.truncateUpload(row.id, row.offset);
     return this.blobs.lockDigest(digest, async () => {
@@ -415,9 +440,10 @@ export class UploadService {
 
   /**
    * Record the blob's reference (a pin, or the object's next revision) and complete the session, in one
-   * transaction. If an object revision cannot be written (the bucket went, the quota filled up meanwhile)
-   * after the bytes were moved, the session cannot be resumed: it is dropped and the error returned; the
-   * unreferenced blob is left to garbage collection.
+   * transaction. `checkTarget` refused a full or missing bucket before the bytes moved; only a write that
+   * fills the quota (or a bucket deleted) in the milliseconds between that check and this transaction gets
+   * here — then the session cannot be resumed: it is dropped and the error returned, and the unreferenced
+   * blob is left to garbage collection.
    */
   private async finish(row: UploadRecord, digest: string, deduplicated: boolean): Promise<CompletedUpload> {
     const blob = { digest, size: row.offset };

@@ -22,6 +22,7 @@ import { createRouter } from './router.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { blobRoutes } from './routes/blobs.ts';
 import { bucketRoutes } from './routes/buckets.ts';
+import { objectListRoutes } from './routes/object-list.ts';
 import { objectRoutes } from './routes/objects.ts';
 import { healthRoutes } from './routes/health.ts';
 import { signedUrlRoutes } from './routes/signed-urls.ts';
@@ -100,6 +101,7 @@ export function createApp(services: Services) {
   app.route('/', uploadRoutes(services.uploads));
   app.route('/', blobRoutes(services.blobs));
   app.route('/', bucketRoutes(services.catalog));
+  app.route('/', objectListRoutes(services.catalog));
   app.route('/', objectRoutes(services.catalog));
   app.route('/', tokenRoutes(services.access));
   app.route('/', signedUrlRoutes(services.signedUrls, checkTarget));

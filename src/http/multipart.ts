@@ -19,19 +19,28 @@ export interface FilePart {
 }
 
 /**
- * Feeds the first part named `file` to `store` while the body streams in (with the fields that came
- * before it, so they can be checked first), and resolves with its result and every small field once the
- * whole form has been read. Other file parts are discarded.
+ * Feeds the first part named `file` to `store` while the body streams in, with the fields that came
+ * before it (so they can be checked first) and a promise of every field once the whole form has been read
+ * (so the parts after the file can still be applied before anything is recorded). Resolves with the
+ * store's result and every small field. Other file parts are discarded.
  */
 export function withFilePart<T>(
   c: Context<AppEnv>,
-  store: (file: FilePart, fieldsSoFar: Readonly<Record<string, string>>) => Promise<T>,
+  store: (file: FilePart, fieldsSoFar: Readonly<Record<string, string>>, allFields: Promise<Record<string, string>>) => Promise<T>,
 ): Promise<{ result: T; fields: Record<string, string> }> {
   return new Promise((resolve, reject) => {
     const fields: Record<string, string> = {};
     let stored: Promise<T> | undefined;
     let failed = false;
+    let formEnded!: (f: Record<string, string>) => void;
+    let formFailed!: (err: unknown) => void;
+    const allFields = new Promise<Record<string, string>>((res, rej) => {
+      formEnded = res;
+      formFailed = rej;
+    });
+    allFields.catch(() => {}); // a store that never asks must not leave it unhandled
     const fail = (err: unknown) => {
+      formFailed(err);
       if (failed) return;
       failed = true;
       reject(err);
@@ -52,7 +61,7 @@ export function withFilePart<T>(
       if (name !== 'file' || stored) return void stream.resume();
       const part = { stream, filename: info.filename || undefined, contentType: info.mimeType === 'application/octet-stream' ? undefined : info.mimeType };
       // Inside an event handler: a synchronous throw must become a rejection, never an uncaught exception.
-      stored = (async () => store(part, fields))();
+      stored = (async () => store(part, { ...fields }, allFields))();
       // The parser waits for this part to be consumed; a failed store must not leave it stuck.
       stored.catch((err: unknown) => {
         stream.resume();
@@ -66,6 +75,7 @@ export function withFilePart<T>(
     parser.on('error', (err: Error) => fail(new BlobdError('invalid_request', `malformed multipart body: ${err.message}`)));
     parser.on('close', () => {
       if (!stored) return fail(new BlobdError('invalid_request', 'the form has no part named "file"'));
+      formEnded(fields);
       stored.then((result) => resolve({ result, fields }), fail);
     });
     const body = requestBody(c);

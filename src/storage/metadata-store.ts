@@ -56,6 +56,8 @@ export interface BucketSettings {
   readonly quotaBytes: number | null;
   readonly maxRevisions: number | null;
   readonly publicRead: boolean;
+  /** With publicRead: anonymous readers may also read older revisions, ?revisions and ?compare. */
+  readonly publicRevisions: boolean;
 }
 
 export interface BucketRecord extends BucketSettings {
@@ -63,7 +65,7 @@ export interface BucketRecord extends BucketSettings {
   readonly createdAt: number;
   readonly updatedAt: number;
   readonly objectCount: number;
-  /** Sum of the sizes of every revision in the bucket (what the quota counts). */
+  /** Sum of the sizes of every revision in the bucket (what the quota counts); expired objects left out. */
   readonly storedBytes: number;
 }
 
@@ -119,6 +121,12 @@ export interface NewRevision {
   readonly ifMatch?: string;
   /** `If-None-Match: *`: the write happens only if the object does not exist. */
   readonly ifNoneMatch?: boolean;
+  /**
+   * Metadata sent with the content: called inside the write's transaction with the object's metadata as
+   * of this write (empty for a new object); what it returns is stored with the revision. A throw undoes
+   * the whole write.
+   */
+  readonly meta?: (current: ObjectMeta) => ObjectMeta;
 }
 
 export type AddRevisionResult =
@@ -131,6 +139,14 @@ export type AddRevisionResult =
  */
 export const KEY_END = '\u{10FFFF}';
 
+/** `property.NAME_OP=VALUE`: numbers compare as numbers when both sides are finite numbers, else as text. */
+export interface PropertyFilter {
+  readonly name: string;
+  readonly op: 'eq' | 'ne' | 'gt' | 'gte' | 'lt' | 'lte' | 'exists';
+  /** For `exists`: 'true' or 'false'. */
+  readonly value: string;
+}
+
 export interface ListObjectsQuery {
   readonly bucket: string;
   readonly prefix: string;
@@ -139,7 +155,7 @@ export interface ListObjectsQuery {
   readonly limit: number;
   readonly owner?: string;
   readonly tag?: string;
-  readonly properties?: readonly { readonly name: string; readonly value: string }[];
+  readonly properties?: readonly PropertyFilter[];
 }
 
 /** What a completed upload session references its blob with. */
@@ -229,6 +245,8 @@ export interface MetadataStore {
     expiresAt: number,
   ): Promise<FinishResult>;
   deleteUpload(id: string): Promise<void>;
+  /** A principal's open sessions (live, not completed), newest first, those with ids below `before` only. */
+  listUploads(principal: string, limit: number, before: string | null): Promise<UploadRecord[]>;
   /** Sessions that are open or completing: what a restart must recover. */
   listUnfinishedUploads(): Promise<UploadRecord[]>;
   /** Sessions whose expiry has passed (completing ones excepted: only recovery may decide those). */
@@ -238,7 +256,8 @@ export interface MetadataStore {
   /** Create a bucket or replace its settings; `created` tells which. */
   putBucket(name: string, settings: BucketSettings): Promise<{ created: boolean }>;
   getBucket(name: string): Promise<BucketRecord | null>;
-  listBuckets(): Promise<BucketRecord[]>;
+  /** Buckets in name order after `after`. */
+  listBuckets(limit: number, after: string | null): Promise<BucketRecord[]>;
   /** Delete a bucket; unless `force`, only an empty one. With `force`, its objects and revisions go too. */
   deleteBucket(name: string, force: boolean): Promise<'deleted' | 'not_found' | 'not_empty'>;
   /**
@@ -246,10 +265,14 @@ export interface MetadataStore {
    * the object's next revision, and drop revisions beyond the bucket's max_revisions.
    */
   addRevision(input: NewRevision): Promise<AddRevisionResult>;
-  /** The object as of `revision` (default: its latest), or null. */
+  /**
+   * The object as of `revision` (default: its latest), or null. An object whose expires_at has passed is
+   * gone for every read and write at once (null here, absent from listings, usage and stats), even before
+   * GC deletes its rows; a write to its key deletes it and starts a new object.
+   */
   getObject(bucket: string, key: string, revision?: number): Promise<ObjectRecord | null>;
-  /** Revisions of an object, newest first; null when there is no such object. */
-  listRevisions(bucket: string, key: string): Promise<RevisionRecord[] | null>;
+  /** Revisions of an object newest first, those numbered below `before` only; null when there is no such object. */
+  listRevisions(bucket: string, key: string, limit: number, before?: number | null): Promise<RevisionRecord[] | null>;
   /** Replace an object's metadata (and its current revision's snapshot); null when there is no such object. */
   setObjectMeta(bucket: string, key: string, meta: ObjectMeta): Promise<ObjectRecord | null>;
   /** Delete an object with all its revisions, or one revision (the object goes with its last one). */
@@ -258,7 +281,8 @@ export interface MetadataStore {
   listObjects(query: ListObjectsQuery): Promise<ObjectRecord[]>;
   createToken(token: NewToken): Promise<void>;
   getToken(id: string): Promise<TokenRecord | null>;
-  listTokens(): Promise<TokenRecord[]>;
+  /** Tokens in id (creation) order after `after`. */
+  listTokens(limit: number, after: string | null): Promise<TokenRecord[]>;
   deleteToken(id: string): Promise<boolean>;
   /** Record that a token was used at `at`, unless a use after `notBefore` is recorded already. */
   touchToken(id: string, at: number, notBefore: number): Promise<void>;
@@ -277,7 +301,7 @@ export interface MetadataStore {
   deleteIdempotencyRecordsBefore(before: number): Promise<number>;
   /** A principal's pins, newest first, after the cursor (the last pin of the previous page). */
   listPins(principal: string, limit: number, after: { createdAt: number; digest: string } | null): Promise<PinRecord[]>;
-  /** Drop one principal's pin; false when it had none. */
+  /** Drop one principal's pin; false when it had none (an expired temporary pin counts as none). */
   dropPin(principal: string, digest: string): Promise<boolean>;
   /**
    * In one transaction: delete every object revision that uses the blob (objects left without revisions
@@ -298,6 +322,8 @@ export interface MetadataStore {
   deleteGarbageBlob(digest: string, createdBefore: number, now: number): Promise<boolean>;
   /** Blob rows in digest order after `after` (for fsck). */
   listBlobsAfter(after: string, limit: number): Promise<BlobRecord[]>;
+  /** True when an unexpired object revision or an unexpired pin references the blob (it is live). */
+  isBlobLive(digest: string): Promise<boolean>;
   /** Mark a blob whose bytes were moved to quarantine. */
   markQuarantined(digest: string): Promise<void>;
   /** True when bytes under the digest belong to a blob row or to a session completing into it. */

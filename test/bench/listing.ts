@@ -17,7 +17,7 @@ try {
   const db = openDatabase(path.join(dataDir, 'blobd.db'));
   db.pragma('synchronous = OFF');
   const store = new SqliteMetadataStore(db);
-  await store.putBucket('bench', { maxObjectSize: null, quotaBytes: null, maxRevisions: null, publicRead: false });
+  await store.putBucket('bench', { maxObjectSize: null, quotaBytes: null, maxRevisions: null, publicRead: false, publicRevisions: false });
   const t0 = performance.now();
   for (let i = 0; i < N; i++) {
     const key = `dir${i % 100}/file-${String(i).padStart(7, '0')}.bin`;

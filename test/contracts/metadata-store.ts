@@ -2,7 +2,7 @@
 // PostgreSQL later) with a factory that gives a fresh, empty store.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { BucketSettings, MetadataStore, NewRevision, NewUpload } from '../../src/storage/metadata-store.ts';
+import type { BucketSettings, MetadataStore, NewRevision, NewUpload, PropertyFilter } from '../../src/storage/metadata-store.ts';
 
 export interface MetadataStoreFixture {
   store: MetadataStore;
@@ -112,6 +112,7 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       quotaBytes: null,
       maxRevisions: null,
       publicRead: false,
+      publicRevisions: false,
       ...extra,
     });
     const rev = (bucket: string, key: string, n: number, size: number, extra: Partial<NewRevision> = {}): NewRevision => ({
@@ -131,7 +132,9 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       assert.equal((await store.getBucket('b1'))?.maxRevisions, 2);
       assert.equal(await store.getBucket('nope'), null);
       await store.putBucket('a0', settings());
-      assert.deepEqual((await store.listBuckets()).map((b) => b.name), ['a0', 'b1']);
+      assert.deepEqual((await store.listBuckets(100, null)).map((b) => b.name), ['a0', 'b1']);
+      assert.deepEqual((await store.listBuckets(1, null)).map((b) => b.name), ['a0'], 'a page');
+      assert.deepEqual((await store.listBuckets(100, 'a0')).map((b) => b.name), ['b1'], 'after the cursor');
       await store.addRevision(rev('b1', 'k', 1, 10));
       assert.equal(await store.deleteBucket('b1', false), 'not_empty');
       assert.equal(await store.deleteBucket('b1', true), 'deleted');
@@ -150,7 +153,9 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       assert.ok(r2.ok && r2.object.revision === 2 && r2.object.contentType === 'text/plain', 'content type is kept');
       const r3 = await store.addRevision(rev('b', 'k', 3, 30));
       assert.ok(r3.ok && r3.object.revision === 3);
-      assert.deepEqual((await store.listRevisions('b', 'k'))?.map((r) => r.revision), [3, 2], 'max_revisions prunes the oldest');
+      assert.deepEqual((await store.listRevisions('b', 'k', 100))?.map((r) => r.revision), [3, 2], 'max_revisions prunes the oldest');
+      assert.deepEqual((await store.listRevisions('b', 'k', 1))?.map((r) => r.revision), [3], 'a page');
+      assert.deepEqual((await store.listRevisions('b', 'k', 100, 3))?.map((r) => r.revision), [2], 'below the cursor');
       assert.equal((await store.getObject('b', 'k', 2))?.digest, digest(2));
       assert.equal(await store.getObject('b', 'k', 1), null);
       let bucket = await store.getBucket('b');
@@ -169,10 +174,10 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
     test('object metadata and revision snapshots', withStore(async ({ store }) => {
       await store.putBucket('b', settings());
       await store.addRevision(rev('b', 'k', 1, 1));
-      const meta = { contentType: 'a/b', filename: 'f', owner: 'o', tags: ['t'], properties: { p: 1 }, expiresAt: 5 };
+      const meta = { contentType: 'a/b', filename: 'f', owner: 'o', tags: ['t'], properties: { p: 1 }, expiresAt: Date.now() + 3_600_000 };
       const updated = await store.setObjectMeta('b', 'k', meta);
       assert.deepEqual([updated?.owner, updated?.tags, updated?.properties, updated?.revision], ['o', ['t'], { p: 1 }, 1]);
-      assert.deepEqual((await store.listRevisions('b', 'k'))?.[0]?.metadata, meta);
+      assert.deepEqual((await store.listRevisions('b', 'k', 100))?.[0]?.metadata, meta);
       assert.equal(await store.setObjectMeta('b', 'missing', meta), null);
     }));
 
@@ -190,8 +195,70 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       assert.deepEqual(await keys({ prefix: 'b/', after: 'a' }), ['b/1', 'b/2']);
       assert.deepEqual(await keys({ owner: 'ann' }), ['b/1']);
       assert.deepEqual(await keys({ tag: 'y' }), ['b/1']);
-      assert.deepEqual(await keys({ properties: [{ name: 'color', value: 'red' }, { name: 'n', value: '3' }] }), ['b/1']);
-      assert.deepEqual(await keys({ properties: [{ name: 'color', value: 'blue' }] }), []);
+      assert.deepEqual(await keys({ properties: [{ name: 'color', op: 'eq', value: 'red' }, { name: 'n', op: 'eq', value: '3' }] }), ['b/1']);
+      assert.deepEqual(await keys({ properties: [{ name: 'color', op: 'eq', value: 'blue' }] }), []);
+    }));
+
+    test('property filters: numbers as numbers when both sides are finite numbers, else text', withStore(async ({ store }) => {
+      await store.putBucket('b', settings());
+      const values: Record<string, unknown> = { n9: 9, n10: 10, s100: '100', s9: '9', word: 'abc', yes: true, none: null, obj: { a: 1 }, one: 1 };
+      for (const [i, [k, v]] of Object.entries(values).entries()) {
+        await store.addRevision(rev('b', k, i + 1, 1));
+        await store.setObjectMeta('b', k, { contentType: null, filename: null, owner: null, tags: [], properties: { v }, expiresAt: null });
+      }
+      await store.addRevision(rev('b', 'missing', 20, 1));
+      const keys = async (op: PropertyFilter['op'], value: string) =>
+        (await store.listObjects({ bucket: 'b', prefix: '', after: null, limit: 100, properties: [{ name: 'v', op, value }] })).map((o) => o.key);
+      assert.deepEqual(await keys('gt', '9'), ['n10', 's100'], '10 and "100" are more than 9 as numbers (as text "10" < "9")');
+      assert.deepEqual(await keys('gte', '9'), ['n10', 'n9', 's100', 's9']);
+      assert.deepEqual(await keys('lt', '10'), ['n9', 'one', 's9']);
+      assert.deepEqual(await keys('lte', '9.0'), ['n9', 'one', 's9']);
+      assert.deepEqual(await keys('eq', 'true'), ['yes'], 'true is not the number 1');
+      assert.deepEqual(await keys('eq', '1e2'), ['s100'], 'numerically equal');
+      assert.deepEqual(await keys('eq', 'abc'), ['word']);
+      assert.deepEqual(await keys('gt', 'abb'), ['word'], 'text with text only: not numbers, true, null or objects');
+      assert.deepEqual(await keys('lt', 'b'), ['word']);
+      assert.deepEqual(await keys('eq', 'null'), ['none']);
+      assert.deepEqual(await keys('eq', '{"a":1}'), ['obj']);
+      assert.deepEqual(await keys('ne', '9'), ['missing', 'n10', 'none', 'obj', 'one', 's100', 'word', 'yes'], 'ne also matches a missing property');
+      assert.deepEqual(await keys('exists', 'false'), ['missing']);
+      assert.equal((await keys('exists', 'true')).length, 9);
+    }));
+
+    test('an object past expires_at is gone for reads at once; a write to its key starts a new object', withStore(async ({ store }) => {
+      await store.putBucket('b', settings({ quotaBytes: 25 }));
+      await store.addRevision(rev('b', 'old', 1, 10));
+      await store.addRevision(rev('b', 'old', 2, 10));
+      await store.addRevision(rev('b', 'keep', 3, 5));
+      const past = { contentType: null, filename: null, owner: null, tags: [], properties: {}, expiresAt: Date.now() - 1 };
+      assert.ok(await store.setObjectMeta('b', 'old', past), 'the write that expires it');
+      assert.equal(await store.getObject('b', 'old'), null);
+      assert.equal(await store.getObject('b', 'old', 1), null);
+      assert.equal(await store.listRevisions('b', 'old', 100), null);
+      assert.equal(await store.setObjectMeta('b', 'old', past), null);
+      assert.equal(await store.deleteObject('b', 'old'), false);
+      assert.deepEqual((await store.listObjects({ bucket: 'b', prefix: '', after: null, limit: 100 })).map((o) => o.key), ['keep']);
+      const bucket = await store.getBucket('b');
+      assert.deepEqual([bucket?.objectCount, bucket?.storedBytes], [1, 5], 'usage leaves it out');
+      assert.equal((await store.stats()).objects, 1);
+      assert.equal(await store.isBlobLive(digest(1)), false, 'its blobs are no longer live');
+      assert.equal(await store.isBlobLive(digest(3)), true);
+      // 5 + 20 fits the quota only because the expired revisions no longer count.
+      const fresh = await store.addRevision(rev('b', 'old', 4, 20, { newObjectId: 'obj-new', ifNoneMatch: true }));
+      assert.ok(fresh.ok && fresh.object.revision === 1 && fresh.object.id === 'obj-new', 'a new object, If-None-Match holds');
+      assert.deepEqual((await store.listRevisions('b', 'old', 100))?.map((r) => r.digest), [digest(4)]);
+    }));
+
+    test('metadata sent with content is written in the revision transaction; a throw undoes the write', withStore(async ({ store }) => {
+      await store.putBucket('b', settings());
+      await store.addRevision(rev('b', 'k', 1, 1, { meta: (m) => ({ ...m, owner: 'ann', tags: ['a'] }) }));
+      const r2 = await store.addRevision(rev('b', 'k', 2, 1, { meta: (m) => ({ ...m, tags: [...m.tags, `after-${m.owner}`] }) }));
+      assert.ok(r2.ok);
+      assert.deepEqual([r2.object.owner, r2.object.tags], ['ann', ['a', 'after-ann']], 'the callback sees the metadata as of this write');
+      assert.deepEqual((await store.listRevisions('b', 'k', 100))?.[0]?.metadata.tags, ['a', 'after-ann'], 'the snapshot has it');
+      await assert.rejects(store.addRevision(rev('b', 'k', 3, 1, { meta: () => { throw new Error('bad metadata'); } })), /bad metadata/);
+      assert.equal((await store.getObject('b', 'k'))?.revision, 2, 'no revision 3');
+      assert.equal(await store.getBlob(digest(3)), null, 'no blob row either');
     }));
 
     test('a session can complete into an object revision, atomically', withStore(async ({ store }) => {
@@ -232,10 +299,14 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       assert.equal((await reopened.getToken('t1'))?.lastUsedAt, 5000);
       await reopened.touchToken('t1', 9000, 6000);
       assert.equal((await reopened.getToken('t1'))?.lastUsedAt, 9000);
-      assert.deepEqual((await reopened.listTokens()).map((x) => x.id), ['t1']);
+      assert.deepEqual((await reopened.listTokens(100, null)).map((x) => x.id), ['t1']);
+      await reopened.createToken({ ...t, id: 't2' });
+      assert.deepEqual((await reopened.listTokens(1, null)).map((x) => x.id), ['t1'], 'a page, in id order');
+      assert.deepEqual((await reopened.listTokens(100, 't1')).map((x) => x.id), ['t2'], 'after the cursor');
       assert.equal(await reopened.deleteToken('t1'), true);
       assert.equal(await reopened.deleteToken('t1'), false);
-      assert.deepEqual(await reopened.listTokens(), []);
+      assert.equal(await reopened.deleteToken('t2'), true);
+      assert.deepEqual(await reopened.listTokens(100, null), []);
     }));
 
     test('idempotency keys: claim, in use, answered, stale, released, per principal', withStore(async ({ store }) => {
@@ -274,6 +345,22 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       assert.equal(await store.dropPin('p', digest(101)), true);
       assert.equal(await store.dropPin('p', digest(101)), false);
       assert.equal((await store.listPins('p', 10, null)).length, 2);
+      await store.commitBlob({ digest: digest(104), size: 1 }, { principal: 'p', temporary: true, expiresAt: Date.now() - 1 });
+      assert.equal(await store.dropPin('p', digest(104)), false, 'an expired pin is no pin');
+      assert.equal(await store.isBlobLive(digest(104)), false);
+      assert.equal(await store.isBlobLive(digest(102)), true);
+    }));
+
+    test("a principal's open sessions, newest first, paged by id; completed and others' sessions are not listed", withStore(async ({ store }) => {
+      for (const id of ['s1', 's2', 's3']) await store.createUpload(upload(id));
+      await store.createUpload(upload('s4', { principal: 'q' }));
+      await store.createUpload(upload('s5', { expiresAt: Date.now() - 1 }));
+      assert.deepEqual((await store.listUploads('p', 100, null)).map((u) => u.id), ['s3', 's2', 's1']);
+      assert.deepEqual((await store.listUploads('p', 1, null)).map((u) => u.id), ['s3']);
+      assert.deepEqual((await store.listUploads('p', 100, 's3')).map((u) => u.id), ['s2', 's1']);
+      await store.beginCompletion('s2', digest(1));
+      await store.finishUpload('s2', { digest: digest(1), size: 0 }, { pin: { principal: 'p', temporary: false, expiresAt: null } }, () => '{}', Date.now() + 1000);
+      assert.deepEqual((await store.listUploads('p', 100, null)).map((u) => u.id), ['s3', 's1']);
     }));
 
     test('garbage: unreferenced, older than the cut-off, no valid pin; deleting re-checks and respects holds', withStore(async ({ store }) => {
@@ -307,7 +394,7 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       const cut = Date.now() + 1;
       assert.deepEqual((await store.listGarbageBlobs(cut, now, 10)).map((b) => b.digest), [digest(401)], 'the expired object still references 402');
       assert.deepEqual((await store.listGarbageBlobs(cut, now, 10, true)).map((b) => b.digest), [digest(401), digest(402)], 'after expiry it would not');
-      assert.ok(await store.getObject('e', 'old'));
+      assert.equal(await store.getObject('e', 'old'), null, 'gone for readers before the rows go');
       assert.deepEqual(await store.expirePinsAndObjects(now, false), { pins: 1, objects: 1 });
       assert.equal(await store.getObject('e', 'old'), null);
       assert.equal((await store.getBucket('e'))?.objectCount, 0, 'bucket usage follows');

@@ -48,7 +48,7 @@ export function as(d: Daemon, token: string, pathname: string, init: RequestInit
 export async function listTokens(d: Daemon): Promise<TokenInfo[]> {
   const res = await d.api('/api/tokens');
   assert.equal(res.status, 200);
-  return ((await res.json()) as { tokens: TokenInfo[] }).tokens;
+  return ((await res.json()) as { items: TokenInfo[] }).items;
 }
 
 export interface RawAnswer {

@@ -13,7 +13,7 @@ import { isMultipart, withFilePart } from '../multipart.ts';
 import { declaredLength, requestBody } from '../request-body.ts';
 import { sendBlob } from '../send-blob.ts';
 import type { Need } from '../../core/auth.ts';
-import { BinaryBody, DigestParam, errors, jsonContent, isoTime } from './schemas.ts';
+import { BinaryBody, DigestParam, errors, jsonContent, isoTime, pageJson, PageQuery, pageRequest } from './schemas.ts';
 
 const IngestBody = z
   .object({ digest: z.string(), size: z.number().int(), deduplicated: z.boolean() })
@@ -72,10 +72,10 @@ const listPins = createRoute({
   summary: "The caller's pins, newest first",
   middleware: [requires({ action: 'blobs:read' })] as const,
   request: {
-    query: z.object({ limit: z.string().regex(/^\d{1,4}$/).optional(), cursor: z.string().max(512).optional() }),
+    query: z.object(PageQuery),
   },
   responses: {
-    200: jsonContent(z.object({ items: z.array(PinJson), next_cursor: z.string().nullable() }), 'a page of pins'),
+    200: jsonContent(pageJson(PinJson), 'a page of pins'),
     ...errors(400, 401, 403),
   },
 });
@@ -138,12 +138,9 @@ export function blobRoutes(blobs: BlobService) {
   });
 
   app.openapi(listPins, async (c) => {
-    const q = c.req.valid('query');
-    const limit = q.limit === undefined ? 100 : Number(q.limit);
-    if (limit < 1 || limit > 1000) throw new BlobdError('invalid_request', 'limit is 1 to 1000');
-    const { pins, nextCursor } = await blobs.listPins(principalOf(c).id, limit, q.cursor);
-        const items = pins.map((p) => ({ digest: p.digest, size: p.size, temporary: p.temporary, expires_at: isoTime(p.expiresAt), created_at: isoTime(p.createdAt)! }));
-    return c.json({ items, next_cursor: nextCursor }, 200);
+    const page = await blobs.listPins(principalOf(c).id, pageRequest(c.req.valid('query')));
+    const items = page.items.map((p) => ({ digest: p.digest, size: p.size, temporary: p.temporary, expires_at: isoTime(p.expiresAt), created_at: isoTime(p.createdAt)! }));
+    return c.json({ items, next_cursor: page.nextCursor }, 200);
   });
 
   app.openapi(remove, async (c) => {

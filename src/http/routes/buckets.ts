@@ -6,7 +6,7 @@ import { onBucket, principalOf, requires } from '../middleware/authenticate.ts';
 import { idempotent, jsonBody } from '../middleware/idempotency.ts';
 import { limitJsonBody } from '../request-body.ts';
 import { createRouter } from '../router.ts';
-import { errors, jsonContent } from './schemas.ts';
+import { errors, jsonContent, pageJson, PageQuery, pageRequest } from './schemas.ts';
 
 const BucketParam = z.object({
   bucket: z.string().openapi({ param: { name: 'bucket', in: 'path' }, description: '[a-z0-9][a-z0-9._-]{0,62}' }),
@@ -18,6 +18,7 @@ const Settings = z
     quota_bytes: z.number().int().min(0).nullable().optional(),
     max_revisions: z.number().int().min(1).nullable().optional(),
     public_read: z.boolean().optional(),
+    public_revisions: z.boolean().optional().openapi({ description: 'with public_read: anyone may also read older revisions, ?revisions and ?compare' }),
   })
   .strict()
   .openapi('BucketSettings');
@@ -29,6 +30,7 @@ const Bucket = z
     quota_bytes: z.number().int().nullable(),
     max_revisions: z.number().int().nullable(),
     public_read: z.boolean(),
+    public_revisions: z.boolean(),
     usage: z.object({ objects: z.number().int(), bytes: z.number().int() }),
     created_at: z.string(),
     updated_at: z.string(),
@@ -42,6 +44,7 @@ export function bucketJson(b: BucketRecord) {
     quota_bytes: b.quotaBytes,
     max_revisions: b.maxRevisions,
     public_read: b.publicRead,
+    public_revisions: b.publicRevisions,
     usage: { objects: b.objectCount, bytes: b.storedBytes },
     created_at: new Date(b.createdAt).toISOString(),
     updated_at: new Date(b.updatedAt).toISOString(),
@@ -51,9 +54,10 @@ export function bucketJson(b: BucketRecord) {
 const list = createRoute({
   method: 'get',
   path: '/api/buckets',
-  summary: 'List the buckets the caller may read',
+  summary: 'List the buckets the caller may read, in name order',
   middleware: [requires({ action: 'authenticated' })] as const,
-  responses: { 200: jsonContent(z.object({ buckets: z.array(Bucket) }), 'the buckets'), ...errors(401, 403) },
+  request: { query: z.object(PageQuery) },
+  responses: { 200: jsonContent(pageJson(Bucket), 'a page of buckets'), ...errors(400, 401, 403) },
 });
 
 const put = createRoute({
@@ -86,7 +90,10 @@ const del = createRoute({
 export function bucketRoutes(catalog: CatalogService) {
   const app = createRouter();
 
-  app.openapi(list, async (c) => c.json({ buckets: (await catalog.listBuckets(principalOf(c))).map(bucketJson) }, 200));
+  app.openapi(list, async (c) => {
+    const page = await catalog.listBuckets(principalOf(c), pageRequest(c.req.valid('query')));
+    return c.json({ items: page.items.map(bucketJson), next_cursor: page.nextCursor }, 200);
+  });
 
   app.openapi(put, async (c) => {
     const body = c.req.valid('json') ?? {};
@@ -95,6 +102,7 @@ export function bucketRoutes(catalog: CatalogService) {
       quotaBytes: body.quota_bytes ?? null,
       maxRevisions: body.max_revisions ?? null,
       publicRead: body.public_read ?? false,
+      publicRevisions: body.public_revisions ?? false,
     });
     return created ? c.json(bucketJson(bucket), 201) : c.json(bucketJson(bucket), 200);
   });

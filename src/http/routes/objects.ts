@@ -3,13 +3,12 @@
 // of the path. Translation only: the rules live in core/catalog.
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler } from 'hono';
-import { Readable } from 'node:stream';
 import { v7 as uuidv7 } from 'uuid';
-import { applyMetaPatch, type CatalogService, type ListOptions, type PutObjectOptions } from '../../core/catalog.ts';
+import { applyMetaPatch, type CatalogService, type PutObjectOptions } from '../../core/catalog.ts';
 import { can } from '../../core/auth.ts';
 import { parseDigest } from '../../core/digest.ts';
 import { BlobdError } from '../../core/errors.ts';
-import type { ObjectRecord, RevisionRecord } from '../../storage/metadata-store.ts';
+import type { ObjectRecord } from '../../storage/metadata-store.ts';
 import type { AppEnv } from '../env.ts';
 import { onBucket, principalOf, requires } from '../middleware/authenticate.ts';
 import { idempotent, type BodyKind } from '../middleware/idempotency.ts';
@@ -17,40 +16,15 @@ import { declaredLength, isJson, limitJsonBody, requestBody } from '../request-b
 import { isMultipart, withFilePart } from '../multipart.ts';
 import { createRouter } from '../router.ts';
 import { sendBlob } from '../send-blob.ts';
-import { BinaryBody, errors, jsonContent, isoTime } from './schemas.ts';
+import { objectJson, PartialObject, publicObjectJson, RevisionJson, revisionJson, selectFields } from './object-json.ts';
+import { BinaryBody, errors, jsonContent, pageJson, PageQuery, pageRequest } from './schemas.ts';
 
 const Revision = z.string().regex(/^[1-9]\d{0,9}$/, 'a revision number');
 
 const ObjectParams = z.object({
   bucket: z.string().openapi({ param: { name: 'bucket', in: 'path' } }),
-  key: z.string().openapi({ param: { name: 'key', in: 'path' }, description: 'the object key; may contain /' }),
+  key: z.string().openapi({ param: { name: 'key', in: 'path' }, description: 'the object key (UTF-8 in NFC); may contain /' }),
 });
-
-const ObjectJson = z
-  .object({
-    id: z.string(),
-    bucket: z.string(),
-    key: z.string(),
-    revision: z.number().int(),
-    digest: z.string(),
-    size: z.number().int(),
-    content_type: z.string().nullable(),
-    filename: z.string().nullable(),
-    owner: z.string().nullable(),
-    tags: z.array(z.string()),
-    properties: z.record(z.string(), z.unknown()),
-    created_at: z.string(),
-    updated_at: z.string(),
-    created_by: z.string().nullable(),
-    expires_at: z.string().nullable(),
-  })
-  .openapi('Object');
-
-/** A write's answer: metadata fields are left out for a caller who may write but not read the bucket. */
-const WrittenObject = ObjectJson.partial({
-  content_type: true, filename: true, owner: true, tags: true, properties: true, created_by: true, expires_at: true,
-}).openapi('WrittenObject');
-
 
 /**
  * What a write answers: the whole object to a caller who may read the bucket; to a write-only caller
@@ -63,45 +37,20 @@ function writeAnswer(c: Context<AppEnv>, o: ObjectRecord) {
   return { id, bucket, key, revision, digest, size, created_at, updated_at };
 }
 
-export function objectJson(o: ObjectRecord) {
-  return {
-    id: o.id,
-    bucket: o.bucket,
-    key: o.key,
-    revision: o.revision,
-    digest: o.digest,
-    size: o.size,
-    content_type: o.contentType,
-    filename: o.filename,
-    owner: o.owner,
-    tags: [...o.tags],
-    properties: { ...o.properties },
-    created_at: isoTime(o.createdAt)!,
-    updated_at: isoTime(o.updatedAt)!,
-    created_by: o.createdBy,
-    expires_at: isoTime(o.expiresAt),
-  };
-}
-
-function revisionJson(r: RevisionRecord) {
-  return {
-    revision: r.revision,
-    digest: r.digest,
-    size: r.size,
-    content_type: r.contentType,
-    filename: r.filename,
-    created_at: isoTime(r.createdAt)!,
-    created_by: r.createdBy,
-  };
-}
-
 /**
- * URL parsing resolves percent-encoded dot segments (`a/%2e%2e/x` → `x`) before routing, which would
- * silently aim a request at another key. The raw request target still shows them: refuse those.
+ * One key, one URL. The raw request target is checked before routing decodes it: URL parsing resolves
+ * percent-encoded dot segments (`a/%2e%2e/x` → `x`), which would aim the request at another key, and a
+ * percent-encoding that is not UTF-8 (`%FF`, overlong forms, surrogates) would be kept literally — a
+ * second spelling of some key. Both are `400 invalid_key`.
  */
-const refuseDotSegments: MiddlewareHandler<AppEnv> = async (c, next) => {
+const checkKeyTarget: MiddlewareHandler<AppEnv> = async (c, next) => {
   const raw = (c.env?.incoming?.url ?? '').split(/[?#]/)[0]!;
   if (/\/(?:\.|%2e){1,2}(?=\/|$)/i.test(raw)) throw new BlobdError('invalid_key', 'a key has no . or .. segment');
+  try {
+    decodeURIComponent(raw);
+  } catch {
+    throw new BlobdError('invalid_key', 'the percent-encoding of the key is not valid UTF-8');
+  }
   await next();
 };
 
@@ -130,21 +79,8 @@ const ObjectWrite = z
 
 const MetaPatchBody = ObjectWrite.omit({ digest: true, content_base64: true }).openapi('ObjectMetadataPatch');
 
-const FIELDS = Object.keys(ObjectJson.shape);
 // content_base64 of 10 MiB is 13.4 MiB of text, plus metadata.
 const JSON_LIMIT = 16 * 1024 * 1024;
-
-/** `?fields=a,b,-c`: keep only the named fields, or drop the ones with a minus. */
-function selectFields(item: Record<string, unknown>, spec: string | undefined): Record<string, unknown> {
-  if (!spec) return item;
-  const names = spec.split(',').map((f) => f.trim()).filter(Boolean);
-  for (const n of names) {
-    if (!FIELDS.includes(n.replace(/^-/, ''))) throw new BlobdError('invalid_request', `unknown field ${n.replace(/^-/, '')}`, { fields: FIELDS });
-  }
-  const keep = names.filter((n) => !n.startsWith('-'));
-  const drop = new Set(names.filter((n) => n.startsWith('-')).map((n) => n.slice(1)));
-  return Object.fromEntries(Object.entries(item).filter(([k]) => (keep.length === 0 || keep.includes(k)) && !drop.has(k)));
-}
 
 // Raw bytes of any type, or an `application/json` ObjectWrite. Declared as binary only: a second media type
 // would make the validator refuse every other Content-Type, and JSON writes are parsed (bounded) by hand.
@@ -161,7 +97,7 @@ const putObject = createRoute({
   method: 'put',
   path: OBJECT_PATH,
   summary: "Write the object's next revision: the raw body (its Content-Type kept), or JSON by digest / content_base64",
-  middleware: [refuseDotSegments, requires(onBucket('bucket:write')), limitJsonBody(JSON_LIMIT), idempotent(writeBodyKind)] as const,
+  middleware: [checkKeyTarget, requires(onBucket('bucket:write')), limitJsonBody(JSON_LIMIT), idempotent(writeBodyKind)] as const,
   request: {
     params: ObjectParams,
     query: z.object({ filename: z.string().min(1).max(1024).optional() }),
@@ -169,8 +105,8 @@ const putObject = createRoute({
     body: { content: WriteBody, required: false },
   },
   responses: {
-    201: jsonContent(WrittenObject, 'created (revision 1)'),
-    200: jsonContent(WrittenObject, 'a new revision'),
+    201: jsonContent(PartialObject, 'created (revision 1)'),
+    200: jsonContent(PartialObject, 'a new revision'),
     ...errors(400, 401, 403, 404, 412, 413, 415, 507),
   },
 });
@@ -185,26 +121,26 @@ const postObject = createRoute({
     query: z.object({ filename: z.string().min(1).max(1024).optional() }),
     body: { content: WriteBody, required: false },
   },
-  responses: { 201: jsonContent(WrittenObject, 'created'), ...errors(400, 401, 403, 404, 413, 415, 507) },
+  responses: { 201: jsonContent(PartialObject, 'created'), ...errors(400, 401, 403, 404, 413, 415, 507) },
 });
 
 const patchObject = createRoute({
   method: 'patch',
   path: OBJECT_PATH,
   summary: 'JSON merge patch of metadata (filename, content_type, owner, tags, properties, expires_at)',
-  middleware: [refuseDotSegments, requires(onBucket('bucket:write')), limitJsonBody(JSON_LIMIT)] as const,
+  middleware: [checkKeyTarget, requires(onBucket('bucket:write')), limitJsonBody(JSON_LIMIT)] as const,
   request: {
     params: ObjectParams,
     body: { content: { 'application/json': { schema: MetaPatchBody }, 'application/merge-patch+json': { schema: MetaPatchBody } }, required: true },
   },
-  responses: { 200: jsonContent(WrittenObject, 'updated'), ...errors(400, 401, 403, 404) },
+  responses: { 200: jsonContent(PartialObject, 'updated'), ...errors(400, 401, 403, 404) },
 });
 
 const getObject = createRoute({
   method: 'get',
   path: OBJECT_PATH,
-  summary: 'Content (HEAD: headers only), or ?metadata, or ?revisions; ?revision=N for an older one',
-  middleware: [refuseDotSegments, requires(onBucket('object:read'))] as const,
+  summary: 'Content (HEAD: headers only), or ?metadata, or ?revisions (paged); ?revision=N for an older one',
+  middleware: [checkKeyTarget, requires(onBucket('object:read'))] as const,
   request: {
     params: ObjectParams,
     query: z.object({
@@ -214,10 +150,14 @@ const getObject = createRoute({
       filename: z.string().max(1024).optional(),
       compare: z.string().regex(/^[1-9]\d{0,9}\.\.[1-9]\d{0,9}$/, 'N..M').optional(),
       fields: z.string().max(1024).optional(),
+      ...PageQuery,
     }),
   },
   responses: {
-    200: { description: 'content, or JSON for ?metadata / ?revisions', content: { ...BinaryBody, 'application/json': { schema: ObjectJson } } },
+    200: {
+      description: 'content, or JSON for ?metadata (a public reader gets the public fields only) / ?revisions (a page)',
+      content: { ...BinaryBody, 'application/json': { schema: z.union([PartialObject, pageJson(RevisionJson)]) } },
+    },
     206: { description: 'one range of the content', content: BinaryBody },
     304: { description: 'not modified' },
     ...errors(400, 401, 403, 404, 412, 416),
@@ -228,71 +168,10 @@ const deleteObject = createRoute({
   method: 'delete',
   path: OBJECT_PATH,
   summary: 'Delete the object (all revisions), or ?revision=N only',
-  middleware: [refuseDotSegments, requires(onBucket('bucket:delete'))] as const,
+  middleware: [checkKeyTarget, requires(onBucket('bucket:delete'))] as const,
   request: { params: ObjectParams, query: z.object({ revision: Revision.optional() }) },
   responses: { 204: { description: 'deleted' }, ...errors(400, 401, 403, 404) },
 });
-
-const listObjects = createRoute({
-  method: 'get',
-  path: '/api/buckets/{bucket}/objects',
-  summary: 'List, find and export objects (property.NAME=VALUE filters; csv and ndjson stream everything)',
-  middleware: [requires(onBucket('bucket:read'))] as const,
-  request: {
-    params: z.object({ bucket: z.string().openapi({ param: { name: 'bucket', in: 'path' } }) }),
-    query: z
-      .object({
-        prefix: z.string().max(1024).optional(),
-        delimiter: z.string().min(1).max(16).optional(),
-        owner: z.string().optional(),
-        tag: z.string().optional(),
-        limit: z.string().regex(/^\d{1,4}$/).optional(),
-        fields: z.string().max(1024).optional(),
-        cursor: z.string().max(4096).optional(),
-        format: z.enum(['json', 'ndjson', 'csv']).optional(),
-      })
-      .passthrough(),
-  },
-  responses: {
-    200: {
-      description: 'a page (json) or every match (ndjson, csv)',
-      content: {
-        'application/json': {
-          schema: z.object({ items: z.array(ObjectJson), common_prefixes: z.array(z.string()), next_cursor: z.string().nullable() }),
-        },
-        'application/x-ndjson': { schema: z.string() },
-        'text/csv': { schema: z.string() },
-      },
-    },
-    ...errors(400, 401, 403, 404),
-  },
-});
-
-const CSV_COLUMNS = ['id', 'bucket', 'key', 'revision', 'digest', 'size', 'content_type', 'filename', 'owner', 'tags', 'properties', 'created_at', 'updated_at', 'created_by', 'expires_at'] as const;
-
-/** One RFC 4180 field: quoted when it must be; arrays and objects as JSON. */
-function csvField(value: unknown): string {
-  const text = value === null || value === undefined ? '' : typeof value === 'object' ? JSON.stringify(value) : String(value);
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
-}
-
-async function* exportLines(objects: AsyncIterable<ObjectRecord>, format: 'ndjson' | 'csv', fields: string | undefined): AsyncIterable<string> {
-  const columns = Object.keys(selectFields(Object.fromEntries(CSV_COLUMNS.map((k) => [k, null])), fields));
-  if (format === 'csv') yield `${columns.join(',')}\r\n`;
-  for await (const o of objects) {
-    const j = selectFields(objectJson(o), fields);
-    yield format === 'csv' ? `${columns.map((k) => csvField(j[k])).join(',')}\r\n` : `${JSON.stringify(j)}\n`;
-  }
-}
-
-function listOptions(q: Record<string, string | undefined>): ListOptions {
-  const properties = Object.entries(q)
-    .filter(([k, v]) => k.startsWith('property.') && v !== undefined)
-    .map(([k, v]) => ({ name: k.slice('property.'.length), value: v! }));
-  const limit = q.limit === undefined ? 1000 : Number(q.limit);
-  if (limit < 1 || limit > 1000) throw new BlobdError('invalid_request', 'limit is 1 to 1000');
-  return { prefix: q.prefix, delimiter: q.delimiter, owner: q.owner, tag: q.tag, cursor: q.cursor, limit, properties };
-}
 
 const EMPTY_META = { contentType: null, filename: null, owner: null, tags: [], properties: {}, expiresAt: null };
 
@@ -326,31 +205,34 @@ export function objectRoutes(catalog: CatalogService) {
   const app = createRouter();
   app.openAPIRegistry.register('ObjectWrite', ObjectWrite);
 
-  /** Raw body, multipart, or JSON by digest / inline; metadata that comes with it is applied after the content. */
+  /**
+   * Raw body, multipart, or JSON by digest / inline. Metadata that comes with the content is written in
+   * the same transaction as the revision: checked first where it can be (JSON, form parts before `file`),
+   * and a form's parts after `file` once the form has ended, before the revision is recorded.
+   */
   async function write(c: Context<AppEnv>, bucket: string, key: string, writeOpts: PutObjectOptions) {
     const opts = { ...writeOpts, sizeLimit: c.var.grant?.maxSize };
     if (isMultipart(c)) {
-      const { result, fields } = await withFilePart(c, (file, before) => {
-        // Parts sent before the file are checked before any byte is stored.
-        applyMetaPatch(EMPTY_META, formMetadata(before));
-        return catalog.putObject(bucket, key, () => file.stream, { ...opts, contentType: file.contentType, filename: opts.filename ?? file.filename });
+      const { result } = await withFilePart(c, (file, before, allFields) => {
+        applyMetaPatch(EMPTY_META, formMetadata(before)); // parts before the file: checked before any byte is stored
+        return catalog.putObject(bucket, key, () => file.stream, {
+          ...opts,
+          contentType: file.contentType,
+          filename: opts.filename ?? file.filename,
+          meta: async () => formMetadata(await allFields),
+        });
       });
-      const meta = formMetadata(fields);
-      if (Object.keys(meta).length === 0) return result;
-      return { object: await catalog.patchObject(bucket, key, meta), created: result.created };
+      return result;
     }
     if (!isJson(c)) {
       return catalog.putObject(bucket, key, () => requestBody(c), { ...opts, declaredSize: declaredLength(c), contentType: c.req.header('content-type') });
     }
     const { digest, content_base64, ...meta } = await readObjectWrite(c);
     applyMetaPatch(EMPTY_META, meta); // bounds (tags, properties size, dates) checked before anything is written
-    const typed = { ...opts, contentType: meta.content_type ?? undefined, filename: meta.filename ?? opts.filename };
-    const written =
-      digest !== undefined
-        ? await catalog.putObjectByDigest(bucket, key, parseDigest(digest), typed)
-        : await catalog.putObjectInline(bucket, key, Buffer.from(content_base64!, 'base64'), typed);
-    if (Object.keys(meta).length === 0) return written;
-    return { object: await catalog.patchObject(bucket, key, meta), created: written.created };
+    const typed = { ...opts, contentType: meta.content_type ?? undefined, filename: meta.filename ?? opts.filename, meta };
+    return digest !== undefined
+      ? catalog.putObjectByDigest(bucket, key, parseDigest(digest), typed)
+      : catalog.putObjectInline(bucket, key, Buffer.from(content_base64!, 'base64'), typed);
   }
 
   app.openapi(putObject, async (c) => {
@@ -384,14 +266,19 @@ export function objectRoutes(catalog: CatalogService) {
   app.openapi(getObject, async (c) => {
     const { bucket, key } = c.req.valid('param');
     const q = c.req.valid('query');
-    if (q.revisions !== undefined) return c.json({ revisions: (await catalog.listRevisions(bucket, key)).map(revisionJson) }, 200);
+    const history = q.revisions !== undefined || q.compare !== undefined || q.revision !== undefined;
+    const { full } = await catalog.readAccess(bucket, c.var.principal, history);
+    if (q.revisions !== undefined) {
+      const page = await catalog.listRevisions(bucket, key, pageRequest(q));
+      return c.json({ items: page.items.map((r) => revisionJson(r, full)), next_cursor: page.nextCursor }, 200);
+    }
     if (q.compare !== undefined) {
       const [from, to] = q.compare.split('..').map(Number) as [number, number];
       const d = await catalog.compare(bucket, key, from, to);
       return c.json({ content_changed: d.contentChanged, digest_from: d.digestFrom, digest_to: d.digestTo, fields_changed: d.fieldsChanged }, 200);
     }
     const obj = await catalog.getObject(bucket, key, q.revision === undefined ? undefined : Number(q.revision));
-    if (q.metadata !== undefined) return c.json(selectFields(objectJson(obj), q.fields), 200);
+    if (q.metadata !== undefined) return c.json(selectFields(full ? objectJson(obj) : publicObjectJson(obj), q.fields), 200);
     return sendBlob(c, {
       digest: obj.digest,
       size: obj.size,
@@ -409,23 +296,6 @@ export function objectRoutes(catalog: CatalogService) {
     const { revision } = c.req.valid('query');
     await catalog.deleteObject(bucket, key, revision === undefined ? undefined : Number(revision));
     return c.body(null, 204);
-  });
-
-  app.openapi(listObjects, async (c) => {
-    const { bucket } = c.req.valid('param');
-    const q = c.req.valid('query') as Record<string, string | undefined>;
-    const opts = listOptions(q);
-    const format = q.format ?? 'json';
-    if (format === 'json') {
-      const page = await catalog.listObjects(bucket, opts);
-      const items = page.items.map((o) => selectFields(objectJson(o), q.fields));
-      return c.json({ items, common_prefixes: page.commonPrefixes, next_cursor: page.nextCursor }, 200);
-    }
-    await catalog.getBucket(bucket); // a missing bucket is a 404, not an empty export
-    selectFields({}, q.fields); // an unknown field name is a 400 before the export starts streaming
-    const lines = Readable.from(exportLines(catalog.exportObjects(bucket, opts), format as 'ndjson' | 'csv', q.fields));
-    const type = format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson';
-    return c.body(Readable.toWeb(lines) as ReadableStream, 200, { 'Content-Type': type }) as never;
   });
 
   return app;

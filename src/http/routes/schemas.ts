@@ -1,5 +1,7 @@
 // zod schemas shared by several route declarations (they also name the components in /openapi.json).
 import { z } from '@hono/zod-openapi';
+import { BlobdError } from '../../core/errors.ts';
+import { MAX_PAGE, type PageRequest } from '../../core/paging.ts';
 
 export const ErrorBody = z
   .object({
@@ -31,4 +33,22 @@ export function errors(...statuses: number[]) {
 /** A time as the API shows it: ISO 8601, or null. */
 export function isoTime(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();
+}
+
+/** `?limit=&cursor=`, the same on every listing. */
+export const PageQuery = {
+  limit: z.string().regex(/^\d{1,4}$/, '1 to 1000').optional().openapi({ description: '1 to 1000 (default 100; objects 1000)' }),
+  cursor: z.string().max(4096).optional().openapi({ description: "the previous page's next_cursor" }),
+};
+
+/** The page a listing asks for; `limit` is 1 to 1000. */
+export function pageRequest(q: { limit?: string; cursor?: string }, defaultLimit = 100): PageRequest {
+  const limit = q.limit === undefined ? defaultLimit : Number(q.limit);
+  if (limit < 1 || limit > MAX_PAGE) throw new BlobdError('invalid_request', `limit is 1 to ${MAX_PAGE}`);
+  return { limit, ...(q.cursor !== undefined ? { cursor: q.cursor } : {}) };
+}
+
+/** Every listing answers `{ items, next_cursor }` (next_cursor null on the last page). */
+export function pageJson<T extends z.ZodTypeAny>(item: T) {
+  return z.object({ items: z.array(item), next_cursor: z.string().nullable() });
 }

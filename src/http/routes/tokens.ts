@@ -9,7 +9,7 @@ import { idempotent, jsonBody } from '../middleware/idempotency.ts';
 import { principalOf, requires } from '../middleware/authenticate.ts';
 import { limitJsonBody } from '../request-body.ts';
 import { createRouter } from '../router.ts';
-import { errors, jsonContent, isoTime } from './schemas.ts';
+import { errors, jsonContent, isoTime, pageJson, PageQuery, pageRequest } from './schemas.ts';
 
 
 const TokenInfo = z
@@ -66,9 +66,10 @@ const create = createRoute({
 const list = createRoute({
   method: 'get',
   path: '/api/tokens',
-  summary: 'List API tokens (never their values)',
+  summary: 'List API tokens in creation order (never their values)',
   middleware: [requires({ action: 'admin' }, { signable: false })] as const,
-  responses: { 200: jsonContent(z.object({ tokens: z.array(TokenInfo) }), 'the tokens'), ...errors(401, 403) },
+  request: { query: z.object(PageQuery) },
+  responses: { 200: jsonContent(pageJson(TokenInfo), 'a page of tokens'), ...errors(400, 401, 403) },
 });
 
 const remove = createRoute({
@@ -95,7 +96,10 @@ export function tokenRoutes(access: AccessControl) {
     return c.json({ ...tokenJson(record), token }, 201);
   });
 
-  app.openapi(list, async (c) => c.json({ tokens: (await access.listTokens()).map(tokenJson) }, 200));
+  app.openapi(list, async (c) => {
+    const page = await access.listTokens(pageRequest(c.req.valid('query')));
+    return c.json({ items: page.items.map(tokenJson), next_cursor: page.nextCursor }, 200);
+  });
 
   app.openapi(remove, async (c) => {
     await access.deleteToken(c.req.valid('param').id);

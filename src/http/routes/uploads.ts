@@ -10,7 +10,7 @@ import { principalOf, requires, uploadToken } from '../middleware/authenticate.t
 import { idempotent } from '../middleware/idempotency.ts';
 import { declaredLength, hasBody, requestBody } from '../request-body.ts';
 import { createRouter } from '../router.ts';
-import { BinaryBody, errors, jsonContent } from './schemas.ts';
+import { BinaryBody, errors, isoTime, jsonContent, pageJson, PageQuery, pageRequest } from './schemas.ts';
 
 // At most 15 digits: every such number is exact in a JS number (and 1 PB is plenty for one blob).
 const Decimal = z.string().regex(/^\d{1,15}$/, 'a non-negative integer of at most 15 digits');
@@ -136,6 +136,30 @@ const destroyPost = createRoute({
 
 const destroyDelete = createRoute({ ...destroyPost, method: 'delete', path: '/api/blobs/uploads/{id}' });
 
+const OpenSession = z
+  .object({
+    id: z.string(),
+    offset: z.number().int(),
+    size: z.number().int().nullable(),
+    filename: z.string().nullable(),
+    content_type: z.string().nullable(),
+    temporary: z.boolean(),
+    bucket: z.string().nullable(),
+    key: z.string().nullable(),
+    created_at: z.string(),
+    expires_at: z.string(),
+  })
+  .openapi('OpenUploadSession');
+
+const list = createRoute({
+  method: 'get',
+  path: '/api/blobs/uploads',
+  summary: "The caller's open upload sessions, newest first (never their tokens)",
+  middleware: [requires({ action: 'authenticated' })] as const,
+  request: { query: z.object(PageQuery) },
+  responses: { 200: jsonContent(pageJson(OpenSession), 'a page of sessions'), ...errors(400, 401, 403) },
+});
+
 /** The `Upload-Offset` precondition, if the client sent one. */
 function expectedOffset(c: Context<AppEnv>): number | undefined {
   const value = c.req.header('upload-offset');
@@ -216,6 +240,23 @@ export function uploadRoutes(uploads: UploadService) {
     if (c.req.method === 'HEAD') return c.body(null, 204, statusHeaders(s));
     const body = { id: s.id, offset: s.offset, size: s.size, state: s.state, expires_at: new Date(s.expiresAt).toISOString(), filename: s.filename };
     return c.json(body, 200, statusHeaders(s));
+  });
+
+  app.openapi(list, async (c) => {
+    const page = await uploads.listSessions(principalOf(c), pageRequest(c.req.valid('query')));
+    const items = page.items.map((s) => ({
+      id: s.id,
+      offset: s.offset,
+      size: s.declaredSize,
+      filename: s.filename,
+      content_type: s.contentType,
+      temporary: s.temporary,
+      bucket: s.bucket,
+      key: s.key,
+      created_at: isoTime(s.createdAt)!,
+      expires_at: isoTime(s.expiresAt)!,
+    }));
+    return c.json({ items, next_cursor: page.nextCursor }, 200);
   });
 
   for (const route of [destroyPost, destroyDelete]) {

@@ -50,7 +50,7 @@ function toRecord(r: RecordRow): IdempotencyRecord {
 export class AccessRepo {
   private readonly insertToken: Statement<Record<string, unknown>>;
   private readonly selectToken: Statement<[string], TokenRow>;
-  private readonly selectTokens: Statement<[], TokenRow>;
+  private readonly selectTokens: Statement<[string, number], TokenRow>;
   private readonly deleteTokenStmt: Statement<[string]>;
   private readonly touchTokenStmt: Statement<[number, string, number]>;
   private readonly selectRecord: Statement<[string, string], RecordRow>;
@@ -65,7 +65,7 @@ export class AccessRepo {
       INSERT INTO api_tokens (id, name, token_hash, scopes, created_by, created_at, expires_at)
       VALUES (@id, @name, @token_hash, @scopes, @created_by, @created_at, @expires_at)`);
     this.selectToken = db.prepare('SELECT * FROM api_tokens WHERE id = ?');
-    this.selectTokens = db.prepare('SELECT * FROM api_tokens ORDER BY id');
+    this.selectTokens = db.prepare('SELECT * FROM api_tokens WHERE id > ? ORDER BY id LIMIT ?');
     this.deleteTokenStmt = db.prepare('DELETE FROM api_tokens WHERE id = ?');
     this.touchTokenStmt = db.prepare(
       'UPDATE api_tokens SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)',
@@ -100,8 +100,8 @@ export class AccessRepo {
     return row ? toToken(row) : null;
   }
 
-  listTokens(): TokenRecord[] {
-    return this.selectTokens.all().map(toToken);
+  listTokens(limit: number, after: string | null): TokenRecord[] {
+    return this.selectTokens.all(after ?? '', limit).map(toToken);
   }
 
   deleteToken(id: string): boolean {

@@ -7,6 +7,7 @@ import type {
   BucketRecord,
   BucketSettings,
   ListObjectsQuery,
+  PropertyFilter,
   NewRevision,
   ObjectMeta,
   ObjectRecord,
@@ -14,7 +15,7 @@ import type {
 } from '../metadata-store.ts';
 import { KEY_END } from '../metadata-store.ts';
 import type { BlobsRepo } from './blobs-repo.ts';
-import type { Db } from './db.ts';
+import { finiteNumber, type Db } from './db.ts';
 
 interface BucketRow {
   name: string;
@@ -22,6 +23,7 @@ interface BucketRow {
   quota_bytes: number | null;
   max_revisions: number | null;
   public_read: number;
+  public_revisions: number;
   object_count: number;
   stored_bytes: number;
   created_at: number;
@@ -48,6 +50,12 @@ interface ObjectRow {
   revision_created_at: number;
 }
 
+/** An object whose expires_at passed is gone for every reader at once (GC only reclaims it later). */
+const UNEXPIRED = '(o.expires_at IS NULL OR o.expires_at > @now)';
+
+/** The operators of `property.NAME_OP=VALUE` filters (plain `property.NAME=VALUE` is `eq`). */
+export const PROPERTY_OPS = { eq: '=', ne: '=', gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
+
 const OBJECT_COLUMNS = `o.id, o.bucket, o.key, o.last_revision AS latest, r.revision, r.digest, r.size, r.content_type,
   r.filename, o.owner, o.tags, o.properties, o.expires_at, o.created_at, o.updated_at, o.created_by,
   r.created_at AS revision_created_at`;
@@ -69,15 +77,30 @@ function snapshotToMeta(text: string): ObjectMeta {
 }
 
 
-function toBucket(r: BucketRow): BucketRecord {
+type MetaRow = Pick<ObjectRow, 'content_type' | 'filename' | 'owner' | 'tags' | 'properties' | 'expires_at'>;
+
+function rowToMeta(r: MetaRow): ObjectMeta {
+  return {
+    contentType: r.content_type,
+    filename: r.filename,
+    owner: r.owner,
+    tags: JSON.parse(r.tags) as string[],
+    properties: JSON.parse(r.properties) as Record<string, unknown>,
+    expiresAt: r.expires_at,
+  };
+}
+
+/** A bucket row, less what its expired objects (not yet deleted by GC) hold: they are gone for readers. */
+function toBucket(r: BucketRow, expired: { n: number; bytes: number }): BucketRecord {
   return {
     name: r.name,
     maxObjectSize: r.max_object_size,
     quotaBytes: r.quota_bytes,
     maxRevisions: r.max_revisions,
     publicRead: r.public_read === 1,
-    objectCount: r.object_count,
-    storedBytes: r.stored_bytes,
+    publicRevisions: r.public_revisions === 1,
+    objectCount: r.object_count - expired.n,
+    storedBytes: r.stored_bytes - expired.bytes,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -116,16 +139,24 @@ export class CatalogRepo {
         VALUES (@name, @max_object_size, @quota_bytes, @max_revisions, @public_read, @now, @now)
         ON CONFLICT (name) DO UPDATE SET max_object_size = excluded.max_object_size, quota_bytes = excluded.quota_bytes,
           max_revisions = excluded.max_revisions, public_read = excluded.public_read, updated_at = excluded.updated_at`),
+      setPublicRevisions: p('UPDATE buckets SET public_revisions = ? WHERE name = ?'),
+      expiredUsage: p(`SELECT count(DISTINCT o.id) AS n, coalesce(sum(r.size), 0) AS bytes FROM objects o
+        JOIN revisions r ON r.object_id = o.id WHERE o.bucket = ? AND o.expires_at IS NOT NULL AND o.expires_at <= ?`),
+      expiredIn: p('SELECT key FROM objects WHERE bucket = ? AND expires_at IS NOT NULL AND expires_at <= ?').pluck(),
       bucketExists: p('SELECT 1 FROM buckets WHERE name = ?').pluck(),
       getBucket: p('SELECT * FROM buckets WHERE name = ?'),
-      listBuckets: p('SELECT * FROM buckets ORDER BY name'),
+      listBuckets: p('SELECT * FROM buckets WHERE name > ? ORDER BY name LIMIT ?'),
       deleteBucket: p('DELETE FROM buckets WHERE name = ?'),
       deleteBucketObjects: p('DELETE FROM objects WHERE bucket = ?'),
       currentObject: p(`SELECT ${OBJECT_COLUMNS} FROM objects o JOIN revisions r ON r.object_id = o.id AND r.revision = o.revision
-        WHERE o.bucket = ? AND o.key = ?`),
-      objectAtRevision: p(`SELECT ${OBJECT_COLUMNS} FROM objects o JOIN revisions r ON r.object_id = o.id AND r.revision = ?
-        WHERE o.bucket = ? AND o.key = ?`),
-      objectId: p('SELECT id, revision FROM objects WHERE bucket = ? AND key = ?'),
+        WHERE o.bucket = @bucket AND o.key = @key AND ${UNEXPIRED}`),
+      objectAtRevision: p(`SELECT ${OBJECT_COLUMNS} FROM objects o JOIN revisions r ON r.object_id = o.id AND r.revision = @revision
+        WHERE o.bucket = @bucket AND o.key = @key AND ${UNEXPIRED}`),
+      objectId: p(`SELECT id, revision FROM objects o WHERE bucket = @bucket AND key = @key AND ${UNEXPIRED}`),
+      anyObjectId: p('SELECT id, revision FROM objects WHERE bucket = ? AND key = ?'),
+      anyCurrentObject: p(`SELECT ${OBJECT_COLUMNS} FROM objects o JOIN revisions r ON r.object_id = o.id AND r.revision = o.revision
+        WHERE o.id = ?`),
+      objectMeta: p('SELECT content_type, filename, owner, tags, properties, expires_at FROM objects WHERE id = ?'),
       insertObject: p(`INSERT INTO objects (id, bucket, key, revision, content_type, filename, created_at, updated_at, created_by)
         VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)`),
       bumpObject: p(`UPDATE objects SET revision = ?, last_revision = ?, content_type = coalesce(?, content_type), filename = coalesce(?, filename),
@@ -140,7 +171,7 @@ export class CatalogRepo {
       deleteRevision: p('DELETE FROM revisions WHERE object_id = ? AND revision = ?'),
       revisionSize: p('SELECT size FROM revisions WHERE object_id = ? AND revision = ?').pluck(),
       revisionsOf: p(`SELECT revision, digest, size, content_type, filename, metadata, created_at, created_by FROM revisions
-        WHERE object_id = ? ORDER BY revision DESC`),
+        WHERE object_id = ? AND revision < ? ORDER BY revision DESC LIMIT ?`),
       totalSize: p('SELECT coalesce(sum(size), 0) FROM revisions WHERE object_id = ?').pluck(),
       revisionCount: p('SELECT count(*) FROM revisions WHERE object_id = ?').pluck(),
       latestRevision: p('SELECT max(revision) FROM revisions WHERE object_id = ?').pluck(),
@@ -160,21 +191,26 @@ export class CatalogRepo {
       public_read: b.publicRead ? 1 : 0,
       now,
     });
+    this.s.setPublicRevisions!.run(b.publicRevisions ? 1 : 0, name);
     return !existed;
   }
 
-  getBucket(name: string): BucketRecord | null {
+  getBucket(name: string, now: number): BucketRecord | null {
     const row = this.s.getBucket!.get(name) as BucketRow | undefined;
-    return row ? toBucket(row) : null;
+    return row ? this.withUsage(row, now) : null;
   }
 
-  listBuckets(): BucketRecord[] {
-    return (this.s.listBuckets!.all() as BucketRow[]).map(toBucket);
+  listBuckets(limit: number, after: string | null, now: number): BucketRecord[] {
+    return (this.s.listBuckets!.all(after ?? '', limit) as BucketRow[]).map((r) => this.withUsage(r, now));
+  }
+
+  private withUsage(row: BucketRow, now: number): BucketRecord {
+    return toBucket(row, this.s.expiredUsage!.get(row.name, now) as { n: number; bytes: number });
   }
 
   /** Runs inside the caller's transaction. */
-  deleteBucket(name: string, force: boolean): 'deleted' | 'not_found' | 'not_empty' {
-    const bucket = this.getBucket(name);
+  deleteBucket(name: string, force: boolean, now: number): 'deleted' | 'not_found' | 'not_empty' {
+    const bucket = this.getBucket(name, now);
     if (!bucket) return 'not_found';
     if (bucket.objectCount > 0 && !force) return 'not_empty';
     this.s.deleteBucketObjects!.run(name); // revisions follow by ON DELETE CASCADE
@@ -182,11 +218,15 @@ export class CatalogRepo {
     return 'deleted';
   }
 
-  /** Runs inside the caller's transaction. */
+  /**
+   * Runs inside the caller's transaction. Expired objects of the bucket are deleted first (they are gone
+   * for readers already), so the quota, the preconditions and the next revision number see what readers see.
+   */
   addRevision(w: NewRevision, now: number): AddRevisionResult {
-    const bucket = this.getBucket(w.bucket);
+    for (const key of this.s.expiredIn!.all(w.bucket, now) as string[]) this.deleteObject(w.bucket, key, undefined, now, true);
+    const bucket = this.getBucket(w.bucket, now);
     if (!bucket) return { ok: false, reason: 'bucket_not_found' };
-    const current = this.s.currentObject!.get(w.bucket, w.key) as ObjectRow | undefined;
+    const current = this.s.currentObject!.get({ bucket: w.bucket, key: w.key, now }) as ObjectRow | undefined;
     if (w.ifNoneMatch && current) return { ok: false, reason: 'precondition_failed' };
     if (w.ifMatch !== undefined && (!current || (w.ifMatch !== '*' && w.ifMatch !== current.digest))) {
       return { ok: false, reason: 'precondition_failed' };
@@ -206,6 +246,12 @@ export class CatalogRepo {
       revision = 1;
       this.s.insertObject!.run(id, w.bucket, w.key, w.contentType, w.filename, now, now, w.createdBy);
     }
+    if (w.meta) {
+      // Metadata sent with the content lands in the same transaction (and the revision's snapshot); a
+      // patch that fails its checks throws, and nothing of the write is kept.
+      const m = w.meta(rowToMeta(this.s.objectMeta!.get(id) as MetaRow));
+      this.s.setMeta!.run(m.contentType, m.filename, m.owner, JSON.stringify(m.tags), JSON.stringify(m.properties), m.expiresAt, now, id);
+    }
     this.s.insertRevision!.run(id, revision, w.blob.digest, w.blob.size, now, w.createdBy, id);
     this.s.countBucket!.run(current ? 0 : 1, w.blob.size, w.bucket);
     if (bucket.maxRevisions !== null) {
@@ -214,20 +260,23 @@ export class CatalogRepo {
         this.s.countBucket!.run(0, -old.size, w.bucket);
       }
     }
-    return { ok: true, object: toObject(this.s.currentObject!.get(w.bucket, w.key) as ObjectRow), blobCreated };
+    const written = this.s.currentObject!.get({ bucket: w.bucket, key: w.key, now }) as ObjectRow | undefined;
+    // Metadata may set an expires_at in the past: the write happened, and the object is gone at once.
+    return { ok: true, object: toObject(written ?? (this.s.anyCurrentObject!.get(id) as ObjectRow)), blobCreated };
   }
 
-  getObject(bucket: string, key: string, revision?: number): ObjectRecord | null {
+  getObject(bucket: string, key: string, revision: number | undefined, now: number): ObjectRecord | null {
     const row = (revision === undefined
-      ? this.s.currentObject!.get(bucket, key)
-      : this.s.objectAtRevision!.get(revision, bucket, key)) as ObjectRow | undefined;
+      ? this.s.currentObject!.get({ bucket, key, now })
+      : this.s.objectAtRevision!.get({ revision, bucket, key, now })) as ObjectRow | undefined;
     return row ? toObject(row) : null;
   }
 
-  listRevisions(bucket: string, key: string): RevisionRecord[] | null {
-    const obj = this.s.objectId!.get(bucket, key) as { id: string } | undefined;
+  /** Revisions newest first, those below `before` only; null when there is no such (unexpired) object. */
+  listRevisions(bucket: string, key: string, limit: number, before: number | null, now: number): RevisionRecord[] | null {
+    const obj = this.s.objectId!.get({ bucket, key, now }) as { id: string } | undefined;
     if (!obj) return null;
-    return (this.s.revisionsOf!.all(obj.id) as Record<string, unknown>[]).map((r) => ({
+    return (this.s.revisionsOf!.all(obj.id, before ?? Number.MAX_SAFE_INTEGER, limit) as Record<string, unknown>[]).map((r) => ({
       revision: r.revision as number,
       metadata: snapshotToMeta(r.metadata as string),
       digest: r.digest as string,
@@ -241,16 +290,21 @@ export class CatalogRepo {
 
   /** Runs inside the caller's transaction. */
   setObjectMeta(bucket: string, key: string, m: ObjectMeta, now: number): ObjectRecord | null {
-    const obj = this.s.objectId!.get(bucket, key) as { id: string } | undefined;
+    const obj = this.s.objectId!.get({ bucket, key, now }) as { id: string } | undefined;
     if (!obj) return null;
     this.s.setMeta!.run(m.contentType, m.filename, m.owner, JSON.stringify(m.tags), JSON.stringify(m.properties), m.expiresAt, now, obj.id);
     this.s.snapshotCurrent!.run(obj.id);
-    return this.getObject(bucket, key);
+    return toObject(this.s.anyCurrentObject!.get(obj.id) as ObjectRow);
   }
 
-  /** Runs inside the caller's transaction. */
-  deleteObject(bucket: string, key: string, revision: number | undefined, now: number): boolean {
-    const obj = this.s.objectId!.get(bucket, key) as { id: string; revision: number } | undefined;
+  /**
+   * Runs inside the caller's transaction. An expired object counts as absent unless `includeExpired`
+   * (GC's expiry and purges remove those).
+   */
+  deleteObject(bucket: string, key: string, revision: number | undefined, now: number, includeExpired = false): boolean {
+    const obj = (includeExpired ? this.s.anyObjectId!.get(bucket, key) : this.s.objectId!.get({ bucket, key, now })) as
+      | { id: string; revision: number }
+      | undefined;
     if (!obj) return false;
     if (revision === undefined || (this.s.revisionCount!.get(obj.id) as number) === 1) {
       if (revision !== undefined && this.s.revisionSize!.get(obj.id, revision) === undefined) return false;
@@ -269,17 +323,18 @@ export class CatalogRepo {
     return true;
   }
 
-  listObjects(q: ListObjectsQuery): ObjectRecord[] {
+  listObjects(q: ListObjectsQuery, now: number): ObjectRecord[] {
     // One lower bound, the larger of cursor and prefix (compared as UTF-8 bytes, SQLite's BINARY order):
     // given both, the planner picked `key > ''` and walked the bucket from its start to the prefix.
     const after = q.after ?? '';
     const fromCursor = after !== '' && Buffer.compare(Buffer.from(after), Buffer.from(q.prefix)) >= 0;
-    const where = ['o.bucket = @bucket', fromCursor ? 'o.key > @after' : 'o.key >= @prefix', 'o.key < @prefixEnd'];
+    const where = ['o.bucket = @bucket', fromCursor ? 'o.key > @after' : 'o.key >= @prefix', 'o.key < @prefixEnd', UNEXPIRED];
     const params: Record<string, unknown> = {
       bucket: q.bucket,
       ...(fromCursor ? { after } : { prefix: q.prefix }),
       prefixEnd: q.prefix + KEY_END,
       limit: q.limit,
+      now,
     };
     if (q.owner !== undefined) {
       where.push('o.owner = @owner');
@@ -289,10 +344,13 @@ export class CatalogRepo {
       where.push('EXISTS (SELECT 1 FROM json_each(o.tags) WHERE value = @tag)');
       params.tag = q.tag;
     }
-    (q.properties ?? []).forEach((p, i) => {
-      where.push(`CAST(json_extract(o.properties, @path${i}) AS TEXT) = @value${i}`);
-      params[`path${i}`] = `$."${p.name}"`;
-      params[`value${i}`] = p.value;
+    (q.properties ?? []).forEach((f, i) => {
+      where.push(propertyCondition(f, i));
+      params[`path${i}`] = `$."${f.name}"`;
+      if (f.op !== 'exists') {
+        params[`value${i}`] = f.value;
+        params[`number${i}`] = finiteNumber(f.value);
+      }
     });
     const sql = `SELECT ${OBJECT_COLUMNS} FROM objects o JOIN revisions r ON r.object_id = o.id AND r.revision = o.revision
       WHERE ${where.join(' AND ')} ORDER BY o.key LIMIT @limit`;
@@ -303,4 +361,30 @@ export class CatalogRepo {
     }
     return stmt.all(params).map(toObject);
   }
+}
+
+/**
+ * One property filter as SQL. Values have kinds: numbers (a JSON number, or a string that parses as a
+ * finite number, such as "100"), other text, and the rest (true, false, null, objects, arrays). `eq` and
+ * `ne` compare numbers as numbers and anything else by its text (`true`, `null`, JSON for objects);
+ * `gt`/`gte`/`lt`/`lte` compare numbers with numbers and text with text only, never across kinds. `ne` also
+ * matches objects without the property; `exists` tests presence.
+ */
+function propertyCondition(f: PropertyFilter, i: number): string {
+  const type = `json_type(o.properties, @path${i})`;
+  if (f.op === 'exists') return f.value === 'false' ? `${type} IS NULL` : `${type} IS NOT NULL`;
+  const value = `json_extract(o.properties, @path${i})`;
+  const asNumber = `(CASE WHEN ${type} IN ('integer', 'real') THEN ${value} WHEN ${type} = 'text' THEN blobd_number(${value}) END)`;
+  const asText = `(CASE ${type} WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE CAST(${value} AS TEXT) END)`;
+  const numeric = finiteNumber(f.value) !== null;
+  const sqlOp = PROPERTY_OPS[f.op];
+  let test: string;
+  if (f.op === 'eq' || f.op === 'ne') {
+    test = numeric ? `coalesce(${asNumber} = @number${i}, ${asText} = @value${i})` : `${asText} = @value${i}`;
+  } else {
+    test = numeric
+      ? `${asNumber} ${sqlOp} @number${i}`
+      : `${type} = 'text' AND blobd_number(${value}) IS NULL AND ${value} ${sqlOp} @value${i}`;
+  }
+  return f.op === 'ne' ? `(${type} IS NULL OR NOT coalesce(${test}, 0))` : `coalesce(${test}, 0)`;
 }

@@ -17,8 +17,18 @@ export function openDatabase(file: string): Db {
   db.pragma('synchronous = FULL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
+  // Deterministic, so SQLite may use it in indexes and constant-fold it; see finiteNumber.
+  db.function('blobd_number', { deterministic: true }, (v: unknown) => finiteNumber(v));
   migrate(db);
   return db;
+}
+
+/** A number written in decimal (`12`, `-3.5`, `1e6`), or null: what "parses as a finite number" means. */
+export function finiteNumber(text: unknown): number | null {
+  if (typeof text === 'number') return Number.isFinite(text) ? text : null;
+  if (typeof text !== 'string' || !/^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?\s*$/i.test(text)) return null;
+  const n = Number(text);
+  return Number.isFinite(n) ? n : null;
 }
 
 function migrate(db: Db): void {

@@ -35,7 +35,10 @@ export class LifecycleRepo {
         WHERE p.principal = @principal AND (p.expires_at IS NULL OR p.expires_at > @now)
           AND (p.created_at < @created OR (p.created_at = @created AND p.digest < @digest))
         ORDER BY p.created_at DESC, p.digest DESC LIMIT @limit`),
-      deletePin: p('DELETE FROM pins WHERE principal = ? AND digest = ?'),
+      deletePin: p('DELETE FROM pins WHERE principal = @principal AND digest = @digest AND (expires_at IS NULL OR expires_at > @now)'),
+      live: p(`SELECT EXISTS (SELECT 1 FROM revisions r JOIN objects o ON o.id = r.object_id
+          WHERE r.digest = @digest AND (o.expires_at IS NULL OR o.expires_at > @now))
+        OR EXISTS (SELECT 1 FROM pins p WHERE p.digest = @digest AND (p.expires_at IS NULL OR p.expires_at > @now))`).pluck(),
       countExpiredPins: p('SELECT count(*) FROM pins WHERE expires_at IS NOT NULL AND expires_at <= ?').pluck(),
       deleteExpiredPins: p('DELETE FROM pins WHERE expires_at IS NOT NULL AND expires_at <= ?'),
       expiredObjects: p('SELECT bucket, key FROM objects WHERE expires_at IS NOT NULL AND expires_at <= ?'),
@@ -57,10 +60,11 @@ export class LifecycleRepo {
       releaseHold: p('DELETE FROM gc_holds WHERE id = ?'),
       dropOldHolds: p('DELETE FROM gc_holds WHERE expires_at <= ?'),
       blobStats: p('SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM blobs WHERE quarantined_at IS NULL'),
-      revisionBytes: p('SELECT coalesce(sum(size), 0) FROM revisions').pluck(),
+      revisionBytes: p(`SELECT coalesce(sum(r.size), 0) FROM revisions r JOIN objects o ON o.id = r.object_id
+        WHERE o.expires_at IS NULL OR o.expires_at > ?`).pluck(),
       pinStats: p(`SELECT count(*) AS n, coalesce(sum(b.size), 0) AS bytes FROM pins p JOIN blobs b ON b.digest = p.digest
         WHERE p.expires_at IS NULL OR p.expires_at > ?`),
-      objectCount: p('SELECT count(*) FROM objects').pluck(),
+      objectCount: p('SELECT count(*) FROM objects WHERE expires_at IS NULL OR expires_at > ?').pluck(),
       sessionStats: p(`SELECT count(*) AS n, coalesce(sum(upload_offset), 0) AS bytes FROM upload_sessions WHERE state = 'open'`),
     };
   }
@@ -73,15 +77,21 @@ export class LifecycleRepo {
     return rows.map((r) => ({ digest: r.digest, size: r.size, temporary: r.temporary === 1, expiresAt: r.expires_at, createdAt: r.created_at }));
   }
 
-  dropPin(principal: string, digest: string): boolean {
-    return this.s.deletePin!.run(principal, digest).changes === 1;
+  /** An expired temporary pin is gone for its principal already: false, as for no pin. */
+  dropPin(principal: string, digest: string, now: number): boolean {
+    return this.s.deletePin!.run({ principal, digest, now }).changes === 1;
+  }
+
+  /** An unexpired revision or pin references the blob. */
+  live(digest: string, now: number): boolean {
+    return this.s.live!.get({ digest, now }) === 1;
   }
 
   /** Expired temporary pins and objects: counted, or (unless `dryRun`) deleted. */
   expire(now: number, dryRun: boolean): { pins: number; objects: number } {
     const objects = this.s.expiredObjects!.all(now) as { bucket: string; key: string }[];
     if (dryRun) return { pins: this.s.countExpiredPins!.get(now) as number, objects: objects.length };
-    for (const o of objects) this.catalog.deleteObject(o.bucket, o.key, undefined, now);
+    for (const o of objects) this.catalog.deleteObject(o.bucket, o.key, undefined, now, true);
     return { pins: this.s.deleteExpiredPins!.run(now).changes, objects: objects.length };
   }
 
@@ -104,7 +114,7 @@ export class LifecycleRepo {
   purge(digest: string, now: number): { revisions: number; pins: number } | null {
     const revisions = this.s.revisionsOf!.all(digest) as { bucket: string; key: string; revision: number }[];
     // Newest first per object, so an object falls back to an older revision that uses another blob.
-    for (const r of [...revisions].reverse()) this.catalog.deleteObject(r.bucket, r.key, r.revision, now);
+    for (const r of [...revisions].reverse()) this.catalog.deleteObject(r.bucket, r.key, r.revision, now, true);
     const pins = this.s.deletePinsOf!.run(digest).changes;
     if (this.s.deleteBlob!.run(digest).changes === 0) return null;
     return { revisions: revisions.length, pins };
@@ -133,7 +143,7 @@ export class LifecycleRepo {
     this.s.releaseHold!.run(id);
   }
 
-  /** What is stored and referenced now: quarantined blobs and expired pins are not counted. */
+  /** What is stored and referenced now: quarantined blobs, expired pins and expired objects are not counted. */
   stats(now: number): StoreStats {
     const blobs = this.s.blobStats!.get() as { n: number; bytes: number };
     const pins = this.s.pinStats!.get(now) as { n: number; bytes: number };
@@ -141,9 +151,9 @@ export class LifecycleRepo {
     return {
       blobs: blobs.n,
       storedBytes: blobs.bytes,
-      logicalBytes: (this.s.revisionBytes!.get() as number) + pins.bytes,
+      logicalBytes: (this.s.revisionBytes!.get(now) as number) + pins.bytes,
       pins: pins.n,
-      objects: this.s.objectCount!.get() as number,
+      objects: this.s.objectCount!.get(now) as number,
       openSessions: sessions.n,
       openSessionBytes: sessions.bytes,
     };

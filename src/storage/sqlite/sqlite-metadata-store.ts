@@ -71,7 +71,7 @@ export class SqliteMetadataStore implements MetadataStore {
       this.access.claim(principal, key, fingerprint, now, staleBefore),
     ).immediate;
     this.addRevisionTx = db.transaction((w: NewRevision) => this.catalog.addRevision(w, Date.now())).immediate;
-    this.deleteBucketTx = db.transaction((name: string, force: boolean) => this.catalog.deleteBucket(name, force)).immediate;
+    this.deleteBucketTx = db.transaction((name: string, force: boolean) => this.catalog.deleteBucket(name, force, Date.now())).immediate;
     this.setObjectMetaTx = db.transaction((bucket: string, key: string, meta: ObjectMeta) =>
       this.catalog.setObjectMeta(bucket, key, meta, Date.now()),
     ).immediate;
@@ -152,6 +152,10 @@ export class SqliteMetadataStore implements MetadataStore {
     this.uploads.delete(id);
   }
 
+  async listUploads(principal: string, limit: number, before: string | null): Promise<UploadRecord[]> {
+    return this.uploads.byPrincipal(principal, limit, before, Date.now());
+  }
+
   async listUnfinishedUploads(): Promise<UploadRecord[]> {
     return this.uploads.unfinished();
   }
@@ -169,11 +173,11 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async getBucket(name: string): Promise<BucketRecord | null> {
-    return this.catalog.getBucket(name);
+    return this.catalog.getBucket(name, Date.now());
   }
 
-  async listBuckets(): Promise<BucketRecord[]> {
-    return this.catalog.listBuckets();
+  async listBuckets(limit: number, after: string | null): Promise<BucketRecord[]> {
+    return this.catalog.listBuckets(limit, after, Date.now());
   }
 
   async deleteBucket(name: string, force: boolean): Promise<'deleted' | 'not_found' | 'not_empty'> {
@@ -185,11 +189,11 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async getObject(bucket: string, key: string, revision?: number): Promise<ObjectRecord | null> {
-    return this.catalog.getObject(bucket, key, revision);
+    return this.catalog.getObject(bucket, key, revision, Date.now());
   }
 
-  async listRevisions(bucket: string, key: string): Promise<RevisionRecord[] | null> {
-    return this.catalog.listRevisions(bucket, key);
+  async listRevisions(bucket: string, key: string, limit: number, before: number | null = null): Promise<RevisionRecord[] | null> {
+    return this.catalog.listRevisions(bucket, key, limit, before, Date.now());
   }
 
   async setObjectMeta(bucket: string, key: string, meta: ObjectMeta): Promise<ObjectRecord | null> {
@@ -201,7 +205,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async listObjects(query: ListObjectsQuery): Promise<ObjectRecord[]> {
-    return this.catalog.listObjects(query);
+    return this.catalog.listObjects(query, Date.now());
   }
 
   async createToken(token: NewToken): Promise<void> {
@@ -212,8 +216,8 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.access.getToken(id);
   }
 
-  async listTokens(): Promise<TokenRecord[]> {
-    return this.access.listTokens();
+  async listTokens(limit: number, after: string | null): Promise<TokenRecord[]> {
+    return this.access.listTokens(limit, after);
   }
 
   async deleteToken(id: string): Promise<boolean> {
@@ -249,7 +253,11 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async dropPin(principal: string, digest: string): Promise<boolean> {
-    return this.lifecycle.dropPin(principal, digest);
+    return this.lifecycle.dropPin(principal, digest, Date.now());
+  }
+
+  async isBlobLive(digest: string): Promise<boolean> {
+    return this.lifecycle.live(digest, Date.now());
   }
 
   async purgeBlob(digest: string): Promise<{ revisions: number; pins: number } | null> {

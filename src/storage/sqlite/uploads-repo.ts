@@ -56,6 +56,7 @@ export class UploadsRepo {
   private readonly completedStmt: Statement<[string, string, number, number, string]>;
   private readonly deleteStmt: Statement<[string]>;
   private readonly unfinishedStmt: Statement<[], UploadRow>;
+  private readonly byPrincipalStmt: Statement<[string, string, number, number], UploadRow>;
   private readonly expiredStmt: Statement<[number], { id: string; state: UploadState }>;
   private readonly reservedStmt: Statement<[number], { reserved: number | null }>;
 
@@ -81,6 +82,8 @@ export class UploadsRepo {
     );
     this.deleteStmt = db.prepare('DELETE FROM upload_sessions WHERE id = ?');
     this.unfinishedStmt = db.prepare(`SELECT * FROM upload_sessions WHERE state IN ('open', 'completing')`);
+    this.byPrincipalStmt = db.prepare(`SELECT * FROM upload_sessions WHERE principal = ? AND id < ? AND state = 'open'
+      AND expires_at > ? ORDER BY id DESC LIMIT ?`);
     this.expiredStmt = db.prepare(
       `SELECT id, state FROM upload_sessions WHERE expires_at <= ? AND state IN ('open', 'completed')`,
     );
@@ -130,6 +133,10 @@ export class UploadsRepo {
 
   delete(id: string): void {
     this.deleteStmt.run(id);
+  }
+
+  byPrincipal(principal: string, limit: number, before: string | null, now: number): UploadRecord[] {
+    return this.byPrincipalStmt.all(principal, before ?? '\u{10FFFF}', now, limit).map(toRecord);
   }
 
   unfinished(): UploadRecord[] {
