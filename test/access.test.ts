@@ -128,6 +128,7 @@ describe('access table: every route × every credential', () => {
     { route: 'POST /api/admin/gc', note: 'dry run', kind: 'principal', allow: ['admin'], ok: 200, make: async () => ({ method: 'POST', path: '/api/admin/gc?dry_run=true' }) },
     { route: 'POST /api/admin/fsck', kind: 'principal', allow: ['admin'], ok: 200, make: async () => ({ method: 'POST', path: '/api/admin/fsck' }) },
     { route: 'GET /api/admin/stats', kind: 'principal', allow: ['admin'], ok: 200, make: async () => ({ method: 'GET', path: '/api/admin/stats' }) },
+    { route: 'POST /api/admin/keys/rotate', kind: 'principal', allow: ['admin'], ok: 201, unsignable: true, make: async () => ({ method: 'POST', path: '/api/admin/keys/rotate' }) },
     { route: 'GET /api/buckets', kind: 'principal', allow: EVERY_PRINCIPAL, ok: 200, make: async () => ({ method: 'GET', path: '/api/buckets' }) },
     { route: 'PUT /api/buckets/:bucket', kind: 'principal', allow: ['admin'], ok: 201, make: async () => ({ method: 'PUT', path: `/api/buckets/${unique('new')}`, ...json({}) }) },
     { route: 'GET /api/buckets/:bucket', kind: 'principal', allow: readers, ok: 200, make: async () => ({ method: 'GET', path: '/api/buckets/a' }) },

@@ -107,7 +107,7 @@ test('a backup taken during a write load (and GC passes) starts as a data dir, p
     workers.push(gcWorker());
 
     const startedAt = performance.now();
-    const backup = await runCli(['backup', dir, '--data', d.dataDir]);
+    const backup = await runCli(['backup', dir, '--data', d.dataDir, '--json']);
     const finishedAt = performance.now();
     const duringBackup = acknowledged.filter((a) => a.at > startedAt).length;
     load.stop = true;
@@ -158,7 +158,7 @@ test('a backup taken during a write load (and GC passes) starts as a data dir, p
     assert.deepEqual(lost, [], 'everything acknowledged before the backup began reads back from it');
 
     assert.equal(await restored.stop(), 0);
-    const offline = await runCli(['fsck', '--data', dir]);
+    const offline = await runCli(['fsck', '--data', dir, '--json']);
     assert.equal(offline.code, 0, `blobd fsck --data exited ${offline.code}: ${offline.stderr}`);
     const offlineReport = JSON.parse(offline.stdout) as Fsck;
     assert.deepEqual(
@@ -191,7 +191,7 @@ test('backup into a non-empty directory is refused with one line on stderr; into
 
     const empty = path.join(work, 'empty');
     await mkdir(empty);
-    const ok = await runCli(['backup', empty, '--data', d.dataDir]);
+    const ok = await runCli(['backup', empty, '--data', d.dataDir, '--json']);
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal((JSON.parse(ok.stdout) as { blobs: number }).blobs, 1);
 

@@ -19,7 +19,8 @@ const sorted = (list: string[]) => [...list].sort();
 /** Runs bin/blobd with `args` and no BLOBD_* variables from the test's environment. */
 function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('BLOBD_')));
-  const child = spawn(process.execPath, [BLOBD, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // --json: the report as JSON on stdout (without it, fsck prints a human summary).
+  const child = spawn(process.execPath, [BLOBD, ...args, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));

@@ -1,32 +1,199 @@
 // The HTTP client every client command uses: the daemon's URL and token from flags, BLOBD_URL /
-// BLOBD_TOKEN, or data/admin-token; JSON in and out; a blobd error becomes one line.
+// BLOBD_TOKEN, or data/admin-token; JSON in and out, listings followed page by page, and raw node:http
+// requests for the byte streams (put, get). It never imports core or storage: the CLI is a daemon client.
 import { readFile } from 'node:fs/promises';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import path from 'node:path';
 import { loadClientConfig } from '../config.ts';
 
 export interface ClientOptions {
   url?: string;
   token?: string;
-  data?: string;
 }
 
+/** A blobd error answer (or a transport failure, status 0), as one line. */
 export class ApiError extends Error {
   override name = 'ApiError';
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+    readonly headers: Record<string, string | string[] | undefined> = {},
+  ) {
+    super(message);
+  }
 }
 
-/** One JSON request to the daemon; resolves with the parsed 2xx body. */
-export async function callApi<T>(opts: ClientOptions, method: string, pathname: string): Promise<T> {
-  const config = loadClientConfig(opts);
-  const token = config.token ?? (await readFile(path.join(config.dataDir, 'admin-token'), 'utf8').catch(() => '')).trim();
-  let res: Response;
+/** A usage error the commands find themselves (a malformed argument): exit code 2, like commander's. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export interface RawRequest {
+  method: string;
+  /** `/api/...` with its query. */
+  path: string;
+  headers?: OutgoingHttpHeaders;
+  /** false: send no credential (upload-session routes take the session's token alone). */
+  auth?: boolean;
+}
+
+/** One listing page, whichever shape the route answers (`{items, next_cursor}`, or a legacy `{tokens}`). */
+interface Page<T> {
+  items?: T[];
+  next_cursor?: string | null;
+  [legacy: string]: unknown;
+}
+
+/** Whole-body JSON of small answers only; byte streams go through `open`. */
+const MAX_JSON = 64 * 1024 * 1024;
+
+export class BlobdClient {
+  private readonly agent: HttpAgent;
+  readonly stateDir: string;
+
+  private constructor(
+    readonly url: string,
+    private readonly token: string | undefined,
+    stateDir: string,
+  ) {
+    this.stateDir = stateDir;
+    const Agent = url.startsWith('https:') ? HttpsAgent : HttpAgent;
+    // Keep-alive: a put's appends and complete share one connection.
+    this.agent = new Agent({ keepAlive: true, maxSockets: 4 });
+  }
+
+  static async connect(opts: ClientOptions): Promise<BlobdClient> {
+    const config = loadClientConfig(opts);
+    const token = config.token ?? ((await readFile(path.join(config.dataDir, 'admin-token'), 'utf8').catch(() => '')).trim() || undefined);
+    return new BlobdClient(config.url, token, config.stateDir);
+  }
+
+  /** The absolute URL of an /api path (what `sign` and error messages show). */
+  href(pathname: string): string {
+    return `${this.url}${pathname}`;
+  }
+
+  /**
+   * Starts a request and resolves with the response once its headers arrive; `body` (if given) writes the
+   * request body and must end it. Transport failures become ApiError with status 0.
+   */
+  open(req: RawRequest, body?: (out: import('node:http').ClientRequest) => Promise<void> | void): Promise<IncomingMessage> {
+    const headers: OutgoingHttpHeaders = { ...req.headers };
+    if (req.auth !== false && this.token) headers.authorization = `Bearer ${this.token}`;
+    const send = this.url.startsWith('https:') ? httpsRequest : httpRequest;
+    return new Promise((resolve, reject) => {
+      const out = send(this.href(req.path), { method: req.method, headers, agent: this.agent }, resolve);
+      out.on('error', (err) => reject(this.unreachable(err)));
+      if (body) Promise.resolve(body(out)).catch((err: unknown) => out.destroy(err as Error));
+      else out.end();
+    });
+  }
+
+  /** A request with a small JSON (or empty) body; resolves with the parsed 2xx answer, throws ApiError. */
+  async call<T>(method: string, pathname: string, init: { json?: unknown; headers?: OutgoingHttpHeaders; auth?: boolean } = {}): Promise<{ status: number; headers: IncomingMessage['headers']; body: T }> {
+    const payload = init.json === undefined ? undefined : Buffer.from(JSON.stringify(init.json));
+    const headers: OutgoingHttpHeaders = { ...init.headers };
+    if (payload) Object.assign(headers, { 'content-type': 'application/json', 'content-length': payload.length });
+    else if (method !== 'GET' && method !== 'HEAD') headers['content-length'] = 0;
+    const res = await this.open({ method, path: pathname, headers, auth: init.auth }, (out) => void out.end(payload));
+    const text = await readText(res);
+    if (res.statusCode! >= 300) throw errorOf(res, text);
+    let body: T;
+    try {
+      body = (text === '' ? null : JSON.parse(text)) as T;
+    } catch {
+      throw new ApiError(res.statusCode!, 'bad_answer', `${method} ${pathname}: the daemon's answer is not JSON`);
+    }
+    return { status: res.statusCode!, headers: res.headers, body };
+  }
+
+  async json<T>(method: string, pathname: string, json?: unknown): Promise<T> {
+    return (await this.call<T>(method, pathname, { json })).body;
+  }
+
+  /**
+   * Every item of a listing, page after page: `{items, next_cursor}` followed with `?cursor=`. Older
+   * answers that name their array (`{tokens: […]}`) are one page.
+   */
+  async *list<T>(pathname: string, legacyKey?: string): AsyncGenerator<T> {
+    let cursor: string | null = null;
+    for (let pages = 0; pages < 1_000_000; pages++) {
+      const sep = pathname.includes('?') ? '&' : '?';
+      const page: Page<T> = await this.json<Page<T>>('GET', cursor === null ? pathname : `${pathname}${sep}cursor=${encodeURIComponent(cursor)}`);
+      const items = page.items ?? (legacyKey ? (page[legacyKey] as T[] | undefined) : undefined) ?? [];
+      yield* items;
+      cursor = page.next_cursor ?? null;
+      if (cursor === null) return;
+    }
+  }
+
+  /** Lets the process exit: idle keep-alive sockets would hold it open. */
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private unreachable(err: Error): ApiError {
+    if (err instanceof ApiError) return err;
+    return new ApiError(0, 'unreachable', `cannot reach blobd at ${this.url}: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+  }
+}
+
+/** The body of an answer as text (error and JSON answers are small; larger ones are cut off). */
+export async function readText(res: IncomingMessage): Promise<string> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_JSON) {
+      res.destroy();
+      break;
+    }
+    parts.push(chunk);
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
+/** blobd's `{"error": {code, message, …}}` as an ApiError; anything else (a proxy's page) by its status. */
+export function errorOf(res: IncomingMessage, text: string): ApiError {
+  let error: { code?: string; message?: string; [k: string]: unknown } | undefined;
   try {
-    res = await fetch(`${config.url}${pathname}`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
-  } catch (err) {
-    throw new ApiError(`cannot reach blobd at ${config.url}: ${(err as Error).message}`);
+    error = (JSON.parse(text) as { error?: typeof error }).error;
+  } catch {
+    error = undefined;
   }
-  const body = (await res.json().catch(() => null)) as (T & { error?: { code: string; message: string } }) | null;
-  if (!res.ok || body === null) {
-    throw new ApiError(`${method} ${pathname}: ${res.status} ${body?.error?.code ?? ''} ${body?.error?.message ?? ''}`.trim());
-  }
-  return body;
+  const status = res.statusCode ?? 0;
+  const { code = `http_${status}`, message = res.statusMessage ?? 'request failed', ...details } = error ?? {};
+  return new ApiError(status, code, message, details, res.headers);
+}
+
+/** Object routes take the key's segments percent-encoded, its slashes as they are. */
+export function objectPath(bucket: string, key: string): string {
+  return `/api/buckets/${encodeURIComponent(bucket)}/objects/${key.split('/').map(encodeURIComponent).join('/')}`;
+}
+
+const DIGEST_RE = /^(?:sha256:)?([0-9a-f]{64})$/;
+
+/** A digest argument (`sha256:<hex>` or bare hex) in its prefixed form, or null when it is not one. */
+export function asDigest(text: string): string | null {
+  const m = DIGEST_RE.exec(text);
+  return m ? `sha256:${m[1]}` : null;
+}
+
+export type Target = { kind: 'blob'; digest: string } | { kind: 'object'; bucket: string; key: string };
+
+/** `DIGEST` or `BUCKET/KEY`: what get, stat and rm act on. */
+export function parseTarget(text: string): Target {
+  const digest = asDigest(text);
+  if (digest) return { kind: 'blob', digest };
+  const slash = text.indexOf('/');
+  if (slash <= 0 || slash === text.length - 1) throw new UsageError(`not a digest or BUCKET/KEY: ${JSON.stringify(text)}`);
+  return { kind: 'object', bucket: text.slice(0, slash), key: text.slice(slash + 1) };
+}
+
+/** The download path of a target. */
+export function contentPath(t: Target): string {
+  return t.kind === 'blob' ? `/api/blobs/${t.digest}` : objectPath(t.bucket, t.key);
 }

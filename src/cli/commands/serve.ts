@@ -1,7 +1,6 @@
 // `blobd serve`: run the daemon in the foreground until SIGTERM or SIGINT, then stop gracefully (exit 0).
 import type { Command } from 'commander';
 import { loadConfig, SERVE_OPTIONS, type ServeFlags } from '../../config.ts';
-import { startServer } from '../../server.ts';
 
 export function registerServe(program: Command): void {
   const cmd = program.command('serve').description('run the blobd daemon');
@@ -13,6 +12,8 @@ export function registerServe(program: Command): void {
   cmd.addHelpText('after', '\nEnvironment: BLOBD_ADMIN_TOKEN sets the admin token (else data/admin-token is used).');
   cmd.action(async (flags: ServeFlags) => {
     const config = loadConfig(flags);
+    // Loaded here, not at the top: the client commands start faster without the whole daemon.
+    const { startServer } = await import('../../server.ts');
     const running = await startServer(config);
     // The one line scripts and tests wait for; the JSON log says the same.
     process.stdout.write(`blobd listening on ${running.url}\n`);

@@ -1,8 +1,10 @@
-// Operations (SPEC §3.6): one GC pass now (or a dry run), fsck (optionally repairing), and disk accounting.
-// Admin only. Translation only: the rules live in core/gc, core/fsck and core/stats.
+// Operations (SPEC §3.6): one GC pass now (or a dry run), fsck (optionally repairing), disk accounting, and
+// a new signing key for signed URLs (`blobd keys rotate`). Admin only. Translation only: the rules live in
+// core/gc, core/fsck, core/stats and core/signed-urls.
 import { createRoute, z } from '@hono/zod-openapi';
 import type { FsckReport, FsckService } from '../../core/fsck.ts';
 import type { GcService } from '../../core/gc.ts';
+import type { SignedUrls } from '../../core/signed-urls.ts';
 import type { Stats } from '../../core/stats.ts';
 import { requires } from '../middleware/authenticate.ts';
 import { createRouter } from '../router.ts';
@@ -70,11 +72,22 @@ const stats = createRoute({
   responses: { 200: jsonContent(StatsJson, 'the numbers'), ...errors(401, 403) },
 });
 
+const rotateKey = createRoute({
+  method: 'post',
+  path: '/api/admin/keys/rotate',
+  summary: 'Add a signing key for signed URLs; new URLs use it, URLs signed with older keys still verify',
+  middleware: [requires({ action: 'admin' }, { signable: false })] as const,
+  responses: {
+    201: jsonContent(z.object({ key_id: z.string(), created_at: z.string() }).openapi('SigningKey'), 'the new key (its id; the secret stays in data/keys/)'),
+    ...errors(401, 403),
+  },
+});
+
 export function fsckJson(r: FsckReport) {
   return { checked: r.checked, corrupt: r.corrupt, missing: r.missing, orphans: r.orphans, quarantined: r.quarantined };
 }
 
-export function adminRoutes(services: { gc: GcService; fsck: FsckService; stats: () => Promise<Stats> }) {
+export function adminRoutes(services: { gc: GcService; fsck: FsckService; stats: () => Promise<Stats>; signedUrls: SignedUrls }) {
   const app = createRouter();
   app.openapi(gc, async (c) => {
     const r = await services.gc.run({ dryRun: c.req.valid('query').dry_run === 'true' });
@@ -102,6 +115,10 @@ export function adminRoutes(services: { gc: GcService; fsck: FsckService; stats:
       open_sessions: s.openSessions,
       open_session_bytes: s.openSessionBytes,
     }, 200);
+  });
+  app.openapi(rotateKey, async (c) => {
+    const { kid } = await services.signedUrls.rotate();
+    return c.json({ key_id: kid, created_at: new Date().toISOString() }, 201);
   });
   return app;
 }

@@ -1,16 +1,17 @@
-// The second composition root: maintenance of a data directory on this host, for the CLI commands that
-// work on files rather than through a running daemon — offline fsck, and backup (safe while a daemon runs).
-// Like server.ts, it is the only place these commands' stores and services are created.
+// The CLI's second composition root, and the only CLI module that may build core and storage: maintenance
+// of a data directory on this host, for the commands that work on files rather than through a running
+// daemon — offline `blobd fsck --data`, and `blobd backup` (safe while a daemon runs). Like server.ts, it is
+// the only place these commands' stores and services are created. Every other CLI module talks HTTP.
 import { chmod, copyFile, link, mkdir, open, readdir, realpath, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { v7 as uuidv7 } from 'uuid';
-import { BlobService } from './core/blobs.ts';
-import { DiskBudget } from './core/disk-budget.ts';
-import { FsckService, type FsckReport } from './core/fsck.ts';
-import { FsByteStore, syncDir } from './storage/fs/fs-byte-store.ts';
-import { DataLayout } from './storage/fs/layout.ts';
-import { lockDataDir } from './storage/sqlite/data-dir-lock.ts';
-import { SqliteMetadataStore } from './storage/sqlite/sqlite-metadata-store.ts';
+import { BlobService } from '../core/blobs.ts';
+import { DiskBudget } from '../core/disk-budget.ts';
+import { FsckService, type FsckReport } from '../core/fsck.ts';
+import { FsByteStore, syncDir } from '../storage/fs/fs-byte-store.ts';
+import { DataLayout } from '../storage/fs/layout.ts';
+import { lockDataDir } from '../storage/sqlite/data-dir-lock.ts';
+import { SqliteMetadataStore } from '../storage/sqlite/sqlite-metadata-store.ts';
 
 export class MaintenanceError extends Error {
   override name = 'MaintenanceError';

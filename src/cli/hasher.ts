@@ -1,0 +1,104 @@
+// SHA-256 on a worker thread, so that hashing (about 0.6 s per GiB here) runs beside the socket and disk
+// work of put and get instead of after it: inline hashing made both about 1.5 × slower than curl (measured
+// in npm run bench). Bytes travel in slabs over SharedArrayBuffers — no copy to the worker; a slab is free
+// for reuse once the worker has hashed it and its writer is done with it.
+import { Worker } from 'node:worker_threads';
+
+/** Plain CommonJS, evaluated by the worker: no TypeScript loader needed there. */
+const WORKER = `
+const { parentPort } = require('node:worker_threads');
+const { createHash } = require('node:crypto');
+let hash = createHash('sha256');
+let saved = null;
+parentPort.on('message', (m) => {
+  if (m.op === 'update') {
+    hash.update(new Uint8Array(m.sab, 0, m.length));
+    parentPort.postMessage({ op: 'hashed', id: m.id });
+  } else if (m.op === 'save') {
+    saved = hash.copy();
+  } else if (m.op === 'restore') {
+    hash = saved.copy();
+  } else if (m.op === 'digest') {
+    parentPort.postMessage({ op: 'digest', hex: hash.copy().digest('hex') });
+  }
+});
+`;
+
+/** A buffer the worker can read without a copy. */
+export interface Slab {
+  readonly id: number;
+  readonly sab: SharedArrayBuffer;
+  readonly buffer: Buffer;
+}
+
+export class ParallelHasher {
+  private readonly worker = new Worker(WORKER, { eval: true });
+  private readonly waiting = new Map<number, () => void>();
+  private digestWaiter: ((hex: string) => void) | null = null;
+  private failure: Error | null = null;
+  private readonly free: Slab[] = [];
+  private readonly slabWaiters: ((slab: Slab) => void)[] = [];
+
+  constructor(slabSize: number, slabs: number) {
+    for (let id = 0; id < slabs; id++) {
+      const sab = new SharedArrayBuffer(slabSize);
+      this.free.push({ id, sab, buffer: Buffer.from(sab) });
+    }
+    this.worker.on('message', (m: { op: string; id?: number; hex?: string }) => {
+      if (m.op === 'hashed') {
+        const done = this.waiting.get(m.id!);
+        this.waiting.delete(m.id!);
+        done?.();
+      } else if (m.op === 'digest') {
+        this.digestWaiter?.(m.hex!);
+        this.digestWaiter = null;
+      }
+    });
+    this.worker.on('error', (err) => (this.failure = err));
+  }
+
+  /** A free slab (waits until one is returned). */
+  async take(): Promise<Slab> {
+    if (this.failure) throw this.failure;
+    const slab = this.free.pop();
+    if (slab) return slab;
+    return new Promise((resolve) => this.slabWaiters.push(resolve));
+  }
+
+  /** Gives a slab back for reuse. */
+  give(slab: Slab): void {
+    const waiter = this.slabWaiters.shift();
+    if (waiter) waiter(slab);
+    else this.free.push(slab);
+  }
+
+  /** Hashes the first `length` bytes of the slab; resolves once the worker is done reading it. */
+  update(slab: Slab, length: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiting.set(slab.id, resolve);
+      this.worker.postMessage({ op: 'update', id: slab.id, sab: slab.sab, length });
+    });
+  }
+
+  /** Remembers the state after everything sent so far (an acknowledged offset). */
+  save(): void {
+    this.worker.postMessage({ op: 'save' });
+  }
+
+  /** Goes back to the last saved state (bytes sent but not acknowledged are forgotten). */
+  restore(): void {
+    this.worker.postMessage({ op: 'restore' });
+  }
+
+  /** The digest of everything hashed so far, as `sha256:<hex>`; hashing may go on afterwards. */
+  digest(): Promise<string> {
+    return new Promise((resolve) => {
+      this.digestWaiter = (hex) => resolve(`sha256:${hex}`);
+      this.worker.postMessage({ op: 'digest' });
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.worker.terminate();
+  }
+}

@@ -1,0 +1,61 @@
+// How every client command talks back: results on stdout (JSON with --json, else a short human form),
+// notes on stderr unless --quiet, and the global options every command shares.
+import type { Command } from 'commander';
+import { BlobdClient } from './client.ts';
+
+export interface GlobalOptions {
+  url?: string;
+  token?: string;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+/** The global options as a subcommand sees them (given before or after its name). */
+export function globals(cmd: Command): GlobalOptions {
+  return cmd.optsWithGlobals<GlobalOptions>();
+}
+
+/** Runs `work` with a client of the daemon and closes it afterwards (idle sockets would keep node alive). */
+export async function withClient<T>(cmd: Command, work: (client: BlobdClient, g: GlobalOptions) => Promise<T>): Promise<T> {
+  const g = globals(cmd);
+  const client = await BlobdClient.connect(g);
+  try {
+    return await work(client, g);
+  } finally {
+    client.close();
+  }
+}
+
+/** One result: the JSON document with --json, else the human text (nothing when it is empty). */
+export function emit(g: GlobalOptions, json: unknown, human: () => string): void {
+  if (g.json) process.stdout.write(`${JSON.stringify(json)}\n`);
+  else {
+    const text = human();
+    if (text !== '') process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+  }
+}
+
+/** A remark for the person at the terminal (stderr), silenced by --quiet and --json. */
+export function note(g: GlobalOptions, text: string): void {
+  if (!g.quiet && !g.json) process.stderr.write(`${text}\n`);
+}
+
+/** Rows as aligned columns. */
+export function table(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n');
+}
+
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+
+/** 1536 → "1.5 KiB". */
+export function humanSize(bytes: number): string {
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < UNITS.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 1 : 0)} ${UNITS[unit]}`;
+}
