@@ -8,19 +8,12 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { randomData, sha256 } from './helpers/bytes.ts';
 import { makeTempDir, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { privateDisk } from './helpers/disk.ts';
 import { errorCode } from './helpers/http.ts';
 import { append, complete, heldBody, initiate, requestWithExpect, status, type Session } from './helpers/sessions.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const MiB = 1024 * 1024;
-
-/** A --min-free that leaves about `room` bytes of the temp filesystem's free space to write. */
-async function minFreeLeaving(room: number): Promise<number> {
-  const probe = await makeTempDir();
-  const fs = await statfs(probe);
-  await removeDir(probe);
-  return Math.max(0, fs.bavail * fs.bsize - room);
-}
 
 async function uploadFileSize(d: Daemon, s: Session): Promise<number> {
   return (await stat(path.join(d.dataDir, 'uploads', s.id))).size;
@@ -474,10 +467,11 @@ describe('upload session limits that need their own daemon', () => {
   });
 
   test('disk reservations: concurrent initiates cannot promise the same bytes; appends respect others', async () => {
-    // Leave about 600 MiB of room. Other test files running at the same time move free space by far less
-    // than the margins below (one 400 MiB promise fits, two never do).
-    const minFree = await minFreeLeaving(600 * MiB);
-    const d = await startDaemon({ args: ['--min-free', String(minFree), '--max-blob-size', '1TiB'] });
+    // Leave about 600 MiB of room (one 400 MiB promise fits, two never do), on a filesystem of its own
+    // where it can be had: other test files write and delete gigabytes meanwhile.
+    const disk = await privateDisk(1024);
+    const minFree = await disk.minFreeLeaving(600 * MiB);
+    const d = await startDaemon({ dataDir: disk.dataDir, args: ['--min-free', String(minFree), '--max-blob-size', '1TiB'] });
     try {
       const tries = await Promise.all(
         Array.from({ length: 8 }, () => d.api(`/api/blobs/uploads?size=${400 * MiB}`, { method: 'POST' })),
@@ -495,13 +489,14 @@ describe('upload session limits that need their own daemon', () => {
       assert.deepEqual([big.status, big.continued], [507, false]);
     } finally {
       await d.stop();
-      await removeDir(path.dirname(d.dataDir));
+      await disk.dispose();
     }
   });
 
   test('a chunked append past the disk budget is 507 and keeps nothing of that request', async () => {
-    const minFree = await minFreeLeaving(150 * MiB);
-    const d = await startDaemon({ args: ['--min-free', String(minFree)] });
+    const disk = await privateDisk(512);
+    const minFree = await disk.minFreeLeaving(150 * MiB);
+    const d = await startDaemon({ dataDir: disk.dataDir, args: ['--min-free', String(minFree)] });
     try {
       const s = await initiate(d);
       assert.equal((await append(d, s, 'kept')).status, 203);
@@ -523,7 +518,7 @@ describe('upload session limits that need their own daemon', () => {
       assert.equal((await status(d, s)).offset, 4);
     } finally {
       await d.stop();
-      await removeDir(path.dirname(d.dataDir));
+      await disk.dispose();
     }
   });
 
