@@ -10,9 +10,12 @@ const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 let hash = createHash('sha256');
 let saved = null;
+const slabs = [];
 parentPort.on('message', (m) => {
-  if (m.op === 'update') {
-    hash.update(new Uint8Array(m.sab, 0, m.length));
+  if (m.op === 'slabs') {
+    for (const sab of m.sabs) slabs.push(new Uint8Array(sab));
+  } else if (m.op === 'update') {
+    hash.update(slabs[m.id].subarray(0, m.length));
     parentPort.postMessage({ op: 'hashed', id: m.id });
   } else if (m.op === 'save') {
     saved = hash.copy();
@@ -44,6 +47,9 @@ export class ParallelHasher {
       const sab = new SharedArrayBuffer(slabSize);
       this.free.push({ id, sab, buffer: Buffer.from(sab) });
     }
+    // Shared once: a message per slab then carries two numbers (sending the buffer each time cost
+    // more than half a second per GiB in postMessage).
+    this.worker.postMessage({ op: 'slabs', sabs: this.free.map((s) => s.sab) });
     this.worker.on('message', (m: { op: string; id?: number; hex?: string }) => {
       if (m.op === 'hashed') {
         const done = this.waiting.get(m.id!);
@@ -76,7 +82,7 @@ export class ParallelHasher {
   update(slab: Slab, length: number): Promise<void> {
     return new Promise((resolve) => {
       this.waiting.set(slab.id, resolve);
-      this.worker.postMessage({ op: 'update', id: slab.id, sab: slab.sab, length });
+      this.worker.postMessage({ op: 'update', id: slab.id, length });
     });
   }
 
