@@ -52,7 +52,7 @@ describe('blobd CLI: resuming', () => {
   test('a 1 GiB put interrupted with SIGINT resumes on rerun: the daemon receives only the rest', async () => {
     // 64 MiB requests, so that the daemon acknowledges progress early and often.
     const first = startCli(['put', big, '--chunk-size', '64MiB'], env);
-    const session = await waitFor(() => rememberedSession(stateHome, big), 'put to remember its session', 60_000);
+    const session = (await waitFor(() => rememberedSession(stateHome, big), 'put to remember its session', 60_000))!;
     await waitFor(async () => (await sessionOffset(d, session)) >= 128 * MiB, 'the daemon to hold 128 MiB', 120_000);
     first.proc.kill('SIGINT');
     const interrupted = await first.done;
@@ -109,7 +109,7 @@ describe('blobd CLI: resuming', () => {
     const file = path.join(work, 'medium.bin');
     const digest = await writeRandomFile(file, 256 * MiB);
     const first = startCli(['put', file, '--chunk-size', '16MiB'], env);
-    const session = await waitFor(() => rememberedSession(stateHome, file), 'put to remember its session', 60_000);
+    const session = (await waitFor(() => rememberedSession(stateHome, file), 'put to remember its session', 60_000))!;
     await waitFor(async () => (await sessionOffset(d, session)) >= 32 * MiB, 'the daemon to hold 32 MiB', 120_000);
     const port = new URL(d.url).port;
     await d.kill9();
