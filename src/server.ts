@@ -123,6 +123,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     catalog,
     checkReadiness: () => checkReadiness(meta, bytes),
     corsOrigins: config.corsOrigins,
+    maxBlobSize: config.maxBlobSize,
   });
 
   // Expired sessions free their bytes on a timer of their own, often enough for short TTLs (an expired

@@ -96,6 +96,18 @@ describe('access table: every route × every credential', () => {
       return { method, path: `/api/blobs/uploads/${s.id}${suffix.replace(':id', s.id)}`, uploadToken: s.token, body: suffix === '/append' ? 'abc' : undefined };
     },
   });
+  const TUS = { 'tus-resumable': '1.0.0' };
+  /** A tus route on an upload of its own, addressed by id alone: only the Upload-Token header opens it. */
+  const tusUpload = (method: string, ok: number, headers: Record<string, string> = {}, body?: string): Case => ({
+    route: `${method === 'HEAD' ? 'GET' : method} /api/tus/:ref`,
+    note: method === 'HEAD' ? 'HEAD' : undefined,
+    kind: 'upload',
+    ok,
+    make: async () => {
+      const s = await newSession();
+      return { method, path: `/api/tus/${s.id}`, uploadToken: s.token, headers: { ...TUS, ...headers }, body };
+    },
+  });
   const readers: Principal[] = ['bucket:a:read', 'bucket:*:read', 'admin'];
   const writers: Principal[] = ['bucket:a:write', 'admin'];
 
@@ -111,6 +123,15 @@ describe('access table: every route × every credential', () => {
     session('GET', '', 200),
     session('POST', '/destroy', 204),
     session('DELETE', '', 204),
+    ...['/api/tus', '/api/tus/'].flatMap((p): Case[] => [
+      { route: `OPTIONS ${p}`, note: 'tus discovery', kind: 'public', ok: 204, make: async () => ({ method: 'OPTIONS', path: p }) },
+      { route: `POST ${p}`, note: 'tus creation', kind: 'principal', allow: ['blobs:write', 'admin'], ok: 201, make: async () => ({ method: 'POST', path: p, headers: { ...TUS, 'upload-length': '3' } }) },
+    ]),
+    { route: 'POST /api/tus/', note: 'tus creation into bucket a', kind: 'principal', allow: writers, ok: 201, make: async () => ({ method: 'POST', path: '/api/tus/', headers: { ...TUS, 'upload-length': '3', 'upload-metadata': `bucket ${Buffer.from('a').toString('base64')},key ${Buffer.from(unique('tus')).toString('base64')}` } }) },
+    tusUpload('HEAD', 200),
+    tusUpload('GET', 200),
+    tusUpload('PATCH', 204, { 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }, 'abc'),
+    tusUpload('DELETE', 204),
     { route: 'GET /api/blobs/:digest', kind: 'principal', allow: ['blobs:read', 'admin'], ok: 200, make: async () => ({ method: 'GET', path: `/api/blobs/${blobDigest}` }) },
     { route: 'GET /api/blobs/:digest', note: 'HEAD', kind: 'principal', allow: ['blobs:read', 'admin'], ok: 200, make: async () => ({ method: 'HEAD', path: `/api/blobs/${blobDigest}` }) },
     { route: 'POST /api/blobs', kind: 'principal', allow: ['blobs:write', 'admin'], ok: 201, make: async () => ({ method: 'POST', path: '/api/blobs', body: randomData(32) }) },

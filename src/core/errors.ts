@@ -8,6 +8,8 @@ export type ErrorCode =
   | 'blob_not_found'
   | 'pin_not_found'
   | 'upload_not_found'
+  | 'upload_gone'
+  | 'checksum_mismatch'
   | 'invalid_bucket_name'
   | 'invalid_key'
   | 'bucket_not_found'

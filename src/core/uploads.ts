@@ -1,17 +1,18 @@
 // UploadService: the lifecycle of resumable upload sessions — initiate, append, complete, status, destroy,
 // restart recovery and expiry — with one running SHA-256 per open session. It knows nothing of HTTP: the
 // native routes and the tus front drive it alike. It must never acknowledge an offset that is not durable.
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { ByteStore } from '../storage/byte-store.ts';
 import type { MetadataStore, ObjectRecord, UploadRecord } from '../storage/metadata-store.ts';
 import { can, hashToken, tokenMatches, type Principal } from './auth.ts';
 import type { BlobService } from './blobs.ts';
 import { parseKey, type CatalogService } from './catalog.ts';
-import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
+import { tooLarge, type BodySource } from './byte-limit.ts';
 import type { Digest } from './digest.ts';
-import { insufficientStorage, type DiskBudget } from './disk-budget.ts';
+import type { DiskBudget } from './disk-budget.ts';
 import { BlobdError } from './errors.ts';
+import { UploadAppender, type ChunkChecksum } from './upload-appender.ts';
 import { decodeCursor, isString, pageOf, type Page, type PageRequest } from './paging.ts';
 
 export interface UploadServiceOptions {
@@ -31,6 +32,11 @@ export interface InitiateInput {
   readonly key?: string;
   /** The most bytes the session may ever hold (a signed URL's max_size). */
   readonly sizeLimit?: number;
+  /**
+   * With `digest` of a blob that exists: complete at once, no bytes to send (default). tus turns it off —
+   * its clients always send the bytes to the upload they created; the digest stays a precondition.
+   */
+  readonly completeKnownDigest?: boolean;
 }
 
 /** What a finished session answers (and answers again, for a repeated complete). */
@@ -57,6 +63,9 @@ export interface SessionStatus {
   readonly state: 'open' | 'completed';
   readonly expiresAt: number;
   readonly filename: string | null;
+  readonly contentType: string | null;
+  /** The digest of the completed blob; null while open. */
+  readonly digest: string | null;
 }
 
 export interface AppendOptions {
@@ -64,17 +73,20 @@ export interface AppendOptions {
   readonly expectedOffset?: number;
   /** The body length the client announced, if any. */
   readonly length?: number;
+  /** A checksum of this body (tus): kept only if it matches. */
+  readonly checksum?: ChunkChecksum;
 }
 
-function notFound(id: string): BlobdError {
-  return new BlobdError('upload_not_found', 'no such upload session (it may have expired or been destroyed)', { id });
+function notFound(id: string, expired = false): BlobdError {
+  return expired
+    ? new BlobdError('upload_not_found', 'the upload session has expired', { id, expired: true })
+    : new BlobdError('upload_not_found', 'no such upload session (it may have expired or been destroyed)', { id });
 }
 
 export class UploadService {
   /** Sessions with a request in flight: one at a time per session. */
   private readonly busy = new Set<string>();
-  /** Running hash of exactly the durable bytes of each open session, built lazily after a restart. */
-  private readonly hashes = new Map<string, Hash>();
+  private readonly appender: UploadAppender;
 
   constructor(
     private readonly meta: MetadataStore,
@@ -83,7 +95,9 @@ export class UploadService {
     private readonly catalog: CatalogService,
     private readonly disk: DiskBudget,
     private readonly options: UploadServiceOptions,
-  ) {}
+  ) {
+    this.appender = new UploadAppender(meta, bytes, catalog, disk, options);
+  }
 
   async initiate(input: InitiateInput): Promise<Initiated> {
     if ((input.bucket === undefined) !== (input.key === undefined)) {
@@ -102,7 +116,8 @@ export class UploadService {
 
     // A known digest the caller may read is done already — but only for callers who may read blobs by
     // digest, so that existence never leaks across tenants.
-    if (input.digest !== undefined && input.bucket === undefined && can(input.principal, { action: 'blobs:read' })) {
+    const shortcut = input.completeKnownDigest ?? true;
+    if (shortcut && input.digest !== undefined && input.bucket === undefined && can(input.principal, { action: 'blobs:read' })) {
       const existing = await this.blobs.pinExisting(input.digest, input.principal.id, input.temporary ?? false, size ?? undefined);
       if (existing) {
         return {
@@ -137,7 +152,7 @@ export class UploadService {
     };
     // A declared size is a promise of disk space: checked and recorded as one step.
     await (size !== null ? this.disk.reserve(size, create) : create());
-    this.hashes.set(id, createHash('sha256'));
+    this.appender.started(id);
     return { kind: 'session', id, token, size, expiresAt };
   }
 
@@ -147,7 +162,31 @@ export class UploadService {
       const row = await this.settled(await this.load(id));
       if (row.state !== 'open') throw new BlobdError('upload_not_found', 'this upload session is already completed', { id });
       this.checkOffset(row, opts.expectedOffset);
-      return this.appendBody(row, body, opts.length);
+      return this.appender.append(row, body, opts.length, opts.checksum);
+    });
+  }
+
+  /**
+   * Declare the length of a session started without one (tus `Upload-Defer-Length`): at least the bytes
+   * it holds, within every limit, and reserved against free disk like a size declared at initiate.
+   */
+  async declareSize(id: string, token: string | null, size: number): Promise<void> {
+    await this.authorize(id, token);
+    await this.locked(id, async () => {
+      const row = await this.settled(await this.load(id));
+      if (row.state !== 'open') throw new BlobdError('upload_not_found', 'this upload session is already completed', { id });
+      if (row.declaredSize !== null) {
+        if (row.declaredSize === size) return;
+        throw new BlobdError('invalid_request', `the session's size is ${row.declaredSize} already`, { size: row.declaredSize });
+      }
+      if (size < row.offset) throw new BlobdError('invalid_request', `the session holds ${row.offset} bytes already`, { offset: row.offset });
+      if (size > this.options.maxBlobSize) throw tooLarge(this.options.maxBlobSize, 'maximum blob size');
+      if (row.sizeLimit !== null && size > row.sizeLimit) throw tooLarge(row.sizeLimit, "signed URL's max_size");
+      if (row.bucket !== null) {
+        const bucket = await this.catalog.getBucket(row.bucket);
+        if (bucket.maxObjectSize !== null && size > bucket.maxObjectSize) throw tooLarge(bucket.maxObjectSize, "bucket's max_object_size");
+      }
+      await this.disk.reserve(size - row.offset, () => this.meta.declareUploadSize(id, size));
     });
   }
 
@@ -170,7 +209,7 @@ export class UploadService {
       this.checkOffset(row, opts.expectedOffset);
       if (body) {
         // A final body cut short throws (request_aborted) after keeping what arrived: never complete on it.
-        await this.appendBody(row, body, opts.length);
+        await this.appender.append(row, body, opts.length, opts.checksum);
         row = await this.load(id);
       }
       if (row.declaredSize !== null && row.offset !== row.declaredSize) {
@@ -179,7 +218,7 @@ export class UploadService {
           actual: row.offset,
         });
       }
-      const digest = `sha256:${(await this.hashOf(row)).copy().digest('hex')}`;
+      const digest = await this.appender.digestOf(row);
       // Both the digest named at initiate and the one named now are preconditions.
       for (const expected of [row.expectedDigest, opts.digest]) {
         if (expected && expected !== digest) {
@@ -199,6 +238,8 @@ export class UploadService {
       state: row.state === 'completed' ? 'completed' : 'open',
       expiresAt: row.expiresAt,
       filename: row.filename,
+      contentType: row.contentType,
+      digest: row.state === 'completed' ? row.digest : null,
     };
   }
 
@@ -284,7 +325,8 @@ export class UploadService {
   private async load(id: string): Promise<UploadRecord> {
     const row = await this.meta.getUpload(id);
     // A session with a request in flight is not expired: that request will push its expiry out.
-    if (!row || (row.expiresAt <= Date.now() && !this.busy.has(id))) throw notFound(id);
+    if (!row) throw notFound(id);
+    if (row.expiresAt <= Date.now() && !this.busy.has(id)) throw notFound(id, true);
     return row;
   }
 
@@ -322,79 +364,6 @@ export class UploadService {
     if (expected !== undefined && expected !== row.offset) {
       throw new BlobdError('offset_mismatch', `the session is at offset ${row.offset}, not ${expected}`, { offset: row.offset });
     }
-  }
-
-  /**
-   * Append a body at the session's offset. Over a limit (413) or the disk budget (507): nothing of the
-   * request is kept. A client that goes away keeps what arrived — the offset is committed — and the
-   * request then fails with `request_aborted`, so a complete never finishes on a cut-short body.
-   */
-  private async appendBody(row: UploadRecord, body: BodySource, length: number | undefined): Promise<number> {
-    const bucket = row.bucket !== null ? await this.catalog.getBucket(row.bucket) : null;
-    const cap = Math.min(this.options.maxBlobSize, row.declaredSize ?? Infinity, bucket?.maxObjectSize ?? Infinity, row.sizeLimit ?? Infinity);
-    // A bucket's quota bounds the whole object; what it already stores is checked again at complete.
-    const quotaRoom = bucket?.quotaBytes != null ? bucket.quotaBytes - bucket.storedBytes : Infinity;
-    const sizeRoom = Math.min(cap, quotaRoom) - row.offset;
-    const ownReserved = row.declaredSize !== null ? row.declaredSize - row.offset : 0;
-    const diskRoom = await this.disk.room(ownReserved);
-    const limitName =
-      cap === bucket?.maxObjectSize ? "bucket's max_object_size"
-      : cap === row.sizeLimit ? "signed URL's max_size"
-      : row.declaredSize !== null && row.declaredSize <= this.options.maxBlobSize ? 'declared size'
-      : 'maximum blob size';
-    const refuse = () =>
-      sizeRoom > diskRoom ? insufficientStorage({ offset: row.offset })
-      : quotaRoom < cap ? new BlobdError('quota_exceeded', `the bucket's quota of ${bucket!.quotaBytes} bytes would be exceeded`, { quota_bytes: bucket!.quotaBytes })
-      : tooLarge(cap, limitName);
-    if (length !== undefined && length > Math.min(sizeRoom, diskRoom)) throw refuse();
-
-    const hash = await this.hashOf(row);
-    const before = hash.copy();
-    const rollback = async () => {
-      this.hashes.delete(row.id); // rebuilt from the durable prefix if the truncate below fails
-      await this.bytes.truncateUpload(row.id, row.offset);
-      this.hashes.set(row.id, before);
-    };
-    let result: { written: number; sourceError?: unknown };
-    try {
-      const limited = limitBytes(body(), Math.min(sizeRoom, diskRoom), refuse);
-      result = await this.bytes.appendUpload(row.id, row.offset, limited, (chunk) => hash.update(chunk));
-    } catch (err) {
-      await rollback();
-      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw insufficientStorage({ offset: row.offset });
-      throw err;
-    }
-    const cut = result.sourceError;
-    if (cut instanceof BlobdError && cut.code !== 'request_aborted') {
-      await rollback();
-      throw cut;
-    }
-    // Written and fdatasync'd: now, and only now, the offset may be acknowledged. If recording it fails,
-    // the bytes and the hash go back to the last acknowledged offset, so hash and file never disagree.
-    const offset = row.offset + result.written;
-    try {
-      await this.meta.advanceUpload(row.id, offset, Date.now() + this.options.uploadTtlMs);
-    } catch (err) {
-      await rollback();
-      throw err;
-    }
-    if (cut !== undefined) throw cut instanceof BlobdError ? cut : new BlobdError('request_aborted', 'the client closed the connection before the body ended');
-    return offset;
-  }
-
-  /** The running hash of the session's durable bytes, rebuilt from disk when this process lacks it. */
-  private async hashOf(row: UploadRecord): Promise<Hash> {
-    let hash = this.hashes.get(row.id);
-    if (hash) return hash;
-    hash = createHash('sha256');
-    let seen = 0;
-    for await (const chunk of await this.bytes.readUpload(row.id, row.offset)) {
-      hash.update(chunk as Buffer);
-      seen += (chunk as Buffer).length;
-    }
-    if (seen !== row.offset) throw new Error(`upload ${row.id} holds ${seen} of its ${row.offset} acknowledged bytes`);
-    this.hashes.set(row.id, hash);
-    return hash;
   }
 
   /**
@@ -477,14 +446,14 @@ export class UploadService {
           ? new BlobdError('bucket_not_found', `no bucket ${row.bucket}`, { bucket: row.bucket })
           : new BlobdError('precondition_failed', 'the object changed in a way that refuses this write');
     }
-    this.hashes.delete(row.id);
+    this.appender.forget(row.id);
     return result!;
   }
 
   /** Drop a session: its row first (so nobody resumes it), then its bytes. */
   private async forget(row: UploadRecord): Promise<void> {
     await this.meta.deleteUpload(row.id);
-    this.hashes.delete(row.id);
+    this.appender.forget(row.id);
     if (row.state !== 'completed') await this.bytes.deleteUpload(row.id);
   }
 }

@@ -28,6 +28,7 @@ import { healthRoutes } from './routes/health.ts';
 import { signedUrlRoutes } from './routes/signed-urls.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 import { uploadRoutes } from './routes/uploads.ts';
+import { tusRoutes } from './tus.ts';
 
 export interface Services {
   readonly logger: Logger;
@@ -44,6 +45,8 @@ export interface Services {
   readonly version: string;
   /** Origins allowed to call the API from a browser (none: no CORS headers at all). */
   readonly corsOrigins: readonly string[];
+  /** The largest blob accepted (tus announces it as Tus-Max-Size). */
+  readonly maxBlobSize: number;
 }
 
 /** Request headers a browser client of blobd sends: session, tus and idempotency headers among them. */
@@ -55,6 +58,7 @@ const CORS_ALLOW_HEADERS = [
 /** Response headers a browser client must be able to read. */
 const CORS_EXPOSE_HEADERS = [
   'Location', 'ETag', 'Upload-Offset', 'Upload-Length', 'Upload-Expires', 'Upload-Token', 'Upload-State',
+  'Upload-Defer-Length', 'Upload-Metadata', 'Blobd-Digest',
   'Tus-Resumable', 'Tus-Version', 'Tus-Extension', 'Tus-Max-Size', 'Tus-Checksum-Algorithm',
   'Content-Range', 'Content-Disposition', 'Content-Length', 'X-Request-Id', 'Idempotent-Replayed', 'WWW-Authenticate',
 ];
@@ -99,6 +103,7 @@ export function createApp(services: Services) {
   app.route('/', healthRoutes(services.checkReadiness));
   // Before the blob routes: /api/blobs/uploads must not be taken for a digest.
   app.route('/', uploadRoutes(services.uploads));
+  app.route('/', tusRoutes(services.uploads, { maxBlobSize: services.maxBlobSize }));
   app.route('/', blobRoutes(services.blobs));
   app.route('/', bucketRoutes(services.catalog));
   app.route('/', objectListRoutes(services.catalog));

@@ -22,6 +22,10 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   blob_not_found: 404,
   pin_not_found: 404,
   upload_not_found: 404,
+  // tus: an upload that expired (its row may still exist until GC) is Gone.
+  upload_gone: 410,
+  // tus checksum extension: 460 Checksum Mismatch.
+  checksum_mismatch: 460 as ContentfulStatusCode,
   invalid_bucket_name: 400,
   invalid_key: 400,
   bucket_not_found: 404,

@@ -228,6 +228,8 @@ export interface MetadataStore {
   getUpload(id: string): Promise<UploadRecord | null>;
   /** Record that an open session's durable bytes now end at `offset`; pushes its expiry out. */
   advanceUpload(id: string, offset: number, expiresAt: number): Promise<void>;
+  /** Set the size of an open session that had none (it then counts as reserved disk); false if it had one. */
+  declareUploadSize(id: string, size: number): Promise<boolean>;
   /** open → completing, remembering the digest, before the bytes move into the blob store. */
   beginCompletion(id: string, digest: string): Promise<void>;
   /** completing → open again (the move did not happen). */

@@ -84,7 +84,8 @@ export function uploadToken(header: (name: string) => string | undefined): strin
 /** Marks the middleware `requires` makes, so the app can check that every route declares its need. */
 export const DECLARES_ACCESS = Symbol('declares access');
 
-export type NeedOf = Need | ((c: Context<AppEnv>) => Need) | 'upload-token';
+/** `public`: anyone, no credential (tus discovery); `upload-token`: the session's token opens it. */
+export type NeedOf = Need | ((c: Context<AppEnv>) => Need) | 'upload-token' | 'public';
 
 /** A route needs `action` on the bucket named by its `bucket` path parameter. */
 export function onBucket(action: 'bucket:read' | 'bucket:write' | 'bucket:delete' | 'object:read'): (c: Context<AppEnv>) => Need {
@@ -98,6 +99,10 @@ export function onBucket(action: 'bucket:read' | 'bucket:write' | 'bucket:delete
 export function requires(need: NeedOf, opts: { signable?: boolean } = {}): MiddlewareHandler<AppEnv> {
   const middleware: MiddlewareHandler<AppEnv> = async (c, next) => {
     const dryRun = c.env?.dryRun !== undefined;
+    if (need === 'public') {
+      if (dryRun) throw new BlobdError('invalid_request', 'this route needs no credential; there is nothing to sign');
+      return next();
+    }
     if (need === 'upload-token') {
       // The session token is a capability on its own: core verifies it against the session.
       if (dryRun) throw new BlobdError('invalid_request', 'upload session routes are opened by their upload token; there is nothing to sign');

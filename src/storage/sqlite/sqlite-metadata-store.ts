@@ -130,6 +130,10 @@ export class SqliteMetadataStore implements MetadataStore {
     if (!this.uploads.advance(id, offset, Date.now(), expiresAt)) throw new Error(`upload session ${id} is not open`);
   }
 
+  async declareUploadSize(id: string, size: number): Promise<boolean> {
+    return this.uploads.declareSize(id, size, Date.now());
+  }
+
   async beginCompletion(id: string, digest: string): Promise<void> {
     if (!this.uploads.markCompleting(id, digest, Date.now())) throw new Error(`upload session ${id} is not open`);
   }

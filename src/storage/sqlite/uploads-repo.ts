@@ -50,6 +50,7 @@ function toRecord(r: UploadRow): UploadRecord {
 export class UploadsRepo {
   private readonly insertStmt: Statement<Record<string, unknown>>;
   private readonly selectStmt: Statement<[string], UploadRow>;
+  private readonly declareStmt: Statement<[number, number, string]>;
   private readonly advanceStmt: Statement<[number, number, number, string]>;
   private readonly completingStmt: Statement<[string, number, string]>;
   private readonly reopenStmt: Statement<[number, string]>;
@@ -67,6 +68,9 @@ export class UploadsRepo {
       VALUES (@id, @token_hash, @principal, @filename, @content_type, @temporary, @declared_size,
         @size_limit, @expected_digest, @bucket, @key, @created_at, @created_at, @expires_at)`);
     this.selectStmt = db.prepare('SELECT * FROM upload_sessions WHERE id = ?');
+    this.declareStmt = db.prepare(
+      `UPDATE upload_sessions SET declared_size = ?, updated_at = ? WHERE id = ? AND state = 'open' AND declared_size IS NULL`,
+    );
     this.advanceStmt = db.prepare(
       `UPDATE upload_sessions SET upload_offset = ?, updated_at = ?, expires_at = ? WHERE id = ? AND state = 'open'`,
     );
@@ -113,6 +117,10 @@ export class UploadsRepo {
   get(id: string): UploadRecord | null {
     const row = this.selectStmt.get(id);
     return row ? toRecord(row) : null;
+  }
+
+  declareSize(id: string, size: number, now: number): boolean {
+    return this.declareStmt.run(size, now, id).changes === 1;
   }
 
   advance(id: string, offset: number, now: number, expiresAt: number): boolean {

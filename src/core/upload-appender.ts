@@ -1,0 +1,131 @@
+// The bytes of open upload sessions: appending a body at a session's offset under every limit (size,
+// bucket, quota, disk), with the running SHA-256 of exactly the durable bytes, and an optional checksum of
+// the chunk (tus). It must never acknowledge an offset whose bytes are not durable, and never let the hash
+// and the file disagree. Used by UploadService only, under its one-request-per-session lock.
+import { createHash, type Hash } from 'node:crypto';
+import type { ByteStore } from '../storage/byte-store.ts';
+import type { MetadataStore, UploadRecord } from '../storage/metadata-store.ts';
+import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
+import type { CatalogService } from './catalog.ts';
+import { insufficientStorage, type DiskBudget } from './disk-budget.ts';
+import { BlobdError } from './errors.ts';
+
+/** A checksum of one request's body (tus `Upload-Checksum`): the bytes are kept only if it matches. */
+export interface ChunkChecksum {
+  readonly algorithm: 'sha256' | 'sha1' | 'md5';
+  readonly digest: Buffer;
+}
+
+export interface AppendLimits {
+  readonly maxBlobSize: number;
+  readonly uploadTtlMs: number;
+}
+
+export class UploadAppender {
+  /** Running hash of exactly the durable bytes of each open session, built lazily after a restart. */
+  private readonly hashes = new Map<string, Hash>();
+
+  constructor(
+    private readonly meta: MetadataStore,
+    private readonly bytes: ByteStore,
+    private readonly catalog: CatalogService,
+    private readonly disk: DiskBudget,
+    private readonly options: AppendLimits,
+  ) {}
+
+  /** A new, empty session: its hash starts now. */
+  started(id: string): void {
+    this.hashes.set(id, createHash('sha256'));
+  }
+
+  forget(id: string): void {
+    this.hashes.delete(id);
+  }
+
+  /** `sha256:<hex>` of the session's durable bytes. */
+  async digestOf(row: UploadRecord): Promise<string> {
+    return `sha256:${(await this.hashOf(row)).copy().digest('hex')}`;
+  }
+
+  /**
+   * Append a body at the session's offset. Over a limit (413) or the disk budget (507): nothing of the
+   * request is kept. A client that goes away keeps what arrived — the offset is committed — and the
+   * request then fails with `request_aborted`, so a complete never finishes on a cut-short body; with a
+   * checksum, a cut-short body cannot be verified and is dropped like a mismatching one (460).
+   */
+  async append(row: UploadRecord, body: BodySource, length: number | undefined, checksum?: ChunkChecksum): Promise<number> {
+    const bucket = row.bucket !== null ? await this.catalog.getBucket(row.bucket) : null;
+    const cap = Math.min(this.options.maxBlobSize, row.declaredSize ?? Infinity, bucket?.maxObjectSize ?? Infinity, row.sizeLimit ?? Infinity);
+    // A bucket's quota bounds the whole object; what it already stores is checked again at complete.
+    const quotaRoom = bucket?.quotaBytes != null ? bucket.quotaBytes - bucket.storedBytes : Infinity;
+    const sizeRoom = Math.min(cap, quotaRoom) - row.offset;
+    const ownReserved = row.declaredSize !== null ? row.declaredSize - row.offset : 0;
+    const diskRoom = await this.disk.room(ownReserved);
+    const limitName =
+      cap === bucket?.maxObjectSize ? "bucket's max_object_size"
+      : cap === row.sizeLimit ? "signed URL's max_size"
+      : row.declaredSize !== null && row.declaredSize <= this.options.maxBlobSize ? 'declared size'
+      : 'maximum blob size';
+    const refuse = () =>
+      sizeRoom > diskRoom ? insufficientStorage({ offset: row.offset })
+      : quotaRoom < cap ? new BlobdError('quota_exceeded', `the bucket's quota of ${bucket!.quotaBytes} bytes would be exceeded`, { quota_bytes: bucket!.quotaBytes })
+      : tooLarge(cap, limitName);
+    if (length !== undefined && length > Math.min(sizeRoom, diskRoom)) throw refuse();
+
+    const hash = await this.hashOf(row);
+    const before = hash.copy();
+    const chunkHash = checksum ? createHash(checksum.algorithm) : null;
+    const rollback = async () => {
+      this.hashes.delete(row.id); // rebuilt from the durable prefix if the truncate below fails
+      await this.bytes.truncateUpload(row.id, row.offset);
+      this.hashes.set(row.id, before);
+    };
+    let result: { written: number; sourceError?: unknown };
+    try {
+      const limited = limitBytes(body(), Math.min(sizeRoom, diskRoom), refuse);
+      result = await this.bytes.appendUpload(row.id, row.offset, limited, (chunk) => {
+        hash.update(chunk);
+        chunkHash?.update(chunk);
+      });
+    } catch (err) {
+      await rollback();
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw insufficientStorage({ offset: row.offset });
+      throw err;
+    }
+    const cut = result.sourceError;
+    if ((cut instanceof BlobdError && cut.code !== 'request_aborted') || (checksum && cut !== undefined)) {
+      await rollback();
+      throw cut instanceof BlobdError ? cut : new BlobdError('request_aborted', 'the client closed the connection before the body ended');
+    }
+    if (checksum && !chunkHash!.digest().equals(checksum.digest)) {
+      await rollback();
+      throw new BlobdError('checksum_mismatch', `the body does not match its ${checksum.algorithm} checksum; nothing of it was kept`, { offset: row.offset });
+    }
+    // Written and fdatasync'd: now, and only now, the offset may be acknowledged. If recording it fails,
+    // the bytes and the hash go back to the last acknowledged offset, so hash and file never disagree.
+    const offset = row.offset + result.written;
+    try {
+      await this.meta.advanceUpload(row.id, offset, Date.now() + this.options.uploadTtlMs);
+    } catch (err) {
+      await rollback();
+      throw err;
+    }
+    if (cut !== undefined) throw cut instanceof BlobdError ? cut : new BlobdError('request_aborted', 'the client closed the connection before the body ended');
+    return offset;
+  }
+
+  /** The running hash of the session's durable bytes, rebuilt from disk when this process lacks it. */
+  private async hashOf(row: UploadRecord): Promise<Hash> {
+    let hash = this.hashes.get(row.id);
+    if (hash) return hash;
+    hash = createHash('sha256');
+    let seen = 0;
+    for await (const chunk of await this.bytes.readUpload(row.id, row.offset)) {
+      hash.update(chunk as Buffer);
+      seen += (chunk as Buffer).length;
+    }
+    if (seen !== row.offset) throw new Error(`upload ${row.id} holds ${seen} of its ${row.offset} acknowledged bytes`);
+    this.hashes.set(row.id, hash);
+    return hash;
+  }
+}

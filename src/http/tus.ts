@@ -1,0 +1,262 @@
+// tus 1.0.0 (core, creation, creation-with-upload, creation-defer-length, termination, checksum,
+// expiration) at /api/tus/, as a second front over core/uploads — never a second implementation: a tus
+// upload IS an upload session. Its URL, /api/tus/<session id>.<upload token>, is the capability (as in
+// tusd, whoever holds the URL may continue it); `<session id>` with an Upload-Token header works too, and
+// the same id and token open /api/blobs/uploads/<id>/status. Translation only: headers in, one core call,
+// headers out.
+import { createRoute, z } from '@hono/zod-openapi';
+import type { Context, MiddlewareHandler } from 'hono';
+import type { Need } from '../core/auth.ts';
+import { parseDigest } from '../core/digest.ts';
+import { BlobdError } from '../core/errors.ts';
+import type { SessionStatus, UploadService } from '../core/uploads.ts';
+import type { ChunkChecksum } from '../core/upload-appender.ts';
+import type { AppEnv } from './env.ts';
+import { principalOf, requires, uploadToken } from './middleware/authenticate.ts';
+import { idempotent } from './middleware/idempotency.ts';
+import { declaredLength, hasBody, requestBody } from './request-body.ts';
+import { createRouter } from './router.ts';
+import { errors } from './routes/schemas.ts';
+
+const VERSION = '1.0.0';
+const EXTENSIONS = 'creation,creation-with-upload,creation-defer-length,termination,checksum,expiration';
+const CHECKSUMS = ['sha256', 'sha1', 'md5'] as const;
+const OFFSET_TYPE = 'application/offset+octet-stream';
+const Decimal = /^\d{1,15}$/;
+
+/** `Upload-Metadata`: comma-separated `key base64value` pairs (the value may be absent). */
+export function parseMetadata(header: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!header?.trim()) return out;
+  for (const pair of header.split(',')) {
+    const [key, value, extra] = pair.trim().split(' ');
+    if (!key || extra !== undefined || !/^[\x21-\x7e]+$/.test(key) || (value !== undefined && !/^[A-Za-z0-9+/]*={0,2}$/.test(value))) {
+      throw new BlobdError('invalid_request', 'Upload-Metadata is comma-separated "key base64value" pairs');
+    }
+    if (key in out) throw new BlobdError('invalid_request', `Upload-Metadata names ${key} twice`);
+    out[key] = value === undefined ? '' : Buffer.from(value, 'base64').toString('utf8');
+  }
+  return out;
+}
+
+function encodeMetadata(pairs: Record<string, string | null>): string {
+  return Object.entries(pairs)
+    .filter((e): e is [string, string] => e[1] !== null)
+    .map(([k, v]) => `${k} ${Buffer.from(v, 'utf8').toString('base64')}`)
+    .join(',');
+}
+
+/** `Upload-Checksum: <algorithm> <base64>`; an algorithm we do not offer is 400 (tus checksum extension). */
+function parseChecksum(header: string | undefined): ChunkChecksum | undefined {
+  if (header === undefined) return undefined;
+  const m = /^\s*(\S+)\s+([A-Za-z0-9+/]+={0,2})\s*$/.exec(header);
+  const algorithm = m?.[1]?.toLowerCase();
+  if (!m || !(CHECKSUMS as readonly string[]).includes(algorithm!)) {
+    throw new BlobdError('invalid_request', `Upload-Checksum is "<algorithm> <base64>" with one of ${CHECKSUMS.join(', ')}`);
+  }
+  return { algorithm: algorithm as ChunkChecksum['algorithm'], digest: Buffer.from(m[2]!, 'base64') };
+}
+
+function decimalHeader(c: Context<AppEnv>, name: string): number | undefined {
+  const value = c.req.header(name);
+  if (value === undefined) return undefined;
+  if (!Decimal.test(value.trim())) throw new BlobdError('invalid_request', `${name} is a non-negative integer`);
+  return Number(value);
+}
+
+/** `<id>.<token>` from the URL, or `<id>` with the token in Upload-Token. */
+function sessionRef(c: Context<AppEnv>): { id: string; token: string | null } {
+  const ref = c.req.param('ref') ?? '';
+  const dot = ref.indexOf('.');
+  const header = uploadToken((name) => c.req.header(name));
+  return dot < 0 ? { id: ref, token: header } : { id: ref.slice(0, dot), token: ref.slice(dot + 1) || header };
+}
+
+/**
+ * Every tus answer says Tus-Resumable; every request but OPTIONS must say it too (412 otherwise, with the
+ * versions we speak). An expired session is 410 Gone here (404 for one that never was or was terminated).
+ */
+const tusProtocol: MiddlewareHandler<AppEnv> = async (c, next) => {
+  c.header('Tus-Resumable', VERSION);
+  c.header('Cache-Control', 'no-store');
+  // A dry run asks only "may this principal do it?" (before signing a URL): there is no protocol to check.
+  if (c.req.method !== 'OPTIONS' && c.env?.dryRun === undefined && c.req.header('tus-resumable') !== VERSION) {
+    c.header('Tus-Version', VERSION);
+    throw new BlobdError('precondition_failed', `this server speaks tus ${VERSION}: send Tus-Resumable: ${VERSION}`);
+  }
+  try {
+    await next();
+  } catch (err) {
+    if (err instanceof BlobdError && err.code === 'upload_not_found' && (err.details as { expired?: boolean } | undefined)?.expired) {
+      throw new BlobdError('upload_gone', err.message, err.details);
+    }
+    throw err;
+  }
+};
+
+/** Creating into a bucket needs the bucket's write scope; otherwise a pin, which needs blobs:write. */
+function creationNeed(c: Context<AppEnv>): Need {
+  let bucket: string | undefined;
+  try {
+    bucket = parseMetadata(c.req.header('upload-metadata')).bucket;
+  } catch {
+    bucket = undefined; // the handler answers the malformed header with 400
+  }
+  return bucket === undefined ? { action: 'blobs:write' } : { action: 'bucket:write', bucket };
+}
+
+const RefParam = z.object({
+  ref: z.string().openapi({ param: { name: 'ref', in: 'path' }, description: '<session id>.<upload token>, as Location gave it' }),
+});
+const tusHeaders = (extra: Record<string, string> = {}) => ({
+  'Tus-Resumable': { schema: { type: 'string' as const }, description: '1.0.0' },
+  ...Object.fromEntries(Object.entries(extra).map(([k, d]) => [k, { schema: { type: 'string' as const }, description: d }])),
+});
+
+const options = (path: string) =>
+  createRoute({
+    method: 'options',
+    path,
+    summary: 'tus discovery: version, extensions, checksum algorithms, largest upload',
+    middleware: [tusProtocol, requires('public')] as const,
+    responses: { 204: { description: 'see the headers', headers: tusHeaders({ 'Tus-Version': '', 'Tus-Extension': '', 'Tus-Max-Size': '', 'Tus-Checksum-Algorithm': '' }) } },
+  });
+
+const create = (path: string) =>
+  createRoute({
+    method: 'post',
+    path,
+    summary: 'tus creation (Upload-Length or Upload-Defer-Length: 1; Upload-Metadata filename, filetype, bucket, key, temporary, digest), optionally with the first bytes',
+    middleware: [tusProtocol, requires(creationNeed), idempotent((c) => (hasBody(c) ? 'stream' : 'none'))] as const,
+    responses: {
+      201: { description: 'created; Location is the upload URL', headers: tusHeaders({ Location: '', 'Upload-Offset': '', 'Upload-Expires': '' }) },
+      ...errors(400, 401, 403, 404, 412, 413, 415, 460, 507),
+    },
+  });
+
+const head = createRoute({
+  method: 'get',
+  path: '/api/tus/{ref}',
+  summary: 'tus HEAD: Upload-Offset, Upload-Length (or Upload-Defer-Length), Upload-Metadata, Upload-Expires',
+  middleware: [tusProtocol, requires('upload-token')] as const,
+  request: { params: RefParam },
+  responses: { 200: { description: 'see the headers', headers: tusHeaders({ 'Upload-Offset': '', 'Upload-Length': '', 'Blobd-Digest': 'once completed' }) }, ...errors(401, 403, 404, 410, 412) },
+});
+
+const patch = createRoute({
+  method: 'patch',
+  path: '/api/tus/{ref}',
+  summary: 'tus PATCH: append the body (application/offset+octet-stream) at Upload-Offset; the upload completes when it reaches its length',
+  middleware: [tusProtocol, requires('upload-token')] as const,
+  request: { params: RefParam },
+  responses: {
+    204: { description: 'appended', headers: tusHeaders({ 'Upload-Offset': '', 'Upload-Expires': '', 'Blobd-Digest': 'when this request completed it' }) },
+    ...errors(400, 401, 403, 404, 409, 410, 412, 413, 415, 460, 507),
+  },
+});
+
+const terminate = createRoute({
+  method: 'delete',
+  path: '/api/tus/{ref}',
+  summary: 'tus termination: cancel the upload and free its bytes',
+  middleware: [tusProtocol, requires('upload-token')] as const,
+  request: { params: RefParam },
+  responses: { 204: { description: 'terminated' }, ...errors(401, 403, 404, 410, 412) },
+});
+
+export function tusRoutes(uploads: UploadService, opts: { maxBlobSize: number }) {
+  const app = createRouter();
+
+  const statusHeaders = (s: SessionStatus): Record<string, string> => ({
+    'Upload-Offset': String(s.offset),
+    ...(s.size !== null ? { 'Upload-Length': String(s.size) } : { 'Upload-Defer-Length': '1' }),
+    'Upload-Expires': new Date(s.expiresAt).toUTCString(),
+    ...(s.digest !== null ? { 'Blobd-Digest': s.digest } : {}),
+  });
+
+  /** Append the request body (checked), then complete the session when it holds its whole length. */
+  async function appendBody(c: Context<AppEnv>, id: string, token: string | null, expectedOffset: number | undefined): Promise<SessionStatus> {
+    if (hasBody(c) || expectedOffset !== undefined) {
+      const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+      if (hasBody(c) && type !== OFFSET_TYPE) throw new BlobdError('unsupported_media_type', `tus bodies are ${OFFSET_TYPE}`);
+      await uploads.append(id, token, () => requestBody(c), {
+        expectedOffset,
+        length: declaredLength(c),
+        checksum: parseChecksum(c.req.header('upload-checksum')),
+      });
+    }
+    const s = await uploads.status(id, token);
+    if (s.state === 'open' && s.size !== null && s.offset === s.size) {
+      await uploads.complete(id, token, null);
+      return uploads.status(id, token);
+    }
+    return s;
+  }
+
+  for (const path of ['/api/tus', '/api/tus/']) {
+    app.openapi(options(path), (c) =>
+      c.body(null, 204, {
+        'Tus-Version': VERSION,
+        'Tus-Extension': EXTENSIONS,
+        'Tus-Max-Size': String(opts.maxBlobSize),
+        'Tus-Checksum-Algorithm': CHECKSUMS.join(','),
+      }),
+    );
+
+    app.openapi(create(path), async (c) => {
+      const meta = parseMetadata(c.req.header('upload-metadata'));
+      const deferred = c.req.header('upload-defer-length');
+      const length = decimalHeader(c, 'upload-length');
+      if (deferred !== undefined && deferred !== '1') throw new BlobdError('invalid_request', 'Upload-Defer-Length is 1');
+      if ((length === undefined) === (deferred === undefined)) throw new BlobdError('invalid_request', 'send Upload-Length, or Upload-Defer-Length: 1');
+      if (meta.temporary !== undefined && meta.temporary !== 'true' && meta.temporary !== 'false') {
+        throw new BlobdError('invalid_request', 'the temporary metadata is true or false');
+      }
+      const grant = c.var.grant;
+      const started = await uploads.initiate({
+        principal: principalOf(c),
+        filename: meta.filename || undefined,
+        // A signed URL's content_type binds the session's type (and any body it carries).
+        contentType: grant?.contentType ?? (meta.filetype || undefined),
+        sizeLimit: grant?.maxSize,
+        temporary: meta.temporary === 'true',
+        size: length,
+        digest: meta.digest ? parseDigest(meta.digest) : undefined,
+        bucket: meta.bucket,
+        key: meta.key,
+        completeKnownDigest: false,
+      });
+      if (started.kind !== 'session') throw new Error('a tus creation always makes a session');
+      c.header('Location', `/api/tus/${started.id}.${started.token}`);
+      const s = await appendBody(c, started.id, started.token, hasBody(c) ? 0 : undefined);
+      return c.body(null, 201, { ...statusHeaders(s), 'Content-Length': '0' });
+    });
+  }
+
+  app.openapi(head, async (c) => {
+    const { id, token } = sessionRef(c);
+    const s = await uploads.status(id, token);
+    const metadata = encodeMetadata({ filename: s.filename, filetype: s.contentType });
+    return c.body(null, 200, { ...statusHeaders(s), ...(metadata ? { 'Upload-Metadata': metadata } : {}) });
+  });
+
+  app.openapi(patch, async (c) => {
+    const { id, token } = sessionRef(c);
+    const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== OFFSET_TYPE) throw new BlobdError('unsupported_media_type', `a tus PATCH body is ${OFFSET_TYPE}`);
+    const offset = decimalHeader(c, 'upload-offset');
+    if (offset === undefined) throw new BlobdError('invalid_request', 'a tus PATCH says its Upload-Offset');
+    const length = decimalHeader(c, 'upload-length');
+    if (length !== undefined) await uploads.declareSize(id, token, length);
+    const s = await appendBody(c, id, token, offset);
+    return c.body(null, 204, statusHeaders(s));
+  });
+
+  app.openapi(terminate, async (c) => {
+    const { id, token } = sessionRef(c);
+    await uploads.destroy(id, token);
+    return c.body(null, 204);
+  });
+
+  return app;
+}

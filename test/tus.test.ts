@@ -1,0 +1,287 @@
+// tus 1.0 against the real daemon, driven by the real tus-js-client: chunked uploads, abort and resume from
+// the upload URL, creation-with-upload, deferred length, termination, uploads into a bucket; and raw
+// requests for every status the protocol names (412, 409, 415, 413, 404, 410, 460). A tus upload is an
+// upload session: its id and token answer the native status route.
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import * as tus from 'tus-js-client';
+import { createToken } from './helpers/access.ts';
+import { randomData, sha256 } from './helpers/bytes.ts';
+import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { errorCode } from './helpers/http.ts';
+import { waitFor } from './helpers/wait.ts';
+
+const TUS = { 'tus-resumable': '1.0.0' };
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+describe('tus 1.0 over upload sessions', () => {
+  let d: Daemon;
+  before(async () => {
+    d = await startDaemon({ args: ['--max-blob-size', '50MiB'] });
+    assert.equal((await d.api('/api/buckets/tusb', { method: 'PUT' })).status, 201);
+  });
+  after(async () => {
+    await d.stop();
+    await removeDir(d.dataDir);
+  });
+
+  /** Run one tus-js-client upload to its end; resolves with the upload URL. */
+  function upload(input: Buffer | Readable, options: Partial<tus.UploadOptions> = {}): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const up: tus.Upload = new tus.Upload(input, {
+        endpoint: `${d.url}/api/tus/`,
+        headers: { authorization: `Bearer ${d.token}` },
+        retryDelays: [],
+        ...options,
+        onError: reject,
+        onSuccess: () => resolve(up.url!),
+      });
+      up.start();
+    });
+  }
+
+  const head = (url: string) => fetch(url, { method: 'HEAD', headers: TUS });
+  const digestOf = async (url: string) => (await head(url)).headers.get('blobd-digest');
+  const blob = async (digest: string) => Buffer.from(await (await d.api(`/api/blobs/${digest}`)).arrayBuffer());
+
+  test('tus-js-client: a chunked upload becomes a blob with the right digest', async () => {
+    const data = randomData(300 * 1024 + 7);
+    const url = await upload(data, { chunkSize: 64 * 1024, metadata: { filename: 'chunks.bin' } });
+    assert.equal(await digestOf(url), sha256(data));
+    assert.ok((await blob(sha256(data))).equals(data));
+    const pins = (await (await d.api('/api/blobs')).json()) as { items: { digest: string }[] };
+    assert.ok(pins.items.some((p) => p.digest === sha256(data)), 'pinned for the uploader, like a native session');
+  });
+
+  test('tus-js-client: abort mid-way, then resume from the upload URL; the daemon kept what it acknowledged', async () => {
+    const data = randomData(512 * 1024);
+    let url = '';
+    await new Promise<void>((resolve, reject) => {
+      const up: tus.Upload = new tus.Upload(data, {
+        endpoint: `${d.url}/api/tus/`,
+        headers: { authorization: `Bearer ${d.token}` },
+        chunkSize: 32 * 1024,
+        retryDelays: [],
+        onError: reject,
+        onSuccess: () => reject(new Error('should have been aborted first')),
+        onChunkComplete: (_chunk, sent) => {
+          if (sent >= 160 * 1024 && !url) {
+            url = up.url!;
+            void up.abort().then(resolve, reject);
+          }
+        },
+      });
+      up.start();
+    });
+    const offset = Number((await head(url)).headers.get('upload-offset'));
+    assert.ok(offset >= 160 * 1024 && offset < data.length, `kept ${offset}`);
+    let firstPatchOffset = -1;
+    const resumed = await upload(data, {
+      uploadUrl: url,
+      chunkSize: 32 * 1024,
+      onBeforeRequest: (req) => {
+        if (req.getMethod() === 'PATCH' && firstPatchOffset < 0) firstPatchOffset = Number(req.getHeader('Upload-Offset'));
+      },
+    });
+    assert.equal(resumed, url);
+    assert.equal(firstPatchOffset, offset, 'resumed where the daemon said, not from 0');
+    assert.equal(await digestOf(url), sha256(data));
+    assert.ok((await blob(sha256(data))).equals(data));
+  });
+
+  test('tus-js-client: creation-with-upload, and a deferred length from a stream', async () => {
+    const small = randomData(20_000);
+    const url = await upload(small, { uploadDataDuringCreation: true });
+    assert.equal(await digestOf(url), sha256(small));
+
+    const streamed = randomData(200 * 1024);
+    const deferredUrl = await upload(Readable.from([streamed.subarray(0, 70_000), streamed.subarray(70_000)]), {
+      uploadLengthDeferred: true,
+      chunkSize: 64 * 1024,
+    });
+    assert.equal(await digestOf(deferredUrl), sha256(streamed));
+    assert.ok((await blob(sha256(streamed))).equals(streamed));
+  });
+
+  test('tus-js-client: metadata bucket/key/filetype writes an object revision', async () => {
+    const data = randomData(10_000);
+    await upload(data, { metadata: { bucket: 'tusb', key: 'docs/report.pdf', filename: 'report.pdf', filetype: 'application/pdf' } });
+    const meta = (await (await d.api('/api/buckets/tusb/objects/docs/report.pdf?metadata')).json()) as Record<string, unknown>;
+    assert.deepEqual([meta.digest, meta.size, meta.filename, meta.content_type, meta.revision], [sha256(data), data.length, 'report.pdf', 'application/pdf', 1]);
+  });
+
+  test('tus-js-client: termination; afterwards the upload URL is 404 and its bytes are gone', async () => {
+    const data = randomData(256 * 1024);
+    let url = '';
+    await new Promise<void>((resolve, reject) => {
+      const up: tus.Upload = new tus.Upload(data, {
+        endpoint: `${d.url}/api/tus/`,
+        headers: { authorization: `Bearer ${d.token}` },
+        chunkSize: 32 * 1024,
+        retryDelays: [],
+        onError: reject,
+        onChunkComplete: () => {
+          if (!url) {
+            url = up.url!;
+            void up.abort(true).then(resolve, reject);
+          }
+        },
+      });
+      up.start();
+    });
+    const res = await head(url);
+    assert.equal(res.status, 404);
+    const patch = await fetch(url, { method: 'PATCH', headers: { ...TUS, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }, body: 'x' });
+    assert.equal(patch.status, 404);
+    assert.equal(await errorCode(patch), 'upload_not_found');
+  });
+
+  test('a tus upload is an upload session: its id and token answer the native status route', async () => {
+    const created = await d.api('/api/tus/', { method: 'POST', headers: { ...TUS, 'upload-length': '10' } });
+    assert.equal(created.status, 201);
+    const location = created.headers.get('location')!;
+    const [id, token] = location.slice('/api/tus/'.length).split('.') as [string, string];
+    await fetch(d.url + location, { method: 'PATCH', headers: { ...TUS, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }, body: 'abcd' });
+    const status = await d.api(`/api/blobs/uploads/${id}/status`, { headers: { 'upload-token': token } });
+    assert.equal(status.status, 204);
+    assert.equal(status.headers.get('upload-offset'), '4');
+    assert.equal(status.headers.get('upload-length'), '10');
+    // And the other way: the native complete route finishes what tus started.
+    const native = await d.api(`/api/blobs/uploads/${id}/complete`, { method: 'POST', headers: { 'upload-token': token, 'upload-offset': '4' }, body: 'efghij' });
+    assert.equal(native.status, 201);
+    assert.equal(((await native.json()) as { digest: string }).digest, sha256(Buffer.from('abcdefghij')));
+    // The tus URL with the token in Upload-Token instead of the path works too.
+    const byHeader = await fetch(`${d.url}/api/tus/${id}`, { method: 'HEAD', headers: { ...TUS, 'upload-token': token } });
+    assert.equal(byHeader.headers.get('upload-offset'), '10');
+  });
+
+  describe('raw requests: every status the protocol names', () => {
+    const create = async (length = 100, headers: Record<string, string> = {}) => {
+      const res = await d.api('/api/tus/', { method: 'POST', headers: { ...TUS, 'upload-length': String(length), ...headers } });
+      assert.equal(res.status, 201, await res.clone().text());
+      return d.url + res.headers.get('location')!;
+    };
+    const patch = (url: string, offset: number, body: BodyInit, headers: Record<string, string> = {}) =>
+      fetch(url, { method: 'PATCH', headers: { ...TUS, 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream', ...headers }, body });
+    const offsetOf = async (url: string) => Number((await head(url)).headers.get('upload-offset'));
+
+    test('OPTIONS: discovery needs no credential', async () => {
+      const res = await fetch(`${d.url}/api/tus/`, { method: 'OPTIONS' });
+      assert.equal(res.status, 204);
+      assert.equal(res.headers.get('tus-version'), '1.0.0');
+      assert.equal(res.headers.get('tus-max-size'), String(50 * 1024 * 1024));
+      assert.deepEqual(res.headers.get('tus-extension')!.split(','), ['creation', 'creation-with-upload', 'creation-defer-length', 'termination', 'checksum', 'expiration']);
+      assert.equal(res.headers.get('tus-checksum-algorithm'), 'sha256,sha1,md5');
+    });
+
+    test('412 without or with a wrong Tus-Resumable, with Tus-Version', async () => {
+      const url = await create();
+      for (const headers of [{}, { 'tus-resumable': '0.2.2' }] as Record<string, string>[]) {
+        for (const res of [await fetch(url, { method: 'HEAD', headers }), await d.api('/api/tus/', { method: 'POST', headers: { 'upload-length': '1', ...headers } })]) {
+          assert.equal(res.status, 412);
+          assert.equal(res.headers.get('tus-version'), '1.0.0');
+        }
+      }
+    });
+
+    test('409 on a wrong Upload-Offset (nothing written), 415 on another Content-Type, 400 without Upload-Offset', async () => {
+      const url = await create();
+      assert.equal((await patch(url, 0, 'hello')).status, 204);
+      const wrong = await patch(url, 2, 'xx');
+      assert.equal(wrong.status, 409);
+      assert.equal(await errorCode(wrong), 'offset_mismatch');
+      const typed = await fetch(url, { method: 'PATCH', headers: { ...TUS, 'upload-offset': '5', 'content-type': 'application/octet-stream' }, body: 'xx' });
+      assert.equal(typed.status, 415);
+      const noOffset = await fetch(url, { method: 'PATCH', headers: { ...TUS, 'content-type': 'application/offset+octet-stream' }, body: 'xx' });
+      assert.equal(noOffset.status, 400);
+      assert.equal(await offsetOf(url), 5);
+    });
+
+    test('413 past Tus-Max-Size at creation, and past Upload-Length in a PATCH (nothing of it kept)', async () => {
+      const big = await d.api('/api/tus/', { method: 'POST', headers: { ...TUS, 'upload-length': String(51 * 1024 * 1024) } });
+      assert.equal(big.status, 413);
+      assert.equal(await errorCode(big), 'too_large');
+      const url = await create(10);
+      const over = await patch(url, 0, 'twelve bytes');
+      assert.equal(over.status, 413);
+      assert.equal(await offsetOf(url), 0);
+    });
+
+    test('460 on a checksum mismatch with nothing written; a matching checksum of each algorithm is kept', async () => {
+      const url = await create(9);
+      const bad = await patch(url, 0, 'abc', { 'upload-checksum': `sha256 ${b64('not the digest of abc, not even 32 b')}` });
+      assert.equal(bad.status, 460);
+      assert.equal(await errorCode(bad), 'checksum_mismatch');
+      assert.equal(await offsetOf(url), 0, 'nothing of it was kept');
+      const { createHash } = await import('node:crypto');
+      let offset = 0;
+      for (const [algorithm, part] of [['sha256', 'abc'], ['sha1', 'def'], ['md5', 'ghi']] as const) {
+        const sum = createHash(algorithm).update(part).digest('base64');
+        const res = await patch(url, offset, part, { 'upload-checksum': `${algorithm} ${sum}` });
+        assert.equal(res.status, 204, algorithm);
+        offset += 3;
+      }
+      assert.equal(await digestOf(url), sha256(Buffer.from('abcdefghi')));
+      const unknown = await patch(await create(3), 0, 'abc', { 'upload-checksum': `crc32 ${b64('1234')}` });
+      assert.equal(unknown.status, 400);
+    });
+
+    test('404 for unknown uploads and a wrong token is 403; 401 to create without a credential', async () => {
+      assert.equal((await head(`${d.url}/api/tus/01a22f8d-823e-76e6-9a5b-c60fc3c3caa7.nope`)).status, 404);
+      const url = await create();
+      assert.equal((await head(url.replace(/\.[^.]+$/, '.wrong-token'))).status, 403);
+      assert.equal((await head(url.replace(/\.[^.]+$/, ''))).status, 401);
+      const anon = await fetch(`${d.url}/api/tus/`, { method: 'POST', headers: { ...TUS, 'upload-length': '1' } });
+      assert.equal(anon.status, 401);
+    });
+
+    test('a signed URL for POST /api/tus/ lets a tokenless client create and upload', async () => {
+      const writer = await createToken(d, ['blobs:write']);
+      const signed = await d.api('/api/signed-urls', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${writer.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ method: 'POST', path: '/api/tus/', expires_in: 600, max_size: 1000 }),
+      });
+      assert.equal(signed.status, 201, await signed.clone().text());
+      const { url } = (await signed.json()) as { url: string };
+      const data = randomData(900);
+      const uploadUrl = await new Promise<string>((resolve, reject) => {
+        const up: tus.Upload = new tus.Upload(data, { endpoint: url, retryDelays: [], onError: reject, onSuccess: () => resolve(up.url!) });
+        up.start();
+      });
+      assert.equal(await digestOf(uploadUrl), sha256(data));
+      const tooBig = await fetch(url, { method: 'POST', headers: { ...TUS, 'upload-length': '1001' } });
+      assert.equal(tooBig.status, 413, "the URL's max_size binds the upload");
+    });
+  });
+});
+
+describe('tus: expiry and limits', () => {
+  test('410 Gone once the upload expired; 507 when a declared length cannot be reserved', async () => {
+    const d = await startDaemon({ args: ['--upload-ttl', '1s'] });
+    try {
+      const res = await d.api('/api/tus/', { method: 'POST', headers: { ...TUS, 'upload-length': '5' } });
+      assert.equal(res.status, 201);
+      const expires = Date.parse(res.headers.get('upload-expires')!);
+      assert.ok(expires > Date.now() && expires <= Date.now() + 2000, 'Upload-Expires is the TTL away');
+      const url = d.url + res.headers.get('location')!;
+      await waitFor(async () => (await fetch(url, { method: 'HEAD', headers: TUS })).status !== 200, 'the upload to expire');
+      const gone = await fetch(url, { method: 'PATCH', headers: { ...TUS, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }, body: 'abc' });
+      assert.ok(gone.status === 410 || gone.status === 404, `${gone.status}`);
+      if (gone.status === 410) assert.equal(await errorCode(gone), 'upload_gone');
+    } finally {
+      await d.stop();
+      await removeDir(d.dataDir);
+    }
+    const full = await startDaemon({ args: ['--min-free', '1000TiB'] });
+    try {
+      const res = await full.api('/api/tus/', { method: 'POST', headers: { ...TUS, 'upload-length': '5' } });
+      assert.equal(res.status, 507);
+      assert.equal(await errorCode(res), 'insufficient_storage');
+    } finally {
+      await full.stop();
+      await removeDir(full.dataDir);
+    }
+  });
+});
