@@ -1,7 +1,8 @@
-// SHA-256 on a worker thread, so that hashing (about 0.6 s per GiB here) runs beside the socket and disk
-// work of put and get instead of after it: inline hashing made both about 1.5 × slower than curl (measured
-// in npm run bench). Bytes travel in slabs over SharedArrayBuffers — no copy to the worker; a slab is free
-// for reuse once the worker has hashed it and its writer is done with it.
+// SHA-256 on a worker thread, so that hashing (0.6 CPU-seconds per GiB here) runs beside the socket and
+// disk work of put and get rather than in the same thread. Bytes travel in slabs over SharedArrayBuffers,
+// shared with the worker once (no copy, no buffer per message); a slab is free for reuse once the worker
+// has hashed it and its writer is done with it. On this 2-core machine the daemon takes the other core,
+// so the gain measured small; with more cores the client's thread no longer has to hash at all.
 import { Worker } from 'node:worker_threads';
 
 /** Plain CommonJS, evaluated by the worker: no TypeScript loader needed there. */
@@ -36,11 +37,11 @@ export interface Slab {
 
 export class ParallelHasher {
   private readonly worker = new Worker(WORKER, { eval: true });
-  private readonly waiting = new Map<number, () => void>();
-  private digestWaiter: ((hex: string) => void) | null = null;
+  private readonly waiting = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  private digestWaiter: { resolve: (hex: string) => void; reject: (err: Error) => void } | null = null;
   private failure: Error | null = null;
   private readonly free: Slab[] = [];
-  private readonly slabWaiters: ((slab: Slab) => void)[] = [];
+  private readonly slabWaiters: { resolve: (slab: Slab) => void; reject: (err: Error) => void }[] = [];
 
   constructor(slabSize: number, slabs: number) {
     for (let id = 0; id < slabs; id++) {
@@ -54,13 +55,23 @@ export class ParallelHasher {
       if (m.op === 'hashed') {
         const done = this.waiting.get(m.id!);
         this.waiting.delete(m.id!);
-        done?.();
+        done?.resolve();
       } else if (m.op === 'digest') {
-        this.digestWaiter?.(m.hex!);
+        this.digestWaiter?.resolve(m.hex!);
         this.digestWaiter = null;
       }
     });
-    this.worker.on('error', (err) => (this.failure = err));
+    // A worker that dies fails everything that waits on it, rather than leaving it waiting forever.
+    const fail = (err: Error) => {
+      this.failure ??= err;
+      for (const w of this.waiting.values()) w.reject(this.failure);
+      this.waiting.clear();
+      this.digestWaiter?.reject(this.failure);
+      this.digestWaiter = null;
+      for (const w of this.slabWaiters.splice(0)) w.reject(this.failure);
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', () => fail(new Error('the hashing worker stopped')));
   }
 
   /** A free slab (waits until one is returned). */
@@ -68,20 +79,21 @@ export class ParallelHasher {
     if (this.failure) throw this.failure;
     const slab = this.free.pop();
     if (slab) return slab;
-    return new Promise((resolve) => this.slabWaiters.push(resolve));
+    return new Promise((resolve, reject) => this.slabWaiters.push({ resolve, reject }));
   }
 
   /** Gives a slab back for reuse. */
   give(slab: Slab): void {
     const waiter = this.slabWaiters.shift();
-    if (waiter) waiter(slab);
+    if (waiter) waiter.resolve(slab);
     else this.free.push(slab);
   }
 
   /** Hashes the first `length` bytes of the slab; resolves once the worker is done reading it. */
   update(slab: Slab, length: number): Promise<void> {
-    return new Promise((resolve) => {
-      this.waiting.set(slab.id, resolve);
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.waiting.set(slab.id, { resolve, reject });
       this.worker.postMessage({ op: 'update', id: slab.id, length });
     });
   }
@@ -98,8 +110,9 @@ export class ParallelHasher {
 
   /** The digest of everything hashed so far, as `sha256:<hex>`; hashing may go on afterwards. */
   digest(): Promise<string> {
-    return new Promise((resolve) => {
-      this.digestWaiter = (hex) => resolve(`sha256:${hex}`);
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.digestWaiter = { resolve: (hex) => resolve(`sha256:${hex}`), reject };
       this.worker.postMessage({ op: 'digest' });
     });
   }

@@ -167,7 +167,7 @@ async function receive(res: IncomingMessage, hasher: ParallelHasher, progress: P
     // Writes stay in order (one after the other); hashing runs beside them.
     const written = writes.then(() => write(full.buffer.subarray(0, length)));
     writes = written.catch((err: unknown) => void (failed ??= err));
-    void Promise.all([hasher.update(full, length), writes]).then(() => hasher.give(full));
+    void Promise.all([hasher.update(full, length), writes]).then(() => hasher.give(full), () => undefined);
   };
   let cut = false;
   try {
@@ -200,6 +200,6 @@ async function hashPrefix(fh: FileHandle, length: number, hasher: ParallelHasher
     const { bytesRead } = await fh.read(slab.buffer, 0, Math.min(slab.buffer.length, length - pos), pos);
     if (bytesRead === 0) throw new ApiError(0, 'local_file', 'the partial file became shorter');
     pos += bytesRead;
-    void hasher.update(slab, bytesRead).then(() => hasher.give(slab));
+    void hasher.update(slab, bytesRead).then(() => hasher.give(slab), () => undefined);
   }
 }

@@ -208,7 +208,8 @@ async function pump(fh: FileHandle, out: ClientRequest, start: number, length: n
     }
     pos += bytesRead;
     const written = new Promise<void>((resolve) => out.write(slab.buffer.subarray(0, bytesRead), () => resolve()));
-    void Promise.all([hasher.update(slab, bytesRead), written]).then(() => hasher.give(slab));
+    // A failed hash surfaces at digest() or take(); nothing is left unhandled here.
+    void Promise.all([hasher.update(slab, bytesRead), written]).then(() => hasher.give(slab), () => undefined);
     progress.add(bytesRead);
   }
   out.end();
@@ -302,6 +303,6 @@ async function hashRange(fh: FileHandle, from: number, to: number, hasher: Paral
     const { bytesRead } = await fh.read(slab.buffer, 0, Math.min(slab.buffer.length, to - pos), pos);
     if (bytesRead === 0) throw new ApiError(0, 'local_file', 'the file became shorter during the upload');
     pos += bytesRead;
-    void hasher.update(slab, bytesRead).then(() => hasher.give(slab));
+    void hasher.update(slab, bytesRead).then(() => hasher.give(slab), () => undefined);
   }
 }

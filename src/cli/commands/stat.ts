@@ -12,12 +12,13 @@ export function registerStat(program: Command): void {
       const target = parseTarget(text);
       await withClient(cmd, async (client, g) => {
         if (target.kind === 'blob') {
-          const res = await client.open({ method: 'HEAD', path: `/api/blobs/${target.digest}` });
+          // One byte rather than HEAD: an error answer then carries its JSON body (code and message).
+          const res = await client.open({ method: 'GET', path: `/api/blobs/${target.digest}`, headers: { range: 'bytes=0-0' } });
           const body = await readText(res);
-          // A HEAD answer has no body: name the usual reason.
-          if (res.statusCode === 404) throw new ApiError(404, 'blob_not_found', `no blob ${target.digest}`);
-          if (res.statusCode !== 200) throw errorOf(res, body);
-          const size = Number(res.headers['content-length']);
+          if (res.statusCode !== 206 && res.statusCode !== 416 && res.statusCode !== 200) throw errorOf(res, body);
+          // 206: bytes 0-0/SIZE; 416 (an empty blob): bytes */0; 200: a server that ignored the range.
+          const size = res.statusCode === 200 ? Number(res.headers['content-length']) : Number(/\/(\d+)$/.exec(String(res.headers['content-range']))?.[1]);
+          if (!Number.isFinite(size)) throw new ApiError(res.statusCode!, 'bad_answer', 'the daemon did not say the size');
           emit(g, { digest: target.digest, size }, () => table([['digest', target.digest], ['size', `${size} (${humanSize(size)})`]]));
           return;
         }
