@@ -95,6 +95,11 @@ describe('listings: one shape, one way to page', () => {
     assert.deepEqual(await keys('property.size_exists=true'), ['a', 'b', 'c', 'd']);
     const csv = await (await d.api('/api/buckets/l2/objects?format=csv&fields=key&property.size_gt=9')).text();
     assert.equal(csv, 'key\r\nb\r\nc\r\n', 'exports filter alike');
+    for (const q of ['property.size=1&property.size=2', 'property.size_gt=1&property.size_gt=2&format=ndjson']) {
+      const twice = await d.api(`/api/buckets/l2/objects?${q}`);
+      assert.equal(twice.status, 400, q);
+      assert.equal(await errorCode(twice), 'invalid_request');
+    }
     const bad = await d.api('/api/buckets/l2/objects?property.size_exists=maybe');
     assert.equal(bad.status, 400);
     assert.equal(await errorCode(bad), 'invalid_request');

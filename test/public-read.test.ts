@@ -79,7 +79,11 @@ describe('public_read: the current content and public metadata only', () => {
     for (const r of revs.items) assert.ok(!('created_by' in r), JSON.stringify(r));
     const cmp = await anonymous('/api/buckets/pubrev/objects/doc.txt?compare=1..2');
     assert.equal(cmp.status, 200);
-    assert.equal(((await cmp.json()) as { content_changed: boolean }).content_changed, true);
+    const diff = (await cmp.json()) as { content_changed: boolean; fields_changed: string[] };
+    assert.equal(diff.content_changed, true);
+    assert.deepEqual(diff.fields_changed, [], 'owner, tags and properties changed, but that is not public either');
+    const full = (await (await as(d, reader, '/api/buckets/pubrev/objects/doc.txt?compare=1..2')).json()) as { fields_changed: string[] };
+    assert.deepEqual(full.fields_changed, ['owner', 'tags', 'properties']);
     const meta = (await (await anonymous('/api/buckets/pubrev/objects/doc.txt?metadata')).json()) as Record<string, unknown>;
     for (const f of PRIVATE) assert.ok(!(f in meta), f);
     const bucket = (await (await d.api('/api/buckets/pubrev')).json()) as { public_revisions: boolean };

@@ -62,7 +62,13 @@ export class BlobService {
    */
   async store<T>(
     body: BodySource,
-    opts: { expected?: Digest; declaredSize?: number; limit?: { bytes: number; error: () => BlobdError } },
+    opts: {
+      expected?: Digest;
+      declaredSize?: number;
+      limit?: { bytes: number; error: () => BlobdError };
+      /** Runs once the bytes are staged and verified, before the digest lock is taken (it may wait). */
+      beforeCommit?: () => Promise<void>;
+    },
     record: (blob: BlobInfo) => Promise<T>,
   ): Promise<T> {
     const max = this.options.maxBlobSize;
@@ -89,6 +95,7 @@ export class BlobService {
         });
       }
       const blob = { digest: staged.digest as Digest, size: staged.size };
+      await opts.beforeCommit?.();
       return await this.lockDigest(staged.digest, async () => {
         // Verified bytes go in place even when the blob exists: the same content by definition, and it
         // heals a file that went missing or bad (a quarantine mark goes with the row write in `record`).

@@ -9,22 +9,24 @@ import type {
   MetadataStore,
   ObjectMeta,
   ObjectRecord,
-  PropertyFilter,
   RevisionRecord,
 } from '../storage/metadata-store.ts';
-import { KEY_END } from '../storage/metadata-store.ts';
 import { can, type Principal } from './auth.ts';
 import type { BlobService, ByteRange } from './blobs.ts';
 import { tooLarge, type BodySource } from './byte-limit.ts';
 import type { Digest } from './digest.ts';
 import { BlobdError } from './errors.ts';
+import { exportAll, listPage, type ListOptions, type ListPage } from './object-listing.ts';
+import { applyMetaPatch, META_FIELDS, metaAsJson, type Comparison, type MetaPatch } from './object-meta.ts';
 import { decodeCursor, encodeCursor, isPositiveInteger, isString, pageOf, type Page, type PageRequest } from './paging.ts';
+
+export { propertyFilter, type ListOptions, type ListPage } from './object-listing.ts';
+export { applyMetaPatch, META_FIELDS, type Comparison, type MetaField, type MetaPatch } from './object-meta.ts';
 
 const BUCKET_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 // Controls (C0, DEL, C1) and U+10FFFF, which listing uses as its "after every key" bound.
 const KEY_FORBIDDEN = /[\u0000-\u001f\u007f-\u009f\u{10FFFF}]/u;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-const PROPERTY_NAME_RE = /^[A-Za-z0-9_.-]{1,128}$/;
 
 export function parseBucketName(name: string): string {
   if (!BUCKET_RE.test(name)) {
@@ -55,107 +57,11 @@ export function parseKey(key: string): string {
   return key;
 }
 
-/** The metadata fields a PATCH may change, and that ?compare reports. */
-export const META_FIELDS = ['content_type', 'filename', 'owner', 'tags', 'properties', 'expires_at'] as const;
-export type MetaField = (typeof META_FIELDS)[number];
-
-/** A JSON merge patch (RFC 7386) of object metadata, as the client sent it (already shape-checked). */
-export type MetaPatch = Partial<Record<MetaField, unknown>>;
-
-export interface Comparison {
-  readonly contentChanged: boolean;
-  readonly digestFrom: string;
-  readonly digestTo: string;
-  readonly fieldsChanged: MetaField[];
-}
-
-const MAX_TAGS = 64;
-const MAX_PROPERTIES_BYTES = 64 * 1024;
-
-/** RFC 7386: objects merge member by member, null removes, anything else replaces. */
-function mergePatch(target: unknown, patch: unknown): unknown {
-  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
-  const base = target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
-  for (const [k, v] of Object.entries(patch)) {
-    if (v === null) delete base[k];
-    else base[k] = mergePatch(base[k], v);
-  }
-  return base;
-}
-
-function metaAsJson(m: ObjectMeta): Record<MetaField, unknown> {
-  return {
-    content_type: m.contentType,
-    filename: m.filename,
-    owner: m.owner,
-    tags: m.tags,
-    properties: m.properties,
-    expires_at: m.expiresAt === null ? null : new Date(m.expiresAt).toISOString(),
-  };
-}
-
-/** Apply a merge patch to metadata and check the result against SPEC §3.3's bounds. */
-export function applyMetaPatch(current: ObjectMeta, patch: MetaPatch): ObjectMeta {
-  const merged = mergePatch(metaAsJson(current), patch) as Record<string, unknown>;
-  const tags = (merged.tags ?? []) as string[];
-  const properties = (merged.properties ?? {}) as Record<string, unknown>;
-  if (tags.length > MAX_TAGS) throw new BlobdError('invalid_request', `at most ${MAX_TAGS} tags`);
-  if (Buffer.byteLength(JSON.stringify(properties)) > MAX_PROPERTIES_BYTES) {
-    throw new BlobdError('invalid_request', 'properties are at most 64 KiB of JSON');
-  }
-  const expires = merged.expires_at as string | null | undefined;
-  const expiresAt = expires == null ? null : Date.parse(expires);
-  if (expiresAt !== null && Number.isNaN(expiresAt)) throw new BlobdError('invalid_request', 'expires_at is an ISO 8601 date');
-  return {
-    contentType: (merged.content_type as string | null | undefined) ?? null,
-    filename: (merged.filename as string | null | undefined) ?? null,
-    owner: (merged.owner as string | null | undefined) ?? null,
-    tags: [...new Set(tags)],
-    properties,
-    expiresAt,
-  };
-}
-
-export interface ListOptions {
-  readonly prefix?: string;
-  readonly delimiter?: string;
-  readonly limit?: number;
-  readonly cursor?: string;
-  readonly owner?: string;
-  readonly tag?: string;
-  readonly properties?: readonly PropertyFilter[];
-}
-
-const PROPERTY_OPS = ['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'exists'] as const;
-
-/**
- * `property.NAME_OP=VALUE` → a filter: a trailing `_eq`, `_ne`, `_gt`, `_gte`, `_lt`, `_lte` or `_exists`
- * is the operator, and without one the operator is `eq` (so a property named `size_gt` is matched with
- * `property.size_gt_eq=…`). `_exists` takes `true` or `false`.
- */
-export function propertyFilter(param: string, value: string): PropertyFilter {
-  const m = /^(.+)_(eq|ne|gt|gte|lt|lte|exists)$/.exec(param);
-  const name = m ? m[1]! : param;
-  const op = (m ? m[2]! : 'eq') as (typeof PROPERTY_OPS)[number];
-  if (!PROPERTY_NAME_RE.test(name)) {
-    throw new BlobdError('invalid_request', 'a property name is [A-Za-z0-9_.-]{1,128}', { property: name.slice(0, 100) });
-  }
-  if (op === 'exists' && value !== 'true' && value !== 'false') {
-    throw new BlobdError('invalid_request', `property.${name}_exists is true or false`);
-  }
-  return { name, op, value };
-}
 
 /** How much of a bucket's objects a reader sees: all of it, or (a public reader) the public part. */
 export interface ReadAccess {
   /** Metadata beyond the public fields (owner, tags, properties, created_by). */
   readonly full: boolean;
-}
-
-export interface ListPage {
-  readonly items: ObjectRecord[];
-  readonly commonPrefixes: string[];
-  readonly nextCursor: string | null;
 }
 
 export interface PutObjectOptions {
@@ -175,10 +81,6 @@ export interface PutObjectOptions {
    */
   readonly meta?: MetaPatch | (() => Promise<MetaPatch>);
 }
-
-const encodeKeyCursor = (after: string) => encodeCursor({ a: after });
-const decodeKeyCursor = (cursor: string) =>
-  decodeCursor(cursor, (v): v is { a: string } => typeof v === 'object' && v !== null && typeof (v as { a?: unknown }).a === 'string').a;
 
 export class CatalogService {
   constructor(
@@ -257,8 +159,14 @@ export class CatalogService {
         ? [{ bytes: Math.max(0, bucket.quotaBytes - bucket.storedBytes), error: () => quotaExceeded(bucket) }]
         : []),
     ].sort((a, b) => a.bytes - b.bytes);
-    return this.blobs.store(body, { declaredSize: opts.declaredSize, limit: limits[0] }, (blob) =>
-      this.recordRevision(bucket, key, blob, opts),
+    // Metadata known only once the body has been read (form parts after the file) is awaited after the
+    // bytes are staged and before the digest lock: a client that stalls there holds up no other writer.
+    let meta = typeof opts.meta === 'function' ? undefined : opts.meta;
+    const awaitMeta = typeof opts.meta === 'function' ? opts.meta : undefined;
+    return this.blobs.store(
+      body,
+      { declaredSize: opts.declaredSize, limit: limits[0], ...(awaitMeta ? { beforeCommit: async () => void (meta = await awaitMeta()) } : {}) },
+      (blob) => this.recordRevision(bucket, key, blob, { ...opts, meta }),
     );
   }
 
@@ -280,7 +188,7 @@ export class CatalogService {
     blob: { digest: string; size: number },
     opts: PutObjectOptions,
   ): Promise<{ object: ObjectRecord; created: boolean }> {
-    const patch = typeof opts.meta === 'function' ? await opts.meta() : opts.meta;
+    const patch = typeof opts.meta === 'function' ? undefined : opts.meta;
     const result = await this.meta.addRevision({
       bucket: bucket.name,
       key,
@@ -386,61 +294,17 @@ export class CatalogService {
     return this.blobs.openContent(obj.digest as Digest, range);
   }
 
-  /**
-   * One page of a listing in key order. With a delimiter, keys that share the part of their name up to the
-   * next delimiter after the prefix are rolled into one common prefix (as S3 does), and the page skips
-   * past the whole group. The cursor is the last key (or group end) emitted: keyset pagination, so
-   * concurrent writes never make a page repeat or skip an existing key.
-   */
+  /** One page of a listing in key order (see object-listing.ts). */
   async listObjects(bucketName: string, opts: ListOptions): Promise<ListPage> {
-    const bucket = (await this.getBucket(bucketName)).name;
-    const prefix = opts.prefix ?? '';
-    const limit = opts.limit ?? 1000;
-    const filters = this.filters(opts);
-    let after = opts.cursor ? decodeKeyCursor(opts.cursor) : '';
-    const items: ObjectRecord[] = [];
-    const commonPrefixes: string[] = [];
-    // With a delimiter every common prefix restarts the scan past its group, so fetch in small batches.
-    const batch = opts.delimiter ? Math.min(limit + 1, 32) : limit + 1;
-    scan: for (;;) {
-      const rows = await this.meta.listObjects({ bucket, prefix, after, limit: batch, ...filters });
-      for (const row of rows) {
-        // A full page with a row still to come: there is more.
-        if (items.length + commonPrefixes.length === limit) return { items, commonPrefixes, nextCursor: encodeKeyCursor(after) };
-        const at = opts.delimiter ? row.key.indexOf(opts.delimiter, prefix.length) : -1;
-        if (at >= 0) {
-          const group = row.key.slice(0, at + opts.delimiter!.length);
-          commonPrefixes.push(group);
-          after = group + KEY_END; // past every key of the group: query again from there
-          continue scan;
-        }
-        items.push(row);
-        after = row.key;
-      }
-      if (rows.length === batch && batch <= limit) continue; // a short batch was full: there may be more
-      return { items, commonPrefixes, nextCursor: null };
-    }
+    return listPage(this.meta, (await this.getBucket(bucketName)).name, opts);
   }
 
-  /** Every matching object, page by page, for exports of any size. */
-  async *exportObjects(bucketName: string, opts: ListOptions): AsyncIterable<ObjectRecord> {
-    const bucket = (await this.getBucket(bucketName)).name;
-    const filters = this.filters(opts);
-    let after = '';
-    for (;;) {
-      const rows = await this.meta.listObjects({ bucket, prefix: opts.prefix ?? '', after, limit: 1000, ...filters });
-      yield* rows;
-      if (rows.length < 1000) return;
-      after = rows[rows.length - 1]!.key;
-    }
-  }
-
-  private filters(opts: ListOptions) {
-    return {
-      ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
-      ...(opts.tag !== undefined ? { tag: opts.tag } : {}),
-      ...(opts.properties?.length ? { properties: opts.properties } : {}),
-    };
+  /**
+   * Every matching object, page by page, for exports of any size. The bucket and the options are checked
+   * when this resolves — before an answer starts streaming — not when the first row is read.
+   */
+  async exportObjects(bucketName: string, opts: ListOptions): Promise<AsyncIterable<ObjectRecord>> {
+    return exportAll(this.meta, (await this.getBucket(bucketName)).name, opts);
   }
 }
 

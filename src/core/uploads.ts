@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { ByteStore } from '../storage/byte-store.ts';
-import type { MetadataStore, ObjectRecord, UploadRecord } from '../storage/metadata-store.ts';
+import type { MetadataStore, UploadRecord } from '../storage/metadata-store.ts';
 import { can, hashToken, tokenMatches, type Principal } from './auth.ts';
 import type { BlobService } from './blobs.ts';
 import { parseKey, type CatalogService } from './catalog.ts';
@@ -13,6 +13,7 @@ import type { Digest } from './digest.ts';
 import type { DiskBudget } from './disk-budget.ts';
 import { BlobdError } from './errors.ts';
 import { UploadAppender, type ChunkChecksum } from './upload-appender.ts';
+import { UploadCompletion, type CompletedUpload } from './upload-completion.ts';
 import { decodeCursor, isString, pageOf, type Page, type PageRequest } from './paging.ts';
 
 export interface UploadServiceOptions {
@@ -39,18 +40,7 @@ export interface InitiateInput {
   readonly completeKnownDigest?: boolean;
 }
 
-/** What a finished session answers (and answers again, for a repeated complete). */
-export interface CompletedUpload {
-  /** The digest for a pinned blob; the object's id for an upload into a bucket. */
-  readonly id: string;
-  readonly digest: string;
-  readonly size: number;
-  readonly filename: string | null;
-  readonly deduplicated: boolean;
-  readonly bucket?: string;
-  readonly key?: string;
-  readonly revision?: number;
-}
+export type { CompletedUpload } from './upload-completion.ts';
 
 export type Initiated =
   | { readonly kind: 'session'; readonly id: string; readonly token: string; readonly size: number | null; readonly expiresAt: number }
@@ -87,6 +77,7 @@ export class UploadService {
   /** Sessions with a request in flight: one at a time per session. */
   private readonly busy = new Set<string>();
   private readonly appender: UploadAppender;
+  private readonly completion: UploadCompletion;
 
   constructor(
     private readonly meta: MetadataStore,
@@ -97,6 +88,7 @@ export class UploadService {
     private readonly options: UploadServiceOptions,
   ) {
     this.appender = new UploadAppender(meta, bytes, catalog, disk, options);
+    this.completion = new UploadCompletion(meta, bytes, blobs, catalog, this.appender, options.uploadTtlMs);
   }
 
   async initiate(input: InitiateInput): Promise<Initiated> {
@@ -225,7 +217,7 @@ export class UploadService {
           throw new BlobdError('digest_mismatch', 'the uploaded bytes do not hash to the expected digest', { expected, actual: digest });
         }
       }
-      return this.commit(row, digest);
+      return this.completion.commit(row, digest);
     });
   }
 
@@ -340,7 +332,7 @@ export class UploadService {
     if ((await this.bytes.uploadSize(row.id)) !== null) {
       await this.meta.reopenUpload(row.id);
     } else if (await this.bytes.stat(row.digest!)) {
-      await this.blobs.lockDigest(row.digest!, () => this.finish(row, row.digest!, false));
+      await this.blobs.lockDigest(row.digest!, () => this.completion.finish(row, row.digest!, false));
     } else {
       await this.meta.deleteUpload(row.id); // neither place has the bytes: nothing honest to resume
       throw notFound(row.id);
@@ -364,90 +356,6 @@ export class UploadService {
     if (expected !== undefined && expected !== row.offset) {
       throw new BlobdError('offset_mismatch', `the session is at offset ${row.offset}, not ${expected}`, { offset: row.offset });
     }
-  }
-
-  /**
-   * Before an upload into a bucket moves its bytes: the bucket must still exist and have room for them.
-   * Refused here, the session stays open with its bytes, and a complete after the quota was raised (or
-   * the bucket made again) finishes it.
-   */
-  private async checkTarget(row: UploadRecord): Promise<void> {
-    if (row.bucket === null) return;
-    const bucket = await this.catalog.getBucket(row.bucket);
-    if (bucket.quotaBytes !== null && bucket.storedBytes + row.offset > bucket.quotaBytes) {
-      throw new BlobdError('quota_exceeded', `the bucket's quota of ${bucket.quotaBytes} bytes would be exceeded; the session stays open`, {
-        quota_bytes: bucket.quotaBytes,
-        stored_bytes: bucket.storedBytes,
-        offset: row.offset,
-      });
-    }
-  }
-
-  /** Move the verified bytes into the blob store (or drop them for an existing blob) and finish. */
-  private async commit(row: UploadRecord, digest: string): Promise<CompletedUpload> {
-    await this.checkTarget(row);
-    const onDisk = await this.bytes.uploadSize(row.id);
-    if (onDisk !== row.offset) await this.bytes.truncateUpload(row.id, row.offset);
-    return this.blobs.lockDigest(digest, async () => {
-      // The verified bytes move in place even when the blob exists (same content; it heals a blob file
-      // that went missing or bad): one path for new and deduplicated blobs.
-      const deduplicated = (await this.blobs.find(digest)) !== null;
-      // Two steps that a crash can split: "completing" records the digest first, so recovery knows
-      // whether the rename happened (file gone from uploads/) and can finish or reopen the session.
-      await this.meta.beginCompletion(row.id, digest);
-      try {
-        await this.bytes.commitUpload(row.id, digest);
-        return await this.finish(row, digest, deduplicated);
-      } catch (err) {
-        // Still in uploads/ → the move did not happen: reopen. Otherwise the session stays "completing"
-        // and the next request on it (or the next start) finishes it — not here, under this digest's lock.
-        if ((await this.bytes.uploadSize(row.id).catch(() => null)) !== null) await this.meta.reopenUpload(row.id).catch(() => {});
-        throw err;
-      }
-    });
-  }
-
-  /**
-   * Record the blob's reference (a pin, or the object's next revision) and complete the session, in one
-   * transaction. `checkTarget` refused a full or missing bucket before the bytes moved; only a write that
-   * fills the quota (or a bucket deleted) in the milliseconds between that check and this transaction gets
-   * here — then the session cannot be resumed: it is dropped and the error returned, and the unreferenced
-   * blob is left to garbage collection.
-   */
-  private async finish(row: UploadRecord, digest: string, deduplicated: boolean): Promise<CompletedUpload> {
-    const blob = { digest, size: row.offset };
-    const base = { digest, size: row.offset, filename: row.filename, deduplicated };
-    let result: CompletedUpload | undefined;
-    const build = (object: ObjectRecord | null): string => {
-      result = object
-        ? { ...base, id: object.id, bucket: object.bucket, key: object.key, revision: object.revision }
-        : { ...base, id: digest };
-      return JSON.stringify(result);
-    };
-    const target =
-      row.bucket !== null
-        ? {
-            revision: {
-              bucket: row.bucket,
-              key: row.key!,
-              newObjectId: uuidv7(),
-              contentType: row.contentType,
-              filename: row.filename,
-              createdBy: row.principal,
-            },
-          }
-        : { pin: this.blobs.pinFor(row.principal, row.temporary) };
-    const done = await this.meta.finishUpload(row.id, blob, target, build, Date.now() + this.options.uploadTtlMs);
-    if (!done.ok) {
-      await this.forget(row); // its bytes were moved: nothing left to resume
-      throw done.reason === 'quota_exceeded'
-        ? new BlobdError('quota_exceeded', "the bucket's quota would be exceeded", { bucket: row.bucket })
-        : done.reason === 'bucket_not_found'
-          ? new BlobdError('bucket_not_found', `no bucket ${row.bucket}`, { bucket: row.bucket })
-          : new BlobdError('precondition_failed', 'the object changed in a way that refuses this write');
-    }
-    this.appender.forget(row.id);
-    return result!;
   }
 
   /** Drop a session: its row first (so nobody resumes it), then its bytes. */

@@ -72,6 +72,9 @@ export function withFilePart<T>(
       if (info.valueTruncated) fail(new BlobdError('invalid_request', `the form field ${name} is too large`));
       else fields[name] = value;
     });
+    // Past busboy's limits the parser drops parts silently: metadata would go missing with a 2xx.
+    parser.on('fieldsLimit', () => fail(new BlobdError('invalid_request', 'the form has more than 32 fields')));
+    parser.on('partsLimit', () => fail(new BlobdError('invalid_request', 'the form has more than 64 parts')));
     parser.on('error', (err: Error) => fail(new BlobdError('invalid_request', `malformed multipart body: ${err.message}`)));
     parser.on('close', () => {
       if (!stored) return fail(new BlobdError('invalid_request', 'the form has no part named "file"'));

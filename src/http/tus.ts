@@ -23,6 +23,7 @@ const EXTENSIONS = 'creation,creation-with-upload,creation-defer-length,terminat
 const CHECKSUMS = ['sha256', 'sha1', 'md5'] as const;
 const OFFSET_TYPE = 'application/offset+octet-stream';
 const Decimal = /^\d{1,15}$/;
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 /** `Upload-Metadata`: comma-separated `key base64value` pairs (the value may be absent). */
 export function parseMetadata(header: string | undefined): Record<string, string> {
@@ -34,7 +35,12 @@ export function parseMetadata(header: string | undefined): Record<string, string
       throw new BlobdError('invalid_request', 'Upload-Metadata is comma-separated "key base64value" pairs');
     }
     if (key in out) throw new BlobdError('invalid_request', `Upload-Metadata names ${key} twice`);
-    out[key] = value === undefined ? '' : Buffer.from(value, 'base64').toString('utf8');
+    try {
+      // Strict UTF-8: a lenient decoder would turn bad bytes into U+FFFD, another key than the client meant.
+      out[key] = value === undefined ? '' : STRICT_UTF8.decode(Buffer.from(value, 'base64'));
+    } catch {
+      throw new BlobdError('invalid_request', `Upload-Metadata ${key} is not UTF-8`);
+    }
   }
   return out;
 }

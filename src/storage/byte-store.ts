@@ -75,6 +75,11 @@ export interface ByteStore {
   readUpload(id: string, length: number): Promise<Readable>;
   /** Move the session's bytes into place as the blob `digest`: atomic and durable when it resolves. */
   commitUpload(id: string, digest: string): Promise<void>;
+  /**
+   * Give a session back a copy of the blob its bytes became (a completion whose rows could not be
+   * written): atomic and durable when it resolves; the blob's own bytes stay as they are.
+   */
+  restoreUpload(id: string, digest: string): Promise<void>;
   /** Free the session's bytes; absent bytes are not an error. */
   deleteUpload(id: string): Promise<void>;
   /** Every session id that has bytes. */

@@ -160,6 +160,13 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       assert.equal(await store.uploadSize(ID), null);
       assert.deepEqual(await listUploads(store), []);
       assert.equal(await text(await store.openRead(digest)), 'keep this');
+      // A completion whose rows could not be written hands a copy back to the session; the blob stays.
+      await store.restoreUpload(ID, digest);
+      assert.equal(await store.uploadSize(ID), 9);
+      await store.appendUpload(ID, 9, Readable.from([Buffer.from('+more')]), () => {});
+      assert.equal(await text(await store.readUpload(ID, 14)), 'keep this+more');
+      assert.equal(await text(await store.openRead(digest)), 'keep this', 'appending to the copy leaves the blob alone');
+      await store.deleteUpload(ID);
       const other = '01a2b3c4-0000-7000-8000-000000000002';
       await store.createUpload(other);
       await store.deleteUpload(other);

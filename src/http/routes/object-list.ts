@@ -3,8 +3,10 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { Readable } from 'node:stream';
 import { propertyFilter, type CatalogService, type ListOptions } from '../../core/catalog.ts';
+import { BlobdError } from '../../core/errors.ts';
 import type { ObjectRecord } from '../../storage/metadata-store.ts';
 import { onBucket, requires } from '../middleware/authenticate.ts';
+import { checkKeyQuery } from '../key-target.ts';
 import { createRouter } from '../router.ts';
 import { ObjectJson, objectJson, selectFields } from './object-json.ts';
 import { errors, PageQuery, pageRequest } from './schemas.ts';
@@ -13,7 +15,7 @@ const listObjects = createRoute({
   method: 'get',
   path: '/api/buckets/{bucket}/objects',
   summary: 'List, find and export objects (property.NAME[_OP]=VALUE filters; csv and ndjson stream everything)',
-  middleware: [requires(onBucket('bucket:read'))] as const,
+  middleware: [checkKeyQuery('prefix'), requires(onBucket('bucket:read'))] as const,
   request: {
     params: z.object({ bucket: z.string().openapi({ param: { name: 'bucket', in: 'path' } }) }),
     query: z
@@ -64,12 +66,17 @@ async function* exportLines(objects: AsyncIterable<ObjectRecord>, format: 'ndjso
   }
 }
 
-function listOptions(q: Record<string, string | undefined>): ListOptions {
+function listOptions(q: Record<string, string | string[] | undefined>): ListOptions {
   const properties = Object.entries(q)
     .filter(([k, v]) => k.startsWith('property.') && v !== undefined)
-    .map(([k, v]) => propertyFilter(k.slice('property.'.length), v!));
-  const { limit, cursor } = pageRequest(q, 1000);
-  return { prefix: q.prefix, delimiter: q.delimiter, owner: q.owner, tag: q.tag, cursor, limit, properties };
+    .map(([k, v]) => {
+      // A repeated parameter arrives as a list: one filter per name and operator.
+      if (typeof v !== 'string') throw new BlobdError('invalid_request', `${k.slice(0, 140)} is given more than once`);
+      return propertyFilter(k.slice('property.'.length), v);
+    });
+  const one = (name: string) => q[name] as string | undefined; // validated as single strings by the route
+  const { limit, cursor } = pageRequest({ limit: one('limit'), cursor: one('cursor') }, 1000);
+  return { prefix: one('prefix'), delimiter: one('delimiter'), owner: one('owner'), tag: one('tag'), cursor, limit, properties };
 }
 
 export function objectListRoutes(catalog: CatalogService) {
@@ -78,16 +85,16 @@ export function objectListRoutes(catalog: CatalogService) {
   app.openapi(listObjects, async (c) => {
     const { bucket } = c.req.valid('param');
     const q = c.req.valid('query') as Record<string, string | undefined>;
-    const opts = listOptions(q);
+    const opts = listOptions(q as Record<string, string | string[] | undefined>);
     const format = q.format ?? 'json';
     if (format === 'json') {
       const page = await catalog.listObjects(bucket, opts);
       const items = page.items.map((o) => selectFields(objectJson(o), q.fields));
       return c.json({ items, common_prefixes: page.commonPrefixes, next_cursor: page.nextCursor }, 200);
     }
-    await catalog.getBucket(bucket); // a missing bucket is a 404, not an empty export
     selectFields({}, q.fields); // an unknown field name is a 400 before the export starts streaming
-    const lines = Readable.from(exportLines(catalog.exportObjects(bucket, opts), format as 'ndjson' | 'csv', q.fields));
+    const objects = await catalog.exportObjects(bucket, opts); // so are a missing bucket and a bad prefix
+    const lines = Readable.from(exportLines(objects, format as 'ndjson' | 'csv', q.fields));
     const type = format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson';
     return c.body(Readable.toWeb(lines) as ReadableStream, 200, { 'Content-Type': type }) as never;
   });

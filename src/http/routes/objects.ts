@@ -2,7 +2,7 @@
 // revisions, delete, and list / export a bucket. Keys may hold '/', so the key parameter takes the rest
 // of the path. Translation only: the rules live in core/catalog.
 import { createRoute, z } from '@hono/zod-openapi';
-import type { Context, MiddlewareHandler } from 'hono';
+import type { Context } from 'hono';
 import { v7 as uuidv7 } from 'uuid';
 import { applyMetaPatch, type CatalogService, type PutObjectOptions } from '../../core/catalog.ts';
 import { can } from '../../core/auth.ts';
@@ -14,9 +14,10 @@ import { onBucket, principalOf, requires } from '../middleware/authenticate.ts';
 import { idempotent, type BodyKind } from '../middleware/idempotency.ts';
 import { declaredLength, isJson, limitJsonBody, requestBody } from '../request-body.ts';
 import { isMultipart, withFilePart } from '../multipart.ts';
+import { checkKeyTarget } from '../key-target.ts';
 import { createRouter } from '../router.ts';
 import { sendBlob } from '../send-blob.ts';
-import { objectJson, PartialObject, publicObjectJson, RevisionJson, revisionJson, selectFields } from './object-json.ts';
+import { objectJson, PartialObject, PRIVATE_FIELDS, publicObjectJson, RevisionJson, revisionJson, selectFields } from './object-json.ts';
 import { BinaryBody, errors, jsonContent, pageJson, PageQuery, pageRequest } from './schemas.ts';
 
 const Revision = z.string().regex(/^[1-9]\d{0,9}$/, 'a revision number');
@@ -37,25 +38,9 @@ function writeAnswer(c: Context<AppEnv>, o: ObjectRecord) {
   return { id, bucket, key, revision, digest, size, created_at, updated_at };
 }
 
-/**
- * One key, one URL. The raw request target is checked before routing decodes it: URL parsing resolves
- * percent-encoded dot segments (`a/%2e%2e/x` → `x`), which would aim the request at another key, and a
- * percent-encoding that is not UTF-8 (`%FF`, overlong forms, surrogates) would be kept literally — a
- * second spelling of some key. Both are `400 invalid_key`.
- */
-const checkKeyTarget: MiddlewareHandler<AppEnv> = async (c, next) => {
-  const raw = (c.env?.incoming?.url ?? '').split(/[?#]/)[0]!;
-  if (/\/(?:\.|%2e){1,2}(?=\/|$)/i.test(raw)) throw new BlobdError('invalid_key', 'a key has no . or .. segment');
-  try {
-    decodeURIComponent(raw);
-  } catch {
-    throw new BlobdError('invalid_key', 'the percent-encoding of the key is not valid UTF-8');
-  }
-  await next();
-};
-
-// `{key{.+}}`: Hono's syntax for "the rest of the path"; /openapi.json shows it as `{key}`.
-const OBJECT_PATH = '/api/buckets/{bucket}/objects/{key{.+}}';
+// `{key{[^]+}}`: Hono's syntax for "the rest of the path" (`[^]`, not `.`: a key may hold U+2028, and
+// a decoded %0A must reach the key check as 400, not fall through to 404); /openapi.json shows `{key}`.
+const OBJECT_PATH = '/api/buckets/{bucket}/objects/{key{[^]+}}';
 
 /** A JSON write: point at a blob by digest, or send small content inline, with optional metadata. */
 const ObjectWrite = z
@@ -275,7 +260,9 @@ export function objectRoutes(catalog: CatalogService) {
     if (q.compare !== undefined) {
       const [from, to] = q.compare.split('..').map(Number) as [number, number];
       const d = await catalog.compare(bucket, key, from, to);
-      return c.json({ content_changed: d.contentChanged, digest_from: d.digestFrom, digest_to: d.digestTo, fields_changed: d.fieldsChanged }, 200);
+      // A public reader does not learn that private fields changed either.
+      const fields = full ? d.fieldsChanged : d.fieldsChanged.filter((f) => !(PRIVATE_FIELDS as readonly string[]).includes(f));
+      return c.json({ content_changed: d.contentChanged, digest_from: d.digestFrom, digest_to: d.digestTo, fields_changed: fields }, 200);
     }
     const obj = await catalog.getObject(bucket, key, q.revision === undefined ? undefined : Number(q.revision));
     if (q.metadata !== undefined) return c.json(selectFields(full ? objectJson(obj) : publicObjectJson(obj), q.fields), 200);

@@ -9,6 +9,7 @@ import type { Need } from '../../core/auth.ts';
 import { principalOf, requires, uploadToken } from '../middleware/authenticate.ts';
 import { idempotent } from '../middleware/idempotency.ts';
 import { declaredLength, hasBody, requestBody } from '../request-body.ts';
+import { checkKeyQuery } from '../key-target.ts';
 import { createRouter } from '../router.ts';
 import { BinaryBody, errors, isoTime, jsonContent, pageJson, PageQuery, pageRequest } from './schemas.ts';
 
@@ -62,7 +63,7 @@ const initiate = createRoute({
   path: '/api/blobs/uploads',
   summary: 'Start a resumable upload session',
   // Into a bucket: the bucket's write scope; otherwise a pin, which needs blobs:write.
-  middleware: [requires(initiateNeed), idempotent(() => 'none')] as const,
+  middleware: [checkKeyQuery('key'), requires(initiateNeed), idempotent(() => 'none')] as const,
   request: {
     query: z.object({
       filename: z.string().max(1024).optional(),

@@ -3,7 +3,7 @@
 // the bytes its name says (G2). It must never expose a path to its callers.
 import { createHash } from 'node:crypto';
 import { close, constants, createReadStream, createWriteStream, fdatasync, fstat as fstatCallback, ftruncate as ftruncateCallback, open as openCallback, write, writev } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -331,6 +331,26 @@ export class FsByteStore implements ByteStore {
       await fh.close();
     }
     await syncDir(dir);
+  }
+
+  async restoreUpload(id: string, digest: string): Promise<void> {
+    // A copy, never a link: the session's file is appended to, the blob's must not change.
+    const tmp = this.layout.tmpFile(uuidv7());
+    try {
+      await copyFile(this.layout.blobFile(digest), tmp);
+      const fh = await open(tmp, 'r+');
+      try {
+        await fh.chmod(0o600);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, this.layout.uploadFile(id));
+    } catch (err) {
+      await unlink(tmp).catch(() => {});
+      throw err;
+    }
+    await syncDir(this.layout.uploadsDir);
   }
 
   async deleteUpload(id: string): Promise<void> {

@@ -1,0 +1,121 @@
+// Completing an upload session: the bytes verified by UploadService move into the blob store and the
+// reference (a pin, or an object revision) and the session's answer are recorded in one transaction. A
+// session is never lost to a bucket that filled up or went away meanwhile: it stays open with its bytes.
+import { v7 as uuidv7 } from 'uuid';
+import type { ByteStore } from '../storage/byte-store.ts';
+import type { MetadataStore, ObjectRecord, UploadRecord } from '../storage/metadata-store.ts';
+import type { BlobService } from './blobs.ts';
+import type { CatalogService } from './catalog.ts';
+import { BlobdError } from './errors.ts';
+import type { UploadAppender } from './upload-appender.ts';
+
+/** What a finished session answers (and answers again, for a repeated complete). */
+export interface CompletedUpload {
+  /** The digest for a pinned blob; the object's id for an upload into a bucket. */
+  readonly id: string;
+  readonly digest: string;
+  readonly size: number;
+  readonly filename: string | null;
+  readonly deduplicated: boolean;
+  readonly bucket?: string;
+  readonly key?: string;
+  readonly revision?: number;
+}
+
+export class UploadCompletion {
+  constructor(
+    private readonly meta: MetadataStore,
+    private readonly bytes: ByteStore,
+    private readonly blobs: BlobService,
+    private readonly catalog: CatalogService,
+    private readonly appender: UploadAppender,
+    private readonly uploadTtlMs: number,
+  ) {}
+
+  /**
+   * Before an upload into a bucket moves its bytes: the bucket must still exist and have room for them.
+   * Refused here, the session stays open with its bytes, and a complete after the quota was raised (or
+   * the bucket made again) finishes it.
+   */
+  private async checkTarget(row: UploadRecord): Promise<void> {
+    if (row.bucket === null) return;
+    const bucket = await this.catalog.getBucket(row.bucket);
+    if (bucket.quotaBytes !== null && bucket.storedBytes + row.offset > bucket.quotaBytes) {
+      throw new BlobdError('quota_exceeded', `the bucket's quota of ${bucket.quotaBytes} bytes would be exceeded; the session stays open`, {
+        quota_bytes: bucket.quotaBytes,
+        stored_bytes: bucket.storedBytes,
+        offset: row.offset,
+      });
+    }
+  }
+
+  /** Move the verified bytes into the blob store (or drop them for an existing blob) and finish. */
+  async commit(row: UploadRecord, digest: string): Promise<CompletedUpload> {
+    await this.checkTarget(row);
+    const onDisk = await this.bytes.uploadSize(row.id);
+    if (onDisk !== row.offset) await this.bytes.truncateUpload(row.id, row.offset);
+    return this.blobs.lockDigest(digest, async () => {
+      // The verified bytes move in place even when the blob exists (same content; it heals a blob file
+      // that went missing or bad): one path for new and deduplicated blobs.
+      // "Deduplicated" as for one-shot uploads: a row for these bytes existed (live or not).
+      const deduplicated = (await this.meta.getBlob(digest)) !== null;
+      // Two steps that a crash can split: "completing" records the digest first, so recovery knows
+      // whether the rename happened (file gone from uploads/) and can finish or reopen the session.
+      await this.meta.beginCompletion(row.id, digest);
+      try {
+        await this.bytes.commitUpload(row.id, digest);
+        return await this.finish(row, digest, deduplicated);
+      } catch (err) {
+        // Still in uploads/ → the move did not happen: reopen. Otherwise the session stays "completing"
+        // and the next request on it (or the next start) finishes it — not here, under this digest's lock.
+        if ((await this.bytes.uploadSize(row.id).catch(() => null)) !== null) await this.meta.reopenUpload(row.id).catch(() => {});
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Record the blob's reference (a pin, or the object's next revision) and complete the session, in one
+   * transaction. `checkTarget` refused a full or missing bucket before the bytes moved; a write that fills
+   * the quota (or a bucket deleted) between that check and this transaction — two completes racing for
+   * the last room, say — gets here, and the session is handed a copy of its bytes and stays open.
+   */
+  async finish(row: UploadRecord, digest: string, deduplicated: boolean): Promise<CompletedUpload> {
+    const blob = { digest, size: row.offset };
+    const base = { digest, size: row.offset, filename: row.filename, deduplicated };
+    let result: CompletedUpload | undefined;
+    const build = (object: ObjectRecord | null): string => {
+      result = object
+        ? { ...base, id: object.id, bucket: object.bucket, key: object.key, revision: object.revision }
+        : { ...base, id: digest };
+      return JSON.stringify(result);
+    };
+    const target =
+      row.bucket !== null
+        ? {
+            revision: {
+              bucket: row.bucket,
+              key: row.key!,
+              newObjectId: uuidv7(),
+              contentType: row.contentType,
+              filename: row.filename,
+              createdBy: row.principal,
+            },
+          }
+        : { pin: this.blobs.pinFor(row.principal, row.temporary) };
+    const done = await this.meta.finishUpload(row.id, blob, target, build, Date.now() + this.uploadTtlMs);
+    if (!done.ok) {
+      // The bytes moved but no row references them: the session gets a copy back and stays open (the
+      // blob file is left to GC, or is the existing blob's). Crash here: the next request finishes this.
+      await this.bytes.restoreUpload(row.id, digest);
+      await this.meta.reopenUpload(row.id);
+      throw done.reason === 'quota_exceeded'
+        ? new BlobdError('quota_exceeded', "the bucket's quota would be exceeded", { bucket: row.bucket })
+        : done.reason === 'bucket_not_found'
+          ? new BlobdError('bucket_not_found', `no bucket ${row.bucket}`, { bucket: row.bucket })
+          : new BlobdError('precondition_failed', 'the object changed in a way that refuses this write');
+    }
+    this.appender.forget(row.id);
+    return result!;
+  }
+}
