@@ -227,6 +227,7 @@ describe('blobd CLI', () => {
     failed(await blobd(['stat', `sha256:${'0'.repeat(64)}`]), /^blobd: blob_not_found: /);
     failed(await blobd(['put', path.join(work, 'no-such-file')]), /^blobd: local_file: cannot read .*ENOENT/);
     failed(await blobd(['stats', '--url', 'http://127.0.0.1:1']), /^blobd: unreachable: cannot reach blobd at http:\/\/127\.0\.0\.1:1/);
+    failed(await blobd(['get', `sha256:${'0'.repeat(64)}`, '--url', 'http://127.0.0.1:1']), /^blobd: unreachable: cannot reach blobd at http:\/\/127\.0\.0\.1:1/);
     failed(await blobd(['stats', '--token', 'wrong-token']), /^blobd: unauthorized: /);
     // The admin token from data/admin-token (of BLOBD_DATA, else ./data) when neither --token nor BLOBD_TOKEN is given.
     const { BLOBD_TOKEN: _, ...noToken } = env;

@@ -71,6 +71,11 @@ export class BlobdClient {
     return new BlobdClient(config.url, token, config.stateDir);
   }
 
+  /** The token requests carry (download.ts writes its own requests). */
+  credential(): string | undefined {
+    return this.token;
+  }
+
   /** The absolute URL of an /api path (what `sign` and error messages show). */
   href(pathname: string): string {
     return `${this.url}${pathname}`;

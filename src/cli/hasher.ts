@@ -82,6 +82,12 @@ export class ParallelHasher {
     return new Promise((resolve, reject) => this.slabWaiters.push({ resolve, reject }));
   }
 
+  /** A free slab now, or null. */
+  tryTake(): Slab | null {
+    if (this.failure) throw this.failure;
+    return this.free.pop() ?? null;
+  }
+
   /** Gives a slab back for reuse. */
   give(slab: Slab): void {
     const waiter = this.slabWaiters.shift();

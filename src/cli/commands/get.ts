@@ -4,9 +4,9 @@
 // an object that changed meanwhile starts over). Without -o the bytes go to standard output.
 import type { Command } from 'commander';
 import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
-import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
-import { ApiError, asDigest, contentPath, errorOf, parseTarget, readText, type BlobdClient, type Target } from '../client.ts';
+import { ApiError, asDigest, contentPath, parseTarget, type BlobdClient, type Target } from '../client.ts';
+import { download, downloadError, type Download } from '../download.ts';
 import { ParallelHasher, type Slab } from '../hasher.ts';
 import { LocalState } from '../local-state.ts';
 import { emit, note, withClient, type GlobalOptions } from '../output.ts';
@@ -55,20 +55,20 @@ Examples:
 }
 
 /** The digest an answer carries in its ETag (`"sha256:…"`). */
-function etagDigest(res: IncomingMessage): string | null {
-  return asDigest(String(res.headers.etag ?? '').replace(/^W\//, '').replace(/"/g, ''));
+function etagDigest(d: Download): string | null {
+  return asDigest(String(d.headers.etag ?? '').replace(/^W\//, '').replace(/"/g, ''));
 }
 
-async function fetchContent(client: BlobdClient, pathname: string, headers: Record<string, string> = {}): Promise<IncomingMessage> {
-  const res = await client.open({ method: 'GET', path: pathname, headers });
-  if (res.statusCode! >= 300 && res.statusCode !== 416) throw errorOf(res, await readText(res));
-  return res;
+async function fetchContent(client: BlobdClient, pathname: string, headers: Record<string, string> = {}): Promise<Download> {
+  const d = await download(client, pathname, headers);
+  if (d.status >= 300 && d.status !== 416) throw await downloadError(d);
+  return d;
 }
 
-function expectedDigest(target: Target, res: IncomingMessage): string {
-  const digest = etagDigest(res) ?? (target.kind === 'blob' ? target.digest : null);
-  if (!digest) throw new ApiError(res.statusCode!, 'bad_answer', 'the daemon sent no digest (ETag) to verify against');
-  if (target.kind === 'blob' && digest !== target.digest) throw new ApiError(res.statusCode!, 'bad_answer', `asked for ${target.digest}, got ${digest}`);
+function expectedDigest(target: Target, d: Download): string {
+  const digest = etagDigest(d) ?? (target.kind === 'blob' ? target.digest : null);
+  if (!digest) throw new ApiError(d.status, 'bad_answer', 'the daemon sent no digest (ETag) to verify against');
+  if (target.kind === 'blob' && digest !== target.digest) throw new ApiError(d.status, 'bad_answer', `asked for ${target.digest}, got ${digest}`);
   return digest;
 }
 
@@ -77,13 +77,13 @@ function verify(expected: string, actual: string): void {
 }
 
 async function toStdout(client: BlobdClient, g: GlobalOptions, target: Target, pathname: string): Promise<void> {
-  const res = await fetchContent(client, pathname);
-  const expected = expectedDigest(target, res);
+  const d = await fetchContent(client, pathname);
+  const expected = expectedDigest(target, d);
   const hasher = new ParallelHasher(SLAB_SIZE, SLABS);
-  const progress = progressBar(g, 'get', Number(res.headers['content-length'] ?? NaN) || null);
+  const progress = progressBar(g, 'get', Number(d.headers['content-length'] ?? NaN) || null);
   try {
     const write = (piece: Buffer) => new Promise<void>((resolve, reject) => process.stdout.write(piece, (err) => (err ? reject(err) : resolve())));
-    await receive(res, hasher, progress, write);
+    await receive(d, hasher, progress, write);
     verify(expected, await hasher.digest());
   } finally {
     progress.done();
@@ -99,24 +99,24 @@ async function toFile(client: BlobdClient, g: GlobalOptions, target: Target, pat
   const resumable = belongsTo !== null && (target.kind === 'object' || belongsTo === target.digest);
   let res = await fetchContent(client, pathname, resumable ? { range: `bytes=${have}-`, 'if-range': `"${belongsTo}"` } : {});
   let offset = 0;
-  if (res.statusCode === 416) {
+  if (res.status === 416) {
     // The partial file is as long as the content (it was complete but not yet renamed), or longer.
-    res.resume();
+    res.discard();
     const size = Number(/\/(\d+)$/.exec(String(res.headers['content-range']))?.[1] ?? -1);
     if (size === have) offset = have;
     else res = await fetchContent(client, pathname);
-  } else if (res.statusCode === 206) {
+  } else if (res.status === 206) {
     const start = Number(/^bytes (\d+)-/.exec(String(res.headers['content-range']))?.[1] ?? -1);
     if (start !== have) throw new ApiError(206, 'bad_answer', `asked for bytes from ${have}, got ${String(res.headers['content-range'])}`);
     offset = have;
   }
-  const expected = offset === have && res.statusCode === 416 ? belongsTo! : expectedDigest(target, res);
+  const expected = offset === have && res.status === 416 ? belongsTo! : expectedDigest(target, res);
   if (offset > 0) note(g, `resuming at ${offset} bytes`);
   else await local.setPartialDigest(partial, expected);
 
   const hasher = new ParallelHasher(SLAB_SIZE, SLABS);
   const fh = await open(partial, offset > 0 ? 'r+' : 'w', 0o644);
-  const total = res.statusCode === 416 ? offset : offset + Number(res.headers['content-length'] ?? 0);
+  const total = res.status === 416 ? offset : offset + Number(res.headers['content-length'] ?? 0);
   const progress = progressBar(g, 'get', total, offset);
   let actual: string;
   try {
@@ -127,7 +127,7 @@ async function toFile(client: BlobdClient, g: GlobalOptions, target: Target, pat
       position += piece.length;
       await fh.write(piece, 0, piece.length, at);
     };
-    if (res.statusCode !== 416) await receive(res, hasher, progress, write);
+    if (res.status !== 416) await receive(res, hasher, progress, write);
     if (sync) await fh.sync();
     actual = await hasher.digest();
   } finally {
@@ -150,47 +150,22 @@ async function toFile(client: BlobdClient, g: GlobalOptions, target: Target, pat
 }
 
 /**
- * The body gathered into slabs, each handed to `write` and to the hashing worker at the same time; at
- * most SLABS are in flight. A cut-off keeps what arrived (written) and then throws.
+ * The body in slabs, each handed to `write` and to the hashing worker at the same time; at most SLABS are
+ * in flight. A cut-off keeps what arrived (written) and then throws.
  */
-async function receive(res: IncomingMessage, hasher: ParallelHasher, progress: Progress, write: (piece: Buffer) => Promise<void>): Promise<void> {
-  let slab: Slab | null = null;
-  let filled = 0;
+async function receive(d: Download, hasher: ParallelHasher, progress: Progress, write: (piece: Buffer) => Promise<void>): Promise<void> {
   let failed: unknown = null;
   let writes: Promise<void> = Promise.resolve();
-  const flush = () => {
-    if (!slab || filled === 0) return;
-    const full = slab;
-    const length = filled;
-    slab = null;
-    filled = 0;
+  const full = (slab: Slab, length: number) => {
     // Writes stay in order (one after the other); hashing runs beside them.
-    const written = writes.then(() => write(full.buffer.subarray(0, length)));
-    writes = written.catch((err: unknown) => void (failed ??= err));
-    void Promise.all([hasher.update(full, length), writes]).then(() => hasher.give(full), () => undefined);
+    writes = writes.then(() => write(slab.buffer.subarray(0, length))).catch((err: unknown) => void (failed ??= err));
+    void Promise.all([hasher.update(slab, length), writes]).then(() => hasher.give(slab), () => undefined);
   };
-  let cut = false;
-  try {
-    for await (const piece of res as AsyncIterable<Buffer>) {
-      progress.add(piece.length);
-      for (let from = 0; from < piece.length; ) {
-        slab ??= await hasher.take();
-        const n = piece.copy(slab.buffer, filled, from);
-        filled += n;
-        from += n;
-        if (filled === slab.buffer.length) flush();
-      }
-      if (failed) throw failed;
-    }
-  } catch (err) {
-    if (failed) throw failed;
-    cut = true;
-  }
-  // What arrived before a cut-off is written too, for the next run to continue from.
-  flush();
+  let cut: unknown = null;
+  await d.pump(hasher, full, (n) => progress.add(n)).catch((err: unknown) => (cut = err));
   await writes;
   if (failed) throw failed;
-  if (cut || !res.complete) throw new ApiError(0, 'unreachable', 'the download was cut off; rerun the same command to resume (with -o)');
+  if (cut) throw cut;
 }
 
 /** Feeds the first `length` bytes of the partial file to the hasher. */
