@@ -218,7 +218,7 @@ describe('blobd CLI', () => {
   });
 
   test('exit codes: 2 for usage errors, 1 for errors, each one line on stderr', async () => {
-    for (const args of [['frobnicate'], ['get'], ['get', 'not-a-digest'], ['put', 'x', '--chunk-size', 'lots'], ['put', 'x', '--key', 'k'], ['rm', 'a/b', '--revision', 'x'], ['ls', '--prefix', 'p']]) {
+    for (const args of [['frobnicate'], ['get'], ['get', 'not-a-digest'], ['put', 'x', '--chunk-size', 'lots'], ['put', 'x', '--key', 'k'], ['rm', 'a/b', '--revision', 'x'], ['ls', '--prefix', 'p'], ['get', `sha256:${'0'.repeat(64)}`, '-o', work]]) {
       const r = await blobd(args);
       assert.equal(r.code, 2, `blobd ${args.join(' ')} → ${r.code}: ${r.stderr}`);
       assert.equal(r.stderr.trimEnd().split('\n').length, 1, `one line: ${JSON.stringify(r.stderr)}`);

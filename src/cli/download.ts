@@ -5,7 +5,7 @@
 // `blobd get -o` took 3.3–4.8 CPU-seconds through node:http and 2.2–2.7 this way. https: uses node:https.
 import { connect, type NetConnectOpts, type Socket } from 'node:net';
 import type { IncomingMessage } from 'node:http';
-import { ApiError, errorOf, readText, type BlobdClient } from './client.ts';
+import { ApiError, errorOf, readText, UsageError, type BlobdClient } from './client.ts';
 import type { ParallelHasher, Slab } from './hasher.ts';
 
 export interface Download {
@@ -31,7 +31,7 @@ export async function download(client: BlobdClient, pathname: string, headers: R
   const token = client.credential();
   if (token) all.authorization = `Bearer ${token}`;
   for (const [k, v] of Object.entries(all)) {
-    if (/[\r\n]/.test(k + v)) throw new ApiError(0, 'usage', `a header (${k}) may not contain a line break`);
+    if (/[\r\n]/.test(k + v)) throw new UsageError(`a header (${k}) may not contain a line break`);
   }
   const request = `GET ${url.pathname}${url.search} HTTP/1.1\r\n${Object.entries(all).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
   return new RawDownload(url, request).ready;

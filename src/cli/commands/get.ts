@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { ApiError, asDigest, contentPath, parseTarget, type BlobdClient, type Target } from '../client.ts';
+import { ApiError, asDigest, contentPath, parseTarget, UsageError, type BlobdClient, type Target } from '../client.ts';
 import { download, downloadError, type Download } from '../download.ts';
 import { ParallelHasher, type Slab } from '../hasher.ts';
 import { LocalState } from '../local-state.ts';
@@ -43,7 +43,7 @@ Examples:
       const target = parseTarget(text);
       let pathname = contentPath(target);
       if (opts.revision !== undefined) {
-        if (target.kind !== 'object' || !/^[1-9]\d{0,9}$/.test(opts.revision)) throw new ApiError(0, 'usage', '--revision N is for BUCKET/KEY');
+        if (target.kind !== 'object' || !/^[1-9]\d{0,9}$/.test(opts.revision)) throw new UsageError('--revision N is for BUCKET/KEY');
         pathname += `?revision=${opts.revision}`;
       }
       await withClient(cmd, async (client, g) => {
@@ -92,6 +92,7 @@ async function toStdout(client: BlobdClient, g: GlobalOptions, target: Target, p
 }
 
 async function toFile(client: BlobdClient, g: GlobalOptions, target: Target, pathname: string, file: string, sync: boolean) {
+  if ((await stat(file).catch(() => null))?.isDirectory()) throw new UsageError(`${file} is a directory; -o names the file to write`);
   const partial = `${file}.blobd-part`;
   const local = new LocalState(client.stateDir);
   const have = (await stat(partial).catch(() => null))?.size ?? 0;
