@@ -8,6 +8,8 @@ export interface Config {
   readonly port: number;
   readonly dataDir: string;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** One JSON object a line, or a human line (the default when stdout is a terminal). */
+  readonly logFormat: 'json' | 'pretty';
   readonly maxBlobSize: number;
   readonly temporaryTtlMs: number;
   readonly uploadTtlMs: number;
@@ -22,6 +24,8 @@ export interface Config {
   readonly corsOrigins: readonly string[];
   /** Anyone may read blobs by digest, without a token. */
   readonly publicBlobs: boolean;
+  /** Serve GET /metrics and keep its counters. */
+  readonly metrics: boolean;
   /** How often data/keys/ is read again: a new signing key signs, a removed one stops verifying. */
   readonly keyRefreshMs: number;
   /** From BLOBD_ADMIN_TOKEN only (a flag would show up in `ps`). */
@@ -73,6 +77,12 @@ function parseLogLevel(text: string): Config['logLevel'] {
   return level as Config['logLevel'];
 }
 
+function parseLogFormat(text: string, terminal: boolean): Config['logFormat'] {
+  const format = text.trim().toLowerCase() || (terminal ? 'pretty' : 'json');
+  if (format !== 'json' && format !== 'pretty') throw new ConfigError(`not a log format: ${JSON.stringify(text)} (json or pretty)`);
+  return format;
+}
+
 /** One setting of `blobd serve`: its flag, its environment variable and its default, for --help too. */
 export interface ServeOption {
   readonly key: string;
@@ -89,6 +99,7 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { key: 'port', flag: '--port <n>', env: 'BLOBD_PORT', defaultValue: '8887', description: 'port to listen on (0 picks a free one)' },
   { key: 'data', flag: '--data <dir>', env: 'BLOBD_DATA', defaultValue: './data', description: 'data directory' },
   { key: 'logLevel', flag: '--log-level <level>', env: 'BLOBD_LOG_LEVEL', defaultValue: 'info', description: 'fatal|error|warn|info|debug|trace|silent' },
+  { key: 'logFormat', flag: '--log-format <format>', env: 'BLOBD_LOG_FORMAT', defaultValue: '', description: 'json|pretty (default: pretty on a terminal, json otherwise)' },
   { key: 'maxBlobSize', flag: '--max-blob-size <size>', env: 'BLOBD_MAX_BLOB_SIZE', defaultValue: '10GiB', description: 'largest blob accepted' },
   { key: 'temporaryTtl', flag: '--temporary-ttl <duration>', env: 'BLOBD_TEMPORARY_TTL', defaultValue: '24h', description: 'lifetime of temporary pins' },
   { key: 'uploadTtl', flag: '--upload-ttl <duration>', env: 'BLOBD_UPLOAD_TTL', defaultValue: '24h', description: 'idle time after which an upload session expires' },
@@ -98,6 +109,7 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { key: 'gcGrace', flag: '--gc-grace <duration>', env: 'BLOBD_GC_GRACE', defaultValue: '1h', description: 'no blob younger than this is removed by garbage collection' },
   { key: 'corsOrigin', flag: '--cors-origin <origin>', env: 'BLOBD_CORS_ORIGIN', defaultValue: '', kind: 'list', description: 'an origin allowed to call the API from a browser (repeatable; env: comma-separated)' },
   { key: 'publicBlobs', flag: '--public-blobs', env: 'BLOBD_PUBLIC_BLOBS', defaultValue: 'false', kind: 'switch', description: 'anyone may GET blobs by digest without a token' },
+  { key: 'metrics', flag: '--metrics <bool>', env: 'BLOBD_METRICS', defaultValue: 'true', description: 'serve GET /metrics (Prometheus); --metrics=false turns it off' },
   { key: 'keyRefresh', flag: '--key-refresh <duration>', env: 'BLOBD_KEY_REFRESH', defaultValue: '30s', description: 'how often signing keys are read again from data/keys/ (a new key signs, a removed key stops verifying)' },
   { key: 'shutdownTimeout', flag: '--shutdown-timeout <duration>', env: 'BLOBD_SHUTDOWN_TIMEOUT', defaultValue: '10s', description: 'how long in-flight requests may finish after SIGTERM' },
 ];
@@ -141,6 +153,7 @@ export function loadConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = process.e
     port: parsePort(value('port')),
     dataDir: path.resolve(value('data')),
     logLevel: parseLogLevel(value('logLevel')),
+    logFormat: parseLogFormat(value('logFormat'), process.stdout.isTTY === true),
     maxBlobSize: parseSize(value('maxBlobSize')),
     temporaryTtlMs: parseDuration(value('temporaryTtl')),
     uploadTtlMs: parseDuration(value('uploadTtl')),
@@ -152,6 +165,7 @@ export function loadConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = process.e
     corsOrigins: [...new Set(value('corsOrigin').split(',').map((o) => o.trim()).filter(Boolean).map(parseOrigin))],
     publicBlobs: parseSwitch(value('publicBlobs')),
     keyRefreshMs: parseDuration(value('keyRefresh')),
+    metrics: parseSwitch(value('metrics')),
     adminToken: adminToken || undefined,
   };
 }

@@ -11,6 +11,7 @@ import { CatalogService } from './core/catalog.ts';
 import { DiskBudget } from './core/disk-budget.ts';
 import { FsckService } from './core/fsck.ts';
 import { GcService } from './core/gc.ts';
+import { NO_EVENTS } from './core/metrics.ts';
 import { storeStats } from './core/stats.ts';
 import { IdempotencyService } from './core/idempotency.ts';
 import { checkReadiness } from './core/readiness.ts';
@@ -18,6 +19,7 @@ import { SignedUrls } from './core/signed-urls.ts';
 import { UploadService } from './core/uploads.ts';
 import type { Config } from './config.ts';
 import { createApp, listRoutes } from './http/app.ts';
+import { Metrics } from './http/metrics.ts';
 import { loadOrCreateAdminToken } from './storage/fs/admin-token.ts';
 import { FsByteStore, makeDirDurable } from './storage/fs/fs-byte-store.ts';
 import { KeyFiles } from './storage/fs/key-files.ts';
@@ -66,8 +68,34 @@ function listen(server: Server, port: number, host: string): Promise<AddressInfo
   });
 }
 
+const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+
+/**
+ * `--log-format pretty`: each JSON log line as `HH:MM:SS.mmm LEVEL message key=value …` for a person at a
+ * terminal (pino's own JSON is what log shippers get). A few lines of ours instead of pino-pretty's tree.
+ */
+function prettyLines(out: NodeJS.WritableStream): { write(line: string): void } {
+  return {
+    write(line: string) {
+      let rec: Record<string, unknown>;
+      try {
+        rec = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        out.write(line);
+        return;
+      }
+      const { time, level, msg, pid: _pid, hostname: _host, ...rest } = rec;
+      const fields = Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+      const at = new Date(typeof time === 'number' ? time : Date.now()).toISOString().slice(11, 23);
+      out.write(`${at} ${(LEVELS[level as number] ?? String(level)).padEnd(5)} ${String(msg ?? '')}${fields.length ? ` ${fields.join(' ')}` : ''}\n`);
+    },
+  };
+}
+
 export async function startServer(config: Config): Promise<RunningServer> {
-  const logger = pino({ level: config.logLevel, base: { pid: process.pid } });
+  const logger = config.logFormat === 'pretty'
+    ? pino({ level: config.logLevel, base: { pid: process.pid } }, prettyLines(process.stdout))
+    : pino({ level: config.logLevel, base: { pid: process.pid } });
   const layout = new DataLayout(config.dataDir);
   await makeDirDurable(layout.root);
   // Before anything touches tmp/ or uploads/: they may belong to a daemon that is still running.
@@ -82,16 +110,18 @@ export async function startServer(config: Config): Promise<RunningServer> {
     logger.info({ path: layout.adminTokenFile, created: loaded.created }, 'admin token is in this file');
   }
 
+  const metrics = config.metrics ? new Metrics(() => storeStats(meta)) : undefined;
+  const events = metrics ?? NO_EVENTS;
   const disk = new DiskBudget(meta, bytes, config.minFree);
   const blobs = new BlobService(meta, bytes, disk, {
     maxBlobSize: config.maxBlobSize,
     temporaryTtlMs: config.temporaryTtlMs,
-  });
+  }, events);
   const catalog = new CatalogService(meta, blobs);
   const uploads = new UploadService(meta, bytes, blobs, catalog, disk, {
     maxBlobSize: config.maxBlobSize,
     uploadTtlMs: config.uploadTtlMs,
-  });
+  }, events);
   const recovered = await uploads.recover();
   logger.info(recovered, 'upload sessions recovered');
 
@@ -106,7 +136,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   // No request of an earlier process is still running: its unanswered claims would block their keys.
   await meta.dropPendingIdempotencyKeys();
 
-  const gc = new GcService(meta, bytes, blobs, uploads, idempotency, config.gcGraceMs);
+  const gc = new GcService(meta, bytes, blobs, uploads, idempotency, config.gcGraceMs, events);
   const fsck = new FsckService(meta, bytes, blobs);
 
   const app = createApp({
@@ -124,6 +154,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     checkReadiness: () => checkReadiness(meta, bytes),
     corsOrigins: config.corsOrigins,
     maxBlobSize: config.maxBlobSize,
+    metrics,
   });
 
   // Expired sessions free their bytes on a timer of their own, often enough for short TTLs (an expired

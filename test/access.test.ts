@@ -115,6 +115,7 @@ describe('access table: every route × every credential', () => {
     { route: 'GET /healthz', kind: 'public', ok: 200, make: async () => ({ method: 'GET', path: '/healthz' }) },
     { route: 'GET /readyz', kind: 'public', ok: 200, make: async () => ({ method: 'GET', path: '/readyz' }) },
     { route: 'GET /openapi.json', kind: 'public', ok: 200, make: async () => ({ method: 'GET', path: '/openapi.json' }) },
+    { route: 'GET /metrics', kind: 'public', ok: 200, make: async () => ({ method: 'GET', path: '/metrics' }) },
     { route: 'POST /api/blobs/uploads', note: 'a pinned session', kind: 'principal', allow: ['blobs:write', 'admin'], ok: 202, make: async () => ({ method: 'POST', path: '/api/blobs/uploads?filename=x.bin' }) },
     { route: 'POST /api/blobs/uploads', note: 'a session into bucket a', kind: 'principal', allow: writers, ok: 202, make: async () => ({ method: 'POST', path: `/api/blobs/uploads?bucket=a&key=${unique('up')}` }) },
     session('POST', '/append', 203),

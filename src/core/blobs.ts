@@ -10,6 +10,7 @@ import type { Digest } from './digest.ts';
 import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
 import { insufficientStorage, type DiskBudget } from './disk-budget.ts';
 import { KeyedLock } from './keyed-lock.ts';
+import { NO_EVENTS, type StoreEvents } from './metrics.ts';
 import { BlobdError } from './errors.ts';
 import { decodeCursor, pageOf, type Page, type PageRequest } from './paging.ts';
 
@@ -44,13 +45,20 @@ export class BlobService {
     private readonly bytes: ByteStore,
     private readonly disk: DiskBudget,
     private readonly options: BlobServiceOptions,
+    private readonly events: StoreEvents = NO_EVENTS,
   ) {}
+
+  /** Bytes were received for a blob that existed: one dedup hit for the metrics. */
+  noteStored(created: boolean): void {
+    if (!created) this.events.dedupHit();
+  }
 
   /** Stream a body into the store and pin it for the principal. */
   async ingest(body: BodySource, opts: IngestOptions): Promise<IngestResult> {
     const pin = this.pinFor(opts.principal.id, opts.temporary ?? false);
     return this.store(body, opts, async (blob) => {
       const { created } = await this.meta.commitBlob(blob, pin);
+      this.noteStored(created);
       return { ...blob, deduplicated: !created };
     });
   }
@@ -95,6 +103,7 @@ export class BlobService {
         });
       }
       const blob = { digest: staged.digest as Digest, size: staged.size };
+      this.events.received(staged.size);
       await opts.beforeCommit?.();
       return await this.lockDigest(staged.digest, async () => {
         // Verified bytes go in place even when the blob exists: the same content by definition, and it

@@ -166,7 +166,11 @@ export class CatalogService {
     return this.blobs.store(
       body,
       { declaredSize: opts.declaredSize, limit: limits[0], ...(awaitMeta ? { beforeCommit: async () => void (meta = await awaitMeta()) } : {}) },
-      (blob) => this.recordRevision(bucket, key, blob, { ...opts, meta }),
+      async (blob) => {
+        const written = await this.recordRevision(bucket, key, blob, { ...opts, meta });
+        this.blobs.noteStored(written.blobCreated);
+        return written;
+      },
     );
   }
 
@@ -187,7 +191,7 @@ export class CatalogService {
     key: string,
     blob: { digest: string; size: number },
     opts: PutObjectOptions,
-  ): Promise<{ object: ObjectRecord; created: boolean }> {
+  ): Promise<{ object: ObjectRecord; created: boolean; blobCreated: boolean }> {
     const patch = typeof opts.meta === 'function' ? undefined : opts.meta;
     const result = await this.meta.addRevision({
       bucket: bucket.name,
@@ -206,7 +210,7 @@ export class CatalogService {
       if (result.reason === 'quota_exceeded') throw quotaExceeded(bucket);
       throw new BlobdError('precondition_failed', 'the object does not match If-Match / If-None-Match');
     }
-    return { object: result.object, created: result.object.revision === 1 };
+    return { object: result.object, created: result.object.revision === 1, blobCreated: result.blobCreated };
   }
 
   /** Point an object at a blob the caller may read (no bytes sent), as its next revision. */

@@ -5,6 +5,7 @@ import type { ByteStore } from '../storage/byte-store.ts';
 import type { MetadataStore } from '../storage/metadata-store.ts';
 import type { BlobService } from './blobs.ts';
 import type { IdempotencyService } from './idempotency.ts';
+import { NO_EVENTS, type StoreEvents } from './metrics.ts';
 import type { UploadService } from './uploads.ts';
 
 export interface GcReport {
@@ -33,6 +34,7 @@ export class GcService {
     private readonly uploads: UploadService,
     private readonly idempotency: IdempotencyService,
     private readonly graceMs: number,
+    private readonly events: StoreEvents = NO_EVENTS,
   ) {}
 
   /** One pass; a pass asked for while one runs waits for that one (and a dry run gets its own). */
@@ -73,6 +75,7 @@ export class GcService {
       batch = await this.meta.listGarbageBlobs(createdBefore, now, BATCH);
     }
     const strayFilesRemoved = await this.removeStrayFiles(createdBefore, false);
+    this.events.gcPass(digests.length, bytesFreed);
     return { blobsRemoved: digests.length, bytesFreed, sessionsExpired, pinsExpired, objectsExpired, strayFilesRemoved, digests, dryRun };
   }
 

@@ -9,6 +9,7 @@ import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
 import type { CatalogService } from './catalog.ts';
 import { insufficientStorage, type DiskBudget } from './disk-budget.ts';
 import { BlobdError } from './errors.ts';
+import { NO_EVENTS, type StoreEvents } from './metrics.ts';
 
 /** A checksum of one request's body (tus `Upload-Checksum`): the bytes are kept only if it matches. */
 export interface ChunkChecksum {
@@ -31,6 +32,7 @@ export class UploadAppender {
     private readonly catalog: CatalogService,
     private readonly disk: DiskBudget,
     private readonly options: AppendLimits,
+    private readonly events: StoreEvents = NO_EVENTS,
   ) {}
 
   /** A new, empty session: its hash starts now. */
@@ -110,6 +112,7 @@ export class UploadAppender {
       await rollback();
       throw err;
     }
+    this.events.received(result.written);
     if (cut !== undefined) throw cut instanceof BlobdError ? cut : new BlobdError('request_aborted', 'the client closed the connection before the body ended');
     return offset;
   }

@@ -116,6 +116,7 @@ export class UploadCompletion {
           : new BlobdError('precondition_failed', 'the object changed in a way that refuses this write');
     }
     this.appender.forget(row.id);
+    this.blobs.noteStored(done.created);
     return result!;
   }
 }

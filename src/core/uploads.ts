@@ -12,6 +12,7 @@ import { tooLarge, type BodySource } from './byte-limit.ts';
 import type { Digest } from './digest.ts';
 import type { DiskBudget } from './disk-budget.ts';
 import { BlobdError } from './errors.ts';
+import { NO_EVENTS, type StoreEvents } from './metrics.ts';
 import { UploadAppender, type ChunkChecksum } from './upload-appender.ts';
 import { UploadCompletion, type CompletedUpload } from './upload-completion.ts';
 import { decodeCursor, isString, pageOf, type Page, type PageRequest } from './paging.ts';
@@ -86,8 +87,9 @@ export class UploadService {
     private readonly catalog: CatalogService,
     private readonly disk: DiskBudget,
     private readonly options: UploadServiceOptions,
+    events: StoreEvents = NO_EVENTS,
   ) {
-    this.appender = new UploadAppender(meta, bytes, catalog, disk, options);
+    this.appender = new UploadAppender(meta, bytes, catalog, disk, options, events);
     this.completion = new UploadCompletion(meta, bytes, blobs, catalog, this.appender, options.uploadTtlMs);
   }
 

@@ -1,6 +1,7 @@
 // createApp(services) → the Hono app: CORS, request ids and logs, authentication, the routers, and the
 // one error renderer for everything that is not a 2xx — including unknown routes and validation failures.
 // Every /api route must declare what it needs (`requires`); the app refuses to start otherwise.
+import { createRoute, z } from '@hono/zod-openapi';
 import { cors } from 'hono/cors';
 import type { Logger } from 'pino';
 import type { AccessControl } from '../core/auth.ts';
@@ -29,6 +30,7 @@ import { signedUrlRoutes } from './routes/signed-urls.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 import { uploadRoutes } from './routes/uploads.ts';
 import { tusRoutes } from './tus.ts';
+import type { Metrics } from './metrics.ts';
 
 export interface Services {
   readonly logger: Logger;
@@ -47,6 +49,8 @@ export interface Services {
   readonly corsOrigins: readonly string[];
   /** The largest blob accepted (tus announces it as Tus-Max-Size). */
   readonly maxBlobSize: number;
+  /** GET /metrics and its counters; absent with --metrics=false. */
+  readonly metrics?: Metrics;
 }
 
 /** Request headers a browser client of blobd sends: session, tus and idempotency headers among them. */
@@ -88,7 +92,14 @@ export function createApp(services: Services) {
       maxAge: 600,
     }));
   }
-  app.use('*', requestLog(services.logger));
+  const metrics = services.metrics;
+  app.use('*', requestLog(services.logger, metrics && ((...a) => metrics.answered(...a))));
+  if (metrics) {
+    app.use('*', async (c, next) => {
+      c.set('metrics', metrics);
+      await next();
+    });
+  }
   app.use('*', authenticate(services.access, services.signedUrls, services.idempotency));
 
   /** May `principal` make this request? Asked of the routes' own declarations, without running them. */
@@ -101,6 +112,15 @@ export function createApp(services: Services) {
   };
 
   app.route('/', healthRoutes(services.checkReadiness));
+  if (metrics) {
+    const route = createRoute({
+      method: 'get',
+      path: '/metrics',
+      summary: 'Prometheus metrics (text exposition format); off with --metrics=false',
+      responses: { 200: { description: 'the metrics', content: { 'text/plain': { schema: z.string() } } } },
+    });
+    app.openapi(route, (c) => metrics.render(c) as never);
+  }
   // Before the blob routes: /api/blobs/uploads must not be taken for a digest.
   app.route('/', uploadRoutes(services.uploads));
   app.route('/', tusRoutes(services.uploads, { maxBlobSize: services.maxBlobSize }));
@@ -118,6 +138,13 @@ export function createApp(services: Services) {
     info: { title: 'blobd', version: services.version, description: 'Content-addressed blob store daemon' },
     security: [{ bearer: [] }],
   };
+  app.openAPIRegistry.registerPath({
+    method: 'get',
+    path: '/openapi.json',
+    summary: 'This document: OpenAPI 3.1 of every route',
+    security: [],
+    responses: { 200: { description: 'the OpenAPI document', content: { 'application/json': { schema: { type: 'object' } } } } },
+  });
   app.get('/openapi.json', (c) => {
     const doc = app.getOpenAPI31Document(document);
     // Hono's "rest of the path" parameters (`{key{.+}}`) are plain `{key}` to OpenAPI.

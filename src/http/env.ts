@@ -24,6 +24,8 @@ export interface AppEnv {
     credentialError?: BlobdError;
     /** What a signed URL allows beyond its signer's rights: limits the request body. */
     grant?: Grant;
+    /** Where downloads count the bytes they sent (unset with --metrics=false). */
+    metrics?: { sent(bytes: number): void };
     /** Fed every chunk of the streamed request body (the Idempotency-Key fingerprint of a body). */
     bodyTap?: Hash;
   };

@@ -112,14 +112,17 @@ export async function sendBlob(c: Context<AppEnv>, blob: SendableBlob): Promise<
   const promised = Number(headers['Content-Length']);
   let sent = 0;
   stream.on('data', (chunk: Buffer) => (sent += chunk.length));
+  const counted = () => c.var.metrics?.sent(sent);
   pipeline(stream, outgoing).then(
     () => {
+      counted();
       // A blob file shorter than its row says (damage fsck will report): never leave the client waiting
       // for bytes that will not come — cut the connection so it sees a truncated response.
       if (sent < promised) outgoing.destroy();
     },
     () => {
       // The client went away mid-download; pipeline closed the file. The access log records complete: false.
+      counted();
     },
   );
   return RESPONSE_ALREADY_SENT;

@@ -2,12 +2,22 @@
 // been fully sent or the connection dropped. Logs the path only: query strings may carry signatures.
 import type { MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
+import { matchedRoutes } from 'hono/route';
 import { v7 as uuidv7 } from 'uuid';
 import type { AppEnv } from '../env.ts';
 
 const CLIENT_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-export function requestLog(logger: Logger): MiddlewareHandler<AppEnv> {
+/** The route template that answered (`/api/blobs/:digest`), or `unmatched`: never the path itself. */
+function routeTemplate(c: Parameters<MiddlewareHandler<AppEnv>>[0]): string {
+  const routes = matchedRoutes(c).filter((r) => r.method !== 'ALL');
+  return routes.at(-1)?.path ?? 'unmatched';
+}
+
+export function requestLog(
+  logger: Logger,
+  onAnswered?: (method: string, route: string, status: number, seconds: number) => void,
+): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const offered = c.req.header('x-request-id');
     const requestId = offered && CLIENT_ID.test(offered) ? offered : uuidv7();
@@ -17,6 +27,8 @@ export function requestLog(logger: Logger): MiddlewareHandler<AppEnv> {
     const started = performance.now();
     const outgoing = c.env?.outgoing;
     outgoing?.once('close', () => {
+      const status = outgoing.headersSent ? outgoing.statusCode : 499;
+      onAnswered?.(c.req.method, routeTemplate(c), status, (performance.now() - started) / 1000);
       log.info(
         {
           method: c.req.method,
