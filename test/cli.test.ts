@@ -49,10 +49,10 @@ describe('blobd CLI', () => {
     const commands = ['serve', 'put', 'get', 'stat', 'ls', 'rm', 'bucket', 'token', 'sign', 'gc', 'fsck', 'backup', 'keys', 'stats'];
     for (const c of commands) assert.match(help, new RegExp(`^  ${c}\\b`, 'm'), `${c} in blobd --help`);
     assert.match(help, /Exit codes: 0 ok, 1 error/);
-    for (const c of [...commands, 'bucket create', 'bucket set', 'bucket ls', 'bucket rm', 'token create', 'token ls', 'token revoke', 'keys rotate']) {
-      const r = await ok([...c.split(' '), '--help']);
-      assert.match(text(r), new RegExp(`^Usage: blobd ${c}\\b`), c);
-    }
+    // Side by side: each is a process start, and they share nothing.
+    const all = [...commands, 'bucket create', 'bucket set', 'bucket ls', 'bucket rm', 'token create', 'token ls', 'token revoke', 'keys rotate'];
+    const helps = await Promise.all(all.map((c) => ok([...c.split(' '), '--help'])));
+    all.forEach((c, i) => assert.match(text(helps[i]!), new RegExp(`^Usage: blobd ${c}\\b`), c));
   });
 
   test('put FILE prints the digest; get writes the same bytes to stdout and to -o FILE; stat', async () => {
@@ -117,18 +117,27 @@ describe('blobd CLI', () => {
     assert.match(put.stderr, /stored as docs\/reports\/2026\/a\.txt revision 1/);
     await ok(['put', path.join(work, 'b.txt'), '--bucket', 'docs']); // key: the file name
 
-    assert.equal(text(await ok(['ls', 'docs'])), 'b.txt\nreports/2026/a.txt');
-    assert.equal(text(await ok(['ls', 'docs', '--prefix', 'reports/'])), 'reports/2026/a.txt');
-    const long = text(await ok(['ls', 'docs', '-l']));
-    assert.match(long, new RegExp(`2\\.0 KiB  \\S+  r1 +${sha256(b)}  b\\.txt`));
-    const items = lines<{ key: string; digest: string; size: number }>(await ok(['ls', 'docs', '--json']));
+    const [plain, prefixed, longRun, jsonRun] = await Promise.all([
+      ok(['ls', 'docs']),
+      ok(['ls', 'docs', '--prefix', 'reports/']),
+      ok(['ls', 'docs', '-l']),
+      ok(['ls', 'docs', '--json']),
+    ]);
+    assert.equal(text(plain), 'b.txt\nreports/2026/a.txt');
+    assert.equal(text(prefixed), 'reports/2026/a.txt');
+    assert.match(text(longRun), new RegExp(`2\\.0 KiB  \\S+  r1 +${sha256(b)}  b\\.txt`));
+    const items = lines<{ key: string; digest: string; size: number }>(jsonRun);
     assert.deepEqual(items.map((o) => [o.key, o.digest, o.size]), [['b.txt', sha256(b), 2000], ['reports/2026/a.txt', sha256(a), 1000]]);
 
     const out = path.join(work, 'a-copy.txt');
-    await ok(['get', 'docs/reports/2026/a.txt', '-o', out]);
+    const [, gotB, statA] = await Promise.all([
+      ok(['get', 'docs/reports/2026/a.txt', '-o', out]),
+      ok(['get', 'docs/b.txt']),
+      ok(['stat', 'docs/reports/2026/a.txt', '--json']),
+    ]);
     assert.ok((await readFile(out)).equals(a));
-    assert.ok((await ok(['get', 'docs/b.txt'])).stdout.equals(b));
-    const meta = json<{ key: string; revision: number; digest: string }>(await ok(['stat', 'docs/reports/2026/a.txt', '--json']));
+    assert.ok(gotB.stdout.equals(b));
+    const meta = json<{ key: string; revision: number; digest: string }>(statA);
     assert.deepEqual([meta.key, meta.revision, meta.digest], ['reports/2026/a.txt', 1, sha256(a)]);
 
     await ok(['rm', 'docs/b.txt']);
@@ -218,17 +227,23 @@ describe('blobd CLI', () => {
   });
 
   test('exit codes: 2 for usage errors, 1 for errors, each one line on stderr', async () => {
-    for (const args of [['frobnicate'], ['get'], ['get', 'not-a-digest'], ['put', 'x', '--chunk-size', 'lots'], ['put', 'x', '--key', 'k'], ['rm', 'a/b', '--revision', 'x'], ['ls', '--prefix', 'p'], ['get', `sha256:${'0'.repeat(64)}`, '-o', work]]) {
-      const r = await blobd(args);
+    const usage = [['frobnicate'], ['get'], ['get', 'not-a-digest'], ['put', 'x', '--chunk-size', 'lots'], ['put', 'x', '--key', 'k'], ['rm', 'a/b', '--revision', 'x'], ['ls', '--prefix', 'p'], ['get', `sha256:${'0'.repeat(64)}`, '-o', work]];
+    const runs = await Promise.all(usage.map((args) => blobd(args)));
+    usage.forEach((args, i) => {
+      const r = runs[i]!;
       assert.equal(r.code, 2, `blobd ${args.join(' ')} → ${r.code}: ${r.stderr}`);
       assert.equal(r.stderr.trimEnd().split('\n').length, 1, `one line: ${JSON.stringify(r.stderr)}`);
-    }
-    failed(await blobd(['get', `sha256:${'0'.repeat(64)}`]), /^blobd: blob_not_found: /);
-    failed(await blobd(['stat', `sha256:${'0'.repeat(64)}`]), /^blobd: blob_not_found: /);
-    failed(await blobd(['put', path.join(work, 'no-such-file')]), /^blobd: local_file: cannot read .*ENOENT/);
-    failed(await blobd(['stats', '--url', 'http://127.0.0.1:1']), /^blobd: unreachable: cannot reach blobd at http:\/\/127\.0\.0\.1:1/);
-    failed(await blobd(['get', `sha256:${'0'.repeat(64)}`, '--url', 'http://127.0.0.1:1']), /^blobd: unreachable: cannot reach blobd at http:\/\/127\.0\.0\.1:1/);
-    failed(await blobd(['stats', '--token', 'wrong-token']), /^blobd: unauthorized: /);
+    });
+    const errors: [string[], RegExp][] = [
+      [['get', `sha256:${'0'.repeat(64)}`], /^blobd: blob_not_found: /],
+      [['stat', `sha256:${'0'.repeat(64)}`], /^blobd: blob_not_found: /],
+      [['put', path.join(work, 'no-such-file')], /^blobd: local_file: cannot read .*ENOENT/],
+      [['stats', '--url', 'http://127.0.0.1:1'], /^blobd: unreachable: cannot reach blobd at http:\/\/127\.0\.0\.1:1/],
+      [['get', `sha256:${'0'.repeat(64)}`, '--url', 'http://127.0.0.1:1'], /^blobd: unreachable: cannot reach blobd at http:\/\/127\.0\.0\.1:1/],
+      [['stats', '--token', 'wrong-token'], /^blobd: unauthorized: /],
+    ];
+    const answers = await Promise.all(errors.map(([args]) => blobd(args)));
+    errors.forEach(([, pattern], i) => failed(answers[i]!, pattern));
     // The admin token from data/admin-token (of BLOBD_DATA, else ./data) when neither --token nor BLOBD_TOKEN is given.
     const { BLOBD_TOKEN: _, ...noToken } = env;
     const elsewhere = path.join(work, 'elsewhere');
