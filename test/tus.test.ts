@@ -41,6 +41,27 @@ describe('tus 1.0 over upload sessions', () => {
     });
   }
 
+  /** Start a chunked tus-js-client upload and abort it (`terminate`: with termination) once `stop` says so. */
+  function abortWhen(data: Buffer, stop: (sent: number) => boolean, terminate: boolean): Promise<string> {
+    return new Promise((resolve, reject) => {
+      let stopped = false;
+      const up: tus.Upload = new tus.Upload(data, {
+        endpoint: `${d.url}/api/tus/`,
+        headers: { authorization: `Bearer ${d.token}` },
+        chunkSize: 32 * 1024,
+        retryDelays: [],
+        onError: reject,
+        onSuccess: () => reject(new Error('should have been aborted first')),
+        onChunkComplete: (_chunk, sent) => {
+          if (stopped || !stop(sent)) return;
+          stopped = true;
+          void up.abort(terminate).then(() => resolve(up.url!), reject);
+        },
+      });
+      up.start();
+    });
+  }
+
   const head = (url: string) => fetch(url, { method: 'HEAD', headers: TUS });
   const digestOf = async (url: string) => (await head(url)).headers.get('blobd-digest');
   const blob = async (digest: string) => Buffer.from(await (await d.api(`/api/blobs/${digest}`)).arrayBuffer());
@@ -56,24 +77,7 @@ describe('tus 1.0 over upload sessions', () => {
 
   test('tus-js-client: abort mid-way, then resume from the upload URL; the daemon kept what it acknowledged', async () => {
     const data = randomData(512 * 1024);
-    let url = '';
-    await new Promise<void>((resolve, reject) => {
-      const up: tus.Upload = new tus.Upload(data, {
-        endpoint: `${d.url}/api/tus/`,
-        headers: { authorization: `Bearer ${d.token}` },
-        chunkSize: 32 * 1024,
-        retryDelays: [],
-        onError: reject,
-        onSuccess: () => reject(new Error('should have been aborted first')),
-        onChunkComplete: (_chunk, sent) => {
-          if (sent >= 160 * 1024 && !url) {
-            url = up.url!;
-            void up.abort().then(resolve, reject);
-          }
-        },
-      });
-      up.start();
-    });
+    const url = await abortWhen(data, (sent) => sent >= 160 * 1024, false);
     const offset = Number((await head(url)).headers.get('upload-offset'));
     assert.ok(offset >= 160 * 1024 && offset < data.length, `kept ${offset}`);
     let firstPatchOffset = -1;
@@ -113,23 +117,7 @@ describe('tus 1.0 over upload sessions', () => {
 
   test('tus-js-client: termination; afterwards the upload URL is 404 and its bytes are gone', async () => {
     const data = randomData(256 * 1024);
-    let url = '';
-    await new Promise<void>((resolve, reject) => {
-      const up: tus.Upload = new tus.Upload(data, {
-        endpoint: `${d.url}/api/tus/`,
-        headers: { authorization: `Bearer ${d.token}` },
-        chunkSize: 32 * 1024,
-        retryDelays: [],
-        onError: reject,
-        onChunkComplete: () => {
-          if (!url) {
-            url = up.url!;
-            void up.abort(true).then(resolve, reject);
-          }
-        },
-      });
-      up.start();
-    });
+    const url = await abortWhen(data, () => true, true);
     const res = await head(url);
     assert.equal(res.status, 404);
     const patch = await fetch(url, { method: 'PATCH', headers: { ...TUS, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }, body: 'x' });
