@@ -2,21 +2,20 @@
 // directory (commit by rename, as distribution does). A file under blobs/ therefore always holds exactly
 // the bytes its name says (G2). It must never expose a path to its callers.
 import { createHash } from 'node:crypto';
-import { close, constants, createReadStream, createWriteStream, fdatasync, fstat as fstatCallback, ftruncate as ftruncateCallback, open as openCallback, write, writev } from 'node:fs';
+import { close, constants, createReadStream, createWriteStream, fdatasync, fstat as fstatCallback, ftruncate as ftruncateCallback, open as openCallback } from 'node:fs';
 import { copyFile, lstat, mkdir, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable, Transform, Writable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { v7 as uuidv7 } from 'uuid';
+import { PositionalWriter } from './positional-writer.ts';
 import { BytesNotFoundError, type ByteRange, type ByteStore, type StagedBlob } from '../byte-store.ts';
 import type { DataLayout } from './layout.ts';
 
 // 1 MiB reads and writes: fewer syscalls and event-loop turns than the 64 KiB default on a 1 GiB blob.
 const IO_CHUNK = 1 << 20;
 const openFd = promisify(openCallback);
-const writeFd = promisify(write);
-const writevFd = promisify(writev);
 const fdatasyncFd = promisify(fdatasync);
 const closeFd = promisify(close);
 const fstatFd = promisify(fstatCallback);
@@ -24,77 +23,6 @@ const SHARD_RE = /^[0-9a-f]{2}$/;
 
 /** An entry under blobs/: a blob file, or something that is none (a stray: odd name, directory, symlink). */
 type BlobEntry = { readonly digest: string } | { readonly stray: string };
-
-/**
- * Writes a stream into an open file at an explicit position, and reports each chunk only once it is in the
- * file. Keeps track of the write in flight so the file is never synced or closed under it.
- */
-class PositionalWriter extends Writable {
-  written = 0;
-  failure: unknown;
-  private inflight: Promise<void> = Promise.resolve();
-
-  constructor(
-    private readonly fd: number,
-    private position: number,
-    private readonly onWritten: (chunk: Buffer) => void,
-  ) {
-    super({ highWaterMark: IO_CHUNK });
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
-    this.track(this.writeAll([chunk]), done);
-  }
-
-  override _writev(chunks: { chunk: Buffer }[], done: (err?: Error | null) => void): void {
-    this.track(this.writeAll(chunks.map((c) => c.chunk)), done);
-  }
-
-  /** Resolves when no write is in flight any more. */
-  settled(): Promise<void> {
-    return this.inflight;
-  }
-
-  private track(work: Promise<void>, done: (err?: Error | null) => void): void {
-    this.inflight = work.then(
-      () => done(),
-      (err: Error) => {
-        this.failure = err;
-        done(err);
-      },
-    );
-  }
-
-  private async writeAll(buffers: Buffer[]): Promise<void> {
-    let pending = buffers;
-    while (pending.length > 0) {
-      const n = (
-        pending.length === 1
-          ? await writeFd(this.fd, pending[0]!, 0, pending[0]!.length, this.position)
-          : await writevFd(this.fd, pending, this.position)
-      ).bytesWritten;
-      this.position += n;
-      pending = dropBytes(pending, n);
-    }
-    for (const b of buffers) {
-      this.written += b.length;
-      this.onWritten(b);
-    }
-  }
-}
-
-/** What is left of `buffers` after the first `n` bytes were written (short writes are legal). */
-function dropBytes(buffers: Buffer[], n: number): Buffer[] {
-  const rest: Buffer[] = [];
-  for (const b of buffers) {
-    if (n >= b.length) n -= b.length;
-    else {
-      rest.push(n > 0 ? b.subarray(n) : b);
-      n = 0;
-    }
-  }
-  return rest;
-}
 
 /** fsync a directory so that a rename or create inside it survives a power loss. */
 export async function syncDir(dir: string): Promise<void> {
@@ -281,8 +209,10 @@ export class FsByteStore implements ByteStore {
         sourceError = err;
       });
       // Durable before anyone records the new offset (G1): an acknowledged offset survives a crash.
+      await writer.settled();
       await fdatasyncFd(fd);
     } finally {
+      await writer.settled().catch(() => {});
       await closeFd(fd);
     }
     return sourceError === undefined ? { written: writer.written } : { written: writer.written, sourceError };
