@@ -273,3 +273,106 @@ describe('tus: expiry and limits', () => {
     }
   });
 });
+
+describe('tus: targets, failed completions and what the log keeps', () => {
+  let d: Daemon;
+  before(async () => {
+    d = await startDaemon({ args: ['--log-level', 'info'] });
+    for (const b of ['docs', 'secret']) assert.equal((await d.api(`/api/buckets/${b}`, { method: 'PUT' })).status, 201);
+  });
+  after(async () => {
+    await d.stop();
+    await removeDir(d.dataDir);
+  });
+  const create = (headers: Record<string, string>, path = '/api/tus/', init: RequestInit = {}) =>
+    d.api(path, { method: 'POST', ...init, headers: { ...TUS, ...headers, ...(init.headers as Record<string, string>) } });
+  const patch = (url: string, offset: number, body: BodyInit, headers: Record<string, string> = {}) =>
+    fetch(url, { method: 'PATCH', headers: { ...TUS, 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream', ...headers }, body });
+  const sessionCount = async () => ((await (await d.api('/api/blobs/uploads')).json()) as { items: unknown[] }).items.length;
+
+  test('a completion that fails is never reported as offset == length: HEAD answers its error', async () => {
+    const res = await create({ 'upload-length': '3', 'upload-metadata': `digest ${b64(`sha256:${'0'.repeat(64)}`)}` });
+    const url = d.url + res.headers.get('location')!;
+    const last = await patch(url, 0, 'abc');
+    assert.equal(last.status, 400);
+    assert.equal(await errorCode(last), 'digest_mismatch');
+    const h = await fetch(url, { method: 'HEAD', headers: TUS });
+    assert.equal(h.status, 400, 'not 200 with Upload-Offset: 3 of 3');
+    assert.equal(h.headers.get('blobd-digest'), null);
+  });
+
+  test('Upload-Concat is refused before anything is created (parallel uploads would store halves)', async () => {
+    const before = await sessionCount();
+    for (const concat of ['partial', 'final;/api/tus/a /api/tus/b']) {
+      const res = await create({ 'upload-length': '3', 'upload-concat': concat });
+      assert.equal(res.status, 400, concat);
+    }
+    assert.equal(await sessionCount(), before);
+  });
+
+  test('a signed creation URL fixes the bucket and key; metadata cannot move it, and a bucket-only token can sign it', async () => {
+    const { createToken } = await import('./helpers/access.ts');
+    const writer = await createToken(d, ['bucket:docs:write', 'bucket:secret:write']);
+    const pinner = await createToken(d, ['blobs:write', 'bucket:secret:write']);
+    const sign = async (path: string, token = writer.token) => {
+      const res = await d.api('/api/signed-urls', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ method: 'POST', path, expires_in: 600, max_size: 100 }),
+      });
+      assert.equal(res.status, 201, await res.clone().text());
+      return ((await res.json()) as { url: string }).url;
+    };
+    const into = await sign('/api/tus/?bucket=docs&key=signed.txt');
+    const elsewhere = `bucket ${b64('secret')},key ${b64('x/y.html')}`;
+    // A URL signed into docs, and one signed for a pin by a token that may also write secret: neither moves.
+    for (const url of [into, await sign('/api/tus/', pinner.token)]) {
+      const moved = await fetch(url, { method: 'POST', headers: { ...TUS, 'upload-length': '5', 'upload-metadata': elsewhere } });
+      assert.equal(moved.status, 403, url);
+      assert.equal(await errorCode(moved), 'signature_invalid');
+    }
+    assert.equal((await d.api('/api/buckets/secret/objects/x/y.html')).status, 404);
+    const ok = await fetch(into, { method: 'POST', headers: { ...TUS, 'upload-length': '5' } });
+    assert.equal(ok.status, 201);
+    assert.equal((await patch(d.url + ok.headers.get('location')!, 0, 'hello')).status, 204);
+    assert.equal(await (await d.api('/api/buckets/docs/objects/signed.txt')).text(), 'hello');
+  });
+
+  test('a content type that is not a header value is refused; so is one through ?content_type= of a session', async () => {
+    const res = await create({ 'upload-length': '3', 'upload-metadata': `filetype ${b64('text/plain\r\nX-Evil: 1')}` });
+    assert.equal(res.status, 400);
+    const native = await d.api(`/api/blobs/uploads?content_type=${encodeURIComponent('text/plain\r\nX-Evil: 1')}`, { method: 'POST' });
+    assert.equal(native.status, 400);
+  });
+
+  test('a refused PATCH changes nothing; a retried last PATCH of a completed upload is answered again', async () => {
+    const res = await create({ 'upload-defer-length': '1' });
+    const url = d.url + res.headers.get('location')!;
+    const wrong = await patch(url, 5, 'abc', { 'upload-length': '3' });
+    assert.equal(wrong.status, 409);
+    const h = await fetch(url, { method: 'HEAD', headers: TUS });
+    assert.equal(h.headers.get('upload-defer-length'), '1', 'the length was not declared by the refused PATCH');
+    assert.equal((await patch(url, 0, 'abc', { 'upload-length': '3' })).status, 204);
+    const again = await fetch(url, { method: 'PATCH', headers: { ...TUS, 'upload-offset': '3', 'content-type': 'application/offset+octet-stream' } });
+    assert.equal(again.status, 204);
+    assert.equal(again.headers.get('upload-offset'), '3');
+  });
+
+  test('metadata keys like toString are plain keys; HEAD echoes all the metadata', async () => {
+    const res = await create({ 'upload-length': '1', 'upload-metadata': `toString ${b64('x')},bucket ${b64('docs')},key ${b64('meta.txt')},temporary ${b64('false')}` });
+    assert.equal(res.status, 201);
+    const h = await fetch(d.url + res.headers.get('location')!, { method: 'HEAD', headers: TUS });
+    const echoed = Object.fromEntries(h.headers.get('upload-metadata')!.split(',').map((p) => p.split(' ')).map(([k, v]) => [k, Buffer.from(v!, 'base64').toString()]));
+    assert.deepEqual([echoed.bucket, echoed.key], ['docs', 'meta.txt']);
+  });
+
+  test('the upload token never reaches the log, though the upload URL carries it', async () => {
+    const res = await create({ 'upload-length': '2' });
+    const location = res.headers.get('location')!;
+    const token = location.split('.').at(-1)!;
+    await patch(d.url + location, 0, 'ab');
+    await fetch(d.url + location, { method: 'HEAD', headers: TUS });
+    await waitFor(() => d.output().includes(location.split('.')[0]!.slice('/api/tus/'.length)), 'the request lines in the log');
+    assert.ok(!d.output().includes(token), 'no upload token in the log');
+  });
+});

@@ -57,6 +57,11 @@ export interface SessionStatus {
   readonly contentType: string | null;
   /** The digest of the completed blob; null while open. */
   readonly digest: string | null;
+  readonly bucket: string | null;
+  readonly key: string | null;
+  readonly temporary: boolean;
+  /** The digest named at initiate (a precondition of complete). */
+  readonly expectedDigest: string | null;
 }
 
 export interface AppendOptions {
@@ -67,6 +72,8 @@ export interface AppendOptions {
   /** A checksum of this body (tus): kept only if it matches. */
   readonly checksum?: ChunkChecksum;
 }
+
+const CONTENT_TYPE = /^[\x21-\x7e][\x20-\x7e]{0,254}$/;
 
 function notFound(id: string, expired = false): BlobdError {
   return expired
@@ -96,6 +103,10 @@ export class UploadService {
   async initiate(input: InitiateInput): Promise<Initiated> {
     if ((input.bucket === undefined) !== (input.key === undefined)) {
       throw new BlobdError('invalid_request', 'bucket and key go together');
+    }
+    // Sent back as the Content-Type of every download of it: a header value, nothing else.
+    if (input.contentType !== undefined && !CONTENT_TYPE.test(input.contentType)) {
+      throw new BlobdError('invalid_request', 'a content type is at most 255 printable ASCII characters');
     }
     const size = input.size ?? null;
     if (size !== null && size > this.options.maxBlobSize) throw tooLarge(this.options.maxBlobSize, 'maximum blob size');
@@ -234,6 +245,10 @@ export class UploadService {
       filename: row.filename,
       contentType: row.contentType,
       digest: row.state === 'completed' ? row.digest : null,
+      bucket: row.bucket,
+      key: row.key,
+      temporary: row.temporary,
+      expectedDigest: row.expectedDigest,
     };
   }
 

@@ -57,7 +57,7 @@ export interface Services {
 const CORS_ALLOW_HEADERS = [
   'Authorization', 'Content-Type', 'X-API-Key', 'X-Request-Id', 'Idempotency-Key', 'Range', 'If-Match', 'If-None-Match',
   'Upload-Token', 'PortSIP-Upload-Token', 'Upload-Offset', 'Upload-Length', 'Upload-Metadata', 'Upload-Defer-Length',
-  'Upload-Checksum', 'Upload-Concat', 'Tus-Resumable',
+  'Upload-Checksum', 'Tus-Resumable',
 ];
 /** Response headers a browser client must be able to read. */
 const CORS_EXPOSE_HEADERS = [

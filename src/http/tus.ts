@@ -27,7 +27,8 @@ const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 /** `Upload-Metadata`: comma-separated `key base64value` pairs (the value may be absent). */
 export function parseMetadata(header: string | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
+  // No prototype: a key named toString or constructor is just a key.
+  const out: Record<string, string> = Object.create(null) as Record<string, string>;
   if (!header?.trim()) return out;
   for (const pair of header.split(',')) {
     const [key, value, extra] = pair.trim().split(' ');
@@ -90,23 +91,49 @@ const tusProtocol: MiddlewareHandler<AppEnv> = async (c, next) => {
     c.header('Tus-Version', VERSION);
     throw new BlobdError('precondition_failed', `this server speaks tus ${VERSION}: send Tus-Resumable: ${VERSION}`);
   }
+  await next();
+};
+
+/** An expired session (its row still there) is 410 Gone to tus clients; unknown or terminated ones 404. */
+async function goneIfExpired<T>(work: () => Promise<T>): Promise<T> {
   try {
-    await next();
+    return await work();
   } catch (err) {
     if (err instanceof BlobdError && err.code === 'upload_not_found' && (err.details as { expired?: boolean } | undefined)?.expired) {
       throw new BlobdError('upload_gone', err.message, err.details);
     }
     throw err;
   }
-};
+}
+
+/**
+ * Where a creation writes: `?bucket=&key=` of the URL (what a signed URL fixes), else the `bucket` and
+ * `key` metadata. A signed request may write only where its URL says: metadata naming another target, or a
+ * target when the URL names none, is refused — the signature does not cover the headers.
+ */
+function creationTarget(c: Context<AppEnv>, meta: Record<string, string>): { bucket?: string; key?: string } {
+  const q = { bucket: c.req.query('bucket'), key: c.req.query('key') };
+  const named = q.bucket !== undefined || q.key !== undefined;
+  const differs = (meta.bucket !== undefined && meta.bucket !== q.bucket) || (meta.key !== undefined && meta.key !== q.key);
+  if (named && differs) {
+    throw c.var.grant
+      ? new BlobdError('signature_invalid', 'the bucket and key metadata must be the ones the signed URL names')
+      : new BlobdError('invalid_request', 'the bucket and key metadata differ from ?bucket= and ?key=');
+  }
+  if (named) return q;
+  if (c.var.grant && (meta.bucket !== undefined || meta.key !== undefined)) {
+    throw new BlobdError('signature_invalid', 'this signed URL names no bucket: sign /api/tus/?bucket=B&key=K to upload into one');
+  }
+  return { bucket: meta.bucket, key: meta.key };
+}
 
 /** Creating into a bucket needs the bucket's write scope; otherwise a pin, which needs blobs:write. */
 function creationNeed(c: Context<AppEnv>): Need {
   let bucket: string | undefined;
   try {
-    bucket = parseMetadata(c.req.header('upload-metadata')).bucket;
+    bucket = creationTarget(c, parseMetadata(c.req.header('upload-metadata'))).bucket;
   } catch {
-    bucket = undefined; // the handler answers the malformed header with 400
+    bucket = c.req.query('bucket'); // the handler answers a malformed header or a mismatch
   }
   return bucket === undefined ? { action: 'blobs:write' } : { action: 'bucket:write', bucket };
 }
@@ -180,23 +207,28 @@ export function tusRoutes(uploads: UploadService, opts: { maxBlobSize: number })
     ...(s.digest !== null ? { 'Blobd-Digest': s.digest } : {}),
   });
 
-  /** Append the request body (checked), then complete the session when it holds its whole length. */
-  async function appendBody(c: Context<AppEnv>, id: string, token: string | null, expectedOffset: number | undefined): Promise<SessionStatus> {
+  /**
+   * An open session that holds its whole length is completed now. To a tus client offset == length means
+   * done, so it is never reported for a session whose completion fails (digest, quota): that error is.
+   */
+  async function settle(id: string, token: string | null, s: SessionStatus): Promise<SessionStatus> {
+    if (s.state !== 'open' || s.size === null || s.offset !== s.size) return s;
+    await uploads.complete(id, token, null);
+    return uploads.status(id, token);
+  }
+
+  /** Append the request body (its type and checksum checked by the caller), then settle. */
+  async function appendBody(
+    c: Context<AppEnv>,
+    id: string,
+    token: string | null,
+    expectedOffset: number | undefined,
+    checksum: ChunkChecksum | undefined,
+  ): Promise<SessionStatus> {
     if (hasBody(c) || expectedOffset !== undefined) {
-      const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
-      if (hasBody(c) && type !== OFFSET_TYPE) throw new BlobdError('unsupported_media_type', `tus bodies are ${OFFSET_TYPE}`);
-      await uploads.append(id, token, () => requestBody(c), {
-        expectedOffset,
-        length: declaredLength(c),
-        checksum: parseChecksum(c.req.header('upload-checksum')),
-      });
+      await uploads.append(id, token, () => requestBody(c), { expectedOffset, length: declaredLength(c), checksum });
     }
-    const s = await uploads.status(id, token);
-    if (s.state === 'open' && s.size !== null && s.offset === s.size) {
-      await uploads.complete(id, token, null);
-      return uploads.status(id, token);
-    }
-    return s;
+    return settle(id, token, await uploads.status(id, token));
   }
 
   for (const path of ['/api/tus', '/api/tus/']) {
@@ -210,7 +242,14 @@ export function tusRoutes(uploads: UploadService, opts: { maxBlobSize: number })
     );
 
     app.openapi(create(path), async (c) => {
+      // Partial and final uploads would each become a whole blob (or overwrite an object with a part).
+      if (c.req.header('upload-concat') !== undefined) throw new BlobdError('invalid_request', 'tus concatenation (Upload-Concat) is not offered');
       const meta = parseMetadata(c.req.header('upload-metadata'));
+      const target = creationTarget(c, meta);
+      // Everything that can refuse the request is decided before a session (and its disk reservation) exists.
+      const checksum = parseChecksum(c.req.header('upload-checksum'));
+      const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+      if (hasBody(c) && type !== OFFSET_TYPE) throw new BlobdError('unsupported_media_type', `tus bodies are ${OFFSET_TYPE}`);
       const deferred = c.req.header('upload-defer-length');
       const length = decimalHeader(c, 'upload-length');
       if (deferred !== undefined && deferred !== '1') throw new BlobdError('invalid_request', 'Upload-Defer-Length is 1');
@@ -228,41 +267,62 @@ export function tusRoutes(uploads: UploadService, opts: { maxBlobSize: number })
         temporary: meta.temporary === 'true',
         size: length,
         digest: meta.digest ? parseDigest(meta.digest) : undefined,
-        bucket: meta.bucket,
-        key: meta.key,
+        bucket: target.bucket,
+        key: target.key,
         completeKnownDigest: false,
       });
       if (started.kind !== 'session') throw new Error('a tus creation always makes a session');
       c.header('Location', `/api/tus/${started.id}.${started.token}`);
-      const s = await appendBody(c, started.id, started.token, hasBody(c) ? 0 : undefined);
+      const s = await appendBody(c, started.id, started.token, hasBody(c) ? 0 : undefined, checksum);
       return c.body(null, 201, { ...statusHeaders(s), 'Content-Length': '0' });
     });
   }
 
-  app.openapi(head, async (c) => {
-    const { id, token } = sessionRef(c);
-    const s = await uploads.status(id, token);
-    const metadata = encodeMetadata({ filename: s.filename, filetype: s.contentType });
-    return c.body(null, 200, { ...statusHeaders(s), ...(metadata ? { 'Upload-Metadata': metadata } : {}) });
-  });
+  app.openapi(head, (c) =>
+    goneIfExpired(async () => {
+      const { id, token } = sessionRef(c);
+      const s = await settle(id, token, await uploads.status(id, token));
+      const metadata = encodeMetadata({
+        filename: s.filename,
+        filetype: s.contentType,
+        bucket: s.bucket,
+        key: s.key,
+        temporary: s.temporary ? 'true' : null,
+        digest: s.expectedDigest,
+      });
+      return c.body(null, 200, { ...statusHeaders(s), ...(metadata ? { 'Upload-Metadata': metadata } : {}) });
+    }),
+  );
 
-  app.openapi(patch, async (c) => {
-    const { id, token } = sessionRef(c);
-    const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
-    if (type !== OFFSET_TYPE) throw new BlobdError('unsupported_media_type', `a tus PATCH body is ${OFFSET_TYPE}`);
-    const offset = decimalHeader(c, 'upload-offset');
-    if (offset === undefined) throw new BlobdError('invalid_request', 'a tus PATCH says its Upload-Offset');
-    const length = decimalHeader(c, 'upload-length');
-    if (length !== undefined) await uploads.declareSize(id, token, length);
-    const s = await appendBody(c, id, token, offset);
-    return c.body(null, 204, statusHeaders(s));
-  });
+  app.openapi(patch, (c) =>
+    goneIfExpired(async () => {
+      const { id, token } = sessionRef(c);
+      const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+      if (type !== OFFSET_TYPE) throw new BlobdError('unsupported_media_type', `a tus PATCH body is ${OFFSET_TYPE}`);
+      const offset = decimalHeader(c, 'upload-offset');
+      if (offset === undefined) throw new BlobdError('invalid_request', 'a tus PATCH says its Upload-Offset');
+      const checksum = parseChecksum(c.req.header('upload-checksum'));
+      const length = decimalHeader(c, 'upload-length');
+      const now = await uploads.status(id, token);
+      // A retried last PATCH of a completed upload (its answer was lost) is answered again, as tusd does.
+      if (now.state === 'completed' && offset === now.offset && !hasBody(c)) return c.body(null, 204, statusHeaders(now));
+      if (length !== undefined) {
+        // A refused PATCH changes nothing: the offset is checked before the length is declared.
+        if (offset !== now.offset) throw new BlobdError('offset_mismatch', `the upload is at offset ${now.offset}, not ${offset}`, { offset: now.offset });
+        await uploads.declareSize(id, token, length);
+      }
+      const s = await appendBody(c, id, token, offset, checksum);
+      return c.body(null, 204, statusHeaders(s));
+    }),
+  );
 
-  app.openapi(terminate, async (c) => {
-    const { id, token } = sessionRef(c);
-    await uploads.destroy(id, token);
-    return c.body(null, 204);
-  });
+  app.openapi(terminate, (c) =>
+    goneIfExpired(async () => {
+      const { id, token } = sessionRef(c);
+      await uploads.destroy(id, token);
+      return c.body(null, 204);
+    }),
+  );
 
   return app;
 }

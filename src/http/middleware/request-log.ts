@@ -8,6 +8,11 @@ import type { AppEnv } from '../env.ts';
 
 const CLIENT_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** A tus upload URL carries its upload token (`/api/tus/<id>.<token>`): the log keeps the id only. */
+function loggedPath(path: string): string {
+  return path.replace(/^(\/api\/tus\/[^/.]*)\..*$/, '$1.…');
+}
+
 /** The route template that answered (`/api/blobs/:digest`), or `unmatched`: never the path itself. */
 function routeTemplate(c: Parameters<MiddlewareHandler<AppEnv>>[0]): string {
   const routes = matchedRoutes(c).filter((r) => r.method !== 'ALL');
@@ -32,7 +37,7 @@ export function requestLog(
       log.info(
         {
           method: c.req.method,
-          path: c.req.path,
+          path: loggedPath(c.req.path),
           // 499: the client went away before any answer was sent.
           status: outgoing.headersSent ? outgoing.statusCode : 499,
           ms: Math.round((performance.now() - started) * 10) / 10,
