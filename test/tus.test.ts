@@ -366,6 +366,17 @@ describe('tus: targets, failed completions and what the log keeps', () => {
     assert.deepEqual([echoed.bucket, echoed.key], ['docs', 'meta.txt']);
   });
 
+  test('Idempotency-Key on a creation: the retry gets the same upload URL, marked replayed; one session', async () => {
+    const before = await sessionCount();
+    const headers = { 'upload-length': '4', 'idempotency-key': `tus-${Date.now()}` };
+    const first = await create(headers);
+    const again = await create(headers);
+    assert.deepEqual([first.status, again.status], [201, 201]);
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    assert.equal(again.headers.get('location'), first.headers.get('location'));
+    assert.equal(await sessionCount(), before + 1);
+  });
+
   test('the upload token never reaches the log, though the upload URL carries it', async () => {
     const res = await create({ 'upload-length': '2' });
     const location = res.headers.get('location')!;
