@@ -7,9 +7,10 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { writeRandomFile } from '../helpers/bytes.ts';
 import { BLOBD, makeTempDir, removeDir, startDaemon } from '../helpers/daemon.ts';
+import { envCount, envSize } from './bench-env.ts';
 
-const SIZE = Number(process.env.BENCH_SIZE ?? 1024 ** 3);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SIZE = envSize('BENCH_SIZE', 1024 ** 3);
+const ROUNDS = envCount('BENCH_ROUNDS', 3);
 /**
  * curl --data-binary @FILE reads the whole file into memory first, and curl 7.x refuses files of 1 GiB or
  * more ("out of memory"); from there on curl streams the file with -T (an upload of the same bytes).

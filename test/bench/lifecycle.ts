@@ -4,9 +4,10 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { envCount } from './bench-env.ts';
 import { BLOBD, makeTempDir, removeDir, startDaemon } from '../helpers/daemon.ts';
 
-const N = Number(process.env.BENCH_BLOBS ?? 5_000);
+const N = envCount('BENCH_BLOBS', 5_000);
 const SIZE = 4096;
 
 const scratch = await makeTempDir('blobd-bench-life-');

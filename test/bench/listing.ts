@@ -1,43 +1,18 @@
 // npm run bench (second part): listing latency in a bucket of BENCH_OBJECTS (default 100,000) objects —
 // the first page and pages deep in the cursor chain, through the real daemon. The bucket is seeded
-// through the MetadataStore API on a connection without fsync (seeding speed is not what is measured).
-import { mkdir } from 'node:fs/promises';
+// by seed-objects.ts (through the MetadataStore API, without fsync: seeding speed is not what is measured).
 import path from 'node:path';
-import { openDatabase } from '../../src/storage/sqlite/db.ts';
-import { SqliteMetadataStore } from '../../src/storage/sqlite/sqlite-metadata-store.ts';
 import { makeTempDir, removeDir, startDaemon } from '../helpers/daemon.ts';
+import { envCount } from './bench-env.ts';
+import { seedObjects } from './seed-objects.ts';
 
-const N = Number(process.env.BENCH_OBJECTS ?? 100_000);
+const N = envCount('BENCH_OBJECTS', 100_000);
 const REPEAT = 20;
 
 const scratch = await makeTempDir('blobd-bench-list-');
 try {
   const dataDir = path.join(scratch, 'data');
-  await mkdir(dataDir, { recursive: true });
-  const db = openDatabase(path.join(dataDir, 'blobd.db'));
-  db.pragma('synchronous = OFF');
-  const store = new SqliteMetadataStore(db);
-  await store.putBucket('bench', { maxObjectSize: null, quotaBytes: null, maxRevisions: null, publicRead: false, publicRevisions: false });
-  const t0 = performance.now();
-  for (let i = 0; i < N; i++) {
-    const key = `dir${i % 100}/file-${String(i).padStart(7, '0')}.bin`;
-    const digest = `sha256:${i.toString(16).padStart(64, '0')}`;
-    await store.addRevision({
-      bucket: 'bench',
-      key,
-      newObjectId: `00000000-0000-7000-8000-${i.toString(16).padStart(12, '0')}`,
-      blob: { digest, size: i },
-      contentType: null,
-      filename: null,
-      createdBy: 'bench',
-    });
-    // One object in ten carries a numeric property, for the filter rows.
-    if (i % 10 === 0) {
-      await store.setObjectMeta('bench', key, { contentType: null, filename: null, owner: null, tags: [], properties: { size: i }, expiresAt: null });
-    }
-  }
-  await store.close();
-  console.log(`seeded ${N} objects in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(`seeded ${N} objects in ${(await seedObjects(dataDir, N)).toFixed(1)} s`);
 
   const d = await startDaemon({ dataDir });
   const time = async (url: string) => {
