@@ -15,7 +15,6 @@ import type { IdempotencyService } from '../core/idempotency.ts';
 import type { Readiness } from '../core/readiness.ts';
 import type { CheckTarget, SignedUrls } from '../core/signed-urls.ts';
 import type { UploadService } from '../core/uploads.ts';
-import type { AppEnv } from './env.ts';
 import { renderError } from './errors.ts';
 import { authenticate, DECLARES_ACCESS, DRY_RUN_ALLOWED } from './middleware/authenticate.ts';
 import { requestLog } from './middleware/request-log.ts';

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { parseSize } from '../../config.ts';
 import { ApiError, errorOf, readText, UsageError, type BlobdClient } from '../client.ts';
 import { ParallelHasher } from '../hasher.ts';
-import { LocalState, sameFile, type UploadPart, type UploadState, type UploadTarget } from '../local-state.ts';
+import { LocalState, sameFile, type UploadPart, type UploadTarget } from '../local-state.ts';
 import { emit, note, withClient, type GlobalOptions } from '../output.ts';
 import { progressBar, type Progress } from '../progress.ts';
 
