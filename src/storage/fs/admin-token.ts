@@ -2,7 +2,7 @@
 // whether an environment-provided token overrides it; this module never logs the value.
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
-import { syncDir } from './fs-byte-store.ts';
+import { syncDir } from './durable-dirs.ts';
 import type { DataLayout } from './layout.ts';
 
 export async function loadOrCreateAdminToken(layout: DataLayout): Promise<{ token: string; created: boolean }> {

@@ -1,15 +1,16 @@
 // The local-filesystem ByteStore: stage to tmp/ while hashing, fsync, then rename into blobs/ and fsync the
 // directory (commit by rename, as distribution does). A file under blobs/ therefore always holds exactly
 // the bytes its name says (G2). It must never expose a path to its callers.
-import { createHash } from 'node:crypto';
-import { close, constants, createReadStream, createWriteStream, fdatasync, fstat as fstatCallback, ftruncate as ftruncateCallback, open as openCallback } from 'node:fs';
-import { copyFile, lstat, mkdir, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
+import { createHash, randomUUID } from 'node:crypto';
+import { close, constants, createReadStream, fdatasync, fstat as fstatCallback, fsync, ftruncate as ftruncateCallback, open as openCallback } from 'node:fs';
+import { copyFile, lstat, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { v7 as uuidv7 } from 'uuid';
-import { PositionalWriter } from './positional-writer.ts';
+import { makeDirDurable, ShardDirs, syncChain, syncDir } from './durable-dirs.ts';
+import { FileSink, PositionalWriter } from './positional-writer.ts';
 import { BytesNotFoundError, type ByteRange, type ByteStore, type StagedBlob } from '../byte-store.ts';
 import type { DataLayout } from './layout.ts';
 
@@ -17,6 +18,7 @@ import type { DataLayout } from './layout.ts';
 const IO_CHUNK = 1 << 20;
 const openFd = promisify(openCallback);
 const fdatasyncFd = promisify(fdatasync);
+const fsyncFd = promisify(fsync);
 const closeFd = promisify(close);
 const fstatFd = promisify(fstatCallback);
 const SHARD_RE = /^[0-9a-f]{2}$/;
@@ -24,67 +26,16 @@ const SHARD_RE = /^[0-9a-f]{2}$/;
 /** An entry under blobs/: a blob file, or something that is none (a stray: odd name, directory, symlink). */
 type BlobEntry = { readonly digest: string } | { readonly stray: string };
 
-/** fsync a directory so that a rename or create inside it survives a power loss. */
-export async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/** mkdir -p that also makes every directory it created durable in its parent. */
-export async function makeDirDurable(dir: string): Promise<void> {
-  const first = await mkdir(dir, { recursive: true });
-  if (first === undefined) return;
-  await syncChain(dir, path.dirname(first));
-}
-
-/** fsync `dir` and each parent up to and including `top`. */
-async function syncChain(dir: string, top: string): Promise<void> {
-  for (let d = dir; ; d = path.dirname(d)) {
-    await syncDir(d);
-    if (d === top || d === path.dirname(d)) break;
-  }
-}
-
 export class FsByteStore implements ByteStore {
-  /**
-   * Shard directories (blobs/sha256/ab/cd) known to be durable in their parents. "mkdir found it" is not
-   * enough: a concurrent commit may have created it and still be fsyncing its parent, or a crashed process
-   * may have created it without ever syncing. So each one is synced up to blobs/ once per process.
-   */
-  private readonly durableDirs = new Set<string>();
-  /**
-   * Shard directories checked to be real directories, not symlinks (G6: nothing under blobs/ may lead
-   * outside the data directory). Checked once per process; a symlink planted meanwhile is the operator's.
-   */
-  private readonly realShards = new Set<string>();
+  /** Staging files of this process not yet renamed into blobs/ nor discarded (their handles). */
+  private readonly staged = new Set<string>();
+  /** The statfs in flight, shared by every caller that asks meanwhile. */
+  private freeSpaceInFlight: Promise<number> | undefined;
 
-  private constructor(private readonly layout: DataLayout) {}
+  private readonly shards: ShardDirs;
 
-  private async shardDirFor(digest: string): Promise<string> {
-    const dir = path.dirname(this.layout.blobFile(digest));
-    if (!this.durableDirs.has(dir)) {
-      await mkdir(dir, { recursive: true });
-      if (!(await this.isRealShard(digest))) throw new Error('a blob shard directory is not a real directory; refusing to write through it');
-      await syncChain(dir, this.layout.blobsDir);
-      this.durableDirs.add(dir);
-    }
-    return dir;
-  }
-
-  /** True when both shard directories of the digest exist and are directories, not symlinks. */
-  private async isRealShard(digest: string): Promise<boolean> {
-    const dir = path.dirname(this.layout.blobFile(digest));
-    if (this.realShards.has(dir)) return true;
-    for (const d of [path.dirname(dir), dir]) {
-      const st = await lstat(d).catch(() => null);
-      if (!st?.isDirectory()) return false;
-    }
-    this.realShards.add(dir);
-    return true;
+  private constructor(private readonly layout: DataLayout) {
+    this.shards = new ShardDirs(layout);
   }
 
   /** Create the directories and drop staging files a previous process left behind. */
@@ -92,52 +43,89 @@ export class FsByteStore implements ByteStore {
     await rm(layout.tmpDir, { recursive: true, force: true });
     await makeDirDurable(layout.tmpDir);
     await makeDirDurable(layout.blobsDir);
+    // Once per start, whoever created it: shard directories are synced into blobs/sha256, not beyond.
+    await syncChain(layout.blobsDir, layout.root);
     await makeDirDurable(layout.uploadsDir);
     return new FsByteStore(layout);
   }
 
   async stage(source: Readable): Promise<StagedBlob> {
-    const handle = uuidv7();
+    // randomUUID: a staging name needs no order, and node:crypto's is far cheaper than uuid's v7 per call.
+    const handle = randomUUID();
     const file = this.layout.tmpFile(handle);
     const hash = createHash('sha256');
     let size = 0;
-    const tap = new Transform({
-      highWaterMark: IO_CHUNK,
-      transform(chunk: Buffer, _enc, done) {
-        hash.update(chunk);
-        size += chunk.length;
-        done(null, chunk);
-      },
-    });
+    // The body may fail while the file is being opened: keep its error on the stream for the loop to throw.
+    const quiet = () => {};
+    source.on('error', quiet);
+    let fd: number;
     try {
-      // flush: the stream fsyncs the file before it closes, so pipeline resolves only on durable bytes.
       // Created read-only (0444, what a blob file must be), so no chmod after the fsync is needed: the fd
       // opened at creation may still write.
-      const out = createWriteStream(file, { flags: 'wx', mode: 0o444, flush: true, highWaterMark: IO_CHUNK });
-      await pipeline(source, tap, out);
+      fd = await openFd(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o444);
     } catch (err) {
+      source.destroy();
+      throw err;
+    } finally {
+      source.off('error', quiet);
+    }
+    const sink = new FileSink(fd, 0);
+    try {
+      // A loop over the body instead of pipeline(source, Transform, WriteStream): on 4 KiB uploads the three
+      // streams, and the AbortError pipeline builds each time it finishes, cost more CPU than the write
+      // (npm run bench). Backpressure is the loop's: the next chunk is read only once the batch before the
+      // last one is in the file, so at most two batches of ~1 MiB are held.
+      let batch: Buffer[] = [];
+      let batched = 0;
+      let previous: Promise<void> = Promise.resolve();
+      for await (const chunk of source as AsyncIterable<Buffer>) {
+        hash.update(chunk);
+        size += chunk.length;
+        batch.push(chunk);
+        batched += chunk.length;
+        if (batched >= IO_CHUNK) {
+          await previous;
+          previous = sink.write(batch);
+          previous.catch(() => {}); // seen when awaited; never an unhandled rejection meanwhile
+          batch = [];
+          batched = 0;
+        }
+      }
+      await previous;
+      if (batch.length > 0) await sink.write(batch);
+      await sink.settled();
+      // Durable before it may be renamed into blobs/ and a row may name it (G1, G2).
+      await fsyncFd(fd);
+    } catch (err) {
+      await sink.settled().catch(() => {});
+      await closeFd(fd).catch(() => {});
       await unlink(file).catch(() => {});
       throw err;
     }
+    await closeFd(fd);
+    this.staged.add(handle);
     return { digest: `sha256:${hash.digest('hex')}`, size, handle };
   }
 
   async commit(staged: StagedBlob): Promise<void> {
     const tmp = this.layout.tmpFile(staged.handle);
     const final = this.layout.blobFile(staged.digest);
-    const dir = await this.shardDirFor(staged.digest);
+    const dir = await this.shards.durable(staged.digest);
     await rename(tmp, final);
+    this.staged.delete(staged.handle);
     await syncDir(dir);
   }
 
   async discard(staged: StagedBlob): Promise<void> {
+    // Committed (renamed away) or discarded before: nothing to unlink, and no ENOENT to build and catch.
+    if (!this.staged.delete(staged.handle)) return;
     await unlink(this.layout.tmpFile(staged.handle)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
     });
   }
 
   async stat(digest: string): Promise<{ size: number; modifiedAt: number; regular: boolean } | null> {
-    if (!(await this.isRealShard(digest))) return null;
+    if (!(await this.shards.isReal(digest))) return null;
     try {
       // lstat: a symlink or a directory where the blob file belongs is reported, never followed.
       const st = await lstat(this.layout.blobFile(digest));
@@ -152,7 +140,7 @@ export class FsByteStore implements ByteStore {
     // A numeric fd and fs.createReadStream: FileHandle streams read through promises and were measurably
     // slower on a 1 GiB download (npm run bench).
     let fd: number;
-    if (!(await this.isRealShard(digest))) throw new BytesNotFoundError(digest);
+    if (!(await this.shards.isReal(digest))) throw new BytesNotFoundError(digest);
     try {
       // O_NOFOLLOW: a symlink planted in place of a blob file is not followed out of the data directory.
       fd = await openFd(this.layout.blobFile(digest), constants.O_RDONLY | constants.O_NOFOLLOW);
@@ -169,7 +157,7 @@ export class FsByteStore implements ByteStore {
   }
 
   async delete(digest: string): Promise<void> {
-    if (!(await this.isRealShard(digest))) return; // never unlink through a symlinked directory
+    if (!(await this.shards.isReal(digest))) return; // never unlink through a symlinked directory
     await unlink(this.layout.blobFile(digest)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
     });
@@ -182,9 +170,15 @@ export class FsByteStore implements ByteStore {
     await unlink(probe);
   }
 
-  async freeSpace(): Promise<number> {
-    const st = await statfs(this.layout.root);
-    return st.bavail * st.bsize;
+  /**
+   * Free bytes on the data directory's filesystem. Callers that ask while a statfs is in flight share its
+   * answer (as if they had asked a moment earlier): one syscall instead of one per concurrent upload.
+   */
+  freeSpace(): Promise<number> {
+    this.freeSpaceInFlight ??= statfs(this.layout.root)
+      .then((st) => st.bavail * st.bsize)
+      .finally(() => (this.freeSpaceInFlight = undefined));
+    return this.freeSpaceInFlight;
   }
 
   async createUpload(id: string): Promise<void> {
@@ -249,7 +243,7 @@ export class FsByteStore implements ByteStore {
   async commitUpload(id: string, digest: string): Promise<void> {
     const from = this.layout.uploadFile(id);
     const final = this.layout.blobFile(digest);
-    const dir = await this.shardDirFor(digest);
+    const dir = await this.shards.durable(digest);
     await rename(from, final);
     // Read-only like every blob once it is one (never while it is a session's file, which a failed or
     // interrupted completion may hand back to appends); fsync, not fdatasync, makes the mode durable.
@@ -332,7 +326,7 @@ export class FsByteStore implements ByteStore {
   }
 
   async quarantine(digest: string): Promise<string | null> {
-    if (!(await this.isRealShard(digest))) return null;
+    if (!(await this.shards.isReal(digest))) return null;
     await makeDirDurable(this.layout.quarantineDir);
     if (!(await lstat(this.layout.quarantineDir)).isDirectory()) throw new Error('quarantine/ is not a real directory; refusing to move bytes through it');
     const to = path.join(this.layout.quarantineDir, `${digest.slice('sha256:'.length)}.${Date.now()}`);

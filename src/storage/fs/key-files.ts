@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { v7 as uuidv7 } from 'uuid';
-import { syncDir } from './fs-byte-store.ts';
+import { syncDir } from './durable-dirs.ts';
 import type { DataLayout } from './layout.ts';
 
 export interface SigningKey {

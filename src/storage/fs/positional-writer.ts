@@ -1,5 +1,6 @@
-// Writing a stream into an open file at an explicit offset (an upload session's append), reporting each
-// chunk only once it is in the file, with early writeback so the acknowledging fdatasync is short.
+// Writing into an open file at an explicit offset — an upload session's append (a Writable that reports
+// each chunk once it is in the file) and a one-shot upload's staging file — with early writeback so the
+// acknowledging fsync is short.
 import { fdatasync, write, writev } from 'node:fs';
 import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -18,12 +19,13 @@ const fdatasyncFd = promisify(fdatasync);
  */
 const EARLY_SYNC = 2 << 20;
 /**
- * Writes a stream into an open file at an explicit position, and reports each chunk only once it is in the
- * file. Keeps track of the write in flight so the file is never synced or closed under it.
+ * Writes buffers into an open file from a position on, one write in flight at a time, with early
+ * writeback. `write` may be called again before the last one finished (it queues behind it); `settled`
+ * resolves once no write and no early fdatasync is in flight, so the fd may be synced or closed.
  */
-export class PositionalWriter extends Writable {
+export class FileSink {
+  /** Bytes of the batches written in full. */
   written = 0;
-  failure: unknown;
   private inflight: Promise<void> = Promise.resolve();
   private sinceSync = 0;
   private syncing: Promise<void> | undefined;
@@ -31,33 +33,19 @@ export class PositionalWriter extends Writable {
   constructor(
     private readonly fd: number,
     private position: number,
-    private readonly onWritten: (chunk: Buffer) => void,
-  ) {
-    super({ highWaterMark: IO_CHUNK });
+  ) {}
+
+  /** Writes `buffers` after whatever is in flight; resolves once they are in the file. */
+  write(buffers: Buffer[]): Promise<void> {
+    const work = this.inflight.then(() => this.writeAll(buffers));
+    // The chain goes on after a failure so that `settled` never hangs; the caller sees it on `work`.
+    this.inflight = work.catch(() => {});
+    return work;
   }
 
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
-    this.track(this.writeAll([chunk]), done);
-  }
-
-  override _writev(chunks: { chunk: Buffer }[], done: (err?: Error | null) => void): void {
-    this.track(this.writeAll(chunks.map((c) => c.chunk)), done);
-  }
-
-  /** Resolves when no write (and no early fdatasync) is in flight any more: the fd may be synced or closed. */
   async settled(): Promise<void> {
     await this.inflight;
     await this.syncing;
-  }
-
-  private track(work: Promise<void>, done: (err?: Error | null) => void): void {
-    this.inflight = work.then(
-      () => done(),
-      (err: Error) => {
-        this.failure = err;
-        done(err);
-      },
-    );
   }
 
   private async writeAll(buffers: Buffer[]): Promise<void> {
@@ -72,18 +60,66 @@ export class PositionalWriter extends Writable {
       pending = dropBytes(pending, n);
       this.sinceSync += n;
     }
+    // Counted per whole batch, as the Writable reports its chunks: a batch cut short by an error counts nothing.
+    for (const b of buffers) this.written += b.length;
     if (this.sinceSync >= EARLY_SYNC && this.syncing === undefined) {
       this.sinceSync = 0;
-      // Not awaited here; a failure would show again in the fdatasync that acknowledges the append.
+      // Not awaited here; a failure would show again in the fdatasync that acknowledges the bytes.
       this.syncing = fdatasyncFd(this.fd).then(
         () => (this.syncing = undefined),
         () => (this.syncing = undefined),
       );
     }
-    for (const b of buffers) {
-      this.written += b.length;
-      this.onWritten(b);
-    }
+  }
+}
+
+/**
+ * A FileSink as a Writable (for `pipeline`): reports each chunk only once it is in the file.
+ */
+export class PositionalWriter extends Writable {
+  failure: unknown;
+  private readonly sink: FileSink;
+
+  constructor(
+    fd: number,
+    position: number,
+    private readonly onWritten: (chunk: Buffer) => void,
+  ) {
+    super({ highWaterMark: IO_CHUNK });
+    this.sink = new FileSink(fd, position);
+  }
+
+  get written(): number {
+    return this.sink.written;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    this.track([chunk], done);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], done: (err?: Error | null) => void): void {
+    this.track(
+      chunks.map((c) => c.chunk),
+      done,
+    );
+  }
+
+  /** Resolves when no write (and no early fdatasync) is in flight any more: the fd may be synced or closed. */
+  settled(): Promise<void> {
+    return this.sink.settled();
+  }
+
+  private track(buffers: Buffer[], done: (err?: Error | null) => void): void {
+    this.sink.write(buffers).then(
+      () => {
+        for (const b of buffers) this.onWritten(b);
+        done();
+      },
+      (err: Error) => {
+        this.failure = err;
+        done(err);
+      },
+    );
   }
 }
 
