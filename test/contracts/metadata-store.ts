@@ -55,6 +55,23 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       assert.equal(results.filter((r) => r.created).length, 1);
     }));
 
+    test('commits made together are answered one by one: a bad one fails alone', withStore(async ({ store }) => {
+      // Issued in one turn, so a store that groups commits puts them in one transaction.
+      const settled = await Promise.allSettled([
+        store.commitBlob({ digest: digest(40), size: 1 }, { principal: 'p', temporary: false, expiresAt: null }),
+        store.commitBlob({ digest: digest(41), size: -1 }),
+        store.commitBlob({ digest: digest(42), size: 3 }),
+        store.commitBlob({ digest: digest(40), size: 1 }, { principal: 'q', temporary: false, expiresAt: null }),
+      ]);
+      assert.deepEqual(settled.map((s) => s.status), ['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+      assert.deepEqual((settled[0] as PromiseFulfilledResult<{ created: boolean }>).value, { created: true });
+      assert.deepEqual((settled[3] as PromiseFulfilledResult<{ created: boolean }>).value, { created: false });
+      assert.equal(await store.getBlob(digest(41)), null);
+      assert.equal((await store.getBlob(digest(42)))?.size, 3);
+      const pins = await store.listPins('q', 10, null);
+      assert.deepEqual(pins.map((p) => p.digest), [digest(40)]);
+    }));
+
     test('committed rows survive a reopen', withStore(async (f) => {
       await f.store.commitBlob({ digest: digest(5), size: 5 });
       const reopened = await f.reopen();

@@ -32,6 +32,14 @@ import { UploadsRepo } from './uploads-repo.ts';
 
 type BlobInput = { digest: string; size: number };
 
+/** A commitBlob waiting for the group commit that will carry it. */
+interface PendingBlob {
+  readonly blob: BlobInput;
+  readonly pin: PinInput | null;
+  readonly resolve: (r: { created: boolean }) => void;
+  readonly reject: (err: unknown) => void;
+}
+
 export class SqliteMetadataStore implements MetadataStore {
   private readonly blobs: BlobsRepo;
   private readonly uploads: UploadsRepo;
@@ -47,6 +55,8 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly setObjectMetaTx: (bucket: string, key: string, meta: ObjectMeta) => ObjectRecord | null;
   private readonly deleteObjectTx: (bucket: string, key: string, revision: number | undefined) => boolean;
   private readonly commitBlobTx: (blob: BlobInput, pin: PinInput | null) => boolean;
+  private readonly commitBlobsTx: (batch: readonly PendingBlob[]) => ({ created: boolean } | { error: unknown })[];
+  private pendingBlobs: PendingBlob[] = [];
   private readonly finishUploadTx: (
     id: string,
     blob: BlobInput,
@@ -85,6 +95,18 @@ export class SqliteMetadataStore implements MetadataStore {
       return created;
     };
     this.commitBlobTx = db.transaction((blob: BlobInput, pin: PinInput | null) => commitBlob(blob, pin, Date.now())).immediate;
+    // Each blob of a group in a savepoint of its own (a nested transaction), so one that fails fails alone.
+    const oneOfGroup = db.transaction((blob: BlobInput, pin: PinInput | null, now: number) => commitBlob(blob, pin, now));
+    this.commitBlobsTx = db.transaction((batch: readonly PendingBlob[]) => {
+      const now = Date.now();
+      return batch.map((p) => {
+        try {
+          return { created: oneOfGroup(p.blob, p.pin, now) };
+        } catch (error) {
+          return { error };
+        }
+      });
+    }).immediate;
     this.finishUploadTx = db.transaction(
       (id: string, blob: BlobInput, target: UploadTarget, result: (object: ObjectRecord | null) => string, expiresAt: number) => {
         const now = Date.now();
@@ -114,9 +136,34 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.blobs.get(digest);
   }
 
-  async commitBlob(blob: BlobInput, pin?: PinInput): Promise<{ created: boolean }> {
-    return { created: this.commitBlobTx(blob, pin ?? null) };
+  /**
+   * Group commit: the blobs whose commits arrive in one turn of the event loop share one transaction, so
+   * one synchronous=FULL fsync of the WAL (which blocks the event loop) serves them all. Each caller is
+   * answered only once that transaction is committed, so an acknowledgement still follows its durable row.
+   * With 4 KiB one-shot uploads at concurrency 16 the commit was ~24% of the event loop's time; grouped,
+   * 1.6 commits share a transaction on average and the uploads/s rose ~5% (test/bench/small-writes.ts).
+   */
+  commitBlob(blob: BlobInput, pin?: PinInput): Promise<{ created: boolean }> {
+    return new Promise((resolve, reject) => {
+      this.pendingBlobs.push({ blob, pin: pin ?? null, resolve, reject });
+      // setImmediate runs after the poll phase: every request whose I/O finished in this turn has had its say.
+      if (this.pendingBlobs.length === 1) setImmediate(() => this.flushBlobs());
+    });
   }
+
+  private flushBlobs(): void {
+    const batch = this.pendingBlobs;
+    this.pendingBlobs = [];
+    let results;
+    try {
+      results = batch.length === 1 ? [{ created: this.commitBlobTx(batch[0]!.blob, batch[0]!.pin) }] : this.commitBlobsTx(batch);
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    results.forEach((r, i) => ('error' in r ? batch[i]!.reject(r.error) : batch[i]!.resolve(r)));
+  }
+
 
   async createUpload(upload: NewUpload): Promise<void> {
     this.uploads.insert(upload);
@@ -323,6 +370,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async close(): Promise<void> {
+    if (this.pendingBlobs.length > 0 && this.db.open) this.flushBlobs();
     if (this.db.open) this.db.close();
   }
 }
