@@ -1,7 +1,7 @@
 // Blobs by digest against the real daemon: round trips of every interesting size, digests agreeing with
 // sha256sum, Range and conditional requests, dedup and mismatch on disk, limits, and JSON errors.
 import assert from 'node:assert/strict';
-import { readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import { readdir, readFile, readlink, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { randomData, sha256, sha256sum } from './helpers/bytes.ts';
@@ -323,6 +323,57 @@ describe('blobs by digest', () => {
     const res = await d.api(`/api/blobs/${digest}`, { signal: AbortSignal.timeout(10_000) });
     assert.equal(res.status, 200);
     await assert.rejects(res.arrayBuffer(), (err: Error) => err.name !== 'TimeoutError', 'the body errors, it does not hang');
+  });
+
+  test('downloads that share the daemon never mix chunks: 6 slow concurrent full and ranged reads of 24 MiB', async () => {
+    // The download path reuses two buffers per download: a buffer read into again before the socket took
+    // its last chunk would show here. The readers are slow, so the kernel's socket buffers fill up.
+    const data = randomData(24 * 1024 * 1024 + 12345);
+    const digest = sha256(data);
+    await (await d.api('/api/blobs', { method: 'POST', body: data })).arrayBuffer();
+    const ranges: [number, number][] = [[0, data.length - 1], [1, 20 * 1024 * 1024], [1024 * 1024 - 1, 22 * 1024 * 1024], [data.length - 7, data.length - 1]];
+    await Promise.all(
+      Array.from({ length: 6 }, async (_, i) => {
+        const [start, end] = ranges[i % ranges.length]!;
+        const res = await d.api(`/api/blobs/${digest}`, { headers: { range: `bytes=${start}-${end}` } });
+        assert.equal(res.status, 206);
+        const chunks: Buffer[] = [];
+        for await (const chunk of res.body!) {
+          chunks.push(Buffer.from(chunk));
+          await new Promise((r) => setTimeout(r, 2));
+        }
+        assert.equal(sha256(Buffer.concat(chunks)), sha256(data.subarray(start, end + 1)));
+      }),
+    );
+  });
+
+  test('a download the client abandons midway closes its file', async () => {
+    const data = randomData(40 * 1024 * 1024);
+    const digest = sha256(data);
+    await (await d.api('/api/blobs', { method: 'POST', body: data })).arrayBuffer();
+    const hex = digest.slice(7);
+    const openOnBlob = async () => {
+      let n = 0;
+      for (const fd of await readdir(`/proc/${d.proc.pid}/fd`)) {
+        const target = await readlink(`/proc/${d.proc.pid}/fd/${fd}`).catch(() => '');
+        if (target.endsWith(hex)) n++;
+      }
+      return n;
+    };
+    for (let i = 0; i < 3; i++) {
+      const ac = new AbortController();
+      const res = await d.api(`/api/blobs/${digest}`, { signal: ac.signal });
+      assert.equal(res.status, 200);
+      const reader = res.body!.getReader();
+      await reader.read(); // some bytes arrived: the copy is under way
+      ac.abort();
+    }
+    const deadline = Date.now() + 10_000;
+    while ((await openOnBlob()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(await openOnBlob(), 0, 'no descriptor of the blob file is left open');
+    // And the daemon still serves it whole.
+    const again = await d.api(`/api/blobs/${digest}`);
+    assert.equal(sha256(Buffer.from(await again.arrayBuffer())), digest);
   });
 
   test('the blob file holds exactly the bytes (read from disk)', async () => {

@@ -1,9 +1,8 @@
 // Blob ingest and lookup by digest: stream in → verified digest → dedup → durable commit → row and pin.
 // It must never make a row visible before the bytes are durable (G2), nor buffer a blob (G5).
-import type { Readable } from 'node:stream';
-import { BytesNotFoundError, type ByteRange, type ByteStore } from '../storage/byte-store.ts';
+import { BytesNotFoundError, type BlobCopy, type ByteRange, type ByteStore } from '../storage/byte-store.ts';
 
-export type { ByteRange };
+export type { BlobCopy, ByteRange };
 import type { MetadataStore, PinInput, PinRecord } from '../storage/metadata-store.ts';
 import type { Principal } from './auth.ts';
 import type { Digest } from './digest.ts';
@@ -186,10 +185,10 @@ export class BlobService {
     return blob;
   }
 
-  /** The blob's bytes, or one inclusive range of them. */
-  async openContent(digest: Digest, range?: ByteRange): Promise<Readable> {
+  /** The blob's bytes, or one inclusive range of them, to copy out (see BlobCopy). */
+  async openContent(digest: Digest, range?: ByteRange): Promise<BlobCopy> {
     try {
-      return await this.bytes.openRead(digest, range);
+      return await this.bytes.openCopy(digest, range);
     } catch (err) {
       if (err instanceof BytesNotFoundError) throw new BlobdError('blob_not_found', `no blob ${digest}`, { digest });
       throw err;

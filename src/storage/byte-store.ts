@@ -11,6 +11,20 @@ export interface StagedBlob {
   readonly handle: string;
 }
 
+/**
+ * An open blob (or one range of it) to copy out without a buffer allocated per chunk: the download path.
+ * It must be copied or closed, once.
+ */
+export interface BlobCopy {
+  /**
+   * Calls `write` with each chunk in order. A chunk's buffer is reused once the promise `write` returned
+   * for it resolves, so `write` must be done with it by then. Resolves with the bytes copied (fewer than
+   * asked when the stored bytes are shorter); rejects when a write rejects. Closes the blob either way.
+   */
+  pipeTo(write: (chunk: Buffer) => Promise<void>): Promise<number>;
+  close(): Promise<void>;
+}
+
 /** Inclusive byte range, as in HTTP. */
 export interface ByteRange {
   readonly start: number;
@@ -35,6 +49,8 @@ export interface ByteStore {
   stat(digest: string): Promise<{ size: number; modifiedAt: number; regular: boolean } | null>;
   /** A stream of the blob's bytes (optionally one range); rejects with a not-found error when absent. */
   openRead(digest: string, range?: ByteRange): Promise<Readable>;
+  /** The blob's bytes (optionally one range) to copy out; rejects with a not-found error when absent. */
+  openCopy(digest: string, range?: ByteRange): Promise<BlobCopy>;
   /** Remove the bytes of a blob; absent bytes are not an error. */
   delete(digest: string): Promise<void>;
   /** Every digest that has bytes, in no particular order. */
@@ -86,7 +102,7 @@ export interface ByteStore {
   listUploads(): AsyncIterable<string>;
 }
 
-/** Thrown by openRead when the bytes for a digest do not exist. */
+/** Thrown by openRead and openCopy when the bytes for a digest do not exist. */
 export class BytesNotFoundError extends Error {
   constructor(readonly digest: string) {
     super(`no bytes stored for ${digest}`);
