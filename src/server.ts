@@ -20,6 +20,7 @@ import { UploadService } from './core/uploads.ts';
 import type { Config } from './config.ts';
 import { createApp, listRoutes } from './http/app.ts';
 import { Metrics } from './http/metrics.ts';
+import { paceYoungGc } from './gc-pacer.ts';
 import { loadOrCreateAdminToken } from './storage/fs/admin-token.ts';
 import { makeDirDurable } from './storage/fs/durable-dirs.ts';
 import { FsByteStore } from './storage/fs/fs-byte-store.ts';
@@ -219,6 +220,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
   logger.info({ url, data: layout.root }, 'listening');
+  const stopGcPacer = paceYoungGc();
 
   const close = () =>
     (closing ??= (async () => {
@@ -229,6 +231,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       server.closeIdleConnections();
       clearInterval(sweeper);
       clearInterval(collector);
+      stopGcPacer();
       await closed;
       await sweeping;
       await collecting;

@@ -69,6 +69,11 @@ function download(d: Daemon, digest: string): Promise<string> {
 test('a 256 MiB upload and download cost no more memory than a 64 MiB one (G5)', async (t) => {
   const d = await startDaemon();
   try {
+    // bin/blobd's #! line carries the V8 flags the figures below (and npm run bench) depend on.
+    const argv = (await readFile(`/proc/${d.proc.pid}/cmdline`, 'utf8')).split('\0');
+    for (const flag of ['--initial-old-space-size=64', '--max-semi-space-size=4', '--expose-gc']) {
+      assert.ok(argv.includes(flag), `the daemon runs without ${flag}: ${argv.join(' ')}`);
+    }
     // Node frees socket and file buffers lazily: some tens of MiB of garbage build up before a GC, whatever
     // the blob size. The 64 MiB warm-up reaches that plateau; a buffered body would climb far past it.
     const warm = await upload(d, 64 * MiB);

@@ -53,9 +53,10 @@ export async function startDaemon(opts: StartOptions = {}): Promise<Daemon> {
   const env: Record<string, string> = { ...(process.env as Record<string, string>), ...opts.env };
   delete env.BLOBD_ADMIN_TOKEN;
   if (opts.adminToken !== null) env.BLOBD_ADMIN_TOKEN = opts.adminToken ?? TEST_TOKEN;
+  // BLOBD itself, not process.execPath + BLOBD: its #! line carries the daemon's V8 flags.
   const proc = spawn(
-    process.execPath,
-    [BLOBD, 'serve', '--port', '0', '--host', '127.0.0.1', '--data', dataDir, '--log-level', 'warn', ...(opts.args ?? [])],
+    BLOBD,
+    ['serve', '--port', '0', '--host', '127.0.0.1', '--data', dataDir, '--log-level', 'warn', ...(opts.args ?? [])],
     { env, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
