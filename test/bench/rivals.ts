@@ -17,6 +17,8 @@ import { seedObjects } from './seed-objects.ts';
 
 const SIZE = envSize('BENCH_SIZE', 1024 ** 3);
 const ROUNDS = envCount('BENCH_ROUNDS', 3);
+/** The download row is client-bound and swings most from round to round; its rounds are cheap (~1 s each). */
+const DOWNLOAD_ROUNDS = envCount('BENCH_DOWNLOAD_ROUNDS', Math.max(ROUNDS, 7));
 const SMALL = 4096;
 const SMALL_COUNT = envCount('BENCH_SMALL_COUNT', 2000);
 const SMALL_CONCURRENCY = 16;
@@ -130,11 +132,18 @@ try {
   }
 
   /** Each round runs every contender once, the order rotated per round; `sync` before every step. */
-  async function race(title: string, unit: string, better: Row['better'], steps: Record<string, (r: number) => Promise<number>>, servers: string[]): Promise<Row> {
+  async function race(
+    title: string,
+    unit: string,
+    better: Row['better'],
+    steps: Record<string, (r: number) => Promise<number>>,
+    servers: string[],
+    roundCount = ROUNDS,
+  ): Promise<Row> {
     const names = Object.keys(steps);
     const rounds: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
     for (const s of servers) await resetHWM(pids[s]!);
-    for (let r = 0; r < ROUNDS; r++) {
+    for (let r = 0; r < roundCount; r++) {
       const order = [...names.slice(r % names.length), ...names.slice(0, r % names.length)];
       for (const name of order) {
         execFileSync('sync'); // no dirty pages of the previous step
@@ -222,8 +231,10 @@ try {
     `${fmtSize(SIZE)} download`,
     's',
     'lower',
-    Object.fromEntries(Object.entries(downloads).map(([name, at]) => [name, (r: number) => timedGet(...at(r))])),
+    // Round r downloads the blob of upload round r % ROUNDS.
+    Object.fromEntries(Object.entries(downloads).map(([name, at]) => [name, (r: number) => timedGet(...at(r % ROUNDS))])),
     Object.keys(pids),
+    DOWNLOAD_ROUNDS,
   );
   for (const [name, at] of Object.entries(downloads)) {
     const [url, headers] = at(0);
@@ -358,7 +369,7 @@ try {
 
   const wall = seconds(wall0);
   console.log(
-    `blobd vs rivals: ${fmtSize(SIZE)} payload, ${ROUNDS} interleaved rounds (order rotated), medians; ${os.cpus().length} cores; ` +
+    `blobd vs rivals: ${fmtSize(SIZE)} payload, ${ROUNDS} interleaved rounds (${DOWNLOAD_ROUNDS} for downloads; order rotated), medians; ${os.cpus().length} cores; ` +
       `${SMALL_COUNT} uploads per 4 KiB run; ${CONC} × ${fmtSize(CONC_SIZE)} concurrent; ${STARTUPS} start-ups (seeded in ${seeded.toFixed(1)} s); ${wall.toFixed(0)} s`,
   );
   if (!nginx) console.log('nginx is not installed: no nginx column (apt-get install nginx-light)');
@@ -367,7 +378,7 @@ try {
     JSON.stringify({
       date: new Date().toISOString(),
       machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
-      config: { size: SIZE, rssSize: RSS_SIZE, rounds: ROUNDS, small: SMALL, smallCount: SMALL_COUNT, smallConcurrency: SMALL_CONCURRENCY, concurrent: CONC, concurrentSize: CONC_SIZE, objects: OBJECTS, chunk: CHUNK },
+      config: { size: SIZE, rssSize: RSS_SIZE, rounds: ROUNDS, downloadRounds: DOWNLOAD_ROUNDS, small: SMALL, smallCount: SMALL_COUNT, smallConcurrency: SMALL_CONCURRENCY, concurrent: CONC, concurrentSize: CONC_SIZE, objects: OBJECTS, chunk: CHUNK },
       rows: Object.fromEntries(
         rows.map((row) => [
           row.title,
