@@ -109,10 +109,22 @@ export async function sendBlob(c: Context<AppEnv>, blob: SendableBlob): Promise<
   outgoing.writeHead(prepared.status, Object.fromEntries(prepared.headers));
   const promised = Number(headers['Content-Length']);
   let sent = 0;
+  // A write to a connection the client has just reset is dropped without its callback ever running, and
+  // the response only says `destroyed` once its 'close' comes: so every write still waiting is failed on
+  // 'close', or the copy would wait forever holding its file and buffers.
+  const waiting = new Set<(err: Error) => void>();
+  let gone = false;
+  outgoing.once('close', () => {
+    gone = true;
+    for (const fail of waiting) fail(new Error('the client went away'));
+    waiting.clear();
+  });
   const write = (chunk: Buffer) =>
     new Promise<void>((resolve, reject) => {
-      if (outgoing.destroyed) return reject(new Error('the client went away'));
+      if (gone || outgoing.destroyed || outgoing.socket?.destroyed) return reject(new Error('the client went away'));
+      waiting.add(reject);
       outgoing.write(chunk, (err) => {
+        waiting.delete(reject);
         if (err) return reject(err);
         sent += chunk.length;
         resolve();

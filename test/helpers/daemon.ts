@@ -1,6 +1,7 @@
 // Starts the real daemon as a child process (bin/blobd serve --port 0) on its own temp data dir, reads the
 // address it prints, and offers fetch with the admin token. Every test file owns its daemons.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -8,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BLOBD = path.join(ROOT, 'bin', 'blobd');
+/** The V8 flags on bin/blobd's #! line: daemons run with them, under the Node that runs the tests. */
+export const BLOBD_NODE_FLAGS = readFileSync(BLOBD, 'utf8').split('\n', 1)[0]!.split(/\s+/).filter((a) => a.startsWith('--'));
 
 export interface StartOptions {
   /** Reuse a data directory (for restarts); otherwise a fresh temp dir is made. */
@@ -53,10 +56,9 @@ export async function startDaemon(opts: StartOptions = {}): Promise<Daemon> {
   const env: Record<string, string> = { ...(process.env as Record<string, string>), ...opts.env };
   delete env.BLOBD_ADMIN_TOKEN;
   if (opts.adminToken !== null) env.BLOBD_ADMIN_TOKEN = opts.adminToken ?? TEST_TOKEN;
-  // BLOBD itself, not process.execPath + BLOBD: its #! line carries the daemon's V8 flags.
   const proc = spawn(
-    BLOBD,
-    ['serve', '--port', '0', '--host', '127.0.0.1', '--data', dataDir, '--log-level', 'warn', ...(opts.args ?? [])],
+    process.execPath,
+    [...BLOBD_NODE_FLAGS, BLOBD, 'serve', '--port', '0', '--host', '127.0.0.1', '--data', dataDir, '--log-level', 'warn', ...(opts.args ?? [])],
     { env, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';

@@ -103,6 +103,9 @@ export class SqliteMetadataStore implements MetadataStore {
         try {
           return { created: oneOfGroup(p.blob, p.pin, now) };
         } catch (error) {
+          // Some errors (SQLITE_FULL, IOERR) make SQLite roll back the whole transaction itself: then the
+          // group is lost as one, and no later row may run outside it.
+          if (!db.inTransaction) throw error;
           return { error };
         }
       });
