@@ -1,15 +1,11 @@
 // Directories made durable: fsync of a directory, mkdir -p with every new level synced into its parent, and
 // the blob shard directories (blobs/sha256/ab/cd), each made durable once per process and checked to be a
 // real directory, never a symlink out of the data directory (G6).
-import { close, constants, fsync, open as openCallback } from 'node:fs';
+import { constants } from 'node:fs';
 import { lstat, mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
+import { closeFd, fsyncFd, openFd } from './fd.ts';
 import type { DataLayout } from './layout.ts';
-
-const openFd = promisify(openCallback);
-const fsyncFd = promisify(fsync);
-const closeFd = promisify(close);
 
 /** fsync a directory so that a rename or create inside it survives a power loss. */
 export async function syncDir(dir: string): Promise<void> {

@@ -1,12 +1,7 @@
 // Copying an open blob file (or one range of it) out chunk by chunk through two buffers that are reused,
 // instead of a read stream that allocates a fresh 1 MiB buffer per chunk.
-import { close, read } from 'node:fs';
-import { promisify } from 'node:util';
 import type { BlobCopy } from '../byte-store.ts';
-
-const readFd = promisify(read);
-const closeFd = promisify(close);
-const IO_CHUNK = 1 << 20;
+import { closeFd, IO_CHUNK, readFd } from './fd.ts';
 
 /**
  * Why: a 1 GiB download through fs.createReadStream allocates 1024 external buffers; when they outlive a

@@ -2,26 +2,19 @@
 // directory (commit by rename, as distribution does). A file under blobs/ therefore always holds exactly
 // the bytes its name says (G2). It must never expose a path to its callers.
 import { createHash, randomUUID } from 'node:crypto';
-import { close, constants, createReadStream, fdatasync, fstat as fstatCallback, fsync, ftruncate as ftruncateCallback, open as openCallback } from 'node:fs';
+import { constants, createReadStream } from 'node:fs';
 import { copyFile, lstat, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import { v7 as uuidv7 } from 'uuid';
 import { makeDirDurable, ShardDirs, syncChain, syncDir } from './durable-dirs.ts';
+import { closeFd, fdatasyncFd, fstatFd, fsyncFd, ftruncateFd, IO_CHUNK, openFd } from './fd.ts';
 import { FileSink, PositionalWriter } from './positional-writer.ts';
 import { BytesNotFoundError, type BlobCopy, type ByteRange, type ByteStore, type StagedBlob } from '../byte-store.ts';
 import { FileCopy } from './file-copy.ts';
 import type { DataLayout } from './layout.ts';
 
-// 1 MiB reads and writes: fewer syscalls and event-loop turns than the 64 KiB default on a 1 GiB blob.
-const IO_CHUNK = 1 << 20;
-const openFd = promisify(openCallback);
-const fdatasyncFd = promisify(fdatasync);
-const fsyncFd = promisify(fsync);
-const closeFd = promisify(close);
-const fstatFd = promisify(fstatCallback);
 const SHARD_RE = /^[0-9a-f]{2}$/;
 
 /** An entry under blobs/: a blob file, or something that is none (a stray: odd name, directory, symlink). */
@@ -233,7 +226,7 @@ export class FsByteStore implements ByteStore {
   async truncateUpload(id: string, length: number): Promise<void> {
     const fd = await openFd(this.layout.uploadFile(id), 'r+');
     try {
-      await promisify(ftruncateCallback)(fd, length);
+      await ftruncateFd(fd, length);
       await fdatasyncFd(fd);
     } finally {
       await closeFd(fd);

@@ -1,14 +1,8 @@
 // Writing into an open file at an explicit offset — an upload session's append (a Writable that reports
 // each chunk once it is in the file) and a one-shot upload's staging file — with early writeback so the
 // acknowledging fsync is short.
-import { fdatasync, write, writev } from 'node:fs';
 import { Writable } from 'node:stream';
-import { promisify } from 'node:util';
-
-const IO_CHUNK = 1 << 20;
-const writeFd = promisify(write);
-const writevFd = promisify(writev);
-const fdatasyncFd = promisify(fdatasync);
+import { fdatasyncFd, IO_CHUNK, writeFd, writevFd } from './fd.ts';
 
 /**
  * Early writeback for appends: every 2 MiB written, an fdatasync of what is in the file so far starts
