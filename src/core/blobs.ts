@@ -3,7 +3,7 @@
 import { BytesNotFoundError, type BlobCopy, type ByteRange, type ByteStore } from '../storage/byte-store.ts';
 
 export type { BlobCopy, ByteRange };
-import type { MetadataStore, PinInput, PinRecord } from '../storage/metadata-store.ts';
+import type { BlobCommitTicket, MetadataStore, PinInput, PinRecord } from '../storage/metadata-store.ts';
 import type { Principal } from './auth.ts';
 import type { Digest } from './digest.ts';
 import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
@@ -55,11 +55,19 @@ export class BlobService {
   /** Stream a body into the store and pin it for the principal. */
   async ingest(body: BodySource, opts: IngestOptions): Promise<IngestResult> {
     const pin = this.pinFor(opts.principal.id, opts.temporary ?? false);
-    return this.store(body, opts, async (blob) => {
-      const { created } = await this.meta.commitBlob(blob, pin);
-      this.noteStored(created);
-      return { ...blob, deduplicated: !created };
-    });
+    // Announced once the bytes are verified, ~a millisecond before the row is written (rename and directory
+    // fsync come first): concurrent small uploads then share the store's commit (see commitBlob there).
+    let ticket: BlobCommitTicket | undefined;
+    const announce = async () => void (ticket = this.meta.announceBlobCommit());
+    try {
+      return await this.store(body, { ...opts, beforeCommit: announce }, async (blob) => {
+        const { created } = await ticket!.commit(blob, pin);
+        this.noteStored(created);
+        return { ...blob, deduplicated: !created };
+      });
+    } finally {
+      ticket?.cancel();
+    }
   }
 
   /**

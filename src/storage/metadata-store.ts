@@ -216,6 +216,14 @@ export interface IdempotencyRecord {
 
 export type IdempotencyClaim = { readonly claimed: true } | { readonly claimed: false; readonly record: IdempotencyRecord };
 
+/** An announced commitBlob (MetadataStore.announceBlobCommit). */
+export interface BlobCommitTicket {
+  /** The announced commitBlob itself. */
+  commit(blob: { digest: string; size: number }, pin?: PinInput): Promise<{ created: boolean }>;
+  /** It will not come (the request failed first). No effect after commit. */
+  cancel(): void;
+}
+
 export interface MetadataStore {
   getBlob(digest: string): Promise<BlobRecord | null>;
   /**
@@ -224,6 +232,12 @@ export interface MetadataStore {
    * principal keeps the stronger claim (permanent beats temporary; the later expiry wins).
    */
   commitBlob(blob: { digest: string; size: number }, pin?: PinInput): Promise<{ created: boolean }>;
+  /**
+   * A commitBlob announced ahead, while the blob's bytes are still being put in place: a store that commits
+   * blobs in groups may hold a group open a few milliseconds for it instead of committing without it. A hint
+   * for speed only; a store without groups answers at once. Exactly one of the ticket's calls is made.
+   */
+  announceBlobCommit(): BlobCommitTicket;
   createUpload(upload: NewUpload): Promise<void>;
   getUpload(id: string): Promise<UploadRecord | null>;
   /** Record that an open session's durable bytes now end at `offset`; pushes its expiry out. */

@@ -1,4 +1,4 @@
-// Starts the bench's rivals as child processes on 127.0.0.1 — the bare node:http baseline, @tus/server,
+// Starts the bench's rivals as child processes on 127.0.0.1 — the bare node:http baseline, the G1 floor, @tus/server,
 // and nginx when it is installed — and stops them (SIGTERM, then SIGKILL after a deadline). Never leaves a
 // child behind: a start that fails kills what it spawned.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -33,7 +33,7 @@ export async function stopChild(proc: ChildProcess): Promise<void> {
 }
 
 /** Runs a bench server script under tsx and waits for its "listening on URL" line. */
-export async function startNodeRival(script: 'baseline-server.ts' | 'tus-server.ts', dir: string): Promise<Rival> {
+export async function startNodeRival(script: 'baseline-server.ts' | 'floor-server.ts' | 'tus-server.ts', dir: string): Promise<Rival> {
   await mkdir(dir, { recursive: true });
   const proc = spawn(process.execPath, ['--import', 'tsx', path.join(here, script), dir], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

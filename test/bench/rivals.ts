@@ -1,5 +1,6 @@
 // npm run bench (first part): blobd raced against its rivals (issue 16) — the bare node:http baseline,
-// @tus/server + @tus/file-store, and nginx (sendfile) for downloads when installed — all started here from
+// @tus/server + @tus/file-store, nginx (sendfile) for downloads when installed, and for the 4 KiB row the
+// G1 floor (floor-server.ts: the durable work SPEC's G1 asks of a one-shot upload, and nothing else) — all started here from
 // scratch on 127.0.0.1, on the same files and disk, interleaved round by round with the order rotated.
 // Prints a table, the issue's targets (value, target, met) and one JSON object. Measures; never fails on a ratio.
 import { execFileSync } from 'node:child_process';
@@ -85,11 +86,13 @@ try {
   children.push(baseline);
   const tus: Rival = await startNodeRival('tus-server.ts', path.join(scratch, 'tus'));
   children.push(tus);
+  const floor: Rival = await startNodeRival('floor-server.ts', path.join(scratch, 'floor'));
+  children.push(floor);
   // nginx serves the baseline's blob directory: the very files the baseline serves, by hex digest.
   const nginx: Rival | null = NGINX ? await startNginx(path.join(baselineDir, 'blobs'), path.join(scratch, 'nginx')) : null;
   if (nginx) children.push(nginx);
   const auth = { authorization: `Bearer ${blobd.token}` };
-  const pids: Record<string, number> = { blobd: blobd.proc.pid!, baseline: baseline.proc.pid!, tus: tus.proc.pid! };
+  const pids: Record<string, number> = { blobd: blobd.proc.pid!, baseline: baseline.proc.pid!, tus: tus.proc.pid!, floor: floor.proc.pid! };
   if (nginx) pids.nginx = nginx.proc.pid!;
   const idle: Record<string, number> = {};
   for (const [name, pid] of Object.entries(pids)) idle[name] = await vmHWM(pid);
@@ -260,8 +263,9 @@ try {
       blobd: smallRun((body) => expect(201, `${blobd.url}/api/blobs`, { headers: auth, body })),
       baseline: smallRun((body) => expect(201, baseline.url, { body })),
       tus: smallRun((body) => expect(201, `${tus.url}/files`, { headers: { ...OCTETS, 'upload-length': String(SMALL) }, body })),
+      floor: smallRun((body) => expect(201, floor.url, { body })),
     },
-    ['blobd', 'baseline', 'tus'],
+    ['blobd', 'baseline', 'tus', 'floor'],
   );
 
   // 4. CONC concurrent uploads of CONC_SIZE each; aggregate MB/s. Window of upload i in round r: i·(ROUNDS+1)+r.
@@ -317,8 +321,8 @@ try {
 
   // The report.
   const rows = [upload, download, small, conc];
-  const cols = ['blobd', 'baseline', 'tus', 'nginx'];
-  const colTitle: Record<string, string> = { blobd: 'blobd', baseline: 'bare node:http', tus: '@tus/server', nginx: 'nginx' };
+  const cols = ['blobd', 'baseline', 'tus', 'nginx', 'floor'];
+  const colTitle: Record<string, string> = { blobd: 'blobd', baseline: 'bare node:http', tus: '@tus/server', nginx: 'nginx', floor: 'G1 floor' };
   const m = (row: Row, name: string) => (row.rounds[name] ? median(row.rounds[name]!) : undefined);
   const f = (v: number | undefined, digits: number) => (v === undefined ? '' : v.toFixed(digits));
   const digitsOf = (row: Row) => (row.unit === 's' ? 2 : 0);
@@ -339,8 +343,8 @@ try {
   }
   lines.push(`| peak RSS after start, MB | ${cols.map((c) => f(idle[c], 0)).join(' | ')} |`);
   for (const row of rows) lines.push(`| peak RSS in the ${row.title.replace(/, .*$/, '')} row, MB | ${cols.map((c) => f(row.rss[c], 0)).join(' | ')} |`);
-  if (bigRss !== undefined) lines.push(`| peak RSS during one ${fmtSize(RSS_SIZE)} upload session (fresh daemon), MB | ${f(bigRss, 0)} | | | |`);
-  lines.push(`| \`blobd serve\` start-up to /healthz, ${OBJECTS} objects, ms | ${f(median(startups), 0)} | | | |`);
+  if (bigRss !== undefined) lines.push(`| peak RSS during one ${fmtSize(RSS_SIZE)} upload session (fresh daemon), MB | ${f(bigRss, 0)} | | | | |`);
+  lines.push(`| \`blobd serve\` start-up to /healthz, ${OBJECTS} objects, ms | ${f(median(startups), 0)} | | | | |`);
 
   type Target = { target: string; value: number; limit: number; op: '≤' | '≥' | '<'; perRound?: number[] };
   const ratio = (row: Row, a: string, b: string) => ({
@@ -367,6 +371,14 @@ try {
     lines.push(`| ${t.target} | ${t.value.toFixed(t.limit >= 100 ? 0 : 2)}${rounds} | ${t.op} ${t.limit} | ${met(t) ? 'yes' : 'no'} |`);
   }
 
+  // No targets, for reading the 4 KiB row: how far blobd is from the least G1 asks, and that from the baseline.
+  const insights = [
+    { what: `${fmtSize(SMALL)} uploads/s, blobd ÷ G1 floor (blobd's own overhead)`, ...ratio(small, 'blobd', 'floor') },
+    { what: `${fmtSize(SMALL)} uploads/s, G1 floor ÷ bare node (what G1's extra fsyncs and row cost)`, ...ratio(small, 'floor', 'baseline') },
+  ];
+  lines.push('', '| ratio (no target) | value |', '|---|---:|');
+  for (const i of insights) lines.push(`| ${i.what} | ${i.value.toFixed(2)} (rounds: ${i.perRound.map((x) => x.toFixed(2)).join(', ')}) |`);
+
   const wall = seconds(wall0);
   console.log(
     `blobd vs rivals: ${fmtSize(SIZE)} payload, ${ROUNDS} interleaved rounds (${DOWNLOAD_ROUNDS} for downloads; order rotated), medians; ${os.cpus().length} cores; ` +
@@ -389,6 +401,7 @@ try {
       bigUploadRssMB: bigRss ?? null,
       startupMs: { median: median(startups), runs: startups, objects: OBJECTS },
       targets: targets.map((t) => ({ target: t.target, value: t.value, op: t.op, limit: t.limit, met: met(t), perRound: t.perRound })),
+      ratios: insights,
     }),
   );
 } finally {

@@ -72,6 +72,40 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       assert.deepEqual(pins.map((p) => p.digest), [digest(40)]);
     }));
 
+    test('an announced commit is a commitBlob; its ticket is used once', withStore(async ({ store }) => {
+      const pin = { principal: 'p', temporary: false, expiresAt: null };
+      const ticket = store.announceBlobCommit();
+      assert.deepEqual(await ticket.commit({ digest: digest(50), size: 2 }, pin), { created: true });
+      await assert.rejects(ticket.commit({ digest: digest(51), size: 2 }, pin));
+      ticket.cancel(); // after commit: nothing
+      assert.equal((await store.getBlob(digest(50)))?.size, 2);
+      assert.equal(await store.getBlob(digest(51)), null);
+      assert.deepEqual((await store.listPins('p', 10, null)).map((p) => p.digest), [digest(50)]);
+    }));
+
+    test('announced commits arriving apart are all answered; one that never comes holds nothing back', withStore(async ({ store }) => {
+      const never = store.announceBlobCommit();
+      const [a, b, c] = [store.announceBlobCommit(), store.announceBlobCommit(), store.announceBlobCommit()];
+      const first = a.commit({ digest: digest(60), size: 1 });
+      const plain = store.commitBlob({ digest: digest(61), size: 1 });
+      await new Promise((r) => setImmediate(r));
+      const second = b.commit({ digest: digest(62), size: 1 });
+      c.cancel();
+      // `never` is neither committed nor cancelled until all of these are answered.
+      assert.deepEqual(await Promise.all([first, plain, second]), [{ created: true }, { created: true }, { created: true }]);
+      never.cancel();
+      for (const n of [60, 61, 62]) assert.equal((await store.getBlob(digest(n)))?.size, 1);
+    }));
+
+    test('a group still waiting for announced commits is committed by close', withStore(async (f) => {
+      const waitedFor = f.store.announceBlobCommit();
+      const committing = f.store.commitBlob({ digest: digest(70), size: 7 });
+      const reopened = await f.reopen(); // closes the store while the group waits for `waitedFor`
+      assert.deepEqual(await committing, { created: true });
+      assert.equal((await reopened.getBlob(digest(70)))?.size, 7);
+      waitedFor.cancel();
+    }));
+
     test('committed rows survive a reopen', withStore(async (f) => {
       await f.store.commitBlob({ digest: digest(5), size: 5 });
       const reopened = await f.reopen();

@@ -2,6 +2,7 @@
 // Promise to honour the async interface. Never hold a transaction across an await.
 import type {
   AddRevisionResult,
+  BlobCommitTicket,
   BlobRecord,
   BucketRecord,
   BucketSettings,
@@ -32,6 +33,12 @@ import { UploadsRepo } from './uploads-repo.ts';
 
 type BlobInput = { digest: string; size: number };
 
+/**
+ * The longest a group of blob commits waits for announced ones. Each waiting caller's answer is delayed by
+ * up to this much; 2 ms measured best (1 and 4 ms less) with 4 KiB uploads at concurrency 16.
+ */
+const GROUP_WINDOW_MS = 2;
+
 /** A commitBlob waiting for the group commit that will carry it. */
 interface PendingBlob {
   readonly blob: BlobInput;
@@ -57,6 +64,12 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly commitBlobTx: (blob: BlobInput, pin: PinInput | null) => boolean;
   private readonly commitBlobsTx: (batch: readonly PendingBlob[]) => ({ created: boolean } | { error: unknown })[];
   private pendingBlobs: PendingBlob[] = [];
+  /** When the first blob of the group in pendingBlobs arrived (performance.now()). */
+  private groupOpenedAt = 0;
+  /** Tickets of announceBlobCommit neither committed nor cancelled yet: blobs the group may wait for. */
+  private announcedBlobs = 0;
+  private flushImmediate: NodeJS.Immediate | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
   private readonly finishUploadTx: (
     id: string,
     blob: BlobInput,
@@ -140,18 +153,63 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   /**
-   * Group commit: the blobs whose commits arrive in one turn of the event loop share one transaction, so
-   * one synchronous=FULL fsync of the WAL (which blocks the event loop) serves them all. Each caller is
-   * answered only once that transaction is committed, so an acknowledgement still follows its durable row.
-   * With 4 KiB one-shot uploads at concurrency 16 the commit was ~24% of the event loop's time; grouped,
-   * 1.6 commits share a transaction on average and the uploads/s rose ~5% (test/bench/small-writes.ts).
+   * Group commit: blobs whose commits arrive together share one transaction, so one synchronous=FULL fsync
+   * of the WAL (which blocks the event loop) serves them all. Each caller is answered only once that
+   * transaction is committed, so an acknowledgement still follows its durable row. A group is committed on
+   * the turn after its first commit arrived, unless commits announced with announceBlobCommit are still on
+   * their way: then it waits for them, at most GROUP_WINDOW_MS. Nobody announced — one client uploading
+   * one blob after another — costs no wait at all.
+   * 4 KiB one-shot uploads at concurrency 16 (test/bench/small-writes.ts): committing on the next turn alone,
+   * 1.6 blobs shared a transaction and the uploads/s rose ~5%; waiting for announced ones, see README.
    */
   commitBlob(blob: BlobInput, pin?: PinInput): Promise<{ created: boolean }> {
     return new Promise((resolve, reject) => {
+      if (this.pendingBlobs.length === 0) this.groupOpenedAt = performance.now();
       this.pendingBlobs.push({ blob, pin: pin ?? null, resolve, reject });
-      // setImmediate runs after the poll phase: every request whose I/O finished in this turn has had its say.
-      if (this.pendingBlobs.length === 1) setImmediate(() => this.flushBlobs());
+      this.scheduleFlush();
     });
+  }
+
+  announceBlobCommit(): BlobCommitTicket {
+    this.announcedBlobs++;
+    let done = false;
+    const arrive = () => {
+      if (done) return false;
+      done = true;
+      this.announcedBlobs--;
+      return true;
+    };
+    return {
+      commit: (blob, pin) => {
+        if (!arrive()) return Promise.reject(new Error('this blob commit ticket was used already'));
+        return this.commitBlob(blob, pin);
+      },
+      cancel: () => {
+        if (arrive()) this.scheduleFlush();
+      },
+    };
+  }
+
+  /** On the next turn (after the poll phase: every request whose I/O finished in this turn has had its say). */
+  private scheduleFlush(): void {
+    if (this.pendingBlobs.length === 0 || this.flushImmediate) return;
+    this.flushImmediate = setImmediate(() => {
+      this.flushImmediate = undefined;
+      this.flushWhenGathered();
+    });
+  }
+
+  private flushWhenGathered(): void {
+    if (this.pendingBlobs.length === 0) return;
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    const waited = performance.now() - this.groupOpenedAt;
+    if (this.announcedBlobs > 0 && waited < GROUP_WINDOW_MS) {
+      // Each arrival or cancel looks again; this timer ends the wait.
+      this.flushTimer = setTimeout(() => this.flushWhenGathered(), GROUP_WINDOW_MS - waited);
+      return;
+    }
+    this.flushBlobs();
   }
 
   private flushBlobs(): void {
@@ -373,6 +431,9 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async close(): Promise<void> {
+    clearImmediate(this.flushImmediate);
+    clearTimeout(this.flushTimer);
+    this.flushImmediate = this.flushTimer = undefined;
     if (this.pendingBlobs.length > 0 && this.db.open) this.flushBlobs();
     if (this.db.open) this.db.close();
   }
