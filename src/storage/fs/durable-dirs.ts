@@ -57,7 +57,7 @@ export class ShardDirs {
    * one fsync of its parent — it was a sync of every level up to blobs/ (4 directory fsyncs per new shard).
    */
   async durable(digest: string): Promise<string> {
-    const dir = path.dirname(this.layout.blobFile(digest));
+    const dir = this.layout.shardDir(digest);
     await this.durableDir(dir);
     this.realShards.add(dir);
     return dir;
@@ -65,7 +65,7 @@ export class ShardDirs {
 
   /** True when both shard directories of the digest exist and are directories, not symlinks. */
   async isReal(digest: string): Promise<boolean> {
-    const dir = path.dirname(this.layout.blobFile(digest));
+    const dir = this.layout.shardDir(digest);
     if (this.realShards.has(dir)) return true;
     for (const d of [path.dirname(dir), dir]) {
       const st = await lstat(d).catch(() => null);
