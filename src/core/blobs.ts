@@ -55,12 +55,13 @@ export class BlobService {
   /** Stream a body into the store and pin it for the principal. */
   async ingest(body: BodySource, opts: IngestOptions): Promise<IngestResult> {
     const pin = this.pinFor(opts.principal.id, opts.temporary ?? false);
-    // Announced once the bytes are verified, ~a millisecond before the row is written (rename and directory
-    // fsync come first): concurrent small uploads then share the store's commit (see commitBlob there).
+    // Announced under the digest lock, ~a millisecond before the row is written (rename and directory fsync
+    // come first): concurrent small uploads then share the store's commit (see commitBlob there). Not
+    // before the lock: uploads of one digest queued on it would each hold the group open for nothing.
     let ticket: BlobCommitTicket | undefined;
-    const announce = async () => void (ticket = this.meta.announceBlobCommit());
+    const announce = () => void (ticket = this.meta.announceBlobCommit());
     try {
-      return await this.store(body, { ...opts, beforeCommit: announce }, async (blob) => {
+      return await this.store(body, { ...opts, onLocked: announce }, async (blob) => {
         const { created } = await ticket!.commit(blob, pin);
         this.noteStored(created);
         return { ...blob, deduplicated: !created };
@@ -83,6 +84,8 @@ export class BlobService {
       limit?: { bytes: number; error: () => BlobdError };
       /** Runs once the bytes are staged and verified, before the digest lock is taken (it may wait). */
       beforeCommit?: () => Promise<void>;
+      /** Runs once the digest lock is held, before the bytes are put in place. */
+      onLocked?: () => void;
     },
     record: (blob: BlobInfo) => Promise<T>,
   ): Promise<T> {
@@ -113,6 +116,7 @@ export class BlobService {
       this.events.received(staged.size);
       await opts.beforeCommit?.();
       return await this.lockDigest(staged.digest, async () => {
+        opts.onLocked?.();
         // Verified bytes go in place even when the blob exists: the same content by definition, and it
         // heals a file that went missing or bad (a quarantine mark goes with the row write in `record`).
         await this.bytes.commit(staged);

@@ -3,7 +3,8 @@
 // a warm-up of WARMUP uploads. Prints uploads/s and each server's CPU per upload (main thread and all other
 // threads, from /proc). BLOBD_URL=… with BLOBD_PID=… races a daemon started by hand (e.g. under
 // node --cpu-prof, token test-admin-token-0123456789); NOBASE=1 / NOFLOOR=1 leave a rival out;
-// ARGS='…' passes flags to the daemon it starts. Bench-only; never part of npm test.
+// ARGS='…' passes flags to the daemon it starts; SAME=1 sends one body again and again (every upload of
+// a round the same digest). Bench-only; never part of npm test.
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -40,7 +41,8 @@ async function pool(n: number, width: number, fn: (i: number) => Promise<void>) 
   await Promise.all(Array.from({ length: width }, async () => { while (next < n) await fn(next++); }));
 }
 const post = async (n: number, send: (b: Buffer) => Promise<unknown>) => {
-  const bodies = Array.from({ length: n }, () => randomBytes(4096));
+  const one = process.env.SAME ? randomBytes(4096) : null;
+  const bodies = Array.from({ length: n }, () => one ?? randomBytes(4096));
   await pool(n, CONC, async (i) => void (await send(bodies[i]!)));
 };
 /** uploads/s, and CPU milliseconds per upload (main thread + other threads) of the server. */
