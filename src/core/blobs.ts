@@ -59,7 +59,10 @@ export class BlobService {
     // come first): concurrent small uploads then share the store's commit (see commitBlob there). Not
     // before the lock: uploads of one digest queued on it would each hold the group open for nothing.
     let ticket: BlobCommitTicket | undefined;
-    const announce = () => void (ticket = this.meta.announceBlobCommit());
+    const announce = () => {
+      ticket = this.meta.announceBlobCommit();
+      return () => ticket!.cancel();
+    };
     try {
       return await this.store(body, { ...opts, onLocked: announce }, async (blob) => {
         const { created } = await ticket!.commit(blob, pin);
@@ -84,8 +87,11 @@ export class BlobService {
       limit?: { bytes: number; error: () => BlobdError };
       /** Runs once the bytes are staged and verified, before the digest lock is taken (it may wait). */
       beforeCommit?: () => Promise<void>;
-      /** Runs once the digest lock is held, before the bytes are put in place. */
-      onLocked?: () => void;
+      /**
+       * Runs once the digest lock is held, before the bytes are put in place; what it returns runs at once
+       * if putting them in place fails (before the lock is let go and the staged file is discarded).
+       */
+      onLocked?: () => (() => void) | void;
     },
     record: (blob: BlobInfo) => Promise<T>,
   ): Promise<T> {
@@ -116,10 +122,15 @@ export class BlobService {
       this.events.received(staged.size);
       await opts.beforeCommit?.();
       return await this.lockDigest(staged.digest, async () => {
-        opts.onLocked?.();
+        const failed = opts.onLocked?.();
         // Verified bytes go in place even when the blob exists: the same content by definition, and it
         // heals a file that went missing or bad (a quarantine mark goes with the row write in `record`).
-        await this.bytes.commit(staged);
+        try {
+          await this.bytes.commit(staged);
+        } catch (err) {
+          failed?.();
+          throw err;
+        }
         return record(blob);
       });
     } finally {

@@ -220,7 +220,7 @@ export type IdempotencyClaim = { readonly claimed: true } | { readonly claimed: 
 export interface BlobCommitTicket {
   /** The announced commitBlob itself. */
   commit(blob: { digest: string; size: number }, pin?: PinInput): Promise<{ created: boolean }>;
-  /** It will not come (the request failed first). No effect after commit. */
+  /** The commit will not come (the request failed first). Nothing after commit or a first cancel. */
   cancel(): void;
 }
 
@@ -235,7 +235,8 @@ export interface MetadataStore {
   /**
    * A commitBlob announced ahead, while the blob's bytes are still being put in place: a store that commits
    * blobs in groups may hold a group open a few milliseconds for it instead of committing without it. A hint
-   * for speed only; a store without groups answers at once. Exactly one of the ticket's calls is made.
+   * for speed only; a store without groups answers at once. The ticket is used by `commit`, or given back
+   * by `cancel` when the commit will not come; `cancel` after `commit` does nothing.
    */
   announceBlobCommit(): BlobCommitTicket;
   createUpload(upload: NewUpload): Promise<void>;

@@ -1,0 +1,131 @@
+// Group commit of blob rows: a group waits for commits announced ahead (announceBlobCommit) and for nothing
+// else, and every caller is answered. The SQLite store is opened with a one-minute window so that the wait
+// can be seen without timing anything: a group that wrongly waits shows up as a hang, cut by `settles`.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, symlink } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { test } from 'node:test';
+import { BlobService } from '../src/core/blobs.ts';
+import { DiskBudget } from '../src/core/disk-budget.ts';
+import { FsByteStore } from '../src/storage/fs/fs-byte-store.ts';
+import { DataLayout } from '../src/storage/fs/layout.ts';
+import { SqliteMetadataStore } from '../src/storage/sqlite/sqlite-metadata-store.ts';
+import { makeTempDir, removeDir } from './helpers/daemon.ts';
+
+const MINUTE = 60_000;
+const digest = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;
+const turns = async (n: number) => {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+};
+/** The promise's value, or a failure naming `what` if it has not settled within 10 s (a hang, not a speed). */
+async function settles<T>(what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const hang = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still waiting after 10 s`)), 10_000);
+  });
+  try {
+    return await Promise.race([p, hang]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function withStore(fn: (store: SqliteMetadataStore, dir: string) => Promise<void>): Promise<void> {
+  const dir = await makeTempDir();
+  const store = SqliteMetadataStore.open(path.join(dir, 'blobd.db'), { groupWindowMs: MINUTE });
+  try {
+    await fn(store, dir);
+  } finally {
+    await store.close();
+    await removeDir(dir);
+  }
+}
+
+test('a group waits for an announced commit and takes it along; afterwards nothing waits', () =>
+  withStore(async (store) => {
+    for (let cycle = 0; cycle < 2; cycle++) {
+      const ticket = store.announceBlobCommit();
+      const first = store.commitBlob({ digest: digest(10 + 2 * cycle), size: 1 });
+      await turns(5);
+      assert.equal(store.blobCommitGroups, cycle, 'the group waits while the announced commit is on its way');
+      const second = ticket.commit({ digest: digest(11 + 2 * cycle), size: 1 });
+      assert.deepEqual(await settles('the gathered group', Promise.all([first, second])), [{ created: true }, { created: true }]);
+      assert.equal(store.blobCommitGroups, cycle + 1, 'both rows in one transaction');
+    }
+    // Every ticket was used: a plain commit goes on the next turn.
+    await settles('a commit with nothing announced', store.commitBlob({ digest: digest(20), size: 1 }));
+    assert.equal(store.blobCommitGroups, 3);
+  }));
+
+test('a cancelled ticket lets a waiting group go', () =>
+  withStore(async (store) => {
+    const ticket = store.announceBlobCommit();
+    const waiting = store.commitBlob({ digest: digest(30), size: 1 });
+    await turns(5);
+    assert.equal(store.blobCommitGroups, 0);
+    ticket.cancel();
+    ticket.cancel(); // twice: no effect
+    assert.deepEqual(await settles('the group after cancel', waiting), { created: true });
+    await settles('a later commit', store.commitBlob({ digest: digest(31), size: 1 }));
+  }));
+
+test('close commits a group that is waiting, leaves no timer, and refuses commits after it', async () => {
+  const dir = await makeTempDir();
+  try {
+    const store = SqliteMetadataStore.open(path.join(dir, 'blobd.db'), { groupWindowMs: MINUTE });
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const ticket = store.announceBlobCommit();
+    const waiting = store.commitBlob({ digest: digest(40), size: 4 });
+    await turns(5);
+    assert.equal(store.blobCommitGroups, 0);
+    assert.equal(timers(), before + 1, 'the window timer is armed');
+    await store.close();
+    assert.deepEqual(await settles('the group at close', waiting), { created: true });
+    assert.equal(timers(), before, 'no timer outlives close');
+    // Refused at once, even with a ticket still out (a group would otherwise wait for it).
+    await assert.rejects(settles('a commit after close', store.commitBlob({ digest: digest(41), size: 1 })), /closed/);
+    await assert.rejects(settles('an announced commit after close', ticket.commit({ digest: digest(42), size: 1 })), /closed/);
+    await store.close(); // again: nothing
+    const reopened = SqliteMetadataStore.open(path.join(dir, 'blobd.db'));
+    assert.equal((await reopened.getBlob(digest(40)))?.size, 4);
+    assert.equal(await reopened.getBlob(digest(41)), null);
+    assert.equal(await reopened.getBlob(digest(42)), null);
+    await reopened.close();
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+test('an upload whose bytes cannot be put in place gives its ticket back at once', async () => {
+  const dir = await makeTempDir();
+  const outside = await makeTempDir('blobd-outside-');
+  try {
+    const layout = new DataLayout(path.join(dir, 'data'));
+    const bytes = await FsByteStore.open(layout);
+    const meta = SqliteMetadataStore.open(layout.databaseFile, { groupWindowMs: MINUTE });
+    const blobs = new BlobService(meta, bytes, new DiskBudget(meta, bytes, 0), { maxBlobSize: 1 << 30, temporaryTtlMs: MINUTE });
+    const principal = { id: 'admin', scopes: ['admin'] as const };
+    try {
+      // A planted symlink where the first blob's shard belongs: its commit is refused (G6).
+      const bad = randomBytes(100);
+      const hex = createHash('sha256').update(bad).digest('hex');
+      await mkdir(path.join(layout.blobsDir, hex.slice(0, 2)));
+      await symlink(outside, path.join(layout.blobsDir, hex.slice(0, 2), hex.slice(2, 4)));
+      const failing = blobs.ingest(() => Readable.from([bad]), { principal: { ...principal, scopes: [...principal.scopes] } });
+      // Another upload's row arrives while the failing one holds its ticket, or after it gave it back.
+      const good = blobs.ingest(() => Readable.from([randomBytes(100)]), { principal: { ...principal, scopes: [...principal.scopes] } });
+      await assert.rejects(settles('the refused upload', failing), /not a real directory/);
+      assert.equal((await settles('the other upload', good)).deduplicated, false);
+      // Nothing is announced any more: a plain commit goes at once.
+      await settles('a commit after both', meta.commitBlob({ digest: digest(50), size: 1 }));
+    } finally {
+      await meta.close();
+    }
+  } finally {
+    await removeDir(dir);
+    await removeDir(outside);
+  }
+});
