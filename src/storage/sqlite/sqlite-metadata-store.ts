@@ -27,26 +27,12 @@ import type {
 import { AccessRepo } from './access-repo.ts';
 import { CatalogRepo } from './catalog-repo.ts';
 import { LifecycleRepo } from './lifecycle-repo.ts';
+import { BlobGroupCommit, GROUP_WINDOW_MS, writeBlobRow } from './blob-group-commit.ts';
 import { BlobsRepo } from './blobs-repo.ts';
 import { openDatabase, type Db } from './db.ts';
 import { UploadsRepo } from './uploads-repo.ts';
 
 type BlobInput = { digest: string; size: number };
-
-/**
- * How long a group of blob commits may wait for announced ones (a millisecond or two more: timers fire on
- * whole milliseconds). Each waiting caller's answer is delayed by up to this much; 2 ms measured best
- * (1 and 4 ms less) with 4 KiB uploads at concurrency 16.
- */
-const GROUP_WINDOW_MS = 2;
-
-/** A commitBlob waiting for the group commit that will carry it. */
-interface PendingBlob {
-  readonly blob: BlobInput;
-  readonly pin: PinInput | null;
-  readonly resolve: (r: { created: boolean }) => void;
-  readonly reject: (err: unknown) => void;
-}
 
 export class SqliteMetadataStore implements MetadataStore {
   private readonly blobs: BlobsRepo;
@@ -62,18 +48,7 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly deleteBucketTx: (name: string, force: boolean) => 'deleted' | 'not_found' | 'not_empty';
   private readonly setObjectMetaTx: (bucket: string, key: string, meta: ObjectMeta) => ObjectRecord | null;
   private readonly deleteObjectTx: (bucket: string, key: string, revision: number | undefined) => boolean;
-  private readonly commitBlobTx: (blob: BlobInput, pin: PinInput | null) => boolean;
-  private readonly commitBlobsTx: (batch: readonly PendingBlob[]) => ({ created: boolean } | { error: unknown })[];
-  private pendingBlobs: PendingBlob[] = [];
-  /** When the first blob of the group in pendingBlobs arrived (performance.now()). */
-  private groupOpenedAt = 0;
-  /** Tickets of announceBlobCommit neither committed nor cancelled yet: blobs the group may wait for. */
-  private announcedBlobs = 0;
-  private flushImmediate: NodeJS.Immediate | undefined;
-  /** Ends the current group's wait for announced commits. */
-  private flushTimer: NodeJS.Timeout | undefined;
-  /** Transactions that committed blob rows (groups), for tests and the curious. */
-  blobCommitGroups = 0;
+  private readonly blobGroups: BlobGroupCommit;
   private readonly finishUploadTx: (
     id: string,
     blob: BlobInput,
@@ -86,7 +61,7 @@ export class SqliteMetadataStore implements MetadataStore {
   constructor(
     private readonly db: Db,
     /** How long a group of blob commits may wait for announced ones (tests lengthen it to see the waiting). */
-    private readonly groupWindowMs = GROUP_WINDOW_MS,
+    groupWindowMs = GROUP_WINDOW_MS,
   ) {
     this.blobs = new BlobsRepo(db);
     this.uploads = new UploadsRepo(db);
@@ -110,34 +85,14 @@ export class SqliteMetadataStore implements MetadataStore {
       this.catalog.deleteObject(bucket, key, revision, Date.now()),
     ).immediate;
     this.pingStmt = db.prepare('SELECT 1');
-    const commitBlob = (blob: BlobInput, pin: PinInput | null, now: number) => {
-      const created = this.blobs.insert(blob.digest, blob.size, now);
-      if (pin) this.blobs.pin(blob.digest, pin, now);
-      return created;
-    };
-    this.commitBlobTx = db.transaction((blob: BlobInput, pin: PinInput | null) => commitBlob(blob, pin, Date.now())).immediate;
-    // Each blob of a group in a savepoint of its own (a nested transaction), so one that fails fails alone.
-    const oneOfGroup = db.transaction((blob: BlobInput, pin: PinInput | null, now: number) => commitBlob(blob, pin, now));
-    this.commitBlobsTx = db.transaction((batch: readonly PendingBlob[]) => {
-      const now = Date.now();
-      return batch.map((p) => {
-        try {
-          return { created: oneOfGroup(p.blob, p.pin, now) };
-        } catch (error) {
-          // Some errors (SQLITE_FULL, IOERR) make SQLite roll back the whole transaction itself: then the
-          // group is lost as one, and no later row may run outside it.
-          if (!db.inTransaction) throw error;
-          return { error };
-        }
-      });
-    }).immediate;
+    this.blobGroups = new BlobGroupCommit(db, this.blobs, groupWindowMs);
     this.finishUploadTx = db.transaction(
       (id: string, blob: BlobInput, target: UploadTarget, result: (object: ObjectRecord | null) => string, expiresAt: number) => {
         const now = Date.now();
         let created: boolean;
         let object: ObjectRecord | null = null;
         if ('pin' in target) {
-          created = commitBlob(blob, target.pin, now);
+          created = writeBlobRow(this.blobs, blob, target.pin, now);
         } else {
           const added = this.catalog.addRevision({ ...target.revision, blob }, now);
           if (!added.ok) return added; // nothing was written before this point
@@ -160,85 +115,18 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.blobs.get(digest);
   }
 
-  /**
-   * Group commit: blobs whose commits arrive together share one transaction, so one synchronous=FULL fsync
-   * of the WAL (which blocks the event loop) serves them all. Each caller is answered only once that
-   * transaction is committed, so an acknowledgement still follows its durable row. A group is committed on
-   * the turn after its first commit arrived, unless commits announced with announceBlobCommit are still on
-   * their way: then it waits for them, at most GROUP_WINDOW_MS. Nobody announced — one client uploading
-   * one blob after another — costs no wait at all.
-   * 4 KiB one-shot uploads at concurrency 16 (test/bench/small-writes.ts): committing on the next turn alone,
-   * 1.6 blobs shared a transaction and the uploads/s rose ~5%; waiting for announced ones, see README.
-   */
+  /** Group commit: see blob-group-commit.ts. */
   commitBlob(blob: BlobInput, pin?: PinInput): Promise<{ created: boolean }> {
-    if (!this.db.open) return Promise.reject(new Error('the metadata store is closed'));
-    return new Promise((resolve, reject) => {
-      if (this.pendingBlobs.length === 0) this.groupOpenedAt = performance.now();
-      this.pendingBlobs.push({ blob, pin: pin ?? null, resolve, reject });
-      this.scheduleFlush();
-    });
+    return this.blobGroups.commit(blob, pin);
   }
 
   announceBlobCommit(): BlobCommitTicket {
-    this.announcedBlobs++;
-    let done = false;
-    const arrive = () => {
-      if (done) return false;
-      done = true;
-      this.announcedBlobs--;
-      return true;
-    };
-    return {
-      commit: (blob, pin) => {
-        if (!arrive()) return Promise.reject(new Error('this blob commit ticket was used already'));
-        return this.commitBlob(blob, pin);
-      },
-      cancel: () => {
-        if (arrive()) this.scheduleFlush();
-      },
-    };
+    return this.blobGroups.announce();
   }
 
-  /** On the next turn (after the poll phase: every request whose I/O finished in this turn has had its say). */
-  private scheduleFlush(): void {
-    if (this.pendingBlobs.length === 0 || this.flushImmediate) return;
-    this.flushImmediate = setImmediate(() => {
-      this.flushImmediate = undefined;
-      this.flushWhenGathered();
-    });
-  }
-
-  /** Commits the group now, unless announced commits are still on their way and its window is open. */
-  private flushWhenGathered(): void {
-    if (this.pendingBlobs.length === 0) return;
-    clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-    const waited = performance.now() - this.groupOpenedAt;
-    if (this.announcedBlobs > 0 && waited < this.groupWindowMs) {
-      // Each arrival or cancel looks again; this timer ends the wait. Timers fire on whole milliseconds, so
-      // a wait can overrun the window by a millisecond or two (p99 ~3.2 ms for 2 ms here). Arming one timer
-      // per group instead of looking again at each arrival measured worse: main-thread CPU per 4 KiB upload
-      // 0.34 → 0.50 ms (test/bench/small-writes.ts).
-      this.flushTimer = setTimeout(() => this.flushWhenGathered(), this.groupWindowMs - waited);
-      return;
-    }
-    this.flushBlobs();
-  }
-
-  private flushBlobs(): void {
-    clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-    this.blobCommitGroups++;
-    const batch = this.pendingBlobs;
-    this.pendingBlobs = [];
-    let results;
-    try {
-      results = batch.length === 1 ? [{ created: this.commitBlobTx(batch[0]!.blob, batch[0]!.pin) }] : this.commitBlobsTx(batch);
-    } catch (err) {
-      for (const p of batch) p.reject(err);
-      return;
-    }
-    results.forEach((r, i) => ('error' in r ? batch[i]!.reject(r.error) : batch[i]!.resolve(r)));
+  /** Transactions that committed blob rows, for tests. */
+  get blobCommitGroups(): number {
+    return this.blobGroups.groups;
   }
 
 
@@ -447,11 +335,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async close(): Promise<void> {
-    clearImmediate(this.flushImmediate);
-    clearTimeout(this.flushTimer);
-    this.flushImmediate = this.flushTimer = undefined;
-    // commitBlob refuses once the database is closed, so nothing can be left pending after this.
-    if (this.pendingBlobs.length > 0 && this.db.open) this.flushBlobs();
+    this.blobGroups.close();
     if (this.db.open) this.db.close();
   }
 }
