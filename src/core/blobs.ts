@@ -70,6 +70,8 @@ export class BlobService {
         return { ...blob, deduplicated: !created };
       });
     } finally {
+      // A safety net: store() already gives the ticket back when the bytes cannot be put in place, and
+      // record commits with it otherwise. A ticket left out would make every later group wait its window.
       ticket?.cancel();
     }
   }

@@ -6,12 +6,12 @@
 // disk budget or log. What no implementation of the spec can beat on this machine; blobd ÷ floor is its
 // own overhead. Prints "floor listening on URL". Bench-only; never part of npm test.
 import { createHash } from 'node:crypto';
-import { close, fdatasync, fsync, open, write } from 'node:fs';
 import { lstat, mkdir, rename } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { promisify } from 'node:util';
+import { syncDir } from '../../src/storage/fs/durable-dirs.ts';
+import { closeFd, fdatasyncFd, openFd, writeFd } from '../../src/storage/fs/fd.ts';
 import { openDatabase } from '../../src/storage/sqlite/db.ts';
 
 const dir = process.argv[2]!;
@@ -52,12 +52,6 @@ function commit(digest: string, size: number): Promise<void> {
   });
 }
 
-const [openFd, writeFd, fdatasyncFd, fsyncFd, closeFd] = [promisify(open), promisify(write), promisify(fdatasync), promisify(fsync), promisify(close)];
-async function syncDir(d: string) {
-  const fd = await openFd(d, 'r');
-  await fsyncFd(fd);
-  await closeFd(fd);
-}
 const shards = new Map<string, Promise<void>>();
 function durableShard(d: string): Promise<void> {
   let made = shards.get(d);

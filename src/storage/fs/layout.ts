@@ -33,12 +33,16 @@ export class DataLayout {
 
   /** `blobs/sha256/ab/cd/abcd…` for a `sha256:<hex>` digest. */
   blobFile(digest: string): string {
-    return `${this.shardDir(digest)}${path.sep}${hexOf(digest)}`;
+    const hex = hexOf(digest);
+    return `${this.shardOf(hex)}${path.sep}${hex}`;
   }
 
   /** `blobs/sha256/ab/cd`, the directory of a digest's blob file. */
   shardDir(digest: string): string {
-    const hex = hexOf(digest);
+    return this.shardOf(hexOf(digest));
+  }
+
+  private shardOf(hex: string): string {
     // Joined by hand: the parts are checked hex and the directory is already normal; path.join was a
     // measurable share of a small upload's allocations (it is called several times per upload).
     return `${this.blobsDir}${path.sep}${hex.slice(0, 2)}${path.sep}${hex.slice(2, 4)}`;

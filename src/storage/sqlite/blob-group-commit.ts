@@ -12,7 +12,7 @@ type BlobInput = { digest: string; size: number };
  * milliseconds). Each waiting caller's answer is delayed by up to this much; 2 ms measured best (1 and 4 ms
  * less) with 4 KiB uploads at concurrency 16.
  */
-export const GROUP_WINDOW_MS = 2;
+const GROUP_WINDOW_MS = 2;
 
 /** A commit waiting for the group that will carry it. */
 interface PendingBlob {

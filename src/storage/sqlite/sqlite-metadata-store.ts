@@ -27,7 +27,7 @@ import type {
 import { AccessRepo } from './access-repo.ts';
 import { CatalogRepo } from './catalog-repo.ts';
 import { LifecycleRepo } from './lifecycle-repo.ts';
-import { BlobGroupCommit, GROUP_WINDOW_MS, writeBlobRow } from './blob-group-commit.ts';
+import { BlobGroupCommit, writeBlobRow } from './blob-group-commit.ts';
 import { BlobsRepo } from './blobs-repo.ts';
 import { openDatabase, type Db } from './db.ts';
 import { UploadsRepo } from './uploads-repo.ts';
@@ -61,7 +61,7 @@ export class SqliteMetadataStore implements MetadataStore {
   constructor(
     private readonly db: Db,
     /** How long a group of blob commits may wait for announced ones (tests lengthen it to see the waiting). */
-    groupWindowMs = GROUP_WINDOW_MS,
+    groupWindowMs?: number,
   ) {
     this.blobs = new BlobsRepo(db);
     this.uploads = new UploadsRepo(db);
