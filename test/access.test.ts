@@ -37,8 +37,12 @@ interface Case {
   route: string;
   /** What the case is about, when one route has several. */
   note?: string;
-  /** `principal`: scopes decide; `upload`: only the session's token opens it; `public`: anyone. */
-  kind: 'principal' | 'upload' | 'public';
+  /**
+   * `principal`: scopes decide; `upload`: only the session's token opens it; `upload-or-owner`: the
+   * session's token, or the credential of its creator (the admin made every session here) or an admin;
+   * `public`: anyone.
+   */
+  kind: 'principal' | 'upload' | 'upload-or-owner' | 'public';
   /** Principals whose scopes allow it (kind principal). */
   allow?: Principal[];
   ok: number;
@@ -87,9 +91,9 @@ describe('access table: every route × every credential', () => {
   let blobDigest: string;
   let otherSignature: URLSearchParams;
 
-  const session = (method: string, suffix: string, ok: number): Case => ({
+  const session = (method: string, suffix: string, ok: number, kind: Case['kind'] = 'upload'): Case => ({
     route: `${method} /api/blobs/uploads/:id${suffix}`,
-    kind: 'upload',
+    kind,
     ok,
     make: async () => {
       const s = await newSession();
@@ -122,8 +126,8 @@ describe('access table: every route × every credential', () => {
     session('POST', '/complete', 201),
     session('GET', '/status', 204),
     session('GET', '', 200),
-    session('POST', '/destroy', 204),
-    session('DELETE', '', 204),
+    session('POST', '/destroy', 204, 'upload-or-owner'),
+    session('DELETE', '', 204, 'upload-or-owner'),
     ...['/api/tus', '/api/tus/'].flatMap((p): Case[] => [
       { route: `OPTIONS ${p}`, note: 'tus discovery', kind: 'public', ok: 204, make: async () => ({ method: 'OPTIONS', path: p }) },
       { route: `POST ${p}`, note: 'tus creation', kind: 'principal', allow: ['blobs:write', 'admin'], ok: 201, make: async () => ({ method: 'POST', path: p, headers: { ...TUS, 'upload-length': '3' } }) },
@@ -194,6 +198,13 @@ describe('access table: every route × every credential', () => {
       if (cred === 'upload token of this session') return { status: c.ok };
       if (cred === 'upload token of another session') return { status: 403, code: 'forbidden' };
       return { status: 401, code: 'unauthorized' };
+    }
+    if (c.kind === 'upload-or-owner') {
+      if (cred === 'upload token of this session' || cred === 'admin') return { status: c.ok };
+      if (cred === 'expired token') return { status: 401, code: 'token_expired' };
+      if (cred === 'none' || cred === 'bogus token') return { status: 401, code: 'unauthorized' };
+      // Another session's token, or a principal that did not start this session.
+      return { status: 403, code: 'forbidden' };
     }
     if (cred === 'expired token') return { status: 401, code: 'token_expired' };
     if (cred === 'none' || cred === 'bogus token' || cred === 'upload token of another session' || cred === 'upload token of this session') {

@@ -261,6 +261,22 @@ export class UploadService {
   /** Cancel a session and free its bytes now. */
   async destroy(id: string, token: string | null): Promise<void> {
     await this.authorize(id, token);
+    await this.drop(id);
+  }
+
+  /**
+   * The same with a principal's own credential instead of the session token: the principal that started
+   * the session (a client that lost its upload token), or an admin. Anyone else is refused.
+   */
+  async cancel(id: string, principal: Principal): Promise<void> {
+    const row = await this.load(id);
+    if (row.principal !== principal.id && !can(principal, { action: 'admin' })) {
+      throw new BlobdError('forbidden', 'another principal started this upload session: cancel it with its upload token, or as admin');
+    }
+    await this.drop(id);
+  }
+
+  private async drop(id: string): Promise<void> {
     await this.locked(id, async () => {
       const row = await this.settled(await this.load(id));
       await this.forget(row);

@@ -87,8 +87,12 @@ export function uploadToken(header: (name: string) => string | undefined): strin
 /** Marks the middleware `requires` makes, so the app can check that every route declares its need. */
 export const DECLARES_ACCESS = Symbol('declares access');
 
-/** `public`: anyone, no credential (tus discovery); `upload-token`: the session's token opens it. */
-export type NeedOf = Need | ((c: Context<AppEnv>) => Need) | 'upload-token' | 'public';
+/**
+ * `public`: anyone, no credential (tus discovery); `upload-token`: the session's token opens it;
+ * `upload-token-or-principal`: the session's token if one is sent, else any authenticated principal, of
+ * whom core accepts only the session's creator and admins (cancelling a session whose token was lost).
+ */
+export type NeedOf = Need | ((c: Context<AppEnv>) => Need) | 'upload-token' | 'upload-token-or-principal' | 'public';
 
 /** A route needs `action` on the bucket named by its `bucket` path parameter. */
 export function onBucket(action: 'bucket:read' | 'bucket:write' | 'bucket:delete' | 'object:read'): (c: Context<AppEnv>) => Need {
@@ -109,6 +113,13 @@ export function requires(need: NeedOf, opts: { signable?: boolean } = {}): Middl
     if (need === 'upload-token') {
       // The session token is a capability on its own: core verifies it against the session.
       if (dryRun) throw new BlobdError('invalid_request', 'upload session routes are opened by their upload token; there is nothing to sign');
+      return next();
+    }
+    if (need === 'upload-token-or-principal') {
+      if (dryRun) throw new BlobdError('invalid_request', "an upload session is cancelled with its upload token or its creator's own token; there is nothing to sign");
+      if (uploadToken((name) => c.req.header(name)) !== null) return next();
+      if (c.var.grant) throw new BlobdError('forbidden', 'this route cannot be used through a signed URL');
+      await c.var.access.authorize(c.var.principal, c.var.credentialError, { action: 'authenticated' });
       return next();
     }
     // Routes that mint credentials: through a signature, one request would become lasting access.

@@ -129,8 +129,8 @@ const show = createRoute({
 const destroyPost = createRoute({
   method: 'post',
   path: '/api/blobs/uploads/{id}/destroy',
-  summary: 'Cancel the session and free its bytes now',
-  middleware: [requires('upload-token')] as const,
+  summary: "Cancel the session and free its bytes now: with its Upload-Token, or the creator's (or an admin's) own credential",
+  middleware: [requires('upload-token-or-principal')] as const,
   request: { params: IdParam, headers: TokenHeaders },
   responses: { 204: { description: 'destroyed' }, ...errors(401, 403, 404, 409) },
 });
@@ -262,7 +262,11 @@ export function uploadRoutes(uploads: UploadService) {
 
   for (const route of [destroyPost, destroyDelete]) {
     app.openapi(route, async (c) => {
-      await uploads.destroy(c.req.valid('param').id, token(c));
+      const { id } = c.req.valid('param');
+      const sessionToken = token(c);
+      // Without the session's token, the caller's own credential: core lets its creator or an admin cancel it.
+      if (sessionToken !== null) await uploads.destroy(id, sessionToken);
+      else await uploads.cancel(id, principalOf(c));
       return c.body(null, 204);
     });
   }
