@@ -21,6 +21,17 @@ const ALLOWED_HEADERS = [
   'X-API-Key',
 ];
 const EXPOSED_HEADERS = ['Upload-Offset', 'Location', 'ETag', 'Upload-Token'];
+/** What tus-js-client and Uppy send (Upload-Concat with parallelUploads, the override with overridePatchMethod). */
+const TUS_REQUEST_HEADERS = [
+  'Tus-Resumable', 'Upload-Length', 'Upload-Defer-Length', 'Upload-Offset', 'Upload-Metadata', 'Upload-Checksum',
+  'Upload-Concat', 'X-HTTP-Method-Override', 'Content-Type', 'Authorization', 'X-Requested-With',
+];
+/** Every header blobd's tus answers carry that a client reads. */
+const TUS_RESPONSE_HEADERS = [
+  'Location', 'Upload-Offset', 'Upload-Length', 'Upload-Defer-Length', 'Upload-Expires', 'Upload-Metadata', 'Blobd-Digest',
+  'Tus-Resumable', 'Tus-Version', 'Tus-Extension', 'Tus-Max-Size', 'Tus-Checksum-Algorithm',
+];
+const TUS_DISCOVERY = ['tus-resumable', 'tus-version', 'tus-extension', 'tus-max-size', 'tus-checksum-algorithm'];
 
 /** The comma-separated list of a header, lower-cased. */
 function listOf(res: Response, name: string): string[] {
@@ -119,6 +130,63 @@ describe('CORS', () => {
       await res.arrayBuffer();
       assert.equal(res.headers.get('access-control-allow-origin'), null, `GET from ${origin}`);
     }
+  });
+
+  /** The tus discovery headers of an answer (what a tus client reads from OPTIONS). */
+  const discovery = (res: Response) =>
+    Object.fromEntries(TUS_DISCOVERY.map((h) => [h, res.headers.get(h)]));
+
+  test('tus discovery answers the same with and without CORS: plain OPTIONS, with an Origin, and a preflight', async () => {
+    const expected = await fetch(`${plain.url}/api/tus/`, { method: 'OPTIONS' });
+    await expected.arrayBuffer();
+    assert.equal(expected.status, 204);
+    assert.equal(expected.headers.get('tus-version'), '1.0.0');
+    const asks: [string, Record<string, string>][] = [
+      ['no Origin', {}],
+      ['an Origin only', { origin: 'https://app.example' }],
+      ['a preflight for a creation', {
+        origin: 'https://app.example',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'tus-resumable,upload-length,upload-metadata,upload-concat',
+      }],
+    ];
+    for (const path of ['/api/tus/', '/api/tus']) {
+      for (const [what, headers] of asks) {
+        const res = await fetch(`${cors.url}${path}`, { method: 'OPTIONS', headers });
+        await res.arrayBuffer();
+        assert.equal(res.status, 204, `${path}, ${what}`);
+        assert.deepEqual(discovery(res), discovery(expected), `${path}, ${what}: the tus headers`);
+        if (headers.origin) assert.equal(res.headers.get('access-control-allow-origin'), 'https://app.example', `${path}, ${what}`);
+      }
+    }
+    const pre = await fetch(`${cors.url}/api/tus/`, { method: 'OPTIONS', headers: asks[2]![1] });
+    await pre.arrayBuffer();
+    assertIncludes(pre, 'access-control-allow-methods', ALLOWED_METHODS);
+    assertIncludes(pre, 'access-control-allow-headers', TUS_REQUEST_HEADERS);
+  });
+
+  test('tus clients: every request header they send is allowed, every header they read is exposed', async () => {
+    // Uppy with parallelUploads sends Upload-Concat (refused with 400, which the page must be able to
+    // see); overridePatchMethod sends X-HTTP-Method-Override.
+    const res = await fetch(`${cors.url}/api/tus/0190a0a0-0000-7000-8000-000000000000.t`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'PATCH', 'access-control-request-headers': 'x-http-method-override' },
+    });
+    await res.arrayBuffer();
+    assert.equal(res.status, 204);
+    assert.equal(res.headers.get('access-control-allow-origin'), 'https://app.example');
+    assertIncludes(res, 'access-control-allow-headers', TUS_REQUEST_HEADERS);
+    const created = await cors.api('/api/tus/', { method: 'POST', headers: { origin: 'https://app.example', 'tus-resumable': '1.0.0', 'upload-length': '1' } });
+    await created.arrayBuffer();
+    assert.equal(created.status, 201);
+    assertIncludes(created, 'access-control-expose-headers', TUS_RESPONSE_HEADERS);
+    const concat = await cors.api('/api/tus/', {
+      method: 'POST',
+      headers: { origin: 'https://app.example', 'tus-resumable': '1.0.0', 'upload-length': '1', 'upload-concat': 'partial' },
+    });
+    assert.equal(concat.status, 400);
+    assert.equal(concat.headers.get('access-control-allow-origin'), 'https://app.example', 'the refusal is readable by the page');
+    assert.equal(await errorCode(concat), 'invalid_request');
   });
 
   test('BLOBD_CORS_ORIGIN takes a comma-separated list', async () => {

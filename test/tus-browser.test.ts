@@ -70,6 +70,25 @@ window.runUpload = (endpoint, size, seed) => new Promise((resolve, reject) => {
   });
   upload.start();
 });
+// parallelUploads splits the file into partial uploads (Upload-Concat), which blobd refuses with a 400:
+// the page must see that status, not a failed preflight (status 0, "a network error").
+window.runParallel = (endpoint, size, seed) => new Promise((resolve) => {
+  const file = new File([pseudoRandomBytes(size, seed)], 'parallel.bin', { type: 'application/octet-stream' });
+  const upload = new tus.Upload(file, {
+    endpoint,
+    parallelUploads: 2,
+    retryDelays: [],
+    metadata: { filename: file.name, filetype: file.type },
+    onError: (err) => resolve({
+      outcome: 'error',
+      status: err.originalResponse ? err.originalResponse.getStatus() : 0,
+      body: err.originalResponse ? err.originalResponse.getBody() : null,
+      message: String(err.message),
+    }),
+    onSuccess: () => resolve({ outcome: 'success' }),
+  });
+  upload.start();
+});
 </script>
 <p>blobd tus browser test</p>
 `;
@@ -157,5 +176,30 @@ describe('tus from headless Chromium (tus-js-client, CORS, signed URL)', { skip:
     const stored = Buffer.from(await res.arrayBuffer());
     assert.equal(stored.length, size);
     assert.ok(stored.equals(pseudoRandomBytes(size, seed)), 'the blob holds exactly the bytes the page built');
+  });
+
+  test('parallelUploads: 2 from another origin gets the documented 400 (Upload-Concat refused), not a network error', { timeout: 120_000 }, async () => {
+    const writer = await createToken(d, ['blobs:write']);
+    const signed = await d.api('/api/signed-urls', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${writer.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ method: 'POST', path: '/api/tus/', expires_in: 600 }),
+    });
+    assert.equal(signed.status, 201, await signed.clone().text());
+    const { url } = (await signed.json()) as { url: string };
+    const before = ((await (await d.api('/api/blobs/uploads', { headers: { authorization: `Bearer ${writer.token}` } })).json()) as { items: unknown[] }).items.length;
+
+    const result = (await page.evaluate(`runParallel(${JSON.stringify(url)}, ${256 * 1024}, 7)`)) as {
+      outcome: string;
+      status?: number;
+      body?: string | null;
+      message?: string;
+    };
+    const context = `${JSON.stringify(result)}\nbrowser log:\n${browserLog.join('\n')}`;
+    assert.equal(result.outcome, 'error', context);
+    assert.equal(result.status, 400, context);
+    assert.equal((JSON.parse(result.body!) as { error: { code: string } }).error.code, 'invalid_request', context);
+    const after = ((await (await d.api('/api/blobs/uploads', { headers: { authorization: `Bearer ${writer.token}` } })).json()) as { items: unknown[] }).items.length;
+    assert.equal(after, before, 'no partial upload was created');
   });
 });

@@ -2,7 +2,6 @@
 // one error renderer for everything that is not a 2xx — including unknown routes and validation failures.
 // Every /api route must declare what it needs (`requires`); the app refuses to start otherwise.
 import { createRoute, z } from '@hono/zod-openapi';
-import { cors } from 'hono/cors';
 import type { Logger } from 'pino';
 import type { AccessControl } from '../core/auth.ts';
 import type { BlobService } from '../core/blobs.ts';
@@ -17,6 +16,7 @@ import type { CheckTarget, SignedUrls } from '../core/signed-urls.ts';
 import type { UploadService } from '../core/uploads.ts';
 import { renderError } from './errors.ts';
 import { authenticate, DECLARES_ACCESS, DRY_RUN_ALLOWED } from './middleware/authenticate.ts';
+import { cors } from './middleware/cors.ts';
 import { requestLog } from './middleware/request-log.ts';
 import { createRouter } from './router.ts';
 import { adminRoutes } from './routes/admin.ts';
@@ -50,21 +50,9 @@ export interface Services {
   readonly maxBlobSize: number;
   /** GET /metrics and its counters; absent with --metrics=false. */
   readonly metrics?: Metrics;
+  /** A download whose client takes no bytes this long is cut; 0: never. */
+  readonly sendTimeoutMs: number;
 }
-
-/** Request headers a browser client of blobd sends: session, tus and idempotency headers among them. */
-const CORS_ALLOW_HEADERS = [
-  'Authorization', 'Content-Type', 'X-API-Key', 'X-Request-Id', 'Idempotency-Key', 'Range', 'If-Match', 'If-None-Match',
-  'Upload-Token', 'PortSIP-Upload-Token', 'Upload-Offset', 'Upload-Length', 'Upload-Metadata', 'Upload-Defer-Length',
-  'Upload-Checksum', 'Tus-Resumable',
-];
-/** Response headers a browser client must be able to read. */
-const CORS_EXPOSE_HEADERS = [
-  'Location', 'ETag', 'Upload-Offset', 'Upload-Length', 'Upload-Expires', 'Upload-Token', 'Upload-State',
-  'Upload-Defer-Length', 'Upload-Metadata', 'Blobd-Digest',
-  'Tus-Resumable', 'Tus-Version', 'Tus-Extension', 'Tus-Max-Size', 'Tus-Checksum-Algorithm',
-  'Content-Range', 'Content-Disposition', 'Content-Length', 'X-Request-Id', 'Idempotent-Replayed', 'WWW-Authenticate',
-];
 
 /** Each registered route once, as `METHOD path` (Hono syntax), for start-up checks and tests. */
 export function listRoutes(app: ReturnType<typeof createRouter>): { method: string; path: string }[] {
@@ -82,20 +70,25 @@ function assertAccessDeclared(app: ReturnType<typeof createRouter>): void {
 export function createApp(services: Services) {
   const app = createRouter();
   if (services.corsOrigins.length > 0) {
-    // Before authentication: a preflight carries no credential and is answered here.
-    app.use('*', cors({
-      origin: [...services.corsOrigins],
-      allowMethods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
-      allowHeaders: CORS_ALLOW_HEADERS,
-      exposeHeaders: CORS_EXPOSE_HEADERS,
-      maxAge: 600,
-    }));
+    // Before authentication: a preflight carries no credential and is answered there, unless a route answers
+    // OPTIONS on its path (tus discovery) — known once every route is registered, hence looked up lazily.
+    let ownOptions: Set<string> | undefined;
+    const answersOptions = (path: string) =>
+      (ownOptions ??= new Set(app.routes.filter((r) => r.method === 'OPTIONS').map((r) => r.path))).has(path);
+    app.use('*', cors(services.corsOrigins, answersOptions));
   }
   const metrics = services.metrics;
   app.use('*', requestLog(services.logger, metrics && ((...a) => metrics.answered(...a))));
   if (metrics) {
     app.use('*', async (c, next) => {
       c.set('metrics', metrics);
+      await next();
+    });
+  }
+  const sendTimeoutMs = services.sendTimeoutMs;
+  if (sendTimeoutMs > 0) {
+    app.use('*', async (c, next) => {
+      c.set('sendTimeoutMs', sendTimeoutMs);
       await next();
     });
   }

@@ -55,6 +55,9 @@ export function authenticate(access: AccessControl, signedUrls: SignedUrls, idem
       c.set('principal', dryRun.principal);
       return next();
     }
+    // A browser's CORS preflight carries no credential, and the query of the signed URL it is sent to was
+    // signed for the method it asks about, not for OPTIONS: it is not judged (it only reaches tus discovery).
+    if (c.req.method === 'OPTIONS' && c.req.header('access-control-request-method') !== undefined) return next();
     const url = new URL(c.req.url);
     if (SignedUrls.isSigned(url.searchParams)) {
       // A signed request is judged by its signature alone, on every path: a broken one is refused here.
