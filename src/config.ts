@@ -14,6 +14,8 @@ export interface Config {
   readonly temporaryTtlMs: number;
   readonly uploadTtlMs: number;
   readonly minFree: number;
+  /** Disk held back in data/reserve so that deletes and GC can commit on a full disk; 0: none. */
+  readonly diskReserve: number;
   readonly shutdownTimeoutMs: number;
   readonly idleTimeoutMs: number;
   /** How often GC runs on its own; 0: never (only POST /api/admin/gc). */
@@ -104,6 +106,7 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { key: 'temporaryTtl', flag: '--temporary-ttl <duration>', env: 'BLOBD_TEMPORARY_TTL', defaultValue: '24h', description: 'lifetime of temporary pins' },
   { key: 'uploadTtl', flag: '--upload-ttl <duration>', env: 'BLOBD_UPLOAD_TTL', defaultValue: '24h', description: 'idle time after which an upload session expires' },
   { key: 'minFree', flag: '--min-free <size>', env: 'BLOBD_MIN_FREE', defaultValue: '1GiB', description: 'free disk to keep; below it uploads get 507' },
+  { key: 'diskReserve', flag: '--disk-reserve <size>', env: 'BLOBD_DISK_RESERVE', defaultValue: '4MiB', description: 'disk held back in data/reserve and given up on a full disk so that deletes and GC still run (0: none)' },
   { key: 'idleTimeout', flag: '--idle-timeout <duration>', env: 'BLOBD_IDLE_TIMEOUT', defaultValue: '2m', description: 'a connection silent this long mid-request is closed (an upload keeps what arrived)' },
   { key: 'gcInterval', flag: '--gc-interval <duration>', env: 'BLOBD_GC_INTERVAL', defaultValue: '10m', description: 'how often garbage collection runs (0s: only on POST /api/admin/gc)' },
   { key: 'gcGrace', flag: '--gc-grace <duration>', env: 'BLOBD_GC_GRACE', defaultValue: '1h', description: 'no blob younger than this is removed by garbage collection' },
@@ -158,6 +161,7 @@ export function loadConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = process.e
     temporaryTtlMs: parseDuration(value('temporaryTtl')),
     uploadTtlMs: parseDuration(value('uploadTtl')),
     minFree: parseSize(value('minFree')),
+    diskReserve: parseSize(value('diskReserve')),
     shutdownTimeoutMs: parseDuration(value('shutdownTimeout')),
     idleTimeoutMs: parseDuration(value('idleTimeout')),
     gcIntervalMs: parseDuration(value('gcInterval')),

@@ -9,6 +9,7 @@ import { AccessControl } from './core/auth.ts';
 import { BlobService } from './core/blobs.ts';
 import { CatalogService } from './core/catalog.ts';
 import { DiskBudget } from './core/disk-budget.ts';
+import { guardRowGrowth } from './core/metadata-guard.ts';
 import { FsckService } from './core/fsck.ts';
 import { GcService } from './core/gc.ts';
 import { NO_EVENTS } from './core/metrics.ts';
@@ -22,6 +23,7 @@ import { createApp, listRoutes } from './http/app.ts';
 import { Metrics } from './http/metrics.ts';
 import { paceYoungGc } from './gc-pacer.ts';
 import { loadOrCreateAdminToken } from './storage/fs/admin-token.ts';
+import { DiskReserve } from './storage/fs/disk-reserve.ts';
 import { makeDirDurable } from './storage/fs/durable-dirs.ts';
 import { FsByteStore } from './storage/fs/fs-byte-store.ts';
 import { KeyFiles } from './storage/fs/key-files.ts';
@@ -102,8 +104,12 @@ export async function startServer(config: Config): Promise<RunningServer> {
   await makeDirDurable(layout.root);
   // Before anything touches tmp/ or uploads/: they may belong to a daemon that is still running.
   const dirLock = lockDataDir(layout.lockFile);
-  const bytes = await FsByteStore.open(layout);
-  const meta = SqliteMetadataStore.open(layout.databaseFile);
+  // The reserve first: opening the database after a crash on a full disk may already need its room.
+  const reserve = await DiskReserve.open(layout, config.diskReserve);
+  const bytes = await FsByteStore.open(layout, reserve);
+  const store = SqliteMetadataStore.open(layout.databaseFile, { reserve });
+  const disk = new DiskBudget(store, bytes, config.minFree);
+  const meta = guardRowGrowth(store, disk);
 
   let adminToken = config.adminToken;
   if (adminToken === undefined) {
@@ -114,7 +120,6 @@ export async function startServer(config: Config): Promise<RunningServer> {
 
   const metrics = config.metrics ? new Metrics(() => storeStats(meta)) : undefined;
   const events = metrics ?? NO_EVENTS;
-  const disk = new DiskBudget(meta, bytes, config.minFree);
   const blobs = new BlobService(meta, bytes, disk, {
     maxBlobSize: config.maxBlobSize,
     temporaryTtlMs: config.temporaryTtlMs,
@@ -153,7 +158,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     blobs,
     uploads,
     catalog,
-    checkReadiness: () => checkReadiness(meta, bytes),
+    checkReadiness: () => checkReadiness(meta, bytes, disk),
     corsOrigins: config.corsOrigins,
     maxBlobSize: config.maxBlobSize,
     metrics,

@@ -20,7 +20,7 @@ test('probes, OpenAPI and request ids', async () => {
     assert.deepEqual(await (await d.api('/healthz', { auth: false })).json(), { status: 'ok' });
     const ready = await d.api('/readyz', { auth: false });
     assert.equal(ready.status, 200);
-    assert.deepEqual(await ready.json(), { status: 'ready', checks: { database: 'ok', data_dir: 'ok' } });
+    assert.deepEqual(await ready.json(), { status: 'ready', checks: { database: 'ok', data_dir: 'ok', disk: 'ok' } });
 
     const doc = (await (await d.api('/openapi.json', { auth: false })).json()) as {
       openapi: string;
@@ -63,7 +63,7 @@ test('readyz is 503 when the data directory cannot be written', async () => {
     assert.equal(res.status, 503);
     const body = (await res.json()) as { error: { code: string; checks: Record<string, string> } };
     assert.equal(body.error.code, 'unavailable');
-    assert.deepEqual(body.error.checks, { database: 'ok', data_dir: 'failing' });
+    assert.deepEqual(body.error.checks, { database: 'ok', data_dir: 'failing', disk: 'ok' });
     // Uploads fail cleanly, not with a stack trace.
     const up = await d.api('/api/blobs', { method: 'POST', body: 'x' });
     assert.equal(up.status, 500);
@@ -121,7 +121,7 @@ test('readyz answers at once, 503, while another process holds the database writ
     const started = Date.now();
     const res = await d.api('/readyz');
     assert.equal(res.status, 503);
-    assert.deepEqual(((await res.json()) as { error: { checks: unknown } }).error.checks, { database: 'failing', data_dir: 'ok' });
+    assert.deepEqual(((await res.json()) as { error: { checks: unknown } }).error.checks, { database: 'failing', data_dir: 'ok', disk: 'ok' });
     assert.ok(Date.now() - started < 2000, 'no wait on the lock');
     other.exec('ROLLBACK');
     assert.equal((await d.api('/readyz')).status, 200);

@@ -522,13 +522,19 @@ describe('upload session limits that need their own daemon', () => {
     }
   });
 
-  test('below --min-free: 507 at initiate (declared size) and append; the session resumes later', async () => {
-    let d = await startDaemon({ args: ['--min-free', '1000TiB'] });
+  test('below --min-free: 507 at initiate and append; a session opened before resumes later', async () => {
+    let d = await startDaemon({ args: ['--min-free', '0'] });
     try {
+      const s = await initiate(d);
+      await d.stop();
+      d = await startDaemon({ dataDir: d.dataDir, args: ['--min-free', '1000TiB'] });
       const refused = await d.api('/api/blobs/uploads?size=10', { method: 'POST' });
       assert.equal(refused.status, 507);
       assert.equal(await errorCode(refused), 'insufficient_storage');
-      const s = await initiate(d);
+      // Without a declared size too: below --min-free the database takes no new rows either.
+      const unsized = await d.api('/api/blobs/uploads', { method: 'POST' });
+      assert.equal(unsized.status, 507);
+      assert.equal(await errorCode(unsized), 'insufficient_storage');
       const full = await append(d, s, 'data');
       assert.equal(full.status, 507);
       assert.equal(await errorCode(full), 'insufficient_storage');

@@ -1,12 +1,19 @@
 // How many more bytes may be written: free disk, minus --min-free, minus what open upload sessions were
-// promised (their declared size not yet received). Every write path asks here before and while it writes.
+// promised (their declared size not yet received). Every write path asks here before and while it writes;
+// writes that only add rows ask too, since the database's growth takes disk like blob bytes.
 import type { ByteStore } from '../storage/byte-store.ts';
 import type { MetadataStore } from '../storage/metadata-store.ts';
+import { isStorageFull } from '../storage/storage-full.ts';
 import { KeyedLock } from './keyed-lock.ts';
 import { BlobdError } from './errors.ts';
 
 export function insufficientStorage(details: Record<string, unknown> = {}): BlobdError {
   return new BlobdError('insufficient_storage', 'not enough free disk for this; nothing of it was kept', details);
+}
+
+/** A store's "disk full" (SQLite or the filesystem) as blobd's 507, or null when `err` is something else. */
+export function insufficientStorageFrom(err: unknown): BlobdError | null {
+  return isStorageFull(err) ? insufficientStorage() : null;
 }
 
 export class DiskBudget {
@@ -25,6 +32,23 @@ export class DiskBudget {
   async room(ownReserved = 0): Promise<number> {
     const [free, reserved] = await Promise.all([this.bytes.freeSpace(), this.meta.reservedUploadBytes(Date.now())]);
     return Math.max(0, free - this.minFree - (reserved - ownReserved));
+  }
+
+  /**
+   * Refuses (507) a write that adds rows once free disk is down to --min-free. Open sessions' promises do
+   * not count here: a declared 10 GiB upload must not stop a PATCH of metadata.
+   */
+  async requireRoomForRows(): Promise<void> {
+    const free = await this.bytes.freeSpace();
+    if (free <= this.minFree) throw insufficientStorage({ available: 0 });
+  }
+
+  /**
+   * True when the disk has no room beyond the disk reserve (or, with the reserve released, not even for
+   * it): any write to the database may fail now, so the daemon is not ready.
+   */
+  async full(): Promise<boolean> {
+    return (await this.bytes.freeSpace()) <= 0;
   }
 
   /**

@@ -9,7 +9,7 @@ const Health = z.object({ status: z.literal('ok') }).openapi('Health');
 const Ready = z
   .object({
     status: z.literal('ready'),
-    checks: z.object({ database: z.enum(['ok', 'failing']), data_dir: z.enum(['ok', 'failing']) }),
+    checks: z.object({ database: z.enum(['ok', 'failing']), data_dir: z.enum(['ok', 'failing']), disk: z.enum(['ok', 'failing']) }),
   })
   .openapi('Ready');
 
@@ -23,7 +23,7 @@ const healthz = createRoute({
 const readyz = createRoute({
   method: 'get',
   path: '/readyz',
-  summary: 'The database and the data directory are writable',
+  summary: 'The database and the data directory are writable, and the disk is not full',
   responses: {
     200: { description: 'ready', content: { 'application/json': { schema: Ready } } },
     503: { description: 'not ready: `unavailable` error with `checks`', content: { 'application/json': { schema: ErrorBody } } },

@@ -13,6 +13,7 @@ import { closeFd, fdatasyncFd, fstatFd, fsyncFd, ftruncateFd, IO_CHUNK, openFd }
 import { FileSink, PositionalWriter } from './positional-writer.ts';
 import { BytesNotFoundError, type BlobCopy, type ByteRange, type ByteStore, type StagedBlob } from '../byte-store.ts';
 import { FileCopy } from './file-copy.ts';
+import type { DiskReserve } from './disk-reserve.ts';
 import type { DataLayout } from './layout.ts';
 
 const SHARD_RE = /^[0-9a-f]{2}$/;
@@ -28,19 +29,25 @@ export class FsByteStore implements ByteStore {
 
   private readonly shards: ShardDirs;
 
-  private constructor(private readonly layout: DataLayout) {
+  private constructor(
+    private readonly layout: DataLayout,
+    private readonly reserve: DiskReserve | undefined,
+  ) {
     this.shards = new ShardDirs(layout);
   }
 
-  /** Create the directories and drop staging files a previous process left behind. */
-  static async open(layout: DataLayout): Promise<FsByteStore> {
+  /**
+   * Create the directories and drop staging files a previous process left behind. Space the `reserve`
+   * should hold but does not is not free for blobs (see freeSpace).
+   */
+  static async open(layout: DataLayout, reserve?: DiskReserve): Promise<FsByteStore> {
     await rm(layout.tmpDir, { recursive: true, force: true });
     await makeDirDurable(layout.tmpDir);
     await makeDirDurable(layout.blobsDir);
     // Once per start, whoever created it: shard directories are synced into blobs/sha256, not beyond.
     await syncChain(layout.blobsDir, layout.root);
     await makeDirDurable(layout.uploadsDir);
-    return new FsByteStore(layout);
+    return new FsByteStore(layout, reserve);
   }
 
   async stage(source: Readable): Promise<StagedBlob> {
@@ -182,12 +189,13 @@ export class FsByteStore implements ByteStore {
   }
 
   /**
-   * Free bytes on the data directory's filesystem. Callers that ask while a statfs is in flight share its
-   * answer (as if they had asked a moment earlier): one syscall instead of one per concurrent upload.
+   * Free bytes on the data directory's filesystem, less the disk reserve's size while it is released.
+   * Callers that ask while a statfs is in flight share its answer (as if they had asked a moment earlier):
+   * one syscall instead of one per concurrent upload.
    */
   freeSpace(): Promise<number> {
     this.freeSpaceInFlight ??= statfs(this.layout.root)
-      .then((st) => st.bavail * st.bsize)
+      .then((st) => this.reserve?.account(st.bavail * st.bsize) ?? st.bavail * st.bsize)
       .finally(() => (this.freeSpaceInFlight = undefined));
     return this.freeSpaceInFlight;
   }

@@ -18,6 +18,10 @@ export class DataLayout {
   /** Held (locked) by the one daemon that owns this data directory. */
   readonly lockFile: string;
   readonly adminTokenFile: string;
+  /** Disk space held back so that deletes can commit on a full disk (see disk-reserve.ts). */
+  readonly reserveFile: string;
+  /** A reserve being written; renamed to reserveFile once all of it is on disk. */
+  readonly reserveTempFile: string;
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -29,6 +33,8 @@ export class DataLayout {
     this.keysDir = path.join(this.root, 'keys');
     this.lockFile = path.join(this.root, 'blobd.lock');
     this.adminTokenFile = path.join(this.root, 'admin-token');
+    this.reserveFile = path.join(this.root, 'reserve');
+    this.reserveTempFile = path.join(this.root, 'reserve.new');
   }
 
   /** `blobs/sha256/ab/cd/abcd…` for a `sha256:<hex>` digest. */

@@ -30,6 +30,7 @@ import { LifecycleRepo } from './lifecycle-repo.ts';
 import { BlobGroupCommit, writeBlobRow } from './blob-group-commit.ts';
 import { BlobsRepo } from './blobs-repo.ts';
 import { openDatabase, type Db } from './db.ts';
+import { isStorageFull, type SpaceReserve } from '../storage-full.ts';
 import { UploadsRepo } from './uploads-repo.ts';
 
 type BlobInput = { digest: string; size: number };
@@ -62,6 +63,8 @@ export class SqliteMetadataStore implements MetadataStore {
     private readonly db: Db,
     /** How long a group of blob commits may wait for announced ones (tests lengthen it to see the waiting). */
     groupWindowMs?: number,
+    /** Space given up when a write that frees space finds the disk full (see `freeing`). */
+    private readonly reserve?: SpaceReserve,
   ) {
     this.blobs = new BlobsRepo(db);
     this.uploads = new UploadsRepo(db);
@@ -107,8 +110,30 @@ export class SqliteMetadataStore implements MetadataStore {
     ).immediate;
   }
 
-  static open(file: string, options: { groupWindowMs?: number } = {}): SqliteMetadataStore {
-    return new SqliteMetadataStore(openDatabase(file), options.groupWindowMs);
+  static open(file: string, options: { groupWindowMs?: number; reserve?: SpaceReserve } = {}): SqliteMetadataStore {
+    let db: Db;
+    try {
+      db = openDatabase(file);
+    } catch (err) {
+      // Opening replays a WAL a crash left behind, which may need room: a daemon must start on a full disk.
+      if (!isStorageFull(err) || !options.reserve?.release()) throw err;
+      db = openDatabase(file);
+    }
+    return new SqliteMetadataStore(db, options.groupWindowMs, options.reserve);
+  }
+
+  /**
+   * Runs a write that frees space (a delete, an expiry, GC). On a full disk SQLite cannot even log a
+   * delete in its WAL; then the disk reserve is given up and the write tried once more, so that deletes and
+   * GC can always run and free space.
+   */
+  private freeing<T>(write: () => T): T {
+    try {
+      return write();
+    } catch (err) {
+      if (!isStorageFull(err) || !this.reserve?.release()) throw err;
+      return write();
+    }
   }
 
   async getBlob(digest: string): Promise<BlobRecord | null> {
@@ -165,7 +190,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async deleteUpload(id: string): Promise<void> {
-    this.uploads.delete(id);
+    this.freeing(() => this.uploads.delete(id));
   }
 
   async listUploads(principal: string, limit: number, before: string | null): Promise<UploadRecord[]> {
@@ -197,7 +222,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async deleteBucket(name: string, force: boolean): Promise<'deleted' | 'not_found' | 'not_empty'> {
-    return this.deleteBucketTx(name, force);
+    return this.freeing(() => this.deleteBucketTx(name, force));
   }
 
   async addRevision(input: NewRevision): Promise<AddRevisionResult> {
@@ -217,7 +242,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async deleteObject(bucket: string, key: string, revision?: number): Promise<boolean> {
-    return this.deleteObjectTx(bucket, key, revision);
+    return this.freeing(() => this.deleteObjectTx(bucket, key, revision));
   }
 
   async listObjects(query: ListObjectsQuery): Promise<ObjectRecord[]> {
@@ -237,11 +262,16 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async deleteToken(id: string): Promise<boolean> {
-    return this.access.deleteToken(id);
+    return this.freeing(() => this.access.deleteToken(id));
   }
 
   async touchToken(id: string, at: number, notBefore: number): Promise<void> {
-    this.access.touchToken(id, at, notBefore);
+    try {
+      this.access.touchToken(id, at, notBefore);
+    } catch (err) {
+      // Bookkeeping only: a full disk must not refuse a request over when its token was last used.
+      if (!isStorageFull(err)) throw err;
+    }
   }
 
   async claimIdempotencyKey(principal: string, key: string, fingerprint: string, now: number, staleBefore: number): Promise<IdempotencyClaim> {
@@ -253,15 +283,15 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async releaseIdempotencyKey(principal: string, key: string): Promise<void> {
-    this.access.release(principal, key);
+    this.freeing(() => this.access.release(principal, key));
   }
 
   async dropPendingIdempotencyKeys(): Promise<number> {
-    return this.access.dropPending();
+    return this.freeing(() => this.access.dropPending());
   }
 
   async deleteIdempotencyRecordsBefore(before: number): Promise<number> {
-    return this.access.deleteBefore(before);
+    return this.freeing(() => this.access.deleteBefore(before));
   }
 
   async listPins(principal: string, limit: number, after: { createdAt: number; digest: string } | null): Promise<PinRecord[]> {
@@ -269,7 +299,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async dropPin(principal: string, digest: string): Promise<boolean> {
-    return this.lifecycle.dropPin(principal, digest, Date.now());
+    return this.freeing(() => this.lifecycle.dropPin(principal, digest, Date.now()));
   }
 
   async isBlobLive(digest: string): Promise<boolean> {
@@ -277,11 +307,11 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async purgeBlob(digest: string): Promise<{ revisions: number; pins: number } | null> {
-    return this.purgeTx(digest, Date.now());
+    return this.freeing(() => this.purgeTx(digest, Date.now()));
   }
 
   async expirePinsAndObjects(now: number, dryRun: boolean): Promise<{ pins: number; objects: number }> {
-    return this.expireTx(now, dryRun);
+    return this.freeing(() => this.expireTx(now, dryRun));
   }
 
   async listGarbageBlobs(createdBefore: number, now: number, limit: number, afterExpiry = false): Promise<BlobRecord[]> {
@@ -289,7 +319,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async deleteGarbageBlob(digest: string, createdBefore: number, now: number): Promise<boolean> {
-    return this.deleteGarbageTx(digest, createdBefore, now);
+    return this.freeing(() => this.deleteGarbageTx(digest, createdBefore, now));
   }
 
   async listBlobsAfter(after: string, limit: number): Promise<BlobRecord[]> {
@@ -309,7 +339,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async releaseGcHold(id: string): Promise<void> {
-    this.lifecycle.releaseHold(id);
+    this.freeing(() => this.lifecycle.releaseHold(id));
   }
 
   async stats(): Promise<StoreStats> {
