@@ -79,15 +79,17 @@ describe('blobd CLI: resuming', () => {
     assert.deepEqual(await rememberedUploads(stateHome), [], 'the finished upload is forgotten');
   });
 
-  test('get -o of a cut-short partial file resumes with a Range request', async () => {
+  test('get -o interrupted with SIGINT says so (exit 130); a cut-short partial file resumes with a Range request', async () => {
     const out = path.join(work, 'copy.bin');
     const partial = `${out}.blobd-part`;
     const first = startCli(['get', bigDigest, '-o', out], env);
     await waitFor(async () => ((await stat(partial).catch(() => null))?.size ?? 0) >= 64 * MiB, 'the partial file to reach 64 MiB', 120_000);
     first.proc.kill('SIGINT');
     const interrupted = await first.done;
-    assert.notEqual(interrupted.code, 0);
+    assert.equal(interrupted.code, 130, `exit code after SIGINT; signal ${interrupted.signal}; stderr: ${interrupted.stderr}`);
+    assert.equal(interrupted.stderr, 'blobd: interrupted; rerun the same command to resume\n');
     assert.equal((await stat(out).catch(() => null)), null, 'no FILE before it is complete and verified');
+    assert.ok((await stat(partial)).size >= 64 * MiB, 'the partial file is kept for the rerun');
     // Cut it at an odd place, as a crash might.
     const keep = 32 * MiB + 12345;
     await truncate(partial, keep);

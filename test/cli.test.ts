@@ -46,11 +46,11 @@ describe('blobd CLI', () => {
 
   test('--help lists every command, and each command has its own help (exit 0)', async () => {
     const help = text(await ok(['--help']));
-    const commands = ['serve', 'put', 'get', 'stat', 'ls', 'rm', 'bucket', 'token', 'sign', 'gc', 'fsck', 'backup', 'keys', 'stats'];
+    const commands = ['serve', 'put', 'get', 'stat', 'ls', 'rm', 'uploads', 'bucket', 'token', 'sign', 'gc', 'fsck', 'backup', 'keys', 'stats'];
     for (const c of commands) assert.match(help, new RegExp(`^  ${c}\\b`, 'm'), `${c} in blobd --help`);
     assert.match(help, /Exit codes: 0 ok, 1 error/);
     // Side by side: each is a process start, and they share nothing.
-    const all = [...commands, 'bucket create', 'bucket set', 'bucket ls', 'bucket rm', 'token create', 'token ls', 'token revoke', 'keys rotate'];
+    const all = [...commands, 'uploads ls', 'uploads rm', 'bucket create', 'bucket set', 'bucket ls', 'bucket rm', 'token create', 'token ls', 'token revoke', 'keys rotate'];
     const helps = await Promise.all(all.map((c) => ok([...c.split(' '), '--help'])));
     all.forEach((c, i) => assert.match(text(helps[i]!), new RegExp(`^Usage: blobd ${c}\\b`), c));
   });
@@ -76,11 +76,10 @@ describe('blobd CLI', () => {
     assert.match(text(await ok(['stat', sha256(data)])), /^size\s+3145745 \(3\.0 MiB\)$/m);
   });
 
-  test('put - reads a pipe (several requests), get to a pipe; put --json answers like the API', async () => {
+  test('put - reads a pipe (several requests), get to a pipe; put --json is {digest, size, deduplicated}', async () => {
     const data = randomData(2 * 1024 * 1024 + 5);
     const put = await ok(['put', '-', '--chunk-size', '512KiB', '--json'], { input: data });
-    const body = json<{ digest: string; size: number; deduplicated: boolean }>(put);
-    assert.deepEqual([body.digest, body.size, body.deduplicated], [sha256(data), data.length, false]);
+    assert.deepEqual(json(put), { digest: sha256(data), size: data.length, deduplicated: false });
     const res = await d.api(`/api/blobs/${sha256(data)}`);
     assert.ok(Buffer.from(await res.arrayBuffer()).equals(data), 'the daemon holds exactly the piped bytes');
     // An empty pipe is an empty blob.
@@ -93,7 +92,7 @@ describe('blobd CLI', () => {
     await writeFile(file, data);
     await ok(['put', file]);
     const again = await ok(['put', file, '--json']);
-    assert.equal(json<{ deduplicated: boolean }>(again).deduplicated, true);
+    assert.deepEqual(json(again), { digest: sha256(data), size: data.length, deduplicated: true });
     const notes = await ok(['put', file]);
     assert.match(notes.stderr, /already stored \(100000 bytes\): nothing sent/);
     // The daemon holds no open session of this caller: none was needed.
@@ -115,7 +114,8 @@ describe('blobd CLI', () => {
     const put = await ok(['put', path.join(work, 'a.txt'), '--bucket', 'docs', '--key', 'reports/2026/a.txt']);
     assert.equal(text(put), sha256(a));
     assert.match(put.stderr, /stored as docs\/reports\/2026\/a\.txt revision 1/);
-    await ok(['put', path.join(work, 'b.txt'), '--bucket', 'docs']); // key: the file name
+    const putB = await ok(['put', path.join(work, 'b.txt'), '--bucket', 'docs', '--json']); // key: the file name
+    assert.deepEqual(json(putB), { digest: sha256(b), size: b.length, deduplicated: false, bucket: 'docs', key: 'b.txt', revision: 1 });
 
     const [plain, prefixed, longRun, jsonRun] = await Promise.all([
       ok(['ls', 'docs']),

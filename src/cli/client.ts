@@ -58,6 +58,8 @@ export class BlobdClient {
     readonly url: string,
     private readonly token: string | undefined,
     stateDir: string,
+    /** Where the admin token was looked for when neither --token nor BLOBD_TOKEN gave one. */
+    private readonly tokenFile: string,
   ) {
     this.stateDir = stateDir;
     const Agent = url.startsWith('https:') ? HttpsAgent : HttpAgent;
@@ -67,8 +69,19 @@ export class BlobdClient {
 
   static async connect(opts: ClientOptions): Promise<BlobdClient> {
     const config = loadClientConfig(opts);
-    const token = config.token ?? ((await readFile(path.join(config.dataDir, 'admin-token'), 'utf8').catch(() => '')).trim() || undefined);
-    return new BlobdClient(config.url, token, config.stateDir);
+    const tokenFile = path.join(config.dataDir, 'admin-token');
+    const token = config.token ?? ((await readFile(tokenFile, 'utf8').catch(() => '')).trim() || undefined);
+    return new BlobdClient(config.url, token, config.stateDir, tokenFile);
+  }
+
+  /**
+   * The daemon's "this route needs a token" when the CLI found none says where the CLI looked: run
+   * outside the folder that holds data/, the admin token is simply not found, and that is the news.
+   */
+  explain(err: unknown): unknown {
+    if (this.token !== undefined || !(err instanceof ApiError) || err.status !== 401 || err.code !== 'unauthorized') return err;
+    const message = `no token found: looked for --token, then BLOBD_TOKEN, then ${this.tokenFile} (data/admin-token of BLOBD_DATA, else of the working directory); give one with --token or BLOBD_TOKEN`;
+    return new ApiError(err.status, err.code, message, err.details, err.headers);
   }
 
   /** The token requests carry (download.ts writes its own requests). */
@@ -142,6 +155,12 @@ export class BlobdClient {
 
   private unreachable(err: Error): ApiError {
     if (err instanceof ApiError) return err;
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (this.url.startsWith('https:') && (code === 'EPROTO' || code.startsWith('ERR_SSL_'))) {
+      // A plain-http server answers a TLS hello with an HTTP 400 page, which OpenSSL reports as EPROTO.
+      const { host } = new URL(this.url);
+      return new ApiError(0, 'tls_failed', `could not speak TLS to ${host}: is it plain http? Try --url http://${host}`);
+    }
     return new ApiError(0, 'unreachable', `cannot reach blobd at ${this.url}: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
   }
 }
@@ -171,7 +190,17 @@ export function errorOf(res: IncomingMessage, text: string): ApiError {
   }
   const status = res.statusCode ?? 0;
   const { code = `http_${status}`, message = res.statusMessage ?? 'request failed', ...details } = error ?? {};
-  return new ApiError(status, code, message, details, res.headers);
+  return new ApiError(status, code, inUserTerms(code, message, details), details, res.headers);
+}
+
+/**
+ * The daemon names a missing object by its key alone (its details carry the bucket); the user typed
+ * BUCKET/KEY, so that is what the message says.
+ */
+function inUserTerms(code: string, message: string, details: Record<string, unknown>): string {
+  const { bucket, key, revision } = details;
+  if (code !== 'object_not_found' || typeof bucket !== 'string' || typeof key !== 'string') return message;
+  return typeof revision === 'number' ? `no revision ${revision} of ${bucket}/${key}` : `no object ${bucket}/${key}`;
 }
 
 /** Object routes take the key's segments percent-encoded, its slashes as they are. */

@@ -4,7 +4,7 @@
 // Files are 0600 in a 0700 directory: upload tokens are secrets. Losing this state only costs a restart.
 import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 /**
@@ -90,6 +90,16 @@ export class LocalState {
 
   removeUpload(s: UploadState): Promise<void> {
     return this.remove('uploads', this.uploadName(s.path, s));
+  }
+
+  /** The remembered upload one of whose sessions is `id` on the daemon at `url` (`blobd uploads`). */
+  async uploadOfSession(url: string, id: string): Promise<UploadState | null> {
+    const names = await readdir(path.join(this.dir, 'uploads')).catch(() => [] as string[]);
+    for (const file of names.filter((n) => n.endsWith('.json'))) {
+      const s = await this.read<UploadState>('uploads', file);
+      if (s?.url === url && Array.isArray(s.parts) && s.parts.some((p) => p.id === id)) return s;
+    }
+    return null;
   }
 
   /** The digest of `file` as last hashed, if the file has not changed since. */

@@ -1,5 +1,6 @@
 // How every client command talks back: results on stdout (JSON with --json, else a short human form),
-// notes on stderr unless --quiet, and the global options every command shares.
+// notes on stderr unless --quiet, errors as one line on stderr (`blobd: …`, or `{"error": {…}}` with
+// --json), and the global options every command shares.
 import type { Command } from 'commander';
 import { BlobdClient } from './client.ts';
 
@@ -21,6 +22,8 @@ export async function withClient<T>(cmd: Command, work: (client: BlobdClient, g:
   const client = await BlobdClient.connect(g);
   try {
     return await work(client, g);
+  } catch (err) {
+    throw client.explain(err);
   } finally {
     client.close();
   }
@@ -33,6 +36,35 @@ export function emit(g: GlobalOptions, json: unknown, human: () => string): void
     const text = human();
     if (text !== '') process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
   }
+}
+
+export interface CliFailure {
+  /** The daemon's error code, or one of the CLI's own (`usage`, `local_file`, `unreachable`, …). */
+  code: string;
+  message: string;
+  /** The rest of the daemon's error object (`bucket`, `key`, `expected`, …). */
+  details?: Record<string, unknown>;
+}
+
+/**
+ * The one line an error gets on stderr: `blobd: CODE: message` (usage errors: `blobd: message`), or with
+ * --json `{"error": {code, message, …details}}` — the daemon's error object, in the CLI's words.
+ */
+export function errorLine(json: boolean, f: CliFailure, showCode = true): string {
+  const message = f.message.replace(/\s*\n\s*/g, ' ');
+  if (json) return `${JSON.stringify({ error: { code: f.code, message, ...f.details } })}\n`;
+  return `blobd: ${showCode ? `${f.code}: ` : ''}${message}\n`;
+}
+
+/** Ctrl-C during a resumable transfer: what was sent or written stays, and the same command resumes. */
+export function exitInterrupted(g: GlobalOptions): never {
+  if (process.stderr.isTTY) {
+    // Over a progress bar that may still be drawn.
+    process.stderr.clearLine(0);
+    process.stderr.cursorTo(0);
+  }
+  process.stderr.write(errorLine(g.json ?? false, { code: 'interrupted', message: 'interrupted; rerun the same command to resume' }, false));
+  process.exit(130);
 }
 
 /** A remark for the person at the terminal (stderr), silenced by --quiet and --json. */

@@ -17,6 +17,8 @@ export interface CliOptions {
   input?: Uint8Array;
   env?: Record<string, string>;
   timeoutMs?: number;
+  /** The working directory (default: the test's). */
+  cwd?: string;
 }
 
 /** The environment a user of `d` would have: no other BLOBD_* variable leaks in from the test's. */
@@ -27,7 +29,7 @@ export function cliEnv(d: Pick<Daemon, 'url' | 'token'>, stateHome: string, extr
 
 /** Starts `blobd ARGS`; `done` resolves when it exits. */
 export function startCli(args: string[], env: Record<string, string>, opts: CliOptions = {}): { proc: ChildProcess; done: Promise<CliRun> } {
-  const proc = spawn(process.execPath, [BLOBD, ...args], { env: { ...env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [BLOBD, ...args], { env: { ...env, ...opts.env }, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
   const out: Buffer[] = [];
   let stderr = '';
   proc.stdout!.on('data', (c: Buffer) => out.push(c));

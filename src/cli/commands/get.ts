@@ -9,7 +9,7 @@ import { ApiError, asDigest, contentPath, parseTarget, UsageError, type BlobdCli
 import { download, downloadError, type Download } from '../download.ts';
 import { ParallelHasher, type Slab } from '../hasher.ts';
 import { LocalState } from '../local-state.ts';
-import { emit, note, withClient, type GlobalOptions } from '../output.ts';
+import { emit, exitInterrupted, note, withClient, type GlobalOptions } from '../output.ts';
 import { progressBar, type Progress } from '../progress.ts';
 
 interface GetOptions {
@@ -48,8 +48,15 @@ Examples:
       }
       await withClient(cmd, async (client, g) => {
         if (opts.output === undefined) return toStdout(client, g, target, pathname);
-        const done = await toFile(client, g, target, pathname, path.resolve(opts.output), opts.fsync ?? false);
-        emit(g, done, () => '');
+        // Ctrl-C keeps the partial file and its state: the same command resumes it.
+        const onSigint = () => exitInterrupted(g);
+        process.once('SIGINT', onSigint);
+        try {
+          const done = await toFile(client, g, target, pathname, path.resolve(opts.output), opts.fsync ?? false);
+          emit(g, done, () => '');
+        } finally {
+          process.off('SIGINT', onSigint);
+        }
       });
     });
 }
@@ -93,6 +100,9 @@ async function toStdout(client: BlobdClient, g: GlobalOptions, target: Target, p
 
 async function toFile(client: BlobdClient, g: GlobalOptions, target: Target, pathname: string, file: string, sync: boolean) {
   if ((await stat(file).catch(() => null))?.isDirectory()) throw new UsageError(`${file} is a directory; -o names the file to write`);
+  // Said before any byte moves, and about FILE: the partial file beside it is ours, not the user's.
+  const dir = path.dirname(file);
+  if (!(await stat(dir).catch(() => null))?.isDirectory()) throw new ApiError(0, 'local_file', `cannot write ${file}: the directory ${dir} does not exist`);
   const partial = `${file}.blobd-part`;
   const local = new LocalState(client.stateDir);
   const have = (await stat(partial).catch(() => null))?.size ?? 0;
@@ -116,7 +126,9 @@ async function toFile(client: BlobdClient, g: GlobalOptions, target: Target, pat
   else await local.setPartialDigest(partial, expected);
 
   const hasher = new ParallelHasher(SLAB_SIZE, SLABS);
-  const fh = await open(partial, offset > 0 ? 'r+' : 'w', 0o644);
+  const fh = await open(partial, offset > 0 ? 'r+' : 'w', 0o644).catch((err: NodeJS.ErrnoException) => {
+    throw new ApiError(0, 'local_file', `cannot write ${file}: ${err.code ?? err.message}`);
+  });
   const total = res.status === 416 ? offset : offset + Number(res.headers['content-length'] ?? 0);
   const progress = progressBar(g, 'get', total, offset);
   let actual: string;

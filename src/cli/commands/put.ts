@@ -13,7 +13,7 @@ import { parseSize } from '../../config.ts';
 import { ApiError, errorOf, readText, UsageError, type BlobdClient } from '../client.ts';
 import { ParallelHasher } from '../hasher.ts';
 import { LocalState, sameFile, type UploadPart, type UploadTarget } from '../local-state.ts';
-import { emit, note, withClient, type GlobalOptions } from '../output.ts';
+import { emit, exitInterrupted, note, withClient, type GlobalOptions } from '../output.ts';
 import { progressBar, type Progress } from '../progress.ts';
 
 interface PutOptions {
@@ -69,10 +69,19 @@ Examples:
       if (file === '-' && opts.bucket !== undefined && opts.key === undefined) throw new UsageError('put - --bucket needs --key');
       await withClient(cmd, async (client, g) => {
         const done = file === '-' ? await putStdin(client, g, opts, chunkSize) : await putFile(client, g, file, opts, chunkSize);
-        emit(g, done, () => done.digest);
+        emit(g, putResult(done), () => done.digest);
         if (done.bucket !== undefined) note(g, `stored as ${done.bucket}/${done.key} revision ${done.revision}`);
       });
     });
+}
+
+/**
+ * What put prints with --json: the blob's digest and size, whether the daemon had it already, and for an
+ * object where it now is. The API's `id` (a digest or an object id, by target) stays out: one shape.
+ */
+function putResult(c: Completed) {
+  const object = c.bucket !== undefined ? { bucket: c.bucket, key: c.key, revision: c.revision } : {};
+  return { digest: c.digest, size: c.size, deduplicated: c.deduplicated, ...object };
 }
 
 function initiateQuery(opts: PutOptions, extra: Record<string, string | undefined>): string {
@@ -134,8 +143,7 @@ async function putFile(client: BlobdClient, g: GlobalOptions, file: string, opts
   const progress = progressBar(g, 'put', st.size, offset);
   const onSigint = () => {
     progress.done();
-    process.stderr.write(`blobd: interrupted; rerun the same command to resume\n`);
-    process.exit(130);
+    exitInterrupted(g);
   };
   process.once('SIGINT', onSigint);
   try {
