@@ -32,6 +32,8 @@ export interface InitiateInput {
   readonly digest?: Digest;
   readonly bucket?: string;
   readonly key?: string;
+  /** What the client attaches for itself (tus Upload-Metadata): kept and returned as sent. */
+  readonly clientMetadata?: string;
   /** The most bytes the session may ever hold (a signed URL's max_size). */
   readonly sizeLimit?: number;
   /**
@@ -62,6 +64,8 @@ export interface SessionStatus {
   readonly temporary: boolean;
   /** The digest named at initiate (a precondition of complete). */
   readonly expectedDigest: string | null;
+  /** What the client attached at initiate, as sent; null if nothing. */
+  readonly clientMetadata: string | null;
 }
 
 export interface AppendOptions {
@@ -74,6 +78,11 @@ export interface AppendOptions {
 }
 
 const CONTENT_TYPE = /^[\x21-\x7e][\x20-\x7e]{0,254}$/;
+/**
+ * The most a client may attach to a session for itself: room for a long relativePath and more, while a row
+ * (and every HEAD answer, a header) stays small. Node refuses request headers past 16 KiB in all anyway.
+ */
+export const MAX_CLIENT_METADATA = 8192;
 
 function notFound(id: string, expired = false): BlobdError {
   return expired
@@ -107,6 +116,16 @@ export class UploadService {
     // Sent back as the Content-Type of every download of it: a header value, nothing else.
     if (input.contentType !== undefined && !CONTENT_TYPE.test(input.contentType)) {
       throw new BlobdError('invalid_request', 'a content type is at most 255 printable ASCII characters');
+    }
+    // Returned as a header value: printable ASCII only, and bounded.
+    const clientMetadata = input.clientMetadata || null;
+    if (clientMetadata !== null && clientMetadata.length > MAX_CLIENT_METADATA) {
+      throw new BlobdError('invalid_request', `the upload metadata (Upload-Metadata) is at most ${MAX_CLIENT_METADATA} bytes; this is ${clientMetadata.length}`, {
+        limit: MAX_CLIENT_METADATA,
+      });
+    }
+    if (clientMetadata !== null && !/^[\x20-\x7e]*$/.test(clientMetadata)) {
+      throw new BlobdError('invalid_request', 'the upload metadata (Upload-Metadata) is printable ASCII');
     }
     const size = input.size ?? null;
     if (size !== null && size > this.options.maxBlobSize) throw tooLarge(this.options.maxBlobSize, 'maximum blob size');
@@ -151,6 +170,7 @@ export class UploadService {
       expectedDigest: input.digest ?? null,
       bucket: input.bucket ?? null,
       key: input.key ?? null,
+      clientMetadata,
       createdAt: now,
       expiresAt,
     });
@@ -249,6 +269,7 @@ export class UploadService {
       key: row.key,
       temporary: row.temporary,
       expectedDigest: row.expectedDigest,
+      clientMetadata: row.clientMetadata,
     };
   }
 

@@ -16,6 +16,7 @@ import { principalOf, requires, uploadToken } from './middleware/authenticate.ts
 import { idempotent } from './middleware/idempotency.ts';
 import { declaredLength, hasBody, requestBody } from './request-body.ts';
 import { createRouter } from './router.ts';
+import { encodeMetadata, parseMetadata } from './tus-metadata.ts';
 import { errors } from './routes/schemas.ts';
 
 const VERSION = '1.0.0';
@@ -23,35 +24,6 @@ const EXTENSIONS = 'creation,creation-with-upload,creation-defer-length,terminat
 const CHECKSUMS = ['sha256', 'sha1', 'md5'] as const;
 const OFFSET_TYPE = 'application/offset+octet-stream';
 const Decimal = /^\d{1,15}$/;
-const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
-
-/** `Upload-Metadata`: comma-separated `key base64value` pairs (the value may be absent). */
-export function parseMetadata(header: string | undefined): Record<string, string> {
-  // No prototype: a key named toString or constructor is just a key.
-  const out: Record<string, string> = Object.create(null) as Record<string, string>;
-  if (!header?.trim()) return out;
-  for (const pair of header.split(',')) {
-    const [key, value, extra] = pair.trim().split(' ');
-    if (!key || extra !== undefined || !/^[\x21-\x7e]+$/.test(key) || (value !== undefined && !/^[A-Za-z0-9+/]*={0,2}$/.test(value))) {
-      throw new BlobdError('invalid_request', 'Upload-Metadata is comma-separated "key base64value" pairs');
-    }
-    if (key in out) throw new BlobdError('invalid_request', `Upload-Metadata names ${key} twice`);
-    try {
-      // Strict UTF-8: a lenient decoder would turn bad bytes into U+FFFD, another key than the client meant.
-      out[key] = value === undefined ? '' : STRICT_UTF8.decode(Buffer.from(value, 'base64'));
-    } catch {
-      throw new BlobdError('invalid_request', `Upload-Metadata ${key} is not UTF-8`);
-    }
-  }
-  return out;
-}
-
-function encodeMetadata(pairs: Record<string, string | null>): string {
-  return Object.entries(pairs)
-    .filter((e): e is [string, string] => e[1] !== null)
-    .map(([k, v]) => `${k} ${Buffer.from(v, 'utf8').toString('base64')}`)
-    .join(',');
-}
 
 /** `Upload-Checksum: <algorithm> <base64>`; an algorithm we do not offer is 400 (tus checksum extension). */
 function parseChecksum(header: string | undefined): ChunkChecksum | undefined {
@@ -259,6 +231,7 @@ export function tusRoutes(uploads: UploadService, opts: { maxBlobSize: number })
       }
       const grant = c.var.grant;
       const started = await uploads.initiate({
+        clientMetadata: c.req.header('upload-metadata')?.trim() || undefined,
         principal: principalOf(c),
         filename: meta.filename || undefined,
         // A signed URL's content_type binds the session's type (and any body it carries).
@@ -272,9 +245,16 @@ export function tusRoutes(uploads: UploadService, opts: { maxBlobSize: number })
         completeKnownDigest: false,
       });
       if (started.kind !== 'session') throw new Error('a tus creation always makes a session');
-      c.header('Location', `/api/tus/${started.id}.${started.token}`);
-      const s = await appendBody(c, started.id, started.token, hasBody(c) ? 0 : undefined, checksum);
-      return c.body(null, 201, { ...statusHeaders(s), 'Content-Length': '0' });
+      let s: SessionStatus;
+      try {
+        s = await appendBody(c, started.id, started.token, hasBody(c) ? 0 : undefined, checksum);
+      } catch (err) {
+        // A creation refused for its body (checksum, length, digest, disk) leaves nothing: the client never
+        // learns the upload URL, so a session left behind would only hold its reservation until it expired.
+        await uploads.destroy(started.id, started.token).catch(() => {});
+        throw err;
+      }
+      return c.body(null, 201, { ...statusHeaders(s), Location: `/api/tus/${started.id}.${started.token}`, 'Content-Length': '0' });
     });
   }
 
@@ -282,7 +262,8 @@ export function tusRoutes(uploads: UploadService, opts: { maxBlobSize: number })
     goneIfExpired(async () => {
       const { id, token } = sessionRef(c);
       const s = await settle(id, token, await uploads.status(id, token));
-      const metadata = encodeMetadata({
+      // What the client sent at creation, as sent (tus 1.0); for a session it attached nothing to, ours.
+      const metadata = s.clientMetadata ?? encodeMetadata({
         filename: s.filename,
         filetype: s.contentType,
         bucket: s.bucket,

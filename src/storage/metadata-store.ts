@@ -37,6 +37,11 @@ export interface UploadRecord {
   readonly expectedDigest: string | null;
   readonly bucket: string | null;
   readonly key: string | null;
+  /**
+   * What the client attached to the session for itself, kept and returned as sent (tus Upload-Metadata;
+   * core bounds its size). Opaque to the store; null when the client sent none.
+   */
+  readonly clientMetadata: string | null;
   /** Bytes received and durable. */
   readonly offset: number;
   readonly state: UploadState;

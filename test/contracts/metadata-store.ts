@@ -128,6 +128,7 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       expectedDigest: null,
       bucket: null,
       key: null,
+      clientMetadata: null,
       createdAt: Date.now(),
       expiresAt: Date.now() + 60_000,
       ...extra,
@@ -156,6 +157,17 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       assert.equal((await store.getBlob(digest(9)))?.size, 60);
       await assert.rejects(store.finishUpload('u1', { digest: digest(9), size: 60 }, pin, () => '{}', 0), 'completes only once');
       assert.deepEqual(await store.listUnfinishedUploads(), []);
+    }));
+
+    test("an upload session keeps the client's metadata as given, across a reopen", withStore(async (f) => {
+      const sent = 'filename dHVzLnR4dA==,blob /w==,is_confidential';
+      await f.store.createUpload(upload('u2', { clientMetadata: sent }));
+      await f.store.createUpload(upload('u3'));
+      assert.equal((await f.store.getUpload('u2'))?.clientMetadata, sent);
+      assert.equal((await f.store.getUpload('u3'))?.clientMetadata, null);
+      const reopened = await f.reopen();
+      assert.equal((await reopened.getUpload('u2'))?.clientMetadata, sent);
+      assert.deepEqual((await reopened.listUnfinishedUploads()).map((u) => [u.id, u.clientMetadata]).sort(), [['u2', sent], ['u3', null]]);
     }));
 
     const settings = (extra: Partial<BucketSettings> = {}): BucketSettings => ({

@@ -15,6 +15,7 @@ interface UploadRow {
   expected_digest: string | null;
   bucket: string | null;
   key: string | null;
+  client_metadata: string | null;
   upload_offset: number;
   state: UploadState;
   digest: string | null;
@@ -37,6 +38,7 @@ function toRecord(r: UploadRow): UploadRecord {
     expectedDigest: r.expected_digest,
     bucket: r.bucket,
     key: r.key,
+    clientMetadata: r.client_metadata,
     offset: r.upload_offset,
     state: r.state,
     digest: r.digest,
@@ -64,9 +66,9 @@ export class UploadsRepo {
   constructor(db: Db) {
     this.insertStmt = db.prepare(`
       INSERT INTO upload_sessions (id, token_hash, principal, filename, content_type, temporary, declared_size,
-        size_limit, expected_digest, bucket, key, created_at, updated_at, expires_at)
+        size_limit, expected_digest, bucket, key, client_metadata, created_at, updated_at, expires_at)
       VALUES (@id, @token_hash, @principal, @filename, @content_type, @temporary, @declared_size,
-        @size_limit, @expected_digest, @bucket, @key, @created_at, @created_at, @expires_at)`);
+        @size_limit, @expected_digest, @bucket, @key, @client_metadata, @created_at, @created_at, @expires_at)`);
     this.selectStmt = db.prepare('SELECT * FROM upload_sessions WHERE id = ?');
     this.declareStmt = db.prepare(
       `UPDATE upload_sessions SET declared_size = ?, updated_at = ? WHERE id = ? AND state = 'open' AND declared_size IS NULL`,
@@ -109,6 +111,7 @@ export class UploadsRepo {
       expected_digest: u.expectedDigest,
       bucket: u.bucket,
       key: u.key,
+      client_metadata: u.clientMetadata,
       created_at: u.createdAt,
       expires_at: u.expiresAt,
     });
