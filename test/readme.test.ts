@@ -3,7 +3,7 @@
 // folder next to `npm start`, and every command's output is compared with the `# ` lines under it.
 // The block rules are at the top of test/helpers/walkthrough.ts.
 import assert from 'node:assert/strict';
-import { mkdir, symlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { BLOBD, makeTempDir, removeDir, ROOT, startDaemon, type Daemon } from './helpers/daemon.ts';
@@ -49,6 +49,25 @@ describe('documentation walk-throughs', () => {
     });
   }
 
+  test('every relative link between the documents names a file that exists, and a heading in it', async () => {
+    const files = ['README.md', 'CHANGELOG.md', ...(await readdir(path.join(ROOT, 'docs'))).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+    const broken: string[] = [];
+    for (const file of files) {
+      const text = await readFile(path.join(ROOT, file), 'utf8');
+      for (const [, target] of text.replace(/```[\s\S]*?```/g, '').matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z]+:/.test(target!)) continue; // http:, https:, mailto:
+        const [ref, anchor] = target!.split('#') as [string, string | undefined];
+        const linked = ref === '' ? path.join(ROOT, file) : path.resolve(path.dirname(path.join(ROOT, file)), ref);
+        if (!(await stat(linked).then(() => true, () => false))) {
+          broken.push(`${file}: ${target} (no such file)`);
+          continue;
+        }
+        if (anchor !== undefined && !anchorsOf(await readFile(linked, 'utf8')).has(anchor)) broken.push(`${file}: ${target} (no such heading)`);
+      }
+    }
+    assert.deepEqual(broken, []);
+  });
+
   test('the runner: output lines, prose, wildcards, and a mismatch is reported with its command', () => {
     const md = ['text', '```sh', '## prose', 'echo a; \\', '  echo b', '# a', '# …', 'true', '', '```', '```shell', 'not run', '```'].join('\n');
     const steps = parseWalkthrough(md, 'x.md');
@@ -62,3 +81,12 @@ describe('documentation walk-throughs', () => {
     assert.match(report[0]!, /^x\.md:4: echo a;[\s\S]*expected:\n {4}a\n {4}…\n {2}actual \(exit 0\):\n {4}z$/);
   });
 });
+
+/** GitHub's anchors for the headings of a Markdown text: lowercased, punctuation dropped, spaces to dashes. */
+function anchorsOf(markdown: string): Set<string> {
+  const anchors = new Set<string>();
+  for (const [, heading] of markdown.replace(/```[\s\S]*?```/g, '').matchAll(/^#{1,6} (.+)$/gm)) {
+    anchors.add(heading!.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-'));
+  }
+  return anchors;
+}
