@@ -86,11 +86,13 @@ describe('tus: what clients send is what HEAD returns', () => {
     assert.deepEqual(await openSessions(), before);
   });
 
-  test('any valid base64 value is accepted and returned verbatim; invalid base64 is refused', async () => {
+  test('any valid base64 value is accepted and returned verbatim, UTF-8 or not', async () => {
     const binary = await create({ 'upload-length': '1', 'upload-metadata': 'blob /w==,empty ,bare' });
     assert.equal(binary.status, 201, `a value that is not UTF-8: ${await binary.clone().text()}`);
     assert.equal((await head(binary.headers.get('location')!)).headers.get('upload-metadata'), 'blob /w==,empty ,bare');
+  });
 
+  test('a value that is not base64 is refused', async () => {
     for (const bad of ['filename aGkhx', 'x a===', 'x abc', 'x ab=c', 'x =', 'x a', 'x ab!=']) {
       const res = await create({ 'upload-length': '1', 'upload-metadata': bad });
       assert.equal(res.status, 400, bad);
