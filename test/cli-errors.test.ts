@@ -76,6 +76,9 @@ describe('blobd CLI: error messages', () => {
     const target = path.join(work, 'no-such-dir', 'x.bin');
     const line = oneLine(await blobd(['get', digest, '-o', target]), 1);
     assert.equal(line, `blobd: local_file: cannot write ${target}: the directory ${path.dirname(target)} does not exist`);
+    const underAFile = path.join(work, 'a-file', 'x.bin');
+    await writeFile(path.dirname(underAFile), 'not a directory');
+    assert.equal(oneLine(await blobd(['get', digest, '-o', underAFile]), 1), `blobd: local_file: cannot write ${underAFile}: ${path.dirname(underAFile)} is not a directory`);
   });
 
   test('a missing object is named BUCKET/KEY, with its revision when one was asked for', async () => {

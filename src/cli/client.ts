@@ -79,7 +79,7 @@ export class BlobdClient {
    * outside the folder that holds data/, the admin token is simply not found, and that is the news.
    */
   explain(err: unknown): unknown {
-    if (this.token !== undefined || !(err instanceof ApiError) || err.status !== 401 || err.code !== 'unauthorized') return err;
+    if (this.token || !(err instanceof ApiError) || err.status !== 401 || err.code !== 'unauthorized') return err;
     const message = `no token found: looked for --token, then BLOBD_TOKEN, then ${this.tokenFile} (data/admin-token of BLOBD_DATA, else of the working directory); give one with --token or BLOBD_TOKEN`;
     return new ApiError(err.status, err.code, message, err.details, err.headers);
   }

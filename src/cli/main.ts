@@ -30,14 +30,15 @@ const program = new Command('blobd')
   .version(version)
   .option('--url <url>', 'the daemon [env BLOBD_URL, default http://127.0.0.1:8887]')
   .option('--token <token>', 'API or admin token [env BLOBD_TOKEN, else the file data/admin-token]')
-  .option('--json', 'print results as JSON (listings: one object per line)')
+  .option('--json', 'print results as JSON (listings: one object per line), errors as one {"error": …} line on stderr')
   .option('-q, --quiet', 'no progress bar and no notes on stderr')
   .configureHelp({ showGlobalOptions: true })
   .exitOverride()
   // Commander's error text (`error: …`) is written below, in blobd's one-line form.
   .configureOutput({ outputError: () => undefined })
   .addHelpText('after', `
-Exit codes: 0 ok, 1 error (one line on stderr), 2 usage.
+Exit codes: 0 ok, 1 error (one line on stderr: blobd: CODE: message), 2 usage, 130 interrupted
+(put and get -o: rerun the same command to resume).
 Run blobd COMMAND --help for a command's options and examples.`);
 
 registerServe(program);

@@ -35,6 +35,7 @@ export function registerGet(program: Command): void {
     .option('--fsync', 'with -o: flush FILE to disk before it is renamed into place (survives a power cut; slower)')
     .addHelpText('after', `
 Exit code 1 when the bytes do not hash to the digest (with -o, FILE is then left untouched).
+With -o, Ctrl-C keeps FILE.blobd-part (exit 130): rerun the same command to resume.
 
 Examples:
   blobd get sha256:dcce…59e1 > hello.txt
@@ -102,7 +103,8 @@ async function toFile(client: BlobdClient, g: GlobalOptions, target: Target, pat
   if ((await stat(file).catch(() => null))?.isDirectory()) throw new UsageError(`${file} is a directory; -o names the file to write`);
   // Said before any byte moves, and about FILE: the partial file beside it is ours, not the user's.
   const dir = path.dirname(file);
-  if (!(await stat(dir).catch(() => null))?.isDirectory()) throw new ApiError(0, 'local_file', `cannot write ${file}: the directory ${dir} does not exist`);
+  const dirStat = await stat(dir).catch(() => null);
+  if (!dirStat?.isDirectory()) throw new ApiError(0, 'local_file', `cannot write ${file}: ${dirStat ? `${dir} is not a directory` : `the directory ${dir} does not exist`}`);
   const partial = `${file}.blobd-part`;
   const local = new LocalState(client.stateDir);
   const have = (await stat(partial).catch(() => null))?.size ?? 0;
