@@ -162,6 +162,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     corsOrigins: config.corsOrigins,
     maxBlobSize: config.maxBlobSize,
     metrics,
+    sendTimeoutMs: config.sendTimeoutMs,
   });
 
   // Expired sessions free their bytes on a timer of their own, often enough for short TTLs (an expired

@@ -24,8 +24,10 @@ export interface AppEnv {
     credentialError?: BlobdError;
     /** What a signed URL allows beyond its signer's rights: limits the request body. */
     grant?: Grant;
-    /** Where downloads count the bytes they sent (unset with --metrics=false). */
-    metrics?: { sent(bytes: number): void };
+    /** Where downloads count the bytes they sent and the ones cut by the send timeout (unset with --metrics=false). */
+    metrics?: { sent(bytes: number): void; sendTimedOut(): void };
+    /** A download whose client takes no bytes this long is cut (unset: never). */
+    sendTimeoutMs?: number;
     /** Fed every chunk of the streamed request body (the Idempotency-Key fingerprint of a body). */
     bodyTap?: Hash;
   };

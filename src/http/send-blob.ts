@@ -102,9 +102,9 @@ export async function sendBlob(c: Context<AppEnv>, blob: SendableBlob): Promise<
   const copy = await blob.open(range);
   const outgoing = c.env?.outgoing;
   if (!outgoing) return c.body(webStream(copy), status, headers);
-  // Hot path: write the file straight to the socket, through the two buffers the byte store reuses (see
-  // BlobCopy: no buffer allocated per chunk, so no GC storm on a 1 GiB download). Each chunk's buffer goes
-  // back to the store once the socket has taken it, which is also the backpressure: at most two in flight.
+  // Hot path: write the file straight to the socket, through buffers the byte store reuses (see BlobCopy: no
+  // buffer allocated per chunk, so no GC storm on a 1 GiB download). Each chunk's buffer goes back to the
+  // store once the socket has taken it, which is also the backpressure: one chunk in flight.
   const prepared = c.body(null, status, headers);
   outgoing.writeHead(prepared.status, Object.fromEntries(prepared.headers));
   const promised = Number(headers['Content-Length']);
@@ -114,7 +114,19 @@ export async function sendBlob(c: Context<AppEnv>, blob: SendableBlob): Promise<
   // 'close', or the copy would wait forever holding its file and buffers.
   const waiting = new Set<(err: Error) => void>();
   let gone = false;
+  // A client that takes no bytes for the send timeout is cut: its chunk and its file are held until then.
+  // Progress is seen a chunk at a time (the socket tells only when a whole write is in), so a client must
+  // take one chunk (64 KiB, or 1 MiB once it has been reading) within the timeout.
+  const sendTimeoutMs = c.var.sendTimeoutMs;
+  const stalled = sendTimeoutMs
+    ? setTimeout(() => {
+        c.var.log.info({ sent, size: promised, send_timeout_ms: sendTimeoutMs }, 'download cut: the client took no bytes for the send timeout');
+        c.var.metrics?.sendTimedOut();
+        outgoing.destroy();
+      }, sendTimeoutMs)
+    : undefined;
   outgoing.once('close', () => {
+    clearTimeout(stalled);
     gone = true;
     for (const fail of waiting) fail(new Error('the client went away'));
     waiting.clear();
@@ -127,11 +139,13 @@ export async function sendBlob(c: Context<AppEnv>, blob: SendableBlob): Promise<
         waiting.delete(reject);
         if (err) return reject(err);
         sent += chunk.length;
+        stalled?.refresh();
         resolve();
       });
     });
   copy.pipeTo(write).then(
     () => {
+      clearTimeout(stalled);
       c.var.metrics?.sent(sent);
       // A blob file shorter than its row says (damage fsck will report): never leave the client waiting
       // for bytes that will not come — cut the connection so it sees a truncated response.
@@ -139,8 +153,9 @@ export async function sendBlob(c: Context<AppEnv>, blob: SendableBlob): Promise<
       else outgoing.end();
     },
     () => {
-      // The client went away mid-download (or the file could not be read): the file is closed; the access
-      // log records complete: false.
+      // The client went away mid-download (or the file could not be read, or the send timeout cut it): the
+      // file is closed; the access log records complete: false.
+      clearTimeout(stalled);
       c.var.metrics?.sent(sent);
       outgoing.destroy();
     },

@@ -17,9 +17,11 @@ export interface StagedBlob {
  */
 export interface BlobCopy {
   /**
-   * Calls `write` with each chunk in order. A chunk's buffer is reused once the promise `write` returned
-   * for it resolves, so `write` must be done with it by then. Resolves with the bytes copied (fewer than
-   * asked when the stored bytes are shorter); rejects when a write rejects. Closes the blob either way.
+   * Calls `write` with each chunk in order, one at a time: the next chunk is read only once the promise
+   * `write` returned for the last one settles, and the chunk's buffer is reused then, so `write` must be
+   * done with it by that time. A writer that never settles (a client that stopped reading) thus holds one
+   * chunk. Resolves with the bytes copied (fewer than asked when the stored bytes are shorter); rejects
+   * when a write rejects. Closes the blob either way.
    */
   pipeTo(write: (chunk: Buffer) => Promise<void>): Promise<number>;
   close(): Promise<void>;

@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { describe, test } from 'node:test';
 import { BytesNotFoundError, type ByteStore } from '../../src/storage/byte-store.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 export interface ByteStoreFixture {
   store: ByteStore;
@@ -67,6 +68,27 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       await store.commit(staged);
       assert.equal(await text(await store.openRead(staged.digest, { start: 2, end: 4 })), '234');
       assert.equal(await text(await store.openRead(staged.digest, { start: 9, end: 9 })), '9');
+    }));
+
+    test('openCopy hands out one chunk at a time: a write that has not settled holds the copy', withStore(async ({ store }) => {
+      // What bounds the memory of a download whose client stopped reading: it holds one chunk, no more.
+      const data = randomBytes(5 * 1024 * 1024 + 3);
+      await store.commit(await store.stage(Readable.from([data])));
+      const copy = await store.openCopy(digestOf(data));
+      const parts: Buffer[] = [];
+      let release = () => {};
+      const held = new Promise<void>((resolve) => (release = resolve));
+      const copied = copy.pipeTo(async (chunk) => {
+        parts.push(Buffer.from(chunk));
+        if (parts.length === 1) await held;
+      });
+      await waitFor(() => parts.length > 0, 'the first chunk');
+      // Time for a copy that reads ahead to do so: a whole read of the blob through the same store.
+      assert.ok((await readAll(await store.openRead(digestOf(data)))).equals(data));
+      assert.equal(parts.length, 1, 'a second chunk was handed out while the first was still being written');
+      release();
+      assert.equal(await copied, data.length);
+      assert.ok(Buffer.concat(parts).equals(data));
     }));
 
     test('discard forgets staged bytes', withStore(async ({ store, stagedCount }) => {

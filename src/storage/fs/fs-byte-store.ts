@@ -12,6 +12,7 @@ import { makeDirDurable, ShardDirs, syncChain, syncDir } from './durable-dirs.ts
 import { closeFd, fdatasyncFd, fstatFd, fsyncFd, ftruncateFd, IO_CHUNK, openFd } from './fd.ts';
 import { FileSink, PositionalWriter } from './positional-writer.ts';
 import { BytesNotFoundError, type BlobCopy, type ByteRange, type ByteStore, type StagedBlob } from '../byte-store.ts';
+import { ChunkPool } from './chunk-pool.ts';
 import { FileCopy } from './file-copy.ts';
 import type { DiskReserve } from './disk-reserve.ts';
 import type { DataLayout } from './layout.ts';
@@ -26,6 +27,8 @@ export class FsByteStore implements ByteStore {
   private readonly staged = new Set<string>();
   /** The statfs in flight, shared by every caller that asks meanwhile. */
   private freeSpaceInFlight: Promise<number> | undefined;
+  /** The buffers downloads copy through, shared by all of them and bounded in number. */
+  private readonly downloadBuffers = new ChunkPool();
 
   private readonly shards: ShardDirs;
 
@@ -146,9 +149,9 @@ export class FsByteStore implements ByteStore {
 
   async openCopy(digest: string, range?: ByteRange): Promise<BlobCopy> {
     const fd = await this.openBlobFile(digest);
-    if (range) return new FileCopy(fd, range.start, range.end);
+    if (range) return new FileCopy(fd, range.start, range.end, this.downloadBuffers);
     try {
-      return new FileCopy(fd, 0, (await fstatFd(fd)).size - 1);
+      return new FileCopy(fd, 0, (await fstatFd(fd)).size - 1, this.downloadBuffers);
     } catch (err) {
       await closeFd(fd);
       throw err;
