@@ -137,6 +137,7 @@ describe('access table: every route × every credential', () => {
     tusUpload('GET', 200),
     tusUpload('PATCH', 204, { 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }, 'abc'),
     tusUpload('DELETE', 204),
+    tusUpload('POST', 204, { 'x-http-method-override': 'PATCH', 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }, 'abc'),
     { route: 'GET /api/blobs/:digest', kind: 'principal', allow: ['blobs:read', 'admin'], ok: 200, make: async () => ({ method: 'GET', path: `/api/blobs/${blobDigest}` }) },
     { route: 'GET /api/blobs/:digest', note: 'HEAD', kind: 'principal', allow: ['blobs:read', 'admin'], ok: 200, make: async () => ({ method: 'HEAD', path: `/api/blobs/${blobDigest}` }) },
     { route: 'POST /api/blobs', kind: 'principal', allow: ['blobs:write', 'admin'], ok: 201, make: async () => ({ method: 'POST', path: '/api/blobs', body: randomData(32) }) },

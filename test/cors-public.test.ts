@@ -189,6 +189,27 @@ describe('CORS', () => {
     assert.equal(await errorCode(concat), 'invalid_request');
   });
 
+  test('a download (written straight to the socket) and an idempotent replay carry CORS headers and whole bodies', async () => {
+    const data = randomData(300_000);
+    const stored = await cors.api('/api/blobs', { method: 'POST', body: data });
+    assert.equal(stored.status, 201);
+    await stored.arrayBuffer();
+    for (const origin of ['https://app.example', undefined]) {
+      const res = await cors.api(`/api/blobs/${sha256(data)}`, { headers: origin ? { origin } : {} });
+      assert.equal(res.status, 200);
+      assert.ok(Buffer.from(await res.arrayBuffer()).equals(data), `the bytes, with Origin ${origin}`);
+      assert.equal(res.headers.get('access-control-allow-origin'), origin ?? null);
+    }
+    const headers = { origin: 'https://two.example', 'idempotency-key': `cors-${Date.now()}` };
+    const first = await cors.api('/api/tus/', { method: 'POST', headers: { ...headers, 'tus-resumable': '1.0.0', 'upload-length': '1' } });
+    const replay = await cors.api('/api/tus/', { method: 'POST', headers: { ...headers, 'tus-resumable': '1.0.0', 'upload-length': '1' } });
+    await Promise.all([first.arrayBuffer(), replay.arrayBuffer()]);
+    assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+    assert.equal(replay.headers.get('location'), first.headers.get('location'));
+    assert.equal(replay.headers.get('access-control-allow-origin'), 'https://two.example');
+    assertIncludes(replay, 'access-control-expose-headers', ['Location', 'Idempotent-Replayed']);
+  });
+
   test('BLOBD_CORS_ORIGIN takes a comma-separated list', async () => {
     for (const origin of ['https://a.example', 'https://b.example']) {
       const pre = await preflight(fromEnv, origin);

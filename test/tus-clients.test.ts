@@ -105,6 +105,34 @@ describe('tus: what clients send is what HEAD returns', () => {
     }
   });
 
+  test('X-HTTP-Method-Override: tus-js-client with overridePatchMethod uploads; DELETE terminates; nothing else', async () => {
+    const data = randomData(100_000);
+    const methods: string[] = [];
+    const url = await new Promise<string>((resolve, reject) => {
+      const up: tus.Upload = new tus.Upload(data, {
+        endpoint: `${d.url}/api/tus/`,
+        headers: { authorization: `Bearer ${d.token}` },
+        overridePatchMethod: true,
+        chunkSize: 40_000,
+        retryDelays: [],
+        onBeforeRequest: (req) => void methods.push(`${req.getMethod()} ${req.getHeader('X-HTTP-Method-Override') ?? ''}`.trim()),
+        onError: reject,
+        onSuccess: () => resolve(up.url!),
+      });
+      up.start();
+    });
+    assert.deepEqual(methods, ['POST', 'POST PATCH', 'POST PATCH', 'POST PATCH']);
+    assert.equal((await fetch(url, { method: 'HEAD', headers: TUS })).headers.get('blobd-digest'), sha256(data));
+
+    const location = (await create({ 'upload-length': '5' })).headers.get('location')!;
+    const other = await fetch(d.url + location, { method: 'POST', headers: { ...TUS, 'x-http-method-override': 'GET' } });
+    assert.equal(other.status, 400);
+    assert.equal(await errorCode(other), 'invalid_request');
+    const terminated = await fetch(d.url + location, { method: 'POST', headers: { ...TUS, 'x-http-method-override': 'DELETE' } });
+    assert.equal(terminated.status, 204);
+    assert.equal((await head(location)).status, 404);
+  });
+
   describe('a creation-with-upload whose body is refused creates nothing', () => {
     /** POSTs a creation whose body holds after `first` bytes until the session is listed, then sends the rest. */
     async function refusedCreation(headers: Record<string, string>, body: Buffer, first: number) {

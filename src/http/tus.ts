@@ -169,6 +169,19 @@ const terminate = createRoute({
   responses: { 204: { description: 'terminated' }, ...errors(401, 403, 404, 410, 412) },
 });
 
+/** X-HTTP-Method-Override (tus-js-client's overridePatchMethod, for proxies that drop PATCH or DELETE). */
+const overridden = createRoute({
+  method: 'post',
+  path: '/api/tus/{ref}',
+  summary: 'tus PATCH or termination sent as POST with X-HTTP-Method-Override: PATCH or DELETE',
+  middleware: [tusProtocol, requires('upload-token')] as const,
+  request: { params: RefParam },
+  responses: {
+    204: { description: 'as PATCH or DELETE', headers: tusHeaders({ 'Upload-Offset': '', 'Upload-Expires': '', 'Blobd-Digest': 'when this request completed it' }) },
+    ...errors(400, 401, 403, 404, 409, 410, 412, 413, 415, 460, 507),
+  },
+});
+
 export function tusRoutes(uploads: UploadService, opts: { maxBlobSize: number }) {
   const app = createRouter();
 
@@ -275,7 +288,7 @@ export function tusRoutes(uploads: UploadService, opts: { maxBlobSize: number })
     }),
   );
 
-  app.openapi(patch, (c) =>
+  const appendUpload = (c: Context<AppEnv>) =>
     goneIfExpired(async () => {
       const { id, token } = sessionRef(c);
       const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
@@ -294,16 +307,23 @@ export function tusRoutes(uploads: UploadService, opts: { maxBlobSize: number })
       }
       const s = await appendBody(c, id, token, offset, checksum);
       return c.body(null, 204, statusHeaders(s));
-    }),
-  );
+    });
 
-  app.openapi(terminate, (c) =>
+  const terminateUpload = (c: Context<AppEnv>) =>
     goneIfExpired(async () => {
       const { id, token } = sessionRef(c);
       await uploads.destroy(id, token);
       return c.body(null, 204);
-    }),
-  );
+    });
+
+  app.openapi(patch, appendUpload);
+  app.openapi(terminate, terminateUpload);
+  app.openapi(overridden, (c) => {
+    const method = c.req.header('x-http-method-override')?.trim().toUpperCase();
+    if (method === 'PATCH') return appendUpload(c);
+    if (method === 'DELETE') return terminateUpload(c);
+    throw new BlobdError('invalid_request', 'POST to an upload URL is a PATCH or DELETE named in X-HTTP-Method-Override');
+  });
 
   return app;
 }
