@@ -167,12 +167,40 @@ function lineRegex(expected: string): RegExp {
   return new RegExp(`^${parts.join('.*')}$`);
 }
 
-/** One readable paragraph per command whose output differs from the document's; empty when all match. */
+/**
+ * One readable paragraph per command whose output differs from the document's, empty when all match: the
+ * command, where it is, and a line diff — `-` the document's line, `+` what the command printed.
+ */
 export function describeMismatches(file: string, results: StepResult[]): string[] {
-  const indent = (lines: string[]) => (lines.length ? lines.map((l) => `    ${l}`).join('\n') : '    (nothing)');
   return results
     .filter((r) => !outputMatches(r.step.expected, r.actual))
-    .map((r) => `${file}:${r.step.line}: ${r.step.command}\n  expected:\n${indent(r.step.expected)}\n  actual (exit ${r.status}):\n${indent(r.actual)}`);
+    .map((r) => `${file}:${r.step.line}: ${r.step.command}\n  (exit ${r.status}; - the document, + what it printed)\n${lineDiff(r.step.expected, r.actual).join('\n')}`);
+}
+
+/** A longest-common-subsequence diff of expected patterns against actual lines. */
+function lineDiff(expected: string[], actual: string[]): string[] {
+  const same = (e: string, a: string) => e === '…' || lineRegex(e).test(a);
+  const n = expected.length;
+  const m = actual.length;
+  const lcs: number[][] = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0));
+  for (let i = n - 1; i >= 0; i--) {
+    for (let j = m - 1; j >= 0; j--) {
+      lcs[i]![j] = same(expected[i]!, actual[j]!) ? lcs[i + 1]![j + 1]! + 1 : Math.max(lcs[i + 1]![j]!, lcs[i]![j + 1]!);
+    }
+  }
+  const out: string[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && same(expected[i]!, actual[j]!)) {
+      out.push(`      ${actual[j]}`);
+      i++;
+      j++;
+    }
+    else if (j < m && (i === n || lcs[i]![j + 1]! >= lcs[i + 1]![j]!)) out.push(`    + ${actual[j++]}`);
+    else out.push(`    - ${expected[i++]}`);
+  }
+  return out.length > 0 ? out : ['    (no output expected, none printed)'];
 }
 
 export async function readWalkthrough(file: string, label: string): Promise<Step[]> {
