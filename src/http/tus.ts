@@ -131,7 +131,7 @@ const create = (path: string) =>
   createRoute({
     method: 'post',
     path,
-    summary: 'tus creation (Upload-Length or Upload-Defer-Length: 1; Upload-Metadata filename, filetype, bucket, key, temporary, digest), optionally with the first bytes',
+    summary: 'tus creation (Upload-Length or Upload-Defer-Length: 1; Upload-Metadata of at most 8192 bytes, blobd reads filename, filetype, bucket, key, temporary, digest), optionally with the first bytes; a refused body creates nothing',
     middleware: [tusProtocol, requires(creationNeed), idempotent((c) => (hasBody(c) ? 'stream' : 'none'))] as const,
     responses: {
       201: { description: 'created; Location is the upload URL', headers: tusHeaders({ Location: '', 'Upload-Offset': '', 'Upload-Expires': '' }) },
@@ -142,7 +142,7 @@ const create = (path: string) =>
 const head = createRoute({
   method: 'get',
   path: '/api/tus/{ref}',
-  summary: 'tus HEAD: Upload-Offset, Upload-Length (or Upload-Defer-Length), Upload-Metadata, Upload-Expires',
+  summary: 'tus HEAD: Upload-Offset, Upload-Length (or Upload-Defer-Length), Upload-Metadata (as the client sent it), Upload-Expires',
   middleware: [tusProtocol, requires('upload-token')] as const,
   request: { params: RefParam },
   responses: { 200: { description: 'see the headers', headers: tusHeaders({ 'Upload-Offset': '', 'Upload-Length': '', 'Blobd-Digest': 'once completed' }) }, ...errors(401, 403, 404, 410, 412) },
