@@ -52,7 +52,7 @@ window.runUpload = (endpoint, size, seed) => new Promise((resolve, reject) => {
     endpoint,
     chunkSize: 1024 * 1024,
     retryDelays: [],
-    metadata: { filename: file.name, filetype: file.type },
+    metadata: { filename: file.name, filetype: file.type, relativePath: 'album/' + file.name },
     onError: (err) => reject(new Error('tus: ' + err.message)),
     onSuccess: async () => {
       try {
@@ -62,6 +62,7 @@ window.runUpload = (endpoint, size, seed) => new Promise((resolve, reject) => {
           status: res.status,
           digest: res.headers.get('Blobd-Digest'),
           offset: res.headers.get('Upload-Offset'),
+          metadata: res.headers.get('Upload-Metadata'),
         });
       } catch (err) {
         reject(new Error('HEAD: ' + err.message));
@@ -164,12 +165,18 @@ describe('tus from headless Chromium (tus-js-client, CORS, signed URL)', { skip:
     const call = `runUpload(${JSON.stringify(url)}, ${size}, ${seed})`;
     const result = (await page.evaluate(call).catch((err: Error) => {
       throw new Error(`${err.message}\nbrowser log:\n${browserLog.join('\n')}\ndaemon output:\n${d.output()}`);
-    })) as { uploadUrl: string; status: number; digest: string | null; offset: string | null };
+    })) as { uploadUrl: string; status: number; digest: string | null; offset: string | null; metadata: string | null };
 
     assert.equal(new URL(result.uploadUrl).origin, new URL(d.url).origin, 'the upload URL is on the daemon');
     assert.equal(result.status, 200);
     assert.equal(result.offset, String(size), 'Upload-Offset is readable from the page and says all of it');
     assert.equal(result.digest, expected, 'Blobd-Digest is exposed to the page and is the SHA-256 of the bytes');
+    const b64 = (s: string) => Buffer.from(s).toString('base64');
+    assert.equal(
+      result.metadata,
+      `filename ${b64('browser.bin')},filetype ${b64('application/octet-stream')},relativePath ${b64('album/browser.bin')}`,
+      "Upload-Metadata is exposed to the page and is what tus-js-client sent, the client's own keys included",
+    );
 
     const res = await d.api(`/api/blobs/${expected}`);
     assert.equal(res.status, 200);
