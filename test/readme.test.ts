@@ -5,6 +5,8 @@
 import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, stat, symlink } from 'node:fs/promises';
 import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { after, describe, test } from 'node:test';
 import { BLOBD, makeTempDir, removeDir, ROOT, startDaemon, type Daemon } from './helpers/daemon.ts';
 import { describeMismatches, outputMatches, parseWalkthrough, readWalkthrough, runWalkthrough } from './helpers/walkthrough.ts';
@@ -66,6 +68,27 @@ describe('documentation walk-throughs', { concurrency: true }, () => {
       }
     }
     assert.deepEqual(broken, []);
+  });
+
+  test('docs/operations.md lists every flag of blobd serve --help, and no flag it does not have', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, [BLOBD, 'serve', '--help']);
+    const own = stdout.split('Global Options:')[0]!; // --url, --token, --json are the client's
+    const help = new Set([...own.matchAll(/^ {2}(--[a-z-]+)/gm)].map((m) => m[1]!).filter((f) => f !== '--help'));
+    const table = await readFile(path.join(ROOT, 'docs/operations.md'), 'utf8');
+    const documented = new Set([...table.matchAll(/^\| `(--[a-z-]+)`/gm)].map((m) => m[1]!));
+    assert.deepEqual([...help].filter((f) => !documented.has(f)), [], 'flags of blobd serve missing from the configuration table');
+    assert.deepEqual([...documented].filter((f) => !help.has(f)), [], 'flags in the configuration table that blobd serve does not have');
+  });
+
+  test('docs/api.md names every route of /openapi.json', async () => {
+    const d = await startDaemon();
+    cleanup.push(() => d.stop());
+    const doc = (await (await fetch(`${d.url}/openapi.json`)).json()) as { paths: Record<string, unknown> };
+    // Parameters are named differently here and there ({bucket} / {b}, {ref} / {id}.{token}): compare shapes.
+    const shape = (text: string) => text.replace(/\{[^}]*\}(\.\{[^}]*\})?/g, '{}');
+    const api = shape(await readFile(path.join(ROOT, 'docs/api.md'), 'utf8'));
+    const missing = Object.keys(doc.paths).filter((p) => !api.includes(shape(p)));
+    assert.deepEqual(missing, [], 'routes that docs/api.md does not mention');
   });
 
   test('the runner: output lines, prose, wildcards, and a mismatch is reported with its command', () => {
