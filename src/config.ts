@@ -32,6 +32,8 @@ export interface Config {
   readonly metrics: boolean;
   /** How often data/keys/ is read again: a new signing key signs, a removed one stops verifying. */
   readonly keyRefreshMs: number;
+  /** Start (with a warning) even when other users can enter the data directory; else that is refused. */
+  readonly insecureDataDir: boolean;
   /** From BLOBD_ADMIN_TOKEN only (a flag would show up in `ps`). */
   readonly adminToken: string | undefined;
 }
@@ -117,6 +119,7 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { key: 'publicBlobs', flag: '--public-blobs', env: 'BLOBD_PUBLIC_BLOBS', defaultValue: 'false', kind: 'switch', description: 'anyone may GET blobs by digest without a token' },
   { key: 'metrics', flag: '--metrics <bool>', env: 'BLOBD_METRICS', defaultValue: 'true', description: 'serve GET /metrics (Prometheus); --metrics=false turns it off' },
   { key: 'keyRefresh', flag: '--key-refresh <duration>', env: 'BLOBD_KEY_REFRESH', defaultValue: '30s', description: 'how often signing keys are read again from data/keys/ (a new key signs, a removed key stops verifying)' },
+  { key: 'insecureDataDir', flag: '--insecure-data-dir', env: 'BLOBD_INSECURE_DATA_DIR', defaultValue: 'false', kind: 'switch', description: 'start even when other users can enter the data directory (only warn; by default that is refused)' },
   { key: 'shutdownTimeout', flag: '--shutdown-timeout <duration>', env: 'BLOBD_SHUTDOWN_TIMEOUT', defaultValue: '10s', description: 'how long in-flight requests may finish after SIGTERM' },
 ];
 
@@ -174,6 +177,7 @@ export function loadConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = process.e
     publicBlobs: parseSwitch(value('publicBlobs')),
     keyRefreshMs: parseDuration(value('keyRefresh')),
     metrics: parseSwitch(value('metrics')),
+    insecureDataDir: parseSwitch(value('insecureDataDir')),
     adminToken: adminToken || undefined,
   };
 }

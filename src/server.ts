@@ -1,8 +1,8 @@
 // The composition root: read config, open the stores, build the services and the app, listen, and wire
 // graceful shutdown. Nothing else in blobd creates long-lived singletons.
 import { getRequestListener } from '@hono/node-server';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:http';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { AccessControl } from './core/auth.ts';
@@ -24,10 +24,10 @@ import { Metrics } from './http/metrics.ts';
 import { paceYoungGc } from './gc-pacer.ts';
 import { loadOrCreateAdminToken } from './storage/fs/admin-token.ts';
 import { DiskReserve } from './storage/fs/disk-reserve.ts';
-import { makeDirDurable } from './storage/fs/durable-dirs.ts';
 import { FsByteStore } from './storage/fs/fs-byte-store.ts';
 import { KeyFiles } from './storage/fs/key-files.ts';
 import { DataLayout } from './storage/fs/layout.ts';
+import { octal, securePrivateDataDir } from './storage/fs/private-data-dir.ts';
 import { lockDataDir } from './storage/sqlite/data-dir-lock.ts';
 import { SqliteMetadataStore } from './storage/sqlite/sqlite-metadata-store.ts';
 
@@ -62,14 +62,44 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
+export class ListenError extends Error {
+  override name = 'ListenError';
+}
+
+/** Why `host:port` cannot be listened on, in the operator's words (it becomes one line on stderr). */
+function listenError(err: NodeJS.ErrnoException, port: number, host: string): Error {
+  const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const why =
+    err.code === 'EADDRINUSE'
+      ? 'the address is already in use (by another blobd or another program; choose another --port)'
+      : err.code === 'EACCES'
+        ? 'permission denied (ports below 1024 need privileges; choose another --port)'
+        : err.code === 'EADDRNOTAVAIL'
+          ? 'this host has no such address (check --host)'
+          : err.message;
+  return new ListenError(`cannot listen on ${where}: ${why}`);
+}
+
+function listen(server: NetServer, port: number, host: string): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const fail = (err: NodeJS.ErrnoException) => reject(listenError(err, port, host));
+    server.once('error', fail);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', fail);
       resolve(server.address() as AddressInfo);
     });
   });
+}
+
+/**
+ * Fails as the real listen would, before the data directory is touched, so that a daemon which cannot
+ * listen leaves nothing behind. The port is free again at once: a listening socket that took no connection
+ * leaves no TIME_WAIT. (Taken by someone else between this and the real listen, the start still fails.)
+ */
+async function checkCanListen(port: number, host: string): Promise<void> {
+  const probe = createNetServer();
+  await listen(probe, port, host);
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
 }
 
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
@@ -101,7 +131,15 @@ export async function startServer(config: Config): Promise<RunningServer> {
     ? pino({ level: config.logLevel, base: { pid: process.pid } }, prettyLines(process.stdout))
     : pino({ level: config.logLevel, base: { pid: process.pid } });
   const layout = new DataLayout(config.dataDir);
-  await makeDirDurable(layout.root);
+  if (config.port !== 0) await checkCanListen(config.port, config.host);
+  const dataDir = await securePrivateDataDir(layout.root, config.insecureDataDir);
+  if (dataDir.adoptedFrom !== undefined) {
+    logger.info({ data: layout.root, mode: octal(dataDir.adoptedFrom) }, 'the empty data directory was open to other users; made it 0700');
+  }
+  if (dataDir.insecureMode !== undefined) {
+    const mode = octal(dataDir.insecureMode);
+    logger.warn({ data: layout.root, mode }, `data directory is accessible by other users (mode ${mode}); starting anyway (--insecure-data-dir)`);
+  }
   // Before anything touches tmp/ or uploads/: they may belong to a daemon that is still running.
   const dirLock = lockDataDir(layout.lockFile);
   // The reserve first: opening the database after a crash on a full disk may already need its room.

@@ -160,7 +160,7 @@ describe('blobs by digest', () => {
     assert.equal(matches.length, 1);
     assert.equal(matches[0], path.join(d.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex));
     const st = await stat(matches[0]!);
-    assert.equal(st.mode & 0o777, 0o444, 'blob files are read-only');
+    assert.equal(st.mode & 0o777, 0o400, 'blob files are read-only, and only to their owner');
     assert.deepEqual(await readdir(path.join(d.dataDir, 'tmp')), [], 'no staging file is left');
   });
 

@@ -81,11 +81,11 @@ describe('fsck', () => {
     const entries = await readdir(dir, { recursive: true, withFileTypes: true });
     return Promise.all(entries.filter((e) => e.isFile()).map((e) => readFile(path.join(e.parentPath, e.name))));
   };
-  /** Writes to a read-only (0444) blob file and puts the mode back. */
+  /** Writes to a read-only (0400) blob file and puts the mode back. */
   const tamper = async (file: string, change: (f: string) => Promise<void>) => {
-    await chmod(file, 0o644);
+    await chmod(file, 0o600);
     await change(file);
-    await chmod(file, 0o444);
+    await chmod(file, 0o400);
   };
 
   const running = () => d.proc.exitCode === null && d.proc.signalCode === null;

@@ -3,13 +3,13 @@
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { execFile } from 'node:child_process';
-import { connect } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'node:test';
 import { randomData, sha256 } from './helpers/bytes.ts';
-import { BLOBD, removeDir, startDaemon } from './helpers/daemon.ts';
+import { BLOBD, makeTempDir, removeDir, startDaemon } from './helpers/daemon.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const run = promisify(execFile);
@@ -153,6 +153,31 @@ test('a second daemon on the same data directory refuses to start', async () => 
   const afterCrash = await startDaemon({ dataDir: d.dataDir });
   await afterCrash.stop();
   await removeDir(path.dirname(d.dataDir));
+});
+
+test('a port in use is one line naming the address, exit 1, and no data directory is left behind', async () => {
+  const occupier = createNetServer();
+  await new Promise<void>((resolve) => occupier.listen(0, '127.0.0.1', resolve));
+  const port = (occupier.address() as AddressInfo).port;
+  const work = await makeTempDir();
+  const dataDir = path.join(work, 'never', 'data');
+  try {
+    const res = await run(process.execPath, [BLOBD, 'serve', '--port', String(port), '--host', '127.0.0.1', '--data', dataDir], {
+      env: { ...process.env, BLOBD_ADMIN_TOKEN: 'another-token-0123456789' },
+      timeout: 60_000,
+      killSignal: 'SIGKILL',
+    }).then(
+      () => ({ code: 0 as number | null, stderr: '' }),
+      (err: { code: number | null; stderr: string }) => err,
+    );
+    assert.equal(res.code, 1, res.stderr);
+    assert.match(res.stderr, /^blobd: [^\n]+\n$/, `one line: ${JSON.stringify(res.stderr)}`);
+    assert.ok(res.stderr.includes(`127.0.0.1:${port}`) && res.stderr.includes('already in use'), res.stderr);
+    assert.equal(await stat(path.join(work, 'never')).catch(() => null), null, 'nothing was created');
+  } finally {
+    await new Promise((resolve) => occupier.close(resolve));
+    await removeDir(work);
+  }
 });
 
 test('without BLOBD_ADMIN_TOKEN a token is generated into data/admin-token (0600), never logged', async () => {

@@ -10,7 +10,7 @@ import { DiskBudget } from '../core/disk-budget.ts';
 import { FsckService, type FsckReport } from '../core/fsck.ts';
 import { syncDir } from '../storage/fs/durable-dirs.ts';
 import { FsByteStore } from '../storage/fs/fs-byte-store.ts';
-import { DataLayout } from '../storage/fs/layout.ts';
+import { BLOB_MODE, DataLayout, DIR_MODE, FILE_MODE } from '../storage/fs/layout.ts';
 import { lockDataDir } from '../storage/sqlite/data-dir-lock.ts';
 import { SqliteMetadataStore } from '../storage/sqlite/sqlite-metadata-store.ts';
 
@@ -65,7 +65,7 @@ export async function backupDataDir(dataDir: string, dir: string): Promise<{ dir
     throw err;
   });
   if (existing && existing.length > 0) throw new MaintenanceError(`${to.root} is not empty; back up into a new directory`);
-  await mkdir(to.root, { recursive: true, mode: 0o700 });
+  await mkdir(to.root, { recursive: true, mode: DIR_MODE });
 
   const source = SqliteMetadataStore.open(from.databaseFile);
   const hold = uuidv7();
@@ -98,16 +98,20 @@ export async function backupDataDir(dataDir: string, dir: string): Promise<{ dir
         const target = to.blobFile(blob.digest);
         const shard = path.dirname(target);
         if (!shards.has(shard)) {
-          await mkdir(shard, { recursive: true });
+          await mkdir(shard, { recursive: true, mode: DIR_MODE });
           shards.add(shard);
         }
         const copied = await link(from.blobFile(blob.digest), target).then(
-          () => true,
+          async () => {
+            // One inode with the original: a blob file an older blobd made 0444 is tightened in both.
+            if (((await stat(target)).mode & 0o777) !== BLOB_MODE) await chmod(target, BLOB_MODE);
+            return true;
+          },
           async (err: NodeJS.ErrnoException) => {
             if (err.code === 'ENOENT') return settleMissing(blob.digest);
             if (err.code !== 'EXDEV' && err.code !== 'EPERM') throw err;
             await copyFile(from.blobFile(blob.digest), target);
-            await chmod(target, 0o444);
+            await chmod(target, BLOB_MODE);
             await syncFile(target);
             return true;
           },
@@ -120,6 +124,9 @@ export async function backupDataDir(dataDir: string, dir: string): Promise<{ dir
     await copySecrets(from, to);
     for (const shard of shards) await syncDir(shard);
     await syncFile(to.databaseFile);
+    // A directory the user made for it keeps their umask's mode until now: the copy is a data directory,
+    // which a daemon only starts on when other users cannot enter it.
+    await chmod(to.root, DIR_MODE);
     await syncDir(to.root);
   } catch (err) {
     await snapshot?.close();
@@ -141,7 +148,7 @@ export async function backupDataDir(dataDir: string, dir: string): Promise<{ dir
 async function copySecrets(from: DataLayout, to: DataLayout): Promise<void> {
   const files: [string, string][] = [[from.adminTokenFile, to.adminTokenFile]];
   const keys = await readdir(from.keysDir).catch(() => [] as string[]);
-  if (keys.length > 0) await mkdir(to.keysDir, { mode: 0o700 });
+  if (keys.length > 0) await mkdir(to.keysDir, { mode: DIR_MODE });
   for (const name of keys) files.push([path.join(from.keysDir, name), path.join(to.keysDir, name)]);
   for (const [src, dst] of files) {
     try {
@@ -150,7 +157,7 @@ async function copySecrets(from: DataLayout, to: DataLayout): Promise<void> {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
       throw err;
     }
-    await chmod(dst, 0o600);
+    await chmod(dst, FILE_MODE);
     await syncFile(dst);
   }
   if (keys.length > 0) await syncDir(to.keysDir);

@@ -1,9 +1,9 @@
 // The admin token file: read it, or create it once (0600) with a fresh random token. The caller decides
 // whether an environment-provided token overrides it; this module never logs the value.
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { syncDir } from './durable-dirs.ts';
-import type { DataLayout } from './layout.ts';
+import { FILE_MODE, type DataLayout } from './layout.ts';
 
 export async function loadOrCreateAdminToken(layout: DataLayout): Promise<{ token: string; created: boolean }> {
   try {
@@ -13,7 +13,15 @@ export async function loadOrCreateAdminToken(layout: DataLayout): Promise<{ toke
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   const token = `blobd_${randomBytes(32).toString('base64url')}`;
-  await writeFile(layout.adminTokenFile, `${token}\n`, { mode: 0o600, flag: 'w', flush: true });
+  const fh = await open(layout.adminTokenFile, 'w', FILE_MODE);
+  try {
+    // An empty file that was there keeps its mode through open: made 0600 before the token goes in.
+    await fh.chmod(FILE_MODE);
+    await fh.writeFile(`${token}\n`);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
   await syncDir(layout.root);
   return { token, created: true };
 }

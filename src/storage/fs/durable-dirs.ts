@@ -5,7 +5,7 @@ import { constants } from 'node:fs';
 import { lstat, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { closeFd, fsyncFd, openFd } from './fd.ts';
-import type { DataLayout } from './layout.ts';
+import { DIR_MODE, type DataLayout } from './layout.ts';
 
 /** fsync a directory so that a rename or create inside it survives a power loss. */
 export async function syncDir(dir: string): Promise<void> {
@@ -18,9 +18,10 @@ export async function syncDir(dir: string): Promise<void> {
   }
 }
 
-/** mkdir -p that also makes every directory it created durable in its parent. */
+/** mkdir -p (every level it creates 0700: it is only used under the data directory) that also makes every
+ * directory it created durable in its parent. */
 export async function makeDirDurable(dir: string): Promise<void> {
-  const first = await mkdir(dir, { recursive: true });
+  const first = await mkdir(dir, { recursive: true, mode: DIR_MODE });
   if (first === undefined) return;
   await syncChain(dir, path.dirname(first));
 }
@@ -89,7 +90,7 @@ export class ShardDirs {
   private async makeDurableDir(dir: string): Promise<void> {
     const parent = path.dirname(dir);
     if (parent !== this.layout.blobsDir) await this.durableDir(parent);
-    await mkdir(dir, { recursive: true }); // no EEXIST error to build when it is there (its parent is)
+    await mkdir(dir, { recursive: true, mode: DIR_MODE }); // no EEXIST error to build when it is there (its parent is)
     if (!(await lstat(dir)).isDirectory()) throw new Error('a blob shard directory is not a real directory; refusing to write through it');
     await syncDir(parent);
   }

@@ -15,7 +15,7 @@ import { BytesNotFoundError, type BlobCopy, type ByteRange, type ByteStore, type
 import { ChunkPool } from './chunk-pool.ts';
 import { FileCopy } from './file-copy.ts';
 import type { DiskReserve } from './disk-reserve.ts';
-import type { DataLayout } from './layout.ts';
+import { BLOB_MODE, FILE_MODE, type DataLayout } from './layout.ts';
 
 const SHARD_RE = /^[0-9a-f]{2}$/;
 
@@ -64,9 +64,9 @@ export class FsByteStore implements ByteStore {
     source.on('error', quiet);
     let fd: number;
     try {
-      // Created read-only (0444, what a blob file must be), so no chmod after the fsync is needed: the fd
+      // Created read-only (0400, what a blob file must be), so no chmod after the fsync is needed: the fd
       // opened at creation may still write.
-      fd = await openFd(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o444);
+      fd = await openFd(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, BLOB_MODE);
     } catch (err) {
       source.destroy();
       throw err;
@@ -186,7 +186,7 @@ export class FsByteStore implements ByteStore {
 
   async ping(): Promise<void> {
     const probe = this.layout.tmpFile(uuidv7());
-    const fh = await open(probe, 'wx', 0o600);
+    const fh = await open(probe, 'wx', FILE_MODE);
     await fh.close();
     await unlink(probe);
   }
@@ -204,7 +204,7 @@ export class FsByteStore implements ByteStore {
   }
 
   async createUpload(id: string): Promise<void> {
-    const fh = await open(this.layout.uploadFile(id), 'wx', 0o600);
+    const fh = await open(this.layout.uploadFile(id), 'wx', FILE_MODE);
     await fh.close();
     await syncDir(this.layout.uploadsDir);
   }
@@ -271,7 +271,7 @@ export class FsByteStore implements ByteStore {
     // interrupted completion may hand back to appends); fsync, not fdatasync, makes the mode durable.
     const fh = await open(final, 'r');
     try {
-      await fh.chmod(0o444);
+      await fh.chmod(BLOB_MODE);
       await fh.sync();
     } finally {
       await fh.close();
@@ -284,9 +284,10 @@ export class FsByteStore implements ByteStore {
     const tmp = this.layout.tmpFile(uuidv7());
     try {
       await copyFile(this.layout.blobFile(digest), tmp);
-      const fh = await open(tmp, 'r+');
+      // The copy has the blob's mode (0400): opened read-only, which is all fchmod and fsync need.
+      const fh = await open(tmp, 'r');
       try {
-        await fh.chmod(0o600);
+        await fh.chmod(FILE_MODE);
         await fh.sync();
       } finally {
         await fh.close();

@@ -6,7 +6,7 @@ import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { v7 as uuidv7 } from 'uuid';
 import { syncDir } from './durable-dirs.ts';
-import type { DataLayout } from './layout.ts';
+import { DIR_MODE, FILE_MODE, type DataLayout } from './layout.ts';
 
 export interface SigningKey {
   /** A UUIDv7: newer keys sort after older ones. */
@@ -21,15 +21,15 @@ export class KeyFiles {
   constructor(private readonly layout: DataLayout) {}
 
   private async ensureDir(): Promise<void> {
-    const created = await mkdir(this.layout.keysDir, { recursive: true, mode: 0o700 });
+    const created = await mkdir(this.layout.keysDir, { recursive: true, mode: DIR_MODE });
     if (created !== undefined) await syncDir(this.layout.root);
-    await chmod(this.layout.keysDir, 0o700);
+    await chmod(this.layout.keysDir, DIR_MODE);
   }
 
   private async writeSecret(name: string, secret: Buffer): Promise<void> {
     await this.ensureDir();
     // 'wx': two writers never overwrite each other's key.
-    await writeFile(path.join(this.layout.keysDir, name), `${secret.toString('base64url')}\n`, { mode: 0o600, flag: 'wx', flush: true });
+    await writeFile(path.join(this.layout.keysDir, name), `${secret.toString('base64url')}\n`, { mode: FILE_MODE, flag: 'wx', flush: true });
     await syncDir(this.layout.keysDir);
   }
 

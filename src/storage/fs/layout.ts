@@ -2,6 +2,15 @@
 // It validates what it is given first, so no digest, id or name can produce a path outside the root (G6).
 import path from 'node:path';
 
+/**
+ * Who may read what blobd keeps (SPEC §2), set explicitly wherever a file or directory is made so that no
+ * umask loosens it: only the daemon's user may enter a directory, read a file, or write a file that may
+ * change; a blob file (and a quarantined one) never changes, so not even its owner may write it.
+ */
+export const DIR_MODE = 0o700;
+export const FILE_MODE = 0o600;
+export const BLOB_MODE = 0o400;
+
 const DIGEST_RE = /^sha256:([0-9a-f]{64})$/;
 const ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

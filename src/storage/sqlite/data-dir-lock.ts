@@ -2,6 +2,7 @@
 // every digest. The lock is an exclusive SQLite lock on data/blobd.lock: the operating system drops it
 // when the process dies, even by kill -9, so a crash never leaves a stale lock behind.
 import Database from 'better-sqlite3';
+import { ensurePrivateFile } from './db.ts';
 
 export interface DataDirLock {
   release(): void;
@@ -12,6 +13,8 @@ export class DataDirInUseError extends Error {
 }
 
 export function lockDataDir(lockFile: string): DataDirLock {
+  // 0600, and so is blobd.lock-journal, which SQLite keeps beside it while the lock is held.
+  ensurePrivateFile(lockFile);
   const db = new Database(lockFile);
   try {
     db.pragma('busy_timeout = 0');

@@ -29,7 +29,7 @@ import { CatalogRepo } from './catalog-repo.ts';
 import { LifecycleRepo } from './lifecycle-repo.ts';
 import { BlobGroupCommit, writeBlobRow } from './blob-group-commit.ts';
 import { BlobsRepo } from './blobs-repo.ts';
-import { openDatabase, type Db } from './db.ts';
+import { ensurePrivateFile, openDatabase, type Db } from './db.ts';
 import { isStorageFull, type SpaceReserve } from '../storage-full.ts';
 import { UploadsRepo } from './uploads-repo.ts';
 
@@ -348,7 +348,9 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async backupTo(file: string): Promise<void> {
     // SQLite's online backup, all pages in one step: one read transaction, so the copy is one consistent
-    // snapshot (copied in small steps, every write by the daemon meanwhile would restart it).
+    // snapshot (copied in small steps, every write by the daemon meanwhile would restart it). The copy is
+    // made 0600 first, as SQLite would create it readable to others.
+    ensurePrivateFile(file);
     await this.db.backup(file, { progress: () => 0x7fffffff });
   }
 
