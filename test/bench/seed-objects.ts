@@ -7,7 +7,8 @@ import { SqliteMetadataStore } from '../../src/storage/sqlite/sqlite-metadata-st
 
 /** Resolves with the seconds seeding took. */
 export async function seedObjects(dataDir: string, n: number): Promise<number> {
-  await mkdir(dataDir, { recursive: true });
+  // 0700: blobd refuses to start on a data directory other users can enter.
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const db = openDatabase(path.join(dataDir, 'blobd.db'));
   db.pragma('synchronous = OFF');
   const store = new SqliteMetadataStore(db);
