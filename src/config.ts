@@ -18,7 +18,7 @@ export interface Config {
   readonly diskReserve: number;
   readonly shutdownTimeoutMs: number;
   readonly idleTimeoutMs: number;
-  /** A download whose client takes no bytes this long is cut; 0: never (the idle timeout still applies). */
+  /** A download whose socket takes no more bytes this long is cut; 0: never (the idle timeout still applies). */
   readonly sendTimeoutMs: number;
   /** How often GC runs on its own; 0: never (only POST /api/admin/gc). */
   readonly gcIntervalMs: number;
@@ -112,7 +112,7 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { key: 'minFree', flag: '--min-free <size>', env: 'BLOBD_MIN_FREE', defaultValue: '1GiB', description: 'free disk to keep; below it uploads get 507' },
   { key: 'diskReserve', flag: '--disk-reserve <size>', env: 'BLOBD_DISK_RESERVE', defaultValue: '4MiB', description: 'disk held back in data/reserve and given up on a full disk so that deletes and GC still run (0: none)' },
   { key: 'idleTimeout', flag: '--idle-timeout <duration>', env: 'BLOBD_IDLE_TIMEOUT', defaultValue: '2m', description: 'a connection silent this long mid-request is closed (an upload keeps what arrived)' },
-  { key: 'sendTimeout', flag: '--send-timeout <duration>', env: 'BLOBD_SEND_TIMEOUT', defaultValue: '60s', description: 'a download whose client takes no bytes this long is cut (0s: never)' },
+  { key: 'sendTimeout', flag: '--send-timeout <duration>', env: 'BLOBD_SEND_TIMEOUT', defaultValue: '60s', description: 'a download whose socket takes no more bytes this long is cut: its client stopped reading, or reads far too slowly (0s: never)' },
   { key: 'gcInterval', flag: '--gc-interval <duration>', env: 'BLOBD_GC_INTERVAL', defaultValue: '10m', description: 'how often garbage collection runs (0s: only on POST /api/admin/gc)' },
   { key: 'gcGrace', flag: '--gc-grace <duration>', env: 'BLOBD_GC_GRACE', defaultValue: '1h', description: 'no blob younger than this is removed by garbage collection' },
   { key: 'corsOrigin', flag: '--cors-origin <origin>', env: 'BLOBD_CORS_ORIGIN', defaultValue: '', kind: 'list', description: 'an origin allowed to call the API from a browser (repeatable; env: comma-separated)' },

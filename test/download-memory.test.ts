@@ -160,7 +160,7 @@ test('a client that reads nothing for --send-timeout has its connection closed a
       const metrics = await (await d.api('/metrics')).text();
       return /^blobd_download_send_timeouts_total 1$/m.test(metrics);
     }, 'the daemon to count the silent download as cut', 60_000);
-    await waitFor(() => /download cut: the client took no bytes for the send timeout/.test(d.output()), 'the log line of the cut');
+    await waitFor(() => /download cut: its socket took no more bytes for the send timeout/.test(d.output()), 'the log line of the cut');
     // Reading again, the client gets what was in the socket buffers, then the end: never the whole blob.
     paused.socket.resume();
     await waitFor(() => paused.closed, 'the connection of the cut download to close', 60_000);

@@ -30,7 +30,7 @@ export class Metrics implements StoreEvents {
     });
     this.uploadBytes = new Counter({ name: 'blobd_upload_bytes_total', help: 'Blob bytes received and made durable', registers });
     this.downloadBytes = new Counter({ name: 'blobd_download_bytes_total', help: 'Blob bytes sent to clients', registers });
-    this.sendTimeouts = new Counter({ name: 'blobd_download_send_timeouts_total', help: 'Downloads cut because the client took no bytes for --send-timeout', registers });
+    this.sendTimeouts = new Counter({ name: 'blobd_download_send_timeouts_total', help: 'Downloads cut because their socket took no more bytes for --send-timeout', registers });
     this.dedupHits = new Counter({ name: 'blobd_dedup_hits_total', help: 'Uploads whose bytes were stored already', registers });
     this.gcRuns = new Counter({ name: 'blobd_gc_runs_total', help: 'Garbage collection passes (dry runs not counted)', registers });
     this.gcRemovedBytes = new Counter({ name: 'blobd_gc_removed_bytes_total', help: 'Bytes of blobs removed by garbage collection', registers });

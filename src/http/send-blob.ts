@@ -114,13 +114,15 @@ export async function sendBlob(c: Context<AppEnv>, blob: SendableBlob): Promise<
   // 'close', or the copy would wait forever holding its file and buffers.
   const waiting = new Set<(err: Error) => void>();
   let gone = false;
-  // A client that takes no bytes for the send timeout is cut: its chunk and its file are held until then.
-  // Progress is seen a chunk at a time (the socket tells only when a whole write is in), so a client must
-  // take one chunk (64 KiB, or 1 MiB once it has been reading) within the timeout.
+  // A download whose socket takes no more bytes for the send timeout is cut: its chunk and its file are held
+  // until then. Progress is seen a chunk at a time (Node tells only when a whole write is in the kernel, and
+  // the kernel wakes a writer only once about a third of the socket's buffer has drained), so a client must
+  // take about that much, ~1.5 MiB on Linux, within the timeout: like nginx's send_timeout.
   const sendTimeoutMs = c.var.sendTimeoutMs;
   const stalled = sendTimeoutMs
     ? setTimeout(() => {
-        c.var.log.info({ sent, size: promised, send_timeout_ms: sendTimeoutMs }, 'download cut: the client took no bytes for the send timeout');
+        gone = true;
+        c.var.log.info({ sent, size: promised, send_timeout_ms: sendTimeoutMs }, 'download cut: its socket took no more bytes for the send timeout');
         c.var.metrics?.sendTimedOut();
         outgoing.destroy();
       }, sendTimeoutMs)
@@ -139,7 +141,7 @@ export async function sendBlob(c: Context<AppEnv>, blob: SendableBlob): Promise<
         waiting.delete(reject);
         if (err) return reject(err);
         sent += chunk.length;
-        stalled?.refresh();
+        if (!gone) stalled?.refresh(); // never re-armed once it fired or the connection went
         resolve();
       });
     });
