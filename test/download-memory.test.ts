@@ -147,7 +147,8 @@ test('200 downloads whose clients stop reading hold bounded memory; the daemon k
 });
 
 test('a client that reads nothing for --send-timeout has its connection closed and counted', async () => {
-  const d = await startDaemon({ args: ['--send-timeout', '1s', '--log-level', 'info'] });
+  // 2 s: short for the test, long enough that a client reading at full speed is never cut on a busy machine.
+  const d = await startDaemon({ args: ['--send-timeout', '2s', '--log-level', 'info'] });
   const stalled: RawDownload[] = [];
   try {
     const digest = await uploadGenerated(d, SIZE);
