@@ -135,7 +135,7 @@ test('200 downloads whose clients stop reading hold bounded memory; the daemon k
     const after = await memoryMiB(d.proc.pid!);
     const grew = after.peak - before.peak;
     t.diagnostic(`RSS ${before.rss.toFixed(0)} MiB before, peak ${after.peak.toFixed(0)} MiB with 200 paused downloads (+${grew.toFixed(0)} MiB)`);
-    // Before the bound, each paused download held its two 1 MiB copy buffers: ~300 MiB for 200.
+    // Before the bound, each paused download held its two 1 MiB copy buffers: +380 MiB for 200.
     assert.ok(grew < 64, `peak RSS grew ${grew.toFixed(0)} MiB with 200 paused downloads`);
     // None was cut: a paused client is left alone until its send timeout.
     assert.doesNotMatch(await (await d.api('/metrics')).text(), /^blobd_download_send_timeouts_total [1-9]/m);
