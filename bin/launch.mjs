@@ -47,6 +47,7 @@ function current() {
 }
 
 async function rebuild() {
+  mkdirSync(CACHE, { recursive: true }); // an unwritable cache fails here, before a build is paid for
   const esbuild = await import('esbuild');
   const inputs = {};
   const track = async (file) => {
@@ -87,7 +88,6 @@ async function rebuild() {
       ],
     });
     for (const file of Object.keys(result.metafile.inputs)) if (!(path.relative(ROOT, path.resolve(ROOT, file)) in inputs)) await track(path.resolve(ROOT, file));
-    mkdirSync(CACHE, { recursive: true });
     const outputs = [];
     let entry = null;
     for (const out of result.outputFiles) {
