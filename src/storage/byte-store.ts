@@ -74,16 +74,17 @@ export interface ByteStore {
   createUpload(id: string): Promise<void>;
   /**
    * Write `source` into the session's bytes from `offset` on and make what was written durable. Each chunk
-   * is passed to `onWritten` after it reached the file, so a caller's running hash sees exactly the bytes
-   * that are there. When the source fails (a client gone mid-body) the bytes that arrived are kept and the
+   * is passed to `onChunk` as it is read (so hashing runs beside the writes); every chunk that arrived is
+   * written, so once the promise resolves the chunks passed are exactly the bytes now durable after
+   * `offset`. When the source fails (a client gone mid-body) the bytes that arrived are kept and the
    * source's error is returned with their count; when writing fails the promise rejects and the file may
-   * hold a partial tail past `offset` that the caller must truncate.
+   * hold a partial tail past `offset` that the caller must truncate (and `onChunk` may have seen more).
    */
   appendUpload(
     id: string,
     offset: number,
     source: Readable,
-    onWritten: (chunk: Buffer) => void,
+    onChunk: (chunk: Buffer) => void,
   ): Promise<{ written: number; sourceError?: unknown }>;
   /** Cut the session's bytes back to `length`, durably. */
   truncateUpload(id: string, length: number): Promise<void>;

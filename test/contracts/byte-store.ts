@@ -171,6 +171,35 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       assert.equal(await store.uploadSize(ID), first.length);
     }));
 
+    test('a source that fails after several odd-sized chunks: every chunk reported is in the file, and nothing else', withStore(async ({ store }) => {
+      await store.createUpload(ID);
+      await store.appendUpload(ID, 0, Readable.from([Buffer.from('head')]), () => {});
+      // 2.5 MiB in 100 000-byte chunks (never on a batch boundary), then the client goes away.
+      const sent = randomBytes(2.5 * 1024 * 1024);
+      const source = new Readable({ read() {} });
+      for (let at = 0; at < sent.length; at += 100_000) source.push(sent.subarray(at, at + 100_000));
+      setImmediate(() => source.destroy(new Error('client went away')));
+      const seen: Buffer[] = [];
+      const res = await store.appendUpload(ID, 4, source, (c) => seen.push(Buffer.from(c)));
+      const reported = Buffer.concat(seen);
+      assert.ok(res.sourceError instanceof Error);
+      assert.equal(res.written, reported.length);
+      assert.ok(reported.equals(sent.subarray(0, reported.length)), 'the chunks reported are a prefix of what was sent, in order');
+      assert.equal(await store.uploadSize(ID), 4 + reported.length);
+      assert.ok((await readAll(await store.readUpload(ID, 4 + reported.length))).equals(Buffer.concat([Buffer.from('head'), reported])));
+    }));
+
+    test('a slow source: bytes short of a whole write reach the file while it waits for more', withStore(async ({ store }) => {
+      await store.createUpload(ID);
+      const source = new Readable({ read() {} });
+      source.push(randomBytes(300_000));
+      const pending = store.appendUpload(ID, 0, source, () => {});
+      await waitFor(async () => (await store.uploadSize(ID)) === 300_000, 'the first 300 000 bytes in the file');
+      source.push(randomBytes(5));
+      source.push(null);
+      assert.deepEqual(await pending, { written: 300_005 });
+    }));
+
     test('truncate cuts the tail; commit moves the bytes under their digest; delete frees them', withStore(async ({ store }) => {
       await store.createUpload(ID);
       const data = Buffer.from('keep this|not this');

@@ -6,11 +6,10 @@ import { constants, createReadStream } from 'node:fs';
 import { copyFile, lstat, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { v7 as uuidv7 } from 'uuid';
 import { makeDirDurable, ShardDirs, syncChain, syncDir } from './durable-dirs.ts';
 import { closeFd, fdatasyncFd, fstatFd, fsyncFd, ftruncateFd, IO_CHUNK, openFd } from './fd.ts';
-import { FileSink, PositionalWriter } from './positional-writer.ts';
+import { drainInto, FileSink } from './positional-writer.ts';
 import { BytesNotFoundError, type BlobCopy, type ByteRange, type ByteStore, type StagedBlob } from '../byte-store.ts';
 import { ChunkPool } from './chunk-pool.ts';
 import { FileCopy } from './file-copy.ts';
@@ -77,26 +76,12 @@ export class FsByteStore implements ByteStore {
     try {
       // A loop over the body instead of pipeline(source, Transform, WriteStream): on 4 KiB uploads the three
       // streams, and the AbortError pipeline builds each time it finishes, cost more CPU than the write
-      // (npm run bench). Backpressure is the loop's: the next chunk is read only once the batch before the
-      // last one is in the file, so at most two batches of ~1 MiB are held.
-      let batch: Buffer[] = [];
-      let batched = 0;
-      let previous: Promise<void> = Promise.resolve();
-      for await (const chunk of source as AsyncIterable<Buffer>) {
+      // (npm run bench). A body that fails leaves nothing: its error is thrown and the file unlinked.
+      const { sourceError } = await drainInto(source, sink, (chunk) => {
         hash.update(chunk);
         size += chunk.length;
-        batch.push(chunk);
-        batched += chunk.length;
-        if (batched >= IO_CHUNK) {
-          await previous;
-          previous = sink.write(batch);
-          previous.catch(() => {}); // seen when awaited; never an unhandled rejection meanwhile
-          batch = [];
-          batched = 0;
-        }
-      }
-      await previous;
-      if (batch.length > 0) await sink.write(batch);
+      });
+      if (sourceError !== undefined) throw sourceError;
       await sink.settled();
       // Durable before it may be renamed into blobs/ and a row may name it (G1, G2).
       await fsyncFd(fd);
@@ -213,25 +198,28 @@ export class FsByteStore implements ByteStore {
     id: string,
     offset: number,
     source: Readable,
-    onWritten: (chunk: Buffer) => void,
+    onChunk: (chunk: Buffer) => void,
   ): Promise<{ written: number; sourceError?: unknown }> {
-    const fd = await openFd(this.layout.uploadFile(id), 'r+');
-    const writer = new PositionalWriter(fd, offset, onWritten);
-    let sourceError: unknown;
+    // The body may fail while the file is being opened: its error stays on the stream for the loop to return.
+    const quiet = () => {};
+    source.on('error', quiet);
+    let fd: number;
     try {
-      await pipeline(source, writer).catch(async (err: unknown) => {
-        await writer.settled().catch(() => {});
-        if (writer.failure !== undefined) throw writer.failure;
-        sourceError = err;
-      });
-      // Durable before anyone records the new offset (G1): an acknowledged offset survives a crash.
-      await writer.settled();
-      await fdatasyncFd(fd);
+      fd = await openFd(this.layout.uploadFile(id), 'r+');
     } finally {
-      await writer.settled().catch(() => {});
+      source.off('error', quiet);
+    }
+    const sink = new FileSink(fd, offset);
+    try {
+      const { sourceError } = await drainInto(source, sink, onChunk);
+      // Durable before anyone records the new offset (G1): an acknowledged offset survives a crash.
+      await sink.settled();
+      await fdatasyncFd(fd);
+      return sourceError === undefined ? { written: sink.written } : { written: sink.written, sourceError };
+    } finally {
+      await sink.settled().catch(() => {});
       await closeFd(fd);
     }
-    return sourceError === undefined ? { written: writer.written } : { written: writer.written, sourceError };
   }
 
   async truncateUpload(id: string, length: number): Promise<void> {

@@ -1,7 +1,7 @@
-// Writing into an open file at an explicit offset — an upload session's append (a Writable that reports
-// each chunk once it is in the file) and a one-shot upload's staging file — with early writeback so the
+// Writing a body into an open file at an explicit offset — an upload session's append and a one-shot
+// upload's staging file — reading, hashing and writing side by side, with early writeback so the
 // acknowledging fsync is short.
-import { Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { fdatasyncFd, IO_CHUNK, writeFd, writevFd } from './fd.ts';
 
 /**
@@ -68,53 +68,63 @@ export class FileSink {
 }
 
 /**
- * A FileSink as a Writable (for `pipeline`): reports each chunk only once it is in the file.
+ * A batch still short of IO_CHUNK is written anyway once no byte came for this long: a slow client's bytes
+ * reach the file (and a crash costs them) as they come, not only once a whole batch has gathered.
  */
-export class PositionalWriter extends Writable {
-  failure: unknown;
-  private readonly sink: FileSink;
+const IDLE_FLUSH_MS = 20;
 
-  constructor(
-    fd: number,
-    position: number,
-    private readonly onWritten: (chunk: Buffer) => void,
-  ) {
-    super({ highWaterMark: IO_CHUNK });
-    this.sink = new FileSink(fd, position);
+/**
+ * Reads `source` to its end, or to its error, and writes every chunk that arrived into `sink` in batches of
+ * ~IO_CHUNK. `onChunk` sees each chunk as it is read, on the main thread, while the batch before it is
+ * being written in the thread pool: hashing, reading the socket and writing overlap. (A Writable in a
+ * pipeline that hashed each chunk once written serialised them instead, alternating 64 KiB and ~1 MiB
+ * writes.) Backpressure is the loop's: the next chunk is read only once the batch before the last one is
+ * in the file, so at most two batches are held. When the source fails, what arrived before is still
+ * written and its error returned: then, as on success, the chunks `onChunk` saw are exactly the bytes in
+ * `sink.written`. A write error rejects (the source is destroyed); the file may then hold part of what
+ * `onChunk` saw. Nothing is synced here.
+ */
+export async function drainInto(source: Readable, sink: FileSink, onChunk: (chunk: Buffer) => void): Promise<{ sourceError?: unknown }> {
+  let batch: Buffer[] = [];
+  let batched = 0;
+  /** The last write issued: it is queued behind every earlier one, so it settles last. */
+  let last: Promise<void> = Promise.resolve();
+  let failure: { error: unknown } | undefined;
+  const write = () => {
+    last = sink.write(batch);
+    last.catch((error: unknown) => (failure ??= { error })); // never an unhandled rejection
+    batch = [];
+    batched = 0;
+  };
+  let idle: NodeJS.Timeout | undefined;
+  const flushIdle = () => {
+    idle = undefined;
+    if (batched > 0 && failure === undefined) write();
+  };
+  let sourceError: unknown;
+  try {
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      onChunk(chunk);
+      batch.push(chunk);
+      batched += chunk.length;
+      if (batched >= IO_CHUNK) {
+        clearTimeout(idle);
+        idle = undefined;
+        await last.catch(() => {});
+        // A write error ends the loop (which destroys the source) and is thrown below, not taken for the source's.
+        if (failure) break;
+        write();
+      } else idle ??= setTimeout(flushIdle, IDLE_FLUSH_MS);
+    }
+  } catch (err) {
+    sourceError = err;
+  } finally {
+    clearTimeout(idle);
   }
-
-  get written(): number {
-    return this.sink.written;
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
-    this.track([chunk], done);
-  }
-
-  override _writev(chunks: { chunk: Buffer }[], done: (err?: Error | null) => void): void {
-    this.track(
-      chunks.map((c) => c.chunk),
-      done,
-    );
-  }
-
-  /** Resolves when no write (and no early fdatasync) is in flight any more: the fd may be synced or closed. */
-  settled(): Promise<void> {
-    return this.sink.settled();
-  }
-
-  private track(buffers: Buffer[], done: (err?: Error | null) => void): void {
-    this.sink.write(buffers).then(
-      () => {
-        for (const b of buffers) this.onWritten(b);
-        done();
-      },
-      (err: Error) => {
-        this.failure = err;
-        done(err);
-      },
-    );
-  }
+  if (batched > 0 && failure === undefined) write();
+  await last.catch(() => {});
+  if (failure) throw failure.error;
+  return sourceError === undefined ? {} : { sourceError };
 }
 
 /** What is left of `buffers` after the first `n` bytes were written (short writes are legal). */
