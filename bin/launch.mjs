@@ -30,7 +30,10 @@ export async function start() {
   return import(pathToFileURL(ENTRY).href);
 }
 
-/** The bundle the manifest names, if every input is as it was when it was built. */
+/**
+ * The bundle the manifest names, if it was built for this checkout's path (the bundle holds absolute
+ * file URLs, and moving a folder changes no ctime) and every input is as it was when it was built.
+ */
 function current() {
   let manifest;
   try {
@@ -38,6 +41,7 @@ function current() {
   } catch {
     return null;
   }
+  if (manifest.root !== ROOT) return null;
   for (const [file, [ctimeMs, size]] of Object.entries(manifest.inputs)) {
     const st = statSync(path.join(ROOT, file), { throwIfNoEntry: false });
     if (!st || st.ctimeMs !== ctimeMs || st.size !== size) return null;
@@ -102,7 +106,7 @@ async function rebuild() {
     const main = path.relative(ROOT, ENTRY).split(path.sep).join('/');
     for (const [file, meta] of Object.entries(result.metafile.outputs)) if (meta.entryPoint === main) entry = path.basename(file);
     if (!entry) throw new Error('esbuild named no entry point');
-    atomicWrite(MANIFEST, JSON.stringify({ entry, outputs, inputs }));
+    atomicWrite(MANIFEST, JSON.stringify({ root: ROOT, entry, outputs, inputs }));
     prune(new Set([...outputs, 'manifest.json']));
     return path.join(CACHE, entry);
   } finally {

@@ -3,7 +3,7 @@
 // source that does not compile falls back to tsx (whose error is then shown) without recording a bundle.
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { cp, mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rename, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { BLOBD_NODE_FLAGS, makeTempDir, removeDir, ROOT } from './helpers/daemon.ts';
@@ -71,6 +71,25 @@ describe('bin/blobd launcher', () => {
     await writeFile(file, good);
     const fixed = await run('--version');
     assert.equal(fixed.code, 0, fixed.stderr);
+  });
+
+  it('rebuilds after the checkout moved (the bundle names its sources by absolute path)', async () => {
+    const moved = `${tree}-moved`;
+    await rename(tree, moved);
+    // Something at the old path must not be what runs: a package.json of another version there.
+    await mkdir(tree);
+    await writeFile(path.join(tree, 'package.json'), JSON.stringify({ version: '9.9.9-elsewhere' }));
+    const old = tree;
+    tree = moved;
+    try {
+      const res = await run('--version');
+      assert.equal(res.code, 0, res.stderr);
+      assert.equal(res.stdout.trim(), JSON.parse(await readFile(path.join(moved, 'package.json'), 'utf8')).version);
+    } finally {
+      await removeDir(old);
+      await rename(moved, old);
+      tree = old;
+    }
   });
 
   it('runs the daemon from the bundle too (files found next to their sources: migrations)', async () => {
