@@ -100,6 +100,23 @@ describe('blobd CLI', () => {
     assert.deepEqual(sessions.items, []);
   });
 
+  test('put --bucket of a file stored before sends nothing: the object points at the stored blob', async () => {
+    const data = randomData(50_000);
+    const file = path.join(work, 'known.bin');
+    await writeFile(file, data);
+    await ok(['put', file]);
+    await ok(['bucket', 'create', 'known']);
+    const put = await ok(['put', file, '--bucket', 'known']);
+    assert.equal(text(put), sha256(data));
+    assert.match(put.stderr, /already stored \(50000 bytes\): nothing sent/);
+    assert.match(put.stderr, /stored as known\/known\.bin revision 1/);
+    const again = await ok(['put', file, '--bucket', 'known', '--key', 'copy.bin', '--json']);
+    assert.deepEqual(json(again), { digest: sha256(data), size: data.length, deduplicated: true, bucket: 'known', key: 'copy.bin', revision: 1 });
+    const sessions = (await (await d.api('/api/blobs/uploads')).json()) as { items: unknown[] };
+    assert.deepEqual(sessions.items, [], 'no session was started');
+    assert.ok((await ok(['get', 'known/known.bin'])).stdout.equals(data));
+  });
+
   test('buckets and objects: bucket create/set/ls/rm, put --bucket, ls, get and stat BUCKET/KEY, rm', async () => {
     await ok(['bucket', 'create', 'docs', '--max-revisions', '5']);
     failed(await blobd(['bucket', 'create', 'docs']), /^blobd: bucket_exists: /);

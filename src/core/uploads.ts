@@ -15,6 +15,7 @@ import { BlobdError } from './errors.ts';
 import { NO_EVENTS, type StoreEvents } from './metrics.ts';
 import { UploadAppender, type ChunkChecksum } from './upload-appender.ts';
 import { UploadCompletion, type CompletedUpload } from './upload-completion.ts';
+import { completeKnownDigest } from './known-digest.ts';
 import { decodeCursor, isString, pageOf, type Page, type PageRequest } from './paging.ts';
 
 export interface UploadServiceOptions {
@@ -138,17 +139,10 @@ export class UploadService {
       }
     }
 
-    // A known digest the caller may read is done already — but only for callers who may read blobs by
-    // digest, so that existence never leaks across tenants.
-    const shortcut = input.completeKnownDigest ?? true;
-    if (shortcut && input.digest !== undefined && input.bucket === undefined && can(input.principal, { action: 'blobs:read' })) {
-      const existing = await this.blobs.pinExisting(input.digest, input.principal.id, input.temporary ?? false, size ?? undefined);
-      if (existing) {
-        return {
-          kind: 'completed',
-          result: { id: existing.digest, digest: existing.digest, size: existing.size, filename: input.filename ?? null, deduplicated: true },
-        };
-      }
+    // A known digest (a pin, or an object's next revision) is done already, for callers who may know it.
+    if ((input.completeKnownDigest ?? true) && input.digest !== undefined) {
+      const done = await completeKnownDigest(this.blobs, this.catalog, { ...input, digest: input.digest, size });
+      if (done) return { kind: 'completed', result: done };
     }
 
     const id = uuidv7();
