@@ -32,6 +32,7 @@ export interface UploadState extends UploadTarget {
   path: string;
   size: number;
   mtime_ms: number;
+  ctime_ms: number;
   ino: number;
   parts: UploadPart[];
   created_at: string;
@@ -41,13 +42,18 @@ interface KnownDigest {
   path: string;
   size: number;
   mtime_ms: number;
+  ctime_ms: number;
   ino: number;
   digest: string;
 }
 
-/** The file is the one the record describes: same size, modification time and inode. */
-export function sameFile(record: { size: number; mtime_ms: number; ino: number }, st: Stats): boolean {
-  return record.size === st.size && record.mtime_ms === st.mtimeMs && record.ino === st.ino;
+/**
+ * The file is the one the record describes: same size, modification time, change time and inode. The
+ * ctime counts (as in git's index) because anyone can set the mtime back (`touch -d`) after rewriting a
+ * file, but only the kernel sets the ctime. A record without one (an older blobd's) never matches.
+ */
+export function sameFile(record: { size: number; mtime_ms: number; ctime_ms?: number; ino: number }, st: Stats): boolean {
+  return record.size === st.size && record.mtime_ms === st.mtimeMs && record.ctime_ms === st.ctimeMs && record.ino === st.ino;
 }
 
 const name = (...parts: unknown[]) => `${createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 40)}.json`;
@@ -109,7 +115,7 @@ export class LocalState {
   }
 
   rememberDigest(file: string, st: Stats, digest: string): Promise<void> {
-    const record: KnownDigest = { path: file, size: st.size, mtime_ms: st.mtimeMs, ino: st.ino, digest };
+    const record: KnownDigest = { path: file, size: st.size, mtime_ms: st.mtimeMs, ctime_ms: st.ctimeMs, ino: st.ino, digest };
     return this.write('digests', name('digest', file), record);
   }
 

@@ -136,7 +136,7 @@ async function putFile(client: BlobdClient, g: GlobalOptions, file: string, opts
       return started.body as Completed;
     }
     const { id, token } = started.body as { id: string; token: string };
-    state = { version: 1, ...target, path: abs, size: st.size, mtime_ms: st.mtimeMs, ino: st.ino, parts: [{ start: 0, end: st.size, id, token }], created_at: new Date().toISOString() };
+    state = { version: 1, ...target, path: abs, size: st.size, mtime_ms: st.mtimeMs, ctime_ms: st.ctimeMs, ino: st.ino, parts: [{ start: 0, end: st.size, id, token }], created_at: new Date().toISOString() };
     await local.writeUpload(state);
   }
 
