@@ -1,5 +1,5 @@
 // The HTTP client every client command uses: the daemon's URL and token from flags, BLOBD_URL /
-// BLOBD_TOKEN, or data/admin-token; JSON in and out, listings followed page by page, and raw node:http
+// BLOBD_TOKEN, or $BLOBD_DATA/admin-token; JSON in and out, listings followed page by page, and raw node:http
 // requests for the byte streams (put, get). It never imports core or storage: the CLI is a daemon client.
 import { readFile } from 'node:fs/promises';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
@@ -80,7 +80,8 @@ export class BlobdClient {
    */
   explain(err: unknown): unknown {
     if (this.token || !(err instanceof ApiError) || err.status !== 401 || err.code !== 'unauthorized') return err;
-    const message = `no token found: looked for --token, then BLOBD_TOKEN, then ${this.tokenFile} (data/admin-token of BLOBD_DATA, else of the working directory); give one with --token or BLOBD_TOKEN`;
+    // Exactly the file that was read ($BLOBD_DATA/admin-token, BLOBD_DATA defaulting to ./data).
+    const message = `no token found: looked for --token, then BLOBD_TOKEN, then the file ${this.tokenFile}; give one with --token or BLOBD_TOKEN, or set BLOBD_DATA to the daemon's data directory`;
     return new ApiError(err.status, err.code, message, err.details, err.headers);
   }
 
