@@ -26,8 +26,8 @@ describe('tus: what clients send is what HEAD returns', () => {
     await removeDir(path.dirname(d.dataDir));
   });
 
-  const create = (headers: Record<string, string>, init: RequestInit = {}) =>
-    d.api('/api/tus/', { method: 'POST', ...init, headers: { ...TUS, ...headers } });
+  const create = (headers: Record<string, string>, init: RequestInit = {}, url = '/api/tus/') =>
+    d.api(url, { method: 'POST', ...init, headers: { ...TUS, ...headers } });
   const head = (location: string) => fetch(d.url + location, { method: 'HEAD', headers: TUS });
   const openSessions = async () =>
     ((await (await d.api('/api/blobs/uploads?limit=1000')).json()) as { items: { id: string }[] }).items.map((s) => s.id);
@@ -131,6 +131,19 @@ describe('tus: what clients send is what HEAD returns', () => {
     const terminated = await fetch(d.url + location, { method: 'POST', headers: { ...TUS, 'x-http-method-override': 'DELETE' } });
     assert.equal(terminated.status, 204);
     assert.equal((await head(location)).status, 404);
+  });
+
+  test('X-HTTP-Method-Override on the creation URL is refused (400) and creates nothing', async () => {
+    const before = await openSessions();
+    for (const method of ['DELETE', 'PATCH', 'HEAD', 'GET']) {
+      for (const url of ['/api/tus/', '/api/tus']) {
+        const res = await create({ 'upload-length': '5', 'x-http-method-override': method }, {}, url);
+        assert.equal(res.status, 400, `${method} ${url}`);
+        assert.equal(res.headers.get('location'), null);
+        assert.equal(await errorCode(res), 'invalid_request');
+      }
+    }
+    assert.deepEqual(await openSessions(), before, 'no session was created');
   });
 
   describe('a creation-with-upload whose body is refused creates nothing', () => {

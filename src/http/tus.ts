@@ -229,6 +229,12 @@ export function tusRoutes(uploads: UploadService, opts: { maxBlobSize: number })
     app.openapi(create(path), async (c) => {
       // Partial and final uploads would each become a whole blob (or overwrite an object with a part).
       if (c.req.header('upload-concat') !== undefined) throw new BlobdError('invalid_request', 'tus concatenation (Upload-Concat) is not offered');
+      // An override names PATCH or DELETE of an upload URL; on the creation URL the client meant something
+      // other than a creation, so none is made (a DELETE here must never start an upload).
+      const override = c.req.header('x-http-method-override')?.trim().toUpperCase();
+      if (override !== undefined && override !== 'POST') {
+        throw new BlobdError('invalid_request', 'X-HTTP-Method-Override (PATCH or DELETE) goes to an upload URL; a creation is a plain POST');
+      }
       const meta = parseMetadata(c.req.header('upload-metadata'));
       const target = creationTarget(c, meta);
       // Everything that can refuse the request is decided before a session (and its disk reservation) exists.
