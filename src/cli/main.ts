@@ -6,7 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../config.ts';
 import { ApiError, UsageError } from './client.ts';
-import { errorLine, type CliFailure } from './output.ts';
+import { errorLine, readerGone, watchStdout, type CliFailure } from './output.ts';
 import { registerBackup } from './commands/backup.ts';
 import { registerBucket } from './commands/bucket.ts';
 import { registerFsck } from './commands/fsck.ts';
@@ -74,9 +74,12 @@ function failure(err: unknown): CliFailure & { exit: number; showCode: boolean }
   return { code: 'error', message: err instanceof Error ? err.message : String(err), exit: 1, showCode: false };
 }
 
+watchStdout();
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
+  // A write to standard output that failed because its reader went away (get's writes wait for their callback).
+  if (readerGone(err)) process.exit(0);
   // Help and version (exit 0), and help shown for a bare `blobd bucket` (on stderr already): nothing to add.
   if (err instanceof CommanderError && ['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(err.code)) {
     process.exit(err.exitCode === 0 ? 0 : 2);

@@ -67,6 +67,26 @@ export function exitInterrupted(g: GlobalOptions): never {
   process.exit(130);
 }
 
+/**
+ * True for the error of writing to standard output once its reader has gone (`blobd ls | head -1`: EPIPE).
+ * Node ignores SIGPIPE, so without this the write error would end the CLI with a stack trace.
+ */
+export function readerGone(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | null)?.code === 'EPIPE';
+}
+
+/**
+ * The one handler of standard output's errors. A reader that stopped reading wanted no more: exit 0 quietly,
+ * as `cat` would (it dies of SIGPIPE instead, which `set -o pipefail` counts as a failure: 141).
+ */
+export function watchStdout(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (readerGone(err)) process.exit(0);
+    process.stderr.write(errorLine(false, { code: 'local_file', message: `cannot write to standard output: ${err.code ?? err.message}` }));
+    process.exit(1);
+  });
+}
+
 /** A remark for the person at the terminal (stderr), silenced by --quiet and --json. */
 export function note(g: GlobalOptions, text: string): void {
   if (!g.quiet && !g.json) process.stderr.write(`${text}\n`);
