@@ -22,7 +22,7 @@ import type { Config } from './config.ts';
 import { createApp, listRoutes } from './http/app.ts';
 import { Metrics } from './http/metrics.ts';
 import { paceYoungGc } from './gc-pacer.ts';
-import { loadOrCreateAdminToken } from './storage/fs/admin-token.ts';
+import { loadOrCreateAdminToken, secureAdminTokenFile } from './storage/fs/admin-token.ts';
 import { DiskReserve } from './storage/fs/disk-reserve.ts';
 import { FsByteStore } from './storage/fs/fs-byte-store.ts';
 import { KeyFiles } from './storage/fs/key-files.ts';
@@ -154,6 +154,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
     const loaded = await loadOrCreateAdminToken(layout);
     adminToken = loaded.token;
     logger.info({ path: layout.adminTokenFile, created: loaded.created }, 'admin token is in this file');
+  } else {
+    await secureAdminTokenFile(layout);
   }
 
   const metrics = config.metrics ? new Metrics(() => storeStats(meta)) : undefined;

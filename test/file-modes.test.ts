@@ -127,6 +127,43 @@ test('with umask 022, every directory blobd makes is 0700, every file 0600, ever
   }
 });
 
+test('secret files an older blobd or an operator left readable to others (admin-token, keys/*.key) are made 0600 at start', async () => {
+  const first = await startDaemon({ adminToken: null });
+  try {
+    await exercise(first); // writes keys/records.key and a signing key (rotate)
+  } finally {
+    await first.stop();
+  }
+  try {
+    const keys = (await readdir(path.join(first.dataDir, 'keys'))).map((f) => path.join('keys', f));
+    assert.ok(keys.some((f) => /^keys\/signing-.*\.key$/.test(f)), `a signing key: ${keys.join(' ')}`);
+    assert.ok(keys.includes(path.join('keys', 'records.key')), `the records key: ${keys.join(' ')}`);
+    const secrets = ['admin-token', 'blobd.db', ...keys];
+    for (const rel of secrets) await chmod(path.join(first.dataDir, rel), 0o644);
+    const token = (await readFile(path.join(first.dataDir, 'admin-token'), 'utf8')).trim();
+
+    const d = await startDaemon({ dataDir: first.dataDir, adminToken: null });
+    try {
+      // Tightened at start, before any request needs one of them.
+      for (const rel of secrets) assert.equal((await stat(path.join(d.dataDir, rel))).mode & 0o777, 0o600, rel);
+      assert.equal(d.token, token, 'the same admin token is read');
+      assert.equal((await d.api('/api/tokens')).status, 200, 'and it works');
+    } finally {
+      await d.stop();
+    }
+    // With BLOBD_ADMIN_TOKEN set the file is not read, and is made private all the same.
+    await chmod(path.join(first.dataDir, 'admin-token'), 0o644);
+    const withEnv = await startDaemon({ dataDir: first.dataDir });
+    try {
+      assert.equal((await stat(path.join(withEnv.dataDir, 'admin-token'))).mode & 0o777, 0o600);
+    } finally {
+      await withEnv.stop();
+    }
+  } finally {
+    await removeDir(path.dirname(first.dataDir));
+  }
+});
+
 test('a data directory other users can enter is refused with one line saying what to run', async () => {
   const d = await startDaemon();
   await d.stop();

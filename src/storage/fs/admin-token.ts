@@ -1,13 +1,15 @@
-// The admin token file: read it, or create it once (0600) with a fresh random token. The caller decides
-// whether an environment-provided token overrides it; this module never logs the value.
+// The admin token file: read it, or create it once (0600) with a fresh random token; a file others could
+// read is made 0600 first. The caller decides whether an environment-provided token overrides it; this
+// module never logs the value.
 import { randomBytes } from 'node:crypto';
-import { open, readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { syncDir } from './durable-dirs.ts';
 import { FILE_MODE, type DataLayout } from './layout.ts';
+import { makePrivate, readPrivateFile } from './private-file.ts';
 
 export async function loadOrCreateAdminToken(layout: DataLayout): Promise<{ token: string; created: boolean }> {
   try {
-    const token = (await readFile(layout.adminTokenFile, 'utf8')).trim();
+    const token = (await readPrivateFile(layout.adminTokenFile)).trim();
     if (token) return { token, created: false };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
@@ -24,4 +26,9 @@ export async function loadOrCreateAdminToken(layout: DataLayout): Promise<{ toke
   }
   await syncDir(layout.root);
   return { token, created: true };
+}
+
+/** With the token from the environment the file is not read, but a leftover one is made private all the same. */
+export function secureAdminTokenFile(layout: DataLayout): Promise<void> {
+  return makePrivate(layout.adminTokenFile);
 }

@@ -2,11 +2,12 @@
 // id, so a new key can be added while URLs signed with older ones still verify — and the key that seals
 // stored idempotent answers. Key ids are validated before they become file names (G6); nothing is logged.
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { v7 as uuidv7 } from 'uuid';
 import { syncDir } from './durable-dirs.ts';
 import { DIR_MODE, FILE_MODE, type DataLayout } from './layout.ts';
+import { readPrivateFile } from './private-file.ts';
 
 export interface SigningKey {
   /** A UUIDv7: newer keys sort after older ones. */
@@ -35,7 +36,8 @@ export class KeyFiles {
 
   private async readSecret(name: string): Promise<Buffer | null> {
     try {
-      const secret = Buffer.from((await readFile(path.join(this.layout.keysDir, name), 'utf8')).trim(), 'base64url');
+      // Made 0600 as it is read: a key file left readable to others (a restore, an older blobd) is tightened.
+      const secret = Buffer.from((await readPrivateFile(path.join(this.layout.keysDir, name))).trim(), 'base64url');
       return secret.length >= 32 ? secret : null;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
