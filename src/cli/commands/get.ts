@@ -4,13 +4,14 @@
 // an object that changed meanwhile starts over). Without -o the bytes go to standard output.
 import type { Command } from 'commander';
 import { readSync, writeSync } from 'node:fs';
-import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { ApiError, asDigest, contentPath, parseTarget, UsageError, type BlobdClient, type Target } from '../client.ts';
 import { download, downloadError, type Download } from '../download.ts';
 import { ParallelHasher, type Slab } from '../hasher.ts';
 import { LocalState } from '../local-state.ts';
 import { emit, exitInterrupted, note, withClient, type GlobalOptions } from '../output.ts';
+import { PartialFile, resumableLength } from '../partial-file.ts';
 import { progressBar, type Progress } from '../progress.ts';
 
 interface GetOptions {
@@ -112,7 +113,8 @@ async function toFile(client: BlobdClient, g: GlobalOptions, target: Target, pat
   if (!dirStat?.isDirectory()) throw new ApiError(0, 'local_file', `cannot write ${file}: ${dirStat ? `${dir} is not a directory` : `the directory ${dir} does not exist`}`);
   const partial = `${file}.blobd-part`;
   const local = new LocalState(client.stateDir);
-  const have = (await stat(partial).catch(() => null))?.size ?? 0;
+  // Only a partial file that is safe to write into is resumed (partial-file.ts); anything else is replaced.
+  const have = await resumableLength(partial);
   const belongsTo = have > 0 ? await local.partialDigest(partial) : null;
   const resumable = belongsTo !== null && (target.kind === 'object' || belongsTo === target.digest);
   let res = await fetchContent(client, pathname, resumable ? { range: `bytes=${have}-`, 'if-range': `"${belongsTo}"` } : {});
@@ -132,10 +134,9 @@ async function toFile(client: BlobdClient, g: GlobalOptions, target: Target, pat
   if (offset > 0) note(g, `resuming at ${offset} bytes`);
   else await local.setPartialDigest(partial, expected);
 
+  const part = offset > 0 ? await PartialFile.reopen(file, partial, offset) : await PartialFile.create(file, partial);
+  const fh = part.fh;
   const hasher = new ParallelHasher(SLAB_SIZE, SLABS);
-  const fh = await open(partial, offset > 0 ? 'r+' : 'w', 0o644).catch((err: NodeJS.ErrnoException) => {
-    throw new ApiError(0, 'local_file', `cannot write ${file}: ${err.code ?? err.message}`);
-  });
   const total = res.status === 416 ? offset : offset + Number(res.headers['content-length'] ?? 0);
   const progress = progressBar(g, 'get', total, offset);
   let actual: string;
@@ -157,11 +158,11 @@ async function toFile(client: BlobdClient, g: GlobalOptions, target: Target, pat
   try {
     verify(expected, actual);
   } catch (err) {
-    await rm(partial, { force: true });
+    await part.discard();
     await local.clearPartial(partial);
     throw err;
   }
-  await rename(partial, file);
+  await part.commit();
   await local.clearPartial(partial);
   const st = await stat(file);
   await local.rememberDigest(file, st, expected);
