@@ -11,7 +11,7 @@ import { download, downloadError, type Download } from '../download.ts';
 import { ParallelHasher, type Slab } from '../hasher.ts';
 import { LocalState } from '../local-state.ts';
 import { emit, exitInterrupted, note, withClient, type GlobalOptions } from '../output.ts';
-import { PartialFile, resumableLength } from '../partial-file.ts';
+import { cannotWrite, PartialFile, resumableLength } from '../partial-file.ts';
 import { progressBar, type Progress } from '../progress.ts';
 
 interface GetOptions {
@@ -144,11 +144,19 @@ async function toFile(client: BlobdClient, g: GlobalOptions, target: Target, pat
     await hashPrefix(fh, offset, hasher);
     let position = offset;
     const write = async (piece: Buffer) => {
-      for (let done = 0; done < piece.length; ) done += writeSync(fh.fd, piece, done, piece.length - done, position + done);
+      try {
+        for (let done = 0; done < piece.length; ) done += writeSync(fh.fd, piece, done, piece.length - done, position + done);
+      } catch (err) {
+        throw cannotWrite(file, err); // a full disk (ENOSPC), a quota (EDQUOT), an I/O error
+      }
       position += piece.length;
     };
     if (res.status !== 416) await receive(res, hasher, progress, write);
-    if (sync) await fh.sync();
+    if (sync) {
+      await fh.sync().catch((err: unknown) => {
+        throw cannotWrite(file, err);
+      });
+    }
     actual = await hasher.digest();
   } finally {
     progress.done();
