@@ -85,6 +85,8 @@ export class UploadAppender {
     let result: { written: number; sourceError?: unknown };
     try {
       const limited = limitBytes(body(), Math.min(sizeRoom, diskRoom), refuse);
+      // Hashed as read, beside the writes: once appendUpload resolves, every chunk seen is in the file; if it
+      // rejects, the rollback puts the hash back to `before`.
       result = await this.bytes.appendUpload(row.id, row.offset, limited, (chunk) => {
         hash.update(chunk);
         chunkHash?.update(chunk);
