@@ -3,79 +3,16 @@
 // the full disk; --min-free holds the database's growth too; /readyz says when the disk is full.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { open, rm, stat, statfs } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { describe, test, type TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 import { startDaemon, type Daemon } from './helpers/daemon.ts';
-import { privateDisk, type PrivateDisk } from './helpers/disk.ts';
+import { fillWithUploads, takeSpace, tmpfs } from './helpers/disk.ts';
 import { errorCode } from './helpers/http.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const MiB = 1024 * 1024;
 const GC_NOW = ['--gc-grace', '0s', '--gc-interval', '0s'];
-
-/** A 16 MiB tmpfs of the test's own; without root it skips, except under CI=true where that is a failure. */
-async function tmpfs(t: TestContext): Promise<PrivateDisk | null> {
-  const disk = await privateDisk(16);
-  if (disk.isolated) return disk;
-  await disk.dispose();
-  if (process.env.CI === 'true') assert.fail('could not mount a private tmpfs (needs root): the disk-full tests cannot run');
-  t.skip('needs root to mount a private tmpfs');
-  return null;
-}
-
-/** One-shot uploads of falling sizes, each size until it is refused with 507: the disk is then full. */
-async function fillWithUploads(d: Daemon): Promise<string[]> {
-  const digests: string[] = [];
-  for (const size of [MiB, 256 * 1024, 64 * 1024, 16 * 1024, 4096, 1]) {
-    let refused = false;
-    // Bounded: 16 MiB hold at most 16 blobs of the first size, and each later size fits a few times at most.
-    for (let i = 0; i < 32 && !refused; i++) {
-      const res = await d.api('/api/blobs', { method: 'POST', body: randomBytes(size) });
-      if (res.status === 507) {
-        assert.equal(await errorCode(res), 'insufficient_storage');
-        refused = true;
-      } else {
-        assert.equal(res.status, 201, `upload of ${size} bytes: ${res.status} ${await res.clone().text()}`);
-        digests.push(((await res.json()) as { digest: string }).digest);
-      }
-    }
-    assert.ok(refused, `uploads of ${size} bytes were never refused`);
-  }
-  return digests;
-}
-
-/** Another process takes free bytes until only `leave` are left (0: all of them). Returns how to give them back. */
-async function takeSpace(disk: PrivateDisk, leave = 0): Promise<() => Promise<void>> {
-  const file = path.join(path.dirname(disk.dataDir), `filler-${leave}`);
-  const fh = await open(file, 'w');
-  const free = async () => {
-    const st = await statfs(file);
-    return st.bavail * st.bsize;
-  };
-  try {
-    // Bounded: each round writes a chunk (the filesystem holds 16 MiB) or halves the chunk.
-    for (let chunk = MiB; chunk >= 4096; ) {
-      const room = (await free()) - leave;
-      if (room < chunk) {
-        chunk /= 2;
-        continue;
-      }
-      const wrote = await fh.write(Buffer.alloc(chunk)).then(
-        () => true,
-        (err: NodeJS.ErrnoException) => {
-          if (err.code !== 'ENOSPC') throw err;
-          return false;
-        },
-      );
-      if (!wrote) chunk /= 2;
-    }
-    await fh.sync().catch(() => {});
-  } finally {
-    await fh.close();
-  }
-  return () => rm(file, { force: true });
-}
 
 async function expect507(res: Response, what: string): Promise<void> {
   assert.equal(res.status, 507, `${what}: ${res.status} ${await res.clone().text()}`);

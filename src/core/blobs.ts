@@ -133,10 +133,30 @@ export class BlobService {
           failed?.();
           throw err;
         }
-        return record(blob);
+        try {
+          return await record(blob);
+        } catch (err) {
+          await this.dropUnclaimed(staged.digest);
+          throw err;
+        }
       });
     } finally {
       await this.bytes.discard(staged);
+    }
+  }
+
+  /**
+   * Bytes put in place whose row did not commit (a full disk, a refused revision) are taken out again
+   * unless a blob row or a session completing into the digest claims them — else they would sit as an
+   * orphan until GC's grace ran out. Only under the digest lock: every commit of this digest in this
+   * process waits for it, so no other writer is between its rename and its row (one daemon per data
+   * directory). A check that cannot answer (the disk) keeps the file: GC judges it later.
+   */
+  private async dropUnclaimed(digest: string): Promise<void> {
+    try {
+      if (!(await this.meta.isBlobClaimed(digest))) await this.bytes.delete(digest);
+    } catch {
+      // left for GC's stray-file sweep and fsck
     }
   }
 

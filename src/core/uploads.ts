@@ -150,24 +150,28 @@ export class UploadService {
     const now = Date.now();
     const expiresAt = now + this.options.uploadTtlMs;
     const create = async () => {
-      // File first, then row: a row always has its file; a file without a row is swept at the next start.
+      // File first, then row: a row always has its file. A row refused (a full disk) takes its file along
+      // now; one a crash left without a row is swept at the next start.
       await this.bytes.createUpload(id);
       await this.meta.createUpload({
-      id,
-      tokenHash: hashToken(token),
-      principal: input.principal.id,
-      filename: input.filename ?? null,
-      contentType: input.contentType ?? null,
-      temporary: input.temporary ?? false,
-      declaredSize: size,
-      sizeLimit: input.sizeLimit ?? null,
-      expectedDigest: input.digest ?? null,
-      bucket: input.bucket ?? null,
-      key: input.key ?? null,
-      clientMetadata,
-      createdAt: now,
-      expiresAt,
-    });
+        id,
+        tokenHash: hashToken(token),
+        principal: input.principal.id,
+        filename: input.filename ?? null,
+        contentType: input.contentType ?? null,
+        temporary: input.temporary ?? false,
+        declaredSize: size,
+        sizeLimit: input.sizeLimit ?? null,
+        expectedDigest: input.digest ?? null,
+        bucket: input.bucket ?? null,
+        key: input.key ?? null,
+        clientMetadata,
+        createdAt: now,
+        expiresAt,
+      }).catch(async (err: unknown) => {
+        await this.bytes.deleteUpload(id).catch(() => {});
+        throw err;
+      });
     };
     // A declared size is a promise of disk space: checked and recorded as one step.
     await (size !== null ? this.disk.reserve(size, create) : create());

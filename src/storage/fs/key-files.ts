@@ -2,7 +2,7 @@
 // id, so a new key can be added while URLs signed with older ones still verify — and the key that seals
 // stored idempotent answers. Key ids are validated before they become file names (G6); nothing is logged.
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { v7 as uuidv7 } from 'uuid';
 import { syncDir } from './durable-dirs.ts';
@@ -29,8 +29,13 @@ export class KeyFiles {
 
   private async writeSecret(name: string, secret: Buffer): Promise<void> {
     await this.ensureDir();
+    const file = path.join(this.layout.keysDir, name);
     // 'wx': two writers never overwrite each other's key.
-    await writeFile(path.join(this.layout.keysDir, name), `${secret.toString('base64url')}\n`, { mode: FILE_MODE, flag: 'wx', flush: true });
+    await writeFile(file, `${secret.toString('base64url')}\n`, { mode: FILE_MODE, flag: 'wx', flush: true }).catch(async (err: NodeJS.ErrnoException) => {
+      // Created but not written (a full disk): an empty key file would stay behind. EEXIST is another's.
+      if (err.code !== 'EEXIST') await rm(file, { force: true }).catch(() => {});
+      throw err;
+    });
     await syncDir(this.layout.keysDir);
   }
 
