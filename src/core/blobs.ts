@@ -146,13 +146,14 @@ export class BlobService {
   }
 
   /**
-   * Bytes put in place whose row did not commit (a full disk, a refused revision) are taken out again
-   * unless a blob row or a session completing into the digest claims them — else they would sit as an
-   * orphan until GC's grace ran out. Only under the digest lock: every commit of this digest in this
-   * process waits for it, so no other writer is between its rename and its row (one daemon per data
-   * directory). A check that cannot answer (the disk) keeps the file: GC judges it later.
+   * Bytes put in place whose row did not commit (a full disk, a refused revision, a session's complete
+   * refused after its bytes moved) are taken out again unless a blob row or a session completing into
+   * the digest claims them — else they would sit as an orphan until GC's grace ran out. Call it only
+   * under the digest lock: every commit of this digest in this process holds it from its rename to its
+   * row, so no other writer is in between (one daemon per data directory). A check that cannot answer
+   * (the disk) keeps the file: GC judges it later.
    */
-  private async dropUnclaimed(digest: string): Promise<void> {
+  async dropUnclaimed(digest: string): Promise<void> {
     try {
       if (!(await this.meta.isBlobClaimed(digest))) await this.bytes.delete(digest);
     } catch {

@@ -105,10 +105,12 @@ export class UploadCompletion {
         : { pin: this.blobs.pinFor(row.principal, row.temporary) };
     const done = await this.meta.finishUpload(row.id, blob, target, build, Date.now() + this.uploadTtlMs);
     if (!done.ok) {
-      // The bytes moved but no row references them: the session gets a copy back and stays open (the
-      // blob file is left to GC, or is the existing blob's). Crash here: the next request finishes this.
+      // The bytes moved but no row references them: the session gets a copy back and stays open, and the
+      // blob file goes again unless it is the existing blob's (we hold the digest lock). Crash here: the
+      // next request finishes this; GC removes a file left behind.
       await this.bytes.restoreUpload(row.id, digest);
       await this.meta.reopenUpload(row.id);
+      await this.blobs.dropUnclaimed(digest);
       throw done.reason === 'quota_exceeded'
         ? new BlobdError('quota_exceeded', "the bucket's quota would be exceeded", { bucket: row.bucket })
         : done.reason === 'bucket_not_found'
