@@ -23,8 +23,12 @@ function oneLine(r: CliRun, code: number): string {
   return lines[0]!;
 }
 
-const exited = (proc: ChildProcess) =>
-  proc.exitCode !== null || proc.signalCode !== null ? Promise.resolve() : new Promise<void>((resolve) => proc.once('close', () => resolve()));
+/** Waits for `proc` to exit; one that hangs is killed after two minutes (and then fails its assertions). */
+function exited(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 120_000);
+  return new Promise<void>((resolve) => proc.once('close', () => (clearTimeout(timer), resolve())));
+}
 
 describe('blobd CLI: hostile input', () => {
   let d: Daemon;
@@ -209,6 +213,27 @@ describe('blobd CLI: hostile input', () => {
       assert.equal(await readFile(errFile, 'utf8'), '', `blobd ${args.join(' ')} | ${head}: nothing on stderr`);
       assert.equal(status.trim(), '0', `blobd ${args.join(' ')} | ${head}: exit status`);
     }
+  });
+
+  test('get to a terminal refuses binary bytes unless -o - asks for them; text goes through', async () => {
+    const text = Buffer.from('hello, terminal\n');
+    assert.equal((await d.api('/api/blobs', { method: 'POST', body: text })).status, 201);
+    const binary = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x00, 0x01, 0x02, 0x03]);
+    assert.equal((await d.api('/api/blobs', { method: 'POST', body: binary })).status, 201);
+    /** `blobd -q ARGS` on a pseudo-terminal (util-linux script; -q: no progress bar): what it shows, and the exit code. */
+    const onTerminal = async (args: string) => {
+      const proc = spawn('script', ['-qec', `"$NODE" "$BLOBD" -q ${args}`, '/dev/null'], { env: { ...env, NODE: process.execPath, BLOBD }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let shown = '';
+      proc.stdout.setEncoding('latin1').on('data', (c: string) => (shown += c));
+      await exited(proc);
+      return { code: proc.exitCode, shown: shown.replace(/\r\n/g, '\n') };
+    };
+    assert.deepEqual(await onTerminal(`get ${bigDigest}`), { code: 2, shown: 'blobd: binary output can mess up your terminal; use -o FILE to save it, or -o - to print it anyway\n' });
+    assert.deepEqual(await onTerminal(`get ${sha256(binary)}`), { code: 2, shown: 'blobd: binary output can mess up your terminal; use -o FILE to save it, or -o - to print it anyway\n' });
+    assert.deepEqual(await onTerminal(`get ${sha256(text)}`), { code: 0, shown: 'hello, terminal\n' });
+    assert.deepEqual(await onTerminal(`get ${sha256(binary)} -o -`), { code: 0, shown: binary.toString('latin1') });
+    // Not a terminal: the bytes as they are, as before.
+    assert.ok((await blobd(['get', sha256(binary)])).stdout.equals(binary));
   });
 
   test('no token found: the message names the admin-token path it read, and only that', async () => {

@@ -199,6 +199,8 @@ class RawDownload implements Download {
   }
 
   discard(): void {
+    // During a pump, the pump ends too (cut off), or its promise would never settle.
+    if (this.sink) return this.stop(cutOff());
     this.ended = true;
     this.socket.destroy();
   }

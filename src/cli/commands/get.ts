@@ -36,11 +36,12 @@ export function registerGet(program: Command): void {
     .command('get')
     .description('download a blob by digest, or an object by BUCKET/KEY, verifying its digest')
     .argument('<target>', 'sha256:<hex> (or the bare hex), or BUCKET/KEY')
-    .option('-o, --output <file>', 'write to FILE (atomically; an interrupted download resumes) instead of standard output')
+    .option('-o, --output <file>', 'write to FILE (atomically; an interrupted download resumes) instead of standard output (-o -: standard output, even binary bytes to a terminal)')
     .option('--revision <n>', 'an older revision of an object')
     .option('--fsync', 'with -o: flush FILE to disk before it is renamed into place (survives a power cut; slower)')
     .addHelpText('after', `
 Exit code 1 when the bytes do not hash to the digest (with -o, FILE is then left untouched).
+Binary bytes (a NUL byte at the start) are not written to a terminal unless -o - asks for it.
 With -o, Ctrl-C keeps FILE.blobd-part (exit 130): rerun the same command to resume.
 
 Examples:
@@ -54,7 +55,7 @@ Examples:
         pathname += `?revision=${opts.revision}`;
       }
       await withClient(cmd, async (client, g) => {
-        if (opts.output === undefined) return toStdout(client, g, target, pathname);
+        if (opts.output === undefined || opts.output === '-') return toStdout(client, g, target, pathname, opts.output === '-');
         // Ctrl-C keeps the partial file and its state: the same command resumes it.
         const onSigint = () => exitInterrupted(g);
         process.once('SIGINT', onSigint);
@@ -90,13 +91,23 @@ function verify(expected: string, actual: string): void {
   if (actual !== expected) throw new ApiError(0, 'digest_mismatch', `the downloaded bytes hash to ${actual}, not ${expected}`);
 }
 
-async function toStdout(client: BlobdClient, g: GlobalOptions, target: Target, pathname: string): Promise<void> {
+async function toStdout(client: BlobdClient, g: GlobalOptions, target: Target, pathname: string, anyway: boolean): Promise<void> {
   const d = await fetchContent(client, pathname);
   const expected = expectedDigest(target, d);
   const hasher = new ParallelHasher(SLAB_SIZE, SLABS);
   const progress = progressBar(g, 'get', Number(d.headers['content-length'] ?? NaN) || null);
+  // As curl does: binary bytes (a NUL in the first slab) are not sent to a terminal, where they would
+  // garble the screen, unless `-o -` asked for them.
+  let check = process.stdout.isTTY === true && !anyway;
   try {
-    const write = (piece: Buffer) => new Promise<void>((resolve, reject) => process.stdout.write(piece, (err) => (err ? reject(err) : resolve())));
+    const write = (piece: Buffer) => {
+      if (check && piece.includes(0)) {
+        d.discard();
+        throw new UsageError('binary output can mess up your terminal; use -o FILE to save it, or -o - to print it anyway');
+      }
+      check = false;
+      return new Promise<void>((resolve, reject) => process.stdout.write(piece, (err) => (err ? reject(err) : resolve())));
+    };
     await receive(d, hasher, progress, write);
     verify(expected, await hasher.digest());
   } finally {
