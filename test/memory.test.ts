@@ -1,7 +1,7 @@
 // G5: the daemon's memory does not grow with blob size. A 256 MiB upload and download through the real
 // daemon must leave its peak RSS (VmHWM from /proc) bounded, and close to what a tiny blob costs.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import path from 'node:path';
@@ -9,49 +9,9 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
 import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { generated, memoryMiB, uploadGenerated } from './helpers/streamed.ts';
 
 const MiB = 1024 * 1024;
-
-async function peakRssMiB(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024;
-}
-
-/** `size` bytes made on the fly (never held whole), and their digest once consumed. */
-function generated(size: number) {
-  const block = randomBytes(MiB);
-  const hash = createHash('sha256');
-  let left = size;
-  let n = 0;
-  const stream = new Readable({
-    read() {
-      if (left === 0) return void this.push(null);
-      const piece = Buffer.from(block.subarray(0, Math.min(left, MiB)));
-      piece.writeUInt32BE(n++, 0); // every MiB differs
-      left -= piece.length;
-      hash.update(piece);
-      this.push(piece);
-    },
-  });
-  return { stream, digest: () => `sha256:${hash.digest('hex')}` };
-}
-
-function upload(d: Daemon, size: number): Promise<{ digest: string; expected: string }> {
-  const body = generated(size);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      `${d.url}/api/blobs`,
-      { method: 'POST', headers: { authorization: `Bearer ${d.token}`, 'content-length': String(size) } },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (c: string) => (text += c));
-        res.on('end', () => resolve({ digest: (JSON.parse(text) as { digest: string }).digest, expected: body.digest() }));
-      },
-    );
-    req.on('error', reject);
-    pipeline(body.stream, req).catch(reject);
-  });
-}
 
 function download(d: Daemon, digest: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -76,14 +36,14 @@ test('a 256 MiB upload and download cost no more memory than a 64 MiB one (G5)',
     }
     // Node frees socket and file buffers lazily: some tens of MiB of garbage build up before a GC, whatever
     // the blob size. The 64 MiB warm-up reaches that plateau; a buffered body would climb far past it.
-    const warm = await upload(d, 64 * MiB);
+    const warm = await uploadGenerated(d, 64 * MiB);
     assert.equal(await download(d, warm.digest), warm.expected);
-    const afterWarm = await peakRssMiB(d.proc.pid!);
+    const afterWarm = (await memoryMiB(d.proc.pid!)).peak;
 
-    const big = await upload(d, 256 * MiB);
+    const big = await uploadGenerated(d, 256 * MiB);
     assert.equal(big.digest, big.expected);
     assert.equal(await download(d, big.digest), big.expected);
-    const afterBig = await peakRssMiB(d.proc.pid!);
+    const afterBig = (await memoryMiB(d.proc.pid!)).peak;
 
     t.diagnostic(`peak RSS ${afterWarm.toFixed(0)} MiB after 64 MiB, ${afterBig.toFixed(0)} MiB after 256 MiB`);
     assert.ok(afterBig - afterWarm < 32, `peak RSS grew ${(afterBig - afterWarm).toFixed(0)} MiB with a 4× larger blob`);
@@ -139,12 +99,12 @@ test('a 200 MiB multipart object write streams: memory stays flat (G5)', async (
     await d.api('/api/buckets/big', { method: 'PUT' });
     const warm = await multipartUpload(d, '/api/buckets/big/objects/warm', 64 * MiB);
     assert.equal(warm.status, 201, warm.body);
-    const afterWarm = await peakRssMiB(d.proc.pid!);
+    const afterWarm = (await memoryMiB(d.proc.pid!)).peak;
     const big = await multipartUpload(d, '/api/buckets/big/objects/big', 200 * MiB);
     assert.equal(big.status, 201, big.body);
     const obj = JSON.parse(big.body) as { digest: string; size: number; owner: string };
     assert.deepEqual([obj.digest, obj.size, obj.owner], [big.expected, 200 * MiB, 'tester']);
-    const afterBig = await peakRssMiB(d.proc.pid!);
+    const afterBig = (await memoryMiB(d.proc.pid!)).peak;
     t.diagnostic(`peak RSS ${afterWarm.toFixed(0)} MiB after 64 MiB, ${afterBig.toFixed(0)} MiB after 200 MiB (multipart)`);
     assert.ok(afterBig - afterWarm < 32, `peak RSS grew ${(afterBig - afterWarm).toFixed(0)} MiB`);
   } finally {
