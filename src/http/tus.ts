@@ -148,16 +148,15 @@ const head = createRoute({
   responses: { 200: { description: 'see the headers', headers: tusHeaders({ 'Upload-Offset': '', 'Upload-Length': '', 'Blobd-Digest': 'once completed' }) }, ...errors(401, 403, 404, 410, 412) },
 });
 
+const APPENDED_HEADERS = tusHeaders({ 'Upload-Offset': '', 'Upload-Expires': '', 'Blobd-Digest': 'when this request completed it' });
+
 const patch = createRoute({
   method: 'patch',
   path: '/api/tus/{ref}',
   summary: 'tus PATCH: append the body (application/offset+octet-stream) at Upload-Offset; the upload completes when it reaches its length',
   middleware: [tusProtocol, requires('upload-token')] as const,
   request: { params: RefParam },
-  responses: {
-    204: { description: 'appended', headers: tusHeaders({ 'Upload-Offset': '', 'Upload-Expires': '', 'Blobd-Digest': 'when this request completed it' }) },
-    ...errors(400, 401, 403, 404, 409, 410, 412, 413, 415, 460, 507),
-  },
+  responses: { 204: { description: 'appended', headers: APPENDED_HEADERS }, ...errors(400, 401, 403, 404, 409, 410, 412, 413, 415, 460, 507) },
 });
 
 const terminate = createRoute({
@@ -176,10 +175,8 @@ const overridden = createRoute({
   summary: 'tus PATCH or termination sent as POST with X-HTTP-Method-Override: PATCH or DELETE',
   middleware: [tusProtocol, requires('upload-token')] as const,
   request: { params: RefParam },
-  responses: {
-    204: { description: 'as PATCH or DELETE', headers: tusHeaders({ 'Upload-Offset': '', 'Upload-Expires': '', 'Blobd-Digest': 'when this request completed it' }) },
-    ...errors(400, 401, 403, 404, 409, 410, 412, 413, 415, 460, 507),
-  },
+  // A PATCH's answers (a DELETE's are among them).
+  responses: { ...patch.responses, 204: { description: 'as PATCH or DELETE', headers: APPENDED_HEADERS } },
 });
 
 export function tusRoutes(uploads: UploadService, opts: { maxBlobSize: number }) {
