@@ -1,7 +1,30 @@
 // Reading a secret file blobd keeps (the admin token, keys under keys/): owner-only (0600) before its
 // contents are read, as blobd.db is on open — a file an older blobd, a restore or an operator left
-// readable to others is tightened, never refused. It never creates a file.
+// readable to others is tightened, never refused. Only the database files (ensurePrivateFile) are
+// created here, empty, for SQLite to fill.
+import { closeSync, constants, fchmodSync, fstatSync, openSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { FILE_MODE } from './layout.ts';
+
+/** The mode with group and other bits off (the owner's stay: a 0400 file is not made writable), or null when it has none. */
+function withoutOthers(mode: number): number | null {
+  return (mode & 0o077) !== 0 ? mode & 0o700 : null;
+}
+
+/**
+ * Makes `file` exist and readable by its owner only (0600), before SQLite opens it: SQLite creates a
+ * database 0644 less the umask, and its -wal, -shm and -journal files take the database file's mode. An
+ * empty file is a valid empty database. A file an older blobd left readable to others is tightened too.
+ */
+export function ensurePrivateFile(file: string): void {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_CREAT, FILE_MODE);
+  try {
+    const mode = withoutOthers(fstatSync(fd).mode & 0o777);
+    if (mode !== null) fchmodSync(fd, mode);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** The file's text after making it private; ENOENT and other errors are the caller's. */
 export async function readPrivateFile(file: string): Promise<string> {
@@ -29,7 +52,6 @@ export async function makePrivate(file: string): Promise<void> {
 }
 
 async function tighten(fh: Awaited<ReturnType<typeof open>>): Promise<void> {
-  const mode = (await fh.stat()).mode & 0o777;
-  // Group and other bits off; the owner's stay (a 0400 file is not made writable).
-  if ((mode & 0o077) !== 0) await fh.chmod(mode & 0o700);
+  const mode = withoutOthers((await fh.stat()).mode & 0o777);
+  if (mode !== null) await fh.chmod(mode);
 }

@@ -2,7 +2,7 @@
 // every digest. The lock is an exclusive SQLite lock on data/blobd.lock: the operating system drops it
 // when the process dies, even by kill -9, so a crash never leaves a stale lock behind.
 import Database from 'better-sqlite3';
-import { ensurePrivateFile } from './db.ts';
+import { ensurePrivateFile } from '../fs/private-file.ts';
 
 export interface DataDirLock {
   release(): void;

@@ -2,29 +2,14 @@
 // numbered .sql files beside this module, applied in order, each in its own transaction, and recorded in
 // PRAGMA user_version. Nothing here knows about blobs or buckets.
 import Database from 'better-sqlite3';
-import { closeSync, constants, fchmodSync, fstatSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FILE_MODE } from '../fs/layout.ts';
+import { ensurePrivateFile } from '../fs/private-file.ts';
 
 export type Db = Database.Database;
 
 const MIGRATIONS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
-
-/**
- * Makes `file` exist and readable by its owner only (0600), before SQLite opens it: SQLite creates a
- * database 0644 less the umask, and its -wal, -shm and -journal files take the database file's mode. An
- * empty file is a valid empty database. A file an older blobd left readable to others is tightened too.
- */
-export function ensurePrivateFile(file: string): void {
-  const fd = openSync(file, constants.O_RDONLY | constants.O_CREAT, FILE_MODE);
-  try {
-    const mode = fstatSync(fd).mode & 0o777;
-    if ((mode & 0o077) !== 0) fchmodSync(fd, mode & 0o700);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 export function openDatabase(file: string): Db {
   ensurePrivateFile(file);

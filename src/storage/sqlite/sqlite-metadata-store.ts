@@ -29,7 +29,8 @@ import { CatalogRepo } from './catalog-repo.ts';
 import { LifecycleRepo } from './lifecycle-repo.ts';
 import { BlobGroupCommit, writeBlobRow } from './blob-group-commit.ts';
 import { BlobsRepo } from './blobs-repo.ts';
-import { ensurePrivateFile, openDatabase, type Db } from './db.ts';
+import { ensurePrivateFile } from '../fs/private-file.ts';
+import { openDatabase, type Db } from './db.ts';
 import { isStorageFull, type SpaceReserve } from '../storage-full.ts';
 import { UploadsRepo } from './uploads-repo.ts';
 
