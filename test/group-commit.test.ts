@@ -16,6 +16,7 @@ import { makeTempDir, removeDir } from './helpers/daemon.ts';
 
 const MINUTE = 60_000;
 const digest = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;
+const blob = (n: number, size: number) => ({ digest: digest(n), size, location: digest(n) });
 const turns = async (n: number) => {
   for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
 };
@@ -47,28 +48,28 @@ test('a group waits for an announced commit and takes it along; afterwards nothi
   withStore(async (store) => {
     for (let cycle = 0; cycle < 2; cycle++) {
       const ticket = store.announceBlobCommit();
-      const first = store.commitBlob({ digest: digest(10 + 2 * cycle), size: 1 });
+      const first = store.commitBlob(blob(10 + 2 * cycle, 1));
       await turns(5);
       assert.equal(store.blobCommitGroups, cycle, 'the group waits while the announced commit is on its way');
-      const second = ticket.commit({ digest: digest(11 + 2 * cycle), size: 1 });
+      const second = ticket.commit(blob(11 + 2 * cycle, 1));
       assert.deepEqual(await settles('the gathered group', Promise.all([first, second])), [{ created: true }, { created: true }]);
       assert.equal(store.blobCommitGroups, cycle + 1, 'both rows in one transaction');
     }
     // Every ticket was used: a plain commit goes on the next turn.
-    await settles('a commit with nothing announced', store.commitBlob({ digest: digest(20), size: 1 }));
+    await settles('a commit with nothing announced', store.commitBlob(blob(20, 1)));
     assert.equal(store.blobCommitGroups, 3);
   }));
 
 test('a cancelled ticket lets a waiting group go', () =>
   withStore(async (store) => {
     const ticket = store.announceBlobCommit();
-    const waiting = store.commitBlob({ digest: digest(30), size: 1 });
+    const waiting = store.commitBlob(blob(30, 1));
     await turns(5);
     assert.equal(store.blobCommitGroups, 0);
     ticket.cancel();
     ticket.cancel(); // twice: no effect
     assert.deepEqual(await settles('the group after cancel', waiting), { created: true });
-    await settles('a later commit', store.commitBlob({ digest: digest(31), size: 1 }));
+    await settles('a later commit', store.commitBlob(blob(31, 1)));
   }));
 
 test('close commits a group that is waiting, leaves no timer, and refuses commits after it', async () => {
@@ -78,7 +79,7 @@ test('close commits a group that is waiting, leaves no timer, and refuses commit
     const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
     const before = timers();
     const ticket = store.announceBlobCommit();
-    const waiting = store.commitBlob({ digest: digest(40), size: 4 });
+    const waiting = store.commitBlob(blob(40, 4));
     await turns(5);
     assert.equal(store.blobCommitGroups, 0);
     assert.equal(timers(), before + 1, 'the window timer is armed');
@@ -86,8 +87,8 @@ test('close commits a group that is waiting, leaves no timer, and refuses commit
     assert.deepEqual(await settles('the group at close', waiting), { created: true });
     assert.equal(timers(), before, 'no timer outlives close');
     // Refused at once, even with a ticket still out (a group would otherwise wait for it).
-    await assert.rejects(settles('a commit after close', store.commitBlob({ digest: digest(41), size: 1 })), /closed/);
-    await assert.rejects(settles('an announced commit after close', ticket.commit({ digest: digest(42), size: 1 })), /closed/);
+    await assert.rejects(settles('a commit after close', store.commitBlob(blob(41, 1))), /closed/);
+    await assert.rejects(settles('an announced commit after close', ticket.commit(blob(42, 1))), /closed/);
     await store.close(); // again: nothing
     const reopened = SqliteMetadataStore.open(path.join(dir, 'blobd.db'));
     assert.equal((await reopened.getBlob(digest(40)))?.size, 4);
@@ -120,7 +121,7 @@ test('an upload whose bytes cannot be put in place gives its ticket back at once
       await assert.rejects(settles('the refused upload', failing), /not a real directory/);
       assert.equal((await settles('the other upload', good)).deduplicated, false);
       // Nothing is announced any more: a plain commit goes at once.
-      await settles('a commit after both', meta.commitBlob({ digest: digest(50), size: 1 }));
+      await settles('a commit after both', meta.commitBlob(blob(50, 1)));
     } finally {
       await meta.close();
     }

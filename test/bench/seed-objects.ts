@@ -22,7 +22,7 @@ export async function seedObjects(dataDir: string, n: number): Promise<number> {
         bucket: 'bench',
         key,
         newObjectId: `00000000-0000-7000-8000-${i.toString(16).padStart(12, '0')}`,
-        blob: { digest, size: i },
+        blob: { digest, size: i, location: digest },
         contentType: null,
         filename: null,
         createdBy: 'bench',

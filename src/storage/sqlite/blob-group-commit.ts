@@ -1,11 +1,9 @@
 // Group commit of blob rows (the SQLite MetadataStore's commitBlob): blobs whose commits arrive together
 // share one synchronous=FULL transaction. A caller is answered only after that transaction committed —
 // never before its row is durable (G1).
-import type { BlobCommitTicket, PinInput } from '../metadata-store.ts';
+import type { BlobCommitTicket, NewBlob, PinInput } from '../metadata-store.ts';
 import type { BlobsRepo } from './blobs-repo.ts';
 import type { Db } from './db.ts';
-
-type BlobInput = { digest: string; size: number };
 
 /**
  * How long a group may wait for announced commits (a millisecond or two more: timers fire on whole
@@ -16,15 +14,18 @@ const GROUP_WINDOW_MS = 2;
 
 /** A commit waiting for the group that will carry it. */
 interface PendingBlob {
-  readonly blob: BlobInput;
+  readonly blob: NewBlob;
   readonly pin: PinInput | null;
   readonly resolve: (r: { created: boolean }) => void;
   readonly reject: (err: unknown) => void;
 }
 
-/** The blob row (unless it exists) and the pin, inside the caller's transaction; true when the row is new. */
-export function writeBlobRow(blobs: BlobsRepo, blob: BlobInput, pin: PinInput | null, now: number): boolean {
-  const created = blobs.insert(blob.digest, blob.size, now);
+/**
+ * The blob row (unless it exists: then a location it does not keep is queued, see BlobsRepo.insert) and the
+ * pin, inside the caller's transaction; true when the row is new.
+ */
+export function writeBlobRow(blobs: BlobsRepo, blob: NewBlob, pin: PinInput | null, now: number): boolean {
+  const created = blobs.insert(blob, now);
   if (pin) blobs.pin(blob.digest, pin, now);
   return created;
 }
@@ -39,7 +40,7 @@ export function writeBlobRow(blobs: BlobsRepo, blob: BlobInput, pin: PinInput | 
  * 1696/1634 uploads/s and the main thread's CPU per upload 0.60 → 0.29 ms.
  */
 export class BlobGroupCommit {
-  private readonly commitOne: (blob: BlobInput, pin: PinInput | null) => boolean;
+  private readonly commitOne: (blob: NewBlob, pin: PinInput | null) => boolean;
   private readonly commitMany: (batch: readonly PendingBlob[]) => ({ created: boolean } | { error: unknown })[];
   private pending: PendingBlob[] = [];
   /** When the first blob of the pending group arrived (performance.now()). */
@@ -57,9 +58,9 @@ export class BlobGroupCommit {
     blobs: BlobsRepo,
     private readonly windowMs = GROUP_WINDOW_MS,
   ) {
-    this.commitOne = db.transaction((blob: BlobInput, pin: PinInput | null) => writeBlobRow(blobs, blob, pin, Date.now())).immediate;
+    this.commitOne = db.transaction((blob: NewBlob, pin: PinInput | null) => writeBlobRow(blobs, blob, pin, Date.now())).immediate;
     // Each blob of a group in a savepoint of its own (a nested transaction), so one that fails fails alone.
-    const oneOfGroup = db.transaction((blob: BlobInput, pin: PinInput | null, now: number) => writeBlobRow(blobs, blob, pin, now));
+    const oneOfGroup = db.transaction((blob: NewBlob, pin: PinInput | null, now: number) => writeBlobRow(blobs, blob, pin, now));
     this.commitMany = db.transaction((batch: readonly PendingBlob[]) => {
       const now = Date.now();
       return batch.map((p) => {
@@ -75,7 +76,7 @@ export class BlobGroupCommit {
     }).immediate;
   }
 
-  commit(blob: BlobInput, pin?: PinInput): Promise<{ created: boolean }> {
+  commit(blob: NewBlob, pin?: PinInput): Promise<{ created: boolean }> {
     if (!this.db.open) return Promise.reject(new Error('the metadata store is closed'));
     return new Promise((resolve, reject) => {
       if (this.pending.length === 0) this.openedAt = performance.now();

@@ -1,47 +1,93 @@
-// Every SQL statement about blobs and pins. Statements are prepared once, at construction.
+// Every SQL statement about blob rows, pins and the byte-deletion queue. Statements are prepared once, at
+// construction; the transactions are the caller's.
 import type { Statement } from 'better-sqlite3';
-import type { BlobRecord, PinInput } from '../metadata-store.ts';
+import type { BlobRecord, ByteDeletion, NewBlob, PinInput } from '../metadata-store.ts';
 import type { Db } from './db.ts';
 
-interface BlobRow {
+/** A blob row as read: `location` is already the digest where the column holds NULL (see 008-locations.sql). */
+export interface BlobRow {
   digest: string;
   size: number;
+  location: string;
   created_at: number;
   quarantined_at: number | null;
 }
 
+/** The columns of a BlobRow, for any query over `blobs b`. */
+export const BLOB_COLUMNS = 'b.digest, b.size, coalesce(b.location, b.digest) AS location, b.created_at, b.quarantined_at';
+
+export function toBlobRecord(r: BlobRow): BlobRecord {
+  return { digest: r.digest, size: r.size, location: r.location, createdAt: r.created_at, quarantined: r.quarantined_at !== null };
+}
+
+/** What the location column holds: NULL when the location is the digest itself (the local store's). */
+const stored = (blob: NewBlob): string | null => (blob.location === blob.digest ? null : blob.location);
+
 export class BlobsRepo {
   private readonly selectBlob: Statement<[string], BlobRow>;
-  private readonly insertBlob: Statement<[string, number, number]>;
+  private readonly insertBlob: Statement<[string, number, string | null, number]>;
+  private readonly relocate: Statement<[string | null, string]>;
   private readonly upsertPin: Statement<[string, string, number, number | null, number]>;
+  private readonly enqueue: Statement<[string, string, number]>;
+  private readonly queued: Statement<[number], ByteDeletion>;
+  private readonly dequeue: Statement<[string]>;
 
   constructor(db: Db) {
-    this.selectBlob = db.prepare('SELECT digest, size, created_at, quarantined_at FROM blobs WHERE digest = ?');
-    // Every insert comes after good bytes were put in place (or found in place): it heals a quarantined row.
-    this.insertBlob = db.prepare(`
-      INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?)
-      ON CONFLICT (digest) DO UPDATE SET quarantined_at = NULL WHERE blobs.quarantined_at IS NOT NULL`);
+    this.selectBlob = db.prepare(`SELECT ${BLOB_COLUMNS} FROM blobs b WHERE b.digest = ?`);
+    this.insertBlob = db.prepare('INSERT INTO blobs (digest, size, location, created_at) VALUES (?, ?, ?, ?)');
+    this.relocate = db.prepare('UPDATE blobs SET location = ?, quarantined_at = NULL WHERE digest = ?');
     this.upsertPin = db.prepare(`
       INSERT INTO pins (principal, digest, temporary, expires_at, created_at) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT (principal, digest) DO UPDATE SET
         temporary  = pins.temporary AND excluded.temporary,
         expires_at = CASE WHEN pins.temporary AND excluded.temporary
                           THEN max(pins.expires_at, excluded.expires_at) ELSE NULL END`);
+    // Queued once: a location already waiting keeps its place in the queue.
+    this.enqueue = db.prepare('INSERT INTO byte_deletions (location, digest, queued_at) VALUES (?, ?, ?) ON CONFLICT (location) DO NOTHING');
+    this.queued = db.prepare('SELECT location, digest FROM byte_deletions ORDER BY seq LIMIT ?');
+    this.dequeue = db.prepare('DELETE FROM byte_deletions WHERE location = ?');
   }
 
   get(digest: string): BlobRecord | null {
     const row = this.selectBlob.get(digest);
-    return row ? { digest: row.digest, size: row.size, createdAt: row.created_at, quarantined: row.quarantined_at !== null } : null;
+    return row ? toBlobRecord(row) : null;
   }
 
-  /** Inserts the blob row unless it exists (and clears a quarantine mark); true when it was inserted. */
-  insert(digest: string, size: number, now: number): boolean {
-    const existed = this.selectBlob.get(digest) !== undefined;
-    this.insertBlob.run(digest, size, now);
-    return !existed;
+  /**
+   * Records a blob whose bytes are durable at blob.location; true when the row is new. An existing row keeps
+   * its location and the new bytes are queued for deletion (a duplicate); a quarantined row takes the new
+   * location instead (good bytes are in place again) and its old one is queued. A location the row names
+   * either way is never queued (the local store's: the same content lands in the same place).
+   */
+  insert(blob: NewBlob, now: number): boolean {
+    const row = this.selectBlob.get(blob.digest);
+    if (!row) {
+      this.insertBlob.run(blob.digest, blob.size, stored(blob), now);
+      return true;
+    }
+    if (row.quarantined_at !== null) {
+      this.relocate.run(stored(blob), blob.digest);
+      if (row.location !== blob.location) this.queueDeletion(row.location, blob.digest, now);
+    } else if (row.location !== blob.location) {
+      this.queueDeletion(blob.location, blob.digest, now);
+    }
+    return false;
   }
 
   pin(digest: string, pin: PinInput, now: number): void {
     this.upsertPin.run(pin.principal, digest, pin.temporary ? 1 : 0, pin.temporary ? pin.expiresAt : null, now);
+  }
+
+  queueDeletion(location: string, digest: string, now: number): void {
+    this.enqueue.run(location, digest, now);
+  }
+
+  /** Queued deletions, oldest first. */
+  deletions(limit: number): ByteDeletion[] {
+    return this.queued.all(limit);
+  }
+
+  finishDeletion(location: string): void {
+    this.dequeue.run(location);
   }
 }

@@ -229,7 +229,7 @@ export class CatalogRepo {
     if (bucket.quotaBytes !== null && bucket.storedBytes + w.blob.size > bucket.quotaBytes) {
       return { ok: false, reason: 'quota_exceeded' };
     }
-    const blobCreated = this.blobs.insert(w.blob.digest, w.blob.size, now);
+    const blobCreated = this.blobs.insert(w.blob, now);
     let id: string;
     let revision: number;
     if (current) {

@@ -1,8 +1,10 @@
 // Every SQL statement about the life of blobs after they are stored: pins by principal, expiry of pins and
-// objects, which blobs are garbage, quarantine marks, GC holds and the numbers of /api/admin/stats.
+// objects, which blobs are garbage (and queueing their bytes for deletion with the row), quarantine marks,
+// which locations are claimed, GC holds and the numbers of /api/admin/stats.
 // Statements are prepared once; the transactions are the caller's (sqlite-metadata-store.ts).
 import type { Statement } from 'better-sqlite3';
 import type { BlobRecord, PinRecord, StoreStats } from '../metadata-store.ts';
+import { BLOB_COLUMNS, toBlobRecord, type BlobRow, type BlobsRepo } from './blobs-repo.ts';
 import type { CatalogRepo } from './catalog-repo.ts';
 import type { Db } from './db.ts';
 
@@ -22,10 +24,18 @@ const UNREFERENCED_AFTER_EXPIRY = `NOT EXISTS (SELECT 1 FROM revisions r JOIN ob
     WHERE r.digest = b.digest AND (o.expires_at IS NULL OR o.expires_at > @now))
   AND NOT EXISTS (SELECT 1 FROM pins p WHERE p.digest = b.digest AND (p.expires_at IS NULL OR p.expires_at > @now))`;
 
+/**
+ * "Bytes at this location belong to something": a blob row names it (a NULL location names the digest), or
+ * an unfinished session is committing into it. Each part is one indexed lookup (see test/sqlite-schema).
+ */
+export const LOCATION_CLAIMED = `SELECT EXISTS (SELECT 1 FROM blobs WHERE location = @location)
+  OR EXISTS (SELECT 1 FROM blobs WHERE digest = @location AND location IS NULL)
+  OR EXISTS (SELECT 1 FROM upload_sessions WHERE location = @location AND state IN ('open', 'completing'))`;
+
 export class LifecycleRepo {
   private readonly s: Record<string, Statement<any[], any>>;
 
-  constructor(db: Db, private readonly catalog: CatalogRepo) {
+  constructor(db: Db, private readonly catalog: CatalogRepo, private readonly blobs: BlobsRepo) {
     const p = (sql: string) => db.prepare(sql);
     this.s = {
       pinsFirst: p(`SELECT p.digest, b.size, p.temporary, p.expires_at, p.created_at FROM pins p JOIN blobs b ON b.digest = p.digest
@@ -42,20 +52,19 @@ export class LifecycleRepo {
       countExpiredPins: p('SELECT count(*) FROM pins WHERE expires_at IS NOT NULL AND expires_at <= ?').pluck(),
       deleteExpiredPins: p('DELETE FROM pins WHERE expires_at IS NOT NULL AND expires_at <= ?'),
       expiredObjects: p('SELECT bucket, key FROM objects WHERE expires_at IS NOT NULL AND expires_at <= ?'),
-      garbage: p(`SELECT b.digest, b.size, b.created_at, b.quarantined_at FROM blobs b
+      garbage: p(`SELECT ${BLOB_COLUMNS} FROM blobs b
         WHERE b.created_at < @before AND ${UNREFERENCED} ORDER BY b.digest LIMIT @limit`),
-      garbageAfterExpiry: p(`SELECT b.digest, b.size, b.created_at, b.quarantined_at FROM blobs b
+      garbageAfterExpiry: p(`SELECT ${BLOB_COLUMNS} FROM blobs b
         WHERE b.created_at < @before AND ${UNREFERENCED_AFTER_EXPIRY} ORDER BY b.digest LIMIT @limit`),
       isGarbage: p(`SELECT 1 FROM blobs b WHERE b.digest = @digest AND b.created_at < @before AND ${UNREFERENCED}`).pluck(),
       held: p('SELECT 1 FROM gc_holds WHERE expires_at > ? LIMIT 1').pluck(),
       deletePinsOf: p('DELETE FROM pins WHERE digest = ?'),
-      deleteBlob: p('DELETE FROM blobs WHERE digest = ?'),
+      deleteBlob: p('DELETE FROM blobs WHERE digest = ? RETURNING coalesce(location, digest)').pluck(),
       revisionsOf: p(`SELECT o.bucket, o.key, r.revision FROM revisions r JOIN objects o ON o.id = r.object_id
         WHERE r.digest = ? ORDER BY o.bucket, o.key, r.revision`),
-      blobsAfter: p(`SELECT digest, size, created_at, quarantined_at FROM blobs WHERE digest > ? ORDER BY digest LIMIT ?`),
+      blobsAfter: p(`SELECT ${BLOB_COLUMNS} FROM blobs b WHERE b.digest > ? ORDER BY b.digest LIMIT ?`),
       quarantine: p('UPDATE blobs SET quarantined_at = ? WHERE digest = ?'),
-      claimed: p(`SELECT EXISTS (SELECT 1 FROM blobs WHERE digest = @digest)
-        OR EXISTS (SELECT 1 FROM upload_sessions WHERE state = 'completing' AND digest = @digest)`).pluck(),
+      claimed: p(LOCATION_CLAIMED).pluck(),
       addHold: p('INSERT INTO gc_holds (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at'),
       releaseHold: p('DELETE FROM gc_holds WHERE id = ?'),
       dropOldHolds: p('DELETE FROM gc_holds WHERE expires_at <= ?'),
@@ -97,41 +106,46 @@ export class LifecycleRepo {
 
   garbage(createdBefore: number, now: number, limit: number, afterExpiry: boolean): BlobRecord[] {
     const query = afterExpiry ? this.s.garbageAfterExpiry! : this.s.garbage!;
-    return (query.all({ before: createdBefore, now, limit }) as { digest: string; size: number; created_at: number; quarantined_at: number | null }[])
-      .map((r) => ({ digest: r.digest, size: r.size, createdAt: r.created_at, quarantined: r.quarantined_at !== null }));
+    return (query.all({ before: createdBefore, now, limit }) as BlobRow[]).map(toBlobRecord);
   }
 
-  /** Deletes the blob row if it is still garbage and no hold pauses GC; true when it did. */
+  /** Deletes the blob row if it is still garbage and no hold pauses GC, queueing its bytes; true when it did. */
   deleteIfGarbage(digest: string, createdBefore: number, now: number): boolean {
     if (this.s.held!.get(now) !== undefined) return false;
     if (this.s.isGarbage!.get({ digest, before: createdBefore, now }) === undefined) return false;
     this.s.deletePinsOf!.run(digest); // expired ones only: a valid pin would have made it live
-    this.s.deleteBlob!.run(digest);
+    return this.deleteRow(digest);
+  }
+
+  /** The row goes and its location is queued for deletion, together; false when there was no row. */
+  private deleteRow(digest: string): boolean {
+    const location = this.s.deleteBlob!.get(digest) as string | undefined;
+    if (location === undefined) return false;
+    this.blobs.queueDeletion(location, digest, Date.now());
     return true;
   }
 
-  /** Every revision using the blob, its pins and its row; null when there is no such blob. */
+  /** Every revision using the blob, its pins and its row (its bytes queued); null when there is no such blob. */
   purge(digest: string, now: number): { revisions: number; pins: number } | null {
     const revisions = this.s.revisionsOf!.all(digest) as { bucket: string; key: string; revision: number }[];
     // Newest first per object, so an object falls back to an older revision that uses another blob.
     for (const r of [...revisions].reverse()) this.catalog.deleteObject(r.bucket, r.key, r.revision, now, true);
     const pins = this.s.deletePinsOf!.run(digest).changes;
-    if (this.s.deleteBlob!.run(digest).changes === 0) return null;
+    if (!this.deleteRow(digest)) return null;
     return { revisions: revisions.length, pins };
   }
 
   blobsAfter(after: string, limit: number): BlobRecord[] {
-    return (this.s.blobsAfter!.all(after, limit) as { digest: string; size: number; created_at: number; quarantined_at: number | null }[])
-      .map((r) => ({ digest: r.digest, size: r.size, createdAt: r.created_at, quarantined: r.quarantined_at !== null }));
+    return (this.s.blobsAfter!.all(after, limit) as BlobRow[]).map(toBlobRecord);
   }
 
   quarantine(digest: string, now: number): void {
     this.s.quarantine!.run(now, digest);
   }
 
-  /** True when bytes under this digest belong to something: a blob row, or a session completing into it. */
-  claimed(digest: string): boolean {
-    return this.s.claimed!.get({ digest }) === 1;
+  /** True when bytes at this location belong to something: a blob row, or a session committing into it. */
+  claimed(location: string): boolean {
+    return this.s.claimed!.get({ location }) === 1;
   }
 
   addHold(id: string, expiresAt: number, now: number): void {

@@ -6,8 +6,10 @@ import type {
   BlobRecord,
   BucketRecord,
   BucketSettings,
+  ByteDeletion,
   ListObjectsQuery,
   MetadataStore,
+  NewBlob,
   NewRevision,
   NewUpload,
   ObjectMeta,
@@ -34,8 +36,6 @@ import { openDatabase, type Db } from './db.ts';
 import { isStorageFull, type SpaceReserve } from '../storage-full.ts';
 import { UploadsRepo } from './uploads-repo.ts';
 
-type BlobInput = { digest: string; size: number };
-
 export class SqliteMetadataStore implements MetadataStore {
   private readonly blobs: BlobsRepo;
   private readonly uploads: UploadsRepo;
@@ -53,7 +53,7 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly blobGroups: BlobGroupCommit;
   private readonly finishUploadTx: (
     id: string,
-    blob: BlobInput,
+    blob: NewBlob,
     target: UploadTarget,
     result: (object: ObjectRecord | null) => string,
     expiresAt: number,
@@ -71,7 +71,7 @@ export class SqliteMetadataStore implements MetadataStore {
     this.uploads = new UploadsRepo(db);
     this.catalog = new CatalogRepo(db, this.blobs);
     this.access = new AccessRepo(db);
-    this.lifecycle = new LifecycleRepo(db, this.catalog);
+    this.lifecycle = new LifecycleRepo(db, this.catalog, this.blobs);
     this.purgeTx = db.transaction((digest: string, now: number) => this.lifecycle.purge(digest, now)).immediate;
     this.expireTx = db.transaction((now: number, dryRun: boolean) => this.lifecycle.expire(now, dryRun)).immediate;
     this.deleteGarbageTx = db.transaction((digest: string, createdBefore: number, now: number) =>
@@ -91,7 +91,7 @@ export class SqliteMetadataStore implements MetadataStore {
     this.pingStmt = db.prepare('SELECT 1');
     this.blobGroups = new BlobGroupCommit(db, this.blobs, groupWindowMs);
     this.finishUploadTx = db.transaction(
-      (id: string, blob: BlobInput, target: UploadTarget, result: (object: ObjectRecord | null) => string, expiresAt: number) => {
+      (id: string, blob: NewBlob, target: UploadTarget, result: (object: ObjectRecord | null) => string, expiresAt: number) => {
         const now = Date.now();
         let created: boolean;
         let object: ObjectRecord | null = null;
@@ -142,7 +142,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   /** Group commit: see blob-group-commit.ts. */
-  commitBlob(blob: BlobInput, pin?: PinInput): Promise<{ created: boolean }> {
+  commitBlob(blob: NewBlob, pin?: PinInput): Promise<{ created: boolean }> {
     return this.blobGroups.commit(blob, pin);
   }
 
@@ -164,25 +164,25 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.uploads.get(id);
   }
 
-  async advanceUpload(id: string, offset: number, expiresAt: number): Promise<void> {
-    if (!this.uploads.advance(id, offset, Date.now(), expiresAt)) throw new Error(`upload session ${id} is not open`);
+  async advanceUpload(id: string, offset: number, expiresAt: number, cursor: string | null): Promise<void> {
+    if (!this.uploads.advance(id, offset, cursor, Date.now(), expiresAt)) throw new Error(`upload session ${id} is not open`);
   }
 
   async declareUploadSize(id: string, size: number): Promise<boolean> {
     return this.uploads.declareSize(id, size, Date.now());
   }
 
-  async beginCompletion(id: string, digest: string): Promise<void> {
-    if (!this.uploads.markCompleting(id, digest, Date.now())) throw new Error(`upload session ${id} is not open`);
+  async beginCompletion(id: string, digest: string, location: string): Promise<void> {
+    if (!this.uploads.markCompleting(id, digest, location, Date.now())) throw new Error(`upload session ${id} is not open`);
   }
 
-  async reopenUpload(id: string): Promise<void> {
-    this.uploads.reopen(id, Date.now());
+  async reopenUpload(id: string, cursor: string | null): Promise<void> {
+    this.uploads.reopen(id, cursor, Date.now());
   }
 
   async finishUpload(
     id: string,
-    blob: BlobInput,
+    blob: NewBlob,
     target: UploadTarget,
     result: (object: ObjectRecord | null) => string,
     expiresAt: number,
@@ -323,6 +323,14 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.freeing(() => this.deleteGarbageTx(digest, createdBefore, now));
   }
 
+  async listByteDeletions(limit: number): Promise<ByteDeletion[]> {
+    return this.blobs.deletions(limit);
+  }
+
+  async finishByteDeletion(location: string): Promise<void> {
+    this.freeing(() => this.blobs.finishDeletion(location));
+  }
+
   async listBlobsAfter(after: string, limit: number): Promise<BlobRecord[]> {
     return this.lifecycle.blobsAfter(after, limit);
   }
@@ -331,8 +339,8 @@ export class SqliteMetadataStore implements MetadataStore {
     this.lifecycle.quarantine(digest, Date.now());
   }
 
-  async isBlobClaimed(digest: string): Promise<boolean> {
-    return this.lifecycle.claimed(digest);
+  async isLocationClaimed(location: string): Promise<boolean> {
+    return this.lifecycle.claimed(location);
   }
 
   async addGcHold(id: string, expiresAt: number): Promise<void> {

@@ -20,6 +20,8 @@ interface UploadRow {
   state: UploadState;
   digest: string | null;
   result: string | null;
+  cursor: string | null;
+  location: string | null;
   created_at: number;
   updated_at: number;
   expires_at: number;
@@ -43,6 +45,8 @@ function toRecord(r: UploadRow): UploadRecord {
     state: r.state,
     digest: r.digest,
     result: r.result,
+    cursor: r.cursor,
+    location: r.location,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     expiresAt: r.expires_at,
@@ -53,9 +57,9 @@ export class UploadsRepo {
   private readonly insertStmt: Statement<Record<string, unknown>>;
   private readonly selectStmt: Statement<[string], UploadRow>;
   private readonly declareStmt: Statement<[number, number, string]>;
-  private readonly advanceStmt: Statement<[number, number, number, string]>;
-  private readonly completingStmt: Statement<[string, number, string]>;
-  private readonly reopenStmt: Statement<[number, string]>;
+  private readonly advanceStmt: Statement<[number, string | null, number, number, string]>;
+  private readonly completingStmt: Statement<[string, string, number, string]>;
+  private readonly reopenStmt: Statement<[string | null, number, string]>;
   private readonly completedStmt: Statement<[string, string, number, number, string]>;
   private readonly deleteStmt: Statement<[string]>;
   private readonly unfinishedStmt: Statement<[], UploadRow>;
@@ -66,24 +70,26 @@ export class UploadsRepo {
   constructor(db: Db) {
     this.insertStmt = db.prepare(`
       INSERT INTO upload_sessions (id, token_hash, principal, filename, content_type, temporary, declared_size,
-        size_limit, expected_digest, bucket, key, client_metadata, created_at, updated_at, expires_at)
+        size_limit, expected_digest, bucket, key, client_metadata, cursor, created_at, updated_at, expires_at)
       VALUES (@id, @token_hash, @principal, @filename, @content_type, @temporary, @declared_size,
-        @size_limit, @expected_digest, @bucket, @key, @client_metadata, @created_at, @created_at, @expires_at)`);
+        @size_limit, @expected_digest, @bucket, @key, @client_metadata, @cursor, @created_at, @created_at, @expires_at)`);
     this.selectStmt = db.prepare('SELECT * FROM upload_sessions WHERE id = ?');
     this.declareStmt = db.prepare(
       `UPDATE upload_sessions SET declared_size = ?, updated_at = ? WHERE id = ? AND state = 'open' AND declared_size IS NULL`,
     );
     this.advanceStmt = db.prepare(
-      `UPDATE upload_sessions SET upload_offset = ?, updated_at = ?, expires_at = ? WHERE id = ? AND state = 'open'`,
+      `UPDATE upload_sessions SET upload_offset = ?, cursor = ?, updated_at = ?, expires_at = ? WHERE id = ? AND state = 'open'`,
     );
     this.completingStmt = db.prepare(
-      `UPDATE upload_sessions SET state = 'completing', digest = ?, updated_at = ? WHERE id = ? AND state = 'open'`,
+      `UPDATE upload_sessions SET state = 'completing', digest = ?, location = ?, updated_at = ? WHERE id = ? AND state = 'open'`,
     );
     this.reopenStmt = db.prepare(
-      `UPDATE upload_sessions SET state = 'open', digest = NULL, updated_at = ? WHERE id = ? AND state = 'completing'`,
+      `UPDATE upload_sessions SET state = 'open', digest = NULL, location = NULL, cursor = ?, updated_at = ?
+       WHERE id = ? AND state = 'completing'`,
     );
+    // The location is let go: the blob row names it now, or it was queued for deletion as a duplicate's.
     this.completedStmt = db.prepare(
-      `UPDATE upload_sessions SET state = 'completed', digest = ?, result = ?, updated_at = ?, expires_at = ?
+      `UPDATE upload_sessions SET state = 'completed', digest = ?, location = NULL, result = ?, updated_at = ?, expires_at = ?
        WHERE id = ? AND state IN ('open', 'completing')`,
     );
     this.deleteStmt = db.prepare('DELETE FROM upload_sessions WHERE id = ?');
@@ -112,6 +118,7 @@ export class UploadsRepo {
       bucket: u.bucket,
       key: u.key,
       client_metadata: u.clientMetadata,
+      cursor: u.cursor,
       created_at: u.createdAt,
       expires_at: u.expiresAt,
     });
@@ -126,16 +133,17 @@ export class UploadsRepo {
     return this.declareStmt.run(size, now, id).changes === 1;
   }
 
-  advance(id: string, offset: number, now: number, expiresAt: number): boolean {
-    return this.advanceStmt.run(offset, now, expiresAt, id).changes === 1;
+  /** The offset and its cursor in one write: they never disagree. */
+  advance(id: string, offset: number, cursor: string | null, now: number, expiresAt: number): boolean {
+    return this.advanceStmt.run(offset, cursor, now, expiresAt, id).changes === 1;
   }
 
-  markCompleting(id: string, digest: string, now: number): boolean {
-    return this.completingStmt.run(digest, now, id).changes === 1;
+  markCompleting(id: string, digest: string, location: string, now: number): boolean {
+    return this.completingStmt.run(digest, location, now, id).changes === 1;
   }
 
-  reopen(id: string, now: number): void {
-    this.reopenStmt.run(now, id);
+  reopen(id: string, cursor: string | null, now: number): void {
+    this.reopenStmt.run(cursor, now, id);
   }
 
   markCompleted(id: string, digest: string, result: string, now: number, expiresAt: number): boolean {
