@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { request, type IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
 const TIMEOUT_MS = 300_000;
@@ -19,8 +20,8 @@ export interface Reply {
 export interface Send {
   method?: string;
   headers?: Record<string, string>;
-  /** A buffer, or an inclusive byte range of a file (streamed, 1 MiB reads). */
-  body?: Buffer | { file: string; start: number; end: number };
+  /** A buffer, an inclusive byte range of a file (streamed, 1 MiB reads), or a stream of `length` bytes. */
+  body?: Buffer | { file: string; start: number; end: number } | { stream: Readable; length: number };
   /** Hash the response body instead of keeping it (downloads). */
   hash?: boolean;
   /** Only count the response body's bytes. */
@@ -29,7 +30,7 @@ export interface Send {
 
 export function send(url: string, opts: Send = {}): Promise<Reply> {
   const { method = 'POST', headers = {}, body, hash = false, discard = false } = opts;
-  const length = body === undefined ? 0 : Buffer.isBuffer(body) ? body.length : body.end - body.start + 1;
+  const length = body === undefined ? 0 : Buffer.isBuffer(body) ? body.length : 'stream' in body ? body.length : body.end - body.start + 1;
   const all = method === 'GET' || method === 'HEAD' || method === 'DELETE' ? headers : { ...headers, 'content-length': String(length) };
   return new Promise((resolve, reject) => {
     const req = request(url, { method, headers: all, timeout: TIMEOUT_MS }, (res) => {
@@ -48,6 +49,7 @@ export function send(url: string, opts: Send = {}): Promise<Reply> {
     req.on('error', reject);
     if (body === undefined) req.end();
     else if (Buffer.isBuffer(body)) req.end(body);
+    else if ('stream' in body) pipeline(body.stream, req).catch(reject);
     else pipeline(createReadStream(body.file, { start: body.start, end: body.end, highWaterMark: 1 << 20 }), req).catch(reject);
   });
 }
