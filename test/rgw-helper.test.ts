@@ -97,8 +97,7 @@ describe('an own RGW', opts, () => {
     await multipart(s3, Bucket, 'mp', parts);
     assert.equal(sha256(await getBytes(s3, Bucket, 'mp')), sha256(Buffer.concat(parts)));
 
-    const once = rgw.client();
-    once.config.maxAttempts = async () => 1; // a refused connection fails at once instead of after retries
+    const once = rgw.client({ maxAttempts: 1 }); // a refused connection fails at once instead of after retries
     await rgw.pause('hang');
     await assert.rejects(getBytes(once, Bucket, 'mp', AbortSignal.timeout(1500)), (err: Error) => /abort|timeout/i.test(err.name));
     await rgw.resume();

@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { CreateBucketCommand, ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, ListBucketsCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 
 const run = promisify(execFile);
 
@@ -25,7 +25,7 @@ export interface Rgw {
   /** A fresh, empty bucket created for the caller (unique across processes). */
   newBucket(): Promise<string>;
   /** A new S3 client for this gateway (path style, checksums only when required); destroy() it when done. */
-  client(): S3Client;
+  client(overrides?: S3ClientConfig): S3Client;
   /** The shared gateway only releases (it goes at process exit); an own gateway is SIGKILLed and its dir removed. */
   stop(): Promise<void>;
   /**
@@ -102,8 +102,12 @@ function killSync(c: Cluster): void {
       // already gone
     }
   }
-  rmSync(c.dir, { recursive: true, force: true, maxRetries: 3 });
   live.delete(c);
+  try {
+    rmSync(c.dir, { recursive: true, force: true, maxRetries: 3 });
+  } catch {
+    // a dying daemon still writing: the dir stays, which must not turn an exit into a crash
+  }
 }
 
 function freePort(): Promise<number> {
@@ -231,7 +235,7 @@ async function rgwAnswers(port: number): Promise<boolean> {
   return res.status === 200;
 }
 
-function makeClient(endpoint: string, accessKeyId: string, secretAccessKey: string): S3Client {
+function makeClient(endpoint: string, accessKeyId: string, secretAccessKey: string, overrides: S3ClientConfig = {}): S3Client {
   return new S3Client({
     endpoint,
     region: REGION,
@@ -239,6 +243,7 @@ function makeClient(endpoint: string, accessKeyId: string, secretAccessKey: stri
     forcePathStyle: true,
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
+    ...overrides,
   });
 }
 
@@ -321,7 +326,7 @@ async function startCluster(opts: RgwOptions, shared: boolean): Promise<Rgw> {
       await admin.send(new CreateBucketCommand({ Bucket: name }));
       return name;
     },
-    client: () => makeClient(endpoint, accessKeyId, secretAccessKey),
+    client: (overrides) => makeClient(endpoint, accessKeyId, secretAccessKey, overrides),
     async stop() {
       if (shared) return;
       admin.destroy();
