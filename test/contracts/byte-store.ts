@@ -1,17 +1,23 @@
-// What every ByteStore must do, written once: run it against each implementation (filesystem today,
-// S3-compatible later) with a factory that gives a fresh, empty store.
+// What every ByteStore must do, written once: run it against each implementation (the local filesystem,
+// an S3-compatible store) with a factory that gives a fresh, empty store. Where the stores differ by design
+// (content addresses vs unique keys) it asserts the promise both keep, never one store's way of keeping it.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { describe, test } from 'node:test';
-import { BytesNotFoundError, type ByteStore } from '../../src/storage/byte-store.ts';
+import { BytesNotFoundError, type ByteStore, type Location, type UploadCursor } from '../../src/storage/byte-store.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 export interface ByteStoreFixture {
   store: ByteStore;
-  /** How many staged-but-uncommitted blobs the implementation currently holds. */
-  stagedCount(): Promise<number>;
+  /**
+   * Bytes per part where the store writes in parts (the suite's sessions use sizes like 2.5 × partSize so
+   * that they cross part boundaries); any size where it does not.
+   */
+  partSize: number;
+  /** How many staged-but-uncommitted blobs the store holds; `committed` are the locations the test committed. */
+  stagedCount(committed: readonly Location[]): Promise<number>;
   dispose(): Promise<void>;
 }
 
@@ -23,14 +29,80 @@ async function readAll(r: Readable): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-async function listAll(store: ByteStore): Promise<string[]> {
-  const out: string[] = [];
-  for await (const d of store.list()) out.push(d);
-  return out.sort();
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
 }
 
-export function byteStoreContract(name: string, make: () => Promise<ByteStoreFixture>): void {
-  describe(`ByteStore contract: ${name}`, () => {
+const listAll = async (store: ByteStore) => (await collect(store.list())).sort();
+const listUploads = async (store: ByteStore) => (await collect(store.listUploads())).sort();
+
+/** `data` as a body of `size`-byte chunks (100 000 by default: never on a part or batch boundary). */
+const chunked = (data: Buffer, size = 100_000) => Readable.from(Array.from({ length: Math.ceil(data.length / size) }, (_, i) => data.subarray(i * size, (i + 1) * size)));
+
+/**
+ * A session driven as core drives one: every append's cursor is recorded with its offset and settled, and
+ * the bytes the store reported are kept to compare with what it gives back.
+ */
+class Session {
+  offset = 0;
+  cursor: UploadCursor = null;
+  readonly sent: Buffer[] = [];
+
+  constructor(
+    readonly store: ByteStore,
+    readonly id: string,
+  ) {}
+
+  static async create(store: ByteStore, id: string): Promise<Session> {
+    const s = new Session(store, id);
+    s.cursor = await store.createUpload(id);
+    return s;
+  }
+
+  /** Appends `source` (or `data` in odd chunks) and records the result; what onChunk saw, and the result. */
+  async append(data: Buffer | Readable) {
+    const seen: Buffer[] = [];
+    const res = await this.store.appendUpload(this.id, this.offset, this.cursor, Buffer.isBuffer(data) ? chunked(data) : (data as Readable), (c) => seen.push(Buffer.from(c)));
+    const reported = Buffer.concat(seen);
+    assert.equal(res.written, reported.length, 'written counts exactly the bytes reported');
+    const before = this.cursor;
+    this.offset += res.written;
+    this.cursor = res.cursor;
+    await this.store.settleAppend(this.id, before, res.cursor);
+    this.sent.push(reported);
+    return { res, reported };
+  }
+
+  /** The session's bytes through readUpload, recording (and settling) the cursor it hands back. */
+  async read(): Promise<Buffer> {
+    const { bytes, cursor } = await this.store.readUpload(this.id, this.offset, this.cursor);
+    const got = await readAll(bytes);
+    const before = this.cursor;
+    this.cursor = cursor;
+    await this.store.settleAppend(this.id, before, cursor);
+    return got;
+  }
+
+  get bytes(): Buffer {
+    return Buffer.concat(this.sent);
+  }
+
+  /** Commits the bytes and returns where they went. */
+  async commit(): Promise<Location> {
+    const digest = digestOf(this.bytes);
+    await this.store.commitUpload(this.id, this.offset, this.cursor, digest);
+    return this.store.uploadLocation(this.id, digest);
+  }
+}
+
+let idSeq = 0;
+/** A fresh session id (a uuidv7's shape) for every session of a test. */
+const newId = () => `0190a2b3-c4d5-7${(++idSeq).toString(16).padStart(3, '0')}-8000-${randomBytes(6).toString('hex')}`;
+
+export function byteStoreContract(name: string, make: () => Promise<ByteStoreFixture>, options: { skip?: string } = {}): void {
+  describe(`ByteStore contract: ${name}`, options, () => {
     const withStore = (fn: (f: ByteStoreFixture) => Promise<void>) => async () => {
       const f = await make();
       try {
@@ -40,41 +112,46 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       }
     };
 
-    test('stage hashes what it streams; commit makes it readable under its digest', withStore(async ({ store, stagedCount }) => {
-      const data = randomBytes(3 * 1024 * 1024 + 7);
-      const staged = await store.stage(Readable.from([data.subarray(0, 1000), data.subarray(1000)]));
-      assert.equal(staged.digest, digestOf(data));
-      assert.equal(staged.size, data.length);
-      assert.equal(await store.stat(staged.digest), null, 'staged bytes are not visible yet');
-      await store.commit(staged);
-      await store.discard(staged); // harmless after commit
-      assert.equal((await store.stat(staged.digest))?.size, data.length);
-      assert.ok((await readAll(await store.openRead(staged.digest))).equals(data));
-      assert.deepEqual(await listAll(store), [staged.digest]);
-      assert.equal(await stagedCount(), 0);
+    test('stage hashes what it streams; commit makes it readable at the location it names', withStore(async ({ store, stagedCount, partSize }) => {
+      for (const size of [1000, Math.floor(2.5 * partSize) + 7]) {
+        const data = randomBytes(size);
+        const staged = await store.stage(chunked(data));
+        assert.equal(staged.digest, digestOf(data));
+        assert.equal(staged.size, data.length);
+        const location = await store.commit(staged);
+        await store.discard(staged); // harmless after commit
+        assert.equal((await store.stat(location))?.size, data.length);
+        assert.ok((await readAll(await store.openRead(location))).equals(data));
+        assert.deepEqual(await listAll(store), [location]);
+        assert.equal(await stagedCount([location]), 0);
+        await store.delete(location);
+      }
     }));
 
     test('the empty blob', withStore(async ({ store }) => {
       const staged = await store.stage(Readable.from([]));
       assert.equal(staged.digest, 'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
-      await store.commit(staged);
-      assert.equal((await store.stat(staged.digest))?.size, 0);
-      assert.equal((await readAll(await store.openRead(staged.digest))).length, 0);
+      const location = await store.commit(staged);
+      assert.equal((await store.stat(location))?.size, 0);
+      assert.equal((await readAll(await store.openRead(location))).length, 0);
     }));
 
-    test('ranges are inclusive', withStore(async ({ store }) => {
+    test('ranges are inclusive, for reads and copies', withStore(async ({ store }) => {
       const data = Buffer.from('0123456789');
-      const staged = await store.stage(Readable.from([data]));
-      await store.commit(staged);
-      assert.equal(await text(await store.openRead(staged.digest, { start: 2, end: 4 })), '234');
-      assert.equal(await text(await store.openRead(staged.digest, { start: 9, end: 9 })), '9');
+      const location = await store.commit(await store.stage(Readable.from([data])));
+      assert.equal(await text(await store.openRead(location, { start: 2, end: 4 })), '234');
+      assert.equal(await text(await store.openRead(location, { start: 9, end: 9 })), '9');
+      const parts: Buffer[] = [];
+      const copy = await store.openCopy(location, { start: 3, end: 7 });
+      assert.equal(await copy.pipeTo(async (c) => void parts.push(Buffer.from(c))), 5);
+      assert.equal(Buffer.concat(parts).toString(), '34567');
     }));
 
     test('openCopy hands out one chunk at a time: a write that has not settled holds the copy', withStore(async ({ store }) => {
       // What bounds the memory of a download whose client stopped reading: it holds one chunk, no more.
       const data = randomBytes(5 * 1024 * 1024 + 3);
-      await store.commit(await store.stage(Readable.from([data])));
-      const copy = await store.openCopy(digestOf(data));
+      const location = await store.commit(await store.stage(Readable.from([data])));
+      const copy = await store.openCopy(location);
       const parts: Buffer[] = [];
       let release = () => {};
       const held = new Promise<void>((resolve) => (release = resolve));
@@ -84,53 +161,68 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       });
       await waitFor(() => parts.length > 0, 'the first chunk');
       // Time for a copy that reads ahead to do so: a whole read of the blob through the same store.
-      assert.ok((await readAll(await store.openRead(digestOf(data)))).equals(data));
+      assert.ok((await readAll(await store.openRead(location))).equals(data));
       assert.equal(parts.length, 1, 'a second chunk was handed out while the first was still being written');
       release();
       assert.equal(await copied, data.length);
       assert.ok(Buffer.concat(parts).equals(data));
+      // A copy closed unread is fine, once or twice.
+      const unread = await store.openCopy(location);
+      await unread.close();
+      await unread.close();
     }));
 
     test('discard forgets staged bytes', withStore(async ({ store, stagedCount }) => {
       const staged = await store.stage(Readable.from([Buffer.from('gone')]));
-      assert.equal(await stagedCount(), 1);
+      assert.equal(await stagedCount([]), 1);
       await store.discard(staged);
       await store.discard(staged);
-      assert.equal(await stagedCount(), 0);
-      assert.equal(await store.stat(staged.digest), null);
-    }));
-
-    test('a failing source rejects with its own error and leaves nothing', withStore(async ({ store, stagedCount }) => {
-      const boom = new Error('client went away');
-      const source = new Readable({ read() {} });
-      source.push(randomBytes(100_000));
-      setImmediate(() => source.destroy(boom));
-      await assert.rejects(store.stage(source), (err) => err === boom);
-      assert.equal(await stagedCount(), 0);
+      assert.equal(await stagedCount([]), 0);
       assert.deepEqual(await listAll(store), []);
     }));
 
-    test('absent digests: stat null, openRead BytesNotFoundError, delete is fine', withStore(async ({ store }) => {
-      const absent = digestOf(Buffer.from('absent'));
+    test('a failing source rejects with its own error and leaves nothing, before or after a whole part', withStore(async ({ store, stagedCount, partSize }) => {
+      for (const size of [100_000, Math.floor(2.5 * partSize)]) {
+        const boom = new Error('client went away');
+        // Once the store has taken the whole body (parts may still be uploading), the client goes.
+        let at = 0;
+        const source = new Readable({
+          read() {
+            if (at >= size) return void setImmediate(() => this.destroy(boom));
+            this.push(randomBytes(Math.min(100_000, size - at)));
+            at += 100_000;
+          },
+        });
+        await assert.rejects(store.stage(source), (err) => err === boom);
+        assert.equal(await stagedCount([]), 0);
+        assert.deepEqual(await listAll(store), []);
+      }
+    }));
+
+    test('absent locations: stat null, openRead and openCopy BytesNotFoundError, delete is fine', withStore(async ({ store }) => {
+      const absent = await store.commit(await store.stage(Readable.from([Buffer.from('absent')])));
+      await store.delete(absent);
       assert.equal(await store.stat(absent), null);
       await assert.rejects(store.openRead(absent), BytesNotFoundError);
+      await assert.rejects(store.openCopy(absent), BytesNotFoundError);
       await store.delete(absent);
     }));
 
-    test('concurrent commits of one digest leave one readable blob', withStore(async ({ store, stagedCount }) => {
+    test('concurrent commits of one content: every location named reads back, and list names each once', withStore(async ({ store, stagedCount }) => {
+      // A content-addressed store names one location eight times; a store of unique keys names eight.
       const data = randomBytes(200_000);
       const staged = await Promise.all(Array.from({ length: 8 }, () => store.stage(Readable.from([data]))));
-      await Promise.all(staged.map((s) => store.commit(s)));
-      assert.deepEqual(await listAll(store), [digestOf(data)]);
-      assert.ok((await readAll(await store.openRead(digestOf(data)))).equals(data));
-      assert.equal(await stagedCount(), 0);
+      const locations = await Promise.all(staged.map((s) => store.commit(s)));
+      const distinct = [...new Set(locations)].sort();
+      assert.deepEqual(await listAll(store), distinct);
+      for (const l of distinct) assert.ok((await readAll(await store.openRead(l))).equals(data));
+      assert.equal(await stagedCount(locations), 0);
     }));
 
     test('delete removes the bytes', withStore(async ({ store }) => {
-      const staged = await store.stage(Readable.from([Buffer.from('bye')]));
-      await store.commit(staged);
-      await store.delete(staged.digest);
-      assert.equal(await store.stat(staged.digest), null);
+      const location = await store.commit(await store.stage(Readable.from([Buffer.from('bye')])));
+      await store.delete(location);
+      assert.equal(await store.stat(location), null);
       assert.deepEqual(await listAll(store), []);
     }));
 
@@ -139,113 +231,177 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       assert.ok((await store.freeSpace()) > 0);
     }));
 
-    const ID = '01a2b3c4-0000-7000-8000-000000000001';
-
-    test('upload bytes grow by positional appends and report each written chunk', withStore(async ({ store }) => {
-      await store.createUpload(ID);
-      assert.equal(await store.uploadSize(ID), 0);
-      const seen: Buffer[] = [];
-      const a = randomBytes(300_000);
-      const b = randomBytes(5);
-      assert.deepEqual(await store.appendUpload(ID, 0, Readable.from([a]), (c) => seen.push(Buffer.from(c))), { written: a.length });
-      assert.deepEqual(await store.appendUpload(ID, a.length, Readable.from([b]), (c) => seen.push(Buffer.from(c))), { written: 5 });
-      assert.ok(Buffer.concat(seen).equals(Buffer.concat([a, b])), 'onWritten saw exactly the bytes, in order');
-      assert.equal(await store.uploadSize(ID), a.length + 5);
-      assert.ok((await readAll(await store.readUpload(ID, a.length))).equals(a));
-      assert.equal((await readAll(await store.readUpload(ID, 0))).length, 0);
-      assert.deepEqual(await listUploads(store), [ID]);
+    test('appends across part boundaries: each chunk reported once, in order; readUpload and commit give exactly them', withStore(async ({ store, partSize }) => {
+      const s = await Session.create(store, newId());
+      await s.append(randomBytes(Math.floor(2.5 * partSize)));
+      await s.append(randomBytes(5));
+      await s.append(randomBytes(partSize)); // fills the half part left, and crosses into the next
+      assert.equal(s.offset, Math.floor(2.5 * partSize) + 5 + partSize);
+      assert.deepEqual(await listUploads(store), [s.id]);
+      assert.ok((await s.read()).equals(s.bytes));
+      const location = await s.commit();
+      assert.ok((await readAll(await store.openRead(location))).equals(s.bytes));
+      assert.equal((await store.stat(location))?.size, s.offset);
+      assert.deepEqual(await listUploads(store), [], 'a committed session has no session bytes left');
     }));
 
-    test('a failing source keeps what was written and returns its error', withStore(async ({ store }) => {
-      await store.createUpload(ID);
+    test('a failing source keeps what arrived and returns its error', withStore(async ({ store }) => {
+      const s = await Session.create(store, newId());
       const boom = new Error('client went away');
       const source = new Readable({ read() {} });
       const first = randomBytes(64 * 1024);
       source.push(first);
       setTimeout(() => source.destroy(boom), 50);
-      let reported = 0;
-      const res = await store.appendUpload(ID, 0, source, (c) => (reported += c.length));
+      const { res, reported } = await s.append(source);
       assert.equal(res.sourceError, boom);
       assert.equal(res.written, first.length);
-      assert.equal(reported, first.length);
-      assert.equal(await store.uploadSize(ID), first.length);
+      assert.ok(reported.equals(first));
+      assert.ok((await s.read()).equals(first));
     }));
 
-    test('a source that fails after several odd-sized chunks: every chunk reported is in the file, and nothing else', withStore(async ({ store }) => {
-      await store.createUpload(ID);
-      await store.appendUpload(ID, 0, Readable.from([Buffer.from('head')]), () => {});
-      // 2.5 MiB in 100 000-byte chunks (never on a batch boundary), then the client goes away.
-      const sent = randomBytes(2.5 * 1024 * 1024);
+    test('a source that fails after several odd-sized chunks: every chunk reported is kept, and nothing else', withStore(async ({ store, partSize }) => {
+      const s = await Session.create(store, newId());
+      await s.append(Buffer.from('head'));
+      // 2.5 parts in 100 000-byte chunks (never on a part or batch boundary), then the client goes away.
+      const sent = randomBytes(Math.floor(2.5 * partSize));
       const source = new Readable({ read() {} });
       for (let at = 0; at < sent.length; at += 100_000) source.push(sent.subarray(at, at + 100_000));
       setImmediate(() => source.destroy(new Error('client went away')));
-      const seen: Buffer[] = [];
-      const res = await store.appendUpload(ID, 4, source, (c) => seen.push(Buffer.from(c)));
-      const reported = Buffer.concat(seen);
+      const { res, reported } = await s.append(source);
       assert.ok(res.sourceError instanceof Error);
-      assert.equal(res.written, reported.length);
       assert.ok(reported.equals(sent.subarray(0, reported.length)), 'the chunks reported are a prefix of what was sent, in order');
-      assert.equal(await store.uploadSize(ID), 4 + reported.length);
-      assert.ok((await readAll(await store.readUpload(ID, 4 + reported.length))).equals(Buffer.concat([Buffer.from('head'), reported])));
+      assert.equal(s.offset, 4 + reported.length);
+      assert.ok((await s.read()).equals(Buffer.concat([Buffer.from('head'), reported])));
+      await s.append(randomBytes(partSize + 1));
+      const location = await s.commit();
+      assert.ok((await readAll(await store.openRead(location))).equals(s.bytes));
     }));
 
-    test('a slow source: bytes short of a whole write reach the file while it waits for more', withStore(async ({ store }) => {
-      await store.createUpload(ID);
-      const source = new Readable({ read() {} });
-      source.push(randomBytes(300_000));
-      const pending = store.appendUpload(ID, 0, source, () => {});
-      await waitFor(async () => (await store.uploadSize(ID)) === 300_000, 'the first 300 000 bytes in the file');
-      source.push(randomBytes(5));
-      source.push(null);
-      assert.deepEqual(await pending, { written: 300_005 });
+    test('an abandoned append leaves the session at its recorded offset; the next append goes on from there', withStore(async ({ store, partSize }) => {
+      const s = await Session.create(store, newId());
+      await s.append(randomBytes(Math.floor(1.5 * partSize)));
+      // An append whose cursor is never recorded (refused after it, say): the session goes back.
+      const dropped = await store.appendUpload(s.id, s.offset, s.cursor, chunked(randomBytes(Math.floor(1.2 * partSize))), () => {});
+      await store.abandonAppend(s.id, s.offset, s.cursor, dropped.cursor);
+      assert.ok((await s.read()).equals(s.bytes), 'the acknowledged bytes, and only they');
+      await s.append(randomBytes(Math.floor(1.1 * partSize)));
+      assert.ok((await s.read()).equals(s.bytes));
+      const location = await s.commit();
+      assert.ok((await readAll(await store.openRead(location))).equals(s.bytes));
     }));
 
-    test('truncate cuts the tail; commit moves the bytes under their digest; delete frees them', withStore(async ({ store }) => {
-      await store.createUpload(ID);
-      const data = Buffer.from('keep this|not this');
-      await store.appendUpload(ID, 0, Readable.from([data]), () => {});
-      await store.truncateUpload(ID, 9);
-      assert.equal(await store.uploadSize(ID), 9);
-      const digest = digestOf(data.subarray(0, 9));
-      await store.commitUpload(ID, digest);
-      assert.equal(await store.uploadSize(ID), null);
+    test('readUpload gives exactly the first offset bytes, again and again, and a cursor that appends go on from', withStore(async ({ store, partSize }) => {
+      const s = await Session.create(store, newId());
+      assert.equal((await s.read()).length, 0, 'an empty session reads empty');
+      await s.append(randomBytes(Math.floor(2.5 * partSize)));
+      assert.ok((await s.read()).equals(s.bytes));
+      assert.ok((await s.read()).equals(s.bytes), 'a second read, from the cursor the first handed back');
+      await s.append(randomBytes(partSize + 3));
+      assert.ok((await s.read()).equals(s.bytes));
+      await s.append(randomBytes(7));
+      const location = await s.commit();
+      assert.ok((await readAll(await store.openRead(location))).equals(s.bytes));
+    }));
+
+    test('commitUpload puts the bytes at uploadLocation; uploadCommitted tells before from after', withStore(async ({ store, partSize }) => {
+      for (const size of [0, 1000, Math.floor(2.5 * partSize)]) {
+        const s = await Session.create(store, newId());
+        if (size > 0) await s.append(randomBytes(size));
+        const digest = digestOf(s.bytes);
+        assert.equal(await store.uploadCommitted(s.id, s.offset, s.cursor, digest), false, `${size} bytes: not committed yet`);
+        await store.commitUpload(s.id, s.offset, s.cursor, digest);
+        assert.equal(await store.uploadCommitted(s.id, s.offset, s.cursor, digest), true, `${size} bytes: committed`);
+        const location = store.uploadLocation(s.id, digest);
+        assert.ok((await readAll(await store.openRead(location))).equals(s.bytes));
+        assert.ok(!(await listUploads(store)).includes(s.id));
+      }
+    }));
+
+    test('uploadCommitted is null when neither the session nor the location holds the bytes', withStore(async ({ store, partSize }) => {
+      for (const size of [1000, Math.floor(2.5 * partSize)]) {
+        const s = await Session.create(store, newId());
+        await s.append(randomBytes(size));
+        await store.deleteUpload(s.id, s.cursor);
+        assert.equal(await store.uploadCommitted(s.id, s.offset, s.cursor, digestOf(s.bytes)), null, `${size} bytes`);
+      }
+    }));
+
+    test('restoreUpload gives a session back its committed bytes: it appends and commits to the right bytes', withStore(async ({ store, partSize }) => {
+      for (const size of [0, 1000, Math.floor(2.5 * partSize)]) {
+        const s = await Session.create(store, newId());
+        if (size > 0) await s.append(randomBytes(size));
+        const committed = await s.commit();
+        const old = s.bytes;
+        s.cursor = await store.restoreUpload(s.id, committed, size);
+        await s.append(Buffer.from('+more'));
+        assert.ok((await readAll(await store.openRead(committed))).equals(old), 'appending to the session leaves the committed bytes alone');
+        await store.delete(committed); // the session no longer needs them
+        assert.ok((await s.read()).equals(s.bytes));
+        const location = await s.commit();
+        assert.ok((await readAll(await store.openRead(location))).equals(Buffer.concat([old, Buffer.from('+more')])), `${size} bytes`);
+      }
+    }));
+
+    test('recoverUpload keeps the acknowledged bytes and drops what an unrecorded append wrote past them', withStore(async ({ store, partSize }) => {
+      const s = await Session.create(store, newId());
+      await s.append(randomBytes(Math.floor(1.5 * partSize)));
+      // A crash after the bytes were written and before their cursor was recorded.
+      await store.appendUpload(s.id, s.offset, s.cursor, chunked(randomBytes(Math.floor(1.3 * partSize))), () => {});
+      const recovered = await store.recoverUpload(s.id, s.offset, s.cursor);
+      assert.ok(recovered !== null);
+      s.cursor = recovered.cursor;
+      assert.ok((await s.read()).equals(s.bytes));
+      await s.append(randomBytes(Math.floor(1.1 * partSize)));
+      const location = await s.commit();
+      assert.ok((await readAll(await store.openRead(location))).equals(s.bytes));
+    }));
+
+    test('recoverUpload is null when acknowledged bytes are gone', withStore(async ({ store, partSize }) => {
+      for (const size of [1000, Math.floor(2.5 * partSize)]) {
+        const s = await Session.create(store, newId());
+        await s.append(randomBytes(size));
+        await store.deleteUpload(s.id, s.cursor);
+        assert.equal(await store.recoverUpload(s.id, s.offset, s.cursor), null, `${size} bytes`);
+      }
+    }));
+
+    test('deleteUpload frees a session, twice is fine, and never touches a committed blob', withStore(async ({ store, partSize }) => {
+      const done = await Session.create(store, newId());
+      await done.append(randomBytes(Math.floor(2.5 * partSize)));
+      const location = await done.commit();
+      await store.deleteUpload(done.id, done.cursor);
+      assert.ok((await readAll(await store.openRead(location))).equals(done.bytes), 'the committed blob stays');
+      const live = await Session.create(store, newId());
+      await live.append(randomBytes(Math.floor(1.5 * partSize)));
+      assert.deepEqual(await listUploads(store), [live.id]);
+      await store.deleteUpload(live.id, live.cursor);
+      await store.deleteUpload(live.id, live.cursor);
       assert.deepEqual(await listUploads(store), []);
-      assert.equal(await text(await store.openRead(digest)), 'keep this');
-      // A completion whose rows could not be written hands a copy back to the session; the blob stays.
-      await store.restoreUpload(ID, digest);
-      assert.equal(await store.uploadSize(ID), 9);
-      await store.appendUpload(ID, 9, Readable.from([Buffer.from('+more')]), () => {});
-      assert.equal(await text(await store.readUpload(ID, 14)), 'keep this+more');
-      assert.equal(await text(await store.openRead(digest)), 'keep this', 'appending to the copy leaves the blob alone');
-      await store.deleteUpload(ID);
-      const other = '01a2b3c4-0000-7000-8000-000000000002';
-      await store.createUpload(other);
-      await store.deleteUpload(other);
-      await store.deleteUpload(other);
-      assert.equal(await store.uploadSize(other), null);
+      assert.ok((await readAll(await store.openRead(location))).equals(done.bytes));
+    }));
+
+    test('sessionLocation never throws', withStore(async ({ store }) => {
+      const id = newId();
+      const l = store.sessionLocation(id);
+      assert.ok(l === null || typeof l === 'string');
+      assert.doesNotThrow(() => store.sessionLocation('../../etc'));
     }));
 
     test('quarantine moves a blob aside and keeps its bytes; nameOf names where a blob lives', withStore(async ({ store }) => {
       const data = randomBytes(300);
-      await store.commit(await store.stage(Readable.from([data])));
-      const digest = digestOf(data);
-      assert.match(store.nameOf(digest), new RegExp(digest.slice(7)));
-      const before = await store.stat(digest);
-      assert.ok(before && before.size === 300 && before.modifiedAt > 0 && before.modifiedAt <= Date.now() + 1000);
-      const moved = await store.quarantine(digest);
+      const location = await store.commit(await store.stage(Readable.from([data])));
+      const other = await store.commit(await store.stage(Readable.from([randomBytes(300)])));
+      const name = store.nameOf(location);
+      assert.ok(name.length > 0 && !name.startsWith('/'), 'a name relative to the store');
+      assert.notEqual(name, store.nameOf(other));
+      const before = await store.stat(location);
+      assert.ok(before && before.size === 300 && before.regular && before.modifiedAt > 0 && before.modifiedAt <= Date.now() + 1000);
+      const moved = await store.quarantine(location);
       assert.ok(moved !== null && !moved.startsWith('/'), 'a name relative to the store');
-      assert.equal(await store.stat(digest), null, 'no longer served');
-      assert.deepEqual(await listAll(store), []);
-      assert.equal(await store.quarantine(digest), null, 'nothing left to move');
-      const strays: string[] = [];
-      for await (const n of store.strays()) strays.push(n);
-      assert.deepEqual(strays, [], 'quarantined bytes are not strays of the blob area');
+      assert.equal(await store.stat(location), null, 'no longer served');
+      assert.deepEqual(await listAll(store), [other]);
+      assert.equal(await store.quarantine(location), null, 'nothing left to move');
+      assert.deepEqual(await collect(store.strays()), [], 'quarantined bytes are not strays of the blob area');
     }));
   });
-}
-
-async function listUploads(store: ByteStore): Promise<string[]> {
-  const out: string[] = [];
-  for await (const id of store.listUploads()) out.push(id);
-  return out.sort();
 }
