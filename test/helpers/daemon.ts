@@ -1,11 +1,13 @@
 // Starts the real daemon as a child process (bin/blobd serve --port 0) on its own temp data dir, reads the
-// address it prints, and offers fetch with the admin token. Every test file owns its daemons.
+// address it prints, and offers fetch with the admin token. Every test file owns its daemons. With
+// BLOBD_TEST_STORE=s3 (or store: 's3') the daemon keeps its bytes in a bucket of a real Ceph RGW instead.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { rgwUnavailable, startRgw } from './rgw.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BLOBD = path.join(ROOT, 'bin', 'blobd');
@@ -19,6 +21,21 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Set BLOBD_ADMIN_TOKEN (default) or let the daemon generate data/admin-token. */
   adminToken?: string | null;
+  /** Where the bytes go; default testStore(). A restart with the same dataDir keeps the same bucket. */
+  store?: StoreKind;
+}
+
+export type StoreKind = 'fs' | 's3';
+
+/** Where a daemon of the S3 store keeps its bytes, for tests that look at them (test/helpers/store-probe.ts). */
+export interface S3Target {
+  readonly endpoint: string;
+  readonly region: string;
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  readonly bucket: string;
+  /** '' or ending in '/'. */
+  readonly prefix: string;
 }
 
 export interface Daemon {
@@ -26,6 +43,9 @@ export interface Daemon {
   readonly dataDir: string;
   readonly token: string;
   readonly proc: ChildProcess;
+  readonly store: StoreKind;
+  /** Set when store is 's3'. */
+  readonly s3?: S3Target;
   /** Everything the daemon printed so far (stdout and stderr). */
   output(): string;
   /** fetch against the daemon with the admin token unless headers say otherwise. */
@@ -51,14 +71,61 @@ function exited(proc: ChildProcess): Promise<number | null> {
   return new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
 }
 
+/** The store tests run against: BLOBD_TEST_STORE=s3 (read at each call: test/s3/*.test.ts set it first). */
+export function testStore(): StoreKind {
+  return process.env.BLOBD_TEST_STORE === 's3' ? 's3' : 'fs';
+}
+
+/**
+ * node:test options for a test that only means something where bytes are files in the data directory
+ * (file modes, a small filesystem filling up, the layout on disk): skipped, with `why`, on the S3 store.
+ */
+export function onFsOnly(why: string): { skip?: string } {
+  return testStore() === 's3' ? { skip: `fs only: ${why}` } : {};
+}
+
+/**
+ * The S3 part size of test daemons: RGW's default minimum (5 MiB), as `blobd serve` cannot be told a lower
+ * minimum. The process's shared gateway (helpers/rgw.ts) keeps RGW's defaults.
+ */
+export const TEST_PART_SIZE = 5 * 1024 * 1024;
+export const TEST_S3_PREFIX = 'blobd-test/';
+// A data directory remembers its store (data/byte-store.json): a restart must name the same bucket.
+const buckets = new Map<string, string>();
+
+async function s3TargetFor(dataDir: string): Promise<S3Target> {
+  const why = rgwUnavailable();
+  if (why) throw new Error(`BLOBD_TEST_STORE=s3 but ${why}`);
+  const rgw = await startRgw();
+  let bucket = buckets.get(dataDir);
+  if (!bucket) {
+    bucket = await rgw.newBucket();
+    buckets.set(dataDir, bucket);
+  }
+  const { endpoint, region, accessKeyId, secretAccessKey } = rgw;
+  return { endpoint, region, accessKeyId, secretAccessKey, bucket, prefix: TEST_S3_PREFIX };
+}
+
+/** The serve flags and environment that put a daemon's bytes at `s3`. */
+export function s3ServeArgs(s3: S3Target): { args: string[]; env: Record<string, string> } {
+  return {
+    args: ['--store', 's3', '--s3-endpoint', s3.endpoint, '--s3-bucket', s3.bucket, '--s3-region', s3.region,
+      '--s3-prefix', s3.prefix, '--s3-force-path-style', '--s3-part-size', String(TEST_PART_SIZE)],
+    env: { BLOBD_S3_ACCESS_KEY_ID: s3.accessKeyId, BLOBD_S3_SECRET_ACCESS_KEY: s3.secretAccessKey },
+  };
+}
+
 export async function startDaemon(opts: StartOptions = {}): Promise<Daemon> {
   const dataDir = opts.dataDir ?? path.join(await makeTempDir(), 'data');
-  const env: Record<string, string> = { ...(process.env as Record<string, string>), ...opts.env };
+  const store = opts.store ?? testStore();
+  const s3 = store === 's3' ? await s3TargetFor(path.resolve(dataDir)) : undefined;
+  const storeFlags = s3 ? s3ServeArgs(s3) : { args: [], env: {} };
+  const env: Record<string, string> = { ...(process.env as Record<string, string>), ...storeFlags.env, ...opts.env };
   delete env.BLOBD_ADMIN_TOKEN;
   if (opts.adminToken !== null) env.BLOBD_ADMIN_TOKEN = opts.adminToken ?? TEST_TOKEN;
   const proc = spawn(
     process.execPath,
-    [...BLOBD_NODE_FLAGS, BLOBD, 'serve', '--port', '0', '--host', '127.0.0.1', '--data', dataDir, '--log-level', 'warn', ...(opts.args ?? [])],
+    [...BLOBD_NODE_FLAGS, BLOBD, 'serve', '--port', '0', '--host', '127.0.0.1', '--data', dataDir, '--log-level', 'warn', ...storeFlags.args, ...(opts.args ?? [])],
     { env, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
@@ -99,6 +166,8 @@ export async function startDaemon(opts: StartOptions = {}): Promise<Daemon> {
     dataDir,
     token,
     proc,
+    store,
+    s3,
     output: () => out,
     api(pathname, init = {}) {
       const { auth = true, ...rest } = init;
