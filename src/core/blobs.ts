@@ -1,6 +1,7 @@
 // Blob ingest and lookup by digest: stream in → verified digest → dedup → durable commit → row and pin.
 // It must never make a row visible before the bytes are durable (G2), nor buffer a blob (G5).
 import { BytesNotFoundError, type BlobCopy, type ByteRange, type ByteStore } from '../storage/byte-store.ts';
+import { ByteDeletions } from './byte-deletions.ts';
 
 export type { BlobCopy, ByteRange };
 import type { BlobCommitTicket, MetadataStore, PinInput, PinRecord } from '../storage/metadata-store.ts';
@@ -16,6 +17,11 @@ import { decodeCursor, pageOf, type Page, type PageRequest } from './paging.ts';
 export interface BlobInfo {
   readonly digest: Digest;
   readonly size: number;
+}
+
+/** A blob with where its bytes are (the byte store's location): what rows record. Never shown to clients. */
+export interface StoredBlob extends BlobInfo {
+  readonly location: string;
 }
 
 export interface IngestOptions {
@@ -38,6 +44,8 @@ export interface BlobServiceOptions {
 
 export class BlobService {
   private readonly digestLock = new KeyedLock();
+  /** Bytes no row points to any more (GC, purge, duplicates), deleted under the digest lock. */
+  readonly deletions: ByteDeletions;
 
   constructor(
     private readonly meta: MetadataStore,
@@ -45,11 +53,18 @@ export class BlobService {
     private readonly disk: DiskBudget,
     private readonly options: BlobServiceOptions,
     private readonly events: StoreEvents = NO_EVENTS,
-  ) {}
+  ) {
+    this.deletions = new ByteDeletions(meta, bytes, (digest, fn) => this.lockDigest(digest, fn));
+  }
 
-  /** Bytes were received for a blob that existed: one dedup hit for the metrics. */
+  /**
+   * Bytes were received for a blob that existed: one dedup hit for the metrics. A store that gives every
+   * commit its own location has queued the duplicate's bytes for deletion: they go soon, in the background.
+   */
   noteStored(created: boolean): void {
-    if (!created) this.events.dedupHit();
+    if (created) return;
+    this.events.dedupHit();
+    this.deletions.soon();
   }
 
   /** Stream a body into the store and pin it for the principal. */
@@ -95,7 +110,7 @@ export class BlobService {
        */
       onLocked?: () => (() => void) | void;
     },
-    record: (blob: BlobInfo) => Promise<T>,
+    record: (blob: StoredBlob) => Promise<T>,
   ): Promise<T> {
     const max = this.options.maxBlobSize;
     const diskRoom = await this.disk.room();
@@ -125,18 +140,21 @@ export class BlobService {
       await opts.beforeCommit?.();
       return await this.lockDigest(staged.digest, async () => {
         const failed = opts.onLocked?.();
-        // Verified bytes go in place even when the blob exists: the same content by definition, and it
-        // heals a file that went missing or bad (a quarantine mark goes with the row write in `record`).
+        // Verified bytes are committed even when the blob exists: the same content by definition. A store
+        // of content addresses puts them in place (healing a file that went missing or bad); a store of
+        // unique locations keeps them apart, and the row write in `record` keeps the row's own location and
+        // queues these for deletion, or adopts them for a quarantined row.
+        let location: string;
         try {
-          await this.bytes.commit(staged);
+          location = await this.bytes.commit(staged);
         } catch (err) {
           failed?.();
           throw err;
         }
         try {
-          return await record(blob);
+          return await record({ ...blob, location });
         } catch (err) {
-          await this.dropUnclaimed(staged.digest);
+          await this.dropUnclaimed(location);
           throw err;
         }
       });
@@ -149,15 +167,15 @@ export class BlobService {
    * Bytes put in place whose row did not commit (a full disk, a refused revision, a session's complete
    * refused after its bytes moved) are taken out again unless a blob row or a session completing into
    * the digest claims them — else they would sit as an orphan until GC's grace ran out. Call it only
-   * under the digest lock: every commit of this digest in this process holds it from its rename to its
-   * row, so no other writer is in between (one daemon per data directory). A check that cannot answer
-   * (the disk) keeps the file: GC judges it later.
+   * under the lock of the blob's digest: every commit of this digest in this process holds it from its
+   * rename to its row, so no other writer is in between (one daemon per data directory). A check that
+   * cannot answer (the disk) keeps the bytes: GC judges them later.
    */
-  async dropUnclaimed(digest: string): Promise<void> {
+  async dropUnclaimed(location: string): Promise<void> {
     try {
-      if (!(await this.meta.isBlobClaimed(digest))) await this.bytes.delete(digest);
+      if (!(await this.meta.isLocationClaimed(location))) await this.bytes.delete(location);
     } catch {
-      // left for GC's stray-file sweep and fsck
+      // left for GC's stray sweep and fsck
     }
   }
 
@@ -173,10 +191,10 @@ export class BlobService {
    * The blob, or null when there is none that may be read: no row, quarantined by fsck, or not live (no
    * unexpired pin or object revision references it — it is garbage waiting for GC, gone for readers).
    */
-  async find(digest: string): Promise<BlobInfo | null> {
+  async find(digest: string): Promise<StoredBlob | null> {
     const row = await this.meta.getBlob(digest);
     if (!row || row.quarantined || !(await this.meta.isBlobLive(digest))) return null;
-    return { digest: row.digest as Digest, size: row.size };
+    return { digest: row.digest as Digest, size: row.size, location: row.location };
   }
 
   /**
@@ -188,7 +206,7 @@ export class BlobService {
       const existing = await this.find(digest);
       if (!existing || (size !== undefined && existing.size !== size)) return null;
       await this.meta.commitBlob(existing, this.pinFor(principalId, temporary));
-      return existing;
+      return { digest: existing.digest, size: existing.size };
     });
   }
 
@@ -212,8 +230,9 @@ export class BlobService {
   async purge(digest: Digest): Promise<void> {
     await this.lockDigest(digest, async () => {
       if (!(await this.meta.purgeBlob(digest))) throw new BlobdError('blob_not_found', `no blob ${digest}`, { digest });
-      await this.bytes.delete(digest);
     });
+    // Queued by the purge's transaction; deleted now, each under its digest's lock.
+    await this.deletions.drain();
   }
 
   /** A pin for a principal; temporary pins expire after --temporary-ttl. */
@@ -225,16 +244,21 @@ export class BlobService {
     };
   }
 
-  async describe(digest: Digest): Promise<BlobInfo> {
+  async describe(digest: Digest): Promise<StoredBlob> {
     const blob = await this.find(digest);
     if (!blob) throw new BlobdError('blob_not_found', `no blob ${digest}`, { digest });
     return blob;
   }
 
-  /** The blob's bytes, or one inclusive range of them, to copy out (see BlobCopy). */
-  async openContent(digest: Digest, range?: ByteRange): Promise<BlobCopy> {
+  /**
+   * The blob's bytes, or one inclusive range of them, to copy out (see BlobCopy). `location` saves a lookup
+   * when the caller has the row already.
+   */
+  async openContent(digest: Digest, range?: ByteRange, location?: string): Promise<BlobCopy> {
     try {
-      return await this.bytes.openCopy(digest, range);
+      location ??= (await this.meta.getBlob(digest))?.location;
+      if (location === undefined) throw new BytesNotFoundError(digest);
+      return await this.bytes.openCopy(location, range);
     } catch (err) {
       if (err instanceof BytesNotFoundError) throw new BlobdError('blob_not_found', `no blob ${digest}`, { digest });
       throw err;

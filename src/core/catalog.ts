@@ -12,7 +12,7 @@ import type {
   RevisionRecord,
 } from '../storage/metadata-store.ts';
 import { can, type Principal } from './auth.ts';
-import type { BlobService, ByteRange } from './blobs.ts';
+import type { BlobService, ByteRange, StoredBlob } from './blobs.ts';
 import { tooLarge, type BodySource } from './byte-limit.ts';
 import type { Digest } from './digest.ts';
 import { BlobdError } from './errors.ts';
@@ -189,7 +189,7 @@ export class CatalogService {
   private async recordRevision(
     bucket: BucketRecord,
     key: string,
-    blob: { digest: string; size: number },
+    blob: StoredBlob,
     opts: PutObjectOptions,
   ): Promise<{ object: ObjectRecord; created: boolean; blobCreated: boolean }> {
     const patch = typeof opts.meta === 'function' ? undefined : opts.meta;

@@ -1,6 +1,6 @@
-// fsck: re-hash every blob and compare rows with files — corrupt (bytes that do not hash to their digest),
-// missing (a row without bytes), orphans (bytes without a row, or files that are no blob at all). With
-// repair, corrupt bytes are moved to quarantine and their rows marked; fsck never deletes bytes.
+// fsck: re-hash every blob and compare rows with stored bytes — corrupt (bytes that do not hash to their
+// digest), missing (a row without bytes), orphans (bytes no row names, or things that are no blob at all).
+// With repair, corrupt bytes are moved to quarantine and their rows marked; fsck never deletes bytes.
 import { createHash } from 'node:crypto';
 import type { ByteStore } from '../storage/byte-store.ts';
 import type { MetadataStore } from '../storage/metadata-store.ts';
@@ -26,39 +26,39 @@ export class FsckService {
   ) {}
 
   async run(opts: { repair?: boolean } = {}): Promise<FsckReport> {
-    // Rows first, then files: a blob committed meanwhile has its file by the time the files are listed.
+    // Rows first, then bytes: a blob committed meanwhile has its bytes by the time they are listed.
     const report = { checked: 0, corrupt: [] as string[], missing: [] as string[], orphans: [] as string[], quarantined: [] as string[] };
     const rows = new Set<string>();
     for (let page = await this.meta.listBlobsAfter('', PAGE); page.length > 0; page = await this.meta.listBlobsAfter(page.at(-1)!.digest, PAGE)) {
       for (const blob of page) {
-        rows.add(blob.digest);
+        rows.add(blob.location);
         if (blob.quarantined) {
           report.quarantined.push(blob.digest); // moved aside by an earlier repair; heals with the next upload of it
           continue;
         }
         report.checked++;
-        const verdict = await this.check(blob.digest, blob.size);
+        const verdict = await this.check(blob.location, blob.digest, blob.size);
         if (verdict === 'ok') continue;
         report[verdict].push(blob.digest);
-        if (opts.repair && (await this.quarantine(blob.digest, blob.size))) report.quarantined.push(blob.digest);
+        if (opts.repair && (await this.quarantine(blob.location, blob.digest, blob.size))) report.quarantined.push(blob.digest);
       }
     }
-    for await (const digest of this.bytes.list()) {
+    for await (const location of this.bytes.list()) {
       // A blob committed since its page was read is no orphan: ask the store again before saying so.
-      if (!rows.has(digest) && !(await this.meta.isBlobClaimed(digest))) report.orphans.push(this.bytes.nameOf(digest));
+      if (!rows.has(location) && !(await this.meta.isLocationClaimed(location))) report.orphans.push(this.bytes.nameOf(location));
     }
     for await (const name of this.bytes.strays()) report.orphans.push(name);
     report.orphans.sort();
     return report;
   }
 
-  private async check(digest: string, size: number): Promise<'ok' | 'missing' | 'corrupt'> {
-    const st = await this.bytes.stat(digest);
+  private async check(location: string, digest: string, size: number): Promise<'ok' | 'missing' | 'corrupt'> {
+    const st = await this.bytes.stat(location);
     if (!st) return 'missing';
     if (!st.regular || st.size !== size) return 'corrupt';
     const hash = createHash('sha256');
     try {
-      for await (const chunk of await this.bytes.openRead(digest)) hash.update(chunk as Buffer);
+      for await (const chunk of await this.bytes.openRead(location)) hash.update(chunk as Buffer);
     } catch {
       return 'missing';
     }
@@ -71,11 +71,13 @@ export class FsckService {
    * (the next upload of them replaces the file), never an unmarked row without bytes. Missing bytes are
    * marked too, so the blob reads as absent and its next upload heals it.
    */
-  private quarantine(digest: string, size: number): Promise<boolean> {
+  private quarantine(location: string, digest: string, size: number): Promise<boolean> {
     return this.blobs.lockDigest(digest, async () => {
-      if ((await this.check(digest, size)) === 'ok') return false;
+      // The row as it is now: an upload may have healed it (new bytes, or a new location) meanwhile.
+      const row = await this.meta.getBlob(digest);
+      if (!row || row.location !== location || (await this.check(location, digest, size)) === 'ok') return false;
       await this.meta.markQuarantined(digest);
-      await this.bytes.quarantine(digest);
+      await this.bytes.quarantine(location);
       return true;
     });
   }

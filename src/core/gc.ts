@@ -1,6 +1,7 @@
 // Garbage collection: expired temporary pins, expired objects, expired upload sessions, stale idempotency
-// records, then every blob nothing references any more and that is older than the grace period — row first,
-// bytes after — and blob files a crash left without a row. It must never remove a live blob (G4).
+// records, then every blob nothing references any more and that is older than the grace period — row first
+// (queueing its bytes), bytes after, through the deletion queue — and bytes a crash left without a row. It
+// must never remove a live blob (G4).
 import type { ByteStore } from '../storage/byte-store.ts';
 import type { MetadataStore } from '../storage/metadata-store.ts';
 import type { BlobService } from './blobs.ts';
@@ -14,7 +15,7 @@ export interface GcReport {
   readonly sessionsExpired: number;
   readonly pinsExpired: number;
   readonly objectsExpired: number;
-  /** Blob files that had no row (a crash between putting bytes in place and committing the row). */
+  /** Stored bytes that had no row (a crash between putting bytes in place and committing the row). */
   readonly strayFilesRemoved: number;
   /** The blobs removed (or, in a dry run, that a pass would remove). */
   readonly digests: readonly string[];
@@ -74,6 +75,9 @@ export class GcService {
       if (removedInBatch < batch.length) break;
       batch = await this.meta.listGarbageBlobs(createdBefore, now, BATCH);
     }
+    // The rows are gone and their bytes queued (by the same transactions): delete them now. Anything still
+    // queued from before (a crash, a store that refused) goes too.
+    await this.blobs.deletions.drain();
     const strayFilesRemoved = await this.removeStrayFiles(createdBefore, false);
     this.events.gcPass(digests.length, bytesFreed);
     return { blobsRemoved: digests.length, bytesFreed, sessionsExpired, pinsExpired, objectsExpired, strayFilesRemoved, digests, dryRun };
@@ -84,33 +88,32 @@ export class GcService {
    * dedup hit of an upload or a session's complete, an object write by digest, a pin of a known digest —
    * looks the blob up and commits its reference while holding the blob's digest lock
    * (`BlobService.lockDigest`). GC takes the same lock, and inside it deletes the row only in a transaction
-   * that re-checks "no revision, no valid pin, older than the grace, no GC hold". So either the reference
-   * committed first (the re-check sees it and keeps the blob) or GC's delete committed first (then the
-   * lookup under the lock finds no row and the writer puts its own bytes in place). The bytes go only
-   * after the row, still under the lock: a row never outlives its file (G2). One daemon per data
+   * that re-checks "no revision, no valid pin, older than the grace, no GC hold", and queues the row's
+   * location for deletion in that same transaction. So either the reference committed first (the re-check
+   * sees it and keeps the blob) or GC's delete committed first (then the lookup under the lock finds no row
+   * and the writer commits its own bytes). The queued bytes are deleted after the row, by the deletion
+   * queue, which no lock spans beyond one deletion: a row never outlives its bytes (G2), and the queue
+   * re-checks that no row names them again before each delete (ByteDeletions). One daemon per data
    * directory (the OS lock on blobd.lock) makes the in-process lock enough.
    */
   private remove(digest: string, createdBefore: number, now: number): Promise<boolean> {
-    return this.blobs.lockDigest(digest, async () => {
-      if (!(await this.meta.deleteGarbageBlob(digest, createdBefore, now))) return false;
-      await this.bytes.delete(digest);
-      return true;
-    });
+    return this.blobs.lockDigest(digest, () => this.meta.deleteGarbageBlob(digest, createdBefore, now));
   }
 
   /**
-   * Blob files without a row, older than the grace (younger ones may be a commit in progress); counted
-   * only in a dry run. One that cannot be removed is left for fsck to report: it never fails the pass.
+   * Stored bytes without a row, older than the grace (younger ones may be a commit in progress); counted
+   * only in a dry run. Those that cannot be removed are left for fsck to report: they never fail the pass.
+   * Locked by location: where locations are content addresses (the local store) that is the digest's lock.
    */
   private async removeStrayFiles(createdBefore: number, dryRun: boolean): Promise<number> {
     let removed = 0;
-    for await (const digest of this.bytes.list()) {
-      if (await this.meta.isBlobClaimed(digest)) continue;
+    for await (const location of this.bytes.list()) {
+      if (await this.meta.isLocationClaimed(location)) continue;
       const gone = await this.blobs
-        .lockDigest(digest, async () => {
-          const st = await this.bytes.stat(digest);
-          if (!st?.regular || st.modifiedAt >= createdBefore || (await this.meta.isBlobClaimed(digest))) return false;
-          if (!dryRun) await this.bytes.delete(digest);
+        .lockDigest(location, async () => {
+          const st = await this.bytes.stat(location);
+          if (!st?.regular || st.modifiedAt >= createdBefore || (await this.meta.isLocationClaimed(location))) return false;
+          if (!dryRun) await this.bytes.delete(location);
           return true;
         })
         .catch(() => false);

@@ -1,9 +1,9 @@
 // The bytes of open upload sessions: appending a body at a session's offset under every limit (size,
 // bucket, quota, disk), with the running SHA-256 of exactly the durable bytes, and an optional checksum of
 // the chunk (tus). It must never acknowledge an offset whose bytes are not durable, and never let the hash
-// and the file disagree. Used by UploadService only, under its one-request-per-session lock.
+// and the stored bytes disagree. Used by UploadService only, under its one-request-per-session lock.
 import { createHash, type Hash } from 'node:crypto';
-import type { ByteStore } from '../storage/byte-store.ts';
+import type { AppendResult, ByteStore, UploadCursor } from '../storage/byte-store.ts';
 import type { MetadataStore, UploadRecord } from '../storage/metadata-store.ts';
 import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
 import type { CatalogService } from './catalog.ts';
@@ -23,7 +23,12 @@ export interface AppendLimits {
 }
 
 export class UploadAppender {
-  /** Running hash of exactly the durable bytes of each open session, built lazily after a restart. */
+  /**
+   * Running hash of exactly the durable bytes of each open session, built lazily after a restart. node:crypto
+   * keeps it in this process only (its state cannot be exported): a process that lacks it reads the
+   * session's bytes back once (ByteStore.readUpload), which is ~9x cheaper per byte than hashing every byte
+   * with an exportable state (docs/design.md, "The running hash").
+   */
   private readonly hashes = new Map<string, Hash>();
 
   constructor(
@@ -44,9 +49,13 @@ export class UploadAppender {
     this.hashes.delete(id);
   }
 
-  /** `sha256:<hex>` of the session's durable bytes. */
-  async digestOf(row: UploadRecord): Promise<string> {
-    return `sha256:${(await this.hashOf(row)).copy().digest('hex')}`;
+  /**
+   * `sha256:<hex>` of the session's durable bytes, and the cursor they are under now (it changes when this
+   * process had to read them back).
+   */
+  async digestOf(row: UploadRecord): Promise<{ digest: string; cursor: UploadCursor }> {
+    const { hash, cursor } = await this.hashOf(row);
+    return { digest: `sha256:${hash.copy().digest('hex')}`, cursor };
   }
 
   /**
@@ -74,20 +83,20 @@ export class UploadAppender {
       : tooLarge(cap, limitName);
     if (length !== undefined && length > Math.min(sizeRoom, diskRoom)) throw refuse();
 
-    const hash = await this.hashOf(row);
+    const { hash, cursor } = await this.hashOf(row);
     const before = hash.copy();
     const chunkHash = checksum ? createHash(checksum.algorithm) : null;
+    let result: AppendResult | undefined;
     const rollback = async () => {
-      this.hashes.delete(row.id); // rebuilt from the durable prefix if the truncate below fails
-      await this.bytes.truncateUpload(row.id, row.offset);
+      this.hashes.delete(row.id); // rebuilt from the durable prefix if putting the bytes back fails
+      await this.bytes.abandonAppend(row.id, row.offset, cursor, result?.cursor);
       this.hashes.set(row.id, before);
     };
-    let result: { written: number; sourceError?: unknown };
     try {
       const limited = limitBytes(body(), Math.min(sizeRoom, diskRoom), refuse);
-      // Hashed as read, beside the writes: once appendUpload resolves, every chunk seen is in the file; if it
+      // Hashed as read, beside the writes: once appendUpload resolves, every chunk seen is durable; if it
       // rejects, the rollback puts the hash back to `before`.
-      result = await this.bytes.appendUpload(row.id, row.offset, limited, (chunk) => {
+      result = await this.bytes.appendUpload(row.id, row.offset, cursor, limited, (chunk) => {
         hash.update(chunk);
         chunkHash?.update(chunk);
       });
@@ -105,32 +114,43 @@ export class UploadAppender {
       await rollback();
       throw new BlobdError('checksum_mismatch', `the body does not match its ${checksum.algorithm} checksum; nothing of it was kept`, { offset: row.offset });
     }
-    // Written and fdatasync'd: now, and only now, the offset may be acknowledged. If recording it fails,
-    // the bytes and the hash go back to the last acknowledged offset, so hash and file never disagree.
+    // Written and durable: now, and only now, the offset may be acknowledged, with the cursor that covers
+    // it. If recording it fails, the bytes and the hash go back to the last acknowledged offset, so hash and
+    // stored bytes never disagree. What only the old cursor needed is freed after the record, never before.
     const offset = row.offset + result.written;
     try {
-      await this.meta.advanceUpload(row.id, offset, Date.now() + this.options.uploadTtlMs);
+      await this.meta.advanceUpload(row.id, offset, Date.now() + this.options.uploadTtlMs, result.cursor);
     } catch (err) {
       await rollback();
       throw err;
     }
+    await this.bytes.settleAppend(row.id, cursor, result.cursor);
     this.events.received(result.written);
     if (cut !== undefined) throw cut instanceof BlobdError ? cut : new BlobdError('request_aborted', 'the client closed the connection before the body ended');
     return offset;
   }
 
-  /** The running hash of the session's durable bytes, rebuilt from disk when this process lacks it. */
-  private async hashOf(row: UploadRecord): Promise<Hash> {
+  /**
+   * The running hash of the session's durable bytes, rebuilt from the store when this process lacks it, and
+   * the cursor to go on from: the store may give a new one while reading back (an object store seals its
+   * multipart upload to read it), recorded here before anything is appended to it.
+   */
+  private async hashOf(row: UploadRecord): Promise<{ hash: Hash; cursor: UploadCursor }> {
     let hash = this.hashes.get(row.id);
-    if (hash) return hash;
+    if (hash) return { hash, cursor: row.cursor };
     hash = createHash('sha256');
     let seen = 0;
-    for await (const chunk of await this.bytes.readUpload(row.id, row.offset)) {
+    const read = await this.bytes.readUpload(row.id, row.offset, row.cursor);
+    for await (const chunk of read.bytes) {
       hash.update(chunk as Buffer);
       seen += (chunk as Buffer).length;
     }
     if (seen !== row.offset) throw new Error(`upload ${row.id} holds ${seen} of its ${row.offset} acknowledged bytes`);
+    if (read.cursor !== row.cursor) {
+      await this.meta.advanceUpload(row.id, row.offset, Date.now() + this.options.uploadTtlMs, read.cursor);
+      await this.bytes.settleAppend(row.id, row.cursor, read.cursor);
+    }
     this.hashes.set(row.id, hash);
-    return hash;
+    return { hash, cursor: read.cursor };
   }
 }

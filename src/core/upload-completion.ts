@@ -1,6 +1,7 @@
-// Completing an upload session: the bytes verified by UploadService move into the blob store and the
-// reference (a pin, or an object revision) and the session's answer are recorded in one transaction. A
-// session is never lost to a bucket that filled up or went away meanwhile: it stays open with its bytes.
+// Completing an upload session: the bytes verified by UploadService are committed to their location in the
+// byte store, and the blob row, its reference (a pin, or an object revision) and the session's answer are
+// recorded in one transaction. A session is never lost to a bucket that filled up or went away meanwhile:
+// it stays open with its bytes.
 import { v7 as uuidv7 } from 'uuid';
 import type { ByteStore } from '../storage/byte-store.ts';
 import type { MetadataStore, ObjectRecord, UploadRecord } from '../storage/metadata-store.ts';
@@ -49,28 +50,31 @@ export class UploadCompletion {
     }
   }
 
-  /** Move the verified bytes into the blob store (or drop them for an existing blob) and finish. */
+  /**
+   * Commit the verified bytes to their location in the byte store and finish; `row.cursor` is the cursor
+   * they are under now. For an existing blob the row write keeps one copy (see MetadataStore.commitBlob).
+   */
   async commit(row: UploadRecord, digest: string): Promise<CompletedUpload> {
     await this.checkTarget(row);
-    const onDisk = await this.bytes.uploadSize(row.id);
-    if (onDisk !== row.offset) await this.bytes.truncateUpload(row.id, row.offset);
+    const location = this.bytes.uploadLocation(row.id, digest);
     return this.blobs.lockDigest(digest, async () => {
-      // The verified bytes move in place even when the blob exists (same content; it heals a blob file
-      // that went missing or bad): one path for new and deduplicated blobs.
+      // The verified bytes are committed even when the blob exists (same content; a store of content
+      // addresses heals a blob file that went missing or bad): one path for new and deduplicated blobs.
       // "Deduplicated" as for one-shot uploads: a row for these bytes existed (live or not).
       const deduplicated = (await this.meta.getBlob(digest)) !== null;
-      // Two steps that a crash can split: "completing" records the digest first, so recovery knows
-      // whether the rename happened (file gone from uploads/) and can finish or reopen the session.
-      await this.meta.beginCompletion(row.id, digest);
+      // Two steps that a crash can split: "completing" records the digest and location first (claiming
+      // the location), so recovery can ask the store whether the commit happened and finish or reopen.
+      await this.meta.beginCompletion(row.id, digest, location);
       try {
-        await this.bytes.commitUpload(row.id, digest);
-        return await this.finish(row, digest, deduplicated);
+        await this.bytes.commitUpload(row.id, row.offset, row.cursor, digest);
       } catch (err) {
-        // Still in uploads/ → the move did not happen: reopen. Otherwise the session stays "completing"
+        // Still the session's → the commit did not happen: reopen. Otherwise the session stays "completing"
         // and the next request on it (or the next start) finishes it — not here, under this digest's lock.
-        if ((await this.bytes.uploadSize(row.id).catch(() => null)) !== null) await this.meta.reopenUpload(row.id).catch(() => {});
+        const committed = await this.bytes.uploadCommitted(row.id, row.offset, row.cursor, digest).catch(() => null);
+        if (committed === false) await this.meta.reopenUpload(row.id, row.cursor, this.bytes.sessionLocation(row.id)).catch(() => {});
         throw err;
       }
+      return await this.finish(row, digest, location, deduplicated);
     });
   }
 
@@ -80,8 +84,8 @@ export class UploadCompletion {
    * the quota (or a bucket deleted) between that check and this transaction — two completes racing for
    * the last room, say — gets here, and the session is handed a copy of its bytes and stays open.
    */
-  async finish(row: UploadRecord, digest: string, deduplicated: boolean): Promise<CompletedUpload> {
-    const blob = { digest, size: row.offset };
+  async finish(row: UploadRecord, digest: string, location: string, deduplicated: boolean): Promise<CompletedUpload> {
+    const blob = { digest, size: row.offset, location };
     const base = { digest, size: row.offset, filename: row.filename, deduplicated };
     let result: CompletedUpload | undefined;
     const build = (object: ObjectRecord | null): string => {
@@ -105,12 +109,13 @@ export class UploadCompletion {
         : { pin: this.blobs.pinFor(row.principal, row.temporary) };
     const done = await this.meta.finishUpload(row.id, blob, target, build, Date.now() + this.uploadTtlMs);
     if (!done.ok) {
-      // The bytes moved but no row references them: the session gets a copy back and stays open, and the
-      // blob file goes again unless it is the existing blob's (we hold the digest lock). Crash here: the
-      // next request finishes this; GC removes a file left behind.
-      await this.bytes.restoreUpload(row.id, digest);
-      await this.meta.reopenUpload(row.id);
-      await this.blobs.dropUnclaimed(digest);
+      // The bytes were committed but no row references them: the session gets them back and stays open,
+      // and the committed bytes go again unless they are the existing blob's (we hold the digest lock).
+      // Crash here: the next request finishes this; GC removes bytes left behind.
+      const cursor = await this.bytes.restoreUpload(row.id, location, row.offset);
+      await this.meta.reopenUpload(row.id, cursor, this.bytes.sessionLocation(row.id));
+      // Unless the reopened session claims it as its own (an object store's key for the session).
+      await this.blobs.dropUnclaimed(location);
       throw done.reason === 'quota_exceeded'
         ? new BlobdError('quota_exceeded', "the bucket's quota would be exceeded", { bucket: row.bucket })
         : done.reason === 'bucket_not_found'

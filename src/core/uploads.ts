@@ -150,10 +150,12 @@ export class UploadService {
     const now = Date.now();
     const expiresAt = now + this.options.uploadTtlMs;
     const create = async () => {
-      // File first, then row: a row always has its file. A row refused (a full disk) takes its file along
-      // now; one a crash left without a row is swept at the next start.
-      await this.bytes.createUpload(id);
+      // Bytes first, then row: a row always has its bytes. A row refused (a full disk) takes its bytes
+      // along now; those a crash left without a row are swept at the next start.
+      const cursor = await this.bytes.createUpload(id);
       await this.meta.createUpload({
+        cursor,
+        location: this.bytes.sessionLocation(id),
         id,
         tokenHash: hashToken(token),
         principal: input.principal.id,
@@ -169,7 +171,7 @@ export class UploadService {
         createdAt: now,
         expiresAt,
       }).catch(async (err: unknown) => {
-        await this.bytes.deleteUpload(id).catch(() => {});
+        await this.bytes.deleteUpload(id, cursor).catch(() => {});
         throw err;
       });
     };
@@ -241,7 +243,8 @@ export class UploadService {
           actual: row.offset,
         });
       }
-      const digest = await this.appender.digestOf(row);
+      const { digest, cursor } = await this.appender.digestOf(row);
+      row = { ...row, cursor };
       // Both the digest named at initiate and the one named now are preconditions.
       for (const expected of [row.expectedDigest, opts.digest]) {
         if (expected && expected !== digest) {
@@ -304,7 +307,7 @@ export class UploadService {
 
   /**
    * After a restart: every open session is cut back to its acknowledged offset (bytes past it were never
-   * acknowledged), interrupted completions are finished or reopened, and stray files are removed.
+   * acknowledged), interrupted completions are finished or reopened, and stray session bytes are removed.
    * Hash states are rebuilt lazily, on the next append or complete.
    */
   async recover(): Promise<{ resumed: number; removed: number }> {
@@ -313,20 +316,20 @@ export class UploadService {
     for (const found of await this.meta.listUnfinishedUploads()) {
       const row = await this.settled(found);
       if (row.state !== 'open') continue;
-      const onDisk = await this.bytes.uploadSize(row.id);
-      if (onDisk === null || onDisk < row.offset) {
+      const recovered = await this.bytes.recoverUpload(row.id, row.offset, row.cursor);
+      if (!recovered) {
         // Acknowledged bytes are gone: the session cannot honestly resume.
         await this.meta.deleteUpload(row.id);
-        await this.bytes.deleteUpload(row.id);
+        await this.bytes.deleteUpload(row.id, row.cursor);
         removed++;
         continue;
       }
-      if (onDisk > row.offset) await this.bytes.truncateUpload(row.id, row.offset);
+      if (recovered.cursor !== row.cursor) await this.meta.advanceUpload(row.id, row.offset, row.expiresAt, recovered.cursor);
       keep.add(row.id);
     }
     for await (const id of this.bytes.listUploads()) {
       if (!keep.has(id)) {
-        await this.bytes.deleteUpload(id);
+        await this.bytes.deleteUpload(id, null);
         removed++;
       }
     }
@@ -375,16 +378,20 @@ export class UploadService {
   }
 
   /**
-   * A session left "completing" (a crash, or a failure between the rename and the rows) is finished or
-   * reopened according to where its bytes are: still in uploads/ → the move did not happen; under their
-   * digest → it did. Run under the session lock, or before the server takes requests.
+   * A session left "completing" (a crash, or a failure between committing the bytes and the rows) is
+   * finished or reopened according to where the byte store says its bytes are: still the session's → the
+   * commit did not happen; at their location → it did. Run under the session lock, or before the server
+   * takes requests.
    */
   private async settled(row: UploadRecord): Promise<UploadRecord> {
     if (row.state !== 'completing') return row;
-    if ((await this.bytes.uploadSize(row.id)) !== null) {
-      await this.meta.reopenUpload(row.id);
-    } else if (await this.bytes.stat(row.digest!)) {
-      await this.blobs.lockDigest(row.digest!, () => this.completion.finish(row, row.digest!, false));
+    const committed = await this.bytes.uploadCommitted(row.id, row.offset, row.cursor, row.digest!);
+    if (committed === false) {
+      await this.meta.reopenUpload(row.id, row.cursor, this.bytes.sessionLocation(row.id));
+    } else if (committed) {
+      // A completion begun before locations were recorded has none: the store's answer for it is the same.
+      const location = row.location ?? this.bytes.uploadLocation(row.id, row.digest!);
+      await this.blobs.lockDigest(row.digest!, () => this.completion.finish(row, row.digest!, location, false));
     } else {
       await this.meta.deleteUpload(row.id); // neither place has the bytes: nothing honest to resume
       throw notFound(row.id);
@@ -414,6 +421,6 @@ export class UploadService {
   private async forget(row: UploadRecord): Promise<void> {
     await this.meta.deleteUpload(row.id);
     this.appender.forget(row.id);
-    if (row.state !== 'completed') await this.bytes.deleteUpload(row.id);
+    if (row.state !== 'completed') await this.bytes.deleteUpload(row.id, row.cursor);
   }
 }

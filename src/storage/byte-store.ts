@@ -1,5 +1,5 @@
-// The seam for bytes: everything core may do with blob bytes, and nothing about where they live.
-// A local-filesystem implementation is the first; an S3-compatible one must fit the same shape.
+// The seam for bytes: everything core may do with blob bytes, and nothing about where they live. The
+// local-filesystem store (storage/fs) and the S3-compatible one (storage/s3) fit the same shape.
 import type { Readable } from 'node:stream';
 
 /** Bytes that were streamed in, hashed and made durable, but are not yet visible under their digest. */
@@ -33,6 +33,29 @@ export interface ByteRange {
   readonly end: number;
 }
 
+/**
+ * Where a blob's bytes are, as the byte store named them when it committed them; the blob's row keeps it
+ * and every read, delete or check names it. The local store's locations are content addresses (the digest:
+ * the same content always lands in one place); an object store's are unique keys, never reused.
+ */
+export type Location = string;
+
+/**
+ * Where an open upload session's bytes stand, opaque to everyone but the byte store that made it (an
+ * object store's part list and tail; null for the local store). The metadata store records it in the same
+ * write as the session's offset, so the two never disagree.
+ */
+export type UploadCursor = string | null;
+
+export interface AppendResult {
+  /** Bytes of the source now durable after the offset. */
+  readonly written: number;
+  /** The cursor that covers them: record it with the new offset, then call settleAppend. */
+  readonly cursor: UploadCursor;
+  /** The source's own failure (a client gone mid-body), after keeping what arrived. */
+  readonly sourceError?: unknown;
+}
+
 export interface ByteStore {
   /**
    * Stream `source` into staging while hashing it, and make the staged bytes durable before resolving.
@@ -40,75 +63,102 @@ export interface ByteStore {
    * is rethrown as it came.
    */
   stage(source: Readable): Promise<StagedBlob>;
-  /** Make staged bytes readable under their digest: atomic and durable when it resolves. */
-  commit(staged: StagedBlob): Promise<void>;
-  /** Forget staged bytes. Never throws for an already discarded blob. */
+  /**
+   * Make staged bytes readable at a location, atomic and durable when it resolves, and name it. A store
+   * whose locations are content addresses puts the bytes in place even when the blob exists (same content:
+   * it heals a missing or bad copy) and names the same location again.
+   */
+  commit(staged: StagedBlob): Promise<Location>;
+  /** Forget staged bytes that were not committed. Never throws for an already discarded or committed blob. */
   discard(staged: StagedBlob): Promise<void>;
   /**
-   * Size and last write (ms since the epoch) of what is stored under the digest, or null when nothing is.
-   * `regular` is false when something other than a plain file of bytes sits there (it is never followed).
+   * Size and last write (ms since the epoch) of what is stored at the location, or null when nothing is.
+   * `regular` is false when something other than plain bytes sits there (it is never followed).
    */
-  stat(digest: string): Promise<{ size: number; modifiedAt: number; regular: boolean } | null>;
-  /** A stream of the blob's bytes (optionally one range); rejects with a not-found error when absent. */
-  openRead(digest: string, range?: ByteRange): Promise<Readable>;
-  /** The blob's bytes (optionally one range) to copy out; rejects with a not-found error when absent. */
-  openCopy(digest: string, range?: ByteRange): Promise<BlobCopy>;
-  /** Remove the bytes of a blob; absent bytes are not an error. */
-  delete(digest: string): Promise<void>;
-  /** Every digest that has bytes, in no particular order. */
-  list(): AsyncIterable<string>;
-  /** Where a blob's bytes are, as a name for reports (relative to the data root); never a full path. */
-  nameOf(digest: string): string;
-  /** Names (relative to the data root) of stored things that are not blobs of any digest (for fsck). */
+  stat(location: Location): Promise<{ size: number; modifiedAt: number; regular: boolean } | null>;
+  /** A stream of the bytes (optionally one range); rejects with BytesNotFoundError when absent. */
+  openRead(location: Location, range?: ByteRange): Promise<Readable>;
+  /** The bytes (optionally one range) to copy out; rejects with BytesNotFoundError when absent. */
+  openCopy(location: Location, range?: ByteRange): Promise<BlobCopy>;
+  /** Remove the bytes at a location; absent bytes are not an error. */
+  delete(location: Location): Promise<void>;
+  /** Every location that holds committed (or staged-and-orphaned) blob bytes, in no particular order. */
+  list(): AsyncIterable<Location>;
+  /** A location as a name for reports (relative to the data root, or an object key); never a full path. */
+  nameOf(location: Location): string;
+  /** Names of stored things that are neither blobs nor sessions' bytes (for fsck). */
   strays(): AsyncIterable<string>;
   /** Move a blob's bytes out of the way, keeping them (fsck --repair); the name they got, or null if absent. */
-  quarantine(digest: string): Promise<string | null>;
-  /** Resolves when bytes can be written now; rejects otherwise. */
+  quarantine(location: Location): Promise<string | null>;
+  /** Resolves when bytes can be written now; rejects otherwise (with a message that says why). */
   ping(): Promise<void>;
-  /** Bytes the store can still take (free disk, for the local implementation). */
+  /** Bytes the store can still take (free disk for the local store; Infinity where the store has no such limit). */
   freeSpace(): Promise<number>;
+  /** What kind of store this is, for readiness and logs: 'fs' or 's3'. */
+  readonly kind: string;
 
-  // Upload sessions: bytes that grow by appends until they are committed as a blob.
+  // Upload sessions: bytes that grow by appends until they are committed as a blob. Every method that
+  // changes them takes the cursor recorded with the session's acknowledged offset.
 
-  /** Create the session's empty, durable byte file. */
-  createUpload(id: string): Promise<void>;
+  /** Make the session's (empty) bytes durably ready for appends; the cursor to record with offset 0. */
+  createUpload(id: string): Promise<UploadCursor>;
   /**
    * Write `source` into the session's bytes from `offset` on and make what was written durable. Each chunk
-   * is passed to `onChunk` as it is read (so hashing runs beside the writes); every chunk that arrived is
-   * written, so once the promise resolves the chunks passed are exactly the bytes now durable after
-   * `offset`. When the source fails (a client gone mid-body) the bytes that arrived are kept and the
-   * source's error is returned with their count; when writing fails the promise rejects and the file may
-   * hold a partial tail past `offset` that the caller must truncate (and `onChunk` may have seen more).
+   * is passed to `onChunk` as it is read (so hashing runs beside the writes); once the promise resolves the
+   * chunks passed are exactly the bytes now durable after `offset`, covered by the cursor it returns. When
+   * the source fails (a client gone mid-body) the bytes that arrived are kept and the source's error is
+   * returned. When writing fails the promise rejects (and `onChunk` may have seen more than is durable): the
+   * caller then calls abandonAppend.
    */
-  appendUpload(
-    id: string,
-    offset: number,
-    source: Readable,
-    onChunk: (chunk: Buffer) => void,
-  ): Promise<{ written: number; sourceError?: unknown }>;
-  /** Cut the session's bytes back to `length`, durably. */
-  truncateUpload(id: string, length: number): Promise<void>;
-  /** Size of the session's byte file, or null when it has none. */
-  uploadSize(id: string): Promise<number | null>;
-  /** The first `length` bytes of the session (to rebuild a hash after a restart). */
-  readUpload(id: string, length: number): Promise<Readable>;
-  /** Move the session's bytes into place as the blob `digest`: atomic and durable when it resolves. */
-  commitUpload(id: string, digest: string): Promise<void>;
+  appendUpload(id: string, offset: number, cursor: UploadCursor, source: Readable, onChunk: (chunk: Buffer) => void): Promise<AppendResult>;
+  /** The append's cursor `after` is recorded: free what only `before` needed. Never throws. */
+  settleAppend(id: string, before: UploadCursor, after: UploadCursor): Promise<void>;
   /**
-   * Give a session back a copy of the blob its bytes became (a completion whose rows could not be
-   * written): atomic and durable when it resolves; the blob's own bytes stay as they are.
+   * An append whose result was not recorded (it failed, or was refused after it): put the session back to
+   * `offset` and `cursor`, durably. `after` is the append's cursor when appendUpload resolved.
    */
-  restoreUpload(id: string, digest: string): Promise<void>;
-  /** Free the session's bytes; absent bytes are not an error. */
-  deleteUpload(id: string): Promise<void>;
+  abandonAppend(id: string, offset: number, cursor: UploadCursor, after?: UploadCursor): Promise<void>;
+  /**
+   * After a restart: check that the session's acknowledged bytes are all there and drop anything past them.
+   * The cursor to go on with (record it when it differs), or null when acknowledged bytes are gone.
+   */
+  recoverUpload(id: string, offset: number, cursor: UploadCursor): Promise<{ cursor: UploadCursor } | null>;
+  /**
+   * The session's first `offset` bytes, to rebuild its hash in a process that lacks it, with the cursor to
+   * go on with: record it (when it differs) before the next append, then call settleAppend.
+   */
+  readUpload(id: string, offset: number, cursor: UploadCursor): Promise<{ bytes: Readable; cursor: UploadCursor }>;
+  /** Where commitUpload puts the session's bytes once they hash to `digest`. */
+  uploadLocation(id: string, digest: string): Location;
+  /**
+   * A location that is the session's own while it lives (an object store's key for it, where its bytes may
+   * sit sealed before they complete), claimed by the session so that no sweep takes it; null where
+   * locations are content addresses. Never throws.
+   */
+  sessionLocation(id: string): Location | null;
+  /** Put the session's `offset` bytes at uploadLocation(id, digest): atomic and durable when it resolves. */
+  commitUpload(id: string, offset: number, cursor: UploadCursor, digest: string): Promise<void>;
+  /**
+   * Whether commitUpload happened, for a completion a crash interrupted: true when the bytes are at their
+   * location, false when they are still the session's (it can reopen), null when neither holds them.
+   */
+  uploadCommitted(id: string, offset: number, cursor: UploadCursor, digest: string): Promise<boolean | null>;
+  /**
+   * Give a session back the bytes it committed to `location` (a completion whose rows could not be
+   * written), as session bytes of `size` that no longer need the location: durable when it resolves; the
+   * cursor to record. The bytes at the location stay as they are.
+   */
+  restoreUpload(id: string, location: Location, size: number): Promise<UploadCursor>;
+  /** Free the session's bytes (never a location a blob was committed to); absent bytes are not an error. */
+  deleteUpload(id: string, cursor: UploadCursor): Promise<void>;
   /** Every session id that has bytes. */
   listUploads(): AsyncIterable<string>;
 }
 
-/** Thrown by openRead and openCopy when the bytes for a digest do not exist. */
+/** Thrown by openRead and openCopy when no bytes are stored at a location. */
 export class BytesNotFoundError extends Error {
-  constructor(readonly digest: string) {
-    super(`no bytes stored for ${digest}`);
+  constructor(readonly location: string) {
+    super(`no bytes stored at ${location}`);
     this.name = 'BytesNotFoundError';
   }
 }

@@ -2,10 +2,12 @@
 // one transaction inside the implementation; core never stitches raw reads and writes together.
 // SQLite is the first implementation; a PostgreSQL one must pass test/contracts/metadata-store.ts unchanged.
 
-/** A stored blob: its bytes are durable under `digest` before this row exists (G2). */
+/** A stored blob: its bytes are durable at `location` before this row exists (G2). */
 export interface BlobRecord {
   readonly digest: string;
   readonly size: number;
+  /** Where the byte store put the bytes (ByteStore's Location); a row always names one. */
+  readonly location: string;
   /** Milliseconds since the epoch. */
   readonly createdAt: number;
   /** fsck moved its bytes to quarantine: it reads as absent until the same bytes are stored again. */
@@ -52,9 +54,29 @@ export interface UploadRecord {
   readonly createdAt: number;
   readonly updatedAt: number;
   readonly expiresAt: number;
+  /** The byte store's cursor for the bytes up to `offset` (ByteStore's UploadCursor), recorded with it. */
+  readonly cursor: string | null;
+  /**
+   * A location the session claims (see isLocationClaimed): its own location in the byte store while it is
+   * open, if the store gives sessions one; the location its bytes are committed to while completing.
+   */
+  readonly location: string | null;
 }
 
 export type NewUpload = Omit<UploadRecord, 'offset' | 'state' | 'digest' | 'result' | 'updatedAt'>;
+
+/** A blob about to be recorded: its bytes are durable at `location`. */
+export interface NewBlob {
+  readonly digest: string;
+  readonly size: number;
+  readonly location: string;
+}
+
+/** Bytes that no row points to any more, queued for deletion by the transaction that let go of them. */
+export interface ByteDeletion {
+  readonly location: string;
+  readonly digest: string;
+}
 
 export interface BucketSettings {
   readonly maxObjectSize: number | null;
@@ -117,7 +139,7 @@ export interface NewRevision {
   readonly key: string;
   /** Id for the object if this write creates it. */
   readonly newObjectId: string;
-  readonly blob: { readonly digest: string; readonly size: number };
+  readonly blob: NewBlob;
   /** Content type and filename of this content; null keeps what the object had. */
   readonly contentType: string | null;
   readonly filename: string | null;
@@ -224,7 +246,7 @@ export type IdempotencyClaim = { readonly claimed: true } | { readonly claimed: 
 /** An announced commitBlob (MetadataStore.announceBlobCommit). */
 export interface BlobCommitTicket {
   /** The announced commitBlob itself. */
-  commit(blob: { digest: string; size: number }, pin?: PinInput): Promise<{ created: boolean }>;
+  commit(blob: NewBlob, pin?: PinInput): Promise<{ created: boolean }>;
   /** The commit will not come (the request failed first). Nothing after commit or a first cancel. */
   cancel(): void;
 }
@@ -235,8 +257,13 @@ export interface MetadataStore {
    * Record a blob whose bytes are already durable and, when given, pin it for a principal — together, in
    * one transaction. `created` is false when the blob row already existed. A repeated pin by the same
    * principal keeps the stronger claim (permanent beats temporary; the later expiry wins).
+   *
+   * Locations, the same in every write that records a blob (commitBlob, addRevision, finishUpload): a new
+   * row takes the blob's location. An existing row keeps its own, unless fsck quarantined it: then it takes
+   * the new one (and loses the mark). A location that the row does not end up naming is queued for deletion
+   * (listByteDeletions) in the same transaction — the duplicate's bytes, or the quarantined row's old ones.
    */
-  commitBlob(blob: { digest: string; size: number }, pin?: PinInput): Promise<{ created: boolean }>;
+  commitBlob(blob: NewBlob, pin?: PinInput): Promise<{ created: boolean }>;
   /**
    * A commitBlob announced ahead, while the blob's bytes are still being put in place: a store that commits
    * blobs in groups may hold a group open a few milliseconds for it instead of committing without it. A hint
@@ -246,14 +273,14 @@ export interface MetadataStore {
   announceBlobCommit(): BlobCommitTicket;
   createUpload(upload: NewUpload): Promise<void>;
   getUpload(id: string): Promise<UploadRecord | null>;
-  /** Record that an open session's durable bytes now end at `offset`; pushes its expiry out. */
-  advanceUpload(id: string, offset: number, expiresAt: number): Promise<void>;
+  /** Record that an open session's durable bytes now end at `offset`, with their cursor; pushes its expiry out. */
+  advanceUpload(id: string, offset: number, expiresAt: number, cursor: string | null): Promise<void>;
   /** Set the size of an open session that had none (it then counts as reserved disk); false if it had one. */
   declareUploadSize(id: string, size: number): Promise<boolean>;
-  /** open → completing, remembering the digest, before the bytes move into the blob store. */
-  beginCompletion(id: string, digest: string): Promise<void>;
-  /** completing → open again (the move did not happen). */
-  reopenUpload(id: string): Promise<void>;
+  /** open → completing, remembering the digest and the location, before the bytes are committed there. */
+  beginCompletion(id: string, digest: string, location: string): Promise<void>;
+  /** completing → open again (the commit did not happen, or its bytes were restored), with this cursor and location. */
+  reopenUpload(id: string, cursor: string | null, location: string | null): Promise<void>;
   /**
    * In one transaction: record the blob (if new) and its reference — a pin, or the next revision of an
    * object — and mark the session completed with the answer to replay (built from the revision written).
@@ -261,7 +288,7 @@ export interface MetadataStore {
    */
   finishUpload(
     id: string,
-    blob: { digest: string; size: number },
+    blob: NewBlob,
     target: UploadTarget,
     result: (object: ObjectRecord | null) => string,
     expiresAt: number,
@@ -327,7 +354,7 @@ export interface MetadataStore {
   dropPin(principal: string, digest: string): Promise<boolean>;
   /**
    * In one transaction: delete every object revision that uses the blob (objects left without revisions
-   * go), every pin and the row. Null when there is no such blob. The caller removes the bytes after.
+   * go), every pin and the row, and queue its location for deletion. Null when there is no such blob.
    */
   purgeBlob(digest: string): Promise<{ revisions: number; pins: number } | null>;
   /** Expired temporary pins and objects whose expires_at passed: counted, or (unless dryRun) deleted. */
@@ -339,17 +366,21 @@ export interface MetadataStore {
   listGarbageBlobs(createdBefore: number, now: number, limit: number, afterExpiry?: boolean): Promise<BlobRecord[]>;
   /**
    * In one transaction: delete the blob's row if it is still garbage (as listGarbageBlobs decides) and no
-   * GC hold is active; true when it did. The caller removes the bytes after.
+   * GC hold is active, and queue its location for deletion; true when it did.
    */
   deleteGarbageBlob(digest: string, createdBefore: number, now: number): Promise<boolean>;
+  /** Queued byte deletions, oldest first, at most `limit`. */
+  listByteDeletions(limit: number): Promise<ByteDeletion[]>;
+  /** The bytes of a queued deletion are gone (or must stay: a row points there again): drop it from the queue. */
+  finishByteDeletion(location: string): Promise<void>;
   /** Blob rows in digest order after `after` (for fsck). */
   listBlobsAfter(after: string, limit: number): Promise<BlobRecord[]>;
   /** True when an unexpired object revision or an unexpired pin references the blob (it is live). */
   isBlobLive(digest: string): Promise<boolean>;
   /** Mark a blob whose bytes were moved to quarantine. */
   markQuarantined(digest: string): Promise<void>;
-  /** True when bytes under the digest belong to a blob row or to a session completing into it. */
-  isBlobClaimed(digest: string): Promise<boolean>;
+  /** True when a blob row names the location, or a session completing into it does. */
+  isLocationClaimed(location: string): Promise<boolean>;
   /** Pause blob removal by GC until `expiresAt` (or release); the same id again moves its expiry. */
   addGcHold(id: string, expiresAt: number): Promise<void>;
   releaseGcHold(id: string): Promise<void>;

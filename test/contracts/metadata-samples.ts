@@ -21,6 +21,7 @@ export const newUpload = (id: string, extra: Partial<NewUpload> = {}): NewUpload
   key: null,
   clientMetadata: null,
   cursor: null,
+  location: null,
   createdAt: Date.now(),
   expiresAt: Date.now() + 60_000,
   ...extra,

@@ -163,10 +163,20 @@ export function locationContract(withStore: WithStore): void {
     assert.equal((await store.getUpload('c1'))?.location, 'key-52');
     assert.equal(await store.isLocationClaimed('key-52'), true, 'a session completing into a key');
     assert.equal(await store.isLocationClaimed(digest(53)), true, 'a session completing into a content address');
-    await store.reopenUpload('c1', 'cursor-after-restore');
+    await store.reopenUpload('c1', 'cursor-after-restore', null);
     const reopened = await store.getUpload('c1');
     assert.deepEqual([reopened?.state, reopened?.location, reopened?.digest], ['open', null, null]);
-    assert.equal(await store.isLocationClaimed('key-52'), false, 'reopened: the location is let go');
+    assert.equal(await store.isLocationClaimed('key-52'), false, 'reopened without a location: the location is let go');
+    // A store that gives sessions a location of their own: the session claims it while open, and again
+    // when it is reopened with it.
+    await store.createUpload(newUpload('c3', { location: 'session-c3' }));
+    assert.equal((await store.getUpload('c3'))?.location, 'session-c3');
+    assert.equal(await store.isLocationClaimed('session-c3'), true, 'an open session claims its own location');
+    await store.beginCompletion('c3', digest(54), 'session-c3');
+    await store.reopenUpload('c3', null, 'session-c3');
+    assert.equal(await store.isLocationClaimed('session-c3'), true, 'reopened with its location: still claimed');
+    await store.deleteUpload('c3');
+    assert.equal(await store.isLocationClaimed('session-c3'), false, 'a deleted session claims nothing');
     await store.beginCompletion('c1', digest(52), 'key-52b');
     await store.finishUpload('c1', blob(52, 1, 'key-52b'), { pin: pin() }, () => '{}', Date.now() + 60_000);
     assert.equal(await store.isLocationClaimed('key-52b'), true, 'completed: the row names it');
@@ -196,7 +206,7 @@ export function locationContract(withStore: WithStore): void {
       ['u1', '{"parts":[1]}', 'key-60'],
       ['u2', null, null],
     ]);
-    await store.reopenUpload('u1', '{"restored":10}');
+    await store.reopenUpload('u1', '{"restored":10}', null);
     await store.advanceUpload('u1', 15, Date.now() + 60_000, '{"restored":15}');
     store = await f.reopen();
     const resumed = await store.getUpload('u1');

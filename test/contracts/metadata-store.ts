@@ -129,7 +129,7 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       await store.beginCompletion('u1', digest(9), digest(9));
       assert.equal((await store.getUpload('u1'))?.state, 'completing');
       await assert.rejects(store.advanceUpload('u1', 70, Date.now(), null), 'a completing session takes no bytes');
-      await store.reopenUpload('u1', null);
+      await store.reopenUpload('u1', null, null);
       assert.equal((await store.getUpload('u1'))?.digest, null);
       const pin = { pin: { principal: 'p', temporary: false, expiresAt: null } };
       const done1 = await store.finishUpload('u1', blob(9, 60), pin, () => '{"r":1}', Date.now() + 1000);

@@ -1,6 +1,7 @@
 // The local-filesystem ByteStore: stage to tmp/ while hashing, fsync, then rename into blobs/ and fsync the
 // directory (commit by rename, as distribution does). A file under blobs/ therefore always holds exactly
-// the bytes its name says (G2). It must never expose a path to its callers.
+// the bytes its name says (G2): a location here is the digest itself. It must never expose a path to its
+// callers. Sessions are one file each under uploads/; their cursor is always null (the file is the state).
 import { createHash, randomUUID } from 'node:crypto';
 import { constants, createReadStream } from 'node:fs';
 import { copyFile, lstat, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
@@ -10,7 +11,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { makeDirDurable, ShardDirs, syncChain, syncDir } from './durable-dirs.ts';
 import { closeFd, fdatasyncFd, fstatFd, fsyncFd, ftruncateFd, IO_CHUNK, openFd } from './fd.ts';
 import { drainInto, FileSink } from './positional-writer.ts';
-import { BytesNotFoundError, type BlobCopy, type ByteRange, type ByteStore, type StagedBlob } from '../byte-store.ts';
+import { BytesNotFoundError, type AppendResult, type BlobCopy, type ByteRange, type ByteStore, type Location, type StagedBlob, type UploadCursor } from '../byte-store.ts';
 import { ChunkPool } from './chunk-pool.ts';
 import { FileCopy } from './file-copy.ts';
 import type { DiskReserve } from './disk-reserve.ts';
@@ -22,6 +23,7 @@ const SHARD_RE = /^[0-9a-f]{2}$/;
 type BlobEntry = { readonly digest: string } | { readonly stray: string };
 
 export class FsByteStore implements ByteStore {
+  readonly kind = 'fs';
   /** Staging files of this process not yet renamed into blobs/ nor discarded (their handles). */
   private readonly staged = new Set<string>();
   /** The statfs in flight, shared by every caller that asks meanwhile. */
@@ -96,13 +98,14 @@ export class FsByteStore implements ByteStore {
     return { digest: `sha256:${hash.digest('hex')}`, size, handle };
   }
 
-  async commit(staged: StagedBlob): Promise<void> {
+  async commit(staged: StagedBlob): Promise<Location> {
     const tmp = this.layout.tmpFile(staged.handle);
     const final = this.layout.blobFile(staged.digest);
     const dir = await this.shards.durable(staged.digest);
     await rename(tmp, final);
     this.staged.delete(staged.handle);
     await syncDir(dir);
+    return staged.digest;
   }
 
   async discard(staged: StagedBlob): Promise<void> {
@@ -188,18 +191,14 @@ export class FsByteStore implements ByteStore {
     return this.freeSpaceInFlight;
   }
 
-  async createUpload(id: string): Promise<void> {
+  async createUpload(id: string): Promise<UploadCursor> {
     const fh = await open(this.layout.uploadFile(id), 'wx', FILE_MODE);
     await fh.close();
     await syncDir(this.layout.uploadsDir);
+    return null;
   }
 
-  async appendUpload(
-    id: string,
-    offset: number,
-    source: Readable,
-    onChunk: (chunk: Buffer) => void,
-  ): Promise<{ written: number; sourceError?: unknown }> {
+  async appendUpload(id: string, offset: number, _cursor: UploadCursor, source: Readable, onChunk: (chunk: Buffer) => void): Promise<AppendResult> {
     // The body may fail while the file is being opened: its error stays on the stream for the loop to return.
     const quiet = () => {};
     source.on('error', quiet);
@@ -215,14 +214,28 @@ export class FsByteStore implements ByteStore {
       // Durable before anyone records the new offset (G1): an acknowledged offset survives a crash.
       await sink.settled();
       await fdatasyncFd(fd);
-      return sourceError === undefined ? { written: sink.written } : { written: sink.written, sourceError };
+      return sourceError === undefined ? { written: sink.written, cursor: null } : { written: sink.written, cursor: null, sourceError };
     } finally {
       await sink.settled().catch(() => {});
       await closeFd(fd);
     }
   }
 
-  async truncateUpload(id: string, length: number): Promise<void> {
+  async settleAppend(): Promise<void> {}
+
+  /** Past the acknowledged offset the file holds only bytes nobody acknowledged: cut them off, durably. */
+  async abandonAppend(id: string, offset: number): Promise<void> {
+    await this.truncateUpload(id, offset);
+  }
+
+  async recoverUpload(id: string, offset: number): Promise<{ cursor: UploadCursor } | null> {
+    const onDisk = await this.uploadSize(id);
+    if (onDisk === null || onDisk < offset) return null; // acknowledged bytes are gone
+    if (onDisk > offset) await this.truncateUpload(id, offset);
+    return { cursor: null };
+  }
+
+  private async truncateUpload(id: string, length: number): Promise<void> {
     const fd = await openFd(this.layout.uploadFile(id), 'r+');
     try {
       await ftruncateFd(fd, length);
@@ -232,7 +245,7 @@ export class FsByteStore implements ByteStore {
     }
   }
 
-  async uploadSize(id: string): Promise<number | null> {
+  private async uploadSize(id: string): Promise<number | null> {
     try {
       return (await stat(this.layout.uploadFile(id))).size;
     } catch (err) {
@@ -241,16 +254,26 @@ export class FsByteStore implements ByteStore {
     }
   }
 
-  async readUpload(id: string, length: number): Promise<Readable> {
+  async readUpload(id: string, length: number): Promise<{ bytes: Readable; cursor: UploadCursor }> {
     const fd = await openFd(this.layout.uploadFile(id), 'r');
     if (length === 0) {
       await closeFd(fd);
-      return Readable.from([]);
+      return { bytes: Readable.from([]), cursor: null };
     }
-    return createReadStream('', { fd, start: 0, end: length - 1, highWaterMark: IO_CHUNK });
+    return { bytes: createReadStream('', { fd, start: 0, end: length - 1, highWaterMark: IO_CHUNK }), cursor: null };
   }
 
-  async commitUpload(id: string, digest: string): Promise<void> {
+  uploadLocation(_id: string, digest: string): Location {
+    return digest;
+  }
+
+  /** A session's bytes are a file in uploads/ until they are committed under their digest: no location. */
+  sessionLocation(): Location | null {
+    return null;
+  }
+
+  async commitUpload(id: string, offset: number, _cursor: UploadCursor, digest: string): Promise<void> {
+    if ((await this.uploadSize(id)) !== offset) await this.truncateUpload(id, offset);
     const from = this.layout.uploadFile(id);
     const final = this.layout.blobFile(digest);
     const dir = await this.shards.durable(digest);
@@ -267,7 +290,12 @@ export class FsByteStore implements ByteStore {
     await syncDir(dir);
   }
 
-  async restoreUpload(id: string, digest: string): Promise<void> {
+  async uploadCommitted(id: string, _offset: number, _cursor: UploadCursor, digest: string): Promise<boolean | null> {
+    if ((await this.uploadSize(id)) !== null) return false; // still in uploads/: the rename did not happen
+    return (await this.stat(digest)) !== null ? true : null;
+  }
+
+  async restoreUpload(id: string, digest: Location): Promise<UploadCursor> {
     // A copy, never a link: the session's file is appended to, the blob's must not change.
     const tmp = this.layout.tmpFile(uuidv7());
     try {
@@ -286,6 +314,7 @@ export class FsByteStore implements ByteStore {
       throw err;
     }
     await syncDir(this.layout.uploadsDir);
+    return null;
   }
 
   async deleteUpload(id: string): Promise<void> {

@@ -176,8 +176,8 @@ export class SqliteMetadataStore implements MetadataStore {
     if (!this.uploads.markCompleting(id, digest, location, Date.now())) throw new Error(`upload session ${id} is not open`);
   }
 
-  async reopenUpload(id: string, cursor: string | null): Promise<void> {
-    this.uploads.reopen(id, cursor, Date.now());
+  async reopenUpload(id: string, cursor: string | null, location: string | null): Promise<void> {
+    this.uploads.reopen(id, cursor, location, Date.now());
   }
 
   async finishUpload(

@@ -59,7 +59,7 @@ export class UploadsRepo {
   private readonly declareStmt: Statement<[number, number, string]>;
   private readonly advanceStmt: Statement<[number, string | null, number, number, string]>;
   private readonly completingStmt: Statement<[string, string, number, string]>;
-  private readonly reopenStmt: Statement<[string | null, number, string]>;
+  private readonly reopenStmt: Statement<[string | null, string | null, number, string]>;
   private readonly completedStmt: Statement<[string, string, number, number, string]>;
   private readonly deleteStmt: Statement<[string]>;
   private readonly unfinishedStmt: Statement<[], UploadRow>;
@@ -70,9 +70,9 @@ export class UploadsRepo {
   constructor(db: Db) {
     this.insertStmt = db.prepare(`
       INSERT INTO upload_sessions (id, token_hash, principal, filename, content_type, temporary, declared_size,
-        size_limit, expected_digest, bucket, key, client_metadata, cursor, created_at, updated_at, expires_at)
+        size_limit, expected_digest, bucket, key, client_metadata, cursor, location, created_at, updated_at, expires_at)
       VALUES (@id, @token_hash, @principal, @filename, @content_type, @temporary, @declared_size,
-        @size_limit, @expected_digest, @bucket, @key, @client_metadata, @cursor, @created_at, @created_at, @expires_at)`);
+        @size_limit, @expected_digest, @bucket, @key, @client_metadata, @cursor, @location, @created_at, @created_at, @expires_at)`);
     this.selectStmt = db.prepare('SELECT * FROM upload_sessions WHERE id = ?');
     this.declareStmt = db.prepare(
       `UPDATE upload_sessions SET declared_size = ?, updated_at = ? WHERE id = ? AND state = 'open' AND declared_size IS NULL`,
@@ -84,7 +84,7 @@ export class UploadsRepo {
       `UPDATE upload_sessions SET state = 'completing', digest = ?, location = ?, updated_at = ? WHERE id = ? AND state = 'open'`,
     );
     this.reopenStmt = db.prepare(
-      `UPDATE upload_sessions SET state = 'open', digest = NULL, location = NULL, cursor = ?, updated_at = ?
+      `UPDATE upload_sessions SET state = 'open', digest = NULL, cursor = ?, location = ?, updated_at = ?
        WHERE id = ? AND state = 'completing'`,
     );
     // The location is let go: the blob row names it now, or it was queued for deletion as a duplicate's.
@@ -119,6 +119,7 @@ export class UploadsRepo {
       key: u.key,
       client_metadata: u.clientMetadata,
       cursor: u.cursor,
+      location: u.location,
       created_at: u.createdAt,
       expires_at: u.expiresAt,
     });
@@ -142,8 +143,8 @@ export class UploadsRepo {
     return this.completingStmt.run(digest, location, now, id).changes === 1;
   }
 
-  reopen(id: string, cursor: string | null, now: number): void {
-    this.reopenStmt.run(cursor, now, id);
+  reopen(id: string, cursor: string | null, location: string | null, now: number): void {
+    this.reopenStmt.run(cursor, location, now, id);
   }
 
   markCompleted(id: string, digest: string, result: string, now: number, expiresAt: number): boolean {
