@@ -36,6 +36,25 @@ export interface Config {
   readonly insecureDataDir: boolean;
   /** From BLOBD_ADMIN_TOKEN only (a flag would show up in `ps`). */
   readonly adminToken: string | undefined;
+  /** Where blob bytes live: the data directory (default) or an S3-compatible bucket. */
+  readonly store: StoreConfig;
+}
+
+export type StoreConfig = { readonly kind: 'fs' } | S3Config;
+
+export interface S3Config {
+  readonly kind: 's3';
+  /** The S3 API's URL (RGW, MinIO); undefined: AWS S3 of the region. */
+  readonly endpoint: string | undefined;
+  readonly bucket: string;
+  readonly region: string;
+  /** Prepended to every key blobd writes: '' or ending in '/'. */
+  readonly prefix: string;
+  readonly forcePathStyle: boolean;
+  /** Size of the parts of multipart uploads (at least the store's minimum, 5 MiB on AWS and RGW). */
+  readonly partSize: number;
+  /** From BLOBD_S3_ACCESS_KEY_ID / BLOBD_S3_SECRET_ACCESS_KEY only; undefined: the AWS SDK's own chain. */
+  readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string } | undefined;
 }
 
 export class ConfigError extends Error {
@@ -121,6 +140,13 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { key: 'keyRefresh', flag: '--key-refresh <duration>', env: 'BLOBD_KEY_REFRESH', defaultValue: '30s', description: 'how often signing keys are read again from data/keys/ (a new key signs, a removed key stops verifying)' },
   { key: 'insecureDataDir', flag: '--insecure-data-dir', env: 'BLOBD_INSECURE_DATA_DIR', defaultValue: 'false', kind: 'switch', description: 'start even when other users can enter the data directory (only warn; by default that is refused)' },
   { key: 'shutdownTimeout', flag: '--shutdown-timeout <duration>', env: 'BLOBD_SHUTDOWN_TIMEOUT', defaultValue: '10s', description: 'how long in-flight requests may finish after SIGTERM' },
+  { key: 'store', flag: '--store <kind>', env: 'BLOBD_STORE', defaultValue: 'fs', description: 'where blob bytes live: fs (the data directory) or s3 (an S3-compatible bucket; metadata stays in the data directory)' },
+  { key: 's3Endpoint', flag: '--s3-endpoint <url>', env: 'BLOBD_S3_ENDPOINT', defaultValue: '', description: "the S3 API's URL, e.g. http://127.0.0.1:7480 for Ceph RGW (empty: AWS S3 in --s3-region)" },
+  { key: 's3Bucket', flag: '--s3-bucket <name>', env: 'BLOBD_S3_BUCKET', defaultValue: '', description: 'the bucket blob bytes go to (it must exist); required with --store s3' },
+  { key: 's3Region', flag: '--s3-region <region>', env: 'BLOBD_S3_REGION', defaultValue: 'us-east-1', description: 'the S3 region' },
+  { key: 's3Prefix', flag: '--s3-prefix <prefix>', env: 'BLOBD_S3_PREFIX', defaultValue: '', description: 'a key prefix for everything blobd writes to the bucket, e.g. blobd/' },
+  { key: 's3ForcePathStyle', flag: '--s3-force-path-style', env: 'BLOBD_S3_FORCE_PATH_STYLE', defaultValue: 'false', kind: 'switch', description: 'address the bucket as endpoint/bucket (RGW and MinIO need it) instead of bucket.endpoint' },
+  { key: 's3PartSize', flag: '--s3-part-size <size>', env: 'BLOBD_S3_PART_SIZE', defaultValue: '8MiB', description: "size of multipart upload parts (at least the store's minimum, 5MiB on AWS and RGW)" },
 ];
 
 /** What commander hands over: strings, repeated flags as arrays, switches as true. */
@@ -179,6 +205,40 @@ export function loadConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = process.e
     metrics: parseSwitch(value('metrics')),
     insecureDataDir: parseSwitch(value('insecureDataDir')),
     adminToken: adminToken || undefined,
+    store: parseStore(value, env),
+  };
+}
+
+/** `--store` and its S3 settings; credentials only from the environment, never a flag (`ps` shows flags). */
+function parseStore(value: (key: string) => string, env: NodeJS.ProcessEnv): StoreConfig {
+  const kind = value('store').trim().toLowerCase();
+  if (kind === 'fs') return { kind: 'fs' };
+  if (kind !== 's3') throw new ConfigError(`not a store: ${JSON.stringify(value('store'))} (fs or s3)`);
+  const bucket = value('s3Bucket').trim();
+  if (!bucket) throw new ConfigError('--store s3 needs --s3-bucket (or BLOBD_S3_BUCKET)');
+  const endpoint = value('s3Endpoint').trim();
+  if (endpoint && !/^https?:\/\/[^/]+/.test(endpoint)) throw new ConfigError(`not an S3 endpoint URL: ${JSON.stringify(endpoint)} (e.g. http://127.0.0.1:7480)`);
+  let prefix = value('s3Prefix').trim().replace(/^\/+/, '');
+  if (prefix && !prefix.endsWith('/')) prefix += '/';
+  if (prefix.split('/').some((part, i, all) => part === '..' || part === '.' || (part === '' && i < all.length - 1))) {
+    throw new ConfigError(`not a key prefix: ${JSON.stringify(value('s3Prefix'))} (e.g. blobd/)`);
+  }
+  const partSize = parseSize(value('s3PartSize'));
+  if (partSize < 1024 * 1024 || partSize > 5 * 1024 ** 3) throw new ConfigError('--s3-part-size must be between 1MiB and 5GiB (S3 needs 5MiB)');
+  const accessKeyId = env.BLOBD_S3_ACCESS_KEY_ID;
+  const secretAccessKey = env.BLOBD_S3_SECRET_ACCESS_KEY;
+  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
+    throw new ConfigError('set both BLOBD_S3_ACCESS_KEY_ID and BLOBD_S3_SECRET_ACCESS_KEY, or neither (then the AWS environment and profile chain is used)');
+  }
+  return {
+    kind: 's3',
+    endpoint: endpoint || undefined,
+    bucket,
+    region: value('s3Region').trim() || 'us-east-1',
+    prefix,
+    forcePathStyle: parseSwitch(value('s3ForcePathStyle')),
+    partSize,
+    credentials: accessKeyId !== undefined ? { accessKeyId, secretAccessKey: secretAccessKey! } : undefined,
   };
 }
 

@@ -24,9 +24,9 @@ import { Metrics } from './http/metrics.ts';
 import { paceYoungGc } from './gc-pacer.ts';
 import { loadOrCreateAdminToken, secureAdminTokenFile } from './storage/fs/admin-token.ts';
 import { DiskReserve } from './storage/fs/disk-reserve.ts';
-import { FsByteStore } from './storage/fs/fs-byte-store.ts';
 import { KeyFiles } from './storage/fs/key-files.ts';
 import { DataLayout } from './storage/fs/layout.ts';
+import { openByteStore } from './storage/open-byte-store.ts';
 import { octal, securePrivateDataDir } from './storage/fs/private-data-dir.ts';
 import { lockDataDir } from './storage/sqlite/data-dir-lock.ts';
 import { SqliteMetadataStore } from './storage/sqlite/sqlite-metadata-store.ts';
@@ -144,9 +144,12 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const dirLock = lockDataDir(layout.lockFile);
   // The reserve first: opening the database after a crash on a full disk may already need its room.
   const reserve = await DiskReserve.open(layout, config.diskReserve);
-  const bytes = await FsByteStore.open(layout, reserve);
+  const { bytes, rowsFree } = await openByteStore(config.store, layout, reserve);
+  // Reachable and writable before anything is recovered or served: a wrong endpoint, bucket or credential
+  // is one line at start, not a 503 on the first upload.
+  await bytes.ping();
   const store = SqliteMetadataStore.open(layout.databaseFile, { reserve });
-  const disk = new DiskBudget(store, bytes, config.minFree);
+  const disk = new DiskBudget(store, bytes, config.minFree, rowsFree);
   const meta = guardRowGrowth(store, disk);
 
   let adminToken = config.adminToken;

@@ -73,9 +73,9 @@ describe('documentation walk-throughs', { concurrency: true }, () => {
   test('docs/operations.md lists every flag of blobd serve --help, and no flag it does not have', async () => {
     const { stdout } = await promisify(execFile)(process.execPath, [BLOBD, 'serve', '--help']);
     const own = stdout.split('Global Options:')[0]!; // --url, --token, --json are the client's
-    const help = new Set([...own.matchAll(/^ {2}(--[a-z-]+)/gm)].map((m) => m[1]!).filter((f) => f !== '--help'));
+    const help = new Set([...own.matchAll(/^ {2}(--[a-z0-9-]+)/gm)].map((m) => m[1]!).filter((f) => f !== '--help'));
     const table = await readFile(path.join(ROOT, 'docs/operations.md'), 'utf8');
-    const documented = new Set([...table.matchAll(/^\| `(--[a-z-]+)`/gm)].map((m) => m[1]!));
+    const documented = new Set([...table.matchAll(/^\| `(--[a-z0-9-]+)`/gm)].map((m) => m[1]!));
     assert.deepEqual([...help].filter((f) => !documented.has(f)), [], 'flags of blobd serve missing from the configuration table');
     assert.deepEqual([...documented].filter((f) => !help.has(f)), [], 'flags in the configuration table that blobd serve does not have');
   });

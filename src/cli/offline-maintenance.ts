@@ -13,6 +13,7 @@ import { FsByteStore } from '../storage/fs/fs-byte-store.ts';
 import { BLOB_MODE, DataLayout, DIR_MODE, FILE_MODE } from '../storage/fs/layout.ts';
 import { lockDataDir } from '../storage/sqlite/data-dir-lock.ts';
 import { SqliteMetadataStore } from '../storage/sqlite/sqlite-metadata-store.ts';
+import { describeStore, recordedStore } from '../storage/open-byte-store.ts';
 
 export class MaintenanceError extends Error {
   override name = 'MaintenanceError';
@@ -27,6 +28,10 @@ async function requireDataDir(layout: DataLayout): Promise<void> {
 export async function fsckOffline(dataDir: string, repair: boolean): Promise<FsckReport> {
   const layout = new DataLayout(dataDir);
   await requireDataDir(layout);
+  const store = await recordedStore(layout);
+  if (store && store.kind !== 'fs') {
+    throw new MaintenanceError(`the blobs of ${layout.root} are in ${describeStore(store)}: run blobd fsck against its daemon (without --data)`);
+  }
   const lock = lockDataDir(layout.lockFile);
   const meta = SqliteMetadataStore.open(layout.databaseFile);
   try {
@@ -50,10 +55,13 @@ const PAGE = 1000;
  * blob file of that snapshot hard-linked (blob files never change) or copied, and the admin token and keys.
  * Open upload sessions are not carried over (their rows go at the copy's first start).
  */
-export async function backupDataDir(dataDir: string, dir: string): Promise<{ dir: string; blobs: number; bytes: number }> {
+export async function backupDataDir(dataDir: string, dir: string): Promise<BackupResult> {
   const from = new DataLayout(dataDir);
   const to = new DataLayout(dir);
   await requireDataDir(from);
+  // Blobs in an object store stay there: the copy is the metadata (and secrets), pointing at the same bytes.
+  const store = await recordedStore(from);
+  const copyBytes = store === null || store.kind === 'fs';
   // Inside the data directory a copy would be swept (tmp/) or read as strays: refuse it.
   const [realFrom, realTarget] = [await realpath(from.root), await realParent(to.root)];
   if (realTarget === realFrom || realTarget.startsWith(`${realFrom}${path.sep}`)) {
@@ -95,6 +103,11 @@ export async function backupDataDir(dataDir: string, dir: string): Promise<{ dir
     for (let page = await snapshot.listBlobsAfter('', PAGE); page.length > 0; page = await snapshot.listBlobsAfter(page.at(-1)!.digest, PAGE)) {
       for (const blob of page) {
         if (blob.quarantined) continue; // its bytes are in quarantine: the copy reads it as absent, like the original
+        if (!copyBytes) {
+          count++;
+          bytes += blob.size;
+          continue;
+        }
         const target = to.blobFile(blob.digest);
         const shard = path.dirname(target);
         if (!shards.has(shard)) {
@@ -141,12 +154,20 @@ export async function backupDataDir(dataDir: string, dir: string): Promise<{ dir
     await source.releaseGcHold(hold).catch(() => {});
     await source.close();
   }
-  return { dir: to.root, blobs: count, bytes };
+  return { dir: to.root, blobs: count, bytes, ...(copyBytes ? {} : { bytes_in: describeStore(store!) }) };
+}
+
+export interface BackupResult {
+  readonly dir: string;
+  readonly blobs: number;
+  readonly bytes: number;
+  /** Set when the blobs' bytes are in an object store: the backup holds their metadata, not their bytes. */
+  readonly bytes_in?: string;
 }
 
 /** The admin token and every key file: the copy answers the same tokens, URLs and idempotent replays. */
 async function copySecrets(from: DataLayout, to: DataLayout): Promise<void> {
-  const files: [string, string][] = [[from.adminTokenFile, to.adminTokenFile]];
+  const files: [string, string][] = [[from.adminTokenFile, to.adminTokenFile], [from.byteStoreFile, to.byteStoreFile]];
   const keys = await readdir(from.keysDir).catch(() => [] as string[]);
   if (keys.length > 0) await mkdir(to.keysDir, { mode: DIR_MODE });
   for (const name of keys) files.push([path.join(from.keysDir, name), path.join(to.keysDir, name)]);

@@ -1,9 +1,11 @@
-// How many more bytes may be written: free disk, minus --min-free, minus what open upload sessions were
-// promised (their declared size not yet received). Every write path asks here before and while it writes;
-// writes that only add rows ask too, since the database's growth takes disk like blob bytes.
+// How many more bytes may be written: free space in the byte store (the disk, for the local store), minus
+// --min-free, minus what open upload sessions were promised (their declared size not yet received). Every
+// write path asks here before and while it writes; writes that only add rows ask the metadata's own disk
+// (the same disk for the local store), since the database's growth takes disk like blob bytes.
 import type { ByteStore } from '../storage/byte-store.ts';
 import type { MetadataStore } from '../storage/metadata-store.ts';
 import { isStorageFull } from '../storage/storage-full.ts';
+import { isStoreUnavailable } from '../storage/store-unavailable.ts';
 import { KeyedLock } from './keyed-lock.ts';
 import { BlobdError } from './errors.ts';
 
@@ -11,8 +13,14 @@ export function insufficientStorage(details: Record<string, unknown> = {}): Blob
   return new BlobdError('insufficient_storage', 'not enough free disk for this; nothing of it was kept', details);
 }
 
-/** A store's "disk full" (SQLite or the filesystem) as blobd's 507, or null when `err` is something else. */
+/**
+ * A store's "disk full" (SQLite or the filesystem) as blobd's 507, its "cannot reach the byte store" as a
+ * 503, or null when `err` is something else.
+ */
 export function insufficientStorageFrom(err: unknown): BlobdError | null {
+  if (isStoreUnavailable(err)) {
+    return new BlobdError('store_unavailable', 'the byte store could not be reached or failed; nothing unacknowledged was kept: retry (a session resumes at its offset)');
+  }
   return isStorageFull(err) ? insufficientStorage() : null;
 }
 
@@ -23,6 +31,8 @@ export class DiskBudget {
     private readonly meta: MetadataStore,
     private readonly bytes: ByteStore,
     private readonly minFree: number,
+    /** Free bytes where the database grows; by default the byte store's (both on the data directory's disk). */
+    private readonly rowsFree: () => Promise<number> = () => bytes.freeSpace(),
   ) {}
 
   /**
@@ -39,7 +49,7 @@ export class DiskBudget {
    * not count here: a declared 10 GiB upload must not stop a PATCH of metadata.
    */
   async requireRoomForRows(): Promise<void> {
-    const free = await this.bytes.freeSpace();
+    const free = await this.rowsFree();
     if (free <= this.minFree) throw insufficientStorage({ available: 0 });
   }
 
@@ -48,7 +58,7 @@ export class DiskBudget {
    * it): any write to the database may fail now, so the daemon is not ready.
    */
   async full(): Promise<boolean> {
-    return (await this.bytes.freeSpace()) <= 0;
+    return (await this.rowsFree()) <= 0;
   }
 
   /**

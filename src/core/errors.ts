@@ -36,6 +36,7 @@ export type ErrorCode =
   | 'forbidden'
   | 'not_implemented'
   | 'unavailable'
+  | 'store_unavailable'
   | 'internal_error';
 
 export class BlobdError extends Error {

@@ -8,7 +8,8 @@ type Check = 'ok' | 'failing';
 
 export interface Readiness {
   readonly ready: boolean;
-  readonly checks: { readonly database: Check; readonly data_dir: Check; readonly disk: Check };
+  /** `data_dir` with the local byte store, `store` (the S3 bucket) with an object store. */
+  readonly checks: { readonly database: Check; readonly data_dir?: Check; readonly store?: Check; readonly disk: Check };
 }
 
 export async function checkReadiness(meta: MetadataStore, bytes: ByteStore, disk: DiskBudget): Promise<Readiness> {
@@ -16,8 +17,8 @@ export async function checkReadiness(meta: MetadataStore, bytes: ByteStore, disk
   const [db, dir, full] = await Promise.allSettled([meta.ping(), bytes.ping(), disk.full()]);
   const checks = {
     database: db.status === 'fulfilled' ? 'ok' : 'failing',
-    data_dir: dir.status === 'fulfilled' ? 'ok' : 'failing',
+    [bytes.kind === 'fs' ? 'data_dir' : 'store']: dir.status === 'fulfilled' ? 'ok' : 'failing',
     disk: full.status === 'fulfilled' && !full.value ? 'ok' : 'failing',
-  } as const;
+  } as Readiness['checks'];
   return { ready: Object.values(checks).every((c) => c === 'ok'), checks };
 }

@@ -47,6 +47,7 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   internal_error: 500,
   not_implemented: 501,
   unavailable: 503,
+  store_unavailable: 503,
 };
 
 /** Codes for errors Hono itself raises (malformed JSON and the like), by status. */
@@ -77,8 +78,9 @@ export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<st
   if (err instanceof BlobdError) {
     error = err;
   } else if ((full = insufficientStorageFrom(err))) {
-    // A store found its disk full where core did not check first: still a 507 for the client, not a 500.
-    c.var.log?.warn({ err }, 'disk full');
+    // A store found its disk full where core did not check first: still a 507 for the client, not a 500;
+    // an object store that could not be reached: a 503 to retry.
+    c.var.log?.warn({ err }, full.code === 'store_unavailable' ? 'byte store unavailable' : 'disk full');
     error = full;
   } else if (err instanceof HTTPException && err.status < 500) {
     error = new BlobdError(codeForHttpException(err.status), err.message || 'bad request');
@@ -96,6 +98,7 @@ export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<st
   if (error.code === 'offset_mismatch' && typeof error.details.offset === 'number') {
     headers = { 'Upload-Offset': String(error.details.offset), ...headers };
   }
+  if (error.code === 'store_unavailable') headers = { 'Retry-After': '5', ...headers };
   if (STATUS[error.code] === 401) headers = { 'WWW-Authenticate': 'Bearer realm="blobd"', ...headers };
   return c.json({ error: { code: error.code, message: error.message, ...error.details } }, status, headers);
 }

@@ -15,6 +15,9 @@ export function registerBackup(program: Command): void {
       const data = loadClientConfig({ data: opts.data }).dataDir;
       const { backupDataDir } = await import('../offline-maintenance.ts');
       const result = await backupDataDir(data, path.resolve(dir));
-      emit(globals(cmd), result, () => `backed up ${result.blobs} blobs (${humanSize(result.bytes)}) to ${result.dir}`);
+      emit(globals(cmd), result, () =>
+        result.bytes_in === undefined
+          ? `backed up ${result.blobs} blobs (${humanSize(result.bytes)}) to ${result.dir}`
+          : `backed up the metadata of ${result.blobs} blobs (${humanSize(result.bytes)}) to ${result.dir}; their bytes stay in ${result.bytes_in}: back that up with the store's own tools`);
     });
 }

@@ -9,7 +9,7 @@ const Health = z.object({ status: z.literal('ok') }).openapi('Health');
 const Ready = z
   .object({
     status: z.literal('ready'),
-    checks: z.object({ database: z.enum(['ok', 'failing']), data_dir: z.enum(['ok', 'failing']), disk: z.enum(['ok', 'failing']) }),
+    checks: z.object({ database: z.enum(['ok', 'failing']), data_dir: z.enum(['ok', 'failing']).optional(), store: z.enum(['ok', 'failing']).optional(), disk: z.enum(['ok', 'failing']) }),
   })
   .openapi('Ready');
 

@@ -99,3 +99,12 @@ export class DiskReserve implements SpaceReserve {
     }
   }
 }
+
+/**
+ * Free bytes on the data directory's filesystem, less the reserve's size while it is released: the room
+ * the database has (and, with the local byte store, blob files too).
+ */
+export async function localFreeSpace(layout: DataLayout, reserve: DiskReserve | undefined): Promise<number> {
+  const st = await statfs(layout.root);
+  return reserve?.account(st.bavail * st.bsize) ?? st.bavail * st.bsize;
+}

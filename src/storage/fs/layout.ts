@@ -31,6 +31,8 @@ export class DataLayout {
   readonly reserveFile: string;
   /** A reserve being written; renamed to reserveFile once all of it is on disk. */
   readonly reserveTempFile: string;
+  /** Which byte store holds this data directory's blobs (kind, endpoint, bucket, prefix; never credentials). */
+  readonly byteStoreFile: string;
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -44,6 +46,7 @@ export class DataLayout {
     this.adminTokenFile = path.join(this.root, 'admin-token');
     this.reserveFile = path.join(this.root, 'reserve');
     this.reserveTempFile = path.join(this.root, 'reserve.new');
+    this.byteStoreFile = path.join(this.root, 'byte-store.json');
   }
 
   /** `blobs/sha256/ab/cd/abcd…` for a `sha256:<hex>` digest. */

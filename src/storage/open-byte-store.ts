@@ -1,0 +1,82 @@
+// The one place that picks the byte store: the data directory itself, or an S3-compatible bucket. A data
+// directory remembers which one holds its blobs (data/byte-store.json), so a daemon started with the other
+// is refused with one clear line instead of answering every download with "not found".
+import { readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import type { StoreConfig } from '../config.ts';
+import type { ByteStore } from './byte-store.ts';
+import { localFreeSpace, type DiskReserve } from './fs/disk-reserve.ts';
+import { FsByteStore } from './fs/fs-byte-store.ts';
+import { FILE_MODE, type DataLayout } from './fs/layout.ts';
+import { S3ByteStore } from './s3/s3-byte-store.ts';
+
+export interface OpenedByteStore {
+  readonly bytes: ByteStore;
+  /** Free bytes where the database grows (the data directory's disk). */
+  readonly rowsFree: () => Promise<number>;
+}
+
+/** Where the blobs are, as the data directory records it: enough to recognise the store, no secrets. */
+export interface StoreIdentity {
+  readonly kind: 'fs' | 's3';
+  readonly endpoint?: string;
+  readonly bucket?: string;
+  readonly prefix?: string;
+}
+
+export class ByteStoreMismatchError extends Error {
+  override name = 'ByteStoreMismatchError';
+}
+
+function identityOf(store: StoreConfig): StoreIdentity {
+  return store.kind === 'fs' ? { kind: 'fs' } : { kind: 's3', endpoint: store.endpoint ?? 'aws', bucket: store.bucket, prefix: store.prefix };
+}
+
+const sameStore = (a: StoreIdentity, b: StoreIdentity) =>
+  a.kind === b.kind && a.endpoint === b.endpoint && a.bucket === b.bucket && a.prefix === b.prefix;
+
+export const describeStore = (id: StoreIdentity) =>
+  id.kind === 'fs' ? 'the data directory (--store fs)' : `S3 bucket ${id.bucket}${id.prefix ? ` prefix ${id.prefix}` : ''} at ${id.endpoint} (--store s3)`;
+
+/**
+ * Which store this data directory's blobs are in, as recorded; null for a new directory. A directory that
+ * has a database but no record predates the choice: its blobs are in the data directory.
+ */
+export async function recordedStore(layout: DataLayout): Promise<StoreIdentity | null> {
+  try {
+    return JSON.parse(await readFile(layout.byteStoreFile, 'utf8')) as StoreIdentity;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return existsSync(layout.databaseFile) ? { kind: 'fs' } : null;
+  }
+}
+
+/** Check (or, the first time, record) which store this data directory's blobs are in. */
+async function checkIdentity(layout: DataLayout, store: StoreConfig): Promise<void> {
+  const wanted = identityOf(store);
+  const recorded = await recordedStore(layout);
+  if (recorded && !sameStore(recorded, wanted)) {
+    throw new ByteStoreMismatchError(`this data directory's blobs are in ${describeStore(recorded)}, not in ${describeStore(wanted)}: start with the same store settings`);
+  }
+  if (!existsSync(layout.byteStoreFile)) {
+    await writeFile(layout.byteStoreFile, `${JSON.stringify(wanted)}\n`, { mode: FILE_MODE, flush: true });
+  }
+}
+
+export async function openByteStore(store: StoreConfig, layout: DataLayout, reserve: DiskReserve): Promise<OpenedByteStore> {
+  await checkIdentity(layout, store);
+  if (store.kind === 'fs') {
+    const bytes = await FsByteStore.open(layout, reserve);
+    return { bytes, rowsFree: () => bytes.freeSpace() };
+  }
+  const bytes = await S3ByteStore.open({
+    endpoint: store.endpoint,
+    bucket: store.bucket,
+    region: store.region,
+    prefix: store.prefix,
+    forcePathStyle: store.forcePathStyle,
+    credentials: store.credentials,
+    partSize: store.partSize,
+  });
+  return { bytes, rowsFree: () => localFreeSpace(layout, reserve) };
+}
