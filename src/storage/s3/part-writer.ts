@@ -7,12 +7,37 @@ import type { Part } from './cursor.ts';
 import { abortUpload, createUpload } from './s3-objects.ts';
 import { MAX_PARTS, type S3Context } from './s3-client.ts';
 
-/** Chunks gathered until they make a part; parts come out as one buffer of exactly partSize bytes. */
+/**
+ * Part buffers, reused: a part is gathered into one, uploaded, and the buffer goes back. Without reuse every
+ * part is a fresh partSize allocation that lingers until a GC, and RSS runs well ahead of what is in use.
+ * Keeps at most `idle` buffers between requests.
+ */
+export class PartBuffers {
+  private readonly free: Buffer[] = [];
+
+  constructor(
+    readonly partSize: number,
+    private readonly idle: number,
+  ) {}
+
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.partSize);
+  }
+
+  give(buffer: Buffer): void {
+    if (this.free.length < this.idle) this.free.push(buffer);
+  }
+}
+
+/** Chunks gathered until they make a part; parts come out as one pooled buffer of exactly partSize bytes. */
 export class PartGatherer {
   private chunks: Buffer[] = [];
   length = 0;
+  private readonly partSize: number;
 
-  constructor(private readonly partSize: number) {}
+  constructor(private readonly buffers: PartBuffers) {
+    this.partSize = buffers.partSize;
+  }
 
   push(chunk: Buffer): void {
     if (chunk.length === 0) return;
@@ -23,7 +48,7 @@ export class PartGatherer {
   /** The next whole part, or undefined while fewer than partSize bytes have gathered. */
   takePart(): Buffer | undefined {
     if (this.length < this.partSize) return undefined;
-    const part = Buffer.allocUnsafe(this.partSize);
+    const part = this.buffers.take();
     let at = 0;
     while (at < this.partSize) {
       const c = this.chunks[0]!;
@@ -66,14 +91,22 @@ export class PartUploader {
     private nextPart: number,
   ) {}
 
-  /** Starts uploading `body` as the next part once fewer than partsInFlight are uploading. */
-  async add(body: Buffer): Promise<void> {
-    while (this.inflight.size >= this.ctx.partsInFlight) await Promise.race(this.inflight);
-    if (this.failure) throw this.failure.error;
-    if (this.nextPart > MAX_PARTS) throw new Error(`a multipart upload of more than ${MAX_PARTS} parts (raise the part size)`);
-    if (this.uploadId === null) {
-      this.uploadId = await createUpload(this.ctx, this.key);
-      this.created = true;
+  /**
+   * Starts uploading `body` as the next part once fewer than partsInFlight are uploading. A pooled body
+   * (`pooled`) goes back to the pool once its upload settled, whatever happened to it.
+   */
+  async add(body: Buffer, pooled = false): Promise<void> {
+    try {
+      while (this.inflight.size >= this.ctx.partsInFlight) await Promise.race(this.inflight);
+      if (this.failure) throw this.failure.error;
+      if (this.nextPart > MAX_PARTS) throw new Error(`a multipart upload of more than ${MAX_PARTS} parts (raise the part size)`);
+      if (this.uploadId === null) {
+        this.uploadId = await createUpload(this.ctx, this.key);
+        this.created = true;
+      }
+    } catch (err) {
+      if (pooled) this.ctx.buffers.give(body);
+      throw err;
     }
     const n = this.nextPart++;
     const send = this.ctx.client.send(new UploadPartCommand({ Bucket: this.ctx.bucket, Key: this.key, UploadId: this.uploadId, PartNumber: n, Body: body }));
@@ -84,7 +117,10 @@ export class PartUploader {
       },
     ).catch((error: unknown) => {
       this.failure ??= { error };
-    }).finally(() => this.inflight.delete(work));
+    }).finally(() => {
+      this.inflight.delete(work);
+      if (pooled) this.ctx.buffers.give(body);
+    });
     this.inflight.add(work);
   }
 
@@ -121,7 +157,7 @@ export async function ingest(source: Readable, gatherer: PartGatherer, uploader:
       if (next.done) return {};
       onChunk(next.value);
       gatherer.push(next.value);
-      for (let part = gatherer.takePart(); part !== undefined; part = gatherer.takePart()) await uploader.add(part);
+      for (let part = gatherer.takePart(); part !== undefined; part = gatherer.takePart()) await uploader.add(part, true);
     }
   } catch (err) {
     source.destroy();

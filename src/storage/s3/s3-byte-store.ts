@@ -7,7 +7,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { v7 as uuidv7 } from 'uuid';
 import { BytesNotFoundError, type AppendResult, type BlobCopy, type ByteRange, type ByteStore, type Location, type StagedBlob, type UploadCursor } from '../byte-store.ts';
 import { KeyLayout } from './keys.ts';
-import { ingest, PartGatherer, PartUploader } from './part-writer.ts';
+import { ingest, PartBuffers, PartGatherer, PartUploader } from './part-writer.ts';
 import { checkOptions, describeFailure, endpointName, errorCode, makeClient, type S3Context, type S3StoreOptions } from './s3-client.ts';
 import { ObjectCopy } from './s3-copy.ts';
 import { completeUpload, copyObject, deleteObject, getObject, headObject, listKeys } from './s3-objects.ts';
@@ -29,7 +29,8 @@ export class S3ByteStore implements ByteStore {
   static async open(opts: S3StoreOptions): Promise<S3ByteStore> {
     const sizes = checkOptions(opts);
     const layout = new KeyLayout(opts.prefix);
-    return new S3ByteStore({ client: makeClient(opts), bucket: opts.bucket, layout, ...sizes, endpointName: endpointName(opts) });
+    const buffers = new PartBuffers(sizes.partSize, sizes.partsInFlight + 1);
+    return new S3ByteStore({ client: makeClient(opts), bucket: opts.bucket, layout, ...sizes, buffers, endpointName: endpointName(opts) });
   }
 
   /** Closes the client's idle connections. */
@@ -42,7 +43,7 @@ export class S3ByteStore implements ByteStore {
     const key = this.ctx.layout.keyOf(this.ctx.layout.newBlobLocation(handle));
     const hash = createHash('sha256');
     let size = 0;
-    const gatherer = new PartGatherer(this.ctx.partSize);
+    const gatherer = new PartGatherer(this.ctx.buffers);
     const uploader = new PartUploader(this.ctx, key, null, 1);
     try {
       const { sourceError } = await ingest(source, gatherer, uploader, (chunk) => {

@@ -5,6 +5,7 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { S3Client } from '@aws-sdk/client-s3';
 import type { KeyLayout } from './keys.ts';
+import type { PartBuffers } from './part-writer.ts';
 
 const MiB = 1024 * 1024;
 export const DEFAULT_PART_SIZE = 8 * MiB;
@@ -45,6 +46,8 @@ export interface S3Context {
   readonly partSize: number;
   readonly minPartSize: number;
   readonly partsInFlight: number;
+  /** Part buffers shared by every request of the store. */
+  readonly buffers: PartBuffers;
   /** The endpoint as a name for messages (no user info), or AWS's region. */
   readonly endpointName: string;
 }

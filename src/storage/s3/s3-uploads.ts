@@ -34,7 +34,7 @@ export class S3Uploads {
     // The body may fail while the tail is fetched: its error stays on the stream for ingest to return.
     const quiet = () => {};
     source.on('error', quiet);
-    const gatherer = new PartGatherer(this.ctx.partSize);
+    const gatherer = new PartGatherer(this.ctx.buffers);
     const uploader = new PartUploader(this.ctx, this.blobKey(id), cur.u, cur.p.length + 1);
     let written = 0;
     let newTail: string | null = null;
