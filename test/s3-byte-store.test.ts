@@ -238,6 +238,27 @@ describe('S3 byte store on Ceph RGW', rgwTestOptions(), () => {
     assert.ok((await readAll(await store.openRead(store.uploadLocation(id, sha(all))))).equals(all));
   });
 
+  test('recovery removes what the recorded cursor does not name: a later tail, an upload a later append began', async () => {
+    const opts = await options();
+    const store = await open(opts);
+    const id = '0190a2b3-c4d5-7000-8000-00000000a007';
+    const acked = randomBytes(3 * MiB); // a tail only: no multipart upload yet
+    const res = await store.appendUpload(id, 0, null, chunked(acked), () => {});
+    const tails = await keys(opts.bucket, 'blobd/uploads/');
+    // An append that began the upload (a whole part) and wrote a new tail, then the process died unrecorded.
+    await store.appendUpload(id, acked.length, res.cursor, chunked(randomBytes(4 * MiB)), () => {});
+    assert.equal((await openUploads(opts.bucket)).length, 1);
+    assert.equal((await keys(opts.bucket, 'blobd/uploads/')).length, 2);
+    assert.deepEqual(await store.recoverUpload(id, acked.length, res.cursor), { cursor: res.cursor });
+    assert.deepEqual(await keys(opts.bucket, 'blobd/uploads/'), tails, 'only the recorded tail is left');
+    assert.deepEqual(await openUploads(opts.bucket), [], 'the unrecorded upload is aborted');
+    const ids: string[] = [];
+    for await (const u of store.listUploads()) ids.push(u);
+    assert.deepEqual(ids, [id]);
+    const read = await store.readUpload(id, acked.length, res.cursor);
+    assert.ok((await readAll(read.bytes)).equals(acked));
+  });
+
   test('a tail write that fails keeps the acknowledged offset and bytes (G1); nothing of the failed append stays', async () => {
     const opts = await options();
     let failTails = false;
