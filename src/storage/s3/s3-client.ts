@@ -72,9 +72,15 @@ export function checkOptions(opts: S3StoreOptions): { partSize: number; minPartS
   return { partSize, minPartSize, partsInFlight };
 }
 
+/**
+ * Fields AWS puts in a signature error (the access key id, what was signed): stripped from every error so
+ * that a logged error never carries them. RGW sends none of them; AWS does.
+ */
+const SIGNING_FIELDS = ['AWSAccessKeyId', 'StringToSign', 'StringToSignBytes', 'CanonicalRequest', 'CanonicalRequestBytes', 'SignatureProvided'];
+
 export function makeClient(opts: S3StoreOptions): S3Client {
   const agent = { keepAlive: true, maxSockets: MAX_SOCKETS };
-  return new S3Client({
+  const client = new S3Client({
     endpoint: opts.endpoint,
     region: opts.region,
     forcePathStyle: opts.forcePathStyle,
@@ -90,6 +96,18 @@ export function makeClient(opts: S3StoreOptions): S3Client {
       socketTimeout: opts.socketTimeoutMs ?? 60_000,
     },
   });
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      try {
+        return await next(args);
+      } catch (err) {
+        if (typeof err === 'object' && err !== null) for (const f of SIGNING_FIELDS) delete (err as Record<string, unknown>)[f];
+        throw err;
+      }
+    },
+    { step: 'initialize', name: 'blobdStripSigningFields' },
+  );
+  return client;
 }
 
 /** The endpoint to name in messages: its origin and path, never user info. */
