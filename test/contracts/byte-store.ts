@@ -296,6 +296,8 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       await s.append(randomBytes(Math.floor(2.5 * partSize)));
       assert.ok((await s.read()).equals(s.bytes));
       assert.ok((await s.read()).equals(s.bytes), 'a second read, from the cursor the first handed back');
+      // What a sweep of row-less locations must spare: a session's bytes show in list() only at its own location.
+      for (const l of await listAll(store)) assert.equal(l, store.sessionLocation(s.id));
       await s.append(randomBytes(partSize + 3));
       assert.ok((await s.read()).equals(s.bytes));
       await s.append(randomBytes(7));

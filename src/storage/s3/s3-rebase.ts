@@ -1,7 +1,6 @@
-// Turning a session's multipart upload into an object and back. The parts of an unfinished upload cannot be
-// read back, so a process that needs a session's bytes (its hash was lost with a restart) seals them into
-// `blobs/<id>` and goes on in a new upload whose first parts are server-side copies of that object; a
-// restore does the same from a committed blob.
+// A session's multipart upload turned into an object and back. An unfinished upload's parts cannot be read,
+// so a process that lost a session's hash seals them into `blobs/<id>` and goes on in a new upload whose
+// first parts are server-side copies of that object; a restore does the same from a committed blob.
 import type { Cursor, Part } from './cursor.ts';
 import { EMPTY, sizeOf } from './cursor.ts';
 import { abortUpload, completeUpload, copyIntoUpload, copyObject, copyPart, createUpload, headObject } from './s3-objects.ts';
