@@ -53,6 +53,8 @@ export interface S3Config {
   readonly forcePathStyle: boolean;
   /** Size of the parts of multipart uploads (at least the store's minimum, 5 MiB on AWS and RGW). */
   readonly partSize: number;
+  /** A request to the store with no bytes moving this long fails (then 503 store_unavailable). */
+  readonly timeoutMs: number;
   /** From BLOBD_S3_ACCESS_KEY_ID / BLOBD_S3_SECRET_ACCESS_KEY only; undefined: the AWS SDK's own chain. */
   readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string } | undefined;
 }
@@ -147,6 +149,7 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { key: 's3Prefix', flag: '--s3-prefix <prefix>', env: 'BLOBD_S3_PREFIX', defaultValue: '', description: 'a key prefix for everything blobd writes to the bucket, e.g. blobd/' },
   { key: 's3ForcePathStyle', flag: '--s3-force-path-style', env: 'BLOBD_S3_FORCE_PATH_STYLE', defaultValue: 'false', kind: 'switch', description: 'address the bucket as endpoint/bucket (RGW and MinIO need it) instead of bucket.endpoint' },
   { key: 's3PartSize', flag: '--s3-part-size <size>', env: 'BLOBD_S3_PART_SIZE', defaultValue: '8MiB', description: "size of multipart upload parts (at least the store's minimum, 5MiB on AWS and RGW)" },
+  { key: 's3Timeout', flag: '--s3-timeout <duration>', env: 'BLOBD_S3_TIMEOUT', defaultValue: '60s', description: 'a request to the S3 store with no bytes moving this long fails (retried twice; then the client gets 503 store_unavailable)' },
 ];
 
 /** What commander hands over: strings, repeated flags as arrays, switches as true. */
@@ -238,6 +241,7 @@ function parseStore(value: (key: string) => string, env: NodeJS.ProcessEnv): Sto
     prefix,
     forcePathStyle: parseSwitch(value('s3ForcePathStyle')),
     partSize,
+    timeoutMs: parseDuration(value('s3Timeout')),
     credentials: accessKeyId !== undefined ? { accessKeyId, secretAccessKey: secretAccessKey! } : undefined,
   };
 }

@@ -77,6 +77,7 @@ export async function openByteStore(store: StoreConfig, layout: DataLayout, rese
     forcePathStyle: store.forcePathStyle,
     credentials: store.credentials,
     partSize: store.partSize,
+    socketTimeoutMs: store.timeoutMs,
   });
   return { bytes, rowsFree: () => localFreeSpace(layout, reserve) };
 }

@@ -4,6 +4,7 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { S3Client } from '@aws-sdk/client-s3';
+import { StoreUnavailableError } from '../store-unavailable.ts';
 import type { KeyLayout } from './keys.ts';
 import type { PartBuffers } from './part-writer.ts';
 
@@ -102,6 +103,8 @@ export function makeClient(opts: S3StoreOptions): S3Client {
         return await next(args);
       } catch (err) {
         if (typeof err === 'object' && err !== null) for (const f of SIGNING_FIELDS) delete (err as Record<string, unknown>)[f];
+        // After the SDK's own retries: a store that cannot be reached or fails is blobd's 503, not a 500.
+        if (isUnavailable(err)) throw new StoreUnavailableError(`the S3 store could not be reached or failed (${errorCode(err) ?? httpStatus(err) ?? 'unknown'})`, { cause: err });
         throw err;
       }
     },
@@ -125,6 +128,7 @@ export function endpointName(opts: S3StoreOptions): string {
 
 /** The S3 error code (NoSuchKey, InvalidAccessKeyId, …) or the network one (ECONNREFUSED, …). */
 export function errorCode(err: unknown): string | undefined {
+  if (err instanceof StoreUnavailableError) return errorCode(err.cause);
   if (typeof err !== 'object' || err === null) return undefined;
   const e = err as { code?: unknown; Code?: unknown; name?: unknown; errors?: unknown[] };
   if (typeof e.code === 'string') return e.code;
@@ -136,6 +140,7 @@ export function errorCode(err: unknown): string | undefined {
 }
 
 export function httpStatus(err: unknown): number | undefined {
+  if (err instanceof StoreUnavailableError) return httpStatus(err.cause);
   return (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
 }
 
@@ -157,6 +162,15 @@ export function isUploadGone(err: unknown): boolean {
 
 const CREDENTIAL_CODES = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'InvalidToken', 'ExpiredToken', 'CredentialsProviderError']);
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'TimeoutError']);
+/** S3's own "try again later" answers. */
+const BUSY_CODES = new Set(['RequestTimeout', 'SlowDown', 'ServiceUnavailable', 'InternalError']);
+
+/** The store is unreachable, too slow, or failing (a 5xx): nothing about the request itself was wrong. */
+function isUnavailable(err: unknown): boolean {
+  const code = errorCode(err);
+  const status = httpStatus(err);
+  return (code !== undefined && (NETWORK_CODES.has(code) || BUSY_CODES.has(code))) || (status !== undefined && status >= 500);
+}
 
 /** What a failed test write means, in words an operator can act on. */
 export function describeFailure(err: unknown, ctx: Pick<S3Context, 'bucket' | 'endpointName'>): string {
