@@ -228,6 +228,9 @@ function parseStore(value: (key: string) => string, env: NodeJS.ProcessEnv): Sto
   }
   const partSize = parseSize(value('s3PartSize'));
   if (partSize < 1024 * 1024 || partSize > 5 * 1024 ** 3) throw new ConfigError('--s3-part-size must be between 1MiB and 5GiB (S3 needs 5MiB)');
+  // blobd pins an AWS SDK release that supports this Node (package.json); the SDK's notice that later
+  // releases will need Node 22 would print at every start and is not for blobd's users.
+  env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const accessKeyId = env.BLOBD_S3_ACCESS_KEY_ID;
   const secretAccessKey = env.BLOBD_S3_SECRET_ACCESS_KEY;
   if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
