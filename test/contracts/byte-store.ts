@@ -280,8 +280,9 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
     test('an abandoned append leaves the session at its recorded offset; the next append goes on from there', withStore(async ({ store, partSize }) => {
       const s = await Session.create(store, newId());
       await s.append(randomBytes(Math.floor(1.5 * partSize)));
-      // An append whose cursor is never recorded (refused after it, say): the session goes back.
-      const dropped = await store.appendUpload(s.id, s.offset, s.cursor, chunked(randomBytes(Math.floor(1.2 * partSize))), () => {});
+      // An append whose cursor is never recorded (refused after it, say): the session goes back. It wrote
+      // more whole parts than anything after it will, so they are never all overwritten.
+      const dropped = await store.appendUpload(s.id, s.offset, s.cursor, chunked(randomBytes(Math.floor(3.2 * partSize))), () => {});
       await store.abandonAppend(s.id, s.offset, s.cursor, dropped.cursor);
       assert.ok((await s.read()).equals(s.bytes), 'the acknowledged bytes, and only they');
       await s.append(randomBytes(Math.floor(1.1 * partSize)));
@@ -348,7 +349,7 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       const s = await Session.create(store, newId());
       await s.append(randomBytes(Math.floor(1.5 * partSize)));
       // A crash after the bytes were written and before their cursor was recorded.
-      await store.appendUpload(s.id, s.offset, s.cursor, chunked(randomBytes(Math.floor(1.3 * partSize))), () => {});
+      await store.appendUpload(s.id, s.offset, s.cursor, chunked(randomBytes(Math.floor(3.3 * partSize))), () => {});
       const recovered = await store.recoverUpload(s.id, s.offset, s.cursor);
       assert.ok(recovered !== null);
       s.cursor = recovered.cursor;

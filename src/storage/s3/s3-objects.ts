@@ -12,6 +12,7 @@ import {
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   ListPartsCommand,
+  UploadPartCommand,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import type { Part } from './cursor.ts';
@@ -99,6 +100,25 @@ export async function* listUploadsUnder(ctx: S3Context, prefix: string): AsyncIt
     idMarker = res.NextUploadIdMarker;
     if (!keyMarker) return;
   }
+}
+
+/** Every part the open upload holds, by number (ETags as the store lists them). Only ever used to find parts the cursor does not name. */
+export async function listParts(ctx: S3Context, key: string, uploadId: string): Promise<Part[]> {
+  const parts: Part[] = [];
+  let marker: string | undefined;
+  for (;;) {
+    const res = await ctx.client.send(new ListPartsCommand({ Bucket: ctx.bucket, Key: key, UploadId: uploadId, PartNumberMarker: marker }));
+    for (const p of res.Parts ?? []) if (p.PartNumber && p.ETag) parts.push([p.PartNumber, p.ETag, p.Size ?? 0]);
+    if (!res.IsTruncated || !res.NextPartNumberMarker) return parts.sort((a, b) => a[0] - b[0]);
+    marker = res.NextPartNumberMarker;
+  }
+}
+
+/** Overwrites part `n` with `size` zero bytes: a part whose bytes nobody reads, made big enough to be listed. */
+export async function uploadFiller(ctx: S3Context, key: string, uploadId: string, n: number, size: number): Promise<Part> {
+  const res = await ctx.client.send(new UploadPartCommand({ Bucket: ctx.bucket, Key: key, UploadId: uploadId, PartNumber: n, Body: Buffer.alloc(size) }));
+  if (!res.ETag) throw new Error(`the S3 store gave no ETag for part ${n} of ${key}`);
+  return [n, res.ETag, size];
 }
 
 /** Whether the multipart upload is still open (one ListParts page: existence only, never its parts). */

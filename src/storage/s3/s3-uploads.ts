@@ -8,7 +8,7 @@ import { decodeCursor, encodeCursor, partsSize, sizeOf, type Cursor } from './cu
 import { ingest, PartGatherer, PartUploader } from './part-writer.ts';
 import type { S3Context } from './s3-client.ts';
 import { abortUpload, abortUploadsOf, copyObject, deleteObject, deleteQuietly, getObject, getSmallObject, headObject, listDirs, listKeys, listUploadsUnder, uploadIsOpen } from './s3-objects.ts';
-import { checkSize, completeSession, isSealed, rebase, seal } from './s3-rebase.ts';
+import { checkSize, rebase, seal, sealedState, settleSealed } from './s3-rebase.ts';
 
 export class S3Uploads {
   constructor(private readonly ctx: S3Context) {}
@@ -105,7 +105,7 @@ export class S3Uploads {
     if (cur.u !== null && !(await uploadIsOpen(this.ctx, key, cur.u))) {
       // Completed or sealed, and the crash came before the cursor that followed was recorded: the bytes
       // are whole in the object; go on from a copy of them. The old tail's bytes are in it too.
-      if (!(await isSealed(this.ctx, key, offset))) return null;
+      if (!(await settleSealed(this.ctx, id, cur, offset))) return null;
       await abortUploadsOf(this.ctx, key, null);
       await this.deleteTails(id, null);
       return { cursor: encodeCursor(await rebase(this.ctx, id, key, offset)) };
@@ -151,7 +151,8 @@ export class S3Uploads {
   async commitUpload(id: string, offset: number, stored: UploadCursor): Promise<void> {
     const cur = this.cursor(stored, id, offset);
     const key = this.blobKey(id);
-    if (cur.u !== null) await completeSession(this.ctx, id, cur);
+    // seal, not a bare completion: a completion that failed or crashed half-way is finished, not refused.
+    if (cur.u !== null) await seal(this.ctx, id, cur, offset);
     else if (cur.t !== null) {
       // A tail is smaller than a part, so far below CopyObject's 5 GiB.
       await copyObject(this.ctx, this.ctx.layout.tailKey(id, cur.t[0]), cur.t[1], key);
@@ -163,9 +164,13 @@ export class S3Uploads {
   async uploadCommitted(id: string, offset: number, stored: UploadCursor): Promise<boolean | null> {
     const cur = this.cursor(stored, id, offset);
     const key = this.blobKey(id);
-    if (cur.u !== null && (await uploadIsOpen(this.ctx, key, cur.u))) return false;
-    if (await isSealed(this.ctx, key, offset)) return true;
-    if (cur.u !== null) return null;
+    if (cur.u !== null) {
+      if (await uploadIsOpen(this.ctx, key, cur.u)) return false;
+      // 'prefix': a completion interrupted half-way; the session still has its bytes and may go on.
+      const state = await sealedState(this.ctx, id, cur, offset);
+      return state === 'exact' ? true : state === 'prefix' ? false : null;
+    }
+    if ((await headObject(this.ctx, key))?.size === offset) return true;
     if (cur.t === null) return false; // the empty session holds nothing that could be lost
     return (await headObject(this.ctx, this.ctx.layout.tailKey(id, cur.t[0])))?.size === cur.t[1] ? false : null;
   }
