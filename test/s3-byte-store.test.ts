@@ -8,7 +8,7 @@ import { createServer, request, type Server } from 'node:http';
 import { createServer as createTcpServer } from 'node:net';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CompleteMultipartUploadCommand, ListMultipartUploadsCommand, ListObjectsV2Command, ListPartsCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { UploadCursor } from '../src/storage/byte-store.ts';
 import { S3ByteStore, type S3StoreOptions } from '../src/storage/s3/s3-byte-store.ts';
 import { rgwTestOptions, startRgw, type Rgw } from './helpers/rgw.ts';
@@ -257,6 +257,31 @@ describe('S3 byte store on Ceph RGW', rgwTestOptions(), () => {
     assert.deepEqual(ids, [id]);
     const read = await store.readUpload(id, acked.length, res.cursor);
     assert.ok((await readAll(read.bytes)).equals(acked));
+  });
+
+  test('a completion around unrecorded parts that a crash cut half-way: the session keeps its bytes and completes right', async () => {
+    const opts = await options();
+    const store = await open(opts);
+    const id = '0190a2b3-c4d5-7000-8000-00000000a008';
+    const acked = randomBytes(7 * MiB + 3); // one part and a tail
+    const res = await store.appendUpload(id, 0, null, chunked(acked), () => {});
+    // An append never recorded leaves parts 2 and 3 in the upload (RGW will not complete without them).
+    await store.appendUpload(id, acked.length, res.cursor, chunked(randomBytes(11 * MiB)), () => {});
+    // The first half of a completion around them, then the crash: the upload is gone, the object holds the
+    // recorded part and the unrecorded ones, the tail is still on its own.
+    const cursor = JSON.parse(res.cursor!) as { u: string; p: [number, string, number][] };
+    const key = `blobd/blobs/${id}`;
+    const parts = ((await s3.send(new ListPartsCommand({ Bucket: opts.bucket, Key: key, UploadId: cursor.u }))).Parts ?? []).map((p) => ({ PartNumber: p.PartNumber, ETag: p.ETag }));
+    assert.deepEqual(parts.map((p) => p.PartNumber), [1, 2, 3]);
+    await s3.send(new CompleteMultipartUploadCommand({ Bucket: opts.bucket, Key: key, UploadId: cursor.u, MultipartUpload: { Parts: parts } }));
+
+    assert.equal(await store.uploadCommitted(id, acked.length, res.cursor, sha(acked)), false, 'not committed: the session can go on');
+    const recovered = await store.recoverUpload(id, acked.length, res.cursor);
+    assert.ok(recovered !== null, 'the acknowledged bytes are still there');
+    const read = await store.readUpload(id, acked.length, recovered.cursor);
+    assert.ok((await readAll(read.bytes)).equals(acked));
+    await store.commitUpload(id, acked.length, read.cursor, sha(acked));
+    assert.ok((await readAll(await store.openRead(store.uploadLocation(id, sha(acked))))).equals(acked));
   });
 
   test('a tail write that fails keeps the acknowledged offset and bytes (G1); nothing of the failed append stays', async () => {
