@@ -4,11 +4,10 @@
 // medians. Also: blobd's peak RSS through one 4 GiB session, and what resuming a session after a SIGKILL costs
 // (the in-memory hash is lost: blobd seals the upload and reads it back once). Prints a table, where the CPU
 // went, the targets (value, target, met) and one JSON object. Measures; never fails on a ratio.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { makeTempDir, removeDir, type Daemon } from '../helpers/daemon.ts';
 import { rgwUnavailable, startRgw } from '../helpers/rgw.ts';
 import { envCount, envSize } from './bench-env.ts';
