@@ -3,17 +3,17 @@
 // uploading the same bytes again heals; `blobd fsck --data` works offline and refuses a directory in use.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFile, chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { randomData, sha256, sha256sum } from './helpers/bytes.ts';
-import { BLOBD, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { randomData, sha256 } from './helpers/bytes.ts';
+import { BLOBD, onFsOnly, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
 import { errorCode } from './helpers/http.ts';
+import { probeStore, type StoreProbe } from './helpers/store-probe.ts';
 import type { Fsck } from './helpers/workload.ts';
 
 type FsckReport = Fsck;
 
-const exists = (file: string) => stat(file).then(() => true, () => false);
 const sorted = (list: string[]) => [...list].sort();
 
 /** Runs bin/blobd with `args` and no BLOBD_* variables from the test's environment. */
@@ -57,12 +57,10 @@ describe('fsck', () => {
     e: randomData(5003), // gets one byte too many
   };
   const digest = (data: Uint8Array) => sha256(data);
-  const rel = (data: Uint8Array) => {
-    const hex = digest(data).slice('sha256:'.length);
-    return path.join('blobs', 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex);
-  };
-  const fileOf = (data: Uint8Array) => path.join(dataDir, rel(data));
-  const strayText = () => path.join(dataDir, 'blobs', 'sha256', 'ab', 'stray.txt');
+  let store: StoreProbe;
+  // What the damage test plants where blobs go: not a blob at all, and a blob's bytes with no row.
+  let strayText = '';
+  let strayBlobName = '';
   const strayBlob = randomData(321); // a file with a valid blob name and no row
 
   const fsck = async (query = ''): Promise<FsckReport> => {
@@ -75,27 +73,18 @@ describe('fsck', () => {
     assert.equal(res.status, 201, `upload → ${res.status} ${await res.clone().text()}`);
     assert.equal(((await res.json()) as { digest: string }).digest, digest(data));
   };
-  const quarantineFiles = async (): Promise<Buffer[]> => {
-    const dir = path.join(dataDir, 'quarantine');
-    if (!(await exists(dir))) return [];
-    const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-    return Promise.all(entries.filter((e) => e.isFile()).map((e) => readFile(path.join(e.parentPath, e.name))));
-  };
-  /** Writes to a read-only (0400) blob file and puts the mode back. */
-  const tamper = async (file: string, change: (f: string) => Promise<void>) => {
-    await chmod(file, 0o600);
-    await change(file);
-    await chmod(file, 0o400);
-  };
+  const quarantineFiles = () => store.quarantined();
 
   const running = () => d.proc.exitCode === null && d.proc.signalCode === null;
 
   before(async () => {
     d = await startDaemon({ args });
     dataDir = d.dataDir;
+    store = probeStore(d);
     for (const data of Object.values(blobs)) await upload(data);
   });
   after(async () => {
+    store.close();
     if (running()) await d.stop();
     await removeDir(path.dirname(dataDir));
   });
@@ -113,21 +102,19 @@ describe('fsck', () => {
   });
 
   test('a flipped byte, a wrong size, a deleted file and stray files are each reported', async () => {
-    await tamper(fileOf(blobs.a), (f) => writeFile(f, damaged));
-    await tamper(fileOf(blobs.e), (f) => appendFile(f, 'x'));
-    await rm(fileOf(blobs.b));
-    await mkdir(path.dirname(strayText()), { recursive: true });
-    await writeFile(strayText(), 'not a blob\n');
-    await mkdir(path.dirname(fileOf(strayBlob)), { recursive: true });
-    await writeFile(fileOf(strayBlob), strayBlob, { mode: 0o444 });
+    await store.overwrite(digest(blobs.a), damaged);
+    await store.overwrite(digest(blobs.e), Buffer.concat([blobs.e, Buffer.from('x')]));
+    await store.remove(digest(blobs.b));
+    strayText = await store.plantStray();
+    strayBlobName = await store.plantOrphan(strayBlob);
 
     const report = await fsck();
     assert.deepEqual(sorted(report.corrupt), sorted([digest(blobs.a), digest(blobs.e)]), 'corrupt');
     assert.deepEqual(report.missing, [digest(blobs.b)], 'missing');
-    assert.deepEqual(sorted(report.orphans), sorted([path.join('blobs', 'sha256', 'ab', 'stray.txt'), rel(strayBlob)]), 'orphans');
+    assert.deepEqual(sorted(report.orphans), sorted([strayText, strayBlobName]), 'orphans');
     assert.deepEqual(report.quarantined, [], 'a check without repair moves nothing');
-    assert.ok((await readFile(fileOf(blobs.a))).equals(damaged), 'a plain check changes nothing');
-    assert.equal(await exists(strayText()), true);
+    assert.ok((await store.read(digest(blobs.a)))?.equals(damaged), 'a plain check changes nothing');
+    assert.equal(await store.hasPlanted(strayText), true);
   });
 
   test('?repair=true moves corrupt files to quarantine/, deletes nothing; the blob then reads as 404', async () => {
@@ -135,13 +122,13 @@ describe('fsck', () => {
     assert.deepEqual(sorted(report.corrupt), sorted([digest(blobs.a), digest(blobs.e)]));
     // B's file is missing: its row is marked too, so it reads as absent until its bytes come again.
     assert.deepEqual(sorted(report.quarantined), sorted([digest(blobs.a), digest(blobs.b), digest(blobs.e)]));
-    assert.equal(await exists(fileOf(blobs.a)), false, 'moved away from blobs/');
-    assert.equal(await exists(fileOf(blobs.e)), false);
+    assert.equal(await store.exists(digest(blobs.a)), false, 'moved away from blobs/');
+    assert.equal(await store.exists(digest(blobs.e)), false);
     const kept = await quarantineFiles();
     assert.ok(kept.some((b) => b.equals(damaged)), 'the damaged bytes of A are in quarantine/');
     assert.ok(kept.some((b) => b.length === blobs.e.length + 1 && b.subarray(0, blobs.e.length).equals(blobs.e)), 'and those of E');
-    assert.equal(await exists(strayText()), true, 'stray files are untouched');
-    assert.ok((await readFile(fileOf(strayBlob))).equals(strayBlob));
+    assert.equal(await store.hasPlanted(strayText), true, 'stray files are untouched');
+    assert.ok((await store.readPlanted(strayBlobName))?.equals(strayBlob));
 
     for (const data of [blobs.a, blobs.e]) {
       const res = await d.api(`/api/blobs/${digest(data)}`);
@@ -166,7 +153,8 @@ describe('fsck', () => {
       assert.equal(res.status, 200);
       assert.equal(res.headers.get('etag'), `"${digest(data)}"`);
       assert.ok(Buffer.from(await res.arrayBuffer()).equals(data));
-      assert.equal(sha256sum(fileOf(data)), digest(data), 'the file on disk is whole again');
+      const stored = await store.read(digest(data));
+      assert.equal(stored && sha256(stored), digest(data), 'the file on disk is whole again');
     }
     const report = await fsck();
     for (const list of [report.corrupt, report.missing, report.quarantined]) {
@@ -175,7 +163,8 @@ describe('fsck', () => {
     assert.ok((await quarantineFiles()).some((b) => b.equals(damaged)), 'healing does not delete the quarantined copy');
   });
 
-  test('blobd fsck --data: offline report, exit 1 while problems remain, 0 when clean; --repair offline', async () => {
+  // Offline fsck reads blob files itself; a data directory whose blobs are in S3 sends it to the daemon.
+  test('blobd fsck --data: offline report, exit 1 while problems remain, 0 when clean; --repair offline', onFsOnly('offline fsck reads the blob files'), async () => {
     assert.equal(await d.stop(), 0);
 
     const dirty = await cli(['fsck', '--data', dataDir]);
@@ -184,11 +173,11 @@ describe('fsck', () => {
     assert.deepEqual(report.corrupt, []);
     assert.deepEqual(report.missing, []);
     assert.deepEqual(report.quarantined, [digest(blobs.b)]);
-    assert.deepEqual(sorted(report.orphans), sorted([path.join('blobs', 'sha256', 'ab', 'stray.txt'), rel(strayBlob)]));
+    assert.deepEqual(sorted(report.orphans), sorted([strayText, strayBlobName]));
 
     // Take the strays away: clean (B stays marked, unchecked, until its bytes are uploaded again).
-    await rm(strayText());
-    await rm(fileOf(strayBlob));
+    await store.removePlanted(strayText);
+    await store.removePlanted(strayBlobName);
     const clean = await cli(['fsck', '--data', dataDir]);
     assert.equal(clean.code, 0, `exit code; stdout: ${clean.stdout} stderr: ${clean.stderr}`);
     const cleanReport = parseReport(clean.stdout);
@@ -198,12 +187,12 @@ describe('fsck', () => {
     // Offline repair quarantines too.
     const damagedC = Buffer.from(blobs.c);
     damagedC[0] = damagedC[0]! ^ 0x01;
-    await tamper(fileOf(blobs.c), (f) => writeFile(f, damagedC));
+    await store.overwrite(digest(blobs.c), damagedC);
     const repair = await cli(['fsck', '--data', dataDir, '--repair']);
     const repaired = parseReport(repair.stdout);
     assert.deepEqual(repaired.corrupt, [digest(blobs.c)], repair.stderr);
     assert.deepEqual(sorted(repaired.quarantined), sorted([digest(blobs.b), digest(blobs.c)]));
-    assert.equal(await exists(fileOf(blobs.c)), false);
+    assert.equal(await store.exists(digest(blobs.c)), false);
     assert.ok((await quarantineFiles()).some((b) => b.equals(damagedC)));
     const afterRepair = await cli(['fsck', '--data', dataDir]);
     assert.equal(afterRepair.code, 0, `after repair nothing is corrupt, missing or orphaned: ${afterRepair.stdout}`);
@@ -214,7 +203,7 @@ describe('fsck', () => {
     await res.arrayBuffer();
   });
 
-  test('blobd fsck --data on a directory a daemon is using: exit 1, one line on stderr', async () => {
+  test('blobd fsck --data on a directory a daemon is using: exit 1, one line on stderr', onFsOnly('offline fsck reads the blob files'), async () => {
     if (!running()) d = await startDaemon({ dataDir, args });
     const busy = await cli(['fsck', '--data', dataDir]);
     assert.equal(busy.code, 1);
@@ -226,6 +215,8 @@ describe('fsck', () => {
 
   test('blobd fsck without --data asks the running daemon', async () => {
     if (!running()) d = await startDaemon({ dataDir, args });
+    // The offline test takes the strays away; where it does not run (S3), they go here.
+    for (const name of [strayText, strayBlobName]) if (await store.hasPlanted(name)) await store.removePlanted(name);
     const online = await cli(['fsck', '--url', d.url, '--token', d.token]);
     assert.equal(online.code, 0, `stdout: ${online.stdout} stderr: ${online.stderr}`);
     const report = parseReport(online.stdout);
@@ -236,6 +227,7 @@ describe('fsck', () => {
 
 describe('damage that must neither stick nor lead outside the data directory (G6)', () => {
   let d: Daemon;
+  let store: StoreProbe;
   let outside: string;
   const fileOf = (digest: string) => {
     const hex = digest.slice('sha256:'.length);
@@ -259,10 +251,12 @@ describe('damage that must neither stick nor lead outside the data directory (G6
 
   before(async () => {
     d = await startDaemon({ args: ['--gc-grace', '0s', '--gc-interval', '0s'] });
+    store = probeStore(d);
     outside = path.join(path.dirname(d.dataDir), 'outside');
     await mkdir(outside);
   });
   after(async () => {
+    store.close();
     await d.stop();
     await removeDir(path.dirname(d.dataDir));
   });
@@ -271,11 +265,10 @@ describe('damage that must neither stick nor lead outside the data directory (G6
     await d.api('/api/buckets/heal', { method: 'PUT' });
     const cases = [randomData(3000), randomData(3001), randomData(3002), randomData(3003)];
     const digests = await Promise.all(cases.map(upload));
-    await rm(fileOf(digests[0]!));
-    await rm(fileOf(digests[1]!));
-    await chmod(fileOf(digests[2]!), 0o644);
-    await writeFile(fileOf(digests[2]!), 'short');
-    await rm(fileOf(digests[3]!));
+    await store.remove(digests[0]!);
+    await store.remove(digests[1]!);
+    await store.overwrite(digests[2]!, Buffer.from('short'));
+    await store.remove(digests[3]!);
     // One-shot POST, an object PUT, PUT by digest, and an upload session's complete.
     assert.equal((await d.api('/api/blobs', { method: 'POST', body: cases[0] })).status, 201);
     assert.equal((await d.api('/api/buckets/heal/objects/k', { method: 'PUT', body: cases[1] })).status, 201);
@@ -291,7 +284,7 @@ describe('damage that must neither stick nor lead outside the data directory (G6
   test('repair marks a row whose file is missing; the next upload heals it', async () => {
     const data = randomData(4000);
     const digest = await upload(data);
-    await rm(fileOf(digest));
+    await store.remove(digest);
     const repaired = await fsck('?repair=true');
     assert.deepEqual(repaired.missing, [digest]);
     assert.ok(repaired.quarantined.includes(digest));
@@ -303,7 +296,7 @@ describe('damage that must neither stick nor lead outside the data directory (G6
     assert.ok(!(await fsck()).quarantined.includes(digest), 'healed');
   });
 
-  test('symlinks and directories under blobs/ are reported, never followed: GC deletes nothing outside', async () => {
+  test('symlinks and directories under blobs/ are reported, never followed: GC deletes nothing outside', onFsOnly('symlinks in the data directory'), async () => {
     // A shard directory that is a symlink to a directory outside, holding a blob-named old file.
     const hex = `abcd${'0'.repeat(60)}`;
     await mkdir(path.join(outside, 'shard', 'cd'), { recursive: true });

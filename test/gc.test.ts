@@ -3,7 +3,6 @@
 // sessions, stray files, the timer), GC racing concurrent uploads of the digest it is collecting (G4: a burst
 // of 100 per round, and references that come and go), and disk accounting (/api/admin/stats).
 import assert from 'node:assert/strict';
-import { mkdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { as, createToken, openRequest, type TokenJson } from './helpers/access.ts';
@@ -11,6 +10,7 @@ import { randomData, sha256 } from './helpers/bytes.ts';
 import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
 import { errorCode } from './helpers/http.ts';
 import { append, complete, initiate, status } from './helpers/sessions.ts';
+import { probeStore, type StoreProbe } from './helpers/store-probe.ts';
 import { waitFor } from './helpers/wait.ts';
 import type { Fsck } from './helpers/workload.ts';
 
@@ -63,12 +63,16 @@ async function fsck(d: Daemon): Promise<FsckReport> {
   return (await res.json()) as FsckReport;
 }
 
-function blobFile(d: Daemon, digest: string): string {
-  const hex = digest.slice('sha256:'.length);
-  return path.join(d.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex);
+// One probe per daemon: it remembers where each blob's bytes were, to check they went after the row did.
+const probes = new WeakMap<Daemon, StoreProbe>();
+function storeOf(d: Daemon): StoreProbe {
+  let probe = probes.get(d);
+  if (!probe) probes.set(d, (probe = probeStore(d)));
+  return probe;
 }
 
-const exists = (file: string) => stat(file).then(() => true, () => false);
+/** Whether the blob's bytes are stored (its file, on the local store). */
+const blobExists = (d: Daemon, digest: string) => storeOf(d).exists(digest);
 
 /** POST /api/blobs as `token` (admin when omitted); asserts the 201 and returns the digest. */
 async function pin(d: Daemon, data: Uint8Array<ArrayBuffer>, token?: string, query = ''): Promise<string> {
@@ -214,7 +218,7 @@ describe('lifecycle', { concurrency: true }, () => {
       assert.ok(report.digests.includes(aloneDigest), `unpinned blob collected: ${JSON.stringify(report)}`);
       assert.ok(!report.digests.includes(sharedDigest), 'a blob B still pins is kept');
       assert.equal((await readBlob(d, aloneDigest)).status, 404);
-      assert.equal(await exists(blobFile(d, aloneDigest)), false);
+      assert.equal(await blobExists(d, aloneDigest), false);
       const kept = await readBlob(d, sharedDigest);
       assert.equal(kept.status, 200);
       assert.ok(kept.bytes.equals(shared));
@@ -240,7 +244,7 @@ describe('lifecycle', { concurrency: true }, () => {
       const gone = await d.api(`/api/blobs/${xd}`);
       assert.equal(gone.status, 404);
       assert.equal(await errorCode(gone), 'blob_not_found');
-      assert.equal(await exists(blobFile(d, xd)), false, 'the file is gone');
+      assert.equal(await blobExists(d, xd), false, 'the file is gone');
       const onlyX = await d.api('/api/buckets/force/objects/only-x');
       assert.equal(onlyX.status, 404);
       assert.equal(await errorCode(onlyX), 'object_not_found');
@@ -264,8 +268,8 @@ describe('lifecycle', { concurrency: true }, () => {
       const one = await putObject(d, 'shared/objects/one', data);
       const two = await putObject(d, 'shared/objects/two', data);
       assert.equal(one.digest, two.digest);
-      const file = blobFile(d, one.digest);
-      assert.equal((await stat(file)).size, data.length, 'one file on disk');
+      assert.equal(await storeOf(d).copies(one.digest), 1, 'one file on disk');
+      assert.equal((await storeOf(d).read(one.digest))?.length, data.length);
       assert.ok(!(await allPins(d)).some((i) => i.digest === one.digest), 'an object write does not pin');
 
       assert.equal((await d.api('/api/buckets/shared/objects/one', { method: 'DELETE' })).status, 204);
@@ -274,7 +278,7 @@ describe('lifecycle', { concurrency: true }, () => {
       const read = await readBlob(d, one.digest);
       assert.equal(read.status, 200);
       assert.ok(read.bytes.equals(data));
-      assert.equal(await exists(file), true);
+      assert.equal(await blobExists(d, one.digest), true);
       assert.ok((await (await d.api('/api/buckets/shared/objects/two')).arrayBuffer()).byteLength === data.length);
 
       assert.equal((await d.api('/api/buckets/shared/objects/two', { method: 'DELETE' })).status, 204);
@@ -283,7 +287,7 @@ describe('lifecycle', { concurrency: true }, () => {
       assert.ok(second.blobs_removed >= 1);
       assert.ok(second.bytes_freed >= data.length);
       assert.equal((await readBlob(d, one.digest)).status, 404);
-      assert.equal(await exists(file), false);
+      assert.equal(await blobExists(d, one.digest), false);
     });
 
     test('dry run lists what a pass would remove and removes nothing; the real pass removes exactly those', async () => {
@@ -295,7 +299,7 @@ describe('lifecycle', { concurrency: true }, () => {
       assert.ok(dry.digests.includes(digest), `garbage listed: ${JSON.stringify(dry)}`);
       assert.equal(dry.blobs_removed, dry.digests.length);
       assert.ok(dry.bytes_freed >= data.length);
-      assert.equal(await exists(blobFile(d, digest)), true, 'the file is still there');
+      assert.equal(await blobExists(d, digest), true, 'the file is still there');
       assert.equal((await readBlob(d, digest)).status, 404, 'garbage reads as absent before it is removed');
       const dryAgain = await gc(d, 'dry_run=true');
       assert.deepEqual([...dryAgain.digests].sort(), [...dry.digests].sort(), 'a dry run changes nothing');
@@ -305,7 +309,7 @@ describe('lifecycle', { concurrency: true }, () => {
       assert.deepEqual([...real.digests].sort(), [...dry.digests].sort());
       assert.equal(real.blobs_removed, dry.blobs_removed);
       assert.equal(real.bytes_freed, dry.bytes_freed);
-      assert.equal(await exists(blobFile(d, digest)), false);
+      assert.equal(await blobExists(d, digest), false);
       assert.equal((await readBlob(d, digest)).status, 404);
     });
 
@@ -322,7 +326,7 @@ describe('lifecycle', { concurrency: true }, () => {
       const dry = await gc(d, 'dry_run=true');
       assert.ok(dry.objects_expired >= 1, JSON.stringify(dry));
       assert.ok(dry.digests.includes(obj.digest), `the expired object's blob would go: ${JSON.stringify(dry)}`);
-      assert.equal(await exists(blobFile(d, obj.digest)), true);
+      assert.equal(await blobExists(d, obj.digest), true);
       const real = await gc(d);
       assert.ok(real.objects_expired >= 1, 'the dry run expired nothing');
       assert.deepEqual([...real.digests].sort(), [...dry.digests].sort());
@@ -348,7 +352,7 @@ describe('lifecycle', { concurrency: true }, () => {
       assert.equal(gone.status, 404);
       assert.equal(await errorCode(gone), 'object_not_found');
       assert.ok(report.digests.includes(oldObj.digest), 'its blob, now unused, went in the same pass');
-      assert.equal(await exists(blobFile(d, oldObj.digest)), false);
+      assert.equal(await blobExists(d, oldObj.digest), false);
       const kept = await d.api('/api/buckets/exp/objects/fresh');
       assert.equal(kept.status, 200);
       assert.ok(Buffer.from(await kept.arrayBuffer()).equals(fresh));
@@ -356,25 +360,21 @@ describe('lifecycle', { concurrency: true }, () => {
 
     test('GC also removes a blob file that has no row (a crash between rename and commit)', async () => {
       const data = randomData(123);
-      const file = blobFile(d, sha256(data));
-      await mkdir(path.dirname(file), { recursive: true });
-      await writeFile(file, data, { mode: 0o444 });
-      assert.deepEqual((await fsck(d)).orphans, [path.relative(d.dataDir, file)]);
+      const orphan = await storeOf(d).plantOrphan(data);
+      assert.deepEqual((await fsck(d)).orphans, [orphan]);
       await gc(d);
-      assert.equal(await exists(file), false);
+      assert.equal(await storeOf(d).hasPlanted(orphan), false);
       assert.deepEqual((await fsck(d)).orphans, []);
     });
 
     test('a dry run counts the blob files a pass would remove without a row, and removes none', async () => {
       const data = randomData(124);
-      const file = blobFile(d, sha256(data));
-      await mkdir(path.dirname(file), { recursive: true });
-      await writeFile(file, data, { mode: 0o444 });
+      const orphan = await storeOf(d).plantOrphan(data);
       const dry = await gc(d, 'dry_run=true');
       assert.equal(dry.stray_files_removed, 1);
-      assert.equal(await exists(file), true);
+      assert.equal(await storeOf(d).hasPlanted(orphan), true);
       assert.equal((await gc(d)).stray_files_removed, 1);
-      assert.equal(await exists(file), false);
+      assert.equal(await storeOf(d).hasPlanted(orphan), false);
     });
 
     test('admin routes are admin-only', async () => {
@@ -468,7 +468,7 @@ describe('lifecycle', { concurrency: true }, () => {
           const back = await readBlob(d, digest);
           assert.equal(back.status, 200, `round ${round} ${when}: GET ${digest}`);
           assert.ok(back.bytes.equals(data), `round ${round} ${when}: the exact bytes`);
-          assert.equal(await exists(blobFile(d, digest)), true, `round ${round} ${when}: the file`);
+          assert.equal(await blobExists(d, digest), true, `round ${round} ${when}: the file`);
           if (when === 'after the race') assert.ok(!(await gc(d)).digests.includes(digest), 'a live blob is not collected');
         }
         const check = await fsck(d);
@@ -481,7 +481,7 @@ describe('lifecycle', { concurrency: true }, () => {
         }
         assert.ok((await gc(d)).digests.includes(digest), `round ${round}: unreferenced at last, collected`);
         assert.equal((await readBlob(d, digest)).status, 404);
-        assert.equal(await exists(blobFile(d, digest)), false);
+        assert.equal(await blobExists(d, digest), false);
       }
       t.diagnostic(`GC removed the digest while uploads of it were in flight in ${roundsWhereGcTookIt} of ${ROUNDS} rounds`);
     });
@@ -557,7 +557,7 @@ describe('lifecycle', { concurrency: true }, () => {
       // Nothing references it now: it goes, file and all.
       await gc(d);
       assert.equal((await readBlob(d, digest)).status, 404);
-      assert.equal(await exists(blobFile(d, digest)), false);
+      assert.equal(await blobExists(d, digest), false);
     });
   });
 
@@ -591,14 +591,14 @@ describe('lifecycle', { concurrency: true }, () => {
       const gone = await d.api(`/api/blobs/${tempDigest}`);
       assert.equal(gone.status, 404);
       assert.equal(await errorCode(gone), 'blob_not_found');
-      assert.equal(await exists(blobFile(d, tempDigest)), false, 'the file is gone');
+      assert.equal(await blobExists(d, tempDigest), false, 'the file is gone');
       assert.ok(!(await allPins(d)).some((i) => i.digest === tempDigest), 'the pin is gone from the list');
 
       assert.ok(!removed.has(permDigest));
       const kept = await readBlob(d, permDigest);
       assert.equal(kept.status, 200);
       assert.ok(kept.bytes.equals(perm));
-      assert.equal(await exists(blobFile(d, permDigest)), true);
+      assert.equal(await blobExists(d, permDigest), true);
     });
 
     test('an expired pin is neither listed nor counted by stats, even before GC collects it', async () => {
@@ -620,7 +620,7 @@ describe('lifecycle', { concurrency: true }, () => {
       await waitFor(async () => (dry = await gc(d, 'dry_run=true')).pins_expired >= 1, 'the temporary pin to expire', 15_000);
       assert.ok(dry);
       assert.ok(dry.digests.includes(digest), `a pass would remove its blob: ${JSON.stringify(dry)}`);
-      assert.equal(await exists(blobFile(d, digest)), true);
+      assert.equal(await blobExists(d, digest), true);
       const real = await gc(d);
       assert.ok(real.pins_expired >= 1, 'the dry run dropped no pin');
       assert.ok(real.digests.includes(digest));
@@ -629,11 +629,11 @@ describe('lifecycle', { concurrency: true }, () => {
     test('an idle session expires and GC frees its bytes', async () => {
       const s = await initiate(d);
       assert.equal((await append(d, s, randomData(1000))).status, 203);
-      const file = path.join(d.dataDir, 'uploads', s.id);
-      assert.equal(await exists(file), true);
+      const sessionBytes = () => storeOf(d).sessionStored(s.id);
+      assert.notEqual(await sessionBytes(), null);
       await waitFor(async () => {
         await gc(d);
-        return (await status(d, s)).status === 404 && !(await exists(file));
+        return (await status(d, s)).status === 404 && (await sessionBytes()) === null;
       }, 'the session to expire and its bytes to go', 15_000);
     });
   });
@@ -653,10 +653,10 @@ describe('lifecycle', { concurrency: true }, () => {
       assert.ok(!early.digests.includes(digest), `younger than the grace: kept (${JSON.stringify(early)})`);
       // Gone for readers at once (nothing live references it); its bytes stay until a pass after the grace.
       assert.equal((await readBlob(d, digest)).status, 404);
-      assert.equal(await exists(blobFile(d, digest)), true);
+      assert.equal(await blobExists(d, digest), true);
       await waitFor(async () => (await gc(d)).digests.includes(digest), 'a GC pass after the grace to remove it', 15_000);
       assert.equal((await readBlob(d, digest)).status, 404);
-      assert.equal(await exists(blobFile(d, digest)), false);
+      assert.equal(await blobExists(d, digest), false);
     });
   });
 
@@ -673,7 +673,7 @@ describe('lifecycle', { concurrency: true }, () => {
       const keptDigest = await pin(d, kept);
       const droppedDigest = await pin(d, dropped);
       assert.equal((await dropPin(d, droppedDigest)).status, 204);
-      await waitFor(async () => !(await exists(blobFile(d, droppedDigest))), 'the timer\'s pass to remove it', 15_000);
+      await waitFor(async () => !(await blobExists(d, droppedDigest)), 'the timer\'s pass to remove it', 15_000);
       assert.equal((await readBlob(d, droppedDigest)).status, 404);
       const read = await readBlob(d, keptDigest);
       assert.equal(read.status, 200);

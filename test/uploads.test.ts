@@ -2,21 +2,44 @@
 // disconnects, limits, destroy and expiry, reservations, and that idle sessions hold no resources.
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
-import { appendFile, readdir, readFile, stat, statfs, writeFile } from 'node:fs/promises';
+import { readdir, stat, statfs } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { randomData, sha256 } from './helpers/bytes.ts';
-import { makeTempDir, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { onFsOnly, removeDir, startDaemon, TEST_PART_SIZE, type Daemon } from './helpers/daemon.ts';
 import { privateDisk } from './helpers/disk.ts';
 import { errorCode } from './helpers/http.ts';
 import { append, complete, heldBody, initiate, requestWithExpect, status, type Session } from './helpers/sessions.ts';
+import { probeStore } from './helpers/store-probe.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const MiB = 1024 * 1024;
 
-async function uploadFileSize(d: Daemon, s: Session): Promise<number> {
-  return (await stat(path.join(d.dataDir, 'uploads', s.id))).size;
+/**
+ * Bytes of an append reach an object store a whole part at a time, so tests that wait for some to arrive
+ * mid-append scale their sizes with the part size on S3 (the numbers are the original ones on fs).
+ */
+const unitOf = (d: Daemon, fsBytes: number) => (d.store === 's3' ? TEST_PART_SIZE : fsBytes);
+
+/** The session's stored bytes a completion can use (the session file's size on the local store). */
+async function uploadFileSize(d: Daemon, s: Session): Promise<number | null> {
+  const store = probeStore(d);
+  try {
+    return await store.sessionKept(s.id);
+  } finally {
+    store.close();
+  }
+}
+
+/** Every byte stored for the session, unacknowledged ones included; null: nothing. */
+async function sessionStored(d: Daemon, s: Session): Promise<number | null> {
+  const store = probeStore(d);
+  try {
+    return await store.sessionStored(s.id);
+  } finally {
+    store.close();
+  }
 }
 
 async function download(d: Daemon, digest: string): Promise<Buffer> {
@@ -67,7 +90,7 @@ describe('upload sessions', () => {
       deduplicated: false,
     });
     assert.ok((await download(d, sha256(data))).equals(data));
-    await assert.rejects(stat(path.join(d.dataDir, 'uploads', s.id)), { code: 'ENOENT' }, 'the session file became the blob');
+    assert.equal(await sessionStored(d, s), null, 'the session file became the blob');
 
     // A lost response can be retried: the same 201 body, and the session now says completed.
     const again = await complete(d, s);
@@ -115,7 +138,7 @@ describe('upload sessions', () => {
     assert.equal(res.status, 409);
     assert.equal(res.headers.get('upload-offset'), '3');
     assert.equal(await errorCode(res), 'offset_mismatch');
-    assert.equal(await uploadFileSize(d, s), 3);
+    assert.equal(await sessionStored(d, s), 3);
     // A client that asks first is refused before it sends the body.
     const asked = await requestWithExpect(`${d.url}/api/blobs/uploads/${s.id}/append`, 'POST', { 'upload-token': s.token, 'upload-offset': '0' }, randomData(MiB));
     assert.deepEqual([asked.status, asked.continued], [409, false]);
@@ -125,37 +148,40 @@ describe('upload sessions', () => {
   });
 
   test('two concurrent appends: one is locked out, the bytes come out right', async () => {
-    const data = randomData(2 * MiB);
+    const unit = unitOf(d, 512 * 1024);
+    const data = randomData(4 * unit);
     const s = await initiate(d);
-    const held = heldBody(data.subarray(0, MiB), 512 * 1024);
+    const held = heldBody(data.subarray(0, 2 * unit), unit);
     const first = append(d, s, held.stream);
-    await waitFor(async () => (await uploadFileSize(d, s)) >= 256 * 1024, 'the first append to reach the disk');
-    const second = await append(d, s, data.subarray(MiB));
+    await waitFor(async () => ((await sessionStored(d, s)) ?? 0) >= unit / 2, 'the first append to reach the disk', 30_000);
+    // Refused before its body is read: kept small (1 MiB), or the refusal cuts the connection under the body.
+    const second = await append(d, s, data.subarray(2 * unit, 2 * unit + Math.min(2 * unit, MiB)));
     assert.equal(second.status, 409);
     assert.equal(await errorCode(second), 'upload_locked');
     held.release();
     const r1 = await first;
     assert.equal(r1.status, 203);
-    assert.equal(r1.headers.get('upload-offset'), String(MiB));
-    assert.equal((await append(d, s, data.subarray(MiB))).status, 203);
+    assert.equal(r1.headers.get('upload-offset'), String(2 * unit));
+    assert.equal((await append(d, s, data.subarray(2 * unit))).status, 203);
     const done = await complete(d, s);
     assert.equal(((await done.json()) as { digest: string }).digest, sha256(data));
   });
 
   test('a client that disconnects mid-append keeps what arrived and resumes from status', async () => {
-    const data = randomData(3 * MiB);
+    const unit = unitOf(d, MiB);
+    const data = randomData(3 * unit);
     const s = await initiate(d);
     const controller = new AbortController();
-    const held = heldBody(data, MiB);
+    const held = heldBody(data, unit);
     const pending = append(d, s, held.stream, {}, { signal: controller.signal }).catch((e: Error) => e);
-    await waitFor(async () => (await uploadFileSize(d, s)) >= MiB, 'the first MiB to reach the disk');
+    await waitFor(async () => ((await sessionStored(d, s)) ?? 0) >= unit, 'the first MiB to reach the disk', 30_000);
     controller.abort();
     assert.ok((await pending) instanceof Error);
     const kept = await waitFor(async () => {
       const st = await status(d, s);
       return st.offset > 0 ? st.offset : 0;
     }, 'the kept bytes to be acknowledged');
-    assert.equal(kept, MiB);
+    assert.equal(kept, unit);
     assert.equal((await append(d, s, data.subarray(kept), { 'upload-offset': String(kept) })).status, 203);
     const done = await complete(d, s, `digest=${sha256(data)}`);
     assert.equal(done.status, 201);
@@ -181,7 +207,7 @@ describe('upload sessions', () => {
     if (streamed instanceof Response) assert.equal(streamed.status, 413);
     const st = await waitFor(async () => ((await status(d, s)).status === 204 ? status(d, s) : null), 'the session');
     assert.equal(st!.offset, 60);
-    assert.equal(await uploadFileSize(d, s), 60);
+    assert.equal(await sessionStored(d, s), 60);
     // Max blob size at initiate and while appending to an undeclared session.
     const tooBig = await d.api(`/api/blobs/uploads?size=${65 * MiB}`, { method: 'POST' });
     assert.equal(tooBig.status, 413);
@@ -190,7 +216,8 @@ describe('upload sessions', () => {
     // not wait may see the connection closed under its body instead (nothing is kept either way).
     const early = await requestWithExpect(`${d.url}/api/blobs/uploads/${open.id}/append`, 'POST', { 'upload-token': open.token }, randomData(65 * MiB));
     assert.deepEqual([early.status, early.continued], [413, false]);
-    assert.equal(await uploadFileSize(d, open), 0);
+    // An empty session is an empty file on the local store, and nothing at all in an object store.
+    assert.equal(await sessionStored(d, open), d.store === 's3' ? null : 0);
   });
 
   test('a complete whose final body is cut short keeps the bytes and leaves the session open', async () => {
@@ -263,10 +290,10 @@ describe('upload sessions', () => {
     await append(d, s, data);
     const res = await complete(d, s);
     assert.equal(((await res.json()) as { deduplicated: boolean }).deduplicated, true);
-    const hex = sha256(data).slice(7);
-    const files = (await readdir(path.join(d.dataDir, 'blobs', 'sha256'), { recursive: true })).map(String);
-    assert.equal(files.filter((f) => f.endsWith(hex)).length, 1);
-    await assert.rejects(stat(path.join(d.dataDir, 'uploads', s.id)), { code: 'ENOENT' }, 'the session bytes are gone');
+    const store = probeStore(d);
+    assert.equal(await store.copies(sha256(data)), 1);
+    store.close();
+    assert.equal(await sessionStored(d, s), null, 'the session bytes are gone');
   });
 
   test('digest= at initiate: a known blob completes at once with no bytes sent', async () => {
@@ -288,14 +315,13 @@ describe('upload sessions', () => {
     for (const how of ['post', 'delete'] as const) {
       const s = await initiate(d);
       await append(d, s, randomData(1000));
-      const file = path.join(d.dataDir, 'uploads', s.id);
-      await stat(file);
+      assert.equal(await sessionStored(d, s), 1000);
       const res =
         how === 'post'
           ? await d.api(`/api/blobs/uploads/${s.id}/destroy`, { method: 'POST', auth: false, headers: { 'upload-token': s.token } })
           : await d.api(`/api/blobs/uploads/${s.id}`, { method: 'DELETE', auth: false, headers: { 'upload-token': s.token } });
       assert.equal(res.status, 204);
-      await assert.rejects(stat(file), { code: 'ENOENT' });
+      assert.equal(await sessionStored(d, s), null);
       assert.equal((await status(d, s)).status, 404);
     }
   });
@@ -352,11 +378,12 @@ describe('upload sessions', () => {
 describe('upload sessions across crashes (G3)', () => {
   test('kill -9 between appends and during a slow append; resume after restart', async () => {
     let d = await startDaemon();
+    const unit = unitOf(d, MiB);
     try {
-      const data = randomData(6 * MiB);
+      const data = randomData(6 * unit);
       const s = await initiate(d, `size=${data.length}`);
       let acknowledged = 0;
-      for (const n of [MiB, 1]) {
+      for (const n of [unit, 1]) {
         const r = await append(d, s, data.subarray(acknowledged, acknowledged + n));
         acknowledged = Number(r.headers.get('upload-offset'));
       }
@@ -365,9 +392,9 @@ describe('upload sessions across crashes (G3)', () => {
       assert.equal((await status(d, s)).offset, acknowledged);
 
       // Now a slow append: half of it reaches the disk, then the daemon dies under it.
-      const held = heldBody(data.subarray(acknowledged, acknowledged + 3 * MiB), 2 * MiB);
+      const held = heldBody(data.subarray(acknowledged, acknowledged + 3 * unit), 2 * unit);
       const pending = append(d, s, held.stream).catch((e: Error) => e);
-      await waitFor(async () => (await uploadFileSize(d, s)) >= acknowledged + MiB, 'bytes of the slow append on disk');
+      await waitFor(async () => ((await sessionStored(d, s)) ?? 0) >= acknowledged + unit, 'bytes of the slow append on disk', 30_000);
       await d.kill9();
       held.release();
       await pending;
@@ -393,13 +420,14 @@ describe('upload sessions across crashes (G3)', () => {
       const s = await initiate(d);
       await append(d, s, 'acknowledged');
       await d.stop();
-      await appendFile(path.join(d.dataDir, 'uploads', s.id), 'garbage that was never acknowledged');
-      const stray = path.join(d.dataDir, 'uploads', '01a2b3c4-0000-7000-8000-00000000beef');
-      await writeFile(stray, 'no row');
+      const store = probeStore(d);
+      await store.growSession(s.id, Buffer.from('garbage that was never acknowledged'));
+      const stray = await store.plantStraySession();
       d = await startDaemon({ dataDir: d.dataDir });
       assert.equal((await status(d, s)).offset, 12);
-      assert.equal(await readFile(path.join(d.dataDir, 'uploads', s.id), 'utf8'), 'acknowledged');
-      await assert.rejects(stat(stray), { code: 'ENOENT' });
+      assert.equal(await store.sessionStored(s.id), 12, 'only the acknowledged bytes are left (the digest below checks them)');
+      assert.equal(await store.sessionStored(stray), null, 'the stray session bytes are gone');
+      store.close();
       const done = await complete(d, s);
       assert.equal(((await done.json()) as { digest: string }).digest, sha256(Buffer.from('acknowledged')));
     } finally {
@@ -415,9 +443,9 @@ describe('upload session limits that need their own daemon', () => {
     try {
       const s = await initiate(d);
       await append(d, s, randomData(1000));
-      const file = path.join(d.dataDir, 'uploads', s.id);
+      assert.equal(await sessionStored(d, s), 1000);
       await waitFor(async () => (await status(d, s)).status === 404, 'the session to expire');
-      await waitFor(async () => stat(file).then(() => false, () => true), 'the bytes to be freed');
+      await waitFor(async () => (await sessionStored(d, s)) === null, 'the bytes to be freed');
     } finally {
       await d.stop();
       await removeDir(path.dirname(d.dataDir));
@@ -453,7 +481,7 @@ describe('upload session limits that need their own daemon', () => {
       assert.equal(failed.status, 500);
       other.exec('ROLLBACK');
       assert.equal((await status(d, s)).offset, 10);
-      assert.equal(await uploadFileSize(d, s), 10, 'the unrecorded bytes were cut');
+      assert.equal(await sessionStored(d, s), 10, 'the unrecorded bytes were cut');
       await append(d, s, 'C'.repeat(10), { 'upload-offset': '10' });
       const done = (await (await complete(d, s)).json()) as { digest: string };
       const expected = sha256(Buffer.from('A'.repeat(10) + 'C'.repeat(10)));
@@ -466,7 +494,8 @@ describe('upload session limits that need their own daemon', () => {
     }
   });
 
-  test('disk reservations: concurrent initiates cannot promise the same bytes; appends respect others', async () => {
+  // The three tests below are about the local disk that holds session files; an object store has no such budget.
+  test('disk reservations: concurrent initiates cannot promise the same bytes; appends respect others', onFsOnly('session bytes on the local disk'), async () => {
     // Leave about 600 MiB of room (one 400 MiB promise fits, two never do), on a filesystem of its own
     // where it can be had: other test files write and delete gigabytes meanwhile.
     const disk = await privateDisk(1024);
@@ -493,7 +522,7 @@ describe('upload session limits that need their own daemon', () => {
     }
   });
 
-  test('a chunked append past the disk budget is 507 and keeps nothing of that request', async () => {
+  test('a chunked append past the disk budget is 507 and keeps nothing of that request', onFsOnly('session bytes on the local disk'), async () => {
     const disk = await privateDisk(512);
     const minFree = await disk.minFreeLeaving(150 * MiB);
     const d = await startDaemon({ dataDir: disk.dataDir, args: ['--min-free', String(minFree)] });
@@ -514,7 +543,7 @@ describe('upload session limits that need their own daemon', () => {
         assert.equal(res.status, 507);
         assert.equal(await errorCode(res), 'insufficient_storage');
       }
-      await waitFor(async () => (await uploadFileSize(d, s)) === 4, 'the refused bytes to be cut');
+      await waitFor(async () => (await sessionStored(d, s)) === 4, 'the refused bytes to be cut');
       assert.equal((await status(d, s)).offset, 4);
     } finally {
       await d.stop();
@@ -549,7 +578,7 @@ describe('upload session limits that need their own daemon', () => {
     }
   });
 
-  test('a 10 GiB declared session allocates nothing up front, and reservations add up', async () => {
+  test('a 10 GiB declared session allocates nothing up front, and reservations add up', onFsOnly('a sparse session file'), async () => {
     const d = await startDaemon({ args: ['--min-free', '0', '--max-blob-size', '1TiB'] });
     try {
       const fs = await statfs(d.dataDir);

@@ -1,8 +1,8 @@
 // Looks at (and damages) a daemon's stored bytes from outside, the same way for both byte stores: blob files
 // under data/blobs/ for the local store; for the S3 store, the object a blob row's location names (read from
 // the daemon's SQLite database) in the daemon's bucket on the test RGW. Tests use it instead of poking paths.
-import { createHash, randomUUID } from 'node:crypto';
-import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { appendFile, chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import {
@@ -38,6 +38,10 @@ export interface StoreProbe {
   plantOrphan(bytes: Uint8Array): Promise<string>;
   /** Stores something that is not blob bytes at all, where blobs go: the name fsck reports. */
   plantStray(): Promise<string>;
+  /** Whether what plantOrphan/plantStray made is still there, by the name they returned. */
+  hasPlanted(name: string): Promise<boolean>;
+  /** The bytes of what plantOrphan/plantStray made, or null when it is gone. */
+  readPlanted(name: string): Promise<Buffer | null>;
   /** Removes what plantOrphan/plantStray made, by the name they returned. */
   removePlanted(name: string): Promise<void>;
   /** Every quarantined copy's bytes (fsck --repair moves them aside). */
@@ -50,10 +54,15 @@ export interface StoreProbe {
    * name are left out (by design they are overwritten by the next append, or left out at completion).
    */
   sessionKept(id: string): Promise<number | null>;
+  /** Adds bytes the daemon never acknowledged to session `id`'s stored bytes (as a crash mid-write leaves). */
+  growSession(id: string, bytes: Uint8Array): Promise<void>;
+  /** Stores session bytes that no session row owns; the made-up session id. */
+  plantStraySession(): Promise<string>;
   /** Releases the probe's clients. */
   close(): void;
 }
 
+const bare = (etag: string) => etag.replace(/^"|"$/g, '');
 const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 export function probeStore(d: Pick<Daemon, 'dataDir' | 'store' | 's3'>): StoreProbe {
@@ -109,10 +118,18 @@ function fsProbe(dataDir: string): StoreProbe {
       await writeFile(path.join(dataDir, name), 'not a blob\n');
       return name;
     },
+    hasPlanted: (name) => stat(path.join(dataDir, name)).then(() => true, () => false),
+    readPlanted: (name) => readFile(path.join(dataDir, name)).catch(() => null),
     removePlanted: (name) => rm(path.join(dataDir, name)),
     quarantined: async () => Promise.all((await filesUnder(path.join(dataDir, 'quarantine'))).map((f) => readFile(f))),
     sessionStored: (id) => size(sessionFile(id)),
     sessionKept: (id) => size(sessionFile(id)),
+    growSession: (id, bytes) => appendFile(sessionFile(id), bytes),
+    async plantStraySession() {
+      const id = '01a2b3c4-0000-7000-8000-00000000beef';
+      await writeFile(sessionFile(id), 'no row');
+      return id;
+    },
     close() {},
   };
 }
@@ -181,7 +198,12 @@ function s3Probe(dataDir: string, target: S3Target): StoreProbe {
     const out: { n: number; etag: string; size: number }[] = [];
     let marker: string | undefined;
     for (;;) {
-      const page = await client.send(new ListPartsCommand({ Bucket, Key: key, UploadId: uploadId, PartNumberMarker: marker }));
+      const page = await client.send(new ListPartsCommand({ Bucket, Key: key, UploadId: uploadId, PartNumberMarker: marker })).catch((err) => {
+        // Listed a moment ago, completed or aborted since: it holds nothing now.
+        if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return null;
+        throw err;
+      });
+      if (page === null) return out;
       for (const p of page.Parts ?? []) out.push({ n: p.PartNumber!, etag: p.ETag!, size: p.Size ?? 0 });
       if (!page.IsTruncated) return out;
       marker = page.NextPartNumberMarker;
@@ -234,7 +256,8 @@ function s3Probe(dataDir: string, target: S3Target): StoreProbe {
       any = true;
       for (const p of await parts(key, u.uploadId)) {
         // A part of the recorded upload that the cursor does not name (or names with another ETag) is dead.
-        const named = cursor?.u === u.uploadId && cursor.p.some(([n, etag, size]) => n === p.n && etag === p.etag && size === p.size);
+        // (ETags compared without their quotes: a copied part's is recorded as CopyPartResult gave it, bare.)
+        const named = cursor?.u === u.uploadId && cursor.p.some(([n, etag, size]) => n === p.n && bare(etag) === bare(p.etag) && size === p.size);
         if (!keptOnly || named || cursor?.u !== u.uploadId) total += p.size;
       }
     }
@@ -243,10 +266,10 @@ function s3Probe(dataDir: string, target: S3Target): StoreProbe {
 
   return {
     async exists(digest) {
-      const row = mustLocate(digest);
-      if ((await head(keyOf(row.location))) !== null) return true;
-      // Not where its row (or its last row) said: is a copy anywhere else?
-      return (await holders(digest, row.size)).length > 0;
+      const row = locate(digest);
+      if (row && (await head(keyOf(row.location))) !== null) return true;
+      // Not where its row (or its last row) said, or never seen: is a copy anywhere?
+      return (await holders(digest, row?.size ?? null)).length > 0;
     },
     read: async (digest) => get(keyOf(mustLocate(digest).location)),
     overwrite: async (digest, bytes) => void (await put(keyOf(mustLocate(digest).location), bytes)),
@@ -287,6 +310,8 @@ function s3Probe(dataDir: string, target: S3Target): StoreProbe {
       await put(key, Buffer.from('not a blob\n'));
       return key;
     },
+    hasPlanted: async (name) => (await head(name)) !== null,
+    readPlanted: (name) => get(name),
     removePlanted: async (name) => void (await client.send(new DeleteObjectCommand({ Bucket, Key: name }))),
     async quarantined() {
       const out: Buffer[] = [];
@@ -295,6 +320,16 @@ function s3Probe(dataDir: string, target: S3Target): StoreProbe {
     },
     sessionStored: (id) => sessionBytes(id, false),
     sessionKept: (id) => sessionBytes(id, true),
+    async growSession(id, bytes) {
+      // A tail object the session's cursor does not name: what a crash between its PUT and the row leaves.
+      const stored = (await sessionBytes(id, true)) ?? 0;
+      await put(keyOf(`uploads/${id}/${stored}-${randomBytes(8).toString('hex')}`), bytes);
+    },
+    async plantStraySession() {
+      const id = randomUUID();
+      await put(keyOf(`uploads/${id}/0-${randomBytes(8).toString('hex')}`), Buffer.from('no row'));
+      return id;
+    },
     close: () => client.destroy(),
   };
 }
