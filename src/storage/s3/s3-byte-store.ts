@@ -3,12 +3,11 @@
 // a multipart upload while hashing; sessions live in s3-uploads.ts; downloads stream GetObject bodies.
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { v7 as uuidv7 } from 'uuid';
 import { BytesNotFoundError, type AppendResult, type BlobCopy, type ByteRange, type ByteStore, type Location, type StagedBlob, type UploadCursor } from '../byte-store.ts';
 import { KeyLayout } from './keys.ts';
 import { ingest, PartBuffers, PartGatherer, PartUploader } from './part-writer.ts';
-import { checkOptions, describeFailure, endpointName, errorCode, makeClient, type S3Context, type S3StoreOptions } from './s3-client.ts';
+import { checkOptions, describeFailure, endpointName, errorCode, makeClient, makePut, type S3Context, type S3StoreOptions } from './s3-client.ts';
 import { ObjectCopy } from './s3-copy.ts';
 import { completeUpload, copyObject, deleteObject, getObject, headObject, listKeys } from './s3-objects.ts';
 import { S3Uploads } from './s3-uploads.ts';
@@ -30,7 +29,8 @@ export class S3ByteStore implements ByteStore {
     const sizes = checkOptions(opts);
     const layout = new KeyLayout(opts.prefix);
     const buffers = new PartBuffers(sizes.partSize, sizes.partsInFlight + 1);
-    return new S3ByteStore({ client: makeClient(opts), bucket: opts.bucket, layout, ...sizes, buffers, endpointName: endpointName(opts) });
+    const client = makeClient(opts);
+    return new S3ByteStore({ client, bucket: opts.bucket, layout, ...sizes, buffers, endpointName: endpointName(opts), put: makePut(opts, client) });
   }
 
   /** Closes the client's idle connections. */
@@ -54,7 +54,7 @@ export class S3ByteStore implements ByteStore {
       const rest = gatherer.rest();
       if (uploader.uploadId === null) {
         // Smaller than a part: one PUT of what gathered.
-        await this.ctx.client.send(new PutObjectCommand({ Bucket: this.ctx.bucket, Key: key, Body: rest }));
+        await this.ctx.put(key, rest);
       } else {
         if (rest.length > 0) await uploader.add(rest);
         await uploader.settle();
@@ -145,7 +145,7 @@ export class S3ByteStore implements ByteStore {
   async ping(): Promise<void> {
     const key = this.ctx.layout.probeKey(uuidv7());
     try {
-      await this.ctx.client.send(new PutObjectCommand({ Bucket: this.ctx.bucket, Key: key, Body: Buffer.alloc(0) }));
+      await this.ctx.put(key, Buffer.alloc(0));
       await deleteObject(this.ctx, key);
     } catch (err) {
       throw new Error(describeFailure(err, this.ctx));

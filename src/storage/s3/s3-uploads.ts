@@ -2,7 +2,6 @@
 // past them. Every tail write goes to a fresh key and the old tail is deleted only once the metadata store
 // recorded the new cursor (settleAppend), so an acknowledged byte is never lost to a failed write (G1).
 import { Readable } from 'node:stream';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
 import type { AppendResult, Location, UploadCursor } from '../byte-store.ts';
 import { decodeCursor, encodeCursor, partsSize, sizeOf, type Cursor } from './cursor.ts';
 import { ingest, PartGatherer, PartUploader } from './part-writer.ts';
@@ -59,7 +58,7 @@ export class S3Uploads {
       if (rest.length > 0) {
         const start = partsSize(cur) + uploader.parts.length * this.ctx.partSize;
         newTail = this.ctx.layout.newTail(id, start);
-        await this.ctx.client.send(new PutObjectCommand({ Bucket: this.ctx.bucket, Key: this.ctx.layout.tailKey(id, newTail), Body: rest }));
+        await this.ctx.put(this.ctx.layout.tailKey(id, newTail), rest);
         t = [newTail, rest.length];
       }
       const cursor = encodeCursor({ u: uploader.uploadId, p, t });
@@ -157,7 +156,7 @@ export class S3Uploads {
       // A tail is smaller than a part, so far below CopyObject's 5 GiB.
       await copyObject(this.ctx, this.ctx.layout.tailKey(id, cur.t[0]), cur.t[1], key);
       await checkSize(this.ctx, key, offset);
-    } else await this.ctx.client.send(new PutObjectCommand({ Bucket: this.ctx.bucket, Key: key, Body: Buffer.alloc(0) }));
+    } else await this.ctx.put(key, Buffer.alloc(0));
     if (cur.t) await deleteQuietly(this.ctx, this.ctx.layout.tailKey(id, cur.t[0]));
   }
 
