@@ -1,10 +1,10 @@
 // G1/G2 against a real crash: kill -9 the daemon right after a 201 and restart it on the same data dir.
 import assert from 'node:assert/strict';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { randomData, sha256 } from './helpers/bytes.ts';
 import { removeDir, startDaemon } from './helpers/daemon.ts';
+import { probeStore } from './helpers/store-probe.ts';
 import { waitFor } from './helpers/wait.ts';
 
 test('kill -9 right after 201 loses nothing, and a restart serves every acknowledged blob', async () => {
@@ -25,8 +25,8 @@ test('kill -9 right after 201 loses nothing, and a restart serves every acknowle
     await d.kill9(); // no graceful anything: straight after the last acknowledgement
 
     // A staging file left by a crash mid-upload must not survive the next start.
-    await mkdir(path.join(d.dataDir, 'tmp'), { recursive: true });
-    await writeFile(path.join(d.dataDir, 'tmp', '01a2b3c4-0000-7000-8000-000000000000'), 'torn');
+    const store = probeStore(d);
+    await store.plantStaging();
 
     d = await startDaemon({ dataDir: d.dataDir });
     for (const [digest, bytes] of acknowledged) {
@@ -34,7 +34,8 @@ test('kill -9 right after 201 loses nothing, and a restart serves every acknowle
       assert.equal(res.status, 200, `blob ${digest} after restart`);
       assert.ok(Buffer.from(await res.arrayBuffer()).equals(bytes));
     }
-    assert.deepEqual(await readdir(path.join(d.dataDir, 'tmp')), []);
+    assert.deepEqual(await store.leftovers(), []);
+    store.close();
     // Dedup still knows them after the restart.
     const again = await d.api('/api/blobs', { method: 'POST', body: acknowledged[1]![1] });
     assert.equal(((await again.json()) as { deduplicated: boolean }).deduplicated, true);
@@ -62,10 +63,10 @@ test('a client that disconnects mid-upload leaves no blob and no staging file', 
     await assert.rejects(
       d.api('/api/blobs', { method: 'POST', body, duplex: 'half', signal: controller.signal } as RequestInit),
     );
-    const tmp = path.join(d.dataDir, 'tmp');
-    await waitFor(async () => (await readdir(tmp)).length === 0, 'the staging file to go');
-    const blobs = await readdir(path.join(d.dataDir, 'blobs', 'sha256'));
-    assert.deepEqual(blobs, []);
+    const store = probeStore(d);
+    await waitFor(async () => (await store.leftovers()).length === 0, 'the staging file to go');
+    assert.deepEqual(await store.list(), []);
+    store.close();
     assert.equal((await d.api('/healthz')).status, 200);
     assert.ok(!d.output().includes('unhandled error'), 'a client going away is not a server fault');
   } finally {

@@ -6,12 +6,12 @@
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { randomInt } from 'node:crypto';
-import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
 import { append, complete, status, type Session } from './helpers/sessions.ts';
+import { probeStore } from './helpers/store-probe.ts';
 import { waitFor } from './helpers/wait.ts';
 import {
   adminPost,
@@ -85,7 +85,8 @@ test('crash soak: kill -9 under a mixed write load, six times; nothing acknowled
 
   let d = await startDaemon({ args: ARGS });
   const dataDir = d.dataDir;
-  const uploadsDir = path.join(dataDir, 'uploads');
+  // The session bytes and staging leftovers of the store (data/uploads/ and data/tmp/ on the local store).
+  const store = probeStore(d);
   try {
     await createBucket(d, BUCKET);
 
@@ -242,7 +243,7 @@ test('crash soak: kill -9 under a mixed write load, six times; nothing acknowled
         }
         if (st.offset > rec.data.length) problems.push(`${label}: session ${rec.s.id} at ${st.offset}, past its ${rec.data.length} bytes`);
         if (st.offset > 0) {
-          const size = await stat(path.join(uploadsDir, rec.s.id)).then((s) => s.size, () => -1);
+          const size = (await store.sessionKept(rec.s.id)) ?? -1;
           if (size !== st.offset) problems.push(`${label}: session ${rec.s.id} at offset ${st.offset} has ${size} bytes in uploads/`);
         }
         rec.acked = Math.min(st.offset, rec.data.length);
@@ -316,7 +317,7 @@ test('crash soak: kill -9 under a mixed write load, six times; nothing acknowled
     // Every file in uploads/ belongs to a session that is still open: ours are checked by status, the
     // ones whose initiate was never answered in the database once the daemon has stopped.
     const strangers: string[] = [];
-    for (const name of await readdir(uploadsDir).catch(() => [] as string[])) {
+    for (const name of await store.sessionIds()) {
       const rec = sessions.find((r) => r.s.id === name);
       if (!rec) strangers.push(name);
       else if (rec.state !== 'open') problems.push(`${label}: uploads/${name} belongs to a ${rec.state} session`);
@@ -354,9 +355,9 @@ test('crash soak: kill -9 under a mixed write load, six times; nothing acknowled
     if (fsck.checked < digests.size) problems.push(`fsck checked ${fsck.checked} blobs, ${digests.size} are pinned`);
 
     // No temp file remains.
-    const tmp = await readdir(path.join(dataDir, 'tmp')).catch(() => [] as string[]);
+    const tmp = await store.leftovers();
     if (tmp.length > 0) problems.push(`data/tmp/ is not empty: ${tmp.join(', ')}`);
-    const left = await readdir(uploadsDir).catch(() => [] as string[]);
+    const left = await store.sessionIds();
     for (const name of left.filter((n) => !strangers.includes(n))) problems.push(`uploads/${name} outlived its session`);
 
     t.diagnostic(
@@ -382,6 +383,7 @@ test('crash soak: kill -9 under a mixed write load, six times; nothing acknowled
 
     assert.deepEqual(problems, [], `the soak found:\n${problems.join('\n')}`);
   } finally {
+    store.close();
     await d.kill9();
     await removeDir(path.dirname(dataDir));
   }

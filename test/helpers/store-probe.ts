@@ -6,6 +6,7 @@ import { appendFile, chmod, mkdir, readdir, readFile, rm, stat, writeFile } from
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import {
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -14,6 +15,7 @@ import {
   ListPartsCommand,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import type { Daemon, S3Target } from './daemon.ts';
 
@@ -34,6 +36,8 @@ export interface StoreProbe {
   list(): Promise<string[]>;
   /** Blob bytes no row and no open session accounts for: staging leftovers (the fs store's tmp/). */
   leftovers(): Promise<string[]>;
+  /** Leaves what a crash in the middle of a one-shot upload leaves (a staging file; an open multipart upload). */
+  plantStaging(): Promise<void>;
   /** Stores `bytes` where blob bytes go, with no row: the name fsck reports it under as an orphan. */
   plantOrphan(bytes: Uint8Array): Promise<string>;
   /** Stores something that is not blob bytes at all, where blobs go: the name fsck reports. */
@@ -54,6 +58,8 @@ export interface StoreProbe {
    * name are left out (by design they are overwritten by the next append, or left out at completion).
    */
   sessionKept(id: string): Promise<number | null>;
+  /** Ids of every session the store holds bytes for (the names in data/uploads/ on the local store). */
+  sessionIds(): Promise<string[]>;
   /** Adds bytes the daemon never acknowledged to session `id`'s stored bytes (as a crash mid-write leaves). */
   growSession(id: string, bytes: Uint8Array): Promise<void>;
   /** Stores session bytes that no session row owns; the made-up session id. */
@@ -106,6 +112,10 @@ function fsProbe(dataDir: string): StoreProbe {
     },
     list: async () => (await filesUnder(path.join(dataDir, 'blobs'))).map((f) => path.relative(dataDir, f)).sort(),
     leftovers: async () => (await readdir(path.join(dataDir, 'tmp')).catch(() => [] as string[])).sort(),
+    async plantStaging() {
+      await mkdir(path.join(dataDir, 'tmp'), { recursive: true });
+      await writeFile(path.join(dataDir, 'tmp', '01a2b3c4-0000-7000-8000-000000000000'), 'torn');
+    },
     async plantOrphan(bytes) {
       const file = fileOf(sha256(bytes));
       await mkdir(path.dirname(file), { recursive: true });
@@ -124,6 +134,7 @@ function fsProbe(dataDir: string): StoreProbe {
     quarantined: async () => Promise.all((await filesUnder(path.join(dataDir, 'quarantine'))).map((f) => readFile(f))),
     sessionStored: (id) => size(sessionFile(id)),
     sessionKept: (id) => size(sessionFile(id)),
+    sessionIds: async () => (await readdir(path.join(dataDir, 'uploads')).catch(() => [] as string[])).sort(),
     growSession: (id, bytes) => appendFile(sessionFile(id), bytes),
     async plantStraySession() {
       const id = '01a2b3c4-0000-7000-8000-00000000beef';
@@ -300,6 +311,11 @@ function s3Probe(dataDir: string, target: S3Target): StoreProbe {
       }
       return out.sort();
     },
+    async plantStaging() {
+      const Key = keyOf(`blobs/${randomUUID()}`);
+      const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+      await client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: 1, Body: Buffer.from('torn') }));
+    },
     async plantOrphan(bytes) {
       const key = keyOf(`blobs/${randomUUID()}`);
       await put(key, bytes);
@@ -320,6 +336,17 @@ function s3Probe(dataDir: string, target: S3Target): StoreProbe {
     },
     sessionStored: (id) => sessionBytes(id, false),
     sessionKept: (id) => sessionBytes(id, true),
+    async sessionIds() {
+      const ids = new Set<string>();
+      for await (const o of objects('uploads/')) ids.add(o.key.slice(`${prefix}uploads/`.length).split('/')[0]!);
+      // Open uploads at blobs/<id>: a session's (one-shot uploads in flight have no session row; leftovers() shows those).
+      const sessions = query((db) => new Set((db.prepare('SELECT id FROM upload_sessions').all() as { id: string }[]).map((r) => r.id)));
+      for (const u of await openUploads()) {
+        const id = u.key.slice(`${prefix}blobs/`.length);
+        if (sessions.has(id)) ids.add(id);
+      }
+      return [...ids].sort();
+    },
     async growSession(id, bytes) {
       // A tail object the session's cursor does not name: what a crash between its PUT and the row leaves.
       const stored = (await sessionBytes(id, true)) ?? 0;
