@@ -2,12 +2,12 @@
 // the principal that started it may, with its own credential, and so may an admin; another token — even
 // one with the very same scopes — may not. A cancelled session is gone (404) and its bytes are freed.
 import assert from 'node:assert/strict';
-import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { as, createToken } from './helpers/access.ts';
 import { randomData } from './helpers/bytes.ts';
 import { makeTempDir, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { probeStore, type StoreProbe } from './helpers/store-probe.ts';
 
 describe('upload sessions: cancelling with the creator credential', () => {
   let d: Daemon;
@@ -25,16 +25,19 @@ describe('upload sessions: cancelling with the creator credential', () => {
     return s;
   };
   const code = async (res: Response) => ((await res.json()) as { error: { code: string } }).error.code;
-  const bytesOnDisk = (id: string) => stat(path.join(d.dataDir, 'uploads', id)).then(() => true, () => false);
+  let store: StoreProbe;
+  const bytesOnDisk = async (id: string) => (await store.sessionStored(id)) !== null;
 
   before(async () => {
     work = await makeTempDir('blobd-upload-cancel-');
     d = await startDaemon({ dataDir: path.join(work, 'data') });
+    store = probeStore(d);
     alice = (await createToken(d, ['blobs:write'])).token;
     bob = (await createToken(d, ['blobs:write'])).token;
   });
 
   after(async () => {
+    store?.close();
     await d?.stop();
     await removeDir(work);
   });
