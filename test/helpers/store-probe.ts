@@ -2,7 +2,7 @@
 // under data/blobs/ for the local store; for the S3 store, the object a blob row's location names (read from
 // the daemon's SQLite database) in the daemon's bucket on the test RGW. Tests use it instead of poking paths.
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { appendFile, chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import {
@@ -64,6 +64,12 @@ export interface StoreProbe {
   growSession(id: string, bytes: Uint8Array): Promise<void>;
   /** Stores session bytes that no session row owns; the made-up session id. */
   plantStraySession(): Promise<string>;
+  /**
+   * What process `pid` holds open to read stored bytes: descriptors of the blob's file on the local store;
+   * on S3, connections to the store's endpoint with bytes waiting unread in the kernel (a GetObject body
+   * the daemon stopped reading and never closed; idle keep-alive connections have none).
+   */
+  openHandles(pid: number, digest: string): Promise<number>;
   /** Releases the probe's clients. */
   close(): void;
 }
@@ -135,6 +141,14 @@ function fsProbe(dataDir: string): StoreProbe {
     sessionStored: (id) => size(sessionFile(id)),
     sessionKept: (id) => size(sessionFile(id)),
     sessionIds: async () => (await readdir(path.join(dataDir, 'uploads')).catch(() => [] as string[])).sort(),
+    async openHandles(pid, digest) {
+      let n = 0;
+      for (const fd of await readdir(`/proc/${pid}/fd`)) {
+        const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+        if (target.endsWith(digest.slice('sha256:'.length))) n++;
+      }
+      return n;
+    },
     growSession: (id, bytes) => appendFile(sessionFile(id), bytes),
     async plantStraySession() {
       const id = '01a2b3c4-0000-7000-8000-00000000beef';
@@ -336,6 +350,25 @@ function s3Probe(dataDir: string, target: S3Target): StoreProbe {
     },
     sessionStored: (id) => sessionBytes(id, false),
     sessionKept: (id) => sessionBytes(id, true),
+    async openHandles(pid) {
+      // The process's sockets (their inodes), matched against the kernel's TCP table: state 01 is ESTABLISHED,
+      // the 5th field tx_queue:rx_queue (hex).
+      const inodes = new Set<string>();
+      for (const fd of await readdir(`/proc/${pid}/fd`)) {
+        const m = /^socket:\[(\d+)\]$/.exec(await readlink(`/proc/${pid}/fd/${fd}`).catch(() => ''));
+        if (m) inodes.add(m[1]!);
+      }
+      const port = Number(new URL(target.endpoint).port).toString(16).toUpperCase().padStart(4, '0');
+      let n = 0;
+      for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+        for (const line of (await readFile(table, 'utf8').catch(() => '')).split('\n').slice(1)) {
+          const f = line.trim().split(/\s+/);
+          const unread = parseInt(f[4]?.split(':')[1] ?? '0', 16) > 0;
+          if (f.length > 9 && f[2]!.endsWith(`:${port}`) && f[3] === '01' && unread && inodes.has(f[9]!)) n++;
+        }
+      }
+      return n;
+    },
     async sessionIds() {
       const ids = new Set<string>();
       for await (const o of objects('uploads/')) ids.add(o.key.slice(`${prefix}uploads/`.length).split('/')[0]!);
