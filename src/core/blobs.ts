@@ -8,6 +8,7 @@ import type { BlobCommitTicket, MetadataStore, PinInput, PinRecord } from '../st
 import type { Principal } from './auth.ts';
 import type { Digest } from './digest.ts';
 import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
+import { isStorageFull } from '../storage/storage-full.ts';
 import { insufficientStorage, type DiskBudget } from './disk-budget.ts';
 import { KeyedLock } from './keyed-lock.ts';
 import { NO_EVENTS, type StoreEvents } from './metrics.ts';
@@ -125,7 +126,7 @@ export class BlobService {
     try {
       staged = await this.bytes.stage(limitBytes(body(), tightest.bytes, tightest.error));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw insufficientStorage();
+      if (isStorageFull(err)) throw insufficientStorage();
       throw err;
     }
     try {

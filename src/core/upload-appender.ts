@@ -7,6 +7,7 @@ import type { AppendResult, ByteStore, UploadCursor } from '../storage/byte-stor
 import type { MetadataStore, UploadRecord } from '../storage/metadata-store.ts';
 import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
 import type { CatalogService } from './catalog.ts';
+import { isStorageFull } from '../storage/storage-full.ts';
 import { insufficientStorage, type DiskBudget } from './disk-budget.ts';
 import { BlobdError } from './errors.ts';
 import { NO_EVENTS, type StoreEvents } from './metrics.ts';
@@ -102,7 +103,7 @@ export class UploadAppender {
       });
     } catch (err) {
       await rollback();
-      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw insufficientStorage({ offset: row.offset });
+      if (isStorageFull(err)) throw insufficientStorage({ offset: row.offset });
       throw err;
     }
     const cut = result.sourceError;

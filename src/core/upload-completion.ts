@@ -71,11 +71,21 @@ export class UploadCompletion {
         // Still the session's → the commit did not happen: reopen. Otherwise the session stays "completing"
         // and the next request on it (or the next start) finishes it — not here, under this digest's lock.
         const committed = await this.bytes.uploadCommitted(row.id, row.offset, row.cursor, digest).catch(() => null);
-        if (committed === false) await this.meta.reopenUpload(row.id, row.cursor, this.bytes.sessionLocation(row.id)).catch(() => {});
+        if (committed === false) await this.reopen(row).catch(() => {});
         throw err;
       }
       return await this.finish(row, digest, location, deduplicated);
     });
+  }
+
+  /**
+   * Back to open after a commit that did not happen (the store still has the session's bytes), with a cursor
+   * the store can go on from: a commit cut off half-way may have used up the one recorded (an object store's
+   * multipart upload completed around parts no cursor named), and appends on it would fail.
+   */
+  async reopen(row: UploadRecord): Promise<void> {
+    const goOn = await this.bytes.recoverUpload(row.id, row.offset, row.cursor);
+    await this.meta.reopenUpload(row.id, goOn?.cursor ?? row.cursor, this.bytes.sessionLocation(row.id));
   }
 
   /**

@@ -314,7 +314,21 @@ export class UploadService {
     const keep = new Set<string>();
     let removed = 0;
     for (const found of await this.meta.listUnfinishedUploads()) {
-      const row = await this.settled(found);
+      let row: UploadRecord;
+      try {
+        row = await this.settled(found);
+      } catch (err) {
+        // A completion whose rows are refused now (its bucket filled up or went away meanwhile) reopened the
+        // session with its bytes, as a complete would; one with no bytes left was removed. Neither may keep
+        // the daemon from starting.
+        if (!(err instanceof BlobdError)) throw err;
+        const now = await this.meta.getUpload(found.id);
+        if (!now) {
+          removed++;
+          continue;
+        }
+        row = now;
+      }
       if (row.state !== 'open') continue;
       const recovered = await this.bytes.recoverUpload(row.id, row.offset, row.cursor);
       if (!recovered) {
@@ -387,7 +401,7 @@ export class UploadService {
     if (row.state !== 'completing') return row;
     const committed = await this.bytes.uploadCommitted(row.id, row.offset, row.cursor, row.digest!);
     if (committed === false) {
-      await this.meta.reopenUpload(row.id, row.cursor, this.bytes.sessionLocation(row.id));
+      await this.completion.reopen(row);
     } else if (committed) {
       // A completion begun before locations were recorded has none: the store's answer for it is the same.
       const location = row.location ?? this.bytes.uploadLocation(row.id, row.digest!);

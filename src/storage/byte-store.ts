@@ -69,7 +69,10 @@ export interface ByteStore {
    * it heals a missing or bad copy) and names the same location again.
    */
   commit(staged: StagedBlob): Promise<Location>;
-  /** Forget staged bytes that were not committed. Never throws for an already discarded or committed blob. */
+  /**
+   * Called once for every staged blob when its row is written or refused, committed or not: forgets staged
+   * bytes that were not committed. Never throws for an already discarded blob.
+   */
   discard(staged: StagedBlob): Promise<void>;
   /**
    * Size and last write (ms since the epoch) of what is stored at the location, or null when nothing is.

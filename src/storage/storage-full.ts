@@ -2,7 +2,8 @@
 // EDQUOT), recognised in one place so that core can answer 507 instead of 500; and the shape of the space
 // reserve a store may spend so that deletes still commit on a full disk.
 
-const FULL_CODES = new Set(['SQLITE_FULL', 'ENOSPC', 'EDQUOT']);
+// STORE_FULL: an object store out of room for the bucket (its quota or capacity; storage/s3).
+const FULL_CODES = new Set(['SQLITE_FULL', 'ENOSPC', 'EDQUOT', 'STORE_FULL']);
 
 /** True when `err` says the store ran out of disk (or quota). */
 export function isStorageFull(err: unknown): boolean {

@@ -18,6 +18,8 @@ export class S3ByteStore implements ByteStore {
   readonly kind = 's3';
   /** Handles of this process's staged blobs not yet committed nor discarded. */
   private readonly staged = new Set<string>();
+  /** Locations of this process's stages from their first byte until they are discarded (see stage). */
+  private readonly inFlight = new Set<string>();
   private readonly uploads: S3Uploads;
 
   private constructor(private readonly ctx: S3Context) {
@@ -40,7 +42,12 @@ export class S3ByteStore implements ByteStore {
 
   async stage(source: Readable): Promise<StagedBlob> {
     const handle = uuidv7();
-    const key = this.ctx.layout.keyOf(this.ctx.layout.newBlobLocation(handle));
+    const location = this.ctx.layout.newBlobLocation(handle);
+    const key = this.ctx.layout.keyOf(location);
+    // Hidden from list() until discard: a sweep of row-less keys must not take bytes whose row is still
+    // being written (an object completed from a multipart upload may look old already: on AWS its
+    // LastModified is when the upload began).
+    this.inFlight.add(location);
     const hash = createHash('sha256');
     let size = 0;
     const gatherer = new PartGatherer(this.ctx.buffers);
@@ -64,6 +71,7 @@ export class S3ByteStore implements ByteStore {
       // Nothing is left: the parts are aborted, and a PUT that failed late is deleted in case it landed.
       await uploader.discard();
       await deleteObject(this.ctx, key).catch(() => {});
+      this.inFlight.delete(location);
       throw err;
     }
     this.staged.add(handle);
@@ -77,6 +85,8 @@ export class S3ByteStore implements ByteStore {
   }
 
   async discard(staged: StagedBlob): Promise<void> {
+    // Committed or not, its row is written (or refused) by now: list() may name it again.
+    this.inFlight.delete(this.ctx.layout.newBlobLocation(staged.handle));
     if (!this.staged.delete(staged.handle)) return;
     await deleteObject(this.ctx, this.ctx.layout.keyOf(this.ctx.layout.newBlobLocation(staged.handle)));
   }
@@ -115,7 +125,7 @@ export class S3ByteStore implements ByteStore {
   async *list(): AsyncIterable<Location> {
     for await (const o of listKeys(this.ctx, this.ctx.layout.blobsPrefix())) {
       const rel = this.ctx.layout.relative(o.key);
-      if (rel !== null && this.ctx.layout.classify(rel).kind === 'blob') yield rel;
+      if (rel !== null && this.ctx.layout.classify(rel).kind === 'blob' && !this.inFlight.has(rel)) yield rel;
     }
   }
 

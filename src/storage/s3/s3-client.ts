@@ -106,9 +106,7 @@ export function makeClient(opts: S3StoreOptions): S3Client {
         return await next(args);
       } catch (err) {
         if (typeof err === 'object' && err !== null) for (const f of SIGNING_FIELDS) delete (err as Record<string, unknown>)[f];
-        // After the SDK's own retries: a store that cannot be reached or fails is blobd's 503, not a 500.
-        if (isUnavailable(err)) throw new StoreUnavailableError(`the S3 store could not be reached or failed (${errorCode(err) ?? httpStatus(err) ?? 'unknown'})`, { cause: err });
-        throw err;
+        throw asStoreError(err);
       }
     },
     { step: 'initialize', name: 'blobdStripSigningFields' },
@@ -140,8 +138,7 @@ export function makePut(opts: S3StoreOptions, client: S3Client): (key: string, b
     try {
       await direct.put(key, body);
     } catch (err) {
-      if (isUnavailable(err)) throw new StoreUnavailableError(`the S3 store could not be reached or failed (${errorCode(err) ?? httpStatus(err) ?? 'unknown'})`, { cause: err });
-      throw err;
+      throw asStoreError(err);
     }
   };
 }
@@ -197,6 +194,22 @@ const CREDENTIAL_CODES = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch',
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'TimeoutError']);
 /** S3's own "try again later" answers. */
 const BUSY_CODES = new Set(['RequestTimeout', 'SlowDown', 'ServiceUnavailable', 'InternalError']);
+
+/** The store is out of room for this bucket (its quota, its capacity): blobd's 507, like a full disk. */
+const FULL_CODES = new Set(['QuotaExceeded', 'InsufficientCapacity', 'XMinioStorageFull', 'StorageFull']);
+
+/**
+ * An error of the store as blobd's storage layer says it (after the SDK's own retries): unreachable or
+ * failing → StoreUnavailableError (503); out of room → an error with code STORE_FULL (507); else as it came.
+ */
+export function asStoreError(err: unknown): unknown {
+  const code = errorCode(err);
+  if ((code !== undefined && FULL_CODES.has(code)) || httpStatus(err) === 507) {
+    return Object.assign(new Error(`the S3 store has no room for this (${code ?? 507})`, { cause: err }), { code: 'STORE_FULL' });
+  }
+  if (isUnavailable(err)) return new StoreUnavailableError(`the S3 store could not be reached or failed (${code ?? httpStatus(err) ?? 'unknown'})`, { cause: err });
+  return err;
+}
 
 /** The store is unreachable, too slow, or failing (a 5xx): nothing about the request itself was wrong. */
 function isUnavailable(err: unknown): boolean {
