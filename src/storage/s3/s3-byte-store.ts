@@ -8,7 +8,7 @@ import { BytesNotFoundError, type AppendResult, type BlobCopy, type ByteRange, t
 import { KeyLayout } from './keys.ts';
 import { ingest, PartBuffers, PartGatherer, PartUploader } from './part-writer.ts';
 import { checkOptions, describeFailure, endpointName, errorCode, makeClient, makePut, type S3Context, type S3StoreOptions } from './s3-client.ts';
-import { ObjectCopy } from './s3-copy.ts';
+import { CopyBudget, ObjectCopy } from './s3-copy.ts';
 import { completeUpload, copyObject, deleteObject, getObject, headObject, listKeys } from './s3-objects.ts';
 import { S3Uploads } from './s3-uploads.ts';
 
@@ -20,6 +20,8 @@ export class S3ByteStore implements ByteStore {
   private readonly staged = new Set<string>();
   /** Locations of this process's stages from their first byte until they are discarded (see stage). */
   private readonly inFlight = new Set<string>();
+  /** What downloads may gather beyond a chunk each, together (see ObjectCopy). */
+  private readonly copyBudget = new CopyBudget();
   private readonly uploads: S3Uploads;
 
   private constructor(private readonly ctx: S3Context) {
@@ -101,7 +103,7 @@ export class S3ByteStore implements ByteStore {
   }
 
   async openCopy(location: Location, range?: ByteRange): Promise<BlobCopy> {
-    return new ObjectCopy((await this.open(location, range)) ?? Readable.from([]));
+    return new ObjectCopy((await this.open(location, range)) ?? Readable.from([]), this.copyBudget);
   }
 
   /** The body of the object (or a range of it); null for a range past its end; BytesNotFoundError when absent. */
