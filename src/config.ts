@@ -227,7 +227,7 @@ function parseStore(value: (key: string) => string, env: NodeJS.ProcessEnv): Sto
     throw new ConfigError(`not a key prefix: ${JSON.stringify(value('s3Prefix'))} (e.g. blobd/)`);
   }
   const partSize = parseSize(value('s3PartSize'));
-  if (partSize < 1024 * 1024 || partSize > 5 * 1024 ** 3) throw new ConfigError('--s3-part-size must be between 1MiB and 5GiB (S3 needs 5MiB)');
+  if (partSize < 5 * 1024 * 1024 || partSize > 5 * 1024 ** 3) throw new ConfigError("--s3-part-size must be between 5MiB (S3's smallest part) and 5GiB");
   // blobd pins an AWS SDK release that supports this Node (package.json); the SDK's notice that later
   // releases will need Node 22 would print at every start and is not for blobd's users.
   env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';

@@ -153,6 +153,7 @@ export class BlobService {
           throw err;
         }
         try {
+          await this.healing(blob.digest, location);
           return await record({ ...blob, location });
         } catch (err) {
           await this.dropUnclaimed(location);
@@ -178,6 +179,19 @@ export class BlobService {
     } catch {
       // left for GC's stray sweep and fsck
     }
+  }
+
+  /**
+   * Before a row write that may deduplicate into an existing row, under the digest lock: a store of unique
+   * locations keeps the row's own location (the new bytes are queued for deletion), so a row whose bytes
+   * went missing or short is marked now and the write hands it the new, verified bytes instead — the heal
+   * that a store of content addresses gets by putting the bytes in place. One stat, on a dedup only.
+   */
+  async healing(digest: string, location: string): Promise<void> {
+    const row = await this.meta.getBlob(digest);
+    if (!row || row.quarantined || row.location === location) return;
+    const st = await this.bytes.stat(row.location).catch(() => undefined); // cannot tell: leave it to fsck
+    if (st === null || (st !== undefined && st.size !== row.size)) await this.meta.markQuarantined(digest);
   }
 
   /**

@@ -31,15 +31,30 @@ export class DiskBudget {
     private readonly meta: MetadataStore,
     private readonly bytes: ByteStore,
     private readonly minFree: number,
-    /** Free bytes where the database grows; by default the byte store's (both on the data directory's disk). */
-    private readonly rowsFree: () => Promise<number> = () => bytes.freeSpace(),
+    /** Free bytes where the database grows, when that is not where the bytes go (an object store). */
+    private readonly rowsDisk?: () => Promise<number>,
   ) {}
+
+  private get rowsApart(): boolean {
+    return this.rowsDisk !== undefined;
+  }
+
+  /** Free bytes where the database grows: the byte store's disk unless the bytes are elsewhere. */
+  private rowsFree(): Promise<number> {
+    return this.rowsDisk ? this.rowsDisk() : this.bytes.freeSpace();
+  }
 
   /**
    * Bytes a write may take now. `ownReserved` is the caller's own promised remainder (a session writing
    * into its own reservation must not be refused because of it).
    */
   async room(ownReserved = 0): Promise<number> {
+    if (this.rowsApart) {
+      // Bytes elsewhere (an object store): the promises are the store's to keep, but an upload still adds
+      // rows, so the data directory's disk at --min-free refuses it as it refuses every write of rows.
+      const [free, rows, reserved] = await Promise.all([this.bytes.freeSpace(), this.rowsFree(), this.meta.reservedUploadBytes(Date.now())]);
+      return rows <= this.minFree ? 0 : Math.max(0, free - (reserved - ownReserved));
+    }
     const [free, reserved] = await Promise.all([this.bytes.freeSpace(), this.meta.reservedUploadBytes(Date.now())]);
     return Math.max(0, free - this.minFree - (reserved - ownReserved));
   }

@@ -74,6 +74,7 @@ export class UploadCompletion {
         if (committed === false) await this.reopen(row).catch(() => {});
         throw err;
       }
+      await this.blobs.healing(digest, location);
       return await this.finish(row, digest, location, deduplicated);
     });
   }

@@ -12,8 +12,8 @@ import { S3ByteStore } from './s3/s3-byte-store.ts';
 
 export interface OpenedByteStore {
   readonly bytes: ByteStore;
-  /** Free bytes where the database grows (the data directory's disk). */
-  readonly rowsFree: () => Promise<number>;
+  /** Free bytes where the database grows (the data directory's disk), when the bytes are elsewhere. */
+  readonly rowsFree?: () => Promise<number>;
 }
 
 /** Where the blobs are, as the data directory records it: enough to recognise the store, no secrets. */
@@ -66,8 +66,7 @@ async function checkIdentity(layout: DataLayout, store: StoreConfig): Promise<vo
 export async function openByteStore(store: StoreConfig, layout: DataLayout, reserve: DiskReserve): Promise<OpenedByteStore> {
   await checkIdentity(layout, store);
   if (store.kind === 'fs') {
-    const bytes = await FsByteStore.open(layout, reserve);
-    return { bytes, rowsFree: () => bytes.freeSpace() };
+    return { bytes: await FsByteStore.open(layout, reserve) };
   }
   const bytes = await S3ByteStore.open({
     endpoint: store.endpoint,
