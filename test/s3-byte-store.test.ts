@@ -4,7 +4,7 @@
 // prefix. The ByteStore contract itself runs in storage.test.ts.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, request, type Server } from 'node:http';
+import { failingProxy } from './helpers/failing-proxy.ts';
 import { createServer as createTcpServer } from 'node:net';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -37,28 +37,6 @@ function closedPort(): Promise<number> {
   });
 }
 
-/**
- * An HTTP proxy in front of RGW that answers 500 InternalError to the requests `fail` picks and forwards the
- * rest untouched (the Host header too, so signatures hold): a store that fails one kind of write on demand.
- */
-async function failingProxy(target: string, fail: (method: string, url: string) => boolean): Promise<{ endpoint: string; server: Server }> {
-  const to = new URL(target);
-  const server = createServer((req, res) => {
-    if (fail(req.method ?? '', req.url ?? '')) {
-      req.resume();
-      req.on('end', () => res.writeHead(500, { 'content-type': 'application/xml' }).end('<?xml version="1.0"?><Error><Code>InternalError</Code><Message>injected</Message></Error>'));
-      return;
-    }
-    const out = request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
-    });
-    out.on('error', () => res.destroy());
-    req.pipe(out);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { endpoint: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server };
-}
 
 describe('S3 byte store on Ceph RGW', rgwTestOptions(), () => {
   let rgw: Rgw;

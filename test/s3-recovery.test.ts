@@ -5,13 +5,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, request, type Server } from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { CopyObjectCommand } from '@aws-sdk/client-s3';
 import Database from 'better-sqlite3';
 import { removeDir, s3ServeArgs, startDaemon, TEST_S3_PREFIX, type Daemon, type S3Target } from './helpers/daemon.ts';
+import { failingProxy } from './helpers/failing-proxy.ts';
 import { rgwTestOptions, startRgw, type Rgw } from './helpers/rgw.ts';
 import { append, complete, initiate, status, type Session } from './helpers/sessions.ts';
 
@@ -95,22 +95,8 @@ describe('completions on the S3 store that crash or fail part-way', rgwTestOptio
     // A proxy in front of RGW that fails part copies into any multipart upload but the session's first one.
     let sessionUpload = '';
     let failing = false;
-    const to = new URL(rgw.endpoint);
-    const proxy: Server = createServer((req, res) => {
-      if (failing && req.method === 'PUT' && req.url?.includes('uploadId=') && !req.url.includes(sessionUpload)) {
-        req.resume();
-        req.on('end', () => res.writeHead(500, { 'content-type': 'application/xml' }).end('<?xml version="1.0"?><Error><Code>InternalError</Code></Error>'));
-        return;
-      }
-      const out = request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      });
-      out.on('error', () => res.destroy());
-      req.pipe(out);
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    const { args, env } = s3ServeArgs({ ...(await target()), endpoint: `http://127.0.0.1:${(proxy.address() as { port: number }).port}` });
+    const { endpoint, server: proxy } = await failingProxy(rgw.endpoint, (method, url) => failing && method === 'PUT' && url.includes('uploadId=') && !url.includes(sessionUpload));
+    const { args, env } = s3ServeArgs({ ...(await target()), endpoint });
     const d = await startDaemon({ store: 'fs', args, env });
     try {
       const data = randomBytes(20 * MiB + 3);
