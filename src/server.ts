@@ -144,10 +144,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const dirLock = lockDataDir(layout.lockFile);
   // The reserve first: opening the database after a crash on a full disk may already need its room.
   const reserve = await DiskReserve.open(layout, config.diskReserve);
+  // Reachable and writable (pinged) before anything is recovered or served.
   const { bytes, rowsFree } = await openByteStore(config.store, layout, reserve);
-  // Reachable and writable before anything is recovered or served: a wrong endpoint, bucket or credential
-  // is one line at start, not a 503 on the first upload.
-  await bytes.ping();
   const store = SqliteMetadataStore.open(layout.databaseFile, { reserve });
   const disk = new DiskBudget(store, bytes, config.minFree, rowsFree);
   const meta = guardRowGrowth(store, disk);

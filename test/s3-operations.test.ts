@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -49,6 +50,12 @@ describe('operating blobd on the S3 store', rgwTestOptions(), () => {
     assert.equal(wrongSecret.code, 1, wrongSecret.stderr);
     assert.match(wrongSecret.stderr, /^blobd: the S3 store refused the credentials \(SignatureDoesNotMatch\)[^\n]*\n$/);
     assert.ok(!wrongSecret.stderr.includes(target.secretAccessKey) && !wrongSecret.stderr.includes('not-the-secret'));
+    // A start that failed records no store: the corrected settings start on the same data directory.
+    assert.equal(existsSync(path.join(dataDir, 'byte-store.json')), false, 'nothing recorded by a failed start');
+    const noBucketFirst = await serveFails(dataDir, { ...target, bucket: 'a-typo-bucket' });
+    assert.match(noBucketFirst.stderr, /does not exist/);
+    const corrected = await startDaemon({ store: 'fs', dataDir, ...s3ServeArgs(target) });
+    await corrected.stop();
 
     const noBucket = await serveFails(path.join(work, 'bad-bucket'), { ...target, bucket: 'no-such-bucket-here' });
     assert.equal(noBucket.code, 1);

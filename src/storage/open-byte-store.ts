@@ -51,20 +51,35 @@ export async function recordedStore(layout: DataLayout): Promise<StoreIdentity |
   }
 }
 
-/** Check (or, the first time, record) which store this data directory's blobs are in. */
+/** Refuses settings that name another store than the one this data directory's blobs are in. */
 async function checkIdentity(layout: DataLayout, store: StoreConfig): Promise<void> {
   const wanted = identityOf(store);
   const recorded = await recordedStore(layout);
   if (recorded && !sameStore(recorded, wanted)) {
     throw new ByteStoreMismatchError(`this data directory's blobs are in ${describeStore(recorded)}, not in ${describeStore(wanted)}: start with the same store settings`);
   }
-  if (!existsSync(layout.byteStoreFile)) {
-    await writeFile(layout.byteStoreFile, `${JSON.stringify(wanted)}\n`, { mode: FILE_MODE, flush: true });
-  }
 }
 
+/** The first time the store answered: from now on, this data directory's blobs are there. */
+async function recordIdentity(layout: DataLayout, store: StoreConfig): Promise<void> {
+  if (existsSync(layout.byteStoreFile)) return;
+  await writeFile(layout.byteStoreFile, `${JSON.stringify(identityOf(store))}\n`, { mode: FILE_MODE, flush: true });
+}
+
+/**
+ * The byte store the settings name, checked against the data directory's record, proven reachable and
+ * writable (ping: a wrong endpoint, bucket or credential is one line at start, not a 503 on the first
+ * upload), and only then recorded — so a mistyped first start records nothing.
+ */
 export async function openByteStore(store: StoreConfig, layout: DataLayout, reserve: DiskReserve): Promise<OpenedByteStore> {
   await checkIdentity(layout, store);
+  const opened = await open(store, layout, reserve);
+  await opened.bytes.ping();
+  await recordIdentity(layout, store);
+  return opened;
+}
+
+async function open(store: StoreConfig, layout: DataLayout, reserve: DiskReserve): Promise<OpenedByteStore> {
   if (store.kind === 'fs') {
     return { bytes: await FsByteStore.open(layout, reserve) };
   }
