@@ -1,7 +1,8 @@
 // Completing an upload session: the bytes verified by UploadService are committed to their location in the
 // byte store, and the blob row, its reference (a pin, or an object revision) and the session's answer are
 // recorded in one transaction. A session is never lost to a bucket that filled up or went away meanwhile:
-// it stays open with its bytes.
+// it stays open with its bytes. A completion a crash or a store failure interrupted is settled here too:
+// finished, or reopened with a cursor the store can go on from.
 import { v7 as uuidv7 } from 'uuid';
 import type { ByteStore } from '../storage/byte-store.ts';
 import type { MetadataStore, ObjectRecord, UploadRecord } from '../storage/metadata-store.ts';
@@ -21,6 +22,12 @@ export interface CompletedUpload {
   readonly bucket?: string;
   readonly key?: string;
   readonly revision?: number;
+}
+
+export function notFound(id: string, expired = false): BlobdError {
+  return expired
+    ? new BlobdError('upload_not_found', 'the upload session has expired', { id, expired: true })
+    : new BlobdError('upload_not_found', 'no such upload session (it may have expired or been destroyed)', { id });
 }
 
 export class UploadCompletion {
@@ -77,6 +84,28 @@ export class UploadCompletion {
       await this.blobs.healing(digest, location);
       return await this.finish(row, digest, location, deduplicated);
     });
+  }
+
+  /**
+   * A session left "completing" (a crash, or a failure between committing the bytes and the rows) is
+   * finished or reopened according to where the byte store says its bytes are: still the session's → the
+   * commit did not happen; at their location → it did. Run under the session lock, or before the server
+   * takes requests. Any other session is returned as it is.
+   */
+  async settle(row: UploadRecord): Promise<UploadRecord> {
+    if (row.state !== 'completing') return row;
+    const committed = await this.bytes.uploadCommitted(row.id, row.offset, row.cursor, row.digest!);
+    if (committed === false) {
+      await this.reopen(row);
+    } else if (committed) {
+      // A completion begun before locations were recorded has none: the store's answer for it is the same.
+      const location = row.location ?? this.bytes.uploadLocation(row.id, row.digest!);
+      await this.blobs.lockDigest(row.digest!, () => this.finish(row, row.digest!, location, false));
+    } else {
+      await this.meta.deleteUpload(row.id); // neither place has the bytes: nothing honest to resume
+      throw notFound(row.id);
+    }
+    return (await this.meta.getUpload(row.id))!;
   }
 
   /**

@@ -14,7 +14,7 @@ import type { DiskBudget } from './disk-budget.ts';
 import { BlobdError } from './errors.ts';
 import { NO_EVENTS, type StoreEvents } from './metrics.ts';
 import { UploadAppender, type ChunkChecksum } from './upload-appender.ts';
-import { UploadCompletion, type CompletedUpload } from './upload-completion.ts';
+import { notFound, UploadCompletion, type CompletedUpload } from './upload-completion.ts';
 import { completeKnownDigest } from './known-digest.ts';
 import { decodeCursor, isString, pageOf, type Page, type PageRequest } from './paging.ts';
 
@@ -84,12 +84,6 @@ const CONTENT_TYPE = /^[\x21-\x7e][\x20-\x7e]{0,254}$/;
  * (and every HEAD answer, a header) stays small. Node refuses request headers past 16 KiB in all anyway.
  */
 export const MAX_CLIENT_METADATA = 8192;
-
-function notFound(id: string, expired = false): BlobdError {
-  return expired
-    ? new BlobdError('upload_not_found', 'the upload session has expired', { id, expired: true })
-    : new BlobdError('upload_not_found', 'no such upload session (it may have expired or been destroyed)', { id });
-}
 
 export class UploadService {
   /** Sessions with a request in flight: one at a time per session. */
@@ -391,26 +385,9 @@ export class UploadService {
     return row;
   }
 
-  /**
-   * A session left "completing" (a crash, or a failure between committing the bytes and the rows) is
-   * finished or reopened according to where the byte store says its bytes are: still the session's → the
-   * commit did not happen; at their location → it did. Run under the session lock, or before the server
-   * takes requests.
-   */
-  private async settled(row: UploadRecord): Promise<UploadRecord> {
-    if (row.state !== 'completing') return row;
-    const committed = await this.bytes.uploadCommitted(row.id, row.offset, row.cursor, row.digest!);
-    if (committed === false) {
-      await this.completion.reopen(row);
-    } else if (committed) {
-      // A completion begun before locations were recorded has none: the store's answer for it is the same.
-      const location = row.location ?? this.bytes.uploadLocation(row.id, row.digest!);
-      await this.blobs.lockDigest(row.digest!, () => this.completion.finish(row, row.digest!, location, false));
-    } else {
-      await this.meta.deleteUpload(row.id); // neither place has the bytes: nothing honest to resume
-      throw notFound(row.id);
-    }
-    return (await this.meta.getUpload(row.id))!;
+  /** The session, with a completion a crash or a failure interrupted settled first (UploadCompletion.settle). */
+  private settled(row: UploadRecord): Promise<UploadRecord> {
+    return this.completion.settle(row);
   }
 
   private async locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
