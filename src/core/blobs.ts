@@ -188,6 +188,8 @@ export class BlobService {
    * that a store of content addresses gets by putting the bytes in place. One stat, on a dedup only.
    */
   async healing(digest: string, location: string): Promise<void> {
+    // Bytes committed at their digest (a content address) are in place whatever the row says: healed already.
+    if (location === digest) return;
     const row = await this.meta.getBlob(digest);
     if (!row || row.quarantined || row.location === location) return;
     const st = await this.bytes.stat(row.location).catch(() => undefined); // cannot tell: leave it to fsck

@@ -17,7 +17,7 @@ export function insufficientStorage(details: Record<string, unknown> = {}): Blob
  * A store's "disk full" (SQLite or the filesystem) as blobd's 507, its "cannot reach the byte store" as a
  * 503, or null when `err` is something else.
  */
-export function insufficientStorageFrom(err: unknown): BlobdError | null {
+export function storageErrorFrom(err: unknown): BlobdError | null {
   if (isStoreUnavailable(err)) {
     return new BlobdError('store_unavailable', 'the byte store could not be reached or failed; nothing unacknowledged was kept: retry (a session resumes at its offset)');
   }

@@ -4,7 +4,7 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { insufficientStorageFrom } from '../core/disk-budget.ts';
+import { storageErrorFrom } from '../core/disk-budget.ts';
 import { BlobdError, type ErrorCode } from '../core/errors.ts';
 import type { AppEnv } from './env.ts';
 
@@ -74,14 +74,14 @@ function bodyLeftUnread(c: Context<AppEnv>): boolean {
 
 export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<string, string> = {}): Response {
   let error: BlobdError;
-  let full: BlobdError | null;
+  let storage: BlobdError | null;
   if (err instanceof BlobdError) {
     error = err;
-  } else if ((full = insufficientStorageFrom(err))) {
+  } else if ((storage = storageErrorFrom(err))) {
     // A store found its disk full where core did not check first: still a 507 for the client, not a 500;
     // an object store that could not be reached: a 503 to retry.
-    c.var.log?.warn({ err }, full.code === 'store_unavailable' ? 'byte store unavailable' : 'disk full');
-    error = full;
+    c.var.log?.warn({ err }, storage.code === 'store_unavailable' ? 'byte store unavailable' : 'disk full');
+    error = storage;
   } else if (err instanceof HTTPException && err.status < 500) {
     error = new BlobdError(codeForHttpException(err.status), err.message || 'bad request');
   } else {

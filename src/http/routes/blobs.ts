@@ -105,12 +105,12 @@ export function blobRoutes(blobs: BlobService) {
 
   app.openapi(download, async (c) => {
     const digest = parseDigest(c.req.valid('param').digest);
-    const { size } = await blobs.describe(digest);
+    const { size, location } = await blobs.describe(digest);
     return sendBlob(c, {
       digest,
       size,
       filename: c.req.valid('query').filename,
-      open: (range) => blobs.openContent(digest, range),
+      open: (range) => blobs.openContent(digest, range, location),
     }) as never;
   });
 
