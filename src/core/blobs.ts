@@ -216,14 +216,13 @@ export class BlobService {
 
   /**
    * Pin the blob for a principal if it exists (a dedup hit that sends no bytes); null when it does not.
-   * Under the digest lock: GC must not remove it between "found" and "pinned".
    */
   pinExisting(digest: Digest, principalId: string, temporary: boolean, size?: number): Promise<BlobInfo | null> {
+    // Looked up and pinned in one transaction of the store: a GC pass on any node either sees the pin or has
+    // removed the row first (then this is a miss and the client uploads).
     return this.lockDigest(digest, async () => {
-      const existing = await this.find(digest);
-      if (!existing || (size !== undefined && existing.size !== size)) return null;
-      await this.meta.commitBlob(existing, this.pinFor(principalId, temporary));
-      return { digest: existing.digest, size: existing.size };
+      const pinned = await this.meta.pinExistingBlob(digest, this.pinFor(principalId, temporary), size);
+      return pinned && { digest: pinned.digest as Digest, size: pinned.size };
     });
   }
 

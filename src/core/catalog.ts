@@ -189,7 +189,7 @@ export class CatalogService {
   private async recordRevision(
     bucket: BucketRecord,
     key: string,
-    blob: StoredBlob,
+    blob: StoredBlob & { readonly mustExist?: boolean },
     opts: PutObjectOptions,
   ): Promise<{ object: ObjectRecord; created: boolean; blobCreated: boolean }> {
     const patch = typeof opts.meta === 'function' ? undefined : opts.meta;
@@ -208,6 +208,7 @@ export class CatalogService {
     if (!result.ok) {
       if (result.reason === 'bucket_not_found') throw new BlobdError('bucket_not_found', `no bucket ${bucket.name}`, { bucket: bucket.name });
       if (result.reason === 'quota_exceeded') throw quotaExceeded(bucket);
+      if (result.reason === 'blob_not_found') throw new BlobdError('blob_not_found', `no blob ${blob.digest}`, { digest: blob.digest });
       throw new BlobdError('precondition_failed', 'the object does not match If-Match / If-None-Match');
     }
     return { object: result.object, created: result.object.revision === 1, blobCreated: result.blobCreated };
@@ -218,7 +219,7 @@ export class CatalogService {
     const bucket = await this.getBucket(bucketName);
     parseKey(key);
     const mayRead = can(opts.principal, { action: 'blobs:read' });
-    // Found and referenced under the digest lock: GC cannot remove the blob in between.
+    // Found and referenced under the digest lock: GC in this process cannot remove the blob in between.
     return this.blobs.lockDigest(digest, async () => {
       const blob = mayRead ? await this.blobs.find(digest) : null;
       if (!blob) throw new BlobdError('blob_not_found', `no blob ${digest} that this token may read`, { digest });
@@ -226,7 +227,10 @@ export class CatalogService {
       if (bucket.maxObjectSize !== null && blob.size > bucket.maxObjectSize) {
         throw tooLarge(bucket.maxObjectSize, "bucket's max_object_size");
       }
-      return this.recordRevision(bucket, key, blob, opts);
+      // No bytes come with this write: it may only reference the row that is there. On another node GC may
+      // remove the row after the look above; the store then refuses (blob_not_found) instead of making a row
+      // at a location queued for deletion.
+      return this.recordRevision(bucket, key, { ...blob, mustExist: true }, opts);
     });
   }
 

@@ -70,7 +70,30 @@ export interface NewBlob {
   readonly digest: string;
   readonly size: number;
   readonly location: string;
+  /**
+   * No new bytes come with this write: it references the row that exists (its location is that row's).
+   * If no row exists any more, or it is quarantined, the write changes nothing and fails with
+   * 'blob_not_found' — it must never make a row at a location that GC may have queued for deletion.
+   */
+  readonly mustExist?: boolean;
 }
+
+/**
+ * Thrown by a fenced session write (advanceUpload, beginCompletion, reopenUpload given a `holder`) when the
+ * session's lease is no longer that holder's: another node took it over. Nothing was written.
+ */
+export class UploadLeaseLost extends Error {
+  override name = 'UploadLeaseLost';
+  constructor(readonly id: string) {
+    super(`the lease on upload session ${id} was taken over`);
+  }
+}
+
+/**
+ * What acquireUploadLease did: 'acquired' (nobody held it), 'taken_over' (a holder's lease had run out
+ * without being let go: it crashed or lost touch), 'busy' (another holder's lease is live; nothing changed).
+ */
+export type LeaseOutcome = 'acquired' | 'taken_over' | 'busy';
 
 /** Bytes that no row points to any more, queued for deletion by the transaction that let go of them. */
 export interface ByteDeletion {
@@ -158,7 +181,7 @@ export interface NewRevision {
 
 export type AddRevisionResult =
   | { readonly ok: true; readonly object: ObjectRecord; readonly blobCreated: boolean }
-  | { readonly ok: false; readonly reason: 'bucket_not_found' | 'precondition_failed' | 'quota_exceeded' };
+  | { readonly ok: false; readonly reason: 'bucket_not_found' | 'precondition_failed' | 'quota_exceeded' | 'blob_not_found' };
 
 /**
  * Sorts after every key in UTF-8 byte order (keys may never contain it): `prefix + KEY_END` bounds a
@@ -190,7 +213,7 @@ export type UploadTarget = { readonly pin: PinInput } | { readonly revision: Omi
 
 export type FinishResult =
   | { readonly ok: true; readonly created: boolean; readonly object: ObjectRecord | null }
-  | { readonly ok: false; readonly reason: 'bucket_not_found' | 'precondition_failed' | 'quota_exceeded' };
+  | { readonly ok: false; readonly reason: 'bucket_not_found' | 'precondition_failed' | 'quota_exceeded' | 'blob_not_found' };
 
 /** A principal's pin, as listed. */
 export interface PinRecord {
@@ -252,6 +275,11 @@ export interface BlobCommitTicket {
 }
 
 export interface MetadataStore {
+  /**
+   * True when other processes (blobd nodes) may share this store: core then coordinates through it
+   * (session leases, named leases, shared secrets) instead of trusting in-process state alone.
+   */
+  readonly shared: boolean;
   getBlob(digest: string): Promise<BlobRecord | null>;
   /**
    * Record a blob whose bytes are already durable and, when given, pin it for a principal — together, in
@@ -273,14 +301,28 @@ export interface MetadataStore {
   announceBlobCommit(): BlobCommitTicket;
   createUpload(upload: NewUpload): Promise<void>;
   getUpload(id: string): Promise<UploadRecord | null>;
-  /** Record that an open session's durable bytes now end at `offset`, with their cursor; pushes its expiry out. */
-  advanceUpload(id: string, offset: number, expiresAt: number, cursor: string | null): Promise<void>;
+  /**
+   * Record that an open session's durable bytes now end at `offset`, with their cursor; pushes its expiry out.
+   * Fenced when `holder` is given: throws UploadLeaseLost (writing nothing) unless the lease is `holder`'s.
+   */
+  advanceUpload(id: string, offset: number, expiresAt: number, cursor: string | null, holder?: string): Promise<void>;
+  /**
+   * Take the session's lease for `holder` until `until` (ms): granted when nobody holds it, when `holder`
+   * holds it already, or when the holder's lease ended at or before `now` ('taken_over'). 'busy' when another
+   * holder's lease is live, and nothing changes. Null when there is no such session. The row is returned as
+   * it is after the change (one round trip for "load and lock").
+   */
+  acquireUploadLease(id: string, holder: string, now: number, until: number): Promise<{ outcome: LeaseOutcome; row: UploadRecord } | null>;
+  /** Move a held lease's end to `until`; false when `holder` no longer holds it. */
+  renewUploadLease(id: string, holder: string, until: number): Promise<boolean>;
+  /** Let go of the lease if `holder` holds it (else nothing). */
+  releaseUploadLease(id: string, holder: string): Promise<void>;
   /** Set the size of an open session that had none (it then counts as reserved disk); false if it had one. */
   declareUploadSize(id: string, size: number): Promise<boolean>;
-  /** open → completing, remembering the digest and the location, before the bytes are committed there. */
-  beginCompletion(id: string, digest: string, location: string): Promise<void>;
-  /** completing → open again (the commit did not happen, or its bytes were restored), with this cursor and location. */
-  reopenUpload(id: string, cursor: string | null, location: string | null): Promise<void>;
+  /** open → completing, remembering the digest and the location, before the bytes are committed there. Fenced by `holder` as advanceUpload. */
+  beginCompletion(id: string, digest: string, location: string, holder?: string): Promise<void>;
+  /** completing → open again (the commit did not happen, or its bytes were restored), with this cursor and location. Fenced by `holder` as advanceUpload. */
+  reopenUpload(id: string, cursor: string | null, location: string | null, holder?: string): Promise<void>;
   /**
    * In one transaction: record the blob (if new) and its reference — a pin, or the next revision of an
    * object — and mark the session completed with the answer to replay (built from the revision written).
@@ -298,7 +340,10 @@ export interface MetadataStore {
   listUploads(principal: string, limit: number, before: string | null): Promise<UploadRecord[]>;
   /** Sessions that are open or completing: what a restart must recover. */
   listUnfinishedUploads(): Promise<UploadRecord[]>;
-  /** Sessions whose expiry has passed (completing ones excepted: only recovery may decide those). */
+  /**
+   * Sessions whose expiry has passed (completing ones excepted: only recovery may decide those; and those
+   * whose lease is live at `now`: a request is using them and will push the expiry out).
+   */
   listExpiredUploads(now: number): Promise<{ id: string; state: UploadState }[]>;
   /** Sum over live open sessions of the declared size not yet received: disk space promised to clients. */
   reservedUploadBytes(now: number): Promise<number>;
@@ -339,15 +384,25 @@ export interface MetadataStore {
    * In one transaction: claim (principal, key) for a request with this fingerprint — unless a record
    * created at or after `staleBefore` exists, which is returned instead (older ones are replaced).
    */
-  claimIdempotencyKey(principal: string, key: string, fingerprint: string, now: number, staleBefore: number): Promise<IdempotencyClaim>;
+  claimIdempotencyKey(principal: string, key: string, fingerprint: string, now: number, staleBefore: number, holder?: string): Promise<IdempotencyClaim>;
   /** Store the answer of a claimed key's request (only while the claim is pending). */
   saveIdempotentResponse(principal: string, key: string, bodyHash: string | null, response: Buffer): Promise<void>;
   /** Drop a pending claim (its request failed; a retry with the key runs again). */
   releaseIdempotencyKey(principal: string, key: string): Promise<void>;
-  /** Drop every pending claim: at start, no request of an earlier process is still running. */
-  dropPendingIdempotencyKeys(): Promise<number>;
+  /**
+   * Drop pending claims whose requests cannot be running any more: every one (at start of the only
+   * process), or, given `keep`, all but those claimed by a holder in `keep` (the live nodes). Claims made
+   * without a holder count as no live node's.
+   */
+  dropPendingIdempotencyKeys(keep?: readonly string[]): Promise<number>;
   /** Remove answered records created before `before`. */
   deleteIdempotencyRecordsBefore(before: number): Promise<number>;
+  /**
+   * In one transaction: pin the blob for a principal if a readable row exists — not quarantined, live (an
+   * unexpired pin or object revision references it) and, when `size` is given, of that size. Returns the
+   * row, or null (and changes nothing). A GC pass on any node either sees the pin or has removed the row.
+   */
+  pinExistingBlob(digest: string, pin: PinInput, size?: number): Promise<BlobRecord | null>;
   /** A principal's pins, newest first, after the cursor (the last pin of the previous page). */
   listPins(principal: string, limit: number, after: { createdAt: number; digest: string } | null): Promise<PinRecord[]>;
   /** Drop one principal's pin; false when it had none (an expired temporary pin counts as none). */
@@ -384,6 +439,21 @@ export interface MetadataStore {
   /** Pause blob removal by GC until `expiresAt` (or release); the same id again moves its expiry. */
   addGcHold(id: string, expiresAt: number): Promise<void>;
   releaseGcHold(id: string): Promise<void>;
+  /**
+   * A named lease, one holder at a time across nodes ('gc', 'fsck', 'node:<id>'): granted (true) when
+   * nobody holds it, `holder` holds it already (its end moves to `until`), or the holder's lease ended at or
+   * before `now`.
+   */
+  acquireLease(name: string, holder: string, now: number, until: number): Promise<boolean>;
+  releaseLease(name: string, holder: string): Promise<void>;
+  /** Holders of live leases (ending after `now`) whose names start with `prefix`. */
+  liveLeaseHolders(prefix: string, now: number): Promise<{ name: string; holder: string }[]>;
+  /** A secret shared by every node (signing keys, the admin token), or null. */
+  getSecret(name: string): Promise<Buffer | null>;
+  /** Store `value` under `name` unless a secret is there already (the first writer wins); returns the stored one. */
+  ensureSecret(name: string, value: Buffer): Promise<Buffer>;
+  /** Secrets whose names start with `prefix`, in name order. */
+  listSecrets(prefix: string): Promise<{ name: string; value: Buffer }[]>;
   stats(): Promise<StoreStats>;
   /** A consistent copy of the whole database at `file` (online: writers go on meanwhile). */
   backupTo(file: string): Promise<void>;

@@ -54,13 +54,13 @@ export class AccessRepo {
   private readonly deleteTokenStmt: Statement<[string]>;
   private readonly touchTokenStmt: Statement<[number, string, number]>;
   private readonly selectRecord: Statement<[string, string], RecordRow>;
-  private readonly upsertClaim: Statement<[string, string, string, number]>;
+  private readonly upsertClaim: Statement<[string, string, string, number, string | null]>;
   private readonly saveResponse: Statement<[string | null, Buffer, string, string]>;
   private readonly deletePending: Statement<[string, string]>;
   private readonly deleteAllPending: Statement<[]>;
   private readonly deleteOld: Statement<[number]>;
 
-  constructor(db: Db) {
+  constructor(private readonly db: Db) {
     this.insertToken = db.prepare(`
       INSERT INTO api_tokens (id, name, token_hash, scopes, created_by, created_at, expires_at)
       VALUES (@id, @name, @token_hash, @scopes, @created_by, @created_at, @expires_at)`);
@@ -72,9 +72,10 @@ export class AccessRepo {
     );
     this.selectRecord = db.prepare('SELECT * FROM idempotency_records WHERE principal = ? AND key = ?');
     this.upsertClaim = db.prepare(`
-      INSERT INTO idempotency_records (principal, key, fingerprint, created_at) VALUES (?, ?, ?, ?)
+      INSERT INTO idempotency_records (principal, key, fingerprint, created_at, claimed_by) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT (principal, key) DO UPDATE SET
-        fingerprint = excluded.fingerprint, body_hash = NULL, response = NULL, created_at = excluded.created_at`);
+        fingerprint = excluded.fingerprint, body_hash = NULL, response = NULL, created_at = excluded.created_at,
+        claimed_by = excluded.claimed_by`);
     this.saveResponse = db.prepare(
       'UPDATE idempotency_records SET body_hash = ?, response = ? WHERE principal = ? AND key = ? AND response IS NULL',
     );
@@ -114,10 +115,10 @@ export class AccessRepo {
   }
 
   /** Run inside a transaction: the read and the claim must not interleave with another claim. */
-  claim(principal: string, key: string, fingerprint: string, now: number, staleBefore: number): IdempotencyClaim {
+  claim(principal: string, key: string, fingerprint: string, now: number, staleBefore: number, holder: string | null): IdempotencyClaim {
     const row = this.selectRecord.get(principal, key);
     if (row && row.created_at >= staleBefore) return { claimed: false, record: toRecord(row) };
-    this.upsertClaim.run(principal, key, fingerprint, now);
+    this.upsertClaim.run(principal, key, fingerprint, now, holder);
     return { claimed: true };
   }
 
@@ -129,8 +130,13 @@ export class AccessRepo {
     this.deletePending.run(principal, key);
   }
 
-  dropPending(): number {
-    return this.deleteAllPending.run().changes;
+  /** Pending claims, except those of the holders in `keep` (claims without a holder always go). */
+  dropPending(keep?: readonly string[]): number {
+    if (keep === undefined) return this.deleteAllPending.run().changes;
+    const placeholders = keep.map(() => '?').join(', ');
+    return this.db
+      .prepare(`DELETE FROM idempotency_records WHERE response IS NULL AND (claimed_by IS NULL OR claimed_by NOT IN (${placeholders || 'NULL'}))`)
+      .run(...keep).changes;
   }
 
   deleteBefore(before: number): number {

@@ -218,6 +218,10 @@ export class CatalogRepo {
    * for readers already), so the quota, the preconditions and the next revision number see what readers see.
    */
   addRevision(w: NewRevision, now: number): AddRevisionResult {
+    if (w.blob.mustExist) {
+      const row = this.blobs.get(w.blob.digest);
+      if (!row || row.quarantined) return { ok: false, reason: 'blob_not_found' };
+    }
     for (const key of this.s.expiredIn!.all(w.bucket, now) as string[]) this.deleteObject(w.bucket, key, undefined, now, true);
     const bucket = this.getBucket(w.bucket, now);
     if (!bucket) return { ok: false, reason: 'bucket_not_found' };

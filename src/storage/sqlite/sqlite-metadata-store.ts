@@ -25,7 +25,9 @@ import type {
   UploadRecord,
   UploadState,
   UploadTarget,
+  LeaseOutcome,
 } from '../metadata-store.ts';
+import { CoordinationRepo } from './coordination-repo.ts';
 import { AccessRepo } from './access-repo.ts';
 import { CatalogRepo } from './catalog-repo.ts';
 import { LifecycleRepo } from './lifecycle-repo.ts';
@@ -37,6 +39,11 @@ import { isStorageFull, type SpaceReserve } from '../storage-full.ts';
 import { UploadsRepo } from './uploads-repo.ts';
 
 export class SqliteMetadataStore implements MetadataStore {
+  /** One process per data directory (its lock): nothing else shares this database. */
+  readonly shared = false;
+  private readonly coordination: CoordinationRepo;
+  private readonly leaseTx: (id: string, holder: string, now: number, until: number) => { outcome: LeaseOutcome; row: UploadRecord } | null;
+  private readonly pinExistingTx: (digest: string, pin: PinInput, size: number | undefined) => BlobRecord | null;
   private readonly blobs: BlobsRepo;
   private readonly uploads: UploadsRepo;
   private readonly catalog: CatalogRepo;
@@ -45,7 +52,7 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly purgeTx: (digest: string, now: number) => { revisions: number; pins: number } | null;
   private readonly expireTx: (now: number, dryRun: boolean) => { pins: number; objects: number };
   private readonly deleteGarbageTx: (digest: string, createdBefore: number, now: number) => boolean;
-  private readonly claimTx: (principal: string, key: string, fingerprint: string, now: number, staleBefore: number) => IdempotencyClaim;
+  private readonly claimTx: (principal: string, key: string, fingerprint: string, now: number, staleBefore: number, holder: string | null) => IdempotencyClaim;
   private readonly addRevisionTx: (w: NewRevision) => AddRevisionResult;
   private readonly deleteBucketTx: (name: string, force: boolean) => 'deleted' | 'not_found' | 'not_empty';
   private readonly setObjectMetaTx: (bucket: string, key: string, meta: ObjectMeta) => ObjectRecord | null;
@@ -77,9 +84,18 @@ export class SqliteMetadataStore implements MetadataStore {
     this.deleteGarbageTx = db.transaction((digest: string, createdBefore: number, now: number) =>
       this.lifecycle.deleteIfGarbage(digest, createdBefore, now),
     ).immediate;
-    this.claimTx = db.transaction((principal: string, key: string, fingerprint: string, now: number, staleBefore: number) =>
-      this.access.claim(principal, key, fingerprint, now, staleBefore),
+    this.claimTx = db.transaction((principal: string, key: string, fingerprint: string, now: number, staleBefore: number, holder: string | null) =>
+      this.access.claim(principal, key, fingerprint, now, staleBefore, holder),
     ).immediate;
+    this.coordination = new CoordinationRepo(db);
+    this.leaseTx = db.transaction((id: string, holder: string, now: number, until: number) => this.uploads.acquireLease(id, holder, now, until)).immediate;
+    this.pinExistingTx = db.transaction((digest: string, pin: PinInput, size: number | undefined) => {
+      const now = Date.now();
+      const row = this.blobs.get(digest);
+      if (!row || row.quarantined || (size !== undefined && row.size !== size) || !this.lifecycle.live(digest, now)) return null;
+      this.blobs.pin(digest, pin, now);
+      return row;
+    }).immediate;
     this.addRevisionTx = db.transaction((w: NewRevision) => this.catalog.addRevision(w, Date.now())).immediate;
     this.deleteBucketTx = db.transaction((name: string, force: boolean) => this.catalog.deleteBucket(name, force, Date.now())).immediate;
     this.setObjectMetaTx = db.transaction((bucket: string, key: string, meta: ObjectMeta) =>
@@ -164,20 +180,32 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.uploads.get(id);
   }
 
-  async advanceUpload(id: string, offset: number, expiresAt: number, cursor: string | null): Promise<void> {
-    if (!this.uploads.advance(id, offset, cursor, Date.now(), expiresAt)) throw new Error(`upload session ${id} is not open`);
+  async advanceUpload(id: string, offset: number, expiresAt: number, cursor: string | null, holder?: string): Promise<void> {
+    if (!this.uploads.advance(id, offset, cursor, Date.now(), expiresAt, holder)) throw new Error(`upload session ${id} is not open`);
+  }
+
+  async acquireUploadLease(id: string, holder: string, now: number, until: number): Promise<{ outcome: LeaseOutcome; row: UploadRecord } | null> {
+    return this.leaseTx(id, holder, now, until);
+  }
+
+  async renewUploadLease(id: string, holder: string, until: number): Promise<boolean> {
+    return this.uploads.renewLease(id, holder, until);
+  }
+
+  async releaseUploadLease(id: string, holder: string): Promise<void> {
+    this.freeing(() => this.uploads.releaseLease(id, holder));
   }
 
   async declareUploadSize(id: string, size: number): Promise<boolean> {
     return this.uploads.declareSize(id, size, Date.now());
   }
 
-  async beginCompletion(id: string, digest: string, location: string): Promise<void> {
-    if (!this.uploads.markCompleting(id, digest, location, Date.now())) throw new Error(`upload session ${id} is not open`);
+  async beginCompletion(id: string, digest: string, location: string, holder?: string): Promise<void> {
+    if (!this.uploads.markCompleting(id, digest, location, Date.now(), holder)) throw new Error(`upload session ${id} is not open`);
   }
 
-  async reopenUpload(id: string, cursor: string | null, location: string | null): Promise<void> {
-    this.uploads.reopen(id, cursor, location, Date.now());
+  async reopenUpload(id: string, cursor: string | null, location: string | null, holder?: string): Promise<void> {
+    this.uploads.reopen(id, cursor, location, Date.now(), holder);
   }
 
   async finishUpload(
@@ -275,8 +303,8 @@ export class SqliteMetadataStore implements MetadataStore {
     }
   }
 
-  async claimIdempotencyKey(principal: string, key: string, fingerprint: string, now: number, staleBefore: number): Promise<IdempotencyClaim> {
-    return this.claimTx(principal, key, fingerprint, now, staleBefore);
+  async claimIdempotencyKey(principal: string, key: string, fingerprint: string, now: number, staleBefore: number, holder?: string): Promise<IdempotencyClaim> {
+    return this.claimTx(principal, key, fingerprint, now, staleBefore, holder ?? null);
   }
 
   async saveIdempotentResponse(principal: string, key: string, bodyHash: string | null, response: Buffer): Promise<void> {
@@ -287,12 +315,16 @@ export class SqliteMetadataStore implements MetadataStore {
     this.freeing(() => this.access.release(principal, key));
   }
 
-  async dropPendingIdempotencyKeys(): Promise<number> {
-    return this.freeing(() => this.access.dropPending());
+  async dropPendingIdempotencyKeys(keep?: readonly string[]): Promise<number> {
+    return this.freeing(() => this.access.dropPending(keep));
   }
 
   async deleteIdempotencyRecordsBefore(before: number): Promise<number> {
     return this.freeing(() => this.access.deleteBefore(before));
+  }
+
+  async pinExistingBlob(digest: string, pin: PinInput, size?: number): Promise<BlobRecord | null> {
+    return this.pinExistingTx(digest, pin, size);
   }
 
   async listPins(principal: string, limit: number, after: { createdAt: number; digest: string } | null): Promise<PinRecord[]> {
@@ -349,6 +381,30 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async releaseGcHold(id: string): Promise<void> {
     this.freeing(() => this.lifecycle.releaseHold(id));
+  }
+
+  async acquireLease(name: string, holder: string, now: number, until: number): Promise<boolean> {
+    return this.coordination.acquire(name, holder, now, until);
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    this.freeing(() => this.coordination.release(name, holder));
+  }
+
+  async liveLeaseHolders(prefix: string, now: number): Promise<{ name: string; holder: string }[]> {
+    return this.coordination.live(prefix, now);
+  }
+
+  async getSecret(name: string): Promise<Buffer | null> {
+    return this.coordination.secret(name);
+  }
+
+  async ensureSecret(name: string, value: Buffer): Promise<Buffer> {
+    return this.coordination.ensureSecret(name, value, Date.now());
+  }
+
+  async listSecrets(prefix: string): Promise<{ name: string; value: Buffer }[]> {
+    return this.coordination.secrets(prefix);
   }
 
   async stats(): Promise<StoreStats> {

@@ -1,6 +1,6 @@
 // Every SQL statement about upload sessions. Statements are prepared once, at construction.
 import type { Statement } from 'better-sqlite3';
-import type { NewUpload, UploadRecord, UploadState } from '../metadata-store.ts';
+import { UploadLeaseLost, type LeaseOutcome, type NewUpload, type UploadRecord, type UploadState } from '../metadata-store.ts';
 import type { Db } from './db.ts';
 
 interface UploadRow {
@@ -22,6 +22,8 @@ interface UploadRow {
   result: string | null;
   cursor: string | null;
   location: string | null;
+  lease_holder: string | null;
+  lease_until: number | null;
   created_at: number;
   updated_at: number;
   expires_at: number;
@@ -57,15 +59,19 @@ export class UploadsRepo {
   private readonly insertStmt: Statement<Record<string, unknown>>;
   private readonly selectStmt: Statement<[string], UploadRow>;
   private readonly declareStmt: Statement<[number, number, string]>;
-  private readonly advanceStmt: Statement<[number, string | null, number, number, string]>;
-  private readonly completingStmt: Statement<[string, string, number, string]>;
-  private readonly reopenStmt: Statement<[string | null, string | null, number, string]>;
+  private readonly advanceStmt: Statement<[number, string | null, number, number, string, string | null, string | null]>;
+  private readonly completingStmt: Statement<[string, string, number, string, string | null, string | null]>;
+  private readonly reopenStmt: Statement<[string | null, string | null, number, string, string | null, string | null]>;
   private readonly completedStmt: Statement<[string, string, number, number, string]>;
   private readonly deleteStmt: Statement<[string]>;
   private readonly unfinishedStmt: Statement<[], UploadRow>;
   private readonly byPrincipalStmt: Statement<[string, string, number, number], UploadRow>;
-  private readonly expiredStmt: Statement<[number], { id: string; state: UploadState }>;
+  private readonly expiredStmt: Statement<[number, number], { id: string; state: UploadState }>;
   private readonly reservedStmt: Statement<[number], { reserved: number | null }>;
+  private readonly leaseStmt: Statement<[string, number, string, string, number], UploadRow>;
+  private readonly renewStmt: Statement<[number, string, string]>;
+  private readonly releaseStmt: Statement<[string, string]>;
+  private readonly holderStmt: Statement<[string], { lease_holder: string | null }>;
 
   constructor(db: Db) {
     this.insertStmt = db.prepare(`
@@ -78,14 +84,16 @@ export class UploadsRepo {
       `UPDATE upload_sessions SET declared_size = ?, updated_at = ? WHERE id = ? AND state = 'open' AND declared_size IS NULL`,
     );
     this.advanceStmt = db.prepare(
-      `UPDATE upload_sessions SET upload_offset = ?, cursor = ?, updated_at = ?, expires_at = ? WHERE id = ? AND state = 'open'`,
+      `UPDATE upload_sessions SET upload_offset = ?, cursor = ?, updated_at = ?, expires_at = ?
+       WHERE id = ? AND state = 'open' AND (? IS NULL OR lease_holder = ?)`,
     );
     this.completingStmt = db.prepare(
-      `UPDATE upload_sessions SET state = 'completing', digest = ?, location = ?, updated_at = ? WHERE id = ? AND state = 'open'`,
+      `UPDATE upload_sessions SET state = 'completing', digest = ?, location = ?, updated_at = ?
+       WHERE id = ? AND state = 'open' AND (? IS NULL OR lease_holder = ?)`,
     );
     this.reopenStmt = db.prepare(
       `UPDATE upload_sessions SET state = 'open', digest = NULL, cursor = ?, location = ?, updated_at = ?
-       WHERE id = ? AND state = 'completing'`,
+       WHERE id = ? AND state = 'completing' AND (? IS NULL OR lease_holder = ?)`,
     );
     // The location is let go: the blob row names it now, or it was queued for deletion as a duplicate's.
     this.completedStmt = db.prepare(
@@ -97,8 +105,16 @@ export class UploadsRepo {
     this.byPrincipalStmt = db.prepare(`SELECT * FROM upload_sessions WHERE principal = ? AND id < ? AND state = 'open'
       AND expires_at > ? ORDER BY id DESC LIMIT ?`);
     this.expiredStmt = db.prepare(
-      `SELECT id, state FROM upload_sessions WHERE expires_at <= ? AND state IN ('open', 'completed')`,
+      `SELECT id, state FROM upload_sessions WHERE expires_at <= ? AND state IN ('open', 'completed')
+       AND (lease_until IS NULL OR lease_until <= ?)`,
     );
+    this.leaseStmt = db.prepare(
+      `UPDATE upload_sessions SET lease_holder = ?, lease_until = ?
+       WHERE id = ? AND (lease_holder IS NULL OR lease_holder = ? OR lease_until <= ?) RETURNING *`,
+    );
+    this.renewStmt = db.prepare('UPDATE upload_sessions SET lease_until = ? WHERE id = ? AND lease_holder = ?');
+    this.releaseStmt = db.prepare('UPDATE upload_sessions SET lease_holder = NULL, lease_until = NULL WHERE id = ? AND lease_holder = ?');
+    this.holderStmt = db.prepare('SELECT lease_holder FROM upload_sessions WHERE id = ?');
     this.reservedStmt = db.prepare(`
       SELECT sum(declared_size - upload_offset) AS reserved FROM upload_sessions
       WHERE state = 'open' AND declared_size IS NOT NULL AND expires_at > ?`);
@@ -135,16 +151,23 @@ export class UploadsRepo {
   }
 
   /** The offset and its cursor in one write: they never disagree. */
-  advance(id: string, offset: number, cursor: string | null, now: number, expiresAt: number): boolean {
-    return this.advanceStmt.run(offset, cursor, now, expiresAt, id).changes === 1;
+  advance(id: string, offset: number, cursor: string | null, now: number, expiresAt: number, holder?: string): boolean {
+    const h = holder ?? null;
+    if (this.advanceStmt.run(offset, cursor, now, expiresAt, id, h, h).changes === 1) return true;
+    this.checkFence(id, holder);
+    return false;
   }
 
-  markCompleting(id: string, digest: string, location: string, now: number): boolean {
-    return this.completingStmt.run(digest, location, now, id).changes === 1;
+  markCompleting(id: string, digest: string, location: string, now: number, holder?: string): boolean {
+    const h = holder ?? null;
+    if (this.completingStmt.run(digest, location, now, id, h, h).changes === 1) return true;
+    this.checkFence(id, holder);
+    return false;
   }
 
-  reopen(id: string, cursor: string | null, location: string | null, now: number): void {
-    this.reopenStmt.run(cursor, location, now, id);
+  reopen(id: string, cursor: string | null, location: string | null, now: number, holder?: string): void {
+    const h = holder ?? null;
+    if (this.reopenStmt.run(cursor, location, now, id, h, h).changes === 0) this.checkFence(id, holder);
   }
 
   markCompleted(id: string, digest: string, result: string, now: number, expiresAt: number): boolean {
@@ -164,7 +187,32 @@ export class UploadsRepo {
   }
 
   expired(now: number): { id: string; state: UploadState }[] {
-    return this.expiredStmt.all(now);
+    return this.expiredStmt.all(now, now);
+  }
+
+  /** Run inside a transaction: the look at the old holder and the take must not interleave. */
+  acquireLease(id: string, holder: string, now: number, until: number): { outcome: LeaseOutcome; row: UploadRecord } | null {
+    const before = this.selectStmt.get(id);
+    if (!before) return null;
+    const row = this.leaseStmt.get(holder, until, id, holder, now);
+    if (!row) return { outcome: 'busy', row: toRecord(before) };
+    const takenOver = before.lease_holder !== null && before.lease_holder !== holder;
+    return { outcome: takenOver ? 'taken_over' : 'acquired', row: toRecord(row) };
+  }
+
+  renewLease(id: string, holder: string, until: number): boolean {
+    return this.renewStmt.run(until, id, holder).changes === 1;
+  }
+
+  releaseLease(id: string, holder: string): void {
+    this.releaseStmt.run(id, holder);
+  }
+
+  /** For a fenced write that changed nothing: throws UploadLeaseLost when the row is there and another holds it. */
+  checkFence(id: string, holder: string | undefined): void {
+    if (holder === undefined) return;
+    const row = this.holderStmt.get(id);
+    if (row && row.lease_holder !== holder) throw new UploadLeaseLost(id);
   }
 
   reserved(now: number): number {
