@@ -1,0 +1,101 @@
+// Every SQL statement about blob rows, pins and the byte-deletion queue on PostgreSQL. A write that
+// references a blob locks its row in the transaction that inserts the reference, so that a GC delete on
+// another node (which locks the row first, then re-checks) and a dedup can never both win (G4).
+import type { BlobRecord, ByteDeletion, NewBlob, PinInput } from '../metadata-store.ts';
+import type { Queryable, Tx } from './db.ts';
+
+/** A blob row as read. */
+export interface BlobRow {
+  digest: string;
+  size: number;
+  location: string;
+  created_at: number;
+  quarantined_at: number | null;
+}
+
+export function toBlobRecord(r: BlobRow): BlobRecord {
+  return { digest: r.digest, size: r.size, location: r.location, createdAt: r.created_at, quarantined: r.quarantined_at !== null };
+}
+
+/**
+ * Records a blob whose bytes are durable at blob.location, inside the caller's transaction, in one statement
+ * that leaves the row locked until the transaction ends. The location rules of MetadataStore.commitBlob: a
+ * new row takes the location; an existing row keeps its own unless it is quarantined (then it takes the new
+ * one and loses the mark); a location the row does not end up naming is queued in byte_deletions, and the
+ * location it names is taken out of the queue (the same content at the same content address again).
+ * With `mustExist` it only references (and locks) a readable row: 'missing' when there is none, nothing written.
+ */
+export async function recordBlob(tx: Tx, blob: NewBlob, now: number, pin?: PinInput | null): Promise<{ created: boolean } | 'missing'> {
+  if (blob.mustExist) {
+    const rows = await tx<{ digest: string }[]>`
+      WITH b AS (
+        SELECT digest FROM blobs WHERE digest = ${blob.digest} AND quarantined_at IS NULL FOR UPDATE
+      ), p AS (
+        ${pinInsert(tx, pin ?? null, now)}
+      )
+      SELECT digest FROM b`;
+    return rows.length === 0 ? 'missing' : { created: false };
+  }
+  // The upsert locks the row. `old` is the location the row named as of this statement's snapshot (read
+  // without a lock: a FOR UPDATE here could run after the upsert in the same statement and then see nothing).
+  // If another node changed the row meanwhile, queueing that older location again is harmless: it is a
+  // location no row names (unique keys are never reused; the row's own location is never queued).
+  const rows = await tx<{ created: boolean }[]>`
+    WITH old AS (
+      SELECT location FROM blobs WHERE digest = ${blob.digest}
+    ), b AS (
+      INSERT INTO blobs (digest, size, location, created_at)
+      VALUES (${blob.digest}, ${blob.size}, ${blob.location}, ${now})
+      ON CONFLICT (digest) DO UPDATE SET
+        location = CASE WHEN blobs.quarantined_at IS NULL THEN blobs.location ELSE excluded.location END,
+        quarantined_at = NULL
+      RETURNING digest, location, (xmax = 0) AS created
+    ), queued AS (
+      INSERT INTO byte_deletions (location, digest, queued_at)
+      SELECT l.location, b.digest, ${now}::bigint
+      FROM (SELECT ${blob.location}::text AS location UNION SELECT location FROM old) l, b
+      WHERE NOT b.created AND l.location <> b.location
+      ON CONFLICT (location) DO NOTHING
+    ), named_again AS (
+      DELETE FROM byte_deletions WHERE location IN (SELECT location FROM b)
+    ), p AS (
+      ${pinInsert(tx, pin ?? null, now)}
+    )
+    SELECT created FROM b`;
+  return { created: rows[0]!.created };
+}
+
+/**
+ * The pin part of a blob write (a fragment over the CTE `b`): a repeated pin by the same principal keeps the
+ * stronger claim — permanent beats temporary; between temporary ones the later expiry wins.
+ */
+function pinInsert(tx: Tx, pin: PinInput | null, now: number) {
+  if (!pin) return tx`SELECT 1`;
+  return tx`
+    INSERT INTO pins (principal, digest, temporary, expires_at, created_at)
+    SELECT ${pin.principal}, b.digest, ${pin.temporary}, ${pin.temporary ? pin.expiresAt : null}::bigint, ${now}::bigint FROM b
+    ON CONFLICT (principal, digest) DO UPDATE SET
+      temporary  = pins.temporary AND excluded.temporary,
+      expires_at = CASE WHEN pins.temporary AND excluded.temporary
+                        THEN greatest(pins.expires_at, excluded.expires_at) ELSE NULL END`;
+}
+
+export async function getBlob(q: Queryable, digest: string): Promise<BlobRecord | null> {
+  const rows = await q<BlobRow[]>`SELECT digest, size, location, created_at, quarantined_at FROM blobs WHERE digest = ${digest}`;
+  return rows[0] ? toBlobRecord(rows[0]) : null;
+}
+
+/** Queues a location whose row is gone (a GC delete, a purge); a location already waiting keeps its place. */
+export async function queueDeletion(q: Queryable, location: string, digest: string, now: number): Promise<void> {
+  await q`INSERT INTO byte_deletions (location, digest, queued_at) VALUES (${location}, ${digest}, ${now})
+    ON CONFLICT (location) DO NOTHING`;
+}
+
+/** Queued deletions, oldest first. Several nodes may read the same ones: deleting bytes twice is harmless. */
+export async function listByteDeletions(q: Queryable, limit: number): Promise<ByteDeletion[]> {
+  return await q<ByteDeletion[]>`SELECT location, digest FROM byte_deletions ORDER BY seq LIMIT ${limit}`;
+}
+
+export async function finishByteDeletion(q: Queryable, location: string): Promise<void> {
+  await q`DELETE FROM byte_deletions WHERE location = ${location}`;
+}
