@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../src/config.ts';
 import { startServer, type RunningServer } from '../src/server.ts';
 import { randomData, sha256 } from './helpers/bytes.ts';
-import { makeTempDir, removeDir } from './helpers/daemon.ts';
+import { makeTempDir, metadataEnv, removeDir } from './helpers/daemon.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const ADMIN = 'access-test-admin-token-0123456789';
@@ -216,8 +216,9 @@ describe('access table: every route × every credential', () => {
 
   before(async () => {
     root = await makeTempDir();
+    const data = path.join(root, 'data');
     server = await startServer(
-      loadConfig({ port: '0', host: '127.0.0.1', data: path.join(root, 'data'), logLevel: 'silent' }, { BLOBD_ADMIN_TOKEN: ADMIN }),
+      loadConfig({ port: '0', host: '127.0.0.1', data, logLevel: 'silent' }, { BLOBD_ADMIN_TOKEN: ADMIN, ...(await metadataEnv(data)) }),
     );
     tokens.set('admin', ADMIN);
     for (const scope of SCOPED) tokens.set(scope, (await newToken([scope])).token);

@@ -4,12 +4,12 @@
 // acknowledged blob and object reads back with its digest, every open session resumes (G3), GC plus fsck
 // find nothing wrong, and no temp file is left.
 import assert from 'node:assert/strict';
-import Database from 'better-sqlite3';
 import { randomInt } from 'node:crypto';
 import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { metaProbe } from './helpers/meta-probe.ts';
 import { append, complete, status, type Session } from './helpers/sessions.ts';
 import { probeStore } from './helpers/store-probe.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -370,14 +370,14 @@ test('crash soak: kill -9 under a mixed write load, six times; nothing acknowled
     const unknown = left.filter((n) => strangers.includes(n));
     if (unknown.length > 0) {
       if (unknown.length > initiatesInFlight) problems.push(`${unknown.length} unknown session files, but only ${initiatesInFlight} initiates went unanswered`);
-      const db = new Database(path.join(dataDir, 'blobd.db'), { readonly: true });
+      const meta = metaProbe(d);
       try {
         for (const id of unknown) {
-          const row = db.prepare('SELECT state FROM upload_sessions WHERE id = ?').get(id) as { state: string } | undefined;
-          if (row?.state !== 'open') problems.push(`${label}: uploads/${id} has no open session (${row?.state ?? 'no row'})`);
+          const state = await meta.sessionState(id);
+          if (state !== 'open') problems.push(`${label}: uploads/${id} has no open session (${state ?? 'no row'})`);
         }
       } finally {
-        db.close();
+        await meta.close();
       }
     }
 

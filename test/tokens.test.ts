@@ -10,6 +10,7 @@ import { as, createToken, filesUnder, listTokens, secretsInFiles, TOKEN_FORMAT, 
 import { randomData, sha256 } from './helpers/bytes.ts';
 import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
 import { errorCode } from './helpers/http.ts';
+import { metaProbe } from './helpers/meta-probe.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const TOKEN_FIELDS = ['created_at', 'expires_at', 'id', 'last_used_at', 'name', 'scopes'];
@@ -379,7 +380,17 @@ describe('no secret reaches the logs or the data dir', () => {
     assert.deepEqual(inOutput, [], 'secrets in the daemon output');
 
     const files = (await filesUnder(d.dataDir)).filter((f) => path.relative(d.dataDir, f) !== 'admin-token');
-    assert.ok(files.some((f) => path.basename(f) === 'blobd.db'), `the database is among the files searched: ${files.join(', ')}`);
+    if (d.metadata === 'sqlite') assert.ok(files.some((f) => path.basename(f) === 'blobd.db'), `the database is among the files searched: ${files.join(', ')}`);
     assert.deepEqual(await secretsInFiles(files, secrets), [], 'secrets in data files');
+    // Rows elsewhere (PostgreSQL) are searched as rows; on SQLite this repeats the file search, decoded.
+    const meta = metaProbe(d);
+    try {
+      const rows = await meta.rows();
+      assert.ok(rows.some((r) => r.startsWith('api_tokens:')), `the token rows are among the rows searched: ${rows.length} rows`);
+      const inRows = Object.entries(secrets).filter(([, s]) => rows.some((r) => r.includes(s))).map(([label]) => label);
+      assert.deepEqual(inRows, [], 'secrets in the database rows');
+    } finally {
+      await meta.close();
+    }
   });
 });

@@ -1,7 +1,6 @@
 // Upload sessions against the real daemon: chunked happy path, resume after kill -9 (G3), locks,
 // disconnects, limits, destroy and expiry, reservations, and that idle sessions hold no resources.
 import assert from 'node:assert/strict';
-import Database from 'better-sqlite3';
 import { readdir, stat, statfs } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
@@ -9,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { randomData, sha256 } from './helpers/bytes.ts';
 import { onFsOnly, removeDir, startDaemon, TEST_PART_SIZE, type Daemon } from './helpers/daemon.ts';
 import { privateDisk } from './helpers/disk.ts';
+import { metaProbe } from './helpers/meta-probe.ts';
 import { errorCode } from './helpers/http.ts';
 import { append, complete, heldBody, initiate, requestWithExpect, status, type Session } from './helpers/sessions.ts';
 import { probeStore } from './helpers/store-probe.ts';
@@ -472,14 +472,14 @@ describe('upload session limits that need their own daemon', () => {
 
   test('an offset that cannot be recorded rolls the bytes and the hash back', async () => {
     const d = await startDaemon();
-    const other = new Database(path.join(d.dataDir, 'blobd.db'));
+    const meta = metaProbe(d);
     try {
       const s = await initiate(d);
       await append(d, s, 'A'.repeat(10));
-      other.exec('BEGIN IMMEDIATE'); // longer than the daemon's 5 s busy timeout
+      const release = await meta.holdWriteLock(); // longer than the daemon waits for a lock
       const failed = await append(d, s, 'B'.repeat(10));
+      await release();
       assert.equal(failed.status, 500);
-      other.exec('ROLLBACK');
       assert.equal((await status(d, s)).offset, 10);
       assert.equal(await sessionStored(d, s), 10, 'the unrecorded bytes were cut');
       await append(d, s, 'C'.repeat(10), { 'upload-offset': '10' });
@@ -488,7 +488,7 @@ describe('upload session limits that need their own daemon', () => {
       assert.equal(done.digest, expected, 'the digest is of the bytes actually stored');
       assert.ok((await download(d, expected)).equals(Buffer.from('A'.repeat(10) + 'C'.repeat(10))));
     } finally {
-      other.close();
+      await meta.close();
       await d.stop();
       await removeDir(path.dirname(d.dataDir));
     }

@@ -1,6 +1,7 @@
 // Starts the real daemon as a child process (bin/blobd serve --port 0) on its own temp data dir, reads the
 // address it prints, and offers fetch with the admin token. Every test file owns its daemons. With
-// BLOBD_TEST_STORE=s3 (or store: 's3') the daemon keeps its bytes in a bucket of a real Ceph RGW instead.
+// BLOBD_TEST_STORE=s3 (or store: 's3') the daemon keeps its bytes in a bucket of a real Ceph RGW instead; with
+// BLOBD_TEST_METADATA=postgres (or metadata: 'postgres') its rows in a database of a real PostgreSQL.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -23,9 +24,12 @@ export interface StartOptions {
   adminToken?: string | null;
   /** Where the bytes go; default testStore(). A restart with the same dataDir keeps the same bucket. */
   store?: StoreKind;
+  /** Where the rows go; default testMetadata(). A restart with the same dataDir keeps the same database. */
+  metadata?: MetadataKind;
 }
 
 export type StoreKind = 'fs' | 's3';
+export type MetadataKind = 'sqlite' | 'postgres';
 
 /** Where a daemon of the S3 store keeps its bytes, for tests that look at them (test/helpers/store-probe.ts). */
 export interface S3Target {
@@ -46,6 +50,9 @@ export interface Daemon {
   readonly store: StoreKind;
   /** Set when store is 's3'. */
   readonly s3?: S3Target;
+  readonly metadata: MetadataKind;
+  /** The daemon's database (--metadata), set when metadata is 'postgres'. */
+  readonly databaseUrl?: string;
   /** Everything the daemon printed so far (stdout and stderr). */
   output(): string;
   /** fetch against the daemon with the admin token unless headers say otherwise. */
@@ -84,6 +91,48 @@ export function onFsOnly(why: string): { skip?: string } {
   return testStore() === 's3' ? { skip: `fs only: ${why}` } : {};
 }
 
+/** The metadata store tests run against: BLOBD_TEST_METADATA=postgres (read at each call: test/pg/*.test.ts set it first). */
+export function testMetadata(): MetadataKind {
+  return process.env.BLOBD_TEST_METADATA === 'postgres' ? 'postgres' : 'sqlite';
+}
+
+/**
+ * node:test options for a test that only means something where the rows are the SQLite file in the data
+ * directory (its locks, its file): skipped, with `why`, on PostgreSQL.
+ */
+export function onSqliteOnly(why: string): { skip?: string } {
+  return testMetadata() === 'postgres' ? { skip: `SQLite only: ${why}` } : {};
+}
+
+// A data directory's rows live in one database: a restart on the same dataDir must name the same one.
+const databases = new Map<string, string>();
+
+/** The database of the daemon on `dataDir` (a fresh one on the process's shared PostgreSQL at first use). */
+export async function databaseFor(dataDir: string): Promise<string> {
+  const key = path.resolve(dataDir);
+  let url = databases.get(key);
+  if (!url) {
+    // Imported at first use: a run on SQLite never loads the PostgreSQL helper.
+    const { sharedPostgres } = await import('./postgres.ts');
+    url = await (await sharedPostgres()).newDatabase();
+    databases.set(key, url);
+  }
+  return url;
+}
+
+/**
+ * The flags that give `blobd serve` (or an offline command such as `fsck --data`) on `dataDir` the metadata
+ * store of `kind` (default testMetadata()): none for SQLite, `--metadata URL` of the data dir's database.
+ */
+export async function metadataArgs(dataDir: string, kind: MetadataKind = testMetadata()): Promise<string[]> {
+  return kind === 'postgres' ? ['--metadata', await databaseFor(dataDir)] : [];
+}
+
+/** The same as metadataArgs, as the environment (BLOBD_DATABASE_URL): for a config loaded in-process. */
+export async function metadataEnv(dataDir: string, kind: MetadataKind = testMetadata()): Promise<Record<string, string>> {
+  return kind === 'postgres' ? { BLOBD_DATABASE_URL: await databaseFor(dataDir) } : {};
+}
+
 /**
  * The S3 part size of test daemons: RGW's default minimum (5 MiB), as `blobd serve` cannot be told a lower
  * minimum. The process's shared gateway (helpers/rgw.ts) keeps RGW's defaults.
@@ -120,12 +169,15 @@ export async function startDaemon(opts: StartOptions = {}): Promise<Daemon> {
   const store = opts.store ?? testStore();
   const s3 = store === 's3' ? await s3TargetFor(path.resolve(dataDir)) : undefined;
   const storeFlags = s3 ? s3ServeArgs(s3) : { args: [], env: {} };
+  const metadata = opts.metadata ?? testMetadata();
+  const databaseUrl = metadata === 'postgres' ? await databaseFor(dataDir) : undefined;
+  const metadataFlags = databaseUrl ? ['--metadata', databaseUrl] : [];
   const env: Record<string, string> = { ...(process.env as Record<string, string>), ...storeFlags.env, ...opts.env };
   delete env.BLOBD_ADMIN_TOKEN;
   if (opts.adminToken !== null) env.BLOBD_ADMIN_TOKEN = opts.adminToken ?? TEST_TOKEN;
   const proc = spawn(
     process.execPath,
-    [...BLOBD_NODE_FLAGS, BLOBD, 'serve', '--port', '0', '--host', '127.0.0.1', '--data', dataDir, '--log-level', 'warn', ...storeFlags.args, ...(opts.args ?? [])],
+    [...BLOBD_NODE_FLAGS, BLOBD, 'serve', '--port', '0', '--host', '127.0.0.1', '--data', dataDir, '--log-level', 'warn', ...storeFlags.args, ...metadataFlags, ...(opts.args ?? [])],
     { env, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
@@ -168,6 +220,8 @@ export async function startDaemon(opts: StartOptions = {}): Promise<Daemon> {
     proc,
     store,
     s3,
+    metadata,
+    databaseUrl,
     output: () => out,
     api(pathname, init = {}) {
       const { auth = true, ...rest } = init;
