@@ -12,9 +12,10 @@ export interface MetaProbe {
   /**
    * Takes the database's write lock from another connection, as another process would (SQLite: BEGIN
    * IMMEDIATE; PostgreSQL: every table locked EXCLUSIVE, reads still pass) and holds it until the returned
-   * function is called.
+   * function is called, or `atMostMs` passed: a daemon that waits for the lock for ever then answers late
+   * (and fails the test's assertions) instead of hanging the test.
    */
-  holdWriteLock(): Promise<() => Promise<void>>;
+  holdWriteLock(atMostMs?: number): Promise<() => Promise<void>>;
   /** Every row of every table, one line each as JSON: to search for what must never be stored. */
   rows(): Promise<string[]>;
   /** Releases the probe's connections. */
@@ -23,6 +24,19 @@ export interface MetaProbe {
 
 export function metaProbe(d: Pick<Daemon, 'dataDir' | 'metadata' | 'databaseUrl'>): MetaProbe {
   return d.metadata === 'postgres' ? pgProbe(d.databaseUrl!) : sqliteProbe(path.join(d.dataDir, 'blobd.db'));
+}
+
+const LOCK_DEADLINE_MS = 60_000;
+
+/** `release`, run once: by the caller, or by a timer after `atMostMs`, whichever comes first. */
+function releaseOnce(atMostMs: number, release: () => Promise<void>): () => Promise<void> {
+  let done: Promise<void> | undefined;
+  const once = () => (done ??= release());
+  const timer = setTimeout(() => void once(), atMostMs);
+  return async () => {
+    clearTimeout(timer);
+    await once();
+  };
 }
 
 function sqliteProbe(file: string): MetaProbe {
@@ -40,13 +54,13 @@ function sqliteProbe(file: string): MetaProbe {
       const row = query((db) => db.prepare('SELECT state FROM upload_sessions WHERE id = ?').get(id)) as { state: string } | undefined;
       return row?.state ?? null;
     },
-    async holdWriteLock() {
+    async holdWriteLock(atMostMs = LOCK_DEADLINE_MS) {
       const db = new Database(file, { fileMustExist: true });
       db.exec('BEGIN IMMEDIATE');
-      return async () => {
+      return releaseOnce(atMostMs, async () => {
         db.exec('ROLLBACK');
         db.close();
-      };
+      });
     },
     async rows() {
       return query((db) => {
@@ -73,15 +87,15 @@ function pgProbe(url: string): MetaProbe {
       const [row] = await sql<{ state: string }[]>`SELECT state FROM upload_sessions WHERE id::text = ${id}`;
       return row?.state ?? null;
     },
-    async holdWriteLock() {
+    async holdWriteLock(atMostMs = LOCK_DEADLINE_MS) {
       const conn = await sql.reserve();
       const names = await tables();
       await conn`BEGIN`;
       await conn.unsafe(`LOCK TABLE ${names.map((n) => `"${n}"`).join(', ')} IN EXCLUSIVE MODE`);
-      return async () => {
+      return releaseOnce(atMostMs, async () => {
         await conn`ROLLBACK`;
         conn.release();
-      };
+      });
     },
     async rows() {
       const out: string[] = [];
