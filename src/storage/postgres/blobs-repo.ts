@@ -93,7 +93,8 @@ export async function queueDeletion(q: Queryable, location: string, digest: stri
 
 /** Queued deletions, oldest first. Several nodes may read the same ones: deleting bytes twice is harmless. */
 export async function listByteDeletions(q: Queryable, limit: number): Promise<ByteDeletion[]> {
-  return await q<ByteDeletion[]>`SELECT location, digest FROM byte_deletions ORDER BY seq LIMIT ${limit}`;
+  const rows = await q<ByteDeletion[]>`SELECT location, digest FROM byte_deletions ORDER BY seq LIMIT ${limit}`;
+  return rows.map((r) => ({ location: r.location, digest: r.digest }));
 }
 
 export async function finishByteDeletion(q: Queryable, location: string): Promise<void> {

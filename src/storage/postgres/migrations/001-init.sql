@@ -1,11 +1,13 @@
 -- blobd's PostgreSQL schema, every table but the catalog's (002-catalog.sql: buckets, objects, revisions).
 -- Times are BIGINT milliseconds since the epoch; sizes BIGINT bytes. Applied by migrate.ts in one transaction.
+-- Identifiers that are listed in order or paged by cursor are COLLATE "C": byte order, whatever the
+-- database's locale (a cursor like U+10FFFF must sort after every id).
 
 -- Blobs: one row per digest whose bytes are durable at `location` (the row is written after the bytes).
 -- The location is always written out (the local store's is the digest itself); an object store's are unique
 -- keys, never reused, so a queued deletion never hits bytes a live row names.
 CREATE TABLE blobs (
-  digest         TEXT PRIMARY KEY,
+  digest         TEXT COLLATE "C" PRIMARY KEY,
   size           BIGINT NOT NULL CHECK (size >= 0),
   location       TEXT NOT NULL,
   created_at     BIGINT NOT NULL,
@@ -18,7 +20,7 @@ CREATE INDEX blobs_by_created ON blobs (created_at);
 -- Pins: a principal's claim on a blob uploaded without a bucket.
 CREATE TABLE pins (
   principal  TEXT NOT NULL,
-  digest     TEXT NOT NULL REFERENCES blobs (digest),
+  digest     TEXT COLLATE "C" NOT NULL REFERENCES blobs (digest),
   temporary  BOOLEAN NOT NULL DEFAULT false,
   expires_at BIGINT,
   created_at BIGINT NOT NULL,
@@ -32,7 +34,7 @@ CREATE INDEX pins_by_expiry ON pins (expires_at) WHERE expires_at IS NOT NULL;
 -- what the session claims (its own bytes while open, if the store gives it one; its commit target while
 -- completing). lease_holder/lease_until: which node serves the session now (one at a time across nodes).
 CREATE TABLE upload_sessions (
-  id              TEXT PRIMARY KEY,
+  id              TEXT COLLATE "C" PRIMARY KEY,
   token_hash      TEXT NOT NULL,
   principal       TEXT NOT NULL,
   filename        TEXT,
@@ -63,7 +65,7 @@ CREATE INDEX upload_sessions_by_location ON upload_sessions (location) WHERE loc
 
 -- API tokens: stored only as the SHA-256 of the token; `scopes` is a JSON array.
 CREATE TABLE api_tokens (
-  id           TEXT PRIMARY KEY,
+  id           TEXT COLLATE "C" PRIMARY KEY,
   name         TEXT NOT NULL,
   token_hash   TEXT NOT NULL,
   scopes       TEXT NOT NULL,
@@ -102,14 +104,14 @@ CREATE TABLE byte_deletions (
 
 -- Named leases: one holder at a time across nodes ('gc', 'fsck', 'node:<id>').
 CREATE TABLE leases (
-  name   TEXT PRIMARY KEY,
+  name   TEXT COLLATE "C" PRIMARY KEY,
   holder TEXT NOT NULL,
   until  BIGINT NOT NULL
 );
 
 -- Secrets every node shares (signing keys, the admin token); the first writer wins.
 CREATE TABLE secrets (
-  name       TEXT PRIMARY KEY,
+  name       TEXT COLLATE "C" PRIMARY KEY,
   value      BYTEA NOT NULL,
   created_at BIGINT NOT NULL
 );

@@ -1,0 +1,207 @@
+// Every SQL statement about upload sessions on PostgreSQL, each operation one statement (one round trip).
+// A session's lease (lease_holder, lease_until) says which node serves it; fenced writes change the row only
+// while the lease is the writer's, so a node that lost it can never move a session another node now serves.
+import { UploadLeaseLost, type LeaseOutcome, type NewUpload, type UploadRecord, type UploadState } from '../metadata-store.ts';
+import type { Queryable } from './db.ts';
+
+interface UploadRow {
+  id: string;
+  token_hash: string;
+  principal: string;
+  filename: string | null;
+  content_type: string | null;
+  temporary: boolean;
+  declared_size: number | null;
+  size_limit: number | null;
+  expected_digest: string | null;
+  bucket: string | null;
+  key: string | null;
+  client_metadata: string | null;
+  upload_offset: number;
+  state: UploadState;
+  digest: string | null;
+  result: string | null;
+  cursor: string | null;
+  location: string | null;
+  created_at: number;
+  updated_at: number;
+  expires_at: number;
+}
+
+function toRecord(r: UploadRow): UploadRecord {
+  return {
+    id: r.id,
+    tokenHash: r.token_hash,
+    principal: r.principal,
+    filename: r.filename,
+    contentType: r.content_type,
+    temporary: r.temporary,
+    declaredSize: r.declared_size,
+    sizeLimit: r.size_limit,
+    expectedDigest: r.expected_digest,
+    bucket: r.bucket,
+    key: r.key,
+    clientMetadata: r.client_metadata,
+    offset: r.upload_offset,
+    state: r.state,
+    digest: r.digest,
+    result: r.result,
+    cursor: r.cursor,
+    location: r.location,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    expiresAt: r.expires_at,
+  };
+}
+
+/**
+ * The outcome of a fenced UPDATE in the same statement: `changed` (rows it changed) and, from the statement's
+ * snapshot, whether the row exists and who held its lease — enough to tell a lost lease from a wrong state.
+ */
+interface FenceRow {
+  changed: number;
+  found: boolean;
+  lease_holder: string | null;
+}
+
+/** Throws UploadLeaseLost when a fenced write changed nothing because another holder has the lease. */
+function checkFence(id: string, holder: string | undefined, r: FenceRow | undefined): boolean {
+  if (r && r.changed > 0) return true;
+  if (holder !== undefined && r?.found && r.lease_holder !== holder) throw new UploadLeaseLost(id);
+  return false;
+}
+
+export async function insertUpload(q: Queryable, u: NewUpload): Promise<void> {
+  await q`
+    INSERT INTO upload_sessions (id, token_hash, principal, filename, content_type, temporary, declared_size,
+      size_limit, expected_digest, bucket, key, client_metadata, cursor, location, created_at, updated_at, expires_at)
+    VALUES (${u.id}, ${u.tokenHash}, ${u.principal}, ${u.filename}, ${u.contentType}, ${u.temporary}, ${u.declaredSize},
+      ${u.sizeLimit}, ${u.expectedDigest}, ${u.bucket}, ${u.key}, ${u.clientMetadata}, ${u.cursor}, ${u.location},
+      ${u.createdAt}, ${u.createdAt}, ${u.expiresAt})`;
+}
+
+export async function getUpload(q: Queryable, id: string): Promise<UploadRecord | null> {
+  const rows = await q<UploadRow[]>`SELECT * FROM upload_sessions WHERE id = ${id}`;
+  return rows[0] ? toRecord(rows[0]) : null;
+}
+
+export async function declareUploadSize(q: Queryable, id: string, size: number, now: number): Promise<boolean> {
+  const r = await q`UPDATE upload_sessions SET declared_size = ${size}, updated_at = ${now}
+    WHERE id = ${id} AND state = 'open' AND declared_size IS NULL`;
+  return r.count === 1;
+}
+
+/** The offset and its cursor in one write: they never disagree. False when the session is not open. */
+export async function advanceUpload(
+  q: Queryable, id: string, offset: number, cursor: string | null, now: number, expiresAt: number, holder?: string,
+): Promise<boolean> {
+  const h = holder ?? null;
+  const [r] = await q<FenceRow[]>`
+    WITH u AS (
+      UPDATE upload_sessions SET upload_offset = ${offset}, cursor = ${cursor}, updated_at = ${now}, expires_at = ${expiresAt}
+      WHERE id = ${id} AND state = 'open' AND (${h}::text IS NULL OR lease_holder = ${h}::text) RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM u)::int AS changed, s.id IS NOT NULL AS found, s.lease_holder
+    FROM (SELECT 1) one LEFT JOIN upload_sessions s ON s.id = ${id}`;
+  return checkFence(id, holder, r);
+}
+
+export async function markCompleting(q: Queryable, id: string, digest: string, location: string, now: number, holder?: string): Promise<boolean> {
+  const h = holder ?? null;
+  const [r] = await q<FenceRow[]>`
+    WITH u AS (
+      UPDATE upload_sessions SET state = 'completing', digest = ${digest}, location = ${location}, updated_at = ${now}
+      WHERE id = ${id} AND state = 'open' AND (${h}::text IS NULL OR lease_holder = ${h}::text) RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM u)::int AS changed, s.id IS NOT NULL AS found, s.lease_holder
+    FROM (SELECT 1) one LEFT JOIN upload_sessions s ON s.id = ${id}`;
+  return checkFence(id, holder, r);
+}
+
+export async function reopenUpload(q: Queryable, id: string, cursor: string | null, location: string | null, now: number, holder?: string): Promise<void> {
+  const h = holder ?? null;
+  const [r] = await q<FenceRow[]>`
+    WITH u AS (
+      UPDATE upload_sessions SET state = 'open', digest = NULL, cursor = ${cursor}, location = ${location}, updated_at = ${now}
+      WHERE id = ${id} AND state = 'completing' AND (${h}::text IS NULL OR lease_holder = ${h}::text) RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM u)::int AS changed, s.id IS NOT NULL AS found, s.lease_holder
+    FROM (SELECT 1) one LEFT JOIN upload_sessions s ON s.id = ${id}`;
+  checkFence(id, holder, r);
+}
+
+/** The location is let go: the blob row names it now, or it was queued for deletion as a duplicate's. */
+export async function markCompleted(q: Queryable, id: string, digest: string, result: string, now: number, expiresAt: number): Promise<boolean> {
+  const r = await q`
+    UPDATE upload_sessions SET state = 'completed', digest = ${digest}, location = NULL, result = ${result},
+      updated_at = ${now}, expires_at = ${expiresAt}
+    WHERE id = ${id} AND state IN ('open', 'completing')`;
+  return r.count === 1;
+}
+
+export async function deleteUpload(q: Queryable, id: string): Promise<void> {
+  await q`DELETE FROM upload_sessions WHERE id = ${id}`;
+}
+
+export async function listUploads(q: Queryable, principal: string, limit: number, before: string | null, now: number): Promise<UploadRecord[]> {
+  const rows = await q<UploadRow[]>`
+    SELECT * FROM upload_sessions WHERE principal = ${principal} AND id < ${before ?? '\u{10FFFF}'} AND state = 'open'
+      AND expires_at > ${now} ORDER BY id DESC LIMIT ${limit}`;
+  return rows.map(toRecord);
+}
+
+export async function listUnfinishedUploads(q: Queryable): Promise<UploadRecord[]> {
+  const rows = await q<UploadRow[]>`SELECT * FROM upload_sessions WHERE state IN ('open', 'completing')`;
+  return rows.map(toRecord);
+}
+
+/** Completing sessions are recovery's to decide; a session whose lease is live is in use. */
+export async function listExpiredUploads(q: Queryable, now: number): Promise<{ id: string; state: UploadState }[]> {
+  const rows = await q<{ id: string; state: UploadState }[]>`
+    SELECT id, state FROM upload_sessions WHERE expires_at <= ${now} AND state IN ('open', 'completed')
+      AND (lease_until IS NULL OR lease_until <= ${now}) ORDER BY id`;
+  return rows.map((r) => ({ id: r.id, state: r.state }));
+}
+
+export async function reservedUploadBytes(q: Queryable, now: number): Promise<number> {
+  const [r] = await q<{ reserved: number }[]>`
+    SELECT coalesce(sum(declared_size - upload_offset), 0)::bigint AS reserved FROM upload_sessions
+    WHERE state = 'open' AND declared_size IS NOT NULL AND expires_at > ${now}`;
+  return r!.reserved;
+}
+
+/**
+ * One statement: `old` reads and locks the row (the holder before), `taken` changes it when the lease is free,
+ * the holder's own or lapsed; when nothing changed the row is returned as it is ('busy'), and no row at all
+ * means no such session.
+ */
+export async function acquireUploadLease(
+  q: Queryable, id: string, holder: string, now: number, until: number,
+): Promise<{ outcome: LeaseOutcome; row: UploadRecord } | null> {
+  const rows = await q<(UploadRow & { taken: boolean; old_holder: string | null })[]>`
+    WITH old AS (
+      SELECT id, lease_holder FROM upload_sessions WHERE id = ${id} FOR UPDATE
+    ), taken AS (
+      UPDATE upload_sessions s SET lease_holder = ${holder}, lease_until = ${until}
+      FROM old
+      WHERE s.id = old.id AND (old.lease_holder IS NULL OR old.lease_holder = ${holder} OR s.lease_until <= ${now})
+      RETURNING s.*
+    )
+    SELECT taken.*, true AS taken, old.lease_holder AS old_holder FROM taken, old
+    UNION ALL
+    SELECT s.*, false, old.lease_holder FROM upload_sessions s JOIN old ON s.id = old.id WHERE NOT EXISTS (SELECT 1 FROM taken)`;
+  const r = rows[0];
+  if (!r) return null;
+  if (!r.taken) return { outcome: 'busy', row: toRecord(r) };
+  const takenOver = r.old_holder !== null && r.old_holder !== holder;
+  return { outcome: takenOver ? 'taken_over' : 'acquired', row: toRecord(r) };
+}
+
+export async function renewUploadLease(q: Queryable, id: string, holder: string, until: number): Promise<boolean> {
+  const r = await q`UPDATE upload_sessions SET lease_until = ${until} WHERE id = ${id} AND lease_holder = ${holder}`;
+  return r.count === 1;
+}
+
+export async function releaseUploadLease(q: Queryable, id: string, holder: string): Promise<void> {
+  await q`UPDATE upload_sessions SET lease_holder = NULL, lease_until = NULL WHERE id = ${id} AND lease_holder = ${holder}`;
+}

@@ -1,0 +1,122 @@
+// The PostgreSQL MetadataStore against a real PostgreSQL 15: the same contract suite as SQLite (a fresh
+// database per test), plus what only a shared database has — several nodes migrating one database at once,
+// a schema newer than the code, and passwords that must never show in an error.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import postgres from 'postgres';
+import { PostgresMetadataStore } from '../src/storage/postgres/pg-metadata-store.ts';
+import { knownSchemaVersion } from '../src/storage/postgres/migrate.ts';
+import { metadataStoreContract } from './contracts/metadata-store.ts';
+import { blob, digest } from './contracts/metadata-samples.ts';
+import { pgTestOptions, sharedPostgres } from './helpers/postgres.ts';
+
+const options = pgTestOptions();
+
+/** A short-lived plain connection for looking at a database from the outside. */
+async function withSql<T>(url: string, fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    return await fn(sql);
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+if (options.skip) {
+  test('PostgreSQL MetadataStore', options, () => {});
+} else {
+  metadataStoreContract('PostgreSQL', async () => {
+    const url = await (await sharedPostgres()).newDatabase();
+    let store = await PostgresMetadataStore.open(url, { max: 4 });
+    return {
+      store,
+      async reopen() {
+        await store.close();
+        store = await PostgresMetadataStore.open(url, { max: 4 });
+        return store;
+      },
+      dispose: () => store.close(),
+    };
+  });
+
+  describe('PostgreSQL MetadataStore: a database shared by several processes', () => {
+    test('stores opening one empty database at the same moment migrate it exactly once', async () => {
+      const url = await (await sharedPostgres()).newDatabase();
+      const stores = await Promise.all(Array.from({ length: 5 }, () => PostgresMetadataStore.open(url, { max: 2 })));
+      try {
+        const versions = await withSql(url, (sql) => sql<{ version: number }[]>`SELECT version FROM schema_version`);
+        assert.deepEqual(versions.map((v) => v.version), [knownSchemaVersion()], 'one row, the newest version');
+        // Every store works on the one schema: a blob committed by one is seen by all.
+        await stores[0]!.commitBlob(blob(1, 3));
+        for (const s of stores) assert.equal((await s.getBlob(digest(1)))?.size, 3);
+      } finally {
+        await Promise.all(stores.map((s) => s.close()));
+      }
+    });
+
+    test('a schema newer than this blobd is refused, naming both versions, and nothing is changed', async () => {
+      const url = await (await sharedPostgres()).newDatabase();
+      await (await PostgresMetadataStore.open(url)).close();
+      const known = knownSchemaVersion();
+      const tables = (sql: postgres.Sql) =>
+        sql<{ n: string }[]>`SELECT table_name AS n FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`;
+      const before = await withSql(url, async (sql) => {
+        await sql`UPDATE schema_version SET version = ${known + 1}`;
+        return tables(sql);
+      });
+      await assert.rejects(PostgresMetadataStore.open(url), (err: Error) => {
+        assert.match(err.message, new RegExp(`the database schema is version ${known + 1}; this blobd knows up to ${known}: upgrade blobd`));
+        return true;
+      });
+      const after = await withSql(url, async (sql) => ({
+        tables: await tables(sql),
+        version: (await sql<{ version: number }[]>`SELECT version FROM schema_version`).map((r) => r.version),
+      }));
+      assert.deepEqual(after, { tables: before, version: [known + 1] });
+    });
+
+    test("a URL's password never shows in the error of a failed open", async () => {
+      const pg = await sharedPostgres();
+      const url = await pg.newDatabase();
+      const secret = 'Wr0ng-s3cret-p4ss';
+      // Trust is the helper's rule except for this role (see test/helpers/postgres.ts): its password is checked.
+      await withSql(url, async (sql) => {
+        await sql.unsafe(`DO $$ BEGIN CREATE ROLE blobd_pw LOGIN PASSWORD 'the-right-one'; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
+      });
+      const dbName = new URL(url).pathname.slice(1);
+      const cases = [
+        `postgres://blobd_pw:${secret}@127.0.0.1:${pg.port}/${dbName}`, // wrong password
+        `postgres://blobd_pw:${encodeURIComponent(secret + '/@')}@127.0.0.1:${pg.port}/${dbName}`, // encoded characters
+        `postgres://blobd_pw:${secret}@127.0.0.1:1/${dbName}`, // nothing listens
+      ];
+      for (const bad of cases) {
+        let caught: unknown;
+        try {
+          await PostgresMetadataStore.open(bad);
+        } catch (err) {
+          caught = err;
+        }
+        assert.ok(caught instanceof Error, `opening ${bad.replace(secret, '***')} fails`);
+        const shown = `${caught.message}\n${caught.stack}\n${JSON.stringify(caught)}\n${String((caught as { cause?: unknown }).cause ?? '')}`;
+        assert.ok(!shown.includes(secret) && !shown.includes(encodeURIComponent(secret)), `no password in: ${caught.message}`);
+        assert.match(caught.message, /cannot open the PostgreSQL database postgres:\/\/blobd_pw:\*\*\*@127\.0\.0\.1/);
+      }
+    });
+
+    test('the store counts its round trips; backupTo points to pg_dump', async () => {
+      const url = await (await sharedPostgres()).newDatabase();
+      const store = await PostgresMetadataStore.open(url);
+      try {
+        const q0 = store.queries;
+        await store.getUpload('none');
+        assert.equal(store.queries - q0, 1, 'getUpload is one statement');
+        const q1 = store.queries;
+        await store.commitBlob(blob(2, 1), { principal: 'p', temporary: false, expiresAt: null });
+        assert.equal(store.queries - q1, 3, 'commitBlob: BEGIN, one statement, COMMIT');
+        await assert.rejects(store.backupTo('/tmp/x.db'), /pg_dump/);
+      } finally {
+        await store.close();
+      }
+    });
+  });
+}
