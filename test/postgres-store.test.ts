@@ -4,10 +4,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import postgres from 'postgres';
+import { UploadLeaseLost } from '../src/storage/metadata-store.ts';
 import { PostgresMetadataStore } from '../src/storage/postgres/pg-metadata-store.ts';
 import { knownSchemaVersion } from '../src/storage/postgres/migrate.ts';
 import { metadataStoreContract } from './contracts/metadata-store.ts';
-import { blob, digest } from './contracts/metadata-samples.ts';
+import { blob, digest, newUpload } from './contracts/metadata-samples.ts';
 import { pgTestOptions, sharedPostgres } from './helpers/postgres.ts';
 
 const options = pgTestOptions();
@@ -100,6 +101,76 @@ if (options.skip) {
         const shown = `${caught.message}\n${caught.stack}\n${JSON.stringify(caught)}\n${String((caught as { cause?: unknown }).cause ?? '')}`;
         assert.ok(!shown.includes(secret) && !shown.includes(encodeURIComponent(secret)), `no password in: ${caught.message}`);
         assert.match(caught.message, /cannot open the PostgreSQL database postgres:\/\/blobd_pw:\*\*\*@127\.0\.0\.1/);
+      }
+    });
+
+    /** Two stores (two pools: two nodes) on one fresh database. */
+    async function twoNodes(): Promise<[PostgresMetadataStore, PostgresMetadataStore]> {
+      const url = await (await sharedPostgres()).newDatabase();
+      return [await PostgresMetadataStore.open(url, { max: 4 }), await PostgresMetadataStore.open(url, { max: 4 })];
+    }
+
+    test('GC on one node and a dedup on another never both win (G4)', async () => {
+      const [a, b] = await twoNodes();
+      try {
+        const pin = { principal: 'p', temporary: false, expiresAt: null };
+        for (let i = 1; i <= 20; i++) await a.commitBlob(blob(i, 1, `key-${i}`));
+        const cut = Date.now() + 1;
+        const outcomes = await Promise.all(Array.from({ length: 20 }, async (_, j) => {
+          const i = j + 1;
+          const [gc, dedup] = await Promise.all([a.deleteGarbageBlob(digest(i), cut, Date.now()), b.commitBlob(blob(i, 1, `dup-${i}`), pin)]);
+          return { i, gc, created: dedup.created };
+        }));
+        const queued = new Set((await a.listByteDeletions(100)).map((d) => d.location));
+        for (const { i, gc, created } of outcomes) {
+          assert.equal(gc, created, `blob ${i}: the dedup made a new row exactly when GC had removed the old one`);
+          const row = await b.getBlob(digest(i));
+          assert.ok(row, `blob ${i}: the dedup's pin keeps a row`);
+          assert.equal(queued.has(row.location), false, `blob ${i}: the row's own location is not queued for deletion`);
+          const other = row.location === `key-${i}` ? `dup-${i}` : `key-${i}`;
+          assert.equal(queued.has(other), true, `blob ${i}: the location no row names is queued`);
+        }
+        assert.equal((await a.listPins('p', 100, null)).length, 20);
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
+
+    test('a reference to an existing blob racing GC on another node: it fails whole or keeps the row (G4)', async () => {
+      const [a, b] = await twoNodes();
+      try {
+        await a.putBucket('b', { maxObjectSize: null, quotaBytes: null, maxRevisions: null, publicRead: false, publicRevisions: false });
+        for (let i = 1; i <= 20; i++) await a.commitBlob(blob(i, 1, `key-${i}`));
+        const cut = Date.now() + 1;
+        await Promise.all(Array.from({ length: 20 }, async (_, j) => {
+          const i = j + 1;
+          const write = { bucket: 'b', key: `k${i}`, newObjectId: `o${i}`, blob: { ...blob(i, 1, `key-${i}`), mustExist: true },
+            contentType: null, filename: null, createdBy: 'p' };
+          const [gc, added] = await Promise.all([a.deleteGarbageBlob(digest(i), cut, Date.now()), b.addRevision(write)]);
+          assert.notEqual(gc, added.ok, `blob ${i}: exactly one of GC and the reference won`);
+          const row = await a.getBlob(digest(i));
+          if (added.ok) assert.equal(row?.location, `key-${i}`);
+          else assert.deepEqual([added.reason, row, await a.getObject('b', `k${i}`)], ['blob_not_found', null, null]);
+        }));
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
+
+    test("two nodes racing for one session's lease: exactly one gets it", async () => {
+      const [a, b] = await twoNodes();
+      try {
+        const now = Date.now();
+        for (let i = 0; i < 10; i++) {
+          await a.createUpload(newUpload(`s${i}`));
+          const got = await Promise.all([a.acquireUploadLease(`s${i}`, 'node-a', now, now + 60_000), b.acquireUploadLease(`s${i}`, 'node-b', now, now + 60_000)]);
+          assert.deepEqual(got.map((g) => g?.outcome).sort(), ['acquired', 'busy']);
+          const winner = got[0]?.outcome === 'acquired' ? 'node-a' : 'node-b';
+          const loser = winner === 'node-a' ? b : a;
+          await assert.rejects(loser.advanceUpload(`s${i}`, 1, now + 60_000, null, winner === 'node-a' ? 'node-b' : 'node-a'), UploadLeaseLost);
+        }
+      } finally {
+        await Promise.all([a.close(), b.close()]);
       }
     });
 

@@ -122,7 +122,15 @@ host all blobd_pw 127.0.0.1/32 scram-sha-256
 host all all 127.0.0.1/32 trust
 `;
 
-async function startServer(shared: boolean): Promise<Pg> {
+export interface PgStartOptions {
+  /**
+   * PostgreSQL's own durability defaults (fsync, synchronous_commit, full_page_writes on) instead of the
+   * tests' fast settings: for benchmarks that compare commit costs with SQLite's synchronous=FULL.
+   */
+  durable?: boolean;
+}
+
+async function startServer(shared: boolean, opts: PgStartOptions = {}): Promise<Pg> {
   const why = pgUnavailable();
   if (why) throw new Error(why);
   const owner = ensureServerUser();
@@ -139,11 +147,11 @@ async function startServer(shared: boolean): Promise<Pg> {
     let port = 0;
     for (let attempt = 1; ; attempt++) {
       port = await freePort();
-      const opts = `-k ${dir} -p ${port} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off ` +
-        `-c full_page_writes=off -c max_connections=300`;
+      const fast = opts.durable ? '' : '-c fsync=off -c synchronous_commit=off -c full_page_writes=off ';
+      const serverOpts = `-k ${dir} -p ${port} -c listen_addresses=127.0.0.1 ${fast}-c max_connections=300`;
       s.stopped = false;
       try {
-        await asServer('pg_ctl', ['-D', data, '-l', path.join(dir, 'server.log'), '-o', opts, '-w', '-t', String(START_TIMEOUT_S), 'start']);
+        await asServer('pg_ctl', ['-D', data, '-l', path.join(dir, 'server.log'), '-o', serverOpts, '-w', '-t', String(START_TIMEOUT_S), 'start']);
         break;
       } catch (err) {
         s.stopped = true;
@@ -178,8 +186,8 @@ async function startServer(shared: boolean): Promise<Pg> {
 }
 
 /** A server of the caller's own: stop() stops it and removes its dir. */
-export function startPostgres(): Promise<Pg> {
-  return startServer(false);
+export function startPostgres(opts: PgStartOptions = {}): Promise<Pg> {
+  return startServer(false, opts);
 }
 
 let shared: Promise<Pg> | undefined;
