@@ -157,6 +157,28 @@ if (options.skip) {
       }
     });
 
+    test('pinExistingBlob on one node racing GC on another: the pin holds the row, or there is neither (G4)', async () => {
+      const [a, b] = await twoNodes();
+      try {
+        // A temporary pin that is live by the clock of pinExistingBlob but lapsed by the `now` given to GC.
+        const pinned = { principal: 'p', temporary: true, expiresAt: Date.now() + 60_000 };
+        for (let i = 1; i <= 20; i++) await a.commitBlob(blob(i, 1, `key-${i}`), pinned);
+        const gcNow = Date.now() + 120_000;
+        await Promise.all(Array.from({ length: 20 }, async (_, j) => {
+          const i = j + 1;
+          const [gc, row] = await Promise.all([
+            a.deleteGarbageBlob(digest(i), gcNow, gcNow),
+            b.pinExistingBlob(digest(i), { principal: 'q', temporary: false, expiresAt: null }),
+          ]);
+          assert.notEqual(gc, row !== null, `blob ${i}: exactly one of GC and the pin won`);
+          assert.equal((await a.getBlob(digest(i)))?.location, row ? `key-${i}` : undefined);
+          assert.equal((await a.listPins('q', 100, null)).some((p) => p.digest === digest(i)), row !== null);
+        }));
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
+
     test("two nodes racing for one session's lease: exactly one gets it", async () => {
       const [a, b] = await twoNodes();
       try {

@@ -4,7 +4,7 @@
 import type { BlobRecord, PinInput, PinRecord, StoreStats } from '../metadata-store.ts';
 import { toBlobRecord, type BlobRow } from './blobs-repo.ts';
 import { deleteObjectIn } from './catalog-repo.ts';
-import type { PgDb, Queryable, Tx } from './db.ts';
+import type { PgDb, Queryable } from './db.ts';
 
 const BLOB_COLUMNS = 'b.digest, b.size, b.location, b.created_at, b.quarantined_at';
 
@@ -59,19 +59,18 @@ export async function isBlobLive(q: Queryable, digest: string, now: number): Pro
 }
 
 /**
- * Pins the blob if a readable, live row (of `size`, when given) exists, in one statement: the row is locked
- * first, so a GC delete on another node either happened before (no row: null) or sees this pin.
+ * Pins the blob if a readable, live row (of `size`, when given) exists, in one statement that locks the row
+ * before the pin goes in: a GC delete on another node either committed first (the lock then finds no row:
+ * null) or waits for this pin and, re-checking after its own lock, sees it.
  */
-export async function pinExistingBlob(tx: Tx, digest: string, pin: PinInput, size: number | undefined, now: number): Promise<BlobRecord | null> {
-  const locked = await tx<BlobRow[]>`
-    SELECT ${tx.unsafe(BLOB_COLUMNS)} FROM blobs b
-    WHERE b.digest = ${digest} AND b.quarantined_at IS NULL AND (${size ?? null}::bigint IS NULL OR b.size = ${size ?? null}::bigint)
-    FOR UPDATE`;
-  if (!locked[0]) return null;
-  // A fresh statement after the lock: it sees every reference committed before the lock was granted.
-  const rows = await tx<BlobRow[]>`
-    WITH b AS (SELECT ${tx.unsafe(BLOB_COLUMNS)} FROM blobs b WHERE b.digest = ${digest} AND ${live(tx, now)}),
-    p AS (
+export async function pinExistingBlob(q: Queryable, digest: string, pin: PinInput, size: number | undefined, now: number): Promise<BlobRecord | null> {
+  const rows = await q<BlobRow[]>`
+    WITH b AS (
+      SELECT ${q.unsafe(BLOB_COLUMNS)} FROM blobs b
+      WHERE b.digest = ${digest} AND b.quarantined_at IS NULL AND (${size ?? null}::bigint IS NULL OR b.size = ${size ?? null}::bigint)
+        AND ${live(q, now)}
+      FOR UPDATE
+    ), p AS (
       INSERT INTO pins (principal, digest, temporary, expires_at, created_at)
       SELECT ${pin.principal}, b.digest, ${pin.temporary}, ${pin.temporary ? pin.expiresAt : null}::bigint, ${now}::bigint FROM b
       ON CONFLICT (principal, digest) DO UPDATE SET

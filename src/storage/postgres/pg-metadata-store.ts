@@ -284,7 +284,7 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   async pinExistingBlob(digest: string, pin: PinInput, size?: number): Promise<BlobRecord | null> {
-    return this.db.tx((tx) => lifecycle.pinExistingBlob(tx, digest, pin, size, Date.now()));
+    return lifecycle.pinExistingBlob(this.sql, digest, pin, size, Date.now());
   }
 
   async listPins(principal: string, limit: number, after: { createdAt: number; digest: string } | null): Promise<PinRecord[]> {
