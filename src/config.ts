@@ -38,6 +38,23 @@ export interface Config {
   readonly adminToken: string | undefined;
   /** Where blob bytes live: the data directory (default) or an S3-compatible bucket. */
   readonly store: StoreConfig;
+  /** Where metadata lives: SQLite in the data directory (default) or a PostgreSQL database N nodes share. */
+  readonly metadata: MetadataConfig;
+  /** How long a node's lease on an upload session or a maintenance task lasts unless renewed (shared metadata). */
+  readonly leaseTtlMs: number;
+}
+
+export type MetadataConfig = { readonly kind: 'sqlite' } | { readonly kind: 'postgres'; readonly url: string };
+
+/** A database URL fit for logs and errors: the password replaced by ***. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@');
+  }
 }
 
 export type StoreConfig = { readonly kind: 'fs' } | S3Config;
@@ -142,6 +159,8 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { key: 'keyRefresh', flag: '--key-refresh <duration>', env: 'BLOBD_KEY_REFRESH', defaultValue: '30s', description: 'how often signing keys are read again from data/keys/ (a new key signs, a removed key stops verifying)' },
   { key: 'insecureDataDir', flag: '--insecure-data-dir', env: 'BLOBD_INSECURE_DATA_DIR', defaultValue: 'false', kind: 'switch', description: 'start even when other users can enter the data directory (only warn; by default that is refused)' },
   { key: 'shutdownTimeout', flag: '--shutdown-timeout <duration>', env: 'BLOBD_SHUTDOWN_TIMEOUT', defaultValue: '10s', description: 'how long in-flight requests may finish after SIGTERM' },
+  { key: 'metadata', flag: '--metadata <url>', env: 'BLOBD_DATABASE_URL', defaultValue: '', description: 'where metadata lives: empty for SQLite in the data directory, or postgres://user@host:port/db to share one PostgreSQL database among several blobd nodes (password from the URL or PGPASSWORD)' },
+  { key: 'leaseTtl', flag: '--lease-ttl <duration>', env: 'BLOBD_LEASE_TTL', defaultValue: '30s', description: "with PostgreSQL metadata: how long a node's hold on an upload session or a maintenance task lasts unless renewed (a crashed node's sessions resume elsewhere after it)" },
   { key: 'store', flag: '--store <kind>', env: 'BLOBD_STORE', defaultValue: 'fs', description: 'where blob bytes live: fs (the data directory) or s3 (an S3-compatible bucket; metadata stays in the data directory)' },
   { key: 's3Endpoint', flag: '--s3-endpoint <url>', env: 'BLOBD_S3_ENDPOINT', defaultValue: '', description: "the S3 API's URL, e.g. http://127.0.0.1:7480 for Ceph RGW (empty: AWS S3 in --s3-region)" },
   { key: 's3Bucket', flag: '--s3-bucket <name>', env: 'BLOBD_S3_BUCKET', defaultValue: '', description: 'the bucket blob bytes go to (it must exist); required with --store s3' },
@@ -209,7 +228,24 @@ export function loadConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = process.e
     insecureDataDir: parseSwitch(value('insecureDataDir')),
     adminToken: adminToken || undefined,
     store: parseStore(value, env),
+    metadata: parseMetadata(value('metadata')),
+    leaseTtlMs: parseDuration(value('leaseTtl')),
   };
+}
+
+/** `--metadata`: empty (or sqlite) for the data directory's SQLite, or a PostgreSQL URL. */
+function parseMetadata(text: string): MetadataConfig {
+  const url = text.trim();
+  if (url === '' || url.toLowerCase() === 'sqlite') return { kind: 'sqlite' };
+  if (!/^postgres(ql)?:\/\//i.test(url)) {
+    throw new ConfigError(`not a metadata store: ${JSON.stringify(redactUrl(url))} (empty for SQLite, or postgres://user@host:port/database)`);
+  }
+  try {
+    new URL(url);
+  } catch {
+    throw new ConfigError(`not a PostgreSQL URL: ${JSON.stringify(redactUrl(url))}`);
+  }
+  return { kind: 'postgres', url };
 }
 
 /** `--store` and its S3 settings; credentials only from the environment, never a flag (`ps` shows flags). */

@@ -18,18 +18,21 @@ import { IdempotencyService } from './core/idempotency.ts';
 import { checkReadiness } from './core/readiness.ts';
 import { SignedUrls } from './core/signed-urls.ts';
 import { UploadService } from './core/uploads.ts';
-import type { Config } from './config.ts';
+import { redactUrl, type Config } from './config.ts';
 import { createApp, listRoutes } from './http/app.ts';
 import { Metrics } from './http/metrics.ts';
 import { paceYoungGc } from './gc-pacer.ts';
-import { loadOrCreateAdminToken, secureAdminTokenFile } from './storage/fs/admin-token.ts';
+import { loadOrCreateAdminToken, saveAdminToken, secureAdminTokenFile } from './storage/fs/admin-token.ts';
 import { DiskReserve } from './storage/fs/disk-reserve.ts';
 import { KeyFiles } from './storage/fs/key-files.ts';
 import { DataLayout } from './storage/fs/layout.ts';
 import { openByteStore } from './storage/open-byte-store.ts';
 import { octal, securePrivateDataDir } from './storage/fs/private-data-dir.ts';
 import { lockDataDir } from './storage/sqlite/data-dir-lock.ts';
-import { SqliteMetadataStore } from './storage/sqlite/sqlite-metadata-store.ts';
+import { openMetadataStore } from './storage/open-metadata-store.ts';
+import { loadOrCreateNodeId } from './storage/fs/node-id.ts';
+import { NodeCoordination } from './core/coordination.ts';
+import { SharedKeys } from './core/shared-keys.ts';
 
 export const VERSION = '0.1.0';
 
@@ -146,20 +149,36 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const reserve = await DiskReserve.open(layout, config.diskReserve);
   // Reachable and writable (pinged) before anything is recovered or served.
   const { bytes, rowsFree } = await openByteStore(config.store, layout, reserve);
-  const store = SqliteMetadataStore.open(layout.databaseFile, { reserve });
+  const store = await openMetadataStore(config.metadata, layout, reserve);
+  if (config.metadata.kind === 'postgres') logger.info({ metadata: redactUrl(config.metadata.url) }, 'metadata in PostgreSQL');
   const disk = new DiskBudget(store, bytes, config.minFree, rowsFree);
   const meta = guardRowGrowth(store, disk);
+  const nodes = new NodeCoordination(meta, await loadOrCreateNodeId(layout), config.leaseTtlMs);
+  // Alive (for other nodes) before anything is recovered: they keep what belongs to a live node.
+  await nodes.start();
+  // Signing keys, the records key and the admin token: the data directory's own, or those every node shares.
+  const shared = meta.shared ? new SharedKeys(meta) : undefined;
 
   let adminToken = config.adminToken;
   if (adminToken === undefined) {
-    const loaded = await loadOrCreateAdminToken(layout);
-    adminToken = loaded.token;
-    logger.info({ path: layout.adminTokenFile, created: loaded.created }, 'admin token is in this file');
+    if (shared) {
+      // Every node accepts the same token; each keeps a copy in its data directory for its local CLI.
+      adminToken = await shared.adminToken();
+      await saveAdminToken(layout, adminToken);
+      logger.info({ path: layout.adminTokenFile }, 'admin token (shared by every node) is in this file');
+    } else {
+      const loaded = await loadOrCreateAdminToken(layout);
+      adminToken = loaded.token;
+      logger.info({ path: layout.adminTokenFile, created: loaded.created }, 'admin token is in this file');
+    }
   } else {
     await secureAdminTokenFile(layout);
   }
 
-  const metrics = config.metrics ? new Metrics(() => storeStats(meta)) : undefined;
+  const counted = store as { readonly queries?: number };
+  const metrics = config.metrics
+    ? new Metrics(() => storeStats(meta), typeof counted.queries === 'number' ? () => counted.queries! : undefined)
+    : undefined;
   const events = metrics ?? NO_EVENTS;
   const blobs = new BlobService(meta, bytes, disk, {
     maxBlobSize: config.maxBlobSize,
@@ -169,23 +188,24 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const uploads = new UploadService(meta, bytes, blobs, catalog, disk, {
     maxBlobSize: config.maxBlobSize,
     uploadTtlMs: config.uploadTtlMs,
-  }, events);
+  }, events, nodes);
   const recovered = await uploads.recover();
   logger.info(recovered, 'upload sessions recovered');
 
-  const keys = new KeyFiles(layout);
+  const keys = shared ?? new KeyFiles(layout);
   const access = new AccessControl(meta, adminToken, {
     publicBlobs: config.publicBlobs,
     isPublicBucket: (bucket) => catalog.isPublic(bucket),
   });
   const signedUrls = new SignedUrls(keys, access, config.keyRefreshMs);
   await signedUrls.ready();
-  const idempotency = new IdempotencyService(meta, await keys.recordsKey());
-  // No request of an earlier process is still running: its unanswered claims would block their keys.
-  await meta.dropPendingIdempotencyKeys();
+  const idempotency = new IdempotencyService(meta, await keys.recordsKey(), nodes.holder);
+  // No request of an earlier run of this node is still running: its unanswered claims would block their
+  // keys. Other live nodes' claims stay (their requests may be running).
+  await meta.dropPendingIdempotencyKeys(meta.shared ? await nodes.otherLiveNodes() : undefined);
 
-  const gc = new GcService(meta, bytes, blobs, uploads, idempotency, config.gcGraceMs, events);
-  const fsck = new FsckService(meta, bytes, blobs);
+  const gc = new GcService(meta, bytes, blobs, uploads, idempotency, config.gcGraceMs, events, nodes);
+  const fsck = new FsckService(meta, bytes, blobs, nodes);
 
   const app = createApp({
     logger,
@@ -211,10 +231,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const sweepEvery = Math.max(50, Math.min(60_000, config.uploadTtlMs / 4));
   let sweeping: Promise<unknown> | undefined;
   const sweeper = setInterval(() => {
-    sweeping ??= uploads
-      .expire()
+    // One node at a time sweeps (a lease); the others skip the turn.
+    sweeping ??= nodes
+      .exclusive('expiry', () => uploads.expire())
       .then(
-        (n) => n > 0 && logger.info({ expired: n }, 'upload sessions expired'),
+        (n) => n && n.value > 0 && logger.info({ expired: n.value }, 'upload sessions expired'),
         (err: unknown) => logger.error({ err }, 'upload expiry failed'),
       )
       .finally(() => (sweeping = undefined));
@@ -284,6 +305,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       await collecting;
       clearInterval(idle);
       clearTimeout(deadline);
+      await nodes.stop();
       await meta.close();
       dirLock.release();
       logger.info('stopped');

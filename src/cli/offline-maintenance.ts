@@ -2,7 +2,7 @@
 // of a data directory on this host, for the commands that work on files rather than through a running
 // daemon — offline `blobd fsck --data`, and `blobd backup` (safe while a daemon runs). Like server.ts, it is
 // the only place these commands' stores and services are created. Every other CLI module talks HTTP.
-import { chmod, copyFile, link, mkdir, open, readdir, realpath, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, open, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { v7 as uuidv7 } from 'uuid';
 import { BlobService } from '../core/blobs.ts';
@@ -20,6 +20,12 @@ export class MaintenanceError extends Error {
 }
 
 async function requireDataDir(layout: DataLayout): Promise<void> {
+  const recorded = await readFile(layout.metadataStoreFile, 'utf8').then((t) => JSON.parse(t) as { kind?: string; database?: string }, () => null);
+  if (recorded?.kind === 'postgres') {
+    throw new MaintenanceError(
+      `the metadata of ${layout.root} is in PostgreSQL (${recorded.database}): back it up with pg_dump (and the bucket with the store's own tools), and run blobd fsck against a running node (without --data)`,
+    );
+  }
   const found = await stat(layout.databaseFile).catch(() => null);
   if (!found) throw new MaintenanceError(`no blobd data directory at ${layout.root} (no blobd.db)`);
 }

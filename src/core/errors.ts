@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'object_not_found'
   | 'quota_exceeded'
   | 'upload_locked'
+  | 'maintenance_running'
   | 'offset_mismatch'
   | 'size_mismatch'
   | 'insufficient_storage'

@@ -5,6 +5,8 @@ import { createHash } from 'node:crypto';
 import type { ByteStore } from '../storage/byte-store.ts';
 import type { MetadataStore } from '../storage/metadata-store.ts';
 import type { BlobService } from './blobs.ts';
+import { NodeCoordination } from './coordination.ts';
+import { BlobdError } from './errors.ts';
 
 export interface FsckReport {
   readonly checked: number;
@@ -23,9 +25,17 @@ export class FsckService {
     private readonly meta: MetadataStore,
     private readonly bytes: ByteStore,
     private readonly blobs: BlobService,
+    private readonly nodes: NodeCoordination = new NodeCoordination(meta, 'local'),
   ) {}
 
+  /** One node at a time on a shared store (a lease): on the others this is 409 maintenance_running. */
   async run(opts: { repair?: boolean } = {}): Promise<FsckReport> {
+    const done = await this.nodes.exclusive('fsck', () => this.check(opts));
+    if (!done) throw new BlobdError('maintenance_running', 'fsck is running on another node; retry when it is done');
+    return done.value;
+  }
+
+  private async check(opts: { repair?: boolean }): Promise<FsckReport> {
     // Rows first, then bytes: a blob committed meanwhile has its bytes by the time they are listed.
     const report = { checked: 0, corrupt: [] as string[], missing: [] as string[], orphans: [] as string[], quarantined: [] as string[] };
     const rows = new Set<string>();
@@ -37,7 +47,9 @@ export class FsckService {
           continue;
         }
         report.checked++;
-        const verdict = await this.check(blob.location, blob.digest, blob.size);
+        const verdict = await this.verify(blob.location, blob.digest, blob.size);
+        // Removed since its page was read (GC on another node): not missing, just gone.
+        if (verdict === 'missing' && (await this.meta.getBlob(blob.digest))?.location !== blob.location) continue;
         if (verdict === 'ok') continue;
         report[verdict].push(blob.digest);
         if (opts.repair && (await this.quarantine(blob.location, blob.digest, blob.size))) report.quarantined.push(blob.digest);
@@ -52,7 +64,7 @@ export class FsckService {
     return report;
   }
 
-  private async check(location: string, digest: string, size: number): Promise<'ok' | 'missing' | 'corrupt'> {
+  private async verify(location: string, digest: string, size: number): Promise<'ok' | 'missing' | 'corrupt'> {
     const st = await this.bytes.stat(location);
     if (!st) return 'missing';
     if (!st.regular || st.size !== size) return 'corrupt';
@@ -75,7 +87,7 @@ export class FsckService {
     return this.blobs.lockDigest(digest, async () => {
       // The row as it is now: an upload may have healed it (new bytes, or a new location) meanwhile.
       const row = await this.meta.getBlob(digest);
-      if (!row || row.location !== location || (await this.check(location, digest, size)) === 'ok') return false;
+      if (!row || row.location !== location || (await this.verify(location, digest, size)) === 'ok') return false;
       await this.meta.markQuarantined(digest);
       await this.bytes.quarantine(location);
       return true;

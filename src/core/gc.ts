@@ -5,6 +5,8 @@
 import type { ByteStore } from '../storage/byte-store.ts';
 import type { MetadataStore } from '../storage/metadata-store.ts';
 import type { BlobService } from './blobs.ts';
+import { NodeCoordination } from './coordination.ts';
+import { BlobdError } from './errors.ts';
 import type { IdempotencyService } from './idempotency.ts';
 import { NO_EVENTS, type StoreEvents } from './metrics.ts';
 import type { UploadService } from './uploads.ts';
@@ -24,6 +26,8 @@ export interface GcReport {
 
 /** Blobs examined per batch: bounds memory on a store with many garbage blobs. */
 const BATCH = 500;
+/** On a shared store, bytes without a row stay at least this long: another node may be about to commit them. */
+const SHARED_STRAY_GRACE_MS = 15 * 60 * 1000;
 
 export class GcService {
   private running: Promise<GcReport> | undefined;
@@ -36,12 +40,22 @@ export class GcService {
     private readonly idempotency: IdempotencyService,
     private readonly graceMs: number,
     private readonly events: StoreEvents = NO_EVENTS,
+    private readonly nodes: NodeCoordination = new NodeCoordination(meta, 'local'),
   ) {}
 
-  /** One pass; a pass asked for while one runs waits for that one (and a dry run gets its own). */
+  /**
+   * One pass; a pass asked for while one runs waits for that one (and a dry run gets its own). On a shared
+   * store one node at a time runs a pass (a lease): on the others this is 409 maintenance_running.
+   */
   run(opts: { dryRun?: boolean } = {}): Promise<GcReport> {
     if (opts.dryRun) return this.pass(true);
-    this.running ??= this.pass(false).finally(() => (this.running = undefined));
+    this.running ??= this.nodes
+      .exclusive('gc', () => this.pass(false))
+      .then((done) => {
+        if (!done) throw new BlobdError('maintenance_running', 'a garbage collection pass is running on another node; retry when it is done');
+        return done.value;
+      })
+      .finally(() => (this.running = undefined));
     return this.running;
   }
 
@@ -51,6 +65,8 @@ export class GcService {
     const sessionsExpired = dryRun ? await this.uploads.countExpired(now) : await this.uploads.expire(now);
     const { pins: pinsExpired, objects: objectsExpired } = await this.meta.expirePinsAndObjects(now, dryRun);
     if (!dryRun) await this.idempotency.sweep(now);
+    // Claims of nodes that died with requests in flight (their liveness lease ran out) would block their keys.
+    if (!dryRun && this.nodes.shared) await this.meta.dropPendingIdempotencyKeys([this.nodes.nodeId, ...(await this.nodes.otherLiveNodes())]);
 
     const digests: string[] = [];
     let bytesFreed = 0;
@@ -59,7 +75,7 @@ export class GcService {
         digests.push(blob.digest);
         bytesFreed += blob.size;
       }
-      const strayFilesRemoved = await this.removeStrayFiles(createdBefore, true);
+      const strayFilesRemoved = await this.removeStrayFiles(this.strayBefore(createdBefore), true);
       return { blobsRemoved: digests.length, bytesFreed, sessionsExpired, pinsExpired, objectsExpired, strayFilesRemoved, digests, dryRun };
     }
     for (let batch = await this.meta.listGarbageBlobs(createdBefore, now, BATCH); batch.length > 0; ) {
@@ -78,7 +94,7 @@ export class GcService {
     // The rows are gone and their bytes queued (by the same transactions): delete them now. Anything still
     // queued from before (a crash, a store that refused) goes too.
     await this.blobs.deletions.drain();
-    const strayFilesRemoved = await this.removeStrayFiles(createdBefore, false);
+    const strayFilesRemoved = await this.removeStrayFiles(this.strayBefore(createdBefore), false);
     this.events.gcPass(digests.length, bytesFreed);
     return { blobsRemoved: digests.length, bytesFreed, sessionsExpired, pinsExpired, objectsExpired, strayFilesRemoved, digests, dryRun };
   }
@@ -95,9 +111,23 @@ export class GcService {
    * queue, which no lock spans beyond one deletion: a row never outlives its bytes (G2), and the queue
    * re-checks that no row names them again before each delete (ByteDeletions). One daemon per data
    * directory (the OS lock on blobd.lock) makes the in-process lock enough.
+   * Across nodes (a shared store, bytes in S3) the same two outcomes come from the store's transactions
+   * alone: a reference locks the blob row in the transaction that writes it, deleteGarbageBlob locks it
+   * before its re-check, a reference to an existing blob that sends no bytes fails if the row went
+   * (pinExistingBlob, NewBlob.mustExist), and every staged copy has a key of its own, so a queued deletion
+   * never hits bytes a row of another node names.
    */
   private remove(digest: string, createdBefore: number, now: number): Promise<boolean> {
     return this.blobs.lockDigest(digest, () => this.meta.deleteGarbageBlob(digest, createdBefore, now));
+  }
+
+  /**
+   * Bytes without a row may be another node's commit in progress (staged, its row not written yet), which
+   * this process cannot see: on a shared store they are left alone for at least SHARED_STRAY_GRACE_MS,
+   * whatever --gc-grace says.
+   */
+  private strayBefore(createdBefore: number): number {
+    return this.nodes.shared ? Math.min(createdBefore, Date.now() - SHARED_STRAY_GRACE_MS) : createdBefore;
   }
 
   /**

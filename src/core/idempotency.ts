@@ -44,6 +44,8 @@ export class IdempotencyService {
   constructor(
     private readonly meta: MetadataStore,
     private readonly sealKey: Buffer,
+    /** This node, recorded on claims in a shared store (its live claims are spared by other nodes' starts). */
+    private readonly holder?: string,
   ) {}
 
   /**
@@ -52,7 +54,7 @@ export class IdempotencyService {
    */
   async begin(principal: string, key: string, requestFingerprint: string): Promise<Begun> {
     const now = Date.now();
-    const claim = await this.meta.claimIdempotencyKey(principal, key, requestFingerprint, now, now - IDEMPOTENCY_TTL_MS);
+    const claim = await this.meta.claimIdempotencyKey(principal, key, requestFingerprint, now, now - IDEMPOTENCY_TTL_MS, this.holder);
     if (claim.claimed) return { kind: 'run' };
     const { record } = claim;
     if (record.fingerprint !== requestFingerprint) throw reused();

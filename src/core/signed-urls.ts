@@ -2,7 +2,8 @@
 // expiry among them), with a key named by id so keys can rotate. A signed URL acts as its signer does now
 // — never more: the signer must be allowed the request when signing, and still when it is used.
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import type { KeyFiles, SigningKey } from '../storage/fs/key-files.ts';
+import type { SigningKey } from '../storage/fs/key-files.ts';
+import type { KeySource } from './shared-keys.ts';
 import type { AccessControl, Principal } from './auth.ts';
 import { BlobdError } from './errors.ts';
 
@@ -65,7 +66,7 @@ export class SignedUrls {
    * new key file becomes the signing key, and a removed one stops verifying, without a restart.
    */
   constructor(
-    private readonly keys: KeyFiles,
+    private readonly keys: KeySource,
     private readonly access: AccessControl,
     private readonly refreshMs = 30_000,
   ) {}

@@ -30,7 +30,7 @@ export class UploadAppender {
    * session's bytes back once (ByteStore.readUpload), which is ~9x cheaper per byte than hashing every byte
    * with an exportable state (docs/design.md, "The running hash").
    */
-  private readonly hashes = new Map<string, Hash>();
+  private readonly hashes = new Map<string, { hash: Hash; offset: number }>();
 
   constructor(
     private readonly meta: MetadataStore,
@@ -43,7 +43,7 @@ export class UploadAppender {
 
   /** A new, empty session: its hash starts now. */
   started(id: string): void {
-    this.hashes.set(id, createHash('sha256'));
+    this.hashes.set(id, { hash: createHash('sha256'), offset: 0 });
   }
 
   forget(id: string): void {
@@ -54,8 +54,8 @@ export class UploadAppender {
    * `sha256:<hex>` of the session's durable bytes, and the cursor they are under now (it changes when this
    * process had to read them back).
    */
-  async digestOf(row: UploadRecord): Promise<{ digest: string; cursor: UploadCursor }> {
-    const { hash, cursor } = await this.hashOf(row);
+  async digestOf(row: UploadRecord, fence?: string): Promise<{ digest: string; cursor: UploadCursor }> {
+    const { hash, cursor } = await this.hashOf(row, fence);
     return { digest: `sha256:${hash.copy().digest('hex')}`, cursor };
   }
 
@@ -65,7 +65,7 @@ export class UploadAppender {
    * request then fails with `request_aborted`, so a complete never finishes on a cut-short body; with a
    * checksum, a cut-short body cannot be verified and is dropped like a mismatching one (460).
    */
-  async append(row: UploadRecord, body: BodySource, length: number | undefined, checksum?: ChunkChecksum): Promise<number> {
+  async append(row: UploadRecord, body: BodySource, length: number | undefined, checksum?: ChunkChecksum, fence?: string): Promise<number> {
     const bucket = row.bucket !== null ? await this.catalog.getBucket(row.bucket) : null;
     const cap = Math.min(this.options.maxBlobSize, row.declaredSize ?? Infinity, bucket?.maxObjectSize ?? Infinity, row.sizeLimit ?? Infinity);
     // A bucket's quota bounds the whole object; what it already stores is checked again at complete.
@@ -84,14 +84,14 @@ export class UploadAppender {
       : tooLarge(cap, limitName);
     if (length !== undefined && length > Math.min(sizeRoom, diskRoom)) throw refuse();
 
-    const { hash, cursor } = await this.hashOf(row);
+    const { hash, cursor } = await this.hashOf(row, fence);
     const before = hash.copy();
     const chunkHash = checksum ? createHash(checksum.algorithm) : null;
     let result: AppendResult | undefined;
     const rollback = async () => {
       this.hashes.delete(row.id); // rebuilt from the durable prefix if putting the bytes back fails
       await this.bytes.abandonAppend(row.id, row.offset, cursor, result?.cursor);
-      this.hashes.set(row.id, before);
+      this.hashes.set(row.id, { hash: before, offset: row.offset });
     };
     try {
       const limited = limitBytes(body(), Math.min(sizeRoom, diskRoom), refuse);
@@ -120,11 +120,12 @@ export class UploadAppender {
     // stored bytes never disagree. What only the old cursor needed is freed after the record, never before.
     const offset = row.offset + result.written;
     try {
-      await this.meta.advanceUpload(row.id, offset, Date.now() + this.options.uploadTtlMs, result.cursor);
+      await this.meta.advanceUpload(row.id, offset, Date.now() + this.options.uploadTtlMs, result.cursor, fence);
     } catch (err) {
       await rollback();
       throw err;
     }
+    this.hashes.set(row.id, { hash, offset });
     await this.bytes.settleAppend(row.id, cursor, result.cursor);
     this.events.received(result.written);
     if (cut !== undefined) throw cut instanceof BlobdError ? cut : new BlobdError('request_aborted', 'the client closed the connection before the body ended');
@@ -136,10 +137,12 @@ export class UploadAppender {
    * the cursor to go on from: the store may give a new one while reading back (an object store seals its
    * multipart upload to read it), recorded here before anything is appended to it.
    */
-  private async hashOf(row: UploadRecord): Promise<{ hash: Hash; cursor: UploadCursor }> {
-    let hash = this.hashes.get(row.id);
-    if (hash) return { hash, cursor: row.cursor };
-    hash = createHash('sha256');
+  private async hashOf(row: UploadRecord, fence: string | undefined): Promise<{ hash: Hash; cursor: UploadCursor }> {
+    // Kept for the offset it covers: if another node appended since (a shared store), it covers too little.
+    const kept = this.hashes.get(row.id);
+    if (kept && kept.offset === row.offset) return { hash: kept.hash, cursor: row.cursor };
+    this.hashes.delete(row.id);
+    const hash = createHash('sha256');
     let seen = 0;
     const read = await this.bytes.readUpload(row.id, row.offset, row.cursor);
     for await (const chunk of read.bytes) {
@@ -148,10 +151,10 @@ export class UploadAppender {
     }
     if (seen !== row.offset) throw new Error(`upload ${row.id} holds ${seen} of its ${row.offset} acknowledged bytes`);
     if (read.cursor !== row.cursor) {
-      await this.meta.advanceUpload(row.id, row.offset, Date.now() + this.options.uploadTtlMs, read.cursor);
+      await this.meta.advanceUpload(row.id, row.offset, Date.now() + this.options.uploadTtlMs, read.cursor, fence);
       await this.bytes.settleAppend(row.id, row.cursor, read.cursor);
     }
-    this.hashes.set(row.id, hash);
+    this.hashes.set(row.id, { hash, offset: row.offset });
     return { hash, cursor: read.cursor };
   }
 }

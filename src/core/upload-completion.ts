@@ -61,7 +61,7 @@ export class UploadCompletion {
    * Commit the verified bytes to their location in the byte store and finish; `row.cursor` is the cursor
    * they are under now. For an existing blob the row write keeps one copy (see MetadataStore.commitBlob).
    */
-  async commit(row: UploadRecord, digest: string): Promise<CompletedUpload> {
+  async commit(row: UploadRecord, digest: string, fence?: string): Promise<CompletedUpload> {
     await this.checkTarget(row);
     const location = this.bytes.uploadLocation(row.id, digest);
     return this.blobs.lockDigest(digest, async () => {
@@ -71,18 +71,18 @@ export class UploadCompletion {
       const deduplicated = (await this.meta.getBlob(digest)) !== null;
       // Two steps that a crash can split: "completing" records the digest and location first (claiming
       // the location), so recovery can ask the store whether the commit happened and finish or reopen.
-      await this.meta.beginCompletion(row.id, digest, location);
+      await this.meta.beginCompletion(row.id, digest, location, fence);
       try {
         await this.bytes.commitUpload(row.id, row.offset, row.cursor, digest);
       } catch (err) {
         // Still the session's → the commit did not happen: reopen. Otherwise the session stays "completing"
         // and the next request on it (or the next start) finishes it — not here, under this digest's lock.
         const committed = await this.bytes.uploadCommitted(row.id, row.offset, row.cursor, digest).catch(() => null);
-        if (committed === false) await this.reopen(row).catch(() => {});
+        if (committed === false) await this.reopen(row, fence).catch(() => {});
         throw err;
       }
       await this.blobs.healing(digest, location);
-      return await this.finish(row, digest, location, deduplicated);
+      return await this.finish(row, digest, location, deduplicated, fence);
     });
   }
 
@@ -92,15 +92,15 @@ export class UploadCompletion {
    * commit did not happen; at their location → it did. Run under the session lock, or before the server
    * takes requests. Any other session is returned as it is.
    */
-  async settle(row: UploadRecord): Promise<UploadRecord> {
+  async settle(row: UploadRecord, fence?: string): Promise<UploadRecord> {
     if (row.state !== 'completing') return row;
     const committed = await this.bytes.uploadCommitted(row.id, row.offset, row.cursor, row.digest!);
     if (committed === false) {
-      await this.reopen(row);
+      await this.reopen(row, fence);
     } else if (committed) {
       // A completion begun before locations were recorded has none: the store's answer for it is the same.
       const location = row.location ?? this.bytes.uploadLocation(row.id, row.digest!);
-      await this.blobs.lockDigest(row.digest!, () => this.finish(row, row.digest!, location, false));
+      await this.blobs.lockDigest(row.digest!, () => this.finish(row, row.digest!, location, false, fence));
     } else {
       await this.meta.deleteUpload(row.id); // neither place has the bytes: nothing honest to resume
       throw notFound(row.id);
@@ -113,9 +113,9 @@ export class UploadCompletion {
    * the store can go on from: a commit cut off half-way may have used up the one recorded (an object store's
    * multipart upload completed around parts no cursor named), and appends on it would fail.
    */
-  async reopen(row: UploadRecord): Promise<void> {
+  async reopen(row: UploadRecord, fence?: string): Promise<void> {
     const goOn = await this.bytes.recoverUpload(row.id, row.offset, row.cursor);
-    await this.meta.reopenUpload(row.id, goOn?.cursor ?? row.cursor, this.bytes.sessionLocation(row.id));
+    await this.meta.reopenUpload(row.id, goOn?.cursor ?? row.cursor, this.bytes.sessionLocation(row.id), fence);
   }
 
   /**
@@ -124,7 +124,7 @@ export class UploadCompletion {
    * the quota (or a bucket deleted) between that check and this transaction — two completes racing for
    * the last room, say — gets here, and the session is handed a copy of its bytes and stays open.
    */
-  async finish(row: UploadRecord, digest: string, location: string, deduplicated: boolean): Promise<CompletedUpload> {
+  async finish(row: UploadRecord, digest: string, location: string, deduplicated: boolean, fence?: string): Promise<CompletedUpload> {
     const blob = { digest, size: row.offset, location };
     const base = { digest, size: row.offset, filename: row.filename, deduplicated };
     let result: CompletedUpload | undefined;
@@ -153,7 +153,7 @@ export class UploadCompletion {
       // and the committed bytes go again unless they are the existing blob's (we hold the digest lock).
       // Crash here: the next request finishes this; GC removes bytes left behind.
       const cursor = await this.bytes.restoreUpload(row.id, location, row.offset);
-      await this.meta.reopenUpload(row.id, cursor, this.bytes.sessionLocation(row.id));
+      await this.meta.reopenUpload(row.id, cursor, this.bytes.sessionLocation(row.id), fence);
       // Unless the reopened session claims it as its own (an object store's key for the session).
       await this.blobs.dropUnclaimed(location);
       throw done.reason === 'quota_exceeded'

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { ByteStore } from '../storage/byte-store.ts';
-import type { MetadataStore, UploadRecord } from '../storage/metadata-store.ts';
+import { UploadLeaseLost, type MetadataStore, type UploadRecord } from '../storage/metadata-store.ts';
 import { can, hashToken, tokenMatches, type Principal } from './auth.ts';
 import type { BlobService } from './blobs.ts';
 import { parseKey, type CatalogService } from './catalog.ts';
@@ -17,6 +17,7 @@ import { UploadAppender, type ChunkChecksum } from './upload-appender.ts';
 import { notFound, UploadCompletion, type CompletedUpload } from './upload-completion.ts';
 import { completeKnownDigest } from './known-digest.ts';
 import { decodeCursor, isString, pageOf, type Page, type PageRequest } from './paging.ts';
+import { NodeCoordination } from './coordination.ts';
 
 export interface UploadServiceOptions {
   readonly maxBlobSize: number;
@@ -84,6 +85,14 @@ const CONTENT_TYPE = /^[\x21-\x7e][\x20-\x7e]{0,254}$/;
  * (and every HEAD answer, a header) stays small. Node refuses request headers past 16 KiB in all anyway.
  */
 export const MAX_CLIENT_METADATA = 8192;
+/** On a shared store, session bytes without a row are left alone for this long (another node's creation). */
+const SHARED_STRAY_AGE_MS = 24 * 3600 * 1000;
+
+/** The creation time of a UUIDv7 id (ms), or NaN for anything else. */
+function idTime(id: string): number {
+  const hex = id.replace(/-/g, '');
+  return /^[0-9a-f]{12}7/.test(hex) ? parseInt(hex.slice(0, 12), 16) : NaN;
+}
 
 export class UploadService {
   /** Sessions with a request in flight: one at a time per session. */
@@ -99,6 +108,7 @@ export class UploadService {
     private readonly disk: DiskBudget,
     private readonly options: UploadServiceOptions,
     events: StoreEvents = NO_EVENTS,
+    private readonly nodes: NodeCoordination = new NodeCoordination(meta, 'local'),
   ) {
     this.appender = new UploadAppender(meta, bytes, catalog, disk, options, events);
     this.completion = new UploadCompletion(meta, bytes, blobs, catalog, this.appender, options.uploadTtlMs);
@@ -177,11 +187,11 @@ export class UploadService {
 
   async append(id: string, token: string | null, body: BodySource, opts: AppendOptions = {}): Promise<number> {
     await this.authorize(id, token);
-    return this.locked(id, async () => {
-      const row = await this.settled(await this.load(id));
+    return this.locked(id, async (fence) => {
+      const row = await this.settled(await this.load(id), fence);
       if (row.state !== 'open') throw new BlobdError('upload_not_found', 'this upload session is already completed', { id });
       this.checkOffset(row, opts.expectedOffset);
-      return this.appender.append(row, body, opts.length, opts.checksum);
+      return this.appender.append(row, body, opts.length, opts.checksum, fence);
     });
   }
 
@@ -191,8 +201,8 @@ export class UploadService {
    */
   async declareSize(id: string, token: string | null, size: number): Promise<void> {
     await this.authorize(id, token);
-    await this.locked(id, async () => {
-      const row = await this.settled(await this.load(id));
+    await this.locked(id, async (fence) => {
+      const row = await this.settled(await this.load(id), fence);
       if (row.state !== 'open') throw new BlobdError('upload_not_found', 'this upload session is already completed', { id });
       if (row.declaredSize !== null) {
         if (row.declaredSize === size) return;
@@ -216,8 +226,8 @@ export class UploadService {
     opts: AppendOptions & { digest?: Digest } = {},
   ): Promise<CompletedUpload> {
     await this.authorize(id, token);
-    return this.locked(id, async () => {
-      let row = await this.settled(await this.load(id));
+    return this.locked(id, async (fence) => {
+      let row = await this.settled(await this.load(id), fence);
       if (row.state === 'completed') {
         const done = JSON.parse(row.result!) as CompletedUpload;
         if (opts.digest !== undefined && opts.digest !== done.digest) {
@@ -228,7 +238,7 @@ export class UploadService {
       this.checkOffset(row, opts.expectedOffset);
       if (body) {
         // A final body cut short throws (request_aborted) after keeping what arrived: never complete on it.
-        await this.appender.append(row, body, opts.length, opts.checksum);
+        await this.appender.append(row, body, opts.length, opts.checksum, fence);
         row = await this.load(id);
       }
       if (row.declaredSize !== null && row.offset !== row.declaredSize) {
@@ -237,7 +247,7 @@ export class UploadService {
           actual: row.offset,
         });
       }
-      const { digest, cursor } = await this.appender.digestOf(row);
+      const { digest, cursor } = await this.appender.digestOf(row, fence);
       row = { ...row, cursor };
       // Both the digest named at initiate and the one named now are preconditions.
       for (const expected of [row.expectedDigest, opts.digest]) {
@@ -245,7 +255,7 @@ export class UploadService {
           throw new BlobdError('digest_mismatch', 'the uploaded bytes do not hash to the expected digest', { expected, actual: digest });
         }
       }
-      return this.completion.commit(row, digest);
+      return this.completion.commit(row, digest, fence);
     });
   }
 
@@ -293,8 +303,8 @@ export class UploadService {
   }
 
   private async drop(id: string): Promise<void> {
-    await this.locked(id, async () => {
-      const row = await this.settled(await this.load(id));
+    await this.locked(id, async (fence) => {
+      const row = await this.settled(await this.load(id), fence);
       await this.forget(row);
     });
   }
@@ -308,40 +318,60 @@ export class UploadService {
     const keep = new Set<string>();
     let removed = 0;
     for (const found of await this.meta.listUnfinishedUploads()) {
-      let row: UploadRecord;
+      // On a shared store, only sessions no live node is using: the lease says which (one in use is kept).
+      let hold;
       try {
-        row = await this.settled(found);
+        hold = await this.nodes.holdSession(found.id);
       } catch (err) {
-        // A completion whose rows are refused now (its bucket filled up or went away meanwhile) reopened the
-        // session with its bytes, as a complete would; one with no bytes left was removed. Neither may keep
-        // the daemon from starting.
-        if (!(err instanceof BlobdError)) throw err;
-        const now = await this.meta.getUpload(found.id);
-        if (!now) {
-          removed++;
-          continue;
-        }
-        row = now;
-      }
-      if (row.state !== 'open') continue;
-      const recovered = await this.bytes.recoverUpload(row.id, row.offset, row.cursor);
-      if (!recovered) {
-        // Acknowledged bytes are gone: the session cannot honestly resume.
-        await this.meta.deleteUpload(row.id);
-        await this.bytes.deleteUpload(row.id, row.cursor);
-        removed++;
+        if (!(err instanceof BlobdError && err.code === 'upload_locked')) throw err;
+        keep.add(found.id);
         continue;
       }
-      if (recovered.cursor !== row.cursor) await this.meta.advanceUpload(row.id, row.offset, row.expiresAt, recovered.cursor);
-      keep.add(row.id);
-    }
-    for await (const id of this.bytes.listUploads()) {
-      if (!keep.has(id)) {
-        await this.bytes.deleteUpload(id, null);
-        removed++;
+      if (!hold) continue; // gone meanwhile
+      try {
+        const outcome = await this.recoverOne(found, hold.holder);
+        if (outcome === 'kept') keep.add(found.id);
+        if (outcome === 'removed') removed++;
+      } finally {
+        await hold.release();
       }
     }
+    // Session bytes without a row: a crash between the two. On a shared store another node may be creating
+    // one right now (bytes first, then its row), so only those older than a day go (ids are UUIDv7: they
+    // tell their age).
+    const youngest = Date.now() - (this.nodes.shared ? SHARED_STRAY_AGE_MS : 0);
+    for await (const id of this.bytes.listUploads()) {
+      if (keep.has(id) || (this.nodes.shared && !(idTime(id) < youngest))) continue;
+      if (this.nodes.shared && (await this.meta.getUpload(id))) continue;
+      await this.bytes.deleteUpload(id, null);
+      removed++;
+    }
     return { resumed: keep.size, removed };
+  }
+
+  private async recoverOne(found: UploadRecord, fence: string | undefined): Promise<'kept' | 'removed' | 'done'> {
+    let row: UploadRecord;
+    try {
+      row = await this.settled((await this.meta.getUpload(found.id)) ?? found, fence);
+    } catch (err) {
+      // A completion whose rows are refused now (its bucket filled up or went away meanwhile) reopened the
+      // session with its bytes, as a complete would; one with no bytes left was removed. Neither may keep
+      // the daemon from starting.
+      if (!(err instanceof BlobdError)) throw err;
+      const now = await this.meta.getUpload(found.id);
+      if (!now) return 'removed';
+      row = now;
+    }
+    if (row.state !== 'open') return 'done';
+    const recovered = await this.bytes.recoverUpload(row.id, row.offset, row.cursor);
+    if (!recovered) {
+      // Acknowledged bytes are gone: the session cannot honestly resume.
+      await this.meta.deleteUpload(row.id);
+      await this.bytes.deleteUpload(row.id, row.cursor);
+      return 'removed';
+    }
+    if (recovered.cursor !== row.cursor) await this.meta.advanceUpload(row.id, row.offset, row.expiresAt, recovered.cursor, fence);
+    return 'kept';
   }
 
   /** How many sessions `expire(now)` would remove. */
@@ -360,6 +390,9 @@ export class UploadService {
           await this.forget(row);
           n++;
         }
+      }).catch((err: unknown) => {
+        // In use on another node since it was listed (it will push the expiry out), or gone already.
+        if (!(err instanceof BlobdError && (err.code === 'upload_locked' || err.code === 'upload_not_found'))) throw err;
       });
     }
     return n;
@@ -386,17 +419,36 @@ export class UploadService {
   }
 
   /** The session, with a completion a crash or a failure interrupted settled first (UploadCompletion.settle). */
-  private settled(row: UploadRecord): Promise<UploadRecord> {
-    return this.completion.settle(row);
+  private settled(row: UploadRecord, fence: string | undefined): Promise<UploadRecord> {
+    return this.completion.settle(row, fence);
   }
 
-  private async locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` as the session's only request: in this process (the busy set), and, on a shared metadata
+   * store, across nodes (a lease in the session's row, renewed while `fn` runs; session writes are fenced by
+   * it). A lease taken over from a node that crashed or lost touch drops any hash this process kept: the
+   * bytes are read back (an object store seals its multipart upload first, so a cut-off writer's late parts
+   * can land nowhere).
+   */
+  private async locked<T>(id: string, fn: (fence: string | undefined) => Promise<T>): Promise<T> {
     if (this.busy.has(id)) {
       throw new BlobdError('upload_locked', 'another request is using this upload session; retry when it is done', { id });
     }
     this.busy.add(id);
     try {
-      return await fn();
+      const hold = await this.nodes.holdSession(id);
+      if (!hold) throw notFound(id);
+      try {
+        if (hold.takenOver) this.appender.forget(id);
+        return await fn(hold.holder);
+      } catch (err) {
+        if (err instanceof UploadLeaseLost) {
+          throw new BlobdError('upload_locked', 'another node took this upload session over; ask for its offset and resume', { id });
+        }
+        throw err;
+      } finally {
+        await hold.release();
+      }
     } finally {
       this.busy.delete(id);
     }

@@ -34,6 +34,7 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   object_not_found: 404,
   quota_exceeded: 413,
   upload_locked: 409,
+  maintenance_running: 409,
   offset_mismatch: 409,
   size_mismatch: 400,
   insufficient_storage: 507,

@@ -17,7 +17,8 @@ export class Metrics implements StoreEvents {
   private readonly gcRuns: Counter;
   private readonly gcRemovedBytes: Counter;
 
-  constructor(stats: () => Promise<Stats>) {
+  /** `metadataQueries`: statements sent to the metadata store so far, when it counts them (PostgreSQL). */
+  constructor(stats: () => Promise<Stats>, metadataQueries?: () => number) {
     const registers = [this.registry];
     const labelNames = ['method', 'route', 'status_class'] as const;
     this.requests = new Counter({ name: 'blobd_http_requests_total', help: 'HTTP requests answered, by route template and status class', labelNames, registers });
@@ -42,6 +43,18 @@ export class Metrics implements StoreEvents {
     gauge('blobd_uploads_open', 'Upload sessions open', (s) => s.openSessions);
     gauge('blobd_blobs', 'Blobs stored', (s) => s.blobs);
     gauge('blobd_stored_bytes', 'Bytes of the stored blobs', (s) => s.storedBytes);
+    if (metadataQueries) {
+      // Each statement is one round trip to the database: per request, the figure a scale-out setup pays.
+      new Counter({
+        name: 'blobd_metadata_queries_total',
+        help: 'Statements sent to the metadata database (each one round trip)',
+        registers,
+        collect() {
+          this.reset();
+          this.inc(metadataQueries());
+        },
+      });
+    }
     collectDefaultMetrics({ register: this.registry });
   }
 

@@ -15,6 +15,12 @@ export async function loadOrCreateAdminToken(layout: DataLayout): Promise<{ toke
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   const token = `blobd_${randomBytes(32).toString('base64url')}`;
+  await saveAdminToken(layout, token);
+  return { token, created: true };
+}
+
+/** Write the admin token file (0600), replacing what it held: a node's copy of the token all nodes share. */
+export async function saveAdminToken(layout: DataLayout, token: string): Promise<void> {
   const fh = await open(layout.adminTokenFile, 'w', FILE_MODE);
   try {
     // An empty file that was there keeps its mode through open: made 0600 before the token goes in.
@@ -25,7 +31,6 @@ export async function loadOrCreateAdminToken(layout: DataLayout): Promise<{ toke
     await fh.close();
   }
   await syncDir(layout.root);
-  return { token, created: true };
 }
 
 /** With the token from the environment the file is not read, but a leftover one is made private all the same. */

@@ -33,6 +33,10 @@ export class DataLayout {
   readonly reserveTempFile: string;
   /** Which byte store holds this data directory's blobs (kind, endpoint, bucket, prefix; never credentials). */
   readonly byteStoreFile: string;
+  /** Which metadata store holds this data directory's rows (sqlite, or a PostgreSQL database; never a password). */
+  readonly metadataStoreFile: string;
+  /** This node's id, stable across restarts (leases and claims of its previous run are its own). */
+  readonly nodeIdFile: string;
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -47,6 +51,8 @@ export class DataLayout {
     this.reserveFile = path.join(this.root, 'reserve');
     this.reserveTempFile = path.join(this.root, 'reserve.new');
     this.byteStoreFile = path.join(this.root, 'byte-store.json');
+    this.metadataStoreFile = path.join(this.root, 'metadata-store.json');
+    this.nodeIdFile = path.join(this.root, 'node-id');
   }
 
   /** `blobs/sha256/ab/cd/abcd…` for a `sha256:<hex>` digest. */

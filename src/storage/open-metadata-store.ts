@@ -1,0 +1,72 @@
+// The one place that picks the metadata store: SQLite in the data directory, or a PostgreSQL database that
+// several nodes share. A data directory remembers which one holds its rows (data/metadata-store.json), so a
+// daemon started with the other is refused with one clear line instead of starting on an empty catalogue
+// (whose GC would then take the directory's blob files for strays).
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { redactUrl, type MetadataConfig } from '../config.ts';
+import { FILE_MODE, type DataLayout } from './fs/layout.ts';
+import type { MetadataStore } from './metadata-store.ts';
+import { PostgresMetadataStore } from './postgres/pg-metadata-store.ts';
+import type { SpaceReserve } from './storage-full.ts';
+import { SqliteMetadataStore } from './sqlite/sqlite-metadata-store.ts';
+
+/** Which database, as recorded: enough to recognise it, never a password. */
+interface MetadataIdentity {
+  readonly kind: 'sqlite' | 'postgres';
+  /** host:port/database for PostgreSQL. */
+  readonly database?: string;
+}
+
+export class MetadataStoreError extends Error {
+  override name = 'MetadataStoreError';
+}
+
+function identityOf(config: MetadataConfig): MetadataIdentity {
+  if (config.kind === 'sqlite') return { kind: 'sqlite' };
+  const u = new URL(config.url);
+  return { kind: 'postgres', database: `${u.hostname}:${u.port || '5432'}${u.pathname || '/'}` };
+}
+
+const describe = (id: MetadataIdentity) =>
+  id.kind === 'sqlite' ? 'SQLite in the data directory (no --metadata)' : `PostgreSQL database ${id.database} (--metadata)`;
+
+async function recorded(layout: DataLayout): Promise<MetadataIdentity | null> {
+  try {
+    return JSON.parse(await readFile(layout.metadataStoreFile, 'utf8')) as MetadataIdentity;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    // A directory with a database but no record predates the choice: its rows are in SQLite.
+    return existsSync(layout.databaseFile) ? { kind: 'sqlite' } : null;
+  }
+}
+
+/**
+ * The metadata store the settings name, checked against the data directory's record, proven reachable
+ * (a wrong host, database or password is one line at start), and only then recorded.
+ */
+export async function openMetadataStore(config: MetadataConfig, layout: DataLayout, reserve: SpaceReserve): Promise<MetadataStore> {
+  const wanted = identityOf(config);
+  const before = await recorded(layout);
+  if (before && (before.kind !== wanted.kind || before.database !== wanted.database)) {
+    throw new MetadataStoreError(
+      `this data directory's metadata is in ${describe(before)}, not in ${describe(wanted)}: start with the same --metadata`,
+    );
+  }
+  let store: MetadataStore;
+  if (config.kind === 'sqlite') {
+    store = SqliteMetadataStore.open(layout.databaseFile, { reserve });
+  } else {
+    try {
+      store = await PostgresMetadataStore.open(config.url);
+    } catch (err) {
+      // The client's messages name host and user, never the password; the URL is shown redacted anyway.
+      const why = (err instanceof Error ? err.message : String(err)).split(config.url).join(redactUrl(config.url));
+      throw new MetadataStoreError(why.includes(redactUrl(config.url)) ? why : `cannot use PostgreSQL at ${redactUrl(config.url)}: ${why}`);
+    }
+  }
+  if (!existsSync(layout.metadataStoreFile)) {
+    await writeFile(layout.metadataStoreFile, `${JSON.stringify(wanted)}\n`, { mode: FILE_MODE, flush: true });
+  }
+  return store;
+}
