@@ -52,8 +52,12 @@ export class DiskBudget {
     if (this.rowsApart) {
       // Bytes elsewhere (an object store): the promises are the store's to keep, but an upload still adds
       // rows, so the data directory's disk at --min-free refuses it as it refuses every write of rows.
-      const [free, rows, reserved] = await Promise.all([this.bytes.freeSpace(), this.rowsFree(), this.meta.reservedUploadBytes(Date.now())]);
-      return rows <= this.minFree ? 0 : Math.max(0, free - (reserved - ownReserved));
+      // A store without a known limit (S3) has nothing to promise from: no need to ask the database.
+      const [free, rows] = await Promise.all([this.bytes.freeSpace(), this.rowsFree()]);
+      if (rows <= this.minFree) return 0;
+      if (!Number.isFinite(free)) return free;
+      const reserved = await this.meta.reservedUploadBytes(Date.now());
+      return Math.max(0, free - (reserved - ownReserved));
     }
     const [free, reserved] = await Promise.all([this.bytes.freeSpace(), this.meta.reservedUploadBytes(Date.now())]);
     return Math.max(0, free - this.minFree - (reserved - ownReserved));
