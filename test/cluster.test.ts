@@ -58,7 +58,7 @@ async function sessionOffset(base: string, s: Session): Promise<{ status: number
  * Appends `data` from `from` on through `base` (nginx) in requests of `chunk` bytes. A 409 upload_locked (the
  * session is still held by a node that died mid-request, until its lease runs out) is waited out, bounded.
  */
-async function appendRest(base: string, s: Session, data: Uint8Array<ArrayBuffer>, from: number, chunk: number) {
+async function appendRest(c: Cluster, base: string, s: Session, data: Uint8Array<ArrayBuffer>, from: number, chunk: number) {
   let locked = 0;
   const upstreams: string[] = [];
   for (let offset = from; offset < data.length; ) {
@@ -69,7 +69,7 @@ async function appendRest(base: string, s: Session, data: Uint8Array<ArrayBuffer
       await new Promise((r) => setTimeout(r, 250));
       continue;
     }
-    assert.equal(res.status, 203, `append ${offset}..${end} → ${res.status} ${body}`);
+    assert.equal(res.status, 203, `append ${offset}..${end} via ${res.headers.get('x-upstream') ?? base} → ${res.status} ${body}${res.status === 502 ? `\nnginx: ${c.nginx.logTail(4)}` : ''}`);
     assert.equal(Number(res.headers.get('upload-offset')), end);
     upstreams.push(upstreamOf(res) ?? '?');
     offset = end;
@@ -138,13 +138,16 @@ describe('three daemons on PostgreSQL + RGW behind nginx', { ...options, concurr
     const hash = createHash('sha256');
     const s = await initiate(c, c.url, `size=${SIZE}&filename=big.bin`);
     const upstreams: string[] = [];
+    const took: number[] = [];
     const started = Date.now();
     for (let offset = 0; offset < SIZE; ) {
       const end = Math.min(SIZE, offset + CHUNK);
       const piece = content.range(offset, end);
       hash.update(piece);
+      const sentAt = Date.now();
       const res = await appendTo(c.url, s, offset, piece);
       const body = await text(res);
+      took.push(Date.now() - sentAt);
       // A client that waits for each answer never collides with itself: no 409, whichever node it reaches.
       assert.equal(res.status, 203, `append ${offset}..${end} via ${res.headers.get('x-upstream')} → ${res.status} ${body}`);
       assert.equal(Number(res.headers.get('upload-offset')), end);
@@ -159,7 +162,7 @@ describe('three daemons on PostgreSQL + RGW behind nginx', { ...options, concurr
     const completed = Date.now();
     const nodes = new Set(upstreams);
     t.diagnostic(`appends answered by ${[...nodes].map((u) => `node ${c.nodeAt(u)?.n ?? u} ×${upstreams.filter((x) => x === u).length}`).join(', ')}`);
-    t.diagnostic(`appends ${((appended - started) / 1000).toFixed(1)} s, complete ${((completed - appended) / 1000).toFixed(1)} s`);
+    t.diagnostic(`appends ${((appended - started) / 1000).toFixed(1)} s (each, ms: ${took.join(' ')}), complete ${((completed - appended) / 1000).toFixed(1)} s`);
     assert.ok(nodes.size >= 2, `the appends landed on ${nodes.size} node(s): ${upstreams.join(' ')}`);
 
     // Downloaded through nginx (whichever node answers), and a range through each node directly.
@@ -177,7 +180,7 @@ describe('three daemons on PostgreSQL + RGW behind nginx', { ...options, concurr
     const data = randomData(20 * MiB);
     const digest = sha256(data);
     const s = await initiate(c, c.url, `size=${data.length}`);
-    const first = await appendRest(c.url, s, data.subarray(0, 6 * MiB), 0, 6 * MiB);
+    const first = await appendRest(c, c.url, s, data.subarray(0, 6 * MiB), 0, 6 * MiB);
     assert.equal(first.locked, 0);
     const acked = 6 * MiB;
 
@@ -195,33 +198,36 @@ describe('three daemons on PostgreSQL + RGW behind nginx', { ...options, concurr
         sent = end;
       },
     });
-    const inFlight = appendTo(victim.url, s, acked, body).then(
-      (res) => `answered ${res.status}`,
-      (err: Error) => `failed: ${err.message}`,
-    );
-    // Node 2 holds the session once its lease is in the row (checked in PostgreSQL, not guessed by time).
-    await waitFor(async () => {
-      const rows = await c.pg.sql`SELECT lease_until FROM upload_sessions WHERE id = ${s.id}`;
-      return rows.length === 1 && rows[0]!.lease_until !== null && Number(rows[0]!.lease_until) > Date.now();
-    }, 'node 2 to take the session\'s lease', 20_000);
-    await waitFor(() => sent >= acked + 8 * MiB, 'the client to have sent 8 MiB to node 2', 20_000);
-    await victim.kill9();
-    const killedAt = Date.now();
-    release();
-    t.diagnostic(`the in-flight append ${await inFlight}`);
+    try {
+      const inFlight = appendTo(victim.url, s, acked, body).then(
+        (res) => `answered ${res.status}`,
+        (err: Error) => `failed: ${err.message}`,
+      );
+      // Node 2 holds the session once its lease is in the row (checked in PostgreSQL, not guessed by time).
+      await waitFor(async () => {
+        const rows = await c.pg.sql`SELECT lease_until FROM upload_sessions WHERE id = ${s.id}`;
+        return rows.length === 1 && rows[0]!.lease_until !== null && Number(rows[0]!.lease_until) > Date.now();
+      }, 'node 2 to take the session\'s lease', 20_000);
+      await waitFor(() => sent >= acked + 8 * MiB, 'the client to have sent 8 MiB to node 2', 20_000);
+      await victim.kill9();
+      const killedAt = Date.now();
+      release();
+      t.diagnostic(`the in-flight append ${await inFlight}`);
 
-    // Through nginx: the session is where the acknowledgements say (or further, if node 2 made more durable).
-    const st = await sessionOffset(c.url, s);
-    assert.equal(st.status, 204, 'HEAD of the session through nginx');
-    assert.equal(st.state, 'open');
-    assert.ok(st.offset >= acked && st.offset <= data.length, `resumes at ${st.offset}, acknowledged ${acked}`);
-    const rest = await appendRest(c.url, s, data, st.offset, 4 * MiB);
-    t.diagnostic(`resumed at ${st.offset} (acknowledged ${acked}); ${rest.locked} × 409 upload_locked, first append taken ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill; appends by ${rest.upstreams.map((u) => c.nodeAt(u)?.n ?? u).join(' ')}`);
-    const done = await completeAt(c.url, s, digest);
-    assert.equal(done.digest, digest);
-    assert.equal(await digestOf(await c.api(`/api/blobs/${digest}`)), digest);
-
-    await victim.restart();
+      // Through nginx: the session is where the acknowledgements say (or further, if node 2 made more durable).
+      const st = await sessionOffset(c.url, s);
+      assert.equal(st.status, 204, 'HEAD of the session through nginx');
+      assert.equal(st.state, 'open');
+      assert.ok(st.offset >= acked && st.offset <= data.length, `resumes at ${st.offset}, acknowledged ${acked}`);
+      const rest = await appendRest(c, c.url, s, data, st.offset, 4 * MiB);
+      t.diagnostic(`resumed at ${st.offset} (acknowledged ${acked}); ${rest.locked} × 409 upload_locked, first append taken ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill; appends by ${rest.upstreams.map((u) => c.nodeAt(u)?.n ?? u).join(' ')}`);
+      const done = await completeAt(c.url, s, digest);
+      assert.equal(done.digest, digest);
+      assert.equal(await digestOf(await c.api(`/api/blobs/${digest}`)), digest);
+    } finally {
+      release();
+      if (!victim.daemon) await victim.restart();
+    }
     assert.equal(await digestOf(await victim.api(`/api/blobs/${digest}`)), digest, 'the restarted node serves it too');
   });
 

@@ -23,6 +23,8 @@ export interface ClusterOptions {
    * test does not wait the production 30 s after a kill -9.
    */
   leaseTtl?: string;
+  /** nginx sends every request of one upload session to the same node (NginxOptions.affinity); default off. */
+  affinity?: boolean;
 }
 
 export interface ClusterNode {
@@ -171,7 +173,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   try {
     // One after another: each node's first start applies (or finds) the schema, and 2 cores start them no faster.
     for (let n = 1; n <= count; n++) nodes.push(await makeNode(n));
-    nginx = await startNginx({ backends: nodes.map((node) => node.url) });
+    nginx = await startNginx({ backends: nodes.map((node) => node.url), affinity: opts.affinity });
   } catch (err) {
     await Promise.all(nodes.map((node) => node.kill9()));
     await sql.end({ timeout: 5 });

@@ -15,6 +15,11 @@ export interface NginxOptions {
   backends: string[];
   /** Seconds a backend that failed a connection is left out (nginx's fail_timeout). Default 2. */
   failTimeoutS?: number;
+  /**
+   * Send every request of one upload session (native or tus) to the same node (consistent hash of the session
+   * id), everything else round robin as before. Off by default: the tests show that no affinity is needed.
+   */
+  affinity?: boolean;
 }
 
 export interface Nginx {
@@ -78,9 +83,20 @@ function hostPort(url: string): string {
  * The configuration: what a blob store behind a proxy needs, each line for a reason (/tmp/doc-notes/cluster.md
  * and docs/operations.md say the same to operators).
  */
-export function nginxConf(dir: string, port: number, backends: string[], failTimeoutS = 2): string {
+export function nginxConf(dir: string, port: number, backends: string[], failTimeoutS = 2, affinity = false): string {
   if (backends.length === 0) throw new Error('nginx needs at least one backend');
   const servers = backends.map((b) => `        server ${hostPort(b)} max_fails=1 fail_timeout=${failTimeoutS}s;`).join('\n');
+  // The session id from the native routes and from tus's upload URL (id.token); other requests get a key of
+  // their own ($request_id), which spreads them like round robin.
+  const sessionMap = affinity
+    ? `    map $uri $blobd_session {
+        "~^/api/blobs/uploads/(?<sid>[0-9a-f-]{36})"  $sid;
+        "~^/api/tus/(?<tid>[0-9a-f-]{36})"            $tid;
+        default                                       $request_id;
+    }
+`
+    : '';
+  const balance = affinity ? '        hash $blobd_session consistent;\n' : '';
   return `# written by test/helpers/nginx.ts
 daemon off;
 # One process: it dies with the test (no orphaned workers) and still reloads on SIGHUP.
@@ -97,9 +113,10 @@ http {
     uwsgi_temp_path ${dir}/uwsgi;
     scgi_temp_path ${dir}/scgi;
 
-    upstream blobd {
-        # Round robin, no affinity: any node serves any request (sessions and leases live in PostgreSQL).
-${servers}
+${sessionMap}    upstream blobd {
+        # Round robin (or a hash of the session id): any node may serve any request, as sessions and leases
+        # live in PostgreSQL.
+${balance}${servers}
         keepalive 32;
         # Below Node's keep-alive timeout (5 s): nginx must not reuse a connection the daemon is closing,
         # or a POST sent on it fails with 502 (non-idempotent requests are never retried on another node).
@@ -175,7 +192,7 @@ async function startOnce(opts: NginxOptions): Promise<Nginx> {
   const port = await freePort();
   const conf = path.join(dir, 'nginx.conf');
   let backends = opts.backends;
-  await writeFile(conf, nginxConf(dir, port, backends, opts.failTimeoutS));
+  await writeFile(conf, nginxConf(dir, port, backends, opts.failTimeoutS, opts.affinity));
   const errorLog = path.join(dir, 'error.log');
   // -e: the error log from the first moment (before the config is read), instead of /var/log/nginx.
   const proc = spawn(NGINX, ['-p', dir, '-c', conf, '-e', errorLog], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -213,7 +230,7 @@ async function startOnce(opts: NginxOptions): Promise<Nginx> {
     dir,
     async setBackends(next) {
       backends = next;
-      await writeFile(conf, nginxConf(dir, port, backends, opts.failTimeoutS));
+      await writeFile(conf, nginxConf(dir, port, backends, opts.failTimeoutS, opts.affinity));
       const before = (readText(errorLog).match(/reconfiguring/g) ?? []).length;
       proc.kill('SIGHUP');
       const deadline = Date.now() + 10_000;
