@@ -196,6 +196,26 @@ if (options.skip) {
       }
     });
 
+    test('a write behind a lock held elsewhere fails after the lock timeout instead of hanging', async () => {
+      const url = await (await sharedPostgres()).newDatabase();
+      const store = await PostgresMetadataStore.open(url, { lockTimeoutMs: 200 });
+      const other = postgres(url, { max: 1, onnotice: () => {} });
+      try {
+        await store.createUpload(newUpload('s1'));
+        const conn = await other.reserve();
+        await conn`BEGIN`;
+        await conn`SELECT 1 FROM upload_sessions WHERE id = 's1' FOR UPDATE`; // an admin's open transaction
+        await assert.rejects(store.advanceUpload('s1', 5, Date.now() + 60_000, null), (err: { code?: string }) => err.code === '55P03');
+        await conn`ROLLBACK`;
+        conn.release();
+        await store.advanceUpload('s1', 5, Date.now() + 60_000, null);
+        assert.equal((await store.getUpload('s1'))?.offset, 5);
+      } finally {
+        await other.end({ timeout: 5 });
+        await store.close();
+      }
+    });
+
     test('the store counts its round trips; backupTo points to pg_dump', async () => {
       const url = await (await sharedPostgres()).newDatabase();
       const store = await PostgresMetadataStore.open(url);

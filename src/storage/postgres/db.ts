@@ -13,6 +13,11 @@ export interface PgOptions {
   readonly max?: number;
   /** Shown in pg_stat_activity. */
   readonly applicationName?: string;
+  /**
+   * How long a statement waits for a lock before it fails (default 5000 ms, as SQLite's busy_timeout): a
+   * row lock held by a stuck session (an admin's open transaction) fails the request instead of hanging it.
+   */
+  readonly lockTimeoutMs?: number;
 }
 
 const DEADLOCK_ATTEMPTS = 3;
@@ -26,7 +31,7 @@ export class PgDb {
     this.sql = postgres(url, {
       max: options.max ?? 10,
       onnotice: () => {},
-      connection: { application_name: options.applicationName ?? 'blobd' },
+      connection: { application_name: options.applicationName ?? 'blobd', lock_timeout: options.lockTimeoutMs ?? 5000 },
       // BIGINT (int8) columns hold milliseconds and byte counts, all below 2^53: numbers, not strings.
       types: {
         bigint: { to: 20, from: [20], serialize: (x: number) => String(x), parse: (x: string) => Number(x) },

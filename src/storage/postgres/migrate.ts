@@ -42,6 +42,8 @@ export async function migrate(db: PgDb): Promise<number[]> {
   // A session-level lock lives on one connection: reserve it for the whole run.
   const conn = await db.sql.reserve();
   try {
+    // Other nodes may be migrating: wait for them however long it takes (no lock_timeout for this wait).
+    await conn`SET lock_timeout = 0`;
     await conn`SELECT pg_advisory_lock(${MIGRATION_LOCK})`;
     try {
       await conn`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`;
@@ -64,6 +66,7 @@ export async function migrate(db: PgDb): Promise<number[]> {
       await conn`SELECT pg_advisory_unlock(${MIGRATION_LOCK})`.catch(() => {});
     }
   } finally {
+    await conn`RESET lock_timeout`.catch(() => {});
     conn.release();
   }
 }
