@@ -7,7 +7,12 @@ import { after, before, describe, test } from 'node:test';
 import postgres from 'postgres';
 import type { AddRevisionResult, BucketSettings, NewRevision } from '../src/storage/metadata-store.ts';
 import { KEY_END } from '../src/storage/metadata-store.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { ListObjectsQuery } from '../src/storage/metadata-store.ts';
 import { PgCatalogRepo } from '../src/storage/postgres/catalog-repo.ts';
+import { SqliteMetadataStore } from '../src/storage/sqlite/sqlite-metadata-store.ts';
 import { PgDb } from '../src/storage/postgres/db.ts';
 import { migrate } from '../src/storage/postgres/migrate.ts';
 import { blob } from './contracts/metadata-samples.ts';
@@ -208,5 +213,64 @@ describe('PostgreSQL catalog: key order is byte order in any database collation'
       await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
       await admin.end({ timeout: 5 });
     }
+  });
+});
+
+describe('PostgreSQL catalog: listing answers as on SQLite', pgTestOptions(), () => {
+  /** The same objects in a SQLite store and on PostgreSQL; `check` compares the keys each lists for a query. */
+  async function bothStores(values: Record<string, unknown>, check: (keys: (q: Partial<ListObjectsQuery>) => Promise<[string[], string[]]>) => Promise<void>) {
+    const f = await twoNodes(await sharedPostgres());
+    const dir = mkdtempSync(path.join(tmpdir(), 'pgcat-'));
+    const sqlite = SqliteMetadataStore.open(path.join(dir, 'meta.db'));
+    try {
+      const [pg] = f.nodes;
+      for (const store of [pg, sqlite]) {
+        await store.putBucket('b', settings());
+        for (const [i, [k, v]] of Object.entries(values).entries()) {
+          await store.addRevision(rev('b', k, 8000 + i, 1));
+          await store.setObjectMeta('b', k, { contentType: null, filename: null, owner: 'o', tags: ['t'], properties: { v }, expiresAt: null });
+        }
+      }
+      await check(async (q) => {
+        const list = async (store: SqliteMetadataStore | PgCatalogRepo) =>
+          (await store.listObjects({ bucket: 'b', prefix: '', after: null, limit: 1000, ...q })).map((o) => o.key);
+        return [await list(pg), await list(sqlite)];
+      });
+    } finally {
+      await sqlite.close();
+      rmSync(dir, { recursive: true, force: true });
+      await f.close();
+    }
+  }
+
+  test('property filters over numbers, numeric text, odd numbers and other kinds', async () => {
+    const samples = ['1e400', '-1e400', '1e-400', ' 12 ', '12', '0x10', 'Infinity', 'NaN', '-0', '', '9.0000000000000001', '9', '1.', '.5',
+      '+5', '1E2', 'é', 'Z', 'a', 'true', 'null', '{"a":1}', '[1]', '10', '2'];
+    const values: Record<string, unknown> = Object.fromEntries(samples.map((v, i) => [`s${i}`, v]));
+    Object.assign(values, { n1: 12, n2: -0.5, n3: 1e21, n4: 9, n5: true, n6: false, n7: null, n8: { a: 1 }, n9: [1], n10: 'x' });
+    await bothStores(values, async (keys) => {
+      for (const value of samples) {
+        for (const op of ['eq', 'ne', 'gt', 'gte', 'lt', 'lte'] as const) {
+          const [pg, sqlite] = await keys({ properties: [{ name: 'v', op, value }] });
+          assert.deepEqual(pg, sqlite, `v ${op} ${JSON.stringify(value)}`);
+        }
+      }
+    });
+  });
+
+  test('a prefix, cursor, owner, tag or property value with U+0000 (PostgreSQL text cannot hold one)', async () => {
+    await bothStores({ ab: 'ab', abc: 'abc', aa: 'aa', b: 'b', n: 5 }, async (keys) => {
+      const queries: Partial<ListObjectsQuery>[] = [
+        { prefix: 'a\0' },
+        { after: 'ab\0x' },
+        { owner: 'o\0' },
+        { tag: 't\0' },
+        ...(['eq', 'ne', 'gt', 'gte', 'lt', 'lte'] as const).map((op) => ({ properties: [{ name: 'v', op, value: 'ab\0c' }] })),
+      ];
+      for (const q of queries) {
+        const [pg, sqlite] = await keys(q);
+        assert.deepEqual(pg, sqlite, JSON.stringify(q));
+      }
+    });
   });
 });

@@ -2,7 +2,10 @@
 // and property filters, in one statement. Reads only; it takes no locks.
 import type { ListObjectsQuery, ObjectRecord, PropertyFilter } from '../metadata-store.ts';
 import { KEY_END } from '../metadata-store.ts';
+import type { PendingQuery, Row } from 'postgres';
 import type { Queryable } from './db.ts';
+
+type Fragment = PendingQuery<Row[]>;
 
 export interface ObjectRow {
   id: string;
@@ -59,11 +62,18 @@ function finiteNumber(text: string): number | null {
   return Number.isFinite(n) ? n : null;
 }
 
+/** The text before the first U+0000: for text without one, `x > s` ⇔ `x > beforeNul(s)` and `x < s` ⇔ `x <= beforeNul(s)`. */
+const beforeNul = (s: string): string => s.slice(0, s.indexOf('\0'));
+
 /** The operators of `property.NAME_OP=VALUE` filters (plain `property.NAME=VALUE` is `eq`). */
 const PROPERTY_OPS = { eq: '=', ne: '=', gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
 
 /** Objects in key order after the cursor, filtered; at most `limit`. Objects past expires_at are gone. */
 export async function listObjects(sql: Queryable, q: ListObjectsQuery, now: number): Promise<ObjectRecord[]> {
+  // PostgreSQL text cannot hold U+0000, which no key, owner or tag holds either (SQLite answers such a query
+  // with nothing): nothing matches such a prefix, owner or tag, and a cursor past 'ab\0…' is one past 'ab'.
+  if ([q.prefix, q.owner, q.tag].some((s) => s?.includes('\0'))) return [];
+  if (q.after?.includes('\0')) q = { ...q, after: beforeNul(q.after) };
   // One lower bound, the larger of cursor and prefix (compared as UTF-8 bytes, the "C" collation's order).
   const after = q.after ?? '';
   const fromCursor = after !== '' && Buffer.compare(Buffer.from(after), Buffer.from(q.prefix)) >= 0;
@@ -96,6 +106,7 @@ function propertyCondition(sql: Queryable, f: PropertyFilter) {
   const value = sql`(o.properties ->> ${f.name}::text)`;
   const asNumber = sql`(CASE ${type} WHEN 'number' THEN ${value}::double precision WHEN 'string' THEN blobd_number(${value}) END)`;
   const asText = sql`(CASE ${type} WHEN 'null' THEN 'null' ELSE ${value} END)`;
+  if (f.value.includes('\0')) return nulValueCondition(sql, f, type, value);
   const number = finiteNumber(f.value);
   const op = sql.unsafe(PROPERTY_OPS[f.op]);
   let test;
@@ -109,4 +120,16 @@ function propertyCondition(sql: Queryable, f: PropertyFilter) {
       : sql`(${type} = 'string' AND blobd_number(${value}) IS NULL AND ${value} COLLATE "C" ${op} ${f.value}::text)`;
   }
   return f.op === 'ne' ? sql`(${type} IS NULL OR NOT coalesce(${test}, false))` : sql`coalesce(${test}, false)`;
+}
+
+/**
+ * A filter value with U+0000 (which PostgreSQL text cannot hold) as SQLite would answer it: it is no number,
+ * and a property's text holds none, so `eq` matches nothing, `ne` everything, and a range compares by the
+ * text before the U+0000 (see beforeNul).
+ */
+function nulValueCondition(sql: Queryable, f: PropertyFilter, type: Fragment, value: Fragment) {
+  if (f.op === 'eq') return sql`false`;
+  if (f.op === 'ne') return sql`true`;
+  const op = sql.unsafe(f.op === 'gt' || f.op === 'gte' ? '>' : '<=');
+  return sql`coalesce(${type} = 'string' AND blobd_number(${value}) IS NULL AND ${value} COLLATE "C" ${op} ${beforeNul(f.value)}::text, false)`;
 }
