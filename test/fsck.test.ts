@@ -7,7 +7,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { randomData, sha256 } from './helpers/bytes.ts';
-import { BLOBD, metadataArgs, onFsOnly, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { BLOBD, onFsOnly, onSqliteOnly, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
 import { errorCode } from './helpers/http.ts';
 import { probeStore, type StoreProbe } from './helpers/store-probe.ts';
 import type { Fsck } from './helpers/workload.ts';
@@ -163,11 +163,13 @@ describe('fsck', () => {
     assert.ok((await quarantineFiles()).some((b) => b.equals(damaged)), 'healing does not delete the quarantined copy');
   });
 
-  // Offline fsck reads blob files itself; a data directory whose blobs are in S3 sends it to the daemon.
-  test('blobd fsck --data: offline report, exit 1 while problems remain, 0 when clean; --repair offline', onFsOnly('offline fsck reads the blob files'), async () => {
+  // Offline fsck reads blob files and the SQLite file itself; a data directory whose blobs are in S3, or whose
+  // rows are in a PostgreSQL database other nodes may be using, sends it to a running daemon.
+  const offline = { ...onFsOnly('offline fsck reads the blob files'), ...onSqliteOnly('offline fsck opens the SQLite file; PostgreSQL rows are checked by a running node') };
+  test('blobd fsck --data: offline report, exit 1 while problems remain, 0 when clean; --repair offline', offline, async () => {
     assert.equal(await d.stop(), 0);
 
-    const dirty = await cli(['fsck', '--data', dataDir, ...(await metadataArgs(dataDir))]);
+    const dirty = await cli(['fsck', '--data', dataDir]);
     assert.equal(dirty.code, 1, `exit code; stderr: ${dirty.stderr}`);
     const report = parseReport(dirty.stdout);
     assert.deepEqual(report.corrupt, []);
@@ -178,7 +180,7 @@ describe('fsck', () => {
     // Take the strays away: clean (B stays marked, unchecked, until its bytes are uploaded again).
     await store.removePlanted(strayText);
     await store.removePlanted(strayBlobName);
-    const clean = await cli(['fsck', '--data', dataDir, ...(await metadataArgs(dataDir))]);
+    const clean = await cli(['fsck', '--data', dataDir]);
     assert.equal(clean.code, 0, `exit code; stdout: ${clean.stdout} stderr: ${clean.stderr}`);
     const cleanReport = parseReport(clean.stdout);
     assert.equal(cleanReport.checked, 3);
@@ -188,13 +190,13 @@ describe('fsck', () => {
     const damagedC = Buffer.from(blobs.c);
     damagedC[0] = damagedC[0]! ^ 0x01;
     await store.overwrite(digest(blobs.c), damagedC);
-    const repair = await cli(['fsck', '--data', dataDir, '--repair', ...(await metadataArgs(dataDir))]);
+    const repair = await cli(['fsck', '--data', dataDir, '--repair']);
     const repaired = parseReport(repair.stdout);
     assert.deepEqual(repaired.corrupt, [digest(blobs.c)], repair.stderr);
     assert.deepEqual(sorted(repaired.quarantined), sorted([digest(blobs.b), digest(blobs.c)]));
     assert.equal(await store.exists(digest(blobs.c)), false);
     assert.ok((await quarantineFiles()).some((b) => b.equals(damagedC)));
-    const afterRepair = await cli(['fsck', '--data', dataDir, ...(await metadataArgs(dataDir))]);
+    const afterRepair = await cli(['fsck', '--data', dataDir]);
     assert.equal(afterRepair.code, 0, `after repair nothing is corrupt, missing or orphaned: ${afterRepair.stdout}`);
 
     d = await startDaemon({ dataDir, args });
@@ -203,9 +205,9 @@ describe('fsck', () => {
     await res.arrayBuffer();
   });
 
-  test('blobd fsck --data on a directory a daemon is using: exit 1, one line on stderr', onFsOnly('offline fsck reads the blob files'), async () => {
+  test('blobd fsck --data on a directory a daemon is using: exit 1, one line on stderr', offline, async () => {
     if (!running()) d = await startDaemon({ dataDir, args });
-    const busy = await cli(['fsck', '--data', dataDir, ...(await metadataArgs(dataDir))]);
+    const busy = await cli(['fsck', '--data', dataDir]);
     assert.equal(busy.code, 1);
     const lines = busy.stderr.trimEnd().split('\n');
     assert.equal(lines.length, 1, `one line on stderr: ${JSON.stringify(busy.stderr)}`);
