@@ -1,19 +1,15 @@
 // The configurations the scale bench races: blobd on SQLite + its data directory, on SQLite + RGW, and on
 // PostgreSQL + RGW as one node, the same node behind nginx, and three nodes behind nginx (one database, one
 // bucket). Each is an Endpoint plus the pids that do its work, for the CPU meter.
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { startDaemon, type Daemon } from '../helpers/daemon.ts';
 import { startNginx } from '../helpers/nginx.ts';
-import { PG_BIN, startPostgres, type Pg } from '../helpers/postgres.ts';
+import { startPostgres, type Pg } from '../helpers/postgres.ts';
 import type { Rgw } from '../helpers/rgw.ts';
 import { withChildren } from './proc-groups.ts';
 import { startS3Daemon } from './s3-contenders.ts';
 import type { Endpoint } from './scale-client.ts';
-
-const run = promisify(execFile);
 
 export interface Setup extends Endpoint {
   /** Short name (JSON keys). */
@@ -65,9 +61,12 @@ export function startPgNode(rgw: Rgw, bucket: string, databaseUrl: string, dataD
 
 export const pgNode = (d: Daemon): Setup => daemonSetup('pg-rgw-1', 'PostgreSQL + RGW, 1 node', d, true);
 
-/** nginx (test/helpers/nginx.ts: round robin, no affinity, keep-alive upstreams, bodies streamed) in front of `nodes`. */
-export async function behindNginx(name: string, title: string, nodes: readonly Daemon[]): Promise<Setup> {
-  const proxy = await startNginx({ backends: nodes.map((d) => d.url) });
+/**
+ * nginx (test/helpers/nginx.ts: keep-alive upstreams, bodies streamed, an access log) in front of `nodes`:
+ * round robin, or with `affinity` every request of one session to one node (a hash of its id).
+ */
+export async function behindNginx(name: string, title: string, nodes: readonly Daemon[], affinity: boolean): Promise<Setup> {
+  const proxy = await startNginx({ backends: nodes.map((d) => d.url), affinity });
   const pid = Number(readFileSync(path.join(proxy.dir, 'nginx.pid'), 'utf8').trim());
   return {
     name,
@@ -81,21 +80,9 @@ export async function behindNginx(name: string, title: string, nodes: readonly D
   };
 }
 
-/**
- * The bench's own PostgreSQL (test/helpers/postgres.ts), durable unless `durable` is false: the helper starts
- * it with fsync, synchronous_commit and full_page_writes off (a test server's data is thrown away), which
- * would race SQLite's synchronous=FULL against commits that never reach the disk. So it is restarted on the
- * same port with PostgreSQL's defaults. `pids()` is the postmaster and its backends.
- */
+/** The bench's own PostgreSQL server (durable: PostgreSQL's defaults, not the tests' fsync=off); `pids()` is the postmaster and its backends. */
 export async function benchPostgres(durable: boolean): Promise<Pg & { pids(): number[] }> {
-  const pg = await startPostgres();
-  const data = path.join(pg.dir, 'data');
-  if (durable) {
-    const opts = `-k ${pg.dir} -p ${pg.port} -c listen_addresses=127.0.0.1 -c max_connections=300`;
-    const args = ['-D', data, '-l', path.join(pg.dir, 'server.log'), '-o', opts, '-w', '-t', '60', 'restart'];
-    const ctl = path.join(PG_BIN, 'pg_ctl');
-    await run(...((process.getuid?.() === 0 ? ['runuser', ['-u', 'blobdtest', '--', ctl, ...args]] : [ctl, args]) as [string, string[]]));
-  }
-  const postmaster = () => Number(readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n', 1)[0]);
+  const pg = await startPostgres({ durable });
+  const postmaster = () => Number(readFileSync(path.join(pg.dir, 'data', 'postmaster.pid'), 'utf8').split('\n', 1)[0]);
   return Object.assign(pg, { pids: () => withChildren(postmaster()) });
 }

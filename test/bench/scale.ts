@@ -38,6 +38,8 @@ const TRIP_APPEND = envSize('BENCH_SCALE_TRIP_APPEND', 8 * MiB);
 const NODES = envCount('BENCH_SCALE_NODES', 3, 2);
 /** The OSD keeps every byte in RAM until RGW's GC (30 s) returns deleted ones. */
 const MEMSTORE = envSize('BENCH_SCALE_MEMSTORE', Math.max(8 * GiB, 6 * SIZE + 2 * GiB));
+/** nginx sends a session's requests to one node (hash of its id; 0: round robin, each append's node re-reads what it missed). */
+const AFFINITY = process.env.BENCH_SCALE_AFFINITY !== '0';
 /** 0: keep the test server's fsync=off (faster, not what production runs). */
 const PG_DURABLE = process.env.BENCH_SCALE_PG_DURABLE !== '0';
 /** Comma-separated setup names to run (default all that can run here). */
@@ -111,7 +113,7 @@ try {
     const one = await startPgNode(rgw, await rgw.newBucket(), await pg.newDatabase(), path.join(scratch, 'pg-1'));
     pgDaemons.push(one);
     if (want('pg-rgw-1')) setups.push(pgNode(one));
-    if (!noNginx && want('pg-rgw-1-nginx')) setups.push(await behindNginx('pg-rgw-1-nginx', 'PostgreSQL + RGW, 1 node behind nginx', [one]));
+    if (!noNginx && want('pg-rgw-1-nginx')) setups.push(await behindNginx('pg-rgw-1-nginx', 'PostgreSQL + RGW, 1 node behind nginx', [one], AFFINITY));
     if (!noNginx && want(`pg-rgw-${NODES}-nginx`)) {
       const [bucket, db] = [await rgw.newBucket(), await pg.newDatabase()];
       const nodes: Daemon[] = [];
@@ -120,7 +122,7 @@ try {
         nodes.push(await startPgNode(rgw, bucket, db, path.join(scratch, `pg-${NODES}-${i}`)));
         pgDaemons.push(nodes[i]!);
       }
-      setups.push(await behindNginx(`pg-rgw-${NODES}-nginx`, `PostgreSQL + RGW, ${NODES} nodes behind nginx`, nodes));
+      setups.push(await behindNginx(`pg-rgw-${NODES}-nginx`, `PostgreSQL + RGW, ${NODES} nodes behind nginx${AFFINITY ? ' (session affinity)' : ' (round robin)'}`, nodes, AFFINITY));
     }
   }
   const raced = setups;
@@ -247,7 +249,7 @@ try {
   const wall = seconds(wall0);
   console.log(
     `blobd scale-out overhead: ${SMALL_COUNT} 4 KiB uploads per run at concurrency ${SMALL_CONCURRENCY}, one ${fmtSize(SIZE)} session in ${fmtSize(APPEND)} appends, ` +
-      `${ROUNDS} interleaved rounds (order rotated), medians; PostgreSQL ${PG_DURABLE ? 'durable (fsync on)' : 'with fsync off'}; ${os.cpus().length} cores; ` +
+      `${ROUNDS} interleaved rounds (order rotated), medians; PostgreSQL ${PG_DURABLE ? 'durable (fsync on)' : 'with fsync off'}; nginx ${AFFINITY ? 'with session affinity' : 'round robin'}; ${os.cpus().length} cores; ` +
       `load average ${load0} at start, ${load1} at end; set-up ${startupS.toFixed(1)} s; ${wall.toFixed(0)} s`,
   );
   console.log(lines.join('\n'));
@@ -256,7 +258,7 @@ try {
     JSON.stringify({
       date: new Date().toISOString(),
       machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, loadAverage: { start: load0, end: load1 } },
-      config: { rounds: ROUNDS, small: SMALL, smallCount: SMALL_COUNT, smallConcurrency: SMALL_CONCURRENCY, size: SIZE, append: APPEND, trips: TRIPS, tripAppend: TRIP_APPEND, nodes: NODES, memstoreBytes: MEMSTORE, pgDurable: PG_DURABLE, queriesMetric: c.QUERIES_METRIC },
+      config: { rounds: ROUNDS, small: SMALL, smallCount: SMALL_COUNT, smallConcurrency: SMALL_CONCURRENCY, size: SIZE, append: APPEND, trips: TRIPS, tripAppend: TRIP_APPEND, nodes: NODES, memstoreBytes: MEMSTORE, pgDurable: PG_DURABLE, affinity: AFFINITY, queriesMetric: c.QUERIES_METRIC },
       setups: raced.map((s) => ({ name: s.name, title: s.title, nodes: s.nodeUrls.length })),
       skipped,
       rows: Object.fromEntries(rows.map((row) => [row.title, {
