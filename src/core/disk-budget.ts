@@ -24,6 +24,9 @@ export function storageErrorFrom(err: unknown): BlobdError | null {
   return isStorageFull(err) ? insufficientStorage() : null;
 }
 
+/** Free bytes below which the disk counts as full for readiness: a commit needs a few blocks at once. */
+const FULL_BELOW = 64 * 1024;
+
 export class DiskBudget {
   private readonly reservations = new KeyedLock();
 
@@ -74,10 +77,11 @@ export class DiskBudget {
 
   /**
    * True when the disk has no room beyond the disk reserve (or, with the reserve released, not even for
-   * it): any write to the database may fail now, so the daemon is not ready.
+   * it): any write to the database may fail now, so the daemon is not ready. "No room" is less than
+   * FULL_BELOW: a few free blocks do not hold a commit (its WAL pages, a staged file and the blob's own).
    */
   async full(): Promise<boolean> {
-    return (await this.rowsFree()) <= 0;
+    return (await this.rowsFree()) < FULL_BELOW;
   }
 
   /**

@@ -60,17 +60,43 @@ function codeForHttpException(status: number): ErrorCode {
   return status >= 500 ? 'internal_error' : 'invalid_request';
 }
 
+/** What an answered request's unread body may still cost before its connection is cut: bytes, and time. */
+const LINGER_BYTES = 256 * 1024 * 1024;
+const LINGER_MS = 10_000;
+
 /**
- * True when the request still has a large (or unknown) body we did not read. Node would read and discard
- * all of it to keep the connection alive — unbounded for a client claiming 100 GB — so such connections
- * are closed instead. Small leftovers are cheaper to drain than a reset that could eat our answer.
+ * What to do with a request body we did not read before answering (a refusal: 409, 413, 401…). Closing the
+ * socket with unread input makes the kernel send a reset, which can eat our answer — a proxy such as nginx
+ * then shows its client a 502 and marks this healthy node failed. So a body of bounded size is read and
+ * discarded after the answer ("lingering close", as nginx does itself) and the connection stays usable;
+ * only a body declared larger than the bound is refused with Connection: close at once.
  */
-function bodyLeftUnread(c: Context<AppEnv>): boolean {
+function unreadBody(c: Context<AppEnv>): 'none' | 'drain' | 'close' {
   const incoming = c.env?.incoming;
-  if (!incoming || incoming.readableEnded) return false;
+  if (!incoming || incoming.readableEnded || incoming.destroyed) return 'none';
   const length = incoming.headers['content-length'];
-  if (length === undefined) return incoming.headers['transfer-encoding'] !== undefined;
-  return Number(length) > 1024 * 1024;
+  if (length === undefined && incoming.headers['transfer-encoding'] === undefined) return 'none';
+  if (length !== undefined && Number(length) > LINGER_BYTES) return 'close';
+  return 'drain';
+}
+
+/** Read and discard the rest of the body, at most LINGER_BYTES or LINGER_MS; past either, cut the connection. */
+function drainBounded(incoming: NonNullable<AppEnv['Bindings']>['incoming']): void {
+  let seen = 0;
+  const cut = () => incoming.socket?.destroy();
+  const timer = setTimeout(cut, LINGER_MS);
+  timer.unref();
+  const done = () => clearTimeout(timer);
+  incoming.on('data', (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > LINGER_BYTES) {
+      done();
+      cut();
+    }
+  });
+  incoming.once('end', done);
+  incoming.once('close', done);
+  incoming.resume();
 }
 
 export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<string, string> = {}): Response {
@@ -92,10 +118,12 @@ export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<st
     });
   }
   const status = STATUS[error.code];
-  if ((status >= 500 && status !== 507) || bodyLeftUnread(c)) {
-    // Do not keep a connection whose request body we did not read: draining it could take forever.
+  const unread = unreadBody(c);
+  if ((status >= 500 && status !== 507) || unread === 'close') {
+    // A body declared too large to drain: this connection is not kept.
     headers = { Connection: 'close', ...headers };
   }
+  if (unread === 'drain') drainBounded(c.env!.incoming);
   if (error.code === 'offset_mismatch' && typeof error.details.offset === 'number') {
     headers = { 'Upload-Offset': String(error.details.offset), ...headers };
   }
