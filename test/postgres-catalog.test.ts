@@ -185,6 +185,42 @@ describe('PostgreSQL catalog: concurrent writers on two nodes', pgTestOptions(),
   });
 });
 
+describe('PostgreSQL catalog: values as a request may give them', pgTestOptions(), () => {
+  test('revision numbers and bucket limits up to what the API accepts (ten digits, safe integers)', async () => {
+    const f = await twoNodes(await sharedPostgres());
+    try {
+      const [a] = f.nodes;
+      const big = Number.MAX_SAFE_INTEGER;
+      await a.putBucket('big', settings({ maxObjectSize: big, quotaBytes: big, maxRevisions: big }));
+      assert.deepEqual([(await a.getBucket('big'))?.maxRevisions, (await a.getBucket('big'))?.quotaBytes], [big, big]);
+      assert.ok((await a.addRevision(rev('big', 'k', 9000, 1))).ok);
+      assert.equal(await a.getObject('big', 'k', 9_999_999_999), null);
+      assert.equal(await a.deleteObject('big', 'k', 9_999_999_999), false);
+      assert.deepEqual((await a.listRevisions('big', 'k', 10, 9_999_999_999))?.map((r) => r.revision), [1]);
+    } finally {
+      await f.close();
+    }
+  });
+
+  test("properties keep the client's member order, in the object and in the revision snapshot", async () => {
+    const f = await twoNodes(await sharedPostgres());
+    try {
+      const [a] = f.nodes;
+      await a.putBucket('order', settings());
+      const properties = { zeta: 1, a: { y: 1, x: 2 }, middle_name: 'm', b: [3, 1] };
+      const meta = { contentType: null, filename: null, owner: null, tags: ['z', 'a'], properties, expiresAt: null };
+      assert.ok((await a.addRevision(rev('order', 'k', 9100, 1, { meta: () => meta }))).ok);
+      const object = await a.getObject('order', 'k');
+      assert.equal(JSON.stringify(object?.properties), JSON.stringify(properties));
+      assert.deepEqual(object?.tags, ['z', 'a']);
+      const [snapshot] = (await a.listRevisions('order', 'k', 1))!;
+      assert.equal(JSON.stringify(snapshot?.metadata.properties), JSON.stringify(properties));
+    } finally {
+      await f.close();
+    }
+  });
+});
+
 describe('PostgreSQL catalog: key order is byte order in any database collation', pgTestOptions(), () => {
   test('an en-US (ICU) database lists, pages and bounds prefixes as UTF-8 bytes', async () => {
     const pg = await sharedPostgres();

@@ -220,7 +220,7 @@ export async function deleteObjectIn(
     SELECT o.id, o.revision AS current,
       (SELECT count(*) FROM revisions r WHERE r.object_id = o.id)::bigint AS revisions,
       (SELECT coalesce(sum(r.size), 0) FROM revisions r WHERE r.object_id = o.id)::bigint AS bytes,
-      (SELECT r.size FROM revisions r WHERE r.object_id = o.id AND r.revision = ${revision ?? null}::integer) AS size
+      (SELECT r.size FROM revisions r WHERE r.object_id = o.id AND r.revision = ${revision ?? null}::bigint) AS size
     FROM objects o WHERE o.bucket = ${bucket} AND o.key = ${key}
       AND (${includeExpired} OR o.expires_at IS NULL OR o.expires_at > ${now})`;
   if (!obj) return false;
@@ -250,7 +250,7 @@ export class PgCatalogRepo {
     const now = Date.now();
     const [row] = await this.db.sql<{ created: boolean }[]>`
       INSERT INTO buckets (name, max_object_size, quota_bytes, max_revisions, public_read, public_revisions, created_at, updated_at)
-      VALUES (${name}, ${s.maxObjectSize}::bigint, ${s.quotaBytes}::bigint, ${s.maxRevisions}::integer, ${s.publicRead},
+      VALUES (${name}, ${s.maxObjectSize}::bigint, ${s.quotaBytes}::bigint, ${s.maxRevisions}::bigint, ${s.publicRead},
         ${s.publicRevisions}, ${now}, ${now})
       ON CONFLICT (name) DO UPDATE SET max_object_size = excluded.max_object_size, quota_bytes = excluded.quota_bytes,
         max_revisions = excluded.max_revisions, public_read = excluded.public_read,
@@ -293,7 +293,7 @@ export class PgCatalogRepo {
     const sql = this.db.sql;
     const [row] = await sql<ObjectRow[]>`
       SELECT ${OBJECT_COLUMNS(sql)} FROM objects o
-      JOIN revisions r ON r.object_id = o.id AND r.revision = ${revision === undefined ? sql`o.revision` : sql`${revision}::integer`}
+      JOIN revisions r ON r.object_id = o.id AND r.revision = ${revision === undefined ? sql`o.revision` : sql`${revision}::bigint`}
       WHERE o.bucket = ${bucket} AND o.key = ${key} AND (o.expires_at IS NULL OR o.expires_at > ${now})`;
     return row ? toObject(row) : null;
   }
@@ -304,7 +304,7 @@ export class PgCatalogRepo {
     const rows = await this.db.sql<Record<string, unknown>[]>`
       SELECT r.* FROM objects o LEFT JOIN LATERAL (
         SELECT revision, digest, size, content_type, filename, metadata, created_at, created_by FROM revisions
-        WHERE object_id = o.id AND revision < ${before ?? 2 ** 31 - 1}::integer ORDER BY revision DESC LIMIT ${limit}
+        WHERE object_id = o.id AND revision < ${before ?? Number.MAX_SAFE_INTEGER}::bigint ORDER BY revision DESC LIMIT ${limit}
       ) r ON true
       WHERE o.bucket = ${bucket} AND o.key = ${key} AND (o.expires_at IS NULL OR o.expires_at > ${Date.now()})`;
     if (rows.length === 0) return null;

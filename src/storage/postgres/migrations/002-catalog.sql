@@ -1,12 +1,12 @@
 -- Buckets, objects and revisions: SQLite's catalog tables (its migrations 003, 005, 006) in one step.
--- Times are BIGINT milliseconds, sizes BIGINT bytes. Keys and names are COLLATE "C": byte order of their
--- UTF-8, as SQLite's BINARY compares them, so listings, cursors and `prefix || U+10FFFF` bounds agree with it
--- whatever the database's default collation is.
+-- Times are BIGINT milliseconds, sizes BIGINT bytes, revision numbers BIGINT (a request may name ten
+-- digits). Keys and names are COLLATE "C": byte order of their UTF-8, as SQLite's BINARY compares them, so
+-- listings, cursors and `prefix || U+10FFFF` bounds agree with it whatever the database's default collation is.
 CREATE TABLE buckets (
   name             TEXT COLLATE "C" PRIMARY KEY,
   max_object_size  BIGINT CHECK (max_object_size >= 0),
   quota_bytes      BIGINT CHECK (quota_bytes >= 0),
-  max_revisions    INTEGER CHECK (max_revisions >= 1),
+  max_revisions    BIGINT CHECK (max_revisions >= 1),
   public_read      BOOLEAN NOT NULL DEFAULT false,
   -- With public_read: anonymous readers may also read older revisions, ?revisions and ?compare.
   public_revisions BOOLEAN NOT NULL DEFAULT false,
@@ -27,9 +27,9 @@ CREATE TABLE objects (
   id            TEXT PRIMARY KEY,
   bucket        TEXT COLLATE "C" NOT NULL REFERENCES buckets(name),
   key           TEXT COLLATE "C" NOT NULL,
-  revision      INTEGER NOT NULL,
+  revision      BIGINT NOT NULL,
   -- Highest revision number ever given: numbers are never reused, even after revisions are deleted.
-  last_revision INTEGER NOT NULL DEFAULT 1,
+  last_revision BIGINT NOT NULL DEFAULT 1,
   content_type  TEXT,
   filename      TEXT,
   owner         TEXT,
@@ -51,7 +51,7 @@ CREATE INDEX objects_by_bucket_expiry ON objects(bucket, expires_at) WHERE expir
 -- Every content write is a revision. Revisions are the references that keep blobs alive.
 CREATE TABLE revisions (
   object_id    TEXT NOT NULL REFERENCES objects(id) ON DELETE CASCADE,
-  revision     INTEGER NOT NULL,
+  revision     BIGINT NOT NULL,
   digest       TEXT NOT NULL REFERENCES blobs(digest),
   size         BIGINT NOT NULL CHECK (size >= 0),
   content_type TEXT,
