@@ -204,7 +204,8 @@ test('cluster soak: kill -9 one node at a time under a mixed load through nginx,
       const whileDown = acks - down;
       const restartAt = Date.now();
       await node.restart();
-      t.diagnostic(`cycle ${cycle}: node ${node.n} killed after ${down - start} acknowledgements, ${whileDown} more while it was down; restart took ${Date.now() - restartAt} ms`);
+      const [open] = await c.pg.sql`SELECT count(*)::int AS n FROM upload_sessions WHERE state <> 'completed'`;
+      t.diagnostic(`cycle ${cycle}: node ${node.n} killed after ${down - start} acknowledgements, ${whileDown} more while it was down; restart took ${Date.now() - restartAt} ms (${open!.n} sessions open in the cluster)`);
     }
     stopping = true;
     await Promise.all(workers);
