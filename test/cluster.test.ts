@@ -219,7 +219,7 @@ describe('three daemons on PostgreSQL + RGW behind nginx', { ...options, concurr
       assert.equal(st.status, 204, 'HEAD of the session through nginx');
       assert.equal(st.state, 'open');
       assert.ok(st.offset >= acked && st.offset <= data.length, `resumes at ${st.offset}, acknowledged ${acked}`);
-      const rest = await appendRest(c, c.url, s, data, st.offset, 4 * MiB);
+      const rest = await appendRest(c, c.url, s, data, st.offset, 8 * MiB);
       t.diagnostic(`resumed at ${st.offset} (acknowledged ${acked}); ${rest.locked} × 409 upload_locked, first append taken ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill; appends by ${rest.upstreams.map((u) => c.nodeAt(u)?.n ?? u).join(' ')}`);
       const done = await completeAt(c.url, s, digest);
       assert.equal(done.digest, digest);
