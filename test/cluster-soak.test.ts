@@ -170,7 +170,7 @@ test('cluster soak: kill -9 one node at a time under a mixed load through nginx,
     if (r < 0.3) return oneShot('PUT');
     if (r < 0.55) return putObject();
     const open = sessions.filter((s) => s.state !== 'completed' && !s.busy);
-    if (r < 0.85 && open.length > 0) return advance(pick(open));
+    if (r < 0.92 && open.length > 0) return advance(pick(open));
     return newSession();
   }
 
