@@ -7,7 +7,9 @@
 // statements per request (each node's blobd_metadata_queries_total). Prints tables, the targets (value,
 // target, met) and one JSON object. Measures; never fails on a ratio.
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { globalAgent } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { SERVE_OPTIONS } from '../../src/config.ts';
@@ -27,12 +29,16 @@ const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
 const ROUNDS = envCount('BENCH_SCALE_ROUNDS', 3);
 const SMALL = 4096;
-const SMALL_COUNT = envCount('BENCH_SCALE_SMALL_COUNT', 1000);
+/** 4 KiB uploads per run (0 skips the row). */
+const SMALL_COUNT = envCount('BENCH_SCALE_SMALL_COUNT', 1000, 0);
+/** Untimed 4 KiB uploads per node before the rows (connections, pools, JIT). */
+const WARMUP = envCount('BENCH_SCALE_WARMUP', 200, 0);
 const SMALL_CONCURRENCY = 16;
+/** The session's size (0 skips the row). */
 const SIZE = envSize('BENCH_SCALE_SIZE', GiB);
 const APPEND = envSize('BENCH_SCALE_APPEND', 32 * MiB);
 /** Requests of each kind whose metadata statements are counted (one client, one at a time). */
-const TRIPS = envCount('BENCH_SCALE_TRIPS', 20);
+const TRIPS = envCount('BENCH_SCALE_TRIPS', 20, 0);
 /** The one append of a counted session: blobd's part size, so one part. */
 const TRIP_APPEND = envSize('BENCH_SCALE_TRIP_APPEND', 8 * MiB);
 const NODES = envCount('BENCH_SCALE_NODES', 3, 2);
@@ -133,7 +139,7 @@ try {
   for (const s of raced) if (s.postgres && (await queriesOf(s.nodeUrls)) !== undefined) scrape[s.name] = await scrapeCost(s.nodeUrls);
 
   // Untimed warm-up: connections, pools, JIT, the first shard directories.
-  for (const s of raced) await pool(64, SMALL_CONCURRENCY, async () => void (await c.postBlob(s, randomBytes(SMALL))));
+  for (const s of raced) await pool(WARMUP * s.nodeUrls.length, SMALL_CONCURRENCY, async () => void (await c.postBlob(s, randomBytes(SMALL))));
 
   /** Each round runs every setup once, the order rotated per round; `after` (untimed) cleans up. */
   async function race(title: string, unit: string, step: (s: Setup, r: number) => Promise<{ value: number; requests: number }>, after?: (s: Setup, r: number) => Promise<void>): Promise<Row> {
@@ -141,14 +147,26 @@ try {
     for (const s of raced) [row.rounds[s.name], row.cpu[s.name], row.statements[s.name]] = [[], [], []];
     for (let r = 0; r < ROUNDS; r++) {
       for (const s of [...raced.slice(r % raced.length), ...raced.slice(0, r % raced.length)]) {
+        // Idle keep-alive connections go first: one the server is closing just then (its keep-alive timeout)
+        // would fail the step's first request with "socket hang up".
+        globalAgent.destroy();
         const q0 = scrape[s.name] !== undefined ? await queriesOf(s.nodeUrls) : undefined;
         const stop = meterOf(s)();
-        const { value, requests } = await step(s, r);
-        row.cpu[s.name]!.push(stop());
-        row.rounds[s.name]!.push(value);
-        const q1 = q0 !== undefined ? await queriesOf(s.nodeUrls) : undefined;
-        row.statements[s.name]!.push(q0 !== undefined && q1 !== undefined ? (q1 - q0 - scrape[s.name]!) / requests : NaN);
-        await after?.(s, r);
+        try {
+          const { value, requests } = await step(s, r);
+          row.cpu[s.name]!.push(stop());
+          row.rounds[s.name]!.push(value);
+          const q1 = q0 !== undefined ? await queriesOf(s.nodeUrls) : undefined;
+          row.statements[s.name]!.push(q0 !== undefined && q1 !== undefined ? (q1 - q0 - scrape[s.name]!) / requests : NaN);
+          await after?.(s, r);
+        } catch (err) {
+          // One failed step is reported (with whether its processes still run); the row goes on.
+          const dead = Object.entries(s.groups()).flatMap(([g, pids]) => pids.filter((p) => !existsSync(`/proc/${p}`)).map((p) => `${g} ${p}`));
+          errors[`${title}: ${s.name}, round ${r + 1}`] = `${(err as Error).stack ?? String(err)}${dead.length ? ` (gone: ${dead.join(', ')})` : ''}`;
+          console.error(`  ${title}: ${s.name}, round ${r + 1}: FAILED ${(err as Error).message}${dead.length ? ` (gone: ${dead.join(', ')})` : ''}`);
+          row.rounds[s.name]!.push(NaN);
+          row.statements[s.name]!.push(NaN);
+        }
       }
     }
     console.error(`  ${title}: ${raced.map((s) => `${s.name} ${f(median(row.rounds[s.name]!), unit === 's' ? 2 : 0)}`).join(', ')}`);
@@ -156,7 +174,7 @@ try {
   }
 
   // 1. SMALL one-shot uploads, SMALL_CONCURRENCY at a time, random bytes each.
-  const small = await attempt('small', () =>
+  const small = SMALL_COUNT === 0 ? undefined : await attempt('small', () =>
     race(`${fmtSize(SMALL)} uploads/s, concurrency ${SMALL_CONCURRENCY}`, 'ops/s', async (s) => {
       const bodies = Array.from({ length: SMALL_COUNT }, () => randomBytes(SMALL));
       const t0 = performance.now();
@@ -168,8 +186,8 @@ try {
   // 2. One SIZE session per setup and round (payload of round r, the same for every setup: each forgets it
   // after its step, so nothing dedups), APPEND appends, the digest given at complete.
   const payloads: Payload[] = Array.from({ length: ROUNDS }, (_, r) => payload(`scale-${r}`, SIZE));
-  for (const p of payloads) await p.digest();
-  const session = await attempt('session', () =>
+  if (SIZE > 0) for (const p of payloads) await p.digest();
+  const session = SIZE === 0 ? undefined : await attempt('session', () =>
     race(`${fmtSize(SIZE)} session (${fmtSize(APPEND)} appends)`, 's', async (s, r) => {
       const t0 = performance.now();
       await c.sessionUpload(s, payloads[r]!, APPEND, await payloads[r]!.digest());
@@ -179,7 +197,7 @@ try {
 
   // 3. Metadata statements per request: the lone node, and the nodes behind nginx (summed over them).
   const trips: Record<string, Trips | null> = {};
-  for (const s of raced.filter((x) => x.postgres && x.name !== 'pg-rgw-1-nginx')) {
+  for (const s of raced.filter((x) => TRIPS > 0 && x.postgres && x.name !== 'pg-rgw-1-nginx')) {
     trips[s.name] = (await attempt(`trips ${s.name}`, () => measureTrips(s, s.nodeUrls, TRIPS, TRIP_APPEND))) ?? null;
   }
 
@@ -258,7 +276,7 @@ try {
     JSON.stringify({
       date: new Date().toISOString(),
       machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, loadAverage: { start: load0, end: load1 } },
-      config: { rounds: ROUNDS, small: SMALL, smallCount: SMALL_COUNT, smallConcurrency: SMALL_CONCURRENCY, size: SIZE, append: APPEND, trips: TRIPS, tripAppend: TRIP_APPEND, nodes: NODES, memstoreBytes: MEMSTORE, pgDurable: PG_DURABLE, affinity: AFFINITY, queriesMetric: c.QUERIES_METRIC },
+      config: { rounds: ROUNDS, warmup: WARMUP, small: SMALL, smallCount: SMALL_COUNT, smallConcurrency: SMALL_CONCURRENCY, size: SIZE, append: APPEND, trips: TRIPS, tripAppend: TRIP_APPEND, nodes: NODES, memstoreBytes: MEMSTORE, pgDurable: PG_DURABLE, affinity: AFFINITY, queriesMetric: c.QUERIES_METRIC },
       setups: raced.map((s) => ({ name: s.name, title: s.title, nodes: s.nodeUrls.length })),
       skipped,
       rows: Object.fromEntries(rows.map((row) => [row.title, {
