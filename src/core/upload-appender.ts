@@ -2,7 +2,7 @@
 // bucket, quota, disk), with the running SHA-256 of exactly the durable bytes, and an optional checksum of
 // the chunk (tus). It must never acknowledge an offset whose bytes are not durable, and never let the hash
 // and the stored bytes disagree. Used by UploadService only, under its one-request-per-session lock.
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { AppendResult, ByteStore, UploadCursor } from '../storage/byte-store.ts';
 import type { MetadataStore, UploadRecord } from '../storage/metadata-store.ts';
 import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
@@ -11,6 +11,7 @@ import { isStorageFull } from '../storage/storage-full.ts';
 import { insufficientStorage, type DiskBudget } from './disk-budget.ts';
 import { BlobdError } from './errors.ts';
 import { NO_EVENTS, type StoreEvents } from './metrics.ts';
+import { fastHash, loadHash, portableHash, type RunningHash } from './running-hash.ts';
 
 /** A checksum of one request's body (tus `Upload-Checksum`): the bytes are kept only if it matches. */
 export interface ChunkChecksum {
@@ -21,16 +22,17 @@ export interface ChunkChecksum {
 export interface AppendLimits {
   readonly maxBlobSize: number;
   readonly uploadTtlMs: number;
+  /** Sessions read back go on with a portable hash (a store several nodes share). */
+  readonly portable?: boolean;
 }
 
 export class UploadAppender {
   /**
-   * Running hash of exactly the durable bytes of each open session, built lazily after a restart. node:crypto
-   * keeps it in this process only (its state cannot be exported): a process that lacks it reads the
-   * session's bytes back once (ByteStore.readUpload), which is ~9x cheaper per byte than hashing every byte
-   * with an exportable state (docs/design.md, "The running hash").
+   * Running hash of exactly the durable bytes of each open session, and the offset it covers; built lazily
+   * after a restart. A fast one (node:crypto) lives in this process only: a process that lacks it loads the
+   * session's portable state from its row if it has one, else reads the bytes back once (running-hash.ts).
    */
-  private readonly hashes = new Map<string, { hash: Hash; offset: number }>();
+  private readonly hashes = new Map<string, { hash: RunningHash; offset: number }>();
 
   constructor(
     private readonly meta: MetadataStore,
@@ -43,7 +45,7 @@ export class UploadAppender {
 
   /** A new, empty session: its hash starts now. */
   started(id: string): void {
-    this.hashes.set(id, { hash: createHash('sha256'), offset: 0 });
+    this.hashes.set(id, { hash: fastHash(), offset: 0 });
   }
 
   forget(id: string): void {
@@ -56,7 +58,7 @@ export class UploadAppender {
    */
   async digestOf(row: UploadRecord, fence?: string): Promise<{ digest: string; cursor: UploadCursor }> {
     const { hash, cursor } = await this.hashOf(row, fence);
-    return { digest: `sha256:${hash.copy().digest('hex')}`, cursor };
+    return { digest: `sha256:${hash.hex()}`, cursor };
   }
 
   /**
@@ -85,13 +87,14 @@ export class UploadAppender {
     if (length !== undefined && length > Math.min(sizeRoom, diskRoom)) throw refuse();
 
     const { hash, cursor } = await this.hashOf(row, fence);
-    const before = hash.copy();
+    const before = hash.mark();
     const chunkHash = checksum ? createHash(checksum.algorithm) : null;
     let result: AppendResult | undefined;
     const rollback = async () => {
       this.hashes.delete(row.id); // rebuilt from the durable prefix if putting the bytes back fails
       await this.bytes.abandonAppend(row.id, row.offset, cursor, result?.cursor);
-      this.hashes.set(row.id, { hash: before, offset: row.offset });
+      hash.restore(before);
+      this.hashes.set(row.id, { hash, offset: row.offset });
     };
     try {
       const limited = limitBytes(body(), Math.min(sizeRoom, diskRoom), refuse);
@@ -120,7 +123,8 @@ export class UploadAppender {
     // stored bytes never disagree. What only the old cursor needed is freed after the record, never before.
     const offset = row.offset + result.written;
     try {
-      await this.meta.advanceUpload(row.id, offset, Date.now() + this.options.uploadTtlMs, result.cursor, fence);
+      // A portable hash's state goes into the same update as the offset it covers.
+      await this.meta.advanceUpload(row.id, offset, Date.now() + this.options.uploadTtlMs, result.cursor, fence, hash.exportState(offset));
     } catch (err) {
       await rollback();
       throw err;
@@ -137,12 +141,20 @@ export class UploadAppender {
    * the cursor to go on from: the store may give a new one while reading back (an object store seals its
    * multipart upload to read it), recorded here before anything is appended to it.
    */
-  private async hashOf(row: UploadRecord, fence: string | undefined): Promise<{ hash: Hash; cursor: UploadCursor }> {
+  private async hashOf(row: UploadRecord, fence: string | undefined): Promise<{ hash: RunningHash; cursor: UploadCursor }> {
     // Kept for the offset it covers: if another node appended since (a shared store), it covers too little.
     const kept = this.hashes.get(row.id);
     if (kept && kept.offset === row.offset) return { hash: kept.hash, cursor: row.cursor };
     this.hashes.delete(row.id);
-    const hash = createHash('sha256');
+    // Another node's portable state for exactly these bytes: go on from it, nothing to read.
+    const loaded = await loadHash(row.hashState, row.offset);
+    if (loaded) {
+      this.hashes.set(row.id, { hash: loaded, offset: row.offset });
+      return { hash: loaded, cursor: row.cursor };
+    }
+    // Read back. On a shared store the session has moved between nodes (or this one restarted): it may well
+    // move again, so it goes on with a portable hash from here, its state saved with every offset.
+    const hash = this.options.portable ? await portableHash() : fastHash();
     let seen = 0;
     const read = await this.bytes.readUpload(row.id, row.offset, row.cursor);
     for await (const chunk of read.bytes) {
@@ -150,11 +162,13 @@ export class UploadAppender {
       seen += (chunk as Buffer).length;
     }
     if (seen !== row.offset) throw new Error(`upload ${row.id} holds ${seen} of its ${row.offset} acknowledged bytes`);
-    if (read.cursor !== row.cursor) {
-      await this.meta.advanceUpload(row.id, row.offset, Date.now() + this.options.uploadTtlMs, read.cursor, fence);
-      await this.bytes.settleAppend(row.id, row.cursor, read.cursor);
+    const state = hash.exportState(row.offset);
+    if (read.cursor !== row.cursor || state !== undefined) {
+      await this.meta.advanceUpload(row.id, row.offset, Date.now() + this.options.uploadTtlMs, read.cursor, fence, state);
+      if (read.cursor !== row.cursor) await this.bytes.settleAppend(row.id, row.cursor, read.cursor);
     }
     this.hashes.set(row.id, { hash, offset: row.offset });
     return { hash, cursor: read.cursor };
   }
+
 }

@@ -110,7 +110,7 @@ export class UploadService {
     events: StoreEvents = NO_EVENTS,
     private readonly nodes: NodeCoordination = new NodeCoordination(meta, 'local'),
   ) {
-    this.appender = new UploadAppender(meta, bytes, catalog, disk, options, events);
+    this.appender = new UploadAppender(meta, bytes, catalog, disk, { ...options, portable: meta.shared }, events);
     this.completion = new UploadCompletion(meta, bytes, blobs, catalog, this.appender, options.uploadTtlMs);
   }
 

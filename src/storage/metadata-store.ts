@@ -57,13 +57,18 @@ export interface UploadRecord {
   /** The byte store's cursor for the bytes up to `offset` (ByteStore's UploadCursor), recorded with it. */
   readonly cursor: string | null;
   /**
+   * A running-hash state another process can go on from (opaque to the store; core's format says which
+   * offset it covers), or null. Written by advanceUpload only when given.
+   */
+  readonly hashState: string | null;
+  /**
    * A location the session claims (see isLocationClaimed): its own location in the byte store while it is
    * open, if the store gives sessions one; the location its bytes are committed to while completing.
    */
   readonly location: string | null;
 }
 
-export type NewUpload = Omit<UploadRecord, 'offset' | 'state' | 'digest' | 'result' | 'updatedAt'>;
+export type NewUpload = Omit<UploadRecord, 'offset' | 'state' | 'digest' | 'result' | 'updatedAt' | 'hashState'>;
 
 /** A blob about to be recorded: its bytes are durable at `location`. */
 export interface NewBlob {
@@ -304,8 +309,9 @@ export interface MetadataStore {
   /**
    * Record that an open session's durable bytes now end at `offset`, with their cursor; pushes its expiry out.
    * Fenced when `holder` is given: throws UploadLeaseLost (writing nothing) unless the lease is `holder`'s.
+   * `hashState`, when given (a string or null), is written in the same update; left as it was otherwise.
    */
-  advanceUpload(id: string, offset: number, expiresAt: number, cursor: string | null, holder?: string): Promise<void>;
+  advanceUpload(id: string, offset: number, expiresAt: number, cursor: string | null, holder?: string, hashState?: string | null): Promise<void>;
   /**
    * Take the session's lease for `holder` until `until` (ms): granted when nobody holds it, when `holder`
    * holds it already, or when the holder's lease ended at or before `now` ('taken_over'). 'busy' when another

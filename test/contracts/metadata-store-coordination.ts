@@ -62,6 +62,21 @@ export function coordinationContract(withStore: WithStore): void {
     assert.equal((await store.getUpload('s1'))?.offset, 30);
   }));
 
+  test("a session's portable hash state is written with its offset when given, and kept as it was otherwise", withStore(async (f) => {
+    await f.store.createUpload(newUpload('s1'));
+    const now = Date.now();
+    assert.equal((await f.store.getUpload('s1'))?.hashState, null);
+    await f.store.advanceUpload('s1', 10, now + 60_000, 'c1', undefined, '10:c3RhdGU=');
+    await f.store.advanceUpload('s1', 10, now + 60_000, 'c2'); // a new cursor for the same bytes
+    let row = await (await f.reopen()).getUpload('s1');
+    assert.equal(row?.hashState, '10:c3RhdGU=');
+    assert.equal(row?.cursor, 'c2');
+    await f.store.advanceUpload('s1', 20, now + 60_000, 'c3', undefined, null);
+    row = await f.store.getUpload('s1');
+    assert.equal(row?.hashState, null);
+    assert.equal(row?.offset, 20);
+  }));
+
   test('expired sessions with a live lease are not listed as expired', withStore(async ({ store }) => {
     const now = Date.now();
     await store.createUpload(newUpload('s1', { expiresAt: now - 1000 }));

@@ -180,8 +180,8 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.uploads.get(id);
   }
 
-  async advanceUpload(id: string, offset: number, expiresAt: number, cursor: string | null, holder?: string): Promise<void> {
-    if (!this.uploads.advance(id, offset, cursor, Date.now(), expiresAt, holder)) throw new Error(`upload session ${id} is not open`);
+  async advanceUpload(id: string, offset: number, expiresAt: number, cursor: string | null, holder?: string, hashState?: string | null): Promise<void> {
+    if (!this.uploads.advance(id, offset, cursor, Date.now(), expiresAt, holder, hashState)) throw new Error(`upload session ${id} is not open`);
   }
 
   async acquireUploadLease(id: string, holder: string, now: number, until: number): Promise<{ outcome: LeaseOutcome; row: UploadRecord } | null> {

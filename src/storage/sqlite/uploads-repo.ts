@@ -24,6 +24,7 @@ interface UploadRow {
   location: string | null;
   lease_holder: string | null;
   lease_until: number | null;
+  hash_state: string | null;
   created_at: number;
   updated_at: number;
   expires_at: number;
@@ -49,6 +50,7 @@ function toRecord(r: UploadRow): UploadRecord {
     result: r.result,
     cursor: r.cursor,
     location: r.location,
+    hashState: r.hash_state ?? null,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     expiresAt: r.expires_at,
@@ -59,7 +61,7 @@ export class UploadsRepo {
   private readonly insertStmt: Statement<Record<string, unknown>>;
   private readonly selectStmt: Statement<[string], UploadRow>;
   private readonly declareStmt: Statement<[number, number, string]>;
-  private readonly advanceStmt: Statement<[number, string | null, number, number, string, string | null, string | null]>;
+  private readonly advanceStmt: Statement<[number, string | null, number, number, number, string | null, string, string | null, string | null]>;
   private readonly completingStmt: Statement<[string, string, number, string, string | null, string | null]>;
   private readonly reopenStmt: Statement<[string | null, string | null, number, string, string | null, string | null]>;
   private readonly completedStmt: Statement<[string, string, number, number, string]>;
@@ -84,7 +86,8 @@ export class UploadsRepo {
       `UPDATE upload_sessions SET declared_size = ?, updated_at = ? WHERE id = ? AND state = 'open' AND declared_size IS NULL`,
     );
     this.advanceStmt = db.prepare(
-      `UPDATE upload_sessions SET upload_offset = ?, cursor = ?, updated_at = ?, expires_at = ?
+      `UPDATE upload_sessions SET upload_offset = ?, cursor = ?, updated_at = ?, expires_at = ?,
+         hash_state = CASE WHEN ? THEN ? ELSE hash_state END
        WHERE id = ? AND state = 'open' AND (? IS NULL OR lease_holder = ?)`,
     );
     this.completingStmt = db.prepare(
@@ -151,9 +154,10 @@ export class UploadsRepo {
   }
 
   /** The offset and its cursor in one write: they never disagree. */
-  advance(id: string, offset: number, cursor: string | null, now: number, expiresAt: number, holder?: string): boolean {
+  advance(id: string, offset: number, cursor: string | null, now: number, expiresAt: number, holder?: string, hashState?: string | null): boolean {
     const h = holder ?? null;
-    if (this.advanceStmt.run(offset, cursor, now, expiresAt, id, h, h).changes === 1) return true;
+    const setState = hashState === undefined ? 0 : 1;
+    if (this.advanceStmt.run(offset, cursor, now, expiresAt, setState, hashState ?? null, id, h, h).changes === 1) return true;
     this.checkFence(id, holder);
     return false;
   }
