@@ -24,8 +24,9 @@ export function toBlobRecord(r: BlobRow): BlobRecord {
  * one and loses the mark); a location the row does not end up naming is queued in byte_deletions, and the
  * location it names is taken out of the queue (the same content at the same content address again).
  * With `mustExist` it only references (and locks) a readable row: 'missing' when there is none, nothing written.
+ * Given the pool instead of a transaction, the statement is a transaction of its own (one round trip).
  */
-export async function recordBlob(tx: Tx, blob: NewBlob, now: number, pin?: PinInput | null): Promise<{ created: boolean } | 'missing'> {
+export async function recordBlob(tx: Tx | Queryable, blob: NewBlob, now: number, pin?: PinInput | null): Promise<{ created: boolean } | 'missing'> {
   if (blob.mustExist) {
     const rows = await tx<{ digest: string }[]>`
       WITH b AS (
@@ -69,7 +70,7 @@ export async function recordBlob(tx: Tx, blob: NewBlob, now: number, pin?: PinIn
  * The pin part of a blob write (a fragment over the CTE `b`): a repeated pin by the same principal keeps the
  * stronger claim — permanent beats temporary; between temporary ones the later expiry wins.
  */
-function pinInsert(tx: Tx, pin: PinInput | null, now: number) {
+function pinInsert(tx: Queryable, pin: PinInput | null, now: number) {
   if (!pin) return tx`SELECT 1`;
   return tx`
     INSERT INTO pins (principal, digest, temporary, expires_at, created_at)

@@ -26,6 +26,8 @@ export class PgDb {
   /** Statements sent since the pool opened (each is one round trip). */
   queries = 0;
   readonly sql: Sql;
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private closing = false;
 
   constructor(url: string, options: PgOptions = {}) {
     this.sql = postgres(url, {
@@ -59,7 +61,23 @@ export class PgDb {
     }
   }
 
-  close(): Promise<void> {
-    return this.sql.end({ timeout: 5 });
+  /**
+   * Counts `op` as in flight until it settles, so that close() lets it finish instead of cutting its
+   * connection; once closing, new operations are refused.
+   */
+  track<T>(op: () => Promise<T>): Promise<T> {
+    if (this.closing) return Promise.reject(new Error('the metadata store is closed'));
+    const p = op();
+    this.inFlight.add(p);
+    const done = () => this.inFlight.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  /** Waits for the operations in flight (each bounded by the server's answers), then closes the pool. */
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.allSettled([...this.inFlight]);
+    await this.sql.end({ timeout: 5 });
   }
 }

@@ -43,6 +43,9 @@ class Refused {
   constructor(readonly result: { ok: false; reason: 'bucket_not_found' | 'precondition_failed' | 'quota_exceeded' }) {}
 }
 
+/** Methods that are not database operations (announceBlobCommit's ticket calls the tracked commitBlob). */
+const UNTRACKED = new Set(['constructor', 'close', 'announceBlobCommit']);
+
 export class PostgresMetadataStore implements MetadataStore {
   /** Several blobd processes may share this database. */
   readonly shared = true;
@@ -50,6 +53,14 @@ export class PostgresMetadataStore implements MetadataStore {
 
   private constructor(private readonly db: PgDb) {
     this.catalog = new PgCatalogRepo(db);
+    // Every operation counts as in flight until it settles: close() (a shutdown, a restart) lets those that
+    // began finish instead of cutting their connection, and refuses new ones.
+    const self = this as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    for (const name of Object.getOwnPropertyNames(PostgresMetadataStore.prototype)) {
+      const method = Object.getOwnPropertyDescriptor(PostgresMetadataStore.prototype, name)?.value as unknown;
+      if (typeof method !== 'function' || UNTRACKED.has(name)) continue;
+      self[name] = (...args: unknown[]) => db.track(() => (method as (...a: unknown[]) => Promise<unknown>).apply(this, args));
+    }
   }
 
   /**
@@ -85,9 +96,9 @@ export class PostgresMetadataStore implements MetadataStore {
     return blobs.getBlob(this.sql, digest);
   }
 
-  /** BEGIN, one statement (blob row, queue, pin), COMMIT. */
+  /** One statement (blob row, queue, pin): atomic by itself, one round trip. */
   async commitBlob(blob: NewBlob, pin?: PinInput): Promise<{ created: boolean }> {
-    const r = await this.db.tx((tx) => blobs.recordBlob(tx, blob, Date.now(), pin ?? null));
+    const r = await blobs.recordBlob(this.sql, blob, Date.now(), pin ?? null);
     if (r === 'missing') throw new Error(`blob ${blob.digest} is not stored (any more)`);
     return r;
   }
@@ -115,8 +126,8 @@ export class PostgresMetadataStore implements MetadataStore {
     return uploads.getUpload(this.sql, id);
   }
 
-  async advanceUpload(id: string, offset: number, expiresAt: number, cursor: string | null, holder?: string): Promise<void> {
-    if (!(await uploads.advanceUpload(this.sql, id, offset, cursor, Date.now(), expiresAt, holder))) {
+  async advanceUpload(id: string, offset: number, expiresAt: number, cursor: string | null, holder?: string, hashState?: string | null): Promise<void> {
+    if (!(await uploads.advanceUpload(this.sql, id, offset, cursor, Date.now(), expiresAt, holder, hashState))) {
       throw new Error(`upload session ${id} is not open`);
     }
   }

@@ -23,6 +23,7 @@ interface UploadRow {
   result: string | null;
   cursor: string | null;
   location: string | null;
+  hash_state: string | null;
   created_at: number;
   updated_at: number;
   expires_at: number;
@@ -48,6 +49,7 @@ function toRecord(r: UploadRow): UploadRecord {
     result: r.result,
     cursor: r.cursor,
     location: r.location,
+    hashState: r.hash_state,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     expiresAt: r.expires_at,
@@ -91,14 +93,19 @@ export async function declareUploadSize(q: Queryable, id: string, size: number, 
   return r.count === 1;
 }
 
-/** The offset and its cursor in one write: they never disagree. False when the session is not open. */
+/**
+ * The offset, its cursor and (when given) the hash state in one write: they never disagree. False when the
+ * session is not open.
+ */
 export async function advanceUpload(
   q: Queryable, id: string, offset: number, cursor: string | null, now: number, expiresAt: number, holder?: string,
+  hashState?: string | null,
 ): Promise<boolean> {
   const h = holder ?? null;
   const [r] = await q<FenceRow[]>`
     WITH u AS (
-      UPDATE upload_sessions SET upload_offset = ${offset}, cursor = ${cursor}, updated_at = ${now}, expires_at = ${expiresAt}
+      UPDATE upload_sessions SET upload_offset = ${offset}, cursor = ${cursor}, updated_at = ${now}, expires_at = ${expiresAt},
+        hash_state = CASE WHEN ${hashState !== undefined} THEN ${hashState ?? null}::text ELSE hash_state END
       WHERE id = ${id} AND state = 'open' AND (${h}::text IS NULL OR lease_holder = ${h}::text) RETURNING 1
     )
     SELECT (SELECT count(*) FROM u)::int AS changed, s.id IS NOT NULL AS found, s.lease_holder

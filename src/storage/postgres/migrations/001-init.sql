@@ -54,6 +54,8 @@ CREATE TABLE upload_sessions (
   location        TEXT,
   lease_holder    TEXT,
   lease_until     BIGINT,
+  -- A running-hash state another node can go on from (opaque here; core's format says its offset).
+  hash_state      TEXT,
   created_at      BIGINT NOT NULL,
   updated_at      BIGINT NOT NULL,
   expires_at      BIGINT NOT NULL
