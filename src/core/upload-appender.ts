@@ -33,6 +33,8 @@ export class UploadAppender {
    * session's portable state from its row if it has one, else reads the bytes back once (running-hash.ts).
    */
   private readonly hashes = new Map<string, { hash: RunningHash; offset: number }>();
+  /** Sessions taken over from a lapsed lease: read back at their next request (see distrust). */
+  private readonly readBack = new Set<string>();
 
   constructor(
     private readonly meta: MetadataStore,
@@ -50,6 +52,16 @@ export class UploadAppender {
 
   forget(id: string): void {
     this.hashes.delete(id);
+  }
+
+  /**
+   * The session was taken over from a node whose lease ran out (it crashed, or lost touch and may still be
+   * writing): its next request reads the bytes back even if a state would do. Reading back seals an object
+   * store's multipart upload, so parts the old holder still sends land nowhere.
+   */
+  distrust(id: string): void {
+    this.hashes.delete(id);
+    this.readBack.add(id);
   }
 
   /**
@@ -147,7 +159,8 @@ export class UploadAppender {
     if (kept && kept.offset === row.offset) return { hash: kept.hash, cursor: row.cursor };
     this.hashes.delete(row.id);
     // Another node's portable state for exactly these bytes: go on from it, nothing to read.
-    const loaded = await loadHash(row.hashState, row.offset);
+    const distrusted = this.readBack.delete(row.id);
+    const loaded = distrusted ? null : await loadHash(row.hashState, row.offset);
     if (loaded) {
       this.hashes.set(row.id, { hash: loaded, offset: row.offset });
       return { hash: loaded, cursor: row.cursor };

@@ -439,7 +439,7 @@ export class UploadService {
       const hold = await this.nodes.holdSession(id);
       if (!hold) throw notFound(id);
       try {
-        if (hold.takenOver) this.appender.forget(id);
+        if (hold.takenOver) this.appender.distrust(id);
         return await fn(hold.holder);
       } catch (err) {
         if (err instanceof UploadLeaseLost) {
