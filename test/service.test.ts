@@ -1,7 +1,6 @@
 // The daemon as an operator sees it: probes, OpenAPI, request ids and JSON logs, the admin token
 // bootstrap, configuration errors, and a graceful SIGTERM that lets an in-flight upload finish.
 import assert from 'node:assert/strict';
-import Database from 'better-sqlite3';
 import { execFile } from 'node:child_process';
 import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { rm, stat, writeFile } from 'node:fs/promises';
@@ -9,7 +8,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'node:test';
 import { randomData, sha256 } from './helpers/bytes.ts';
-import { BLOBD, makeTempDir, removeDir, startDaemon } from './helpers/daemon.ts';
+import { BLOBD, makeTempDir, metadataArgs, onSqliteOnly, removeDir, startDaemon } from './helpers/daemon.ts';
+import { metaProbe } from './helpers/meta-probe.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const run = promisify(execFile);
@@ -113,20 +113,21 @@ test('requests the HTTP parser rejects still get a JSON error; HTTP/1.0 without 
   }
 });
 
-test('readyz answers at once, 503, while another process holds the database write lock', async () => {
+// SQLite has one write lock for the whole file, which readiness tries; PostgreSQL writers wait on the rows they touch.
+test('readyz answers at once, 503, while another process holds the database write lock', onSqliteOnly('one write lock for the whole database'), async () => {
   const d = await startDaemon();
-  const other = new Database(path.join(d.dataDir, 'blobd.db'));
+  const meta = metaProbe(d);
   try {
-    other.exec('BEGIN IMMEDIATE');
+    const release = await meta.holdWriteLock();
     const started = Date.now();
     const res = await d.api('/readyz');
+    await release();
     assert.equal(res.status, 503);
     assert.deepEqual(((await res.json()) as { error: { checks: unknown } }).error.checks, { database: 'failing', data_dir: 'ok', disk: 'ok' });
     assert.ok(Date.now() - started < 2000, 'no wait on the lock');
-    other.exec('ROLLBACK');
     assert.equal((await d.api('/readyz')).status, 200);
   } finally {
-    other.close();
+    await meta.close();
     await d.stop();
     await removeDir(path.dirname(d.dataDir));
   }
@@ -135,7 +136,7 @@ test('readyz answers at once, 503, while another process holds the database writ
 test('a second daemon on the same data directory refuses to start', async () => {
   const d = await startDaemon();
   try {
-    const second = await run(process.execPath, [BLOBD, 'serve', '--port', '0', '--data', d.dataDir], {
+    const second = await run(process.execPath, [BLOBD, 'serve', '--port', '0', '--data', d.dataDir, ...(await metadataArgs(d.dataDir))], {
       env: { ...process.env, BLOBD_ADMIN_TOKEN: 'another-token-0123456789' },
     }).then(
       () => ({ code: 0, stderr: '' }),
