@@ -31,8 +31,8 @@ const ROUNDS = envCount('BENCH_SCALE_ROUNDS', 3);
 const SMALL = 4096;
 /** 4 KiB uploads per run (0 skips the row). */
 const SMALL_COUNT = envCount('BENCH_SCALE_SMALL_COUNT', 1000, 0);
-/** Untimed 4 KiB uploads per node before the rows (connections, pools, JIT). */
-const WARMUP = envCount('BENCH_SCALE_WARMUP', 200, 0);
+/** Untimed 4 KiB uploads per node before the rows (connections, pools, JIT: a node warmed by 300 uploads still spent ~1.5x the CPU per upload of one warmed by 1300). */
+const WARMUP = envCount('BENCH_SCALE_WARMUP', 500, 0);
 const SMALL_CONCURRENCY = 16;
 /** The session's size (0 skips the row). */
 const SIZE = envSize('BENCH_SCALE_SIZE', GiB);
