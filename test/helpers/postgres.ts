@@ -1,9 +1,10 @@
 // A real PostgreSQL 15 (Debian's binaries) for the tests: initdb in a temp dir, run as an unprivileged user
 // when the tests run as root (the server refuses root), 127.0.0.1 only, durability off (fsync=off: a test
-// server's data is thrown away). One shared server per test process, a fresh database per caller.
-import { execFile, execFileSync } from 'node:child_process';
+// server's data is thrown away). One shared server per test process, a fresh database per caller. The
+// postmaster is this process's child with a parent-death signal: a test process killed outright takes it along.
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, chownSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, chownSync, closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -90,6 +91,7 @@ interface Server {
   dir: string;
   data: string;
   stopped: boolean;
+  proc?: ChildProcess;
 }
 
 // Every running server of this process: stopped (immediate) and removed at exit, synchronously.
@@ -98,19 +100,78 @@ process.once('exit', () => {
   for (const s of live) stopSync(s);
 });
 
+/** Stops the postmaster (immediate shutdown, then SIGKILL if it is still there); the dir stays. */
+function haltSync(s: Server): void {
+  if (s.stopped) return;
+  s.stopped = true;
+  try {
+    const args = ['-D', s.data, '-m', 'immediate', '-w', 'stop'];
+    if (isRoot) execFileSync('runuser', ['-u', SERVER_USER, '--', path.join(PG_BIN, 'pg_ctl'), ...args], { stdio: 'ignore' });
+    else execFileSync(path.join(PG_BIN, 'pg_ctl'), args, { stdio: 'ignore' });
+  } catch {
+    // not running
+  }
+  try {
+    if (s.proc?.pid && s.proc.exitCode === null && s.proc.signalCode === null) process.kill(s.proc.pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
+}
+
 function stopSync(s: Server): void {
   live.delete(s);
-  if (!s.stopped) {
-    s.stopped = true;
-    try {
-      const args = ['-D', s.data, '-m', 'immediate', '-w', 'stop'];
-      if (isRoot) execFileSync('runuser', ['-u', SERVER_USER, '--', path.join(PG_BIN, 'pg_ctl'), ...args], { stdio: 'ignore' });
-      else execFileSync(path.join(PG_BIN, 'pg_ctl'), args, { stdio: 'ignore' });
-    } catch {
-      // not running
-    }
+  haltSync(s);
+  try {
+    rmSync(s.dir, { recursive: true, force: true, maxRetries: 3 });
+  } catch {
+    // a dying backend still writing: the dir stays, which must not turn an exit into a crash
   }
-  rmSync(s.dir, { recursive: true, force: true, maxRetries: 3 });
+}
+
+const SETPRIV = '/usr/bin/setpriv';
+
+/**
+ * Starts the postmaster as a child of this process (as the server user when we are root), dying with it
+ * (setpriv --pdeathsig), logging to dir/server.log.
+ */
+function spawnPostmaster(s: Server, owner: { uid: number; gid: number } | null, args: string[]): ChildProcess {
+  const fd = openSync(path.join(s.dir, 'server.log'), 'a');
+  const ids = owner ? ['--reuid', String(owner.uid), '--regid', String(owner.gid), '--clear-groups'] : [];
+  const proc = spawn(SETPRIV, [...ids, '--pdeathsig', 'KILL', '--', path.join(PG_BIN, 'postgres'), '-D', s.data, ...args], {
+    cwd: s.dir,
+    stdio: ['ignore', fd, fd],
+  });
+  closeSync(fd);
+  proc.on('error', () => {}); // reported through the log when start-up fails
+  proc.unref(); // the shared server must not keep a finished test process alive
+  return proc;
+}
+
+function logTail(s: Server, lines = 15): string {
+  try {
+    return readFileSync(path.join(s.dir, 'server.log'), 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Polls until the server answers a query, failing early when it exited (a taken port, a bad setting). */
+async function untilReady(s: Server, port: number): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_S * 1000;
+  for (;;) {
+    const p = s.proc!;
+    if (p.exitCode !== null || p.signalCode !== null) throw new Error(`PostgreSQL exited (${p.exitCode ?? p.signalCode}):\n${logTail(s)}`);
+    const sql = postgres({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres', max: 1, connect_timeout: 2, onnotice: () => {} });
+    try {
+      await sql`SELECT 1`;
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`PostgreSQL did not answer within ${START_TIMEOUT_S} s:\n${logTail(s)}`);
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /**
@@ -147,16 +208,17 @@ async function startServer(shared: boolean, opts: PgStartOptions = {}): Promise<
     let port = 0;
     for (let attempt = 1; ; attempt++) {
       port = await freePort();
-      const fast = opts.durable ? '' : '-c fsync=off -c synchronous_commit=off -c full_page_writes=off ';
-      const serverOpts = `-k ${dir} -p ${port} -c listen_addresses=127.0.0.1 ${fast}-c max_connections=300`;
+      const fast = opts.durable ? [] : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'];
+      const args = ['-k', dir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', ...fast, '-c', 'max_connections=300'];
       s.stopped = false;
+      s.proc = spawnPostmaster(s, owner, args);
       try {
-        await asServer('pg_ctl', ['-D', data, '-l', path.join(dir, 'server.log'), '-o', serverOpts, '-w', '-t', String(START_TIMEOUT_S), 'start']);
+        await untilReady(s, port);
         break;
       } catch (err) {
-        s.stopped = true;
+        haltSync(s); // this attempt's postmaster; the dir is used again
         // The port was free when picked; another process may have taken it since. Retry that only.
-        if (attempt >= 3) throw err;
+        if (attempt >= 3 || !/could not bind|Address already in use/.test(logTail(s, 30))) throw err;
       }
     }
     const url = `postgres://postgres@127.0.0.1:${port}/postgres`;

@@ -164,6 +164,7 @@ export class PostgresMetadataStore implements MetadataStore {
     target: UploadTarget,
     result: (object: ObjectRecord | null) => string,
     expiresAt: number,
+    holder?: string,
   ): Promise<FinishResult> {
     try {
       return await this.db.tx(async (tx) => {
@@ -183,7 +184,7 @@ export class PostgresMetadataStore implements MetadataStore {
           created = added.blobCreated;
           object = added.object;
         }
-        if (!(await uploads.markCompleted(tx, id, blob.digest, result(object), now, expiresAt))) {
+        if (!(await uploads.markCompleted(tx, id, blob.digest, result(object), now, expiresAt, holder))) {
           throw new Error(`upload session ${id} is not open or completing`);
         }
         return { ok: true as const, created, object };

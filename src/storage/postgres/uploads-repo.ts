@@ -137,13 +137,25 @@ export async function reopenUpload(q: Queryable, id: string, cursor: string | nu
   checkFence(id, holder, r);
 }
 
-/** The location is let go: the blob row names it now, or it was queued for deletion as a duplicate's. */
-export async function markCompleted(q: Queryable, id: string, digest: string, result: string, now: number, expiresAt: number): Promise<boolean> {
-  const r = await q`
-    UPDATE upload_sessions SET state = 'completed', digest = ${digest}, location = NULL, result = ${result},
-      updated_at = ${now}, expires_at = ${expiresAt}
-    WHERE id = ${id} AND state IN ('open', 'completing')`;
-  return r.count === 1;
+/**
+ * The location is let go: the blob row names it now, or it was queued for deletion as a duplicate's. Fenced
+ * when `holder` is given: the session must be completing under that holder's lease (UploadLeaseLost when
+ * another holds it). False when the session is not open or completing.
+ */
+export async function markCompleted(
+  q: Queryable, id: string, digest: string, result: string, now: number, expiresAt: number, holder?: string,
+): Promise<boolean> {
+  const h = holder ?? null;
+  const [r] = await q<FenceRow[]>`
+    WITH u AS (
+      UPDATE upload_sessions SET state = 'completed', digest = ${digest}, location = NULL, result = ${result},
+        updated_at = ${now}, expires_at = ${expiresAt}
+      WHERE id = ${id} AND state IN ('open', 'completing')
+        AND (${h}::text IS NULL OR (state = 'completing' AND lease_holder = ${h}::text)) RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM u)::int AS changed, s.id IS NOT NULL AS found, s.lease_holder
+    FROM (SELECT 1) one LEFT JOIN upload_sessions s ON s.id = ${id}`;
+  return checkFence(id, holder, r);
 }
 
 export async function deleteUpload(q: Queryable, id: string): Promise<void> {
