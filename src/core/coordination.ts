@@ -87,6 +87,12 @@ export class NodeCoordination {
     };
   }
 
+  /** True while this node holds the session's lease (and then moves its end out). */
+  async stillHolds(id: string): Promise<boolean> {
+    if (!this.shared) return true;
+    return this.meta.renewUploadLease(id, this.nodeId, Date.now() + this.leaseTtlMs);
+  }
+
   /**
    * Run `fn` while this node holds the named lease (GC, expiry, fsck: one node at a time), renewing it;
    * null without running when another node holds it.

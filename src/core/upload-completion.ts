@@ -147,7 +147,7 @@ export class UploadCompletion {
             },
           }
         : { pin: this.blobs.pinFor(row.principal, row.temporary) };
-    const done = await this.meta.finishUpload(row.id, blob, target, build, Date.now() + this.uploadTtlMs);
+    const done = await this.meta.finishUpload(row.id, blob, target, build, Date.now() + this.uploadTtlMs, fence);
     if (!done.ok) {
       // The bytes were committed but no row references them: the session gets them back and stays open,
       // and the committed bytes go again unless they are the existing blob's (we hold the digest lock).

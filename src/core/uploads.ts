@@ -112,6 +112,7 @@ export class UploadService {
   ) {
     this.appender = new UploadAppender(meta, bytes, catalog, disk, { ...options, portable: meta.shared }, events);
     this.completion = new UploadCompletion(meta, bytes, blobs, catalog, this.appender, options.uploadTtlMs);
+    if (nodes.shared) bytes.guardSessionWrites?.((id) => nodes.stillHolds(id));
   }
 
   async initiate(input: InitiateInput): Promise<Initiated> {
@@ -318,7 +319,13 @@ export class UploadService {
     const keep = new Set<string>();
     let removed = 0;
     for (const found of await this.meta.listUnfinishedUploads()) {
-      // On a shared store, only sessions no live node is using: the lease says which (one in use is kept).
+      // On a shared store, only sessions whose holder did not let go (this node's previous run, or a node
+      // that crashed): one let go cleanly has its cursor recorded and nothing to recover; one a live node
+      // is using is kept as it is (its lease is live: busy).
+      if (this.nodes.shared && found.leaseHolder === null) {
+        keep.add(found.id);
+        continue;
+      }
       let hold;
       try {
         hold = await this.nodes.holdSession(found.id);
@@ -442,9 +449,12 @@ export class UploadService {
         if (hold.takenOver) this.appender.distrust(id);
         return await fn(hold.holder);
       } catch (err) {
-        if (err instanceof UploadLeaseLost) {
-          throw new BlobdError('upload_locked', 'another node took this upload session over; ask for its offset and resume', { id });
-        }
+        // Lost to another node meanwhile (this one stalled past its lease): the store's own failure (the
+        // upload it wrote to was sealed under it) says nothing useful; the client resumes at the new offset.
+        const lost =
+          err instanceof UploadLeaseLost ||
+          (hold.holder !== undefined && !(err instanceof BlobdError) && !(await this.nodes.stillHolds(id).catch(() => true)));
+        if (lost) throw new BlobdError('upload_locked', 'another node took this upload session over; ask for its offset and resume', { id });
         throw err;
       } finally {
         await hold.release();

@@ -58,6 +58,13 @@ export interface AppendResult {
 
 export interface ByteStore {
   /**
+   * With several nodes on one store: `stillHolds(id)` says whether this process still holds session `id`
+   * (its lease). A store that may rewrite a session's existing object in place (an object store repairing
+   * an interrupted seal) asks it first and throws UploadLeaseLost instead. Optional: a store whose sessions
+   * are this process's alone needs none.
+   */
+  guardSessionWrites?(stillHolds: (id: string) => Promise<boolean>): void;
+  /**
    * Stream `source` into staging while hashing it, and make the staged bytes durable before resolving.
    * If the source errors (client gone, a limit exceeded upstream) nothing is left behind and the error
    * is rethrown as it came.

@@ -62,13 +62,18 @@ export interface UploadRecord {
    */
   readonly hashState: string | null;
   /**
+   * Who holds the session's lease (acquireUploadLease), or null when nobody does: a session let go cleanly
+   * has nothing for a restarted node to recover.
+   */
+  readonly leaseHolder: string | null;
+  /**
    * A location the session claims (see isLocationClaimed): its own location in the byte store while it is
    * open, if the store gives sessions one; the location its bytes are committed to while completing.
    */
   readonly location: string | null;
 }
 
-export type NewUpload = Omit<UploadRecord, 'offset' | 'state' | 'digest' | 'result' | 'updatedAt' | 'hashState'>;
+export type NewUpload = Omit<UploadRecord, 'offset' | 'state' | 'digest' | 'result' | 'updatedAt' | 'hashState' | 'leaseHolder'>;
 
 /** A blob about to be recorded: its bytes are durable at `location`. */
 export interface NewBlob {
@@ -332,7 +337,9 @@ export interface MetadataStore {
   /**
    * In one transaction: record the blob (if new) and its reference — a pin, or the next revision of an
    * object — and mark the session completed with the answer to replay (built from the revision written).
-   * When the revision cannot be written (bucket gone, quota, precondition) nothing changes.
+   * When the revision cannot be written (bucket gone, quota, precondition) nothing changes. Fenced when
+   * `holder` is given: the session must be completing under that holder's lease, else UploadLeaseLost is
+   * thrown and nothing changes.
    */
   finishUpload(
     id: string,
@@ -340,6 +347,7 @@ export interface MetadataStore {
     target: UploadTarget,
     result: (object: ObjectRecord | null) => string,
     expiresAt: number,
+    holder?: string,
   ): Promise<FinishResult>;
   deleteUpload(id: string): Promise<void>;
   /** A principal's open sessions (live, not completed), newest first, those with ids below `before` only. */

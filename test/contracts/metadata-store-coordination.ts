@@ -17,9 +17,12 @@ export function coordinationContract(withStore: WithStore): void {
     await store.createUpload(newUpload('s1'));
     const now = Date.now();
     assert.equal(await store.acquireUploadLease('nope', 'a', now, now + 1000), null);
+    assert.equal((await store.getUpload('s1'))?.leaseHolder, null);
     const first = await store.acquireUploadLease('s1', 'a', now, now + 1000);
     assert.equal(first?.outcome, 'acquired');
     assert.equal(first?.row.id, 's1');
+    assert.equal(first?.row.leaseHolder, 'a');
+    assert.equal((await store.listUnfinishedUploads())[0]?.leaseHolder, 'a');
     const busy = await store.acquireUploadLease('s1', 'b', now, now + 1000);
     assert.equal(busy?.outcome, 'busy');
     assert.equal(busy?.row.offset, 0);
@@ -75,6 +78,29 @@ export function coordinationContract(withStore: WithStore): void {
     row = await f.store.getUpload('s1');
     assert.equal(row?.hashState, null);
     assert.equal(row?.offset, 20);
+  }));
+
+  test('finishUpload is fenced: a holder whose lease was taken over completes nothing', withStore(async ({ store }) => {
+    await store.createUpload(newUpload('s1'));
+    const now = Date.now();
+    await store.acquireUploadLease('s1', 'a', now, now + 1000);
+    await store.advanceUpload('s1', 3, now + 60_000, 'c1', 'a');
+    await store.beginCompletion('s1', digest(1), 'blobs/s1', 'a');
+    await store.acquireUploadLease('s1', 'b', now + 2000, now + 3000); // a stalled past its lease
+    await store.reopenUpload('s1', 'c2', 'blobs/s1', 'b');
+    await store.advanceUpload('s1', 4, now + 60_000, 'c3', 'b');
+    const pin = { principal: 'p', temporary: false, expiresAt: null };
+    await assert.rejects(store.finishUpload('s1', blob(1, 3, 'blobs/s1'), { pin }, () => '{}', now + 60_000, 'a'), UploadLeaseLost);
+    const row = await store.getUpload('s1');
+    assert.equal(row?.state, 'open');
+    assert.equal(row?.offset, 4);
+    assert.equal(await store.getBlob(digest(1)), null);
+    assert.equal((await store.listPins('p', 10, null)).length, 0);
+    // The holder's own finish goes through.
+    await store.beginCompletion('s1', digest(2), 'blobs/s1', 'b');
+    const done = await store.finishUpload('s1', blob(2, 4, 'blobs/s1'), { pin }, () => '{}', now + 60_000, 'b');
+    assert.equal(done.ok, true);
+    assert.equal((await store.getUpload('s1'))?.state, 'completed');
   }));
 
   test('expired sessions with a live lease are not listed as expired', withStore(async ({ store }) => {

@@ -34,7 +34,16 @@ export class S3ByteStore implements ByteStore {
     const layout = new KeyLayout(opts.prefix);
     const buffers = new PartBuffers(sizes.partSize, sizes.partsInFlight + 1);
     const client = makeClient(opts);
-    return new S3ByteStore({ client, bucket: opts.bucket, layout, ...sizes, buffers, endpointName: endpointName(opts), put: makePut(opts, client) });
+    return new S3ByteStore({
+      client,
+      bucket: opts.bucket,
+      layout,
+      ...sizes,
+      buffers,
+      endpointName: endpointName(opts),
+      put: makePut(opts, client),
+      stillHolds: async () => true,
+    });
   }
 
   /** Closes the client's idle connections. */
@@ -190,6 +199,10 @@ export class S3ByteStore implements ByteStore {
 
   readUpload(id: string, offset: number, cursor: UploadCursor): Promise<{ bytes: Readable; cursor: UploadCursor }> {
     return this.uploads.readUpload(id, offset, cursor);
+  }
+
+  guardSessionWrites(stillHolds: (id: string) => Promise<boolean>): void {
+    this.ctx.stillHolds = stillHolds;
   }
 
   /** Always `blobs/<id>`, where the session's multipart upload completes; the digest plays no part. */

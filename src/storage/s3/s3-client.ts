@@ -54,6 +54,12 @@ export interface S3Context {
   readonly endpointName: string;
   /** PUT of a small object whose bytes are in one buffer (see makePut). */
   readonly put: (key: string, body: Buffer) => Promise<void>;
+  /**
+   * Asked right before a session's object is rewritten in place (a repair of an interrupted seal or
+   * completion): false when this process no longer holds the session (another node took it over and may
+   * have committed a blob at that key). Set by ByteStore.guardSessionWrites; by default always true.
+   */
+  stillHolds: (id: string) => Promise<boolean>;
 }
 
 /**

@@ -5,6 +5,7 @@ import type { Cursor, Part } from './cursor.ts';
 import { EMPTY, partsSize, sizeOf } from './cursor.ts';
 import { abortUpload, completeUpload, copyIntoUpload, copyObject, copyPart, createUpload, headObject, listParts, uploadFiller } from './s3-objects.ts';
 import { errorCode, isUploadGone, type S3Context } from './s3-client.ts';
+import { UploadLeaseLost } from '../metadata-store.ts';
 
 const unquote = (etag: string) => etag.replace(/^"|"$/g, '');
 
@@ -58,6 +59,9 @@ async function completeAround(ctx: S3Context, id: string, cur: Cursor): Promise<
  */
 async function exactFromPrefix(ctx: S3Context, id: string, cur: Cursor): Promise<void> {
   const key = ctx.layout.keyOf(ctx.layout.sessionLocation(id));
+  // The one rewrite of an existing object in place: never once another node holds the session (it may have
+  // completed it, and the object is then its blob).
+  if (!(await ctx.stillHolds(id))) throw new UploadLeaseLost(id);
   const uploadId = await createUpload(ctx, key);
   try {
     const parts = await copyIntoUpload(ctx, key, partsSize(cur), key, uploadId, 1);

@@ -64,6 +64,7 @@ export class SqliteMetadataStore implements MetadataStore {
     target: UploadTarget,
     result: (object: ObjectRecord | null) => string,
     expiresAt: number,
+    holder: string | undefined,
   ) => FinishResult;
   private readonly pingStmt;
 
@@ -107,7 +108,7 @@ export class SqliteMetadataStore implements MetadataStore {
     this.pingStmt = db.prepare('SELECT 1');
     this.blobGroups = new BlobGroupCommit(db, this.blobs, groupWindowMs);
     this.finishUploadTx = db.transaction(
-      (id: string, blob: NewBlob, target: UploadTarget, result: (object: ObjectRecord | null) => string, expiresAt: number) => {
+      (id: string, blob: NewBlob, target: UploadTarget, result: (object: ObjectRecord | null) => string, expiresAt: number, holder: string | undefined) => {
         const now = Date.now();
         let created: boolean;
         let object: ObjectRecord | null = null;
@@ -119,7 +120,7 @@ export class SqliteMetadataStore implements MetadataStore {
           created = added.blobCreated;
           object = added.object;
         }
-        if (!this.uploads.markCompleted(id, blob.digest, result(object), now, expiresAt)) {
+        if (!this.uploads.markCompleted(id, blob.digest, result(object), now, expiresAt, holder)) {
           throw new Error(`upload session ${id} is not open or completing`);
         }
         return { ok: true as const, created, object };
@@ -214,8 +215,9 @@ export class SqliteMetadataStore implements MetadataStore {
     target: UploadTarget,
     result: (object: ObjectRecord | null) => string,
     expiresAt: number,
+    holder?: string,
   ): Promise<FinishResult> {
-    return this.finishUploadTx(id, blob, target, result, expiresAt);
+    return this.finishUploadTx(id, blob, target, result, expiresAt, holder);
   }
 
   async deleteUpload(id: string): Promise<void> {

@@ -51,6 +51,7 @@ function toRecord(r: UploadRow): UploadRecord {
     cursor: r.cursor,
     location: r.location,
     hashState: r.hash_state ?? null,
+    leaseHolder: r.lease_holder ?? null,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     expiresAt: r.expires_at,
@@ -64,7 +65,7 @@ export class UploadsRepo {
   private readonly advanceStmt: Statement<[number, string | null, number, number, number, string | null, string, string | null, string | null]>;
   private readonly completingStmt: Statement<[string, string, number, string, string | null, string | null]>;
   private readonly reopenStmt: Statement<[string | null, string | null, number, string, string | null, string | null]>;
-  private readonly completedStmt: Statement<[string, string, number, number, string]>;
+  private readonly completedStmt: Statement<[string, string, number, number, string, string | null, string | null]>;
   private readonly deleteStmt: Statement<[string]>;
   private readonly unfinishedStmt: Statement<[], UploadRow>;
   private readonly byPrincipalStmt: Statement<[string, string, number, number], UploadRow>;
@@ -101,7 +102,7 @@ export class UploadsRepo {
     // The location is let go: the blob row names it now, or it was queued for deletion as a duplicate's.
     this.completedStmt = db.prepare(
       `UPDATE upload_sessions SET state = 'completed', digest = ?, location = NULL, result = ?, updated_at = ?, expires_at = ?
-       WHERE id = ? AND state IN ('open', 'completing')`,
+       WHERE id = ? AND state IN ('open', 'completing') AND (? IS NULL OR (state = 'completing' AND lease_holder = ?))`,
     );
     this.deleteStmt = db.prepare('DELETE FROM upload_sessions WHERE id = ?');
     this.unfinishedStmt = db.prepare(`SELECT * FROM upload_sessions WHERE state IN ('open', 'completing')`);
@@ -174,8 +175,11 @@ export class UploadsRepo {
     if (this.reopenStmt.run(cursor, location, now, id, h, h).changes === 0) this.checkFence(id, holder);
   }
 
-  markCompleted(id: string, digest: string, result: string, now: number, expiresAt: number): boolean {
-    return this.completedStmt.run(digest, result, now, expiresAt, id).changes === 1;
+  markCompleted(id: string, digest: string, result: string, now: number, expiresAt: number, holder?: string): boolean {
+    const h = holder ?? null;
+    if (this.completedStmt.run(digest, result, now, expiresAt, id, h, h).changes === 1) return true;
+    this.checkFence(id, holder);
+    return false;
   }
 
   delete(id: string): void {
