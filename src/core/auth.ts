@@ -6,6 +6,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { MetadataStore, TokenRecord } from '../storage/metadata-store.ts';
 import { BlobdError } from './errors.ts';
 import { decodeCursor, isString, pageOf, type Page, type PageRequest } from './paging.ts';
+import { refuseNul } from './text.ts';
 
 /** `admin`; `blobs:read|write|delete`; `bucket:NAME|*:read|write|delete`. */
 export type Scope = string;
@@ -128,7 +129,7 @@ export class AccessControl {
 
   /** A new API token: the returned `token` is the only time its value exists outside the client. */
   async createToken(by: Principal, input: NewTokenInput): Promise<{ record: TokenRecord; token: string }> {
-    const name = input.name.trim();
+    const name = refuseNul(input.name, 'the token name').trim();
     if (name.length === 0 || name.length > 128) throw new BlobdError('invalid_request', 'a token name is 1 to 128 characters');
     const scopes = parseScopes(input.scopes);
     const life = input.expiresInMs;
@@ -154,11 +155,13 @@ export class AccessControl {
 
   /** Tokens in creation order (ids are UUIDv7). */
   async listTokens(page: PageRequest): Promise<Page<TokenRecord>> {
-    const after = page.cursor === undefined ? null : decodeCursor(page.cursor, isString);
+    // Token ids are UUIDs: a cursor holding a NUL is none this server gave out (and PostgreSQL cannot compare it).
+    const after = page.cursor === undefined ? null : decodeCursor(page.cursor, (v): v is string => isString(v) && !v.includes('\u0000'));
     return pageOf(await this.meta.listTokens(page.limit + 1, after), page.limit, (t) => t.id);
   }
 
   async deleteToken(id: string): Promise<void> {
+    refuseNul(id, 'the token id');
     if (!(await this.meta.deleteToken(id))) throw new BlobdError('token_not_found', `no token ${id}`, { id });
   }
 }

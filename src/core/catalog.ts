@@ -19,6 +19,7 @@ import { BlobdError } from './errors.ts';
 import { exportAll, listPage, type ListOptions, type ListPage } from './object-listing.ts';
 import { applyMetaPatch, META_FIELDS, metaAsJson, type Comparison, type MetaPatch } from './object-meta.ts';
 import { decodeCursor, encodeCursor, isPositiveInteger, isString, pageOf, type Page, type PageRequest } from './paging.ts';
+import { refuseNul } from './text.ts';
 
 export { propertyFilter, type ListOptions, type ListPage } from './object-listing.ts';
 export { applyMetaPatch, META_FIELDS, type Comparison, type MetaField, type MetaPatch } from './object-meta.ts';
@@ -123,7 +124,7 @@ export class CatalogService {
 
   /** The buckets this principal may read, in name order. */
   async listBuckets(principal: Principal, page: PageRequest): Promise<Page<BucketRecord>> {
-    let after = page.cursor === undefined ? null : decodeCursor(page.cursor, isString);
+    let after = page.cursor === undefined ? null : decodeCursor(page.cursor, isBucketPosition);
     const items: BucketRecord[] = [];
     // Buckets the principal may not read are skipped: keep reading until the page is full or none are left.
     for (;;) {
@@ -150,6 +151,7 @@ export class CatalogService {
   async putObject(bucketName: string, key: string, body: BodySource, opts: PutObjectOptions): Promise<{ object: ObjectRecord; created: boolean }> {
     const bucket = await this.getBucket(bucketName);
     parseKey(key);
+    checkWriteText(opts);
     await this.checkPreconditions(bucket.name, key, opts);
     const limits = [
       ...(bucket.maxObjectSize !== null
@@ -218,6 +220,7 @@ export class CatalogService {
   async putObjectByDigest(bucketName: string, key: string, digest: Digest, opts: PutObjectOptions): Promise<{ object: ObjectRecord; created: boolean }> {
     const bucket = await this.getBucket(bucketName);
     parseKey(key);
+    checkWriteText(opts);
     const mayRead = can(opts.principal, { action: 'blobs:read' });
     // Found and referenced under the digest lock: GC in this process cannot remove the blob in between.
     return this.blobs.lockDigest(digest, async () => {
@@ -314,6 +317,15 @@ export class CatalogService {
   async exportObjects(bucketName: string, opts: ListOptions): Promise<AsyncIterable<ObjectRecord>> {
     return exportAll(this.meta, (await this.getBucket(bucketName)).name, opts);
   }
+}
+
+/** A bucket name a cursor may hold: a NUL one is no name this server gave out (and PostgreSQL cannot compare it). */
+const isBucketPosition = (v: unknown): v is string => isString(v) && !v.includes('\u0000');
+
+/** The text a write stores beside its metadata patch (checked by applyMetaPatch): no NUL, as in every stored string. */
+function checkWriteText(opts: PutObjectOptions): void {
+  refuseNul(opts.filename, 'filename');
+  refuseNul(opts.contentType, 'content type');
 }
 
 function quotaExceeded(bucket: BucketRecord): BlobdError {

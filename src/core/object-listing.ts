@@ -5,6 +5,7 @@ import type { MetadataStore, ObjectRecord, PropertyFilter } from '../storage/met
 import { KEY_END } from '../storage/metadata-store.ts';
 import { BlobdError } from './errors.ts';
 import { decodeCursor, encodeCursor } from './paging.ts';
+import { refuseNul } from './text.ts';
 
 const PROPERTY_NAME_RE = /^[A-Za-z0-9_.-]{1,128}$/;
 const PROPERTY_OPS = ['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'exists'] as const;
@@ -40,11 +41,12 @@ export function propertyFilter(param: string, value: string): PropertyFilter {
   if (op === 'exists' && value !== 'true' && value !== 'false') {
     throw new BlobdError('invalid_request', `property.${name}_exists is true or false`);
   }
-  return { name, op, value };
+  return { name, op, value: refuseNul(value, `property.${param}`) };
 }
 
 /** A listing prefix: in NFC like every key (a prefix that is not could match no key). */
 function parsePrefix(prefix: string | undefined): string {
+  refuseNul(prefix, 'prefix');
   if (prefix !== undefined && prefix.normalize('NFC') !== prefix) {
     throw new BlobdError('invalid_key', 'a prefix is in Unicode NFC, as keys are', { prefix: prefix.slice(0, 100) });
   }
@@ -53,9 +55,16 @@ function parsePrefix(prefix: string | undefined): string {
 
 const encodeKeyCursor = (after: string) => encodeCursor({ a: after });
 const decodeKeyCursor = (cursor: string) =>
-  decodeCursor(cursor, (v): v is { a: string } => typeof v === 'object' && v !== null && typeof (v as { a?: unknown }).a === 'string').a;
+  decodeCursor(cursor, (v): v is { a: string } => {
+    const a = typeof v === 'object' && v !== null ? (v as { a?: unknown }).a : undefined;
+    return typeof a === 'string' && !a.includes('\u0000'); // a key never holds a NUL: no cursor of ours does
+  }).a;
 
+/** The filters a listing queries by; like every stored string they hold no NUL. */
 function filters(opts: ListOptions) {
+  refuseNul(opts.owner, 'owner');
+  refuseNul(opts.tag, 'tag');
+  refuseNul(opts.delimiter, 'delimiter');
   return {
     ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
     ...(opts.tag !== undefined ? { tag: opts.tag } : {}),

@@ -2,6 +2,7 @@
 // the bounds SPEC §3.3 puts on tags and properties, and the JSON form revisions are compared in.
 import type { ObjectMeta } from '../storage/metadata-store.ts';
 import { BlobdError } from './errors.ts';
+import { refuseNulDeep } from './text.ts';
 
 /** The metadata fields a PATCH may change, and that ?compare reports. */
 export const META_FIELDS = ['content_type', 'filename', 'owner', 'tags', 'properties', 'expires_at'] as const;
@@ -44,6 +45,8 @@ export function metaAsJson(m: ObjectMeta): Record<MetaField, unknown> {
 
 /** Apply a merge patch to metadata and check the result against SPEC §3.3's bounds. */
 export function applyMetaPatch(current: ObjectMeta, patch: MetaPatch): ObjectMeta {
+  // The patch, not the result: what is stored already was accepted once and must not block other changes.
+  for (const [field, value] of Object.entries(patch)) refuseNulDeep(value, field);
   const merged = mergePatch(metaAsJson(current), patch) as Record<string, unknown>;
   const tags = (merged.tags ?? []) as string[];
   const properties = (merged.properties ?? {}) as Record<string, unknown>;

@@ -18,6 +18,7 @@ import { notFound, UploadCompletion, type CompletedUpload } from './upload-compl
 import { completeKnownDigest } from './known-digest.ts';
 import { decodeCursor, isString, pageOf, type Page, type PageRequest } from './paging.ts';
 import { NodeCoordination } from './coordination.ts';
+import { refuseNul } from './text.ts';
 
 export interface UploadServiceOptions {
   readonly maxBlobSize: number;
@@ -123,6 +124,7 @@ export class UploadService {
     if (input.contentType !== undefined && !CONTENT_TYPE.test(input.contentType)) {
       throw new BlobdError('invalid_request', 'a content type is at most 255 printable ASCII characters');
     }
+    refuseNul(input.filename, 'filename');
     // Returned as a header value: printable ASCII only, and bounded.
     const clientMetadata = input.clientMetadata || null;
     if (clientMetadata !== null && clientMetadata.length > MAX_CLIENT_METADATA) {
@@ -346,10 +348,11 @@ export class UploadService {
     // Session bytes without a row: a crash between the two. On a shared store another node may be creating
     // one right now (bytes first, then its row), so only those older than a day go (ids are UUIDv7: they
     // tell their age).
-    const youngest = Date.now() - (this.nodes.shared ? SHARED_STRAY_AGE_MS : 0);
+    const othersWrite = this.nodes.shared && !this.bytes.local;
+    const youngest = Date.now() - (othersWrite ? SHARED_STRAY_AGE_MS : 0);
     for await (const id of this.bytes.listUploads()) {
-      if (keep.has(id) || (this.nodes.shared && !(idTime(id) < youngest))) continue;
-      if (this.nodes.shared && (await this.meta.getUpload(id))) continue;
+      if (keep.has(id) || (othersWrite && !(idTime(id) < youngest))) continue;
+      if (othersWrite && (await this.meta.getUpload(id))) continue;
       await this.bytes.deleteUpload(id, null);
       removed++;
     }
