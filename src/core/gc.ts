@@ -123,11 +123,12 @@ export class GcService {
 
   /**
    * Bytes without a row may be another node's commit in progress (staged, its row not written yet), which
-   * this process cannot see: on a shared store they are left alone for at least SHARED_STRAY_GRACE_MS,
+   * this process cannot see: on a byte store other nodes write too they are left alone for at least SHARED_STRAY_GRACE_MS,
    * whatever --gc-grace says.
    */
   private strayBefore(createdBefore: number): number {
-    return this.nodes.shared ? Math.min(createdBefore, Date.now() - SHARED_STRAY_GRACE_MS) : createdBefore;
+    const othersWrite = this.nodes.shared && !this.bytes.local;
+    return othersWrite ? Math.min(createdBefore, Date.now() - SHARED_STRAY_GRACE_MS) : createdBefore;
   }
 
   /**

@@ -58,6 +58,12 @@ export interface AppendResult {
 
 export interface ByteStore {
   /**
+   * True when only this process ever writes the store's bytes (the data directory, under its lock), even
+   * with several nodes on one metadata store: then bytes without a row are this process's own leftovers,
+   * never another node's commit in progress.
+   */
+  readonly local?: boolean;
+  /**
    * With several nodes on one store: `stillHolds(id)` says whether this process still holds session `id`
    * (its lease). A store that may rewrite a session's existing object in place (an object store repairing
    * an interrupted seal) asks it first and throws UploadLeaseLost instead. Optional: a store whose sessions
