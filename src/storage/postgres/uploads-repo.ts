@@ -24,6 +24,7 @@ interface UploadRow {
   cursor: string | null;
   location: string | null;
   hash_state: string | null;
+  lease_holder: string | null;
   created_at: number;
   updated_at: number;
   expires_at: number;
@@ -50,6 +51,7 @@ function toRecord(r: UploadRow): UploadRecord {
     cursor: r.cursor,
     location: r.location,
     hashState: r.hash_state,
+    leaseHolder: r.lease_holder,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     expiresAt: r.expires_at,
@@ -211,7 +213,8 @@ export async function acquireUploadLease(
     SELECT s.*, false, old.lease_holder FROM upload_sessions s JOIN old ON s.id = old.id WHERE NOT EXISTS (SELECT 1 FROM taken)`;
   const r = rows[0];
   if (!r) return null;
-  if (!r.taken) return { outcome: 'busy', row: toRecord(r) };
+  // The holder as locked (the row's other columns are as of the statement's start).
+  if (!r.taken) return { outcome: 'busy', row: { ...toRecord(r), leaseHolder: r.old_holder } };
   const takenOver = r.old_holder !== null && r.old_holder !== holder;
   return { outcome: takenOver ? 'taken_over' : 'acquired', row: toRecord(r) };
 }
