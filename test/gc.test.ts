@@ -561,10 +561,11 @@ describe('lifecycle', { concurrency: true }, () => {
     });
   });
 
-  describe('temporary pins and sessions expire (--temporary-ttl 1s, --upload-ttl 1s, grace 0s)', { concurrency: false }, () => {
+  // 3 s, not less: each test must list (or append) before its pin (or session) expires, also on two busy cores.
+  describe('temporary pins and sessions expire (--temporary-ttl 3s, --upload-ttl 3s, grace 0s)', { concurrency: false }, () => {
     let d: Daemon;
     before(async () => {
-      d = await startDaemon({ args: ['--temporary-ttl', '1s', '--upload-ttl', '1s', '--gc-grace', '0s', '--gc-interval', '0s'] });
+      d = await startDaemon({ args: ['--temporary-ttl', '3s', '--upload-ttl', '3s', '--gc-grace', '0s', '--gc-interval', '0s'] });
     });
     after(() => stopAndRemove(d));
 
