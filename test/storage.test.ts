@@ -77,7 +77,10 @@ metadataStoreContract('SQLite', async () => {
   const file = path.join(dir, 'blobd.db');
   let store = SqliteMetadataStore.open(file);
   return {
-    store,
+    // The store of the latest reopen: a test may go on with it after f.reopen().
+    get store() {
+      return store;
+    },
     async reopen() {
       await store.close();
       store = SqliteMetadataStore.open(file);

@@ -86,6 +86,8 @@ const CONTENT_TYPE = /^[\x21-\x7e][\x20-\x7e]{0,254}$/;
  * (and every HEAD answer, a header) stays small. Node refuses request headers past 16 KiB in all anyway.
  */
 export const MAX_CLIENT_METADATA = 8192;
+/** What a session id looks like (a UUID); anything else names no session and never reaches a store. */
+const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** On a shared store, session bytes without a row are left alone for this long (another node's creation). */
 const SHARED_STRAY_AGE_MS = 24 * 3600 * 1000;
 
@@ -421,6 +423,7 @@ export class UploadService {
   }
 
   private async load(id: string): Promise<UploadRecord> {
+    if (!SESSION_ID.test(id)) throw notFound(id); // ids are UUIDs: anything else is no session, unasked
     const row = await this.meta.getUpload(id);
     // A session with a request in flight is not expired: that request will push its expiry out.
     if (!row) throw notFound(id);
@@ -441,6 +444,7 @@ export class UploadService {
    * can land nowhere).
    */
   private async locked<T>(id: string, fn: (fence: string | undefined) => Promise<T>): Promise<T> {
+    if (!SESSION_ID.test(id)) throw notFound(id);
     if (this.busy.has(id)) {
       throw new BlobdError('upload_locked', 'another request is using this upload session; retry when it is done', { id });
     }
