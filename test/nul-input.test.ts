@@ -50,6 +50,12 @@ describe('NUL (U+0000) in stored or queried text', () => {
     const metadataHeader = `filename ${Buffer.from('a\0b').toString('base64')}`;
     await refused(await d.api('/api/tus/', { method: 'POST', headers: { ...TUS, 'upload-length': '5', 'upload-metadata': metadataHeader } }), /filename/, 'tus');
     assert.deepEqual(await sessions(), []);
+    // A session id is a UUID: one with a NUL names no session (and never reaches a store).
+    for (const [method, p] of [['GET', '/api/blobs/uploads/a%00b'], ['POST', '/api/blobs/uploads/a%00b/complete'], ['PATCH', '/api/tus/a%00b']] as const) {
+      const res = await d.api(p, { method, headers: { ...TUS, 'upload-token': 't', 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' } });
+      assert.equal(res.status, 404, `${method} ${p}`);
+      await res.arrayBuffer();
+    }
   });
 
   test('object writes: a filename, owner or metadata string with a NUL is refused before anything is stored', async () => {
