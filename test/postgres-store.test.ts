@@ -234,6 +234,10 @@ if (options.skip) {
         await store.advanceUpload('s1', 1, Date.now() + 1000, null, 'n');
         await store.pinExistingBlob(digest(2), { principal: 'q', temporary: false, expiresAt: null });
         assert.equal(store.queries - q2, 4, 'createUpload, acquireUploadLease, advanceUpload, pinExistingBlob: one each');
+        await store.beginCompletion('s1', digest(3), digest(3), 'n');
+        const q3 = store.queries;
+        const done = await store.finishUpload('s1', blob(3, 1), { pin: { principal: 'p', temporary: false, expiresAt: null } }, () => '{}', Date.now() + 1000, 'n');
+        assert.deepEqual([done, store.queries - q3], [{ ok: true, created: true, object: null }, 1], 'finishUpload with a pin is one statement');
         await assert.rejects(store.backupTo('/tmp/x.db'), /pg_dump/);
       } finally {
         await store.close();

@@ -37,16 +37,27 @@ export async function recordBlob(tx: Tx | Queryable, blob: NewBlob, now: number,
       SELECT digest FROM b`;
     return rows.length === 0 ? 'missing' : { created: false };
   }
-  // The upsert locks the row. `old` is the location the row named as of this statement's snapshot (read
-  // without a lock: a FOR UPDATE here could run after the upsert in the same statement and then see nothing).
-  // If another node changed the row meanwhile, queueing that older location again is harmless: it is a
-  // location no row names (unique keys are never reused; the row's own location is never queued).
-  const rows = await tx<{ created: boolean }[]>`
-    WITH old AS (
+  const rows = await tx<{ created: boolean }[]>`WITH ${blobWrite(tx, blob, now, pin ?? null, null)} SELECT created FROM b`;
+  return { created: rows[0]!.created };
+}
+
+/**
+ * The CTEs of a blob write (not mustExist): `old`, `b` (the row written: digest, location, created), `queued`,
+ * `named_again` and `p` (the pin). With `gate` (the name of an earlier CTE), nothing is written unless that
+ * CTE has a row: finishUpload makes the blob write depend on the session's update in one statement.
+ * The upsert locks the row. `old` is the location the row named as of this statement's snapshot (read
+ * without a lock: a FOR UPDATE here could run after the upsert in the same statement and then see nothing).
+ * If another node changed the row meanwhile, queueing that older location again is harmless: it is a
+ * location no row names (unique keys are never reused; the row's own location is never queued).
+ */
+export function blobWrite(q: Queryable, blob: NewBlob, now: number, pin: PinInput | null, gate: string | null) {
+  const from = gate === null ? q`` : q`FROM ${q(gate)}`;
+  return q`
+    old AS (
       SELECT location FROM blobs WHERE digest = ${blob.digest}
     ), b AS (
       INSERT INTO blobs (digest, size, location, created_at)
-      VALUES (${blob.digest}, ${blob.size}, ${blob.location}, ${now})
+      SELECT ${blob.digest}::text, ${blob.size}::bigint, ${blob.location}::text, ${now}::bigint ${from}
       ON CONFLICT (digest) DO UPDATE SET
         location = CASE WHEN blobs.quarantined_at IS NULL THEN blobs.location ELSE excluded.location END,
         quarantined_at = NULL
@@ -60,10 +71,8 @@ export async function recordBlob(tx: Tx | Queryable, blob: NewBlob, now: number,
     ), named_again AS (
       DELETE FROM byte_deletions WHERE location IN (SELECT location FROM b)
     ), p AS (
-      ${pinInsert(tx, pin ?? null, now)}
-    )
-    SELECT created FROM b`;
-  return { created: rows[0]!.created };
+      ${pinInsert(q, pin, now)}
+    )`;
 }
 
 /**

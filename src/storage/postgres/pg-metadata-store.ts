@@ -166,6 +166,11 @@ export class PostgresMetadataStore implements MetadataStore {
     expiresAt: number,
     holder?: string,
   ): Promise<FinishResult> {
+    if ('pin' in target && !blob.mustExist) {
+      const done = await uploads.completeWithPin(this.sql, id, blob, target.pin, result(null), Date.now(), expiresAt, holder);
+      if (!done) throw new Error(`upload session ${id} is not open or completing`);
+      return { ok: true, created: done.created, object: null };
+    }
     try {
       return await this.db.tx(async (tx) => {
         const now = Date.now();

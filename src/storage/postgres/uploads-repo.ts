@@ -1,7 +1,8 @@
 // Every SQL statement about upload sessions on PostgreSQL, each operation one statement (one round trip).
 // A session's lease (lease_holder, lease_until) says which node serves it; fenced writes change the row only
 // while the lease is the writer's, so a node that lost it can never move a session another node now serves.
-import { UploadLeaseLost, type LeaseOutcome, type NewUpload, type UploadRecord, type UploadState } from '../metadata-store.ts';
+import { UploadLeaseLost, type LeaseOutcome, type NewBlob, type NewUpload, type PinInput, type UploadRecord, type UploadState } from '../metadata-store.ts';
+import { blobWrite } from './blobs-repo.ts';
 import type { Queryable } from './db.ts';
 
 interface UploadRow {
@@ -158,6 +159,27 @@ export async function markCompleted(
     SELECT (SELECT count(*) FROM u)::int AS changed, s.id IS NOT NULL AS found, s.lease_holder
     FROM (SELECT 1) one LEFT JOIN upload_sessions s ON s.id = ${id}`;
   return checkFence(id, holder, r);
+}
+
+/**
+ * finishUpload with a pin, as one statement (atomic by itself, one round trip): the session's update (fenced
+ * as markCompleted) gates the blob write and the pin, so when the session cannot complete nothing is written.
+ * Null when it could not (after checkFence threw UploadLeaseLost if that is why).
+ */
+export async function completeWithPin(
+  q: Queryable, id: string, blob: NewBlob, pin: PinInput, result: string, now: number, expiresAt: number, holder?: string,
+): Promise<{ created: boolean } | null> {
+  const h = holder ?? null;
+  const [r] = await q<(FenceRow & { created: boolean | null })[]>`
+    WITH u AS (
+      UPDATE upload_sessions SET state = 'completed', digest = ${blob.digest}, location = NULL, result = ${result},
+        updated_at = ${now}, expires_at = ${expiresAt}
+      WHERE id = ${id} AND state IN ('open', 'completing')
+        AND (${h}::text IS NULL OR (state = 'completing' AND lease_holder = ${h}::text)) RETURNING 1
+    ), ${blobWrite(q, blob, now, pin, 'u')}
+    SELECT (SELECT count(*) FROM u)::int AS changed, (SELECT created FROM b) AS created, s.id IS NOT NULL AS found, s.lease_holder
+    FROM (SELECT 1) one LEFT JOIN upload_sessions s ON s.id = ${id}`;
+  return checkFence(id, holder, r) ? { created: r!.created === true } : null;
 }
 
 export async function deleteUpload(q: Queryable, id: string): Promise<void> {
