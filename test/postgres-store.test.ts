@@ -218,6 +218,22 @@ if (options.skip) {
       }
     });
 
+    test("a failed statement's error carries neither the statement nor its bound parameters (loggers print errors)", async () => {
+      const url = await (await sharedPostgres()).newDatabase();
+      const store = await PostgresMetadataStore.open(url);
+      try {
+        const secretHash = 'cd'.repeat(32);
+        await store.createUpload(newUpload('dup', { tokenHash: secretHash }));
+        const err = await store.createUpload(newUpload('dup', { tokenHash: secretHash })).then(() => null, (e: unknown) => e as Error & { code?: string });
+        assert.ok(err, 'a second session with the same id is refused');
+        assert.deepEqual([err.name, err.code], ['PostgresError', '23505'], 'what core tells failures by is kept');
+        for (const field of ['query', 'parameters', 'args', 'types']) assert.equal(Object.keys(err).includes(field), false, field);
+        assert.equal(JSON.stringify(err).includes(secretHash), false);
+      } finally {
+        await store.close();
+      }
+    });
+
     test('the store counts its round trips; backupTo points to pg_dump', async () => {
       const url = await (await sharedPostgres()).newDatabase();
       const store = await PostgresMetadataStore.open(url);

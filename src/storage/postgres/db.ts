@@ -22,6 +22,23 @@ export interface PgOptions {
 
 const DEADLOCK_ATTEMPTS = 3;
 
+/** What postgres.js attaches to an error about the statement that failed. */
+const STATEMENT_FIELDS = new Set(['query', 'parameters', 'args', 'types']);
+
+/**
+ * The error without the failed statement's text and bound parameters. postgres.js makes those enumerable
+ * when `debug` is set (the round-trip counter), and non-configurable, so a logger would print them (token
+ * hashes, secrets): a copy keeps name, message, code and the server's other fields, and leaves them out.
+ */
+export function withoutStatement(err: unknown): unknown {
+  if (!(err instanceof Error) || ![...STATEMENT_FIELDS].some((f) => Object.prototype.propertyIsEnumerable.call(err, f))) return err;
+  const clean = new Error(err.message) as Error & Record<string, unknown>;
+  for (const [key, value] of Object.entries(err)) if (!STATEMENT_FIELDS.has(key)) clean[key] = value;
+  clean.name = err.name;
+  clean.stack = err.stack;
+  return clean;
+}
+
 export class PgDb {
   /** Statements sent since the pool opened (each is one round trip). */
   queries = 0;
@@ -67,7 +84,9 @@ export class PgDb {
    */
   track<T>(op: () => Promise<T>): Promise<T> {
     if (this.closing) return Promise.reject(new Error('the metadata store is closed'));
-    const p = op();
+    const p = op().catch((err: unknown) => {
+      throw withoutStatement(err);
+    });
     this.inFlight.add(p);
     const done = () => this.inFlight.delete(p);
     p.then(done, done);

@@ -82,7 +82,14 @@ export async function pinExistingBlob(q: Queryable, digest: string, pin: PinInpu
   return rows[0] ? toBlobRecord(rows[0]) : null;
 }
 
-/** Expired temporary pins and objects: counted, or (unless `dryRun`) deleted, in one transaction. */
+/** Objects deleted per transaction by an expiry pass: it holds their bucket's lock only that long. */
+const EXPIRY_BATCH = 100;
+
+/**
+ * Expired temporary pins and objects: counted, or (unless `dryRun`) deleted — objects in transactions of at
+ * most EXPIRY_BATCH objects of one bucket each, so that a long pass never makes a bucket's writers wait for
+ * all of it (they would fail past lock_timeout). Each object goes whole, with its bucket's counters.
+ */
 export async function expirePinsAndObjects(db: PgDb, now: number, dryRun: boolean): Promise<{ pins: number; objects: number }> {
   if (dryRun) {
     const [r] = await db.sql<{ pins: number; objects: number }[]>`
@@ -90,13 +97,21 @@ export async function expirePinsAndObjects(db: PgDb, now: number, dryRun: boolea
         (SELECT count(*) FROM objects WHERE expires_at IS NOT NULL AND expires_at <= ${now}) AS objects`;
     return { pins: r!.pins, objects: r!.objects };
   }
-  return db.tx(async (tx) => {
-    const objects = await tx<{ bucket: string; key: string }[]>`
-      SELECT bucket, key FROM objects WHERE expires_at IS NOT NULL AND expires_at <= ${now} ORDER BY bucket, key`;
-    for (const o of objects) await deleteObjectIn(tx, o.bucket, o.key, undefined, now, true);
-    const pins = await tx`DELETE FROM pins WHERE expires_at IS NOT NULL AND expires_at <= ${now}`;
-    return { pins: pins.count, objects: objects.length };
-  });
+  const expired = await db.sql<{ bucket: string; key: string }[]>`
+    SELECT bucket, key FROM objects WHERE expires_at IS NOT NULL AND expires_at <= ${now} ORDER BY bucket, key`;
+  let objects = 0;
+  for (let i = 0; i < expired.length; ) {
+    const bucket = expired[i]!.bucket;
+    const batch: string[] = [];
+    for (; i < expired.length && expired[i]!.bucket === bucket && batch.length < EXPIRY_BATCH; i++) batch.push(expired[i]!.key);
+    objects += await db.tx(async (tx) => {
+      let n = 0;
+      for (const key of batch) if (await deleteObjectIn(tx, bucket, key, undefined, now, true)) n++;
+      return n;
+    });
+  }
+  const pins = await db.sql`DELETE FROM pins WHERE expires_at IS NOT NULL AND expires_at <= ${now}`;
+  return { pins: pins.count, objects };
 }
 
 export async function listGarbageBlobs(q: Queryable, createdBefore: number, now: number, limit: number, afterExpiry: boolean): Promise<BlobRecord[]> {
