@@ -5,7 +5,7 @@
 import type { ByteStore } from '../storage/byte-store.ts';
 import type { MetadataStore } from '../storage/metadata-store.ts';
 import { isStorageFull } from '../storage/storage-full.ts';
-import { isStoreUnavailable } from '../storage/store-unavailable.ts';
+import { isDatabaseUnavailable, isStoreUnavailable } from '../storage/store-unavailable.ts';
 import { KeyedLock } from './keyed-lock.ts';
 import { BlobdError } from './errors.ts';
 
@@ -20,6 +20,9 @@ export function insufficientStorage(details: Record<string, unknown> = {}): Blob
 export function storageErrorFrom(err: unknown): BlobdError | null {
   if (isStoreUnavailable(err)) {
     return new BlobdError('store_unavailable', 'the byte store could not be reached or failed; nothing unacknowledged was kept: retry (a session resumes at its offset)');
+  }
+  if (isDatabaseUnavailable(err)) {
+    return new BlobdError('database_unavailable', 'the metadata database could not be reached; nothing unacknowledged was kept: retry (a session resumes at its offset)');
   }
   return isStorageFull(err) ? insufficientStorage() : null;
 }

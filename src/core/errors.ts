@@ -38,6 +38,7 @@ export type ErrorCode =
   | 'not_implemented'
   | 'unavailable'
   | 'store_unavailable'
+  | 'database_unavailable'
   | 'internal_error';
 
 export class BlobdError extends Error {

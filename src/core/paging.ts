@@ -22,10 +22,9 @@ export function encodeCursor(position: unknown): string {
 /** The position a cursor holds, if `valid` accepts it. */
 export function decodeCursor<T>(cursor: string, valid: (position: unknown) => position is T): T {
   try {
-    const text = Buffer.from(cursor, 'base64url').toString('utf8');
+    const position: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
     // No cursor this server gives out holds a NUL (keys, names, ids and digests never do).
-    const position: unknown = text.includes('\u0000') ? undefined : JSON.parse(text);
-    if (valid(position)) return position;
+    if (valid(position) && !JSON.stringify(position).includes('\\u0000')) return position;
   } catch {
     // fall through
   }

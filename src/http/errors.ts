@@ -49,6 +49,7 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   not_implemented: 501,
   unavailable: 503,
   store_unavailable: 503,
+  database_unavailable: 503,
 };
 
 /** Codes for errors Hono itself raises (malformed JSON and the like), by status. */
@@ -107,7 +108,10 @@ export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<st
   } else if ((storage = storageErrorFrom(err))) {
     // A store found its disk full where core did not check first: still a 507 for the client, not a 500;
     // an object store that could not be reached: a 503 to retry.
-    c.var.log?.warn({ err }, storage.code === 'store_unavailable' ? 'byte store unavailable' : 'disk full');
+    c.var.log?.warn(
+      { err: { message: (err as Error).message, code: (err as { code?: unknown }).code } },
+      storage.code === 'store_unavailable' ? 'byte store unavailable' : storage.code === 'database_unavailable' ? 'metadata database unavailable' : 'disk full',
+    );
     error = storage;
   } else if (err instanceof HTTPException && err.status < 500) {
     error = new BlobdError(codeForHttpException(err.status), err.message || 'bad request');
@@ -127,7 +131,7 @@ export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<st
   if (error.code === 'offset_mismatch' && typeof error.details.offset === 'number') {
     headers = { 'Upload-Offset': String(error.details.offset), ...headers };
   }
-  if (error.code === 'store_unavailable') headers = { 'Retry-After': '5', ...headers };
+  if (error.code === 'store_unavailable' || error.code === 'database_unavailable') headers = { 'Retry-After': '5', ...headers };
   if (STATUS[error.code] === 401) headers = { 'WWW-Authenticate': 'Bearer realm="blobd"', ...headers };
   return c.json({ error: { code: error.code, message: error.message, ...error.details } }, status, headers);
 }

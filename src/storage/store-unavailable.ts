@@ -15,3 +15,20 @@ export class StoreUnavailableError extends Error {
 export function isStoreUnavailable(err: unknown): boolean {
   return err instanceof StoreUnavailableError || (err as { code?: unknown } | null)?.code === 'STORE_UNAVAILABLE';
 }
+
+/** postgres.js's own codes for a connection that went or never came, and the network's. */
+const CONNECTION_CODES = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND']);
+
+/**
+ * True when `err` says the metadata database cannot be reached or is going away right now (a restart, a
+ * failover, too many connections): the request failed before anything was acknowledged, and the same
+ * request later will do. SQLSTATE class 08 (connection exception), 57P01–57P03 (shutting down, cannot
+ * connect now), 53300 (too many connections), a database that allows no connections for now.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const e = err as { code?: unknown; name?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  if (CONNECTION_CODES.has(code)) return true;
+  if (e?.name !== 'PostgresError') return false;
+  return code.startsWith('08') || /^57P0[123]$/.test(code) || code === '53300' || (code === '55000' && /accepting connections|allow connections/.test(String(e.message)));
+}
