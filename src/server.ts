@@ -156,6 +156,14 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const nodes = new NodeCoordination(meta, await loadOrCreateNodeId(layout), config.leaseTtlMs);
   // Alive (for other nodes) before anything is recovered: they keep what belongs to a live node.
   await nodes.start();
+  // Bytes in this data directory are seen by this node only: a second node on the same database would
+  // take the first one's blobs and sessions for lost ones.
+  if (meta.shared && bytes.local && (await nodes.otherLiveNodes()).length > 0) {
+    await nodes.stop();
+    await meta.close();
+    dirLock.release();
+    throw new Error('another blobd node is running on this metadata database: several nodes need their bytes in one S3 bucket (--store s3); the data directory (--store fs) serves one node only');
+  }
   // Signing keys, the records key and the admin token: the data directory's own, or those every node shares.
   const shared = meta.shared ? new SharedKeys(meta) : undefined;
 
@@ -278,9 +286,13 @@ export async function startServer(config: Config): Promise<RunningServer> {
   server.timeout = config.idleTimeoutMs;
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => rejectMalformed(err, socket, logger));
   // While shutting down, answers say the connection will not be reused.
+  const gcPacer = paceYoungGc();
+  const paced = (res: { once(event: 'close', fn: () => void): unknown }) => res.once('close', gcPacer.request());
   server.prependListener('request', (_req, res) => {
+    paced(res);
     if (closing) res.setHeader('Connection', 'close');
   });
+  server.prependListener('checkContinue', (_req, res) => paced(res));
   // Requests with `Expect: 100-continue` go to the app before the client sends its body, so a refusal
   // (401, 413, 507, 409) costs no upload; the handler sends 100 Continue when it starts reading.
   server.on('checkContinue', listener);
@@ -288,7 +300,6 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
   logger.info({ url, data: layout.root }, 'listening');
-  const stopGcPacer = paceYoungGc();
 
   const close = () =>
     (closing ??= (async () => {
@@ -299,7 +310,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       server.closeIdleConnections();
       clearInterval(sweeper);
       clearInterval(collector);
-      stopGcPacer();
+      gcPacer.stop();
       await closed;
       await sweeping;
       await collecting;

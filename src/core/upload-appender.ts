@@ -165,6 +165,13 @@ export class UploadAppender {
       this.hashes.set(row.id, { hash: loaded, offset: row.offset });
       return { hash: loaded, cursor: row.cursor };
     }
+    // Nothing acknowledged yet (a session started on another node, or before a restart): nothing to read
+    // back, nothing lost; the fast hash starts here.
+    if (row.offset === 0 && !distrusted) {
+      const hash = fastHash();
+      this.hashes.set(row.id, { hash, offset: 0 });
+      return { hash, cursor: row.cursor };
+    }
     // Read back. On a shared store the session has moved between nodes (or this one restarted): it may well
     // move again, so it goes on with a portable hash from here, its state saved with every offset.
     const hash = this.options.portable ? await portableHash() : fastHash();

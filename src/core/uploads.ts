@@ -192,8 +192,9 @@ export class UploadService {
 
   async append(id: string, token: string | null, body: BodySource, opts: AppendOptions = {}): Promise<number> {
     await this.authorize(id, token);
-    return this.locked(id, async (fence) => {
-      const row = await this.settled(await this.load(id), fence);
+    return this.locked(id, async (fence, leased) => {
+      // The row the lease was taken with (a shared store): no second read.
+      const row = await this.settled(leased ?? (await this.load(id)), fence);
       if (row.state !== 'open') throw new BlobdError('upload_not_found', 'this upload session is already completed', { id });
       this.checkOffset(row, opts.expectedOffset);
       return this.appender.append(row, body, opts.length, opts.checksum, fence);
@@ -206,8 +207,8 @@ export class UploadService {
    */
   async declareSize(id: string, token: string | null, size: number): Promise<void> {
     await this.authorize(id, token);
-    await this.locked(id, async (fence) => {
-      const row = await this.settled(await this.load(id), fence);
+    await this.locked(id, async (fence, leased) => {
+      const row = await this.settled(leased ?? (await this.load(id)), fence);
       if (row.state !== 'open') throw new BlobdError('upload_not_found', 'this upload session is already completed', { id });
       if (row.declaredSize !== null) {
         if (row.declaredSize === size) return;
@@ -231,8 +232,8 @@ export class UploadService {
     opts: AppendOptions & { digest?: Digest } = {},
   ): Promise<CompletedUpload> {
     await this.authorize(id, token);
-    return this.locked(id, async (fence) => {
-      let row = await this.settled(await this.load(id), fence);
+    return this.locked(id, async (fence, leased) => {
+      let row = await this.settled(leased ?? (await this.load(id)), fence);
       if (row.state === 'completed') {
         const done = JSON.parse(row.result!) as CompletedUpload;
         if (opts.digest !== undefined && opts.digest !== done.digest) {
@@ -308,8 +309,8 @@ export class UploadService {
   }
 
   private async drop(id: string): Promise<void> {
-    await this.locked(id, async (fence) => {
-      const row = await this.settled(await this.load(id), fence);
+    await this.locked(id, async (fence, leased) => {
+      const row = await this.settled(leased ?? (await this.load(id)), fence);
       await this.forget(row);
     });
   }
@@ -323,10 +324,10 @@ export class UploadService {
     const keep = new Set<string>();
     let removed = 0;
     for (const found of await this.meta.listUnfinishedUploads()) {
-      // On a shared store, only sessions whose holder did not let go (this node's previous run, or a node
-      // that crashed): one let go cleanly has its cursor recorded and nothing to recover; one a live node
-      // is using is kept as it is (its lease is live: busy).
-      if (this.nodes.shared && found.leaseHolder === null) {
+      // With bytes other nodes write too (S3), only sessions whose holder did not let go (this node's previous
+      // run, or a node that crashed): one let go cleanly has its cursor recorded and nothing to recover; one
+      // a live node is using is kept as it is (its lease is live: busy). Local bytes are all this process's.
+      if (this.nodes.shared && !this.bytes.local && found.leaseHolder === null) {
         keep.add(found.id);
         continue;
       }
@@ -443,7 +444,7 @@ export class UploadService {
    * bytes are read back (an object store seals its multipart upload first, so a cut-off writer's late parts
    * can land nowhere).
    */
-  private async locked<T>(id: string, fn: (fence: string | undefined) => Promise<T>): Promise<T> {
+  private async locked<T>(id: string, fn: (fence: string | undefined, row: UploadRecord | null) => Promise<T>): Promise<T> {
     if (!SESSION_ID.test(id)) throw notFound(id);
     if (this.busy.has(id)) {
       throw new BlobdError('upload_locked', 'another request is using this upload session; retry when it is done', { id });
@@ -454,7 +455,7 @@ export class UploadService {
       if (!hold) throw notFound(id);
       try {
         if (hold.takenOver) this.appender.distrust(id);
-        return await fn(hold.holder);
+        return await fn(hold.holder, hold.row);
       } catch (err) {
         // Lost to another node meanwhile (this one stalled past its lease): the store's own failure (the
         // upload it wrote to was sealed under it) says nothing useful; the client resumes at the new offset.
