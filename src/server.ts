@@ -19,6 +19,8 @@ import { checkReadiness } from './core/readiness.ts';
 import { SignedUrls } from './core/signed-urls.ts';
 import { UploadService } from './core/uploads.ts';
 import { redactUrl, type Config } from './config.ts';
+import { BlobdError } from './core/errors.ts';
+import { isDatabaseUnavailable } from './storage/store-unavailable.ts';
 import { createApp, listRoutes } from './http/app.ts';
 import { Metrics } from './http/metrics.ts';
 import { paceYoungGc } from './gc-pacer.ts';
@@ -150,7 +152,13 @@ export async function startServer(config: Config): Promise<RunningServer> {
   // Reachable and writable (pinged) before anything is recovered or served.
   const { bytes, rowsFree } = await openByteStore(config.store, layout, reserve);
   const store = await openMetadataStore(config.metadata, layout, reserve);
-  if (config.metadata.kind === 'postgres') logger.info({ metadata: redactUrl(config.metadata.url) }, 'metadata in PostgreSQL');
+  if (config.metadata.kind === 'postgres') {
+    logger.info({ metadata: redactUrl(config.metadata.url) }, 'metadata in PostgreSQL');
+    const { url } = config.metadata;
+    if (new URL(url).password && process.argv.some((a) => a.includes(url))) {
+      logger.warn('the --metadata URL carries a password, which every local user can read in the process list: give it in BLOBD_DATABASE_URL or PGPASSWORD instead');
+    }
+  }
   const disk = new DiskBudget(store, bytes, config.minFree, rowsFree);
   const meta = guardRowGrowth(store, disk);
   const nodes = new NodeCoordination(meta, await loadOrCreateNodeId(layout), config.leaseTtlMs);
@@ -257,12 +265,24 @@ export async function startServer(config: Config): Promise<RunningServer> {
             .run()
             .then(
               (r) => logger.info({ blobs_removed: r.blobsRemoved, bytes_freed: r.bytesFreed, pins_expired: r.pinsExpired, sessions_expired: r.sessionsExpired }, 'gc pass'),
-              (err: unknown) => logger.error({ err }, 'gc pass failed'),
+              (err: unknown) =>
+                err instanceof BlobdError && err.code === 'maintenance_running'
+                  ? logger.debug('gc pass skipped: another node is collecting')
+                  : logger.error({ err }, 'gc pass failed'),
             )
             .finally(() => (collecting = undefined));
         }, config.gcIntervalMs)
       : undefined;
   collector?.unref();
+
+  // A database connection that fails outside any request (a timer's lease renewal, a pooled connection
+  // closing) must not take the daemon down with it: requests meanwhile answer 503 database_unavailable, and
+  // the client reconnects by itself. Anything else still ends the process, as an unhandled rejection should.
+  const onRejection = (err: unknown) => {
+    if (!isDatabaseUnavailable(err)) throw err;
+    logger.warn({ err: { message: (err as Error).message, code: (err as { code?: unknown }).code } }, 'metadata database unavailable (outside a request)');
+  };
+  process.on('unhandledRejection', onRejection);
 
   const listener = getRequestListener(app.fetch, {
     // Used for a request without a Host header (legal in HTTP/1.0).
@@ -311,6 +331,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       clearInterval(sweeper);
       clearInterval(collector);
       gcPacer.stop();
+      process.off('unhandledRejection', onRejection);
       await closed;
       await sweeping;
       await collecting;
