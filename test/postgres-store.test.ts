@@ -2,6 +2,7 @@
 // database per test), plus what only a shared database has — several nodes migrating one database at once,
 // a schema newer than the code, and passwords that must never show in an error.
 import assert from 'node:assert/strict';
+import { createServer, connect, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import postgres from 'postgres';
 import { UploadLeaseLost } from '../src/storage/metadata-store.ts';
@@ -231,6 +232,35 @@ if (options.skip) {
         assert.equal(JSON.stringify(err).includes(secretHash), false);
       } finally {
         await store.close();
+      }
+    });
+
+    test('ping fails, instead of hanging, when the database goes silent (readiness must answer)', async () => {
+      const url = new URL(await (await sharedPostgres()).newDatabase());
+      // A TCP relay in front of PostgreSQL that can stop passing bytes (a partition, a silent failover).
+      const pgPort = Number(url.port);
+      let silent = false;
+      const sockets = new Set<Socket>();
+      const relay = createServer((client) => {
+        const server = connect(pgPort, '127.0.0.1');
+        for (const s of [client, server]) {
+          sockets.add(s);
+          s.on('error', () => {});
+        }
+        client.on('data', (b) => silent || server.write(b));
+        server.on('data', (b) => silent || client.write(b));
+      });
+      await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+      url.port = String((relay.address() as { port: number }).port);
+      const store = await PostgresMetadataStore.open(url.toString());
+      try {
+        await store.ping();
+        silent = true;
+        await assert.rejects(store.ping(), (err: { code?: string }) => err.code === 'CONNECT_TIMEOUT');
+      } finally {
+        await store.close();
+        for (const s of sockets) s.destroy();
+        relay.close();
       }
     });
 

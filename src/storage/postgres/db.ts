@@ -50,6 +50,8 @@ export class PgDb {
     this.sql = postgres(url, {
       max: options.max ?? 10,
       onnotice: () => {},
+      // A database that cannot be reached fails a request within seconds (postgres.js waits 30 s by default).
+      connect_timeout: 10,
       connection: { application_name: options.applicationName ?? 'blobd', lock_timeout: options.lockTimeoutMs ?? 5000 },
       // BIGINT (int8) columns hold milliseconds and byte counts, all below 2^53: numbers, not strings.
       types: {

@@ -43,6 +43,9 @@ class Refused {
   constructor(readonly result: { ok: false; reason: 'bucket_not_found' | 'precondition_failed' | 'quota_exceeded' }) {}
 }
 
+/** How long ping waits for the database's answer. */
+const PING_TIMEOUT_MS = 5000;
+
 /** Methods that are not database operations (announceBlobCommit's ticket calls the tracked commitBlob). */
 const UNTRACKED = new Set(['constructor', 'close', 'announceBlobCommit']);
 
@@ -395,10 +398,23 @@ export class PostgresMetadataStore implements MetadataStore {
     );
   }
 
-  /** The database answers and takes writes (a standby or a read-only database does not). */
+  /**
+   * The database answers, within PING_TIMEOUT_MS, and takes writes (a standby or a read-only database does
+   * not). Bounded: a database that went silent (a partition, a failover) must make readiness fail, not hang.
+   */
   async ping(): Promise<void> {
-    const [r] = await this.sql<{ ro: string }[]>`SELECT current_setting('transaction_read_only') AS ro`;
-    if (r?.ro === 'on') throw new Error('the PostgreSQL database is read-only (a standby?)');
+    let timer: NodeJS.Timeout | undefined;
+    const silent = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(Object.assign(new Error(`the PostgreSQL database did not answer within ${PING_TIMEOUT_MS / 1000} s`), { code: 'CONNECT_TIMEOUT' }));
+      }, PING_TIMEOUT_MS);
+    });
+    try {
+      const [r] = await Promise.race([this.sql<{ ro: string }[]>`SELECT current_setting('transaction_read_only') AS ro`, silent]);
+      if (r?.ro === 'on') throw new Error('the PostgreSQL database is read-only (a standby?)');
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async close(): Promise<void> {
