@@ -43,6 +43,8 @@ export function metaAsJson(m: ObjectMeta): Record<MetaField, unknown> {
   };
 }
 
+const MAX_OWNER_BYTES = 1024;
+
 /** Apply a merge patch to metadata and check the result against SPEC §3.3's bounds. */
 export function applyMetaPatch(current: ObjectMeta, patch: MetaPatch): ObjectMeta {
   // The patch, not the result: what is stored already was accepted once and must not block other changes.
@@ -53,6 +55,11 @@ export function applyMetaPatch(current: ObjectMeta, patch: MetaPatch): ObjectMet
   if (tags.length > MAX_TAGS) throw new BlobdError('invalid_request', `at most ${MAX_TAGS} tags`);
   if (Buffer.byteLength(JSON.stringify(properties)) > MAX_PROPERTIES_BYTES) {
     throw new BlobdError('invalid_request', 'properties are at most 64 KiB of JSON');
+  }
+  // An owner is indexed with its bucket and key: 1024 characters of 3-byte UTF-8 would not fit PostgreSQL's
+  // index rows (2704 bytes), so the bound is in bytes.
+  if (typeof patch.owner === 'string' && Buffer.byteLength(patch.owner) > MAX_OWNER_BYTES) {
+    throw new BlobdError('invalid_request', `owner is at most ${MAX_OWNER_BYTES} bytes of UTF-8`);
   }
   const expires = merged.expires_at as string | null | undefined;
   const expiresAt = expires == null ? null : Date.parse(expires);

@@ -454,7 +454,14 @@ export class UploadService {
       const hold = await this.nodes.holdSession(id);
       if (!hold) throw notFound(id);
       try {
-        if (hold.takenOver) this.appender.distrust(id);
+        if (hold.takenOver && hold.row) {
+          // Taken over from a node that crashed or lost touch: recover the session as a start would (its
+          // store may hold what the old holder left half-done: a sealed upload, unrecorded parts), then read
+          // it back once before appending (distrust).
+          this.appender.distrust(id);
+          await this.recoverOne(hold.row, hold.holder);
+          return await fn(hold.holder, null);
+        }
         return await fn(hold.holder, hold.row);
       } catch (err) {
         // Lost to another node meanwhile (this one stalled past its lease): the store's own failure (the

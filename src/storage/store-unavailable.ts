@@ -29,8 +29,9 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   const e = err as { code?: unknown; name?: unknown; message?: unknown } | null;
   const code = typeof e?.code === 'string' ? e.code : '';
   if (CONNECTION_CODES.has(code)) return true;
-  // A socket to the database reset under a query (the error names the database's address and port).
-  if ((code === 'ECONNRESET' || code === 'EPIPE') && typeof (err as { port?: unknown }).port === 'number') return true;
+  // A socket reset under a query. Requests' own sockets never get here (a client gone is request_aborted),
+  // and the byte store wraps its failures (StoreUnavailableError): what is left is the database's.
+  if (code === 'ECONNRESET' || code === 'EPIPE') return true;
   if (e?.name !== 'PostgresError') return false;
   return code.startsWith('08') || /^57P0[123]$/.test(code) || code === '53300' || (code === '55000' && /accepting connections|allow connections/.test(String(e.message)));
 }
