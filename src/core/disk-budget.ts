@@ -75,7 +75,8 @@ export class DiskBudget {
    */
   async requireRoomForRows(): Promise<void> {
     const free = await this.rowsFree();
-    if (free <= this.minFree) throw insufficientStorage({ available: 0 });
+    // A few free blocks hold no commit either (see FULL_BELOW).
+    if (free <= this.minFree || free < FULL_BELOW) throw insufficientStorage({ available: 0 });
   }
 
   /**
