@@ -1,4 +1,0 @@
-// test/cors-public.test.ts again, with every daemon's rows in a database of a real PostgreSQL (BLOBD_TEST_METADATA=postgres).
-import { runOnPostgres } from '../helpers/on-postgres.ts';
-
-await runOnPostgres('cors-public');
