@@ -66,4 +66,24 @@ describe('the metadata database goes away and comes back', pgTestOptions(), () =
     const put = await d.api('/api/blobs', { method: 'POST', body: 'after it came back' });
     assert.equal(put.status, 201);
   });
+
+  test('a read-only database (a failover half done: the name still points at a replica) is 503 for writes, reads go on', async () => {
+    const stored = await d.api('/api/blobs', { method: 'POST', body: 'stored before' });
+    const { digest } = (await stored.json()) as { digest: string };
+    await admin.unsafe(`ALTER DATABASE "${name}" SET default_transaction_read_only = on`);
+    await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${name}`;
+    try {
+      const put = await waitFor(async () => {
+        const r = await d.api('/api/blobs', { method: 'POST', body: 'while read-only' });
+        return r.status === 503 ? r : null; // the first may meet a connection being cut
+      }, 'writes to answer 503', 30_000);
+      assert.equal(await errorCode(put!), 'database_unavailable');
+      const read = await d.api(`/api/blobs/${digest}`);
+      assert.equal(await read.text(), 'stored before');
+    } finally {
+      await admin.unsafe(`ALTER DATABASE "${name}" RESET default_transaction_read_only`);
+      await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${name}`;
+    }
+    await waitFor(async () => (await d.api('/api/blobs', { method: 'POST', body: 'writable again' })).status === 201, 'writes again', 30_000);
+  });
 });

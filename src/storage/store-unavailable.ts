@@ -23,7 +23,8 @@ const CONNECTION_CODES = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONN
  * True when `err` says the metadata database cannot be reached or is going away right now (a restart, a
  * failover, too many connections): the request failed before anything was acknowledged, and the same
  * request later will do. SQLSTATE class 08 (connection exception), 57P01–57P03 (shutting down, cannot
- * connect now), 53300 (too many connections), a database that allows no connections for now.
+ * connect now), 53300 (too many connections), 25006 (read-only: a failover in progress), a database that
+ * allows no connections for now.
  */
 export function isDatabaseUnavailable(err: unknown): boolean {
   const e = err as { code?: unknown; name?: unknown; message?: unknown } | null;
@@ -33,5 +34,9 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   // and the byte store wraps its failures (StoreUnavailableError): what is left is the database's.
   if (code === 'ECONNRESET' || code === 'EPIPE') return true;
   if (e?.name !== 'PostgresError') return false;
-  return code.startsWith('08') || /^57P0[123]$/.test(code) || code === '53300' || (code === '55000' && /accepting connections|allow connections/.test(String(e.message)));
+  // 25006: a read-only server — a failover's old primary, or a replica the name still points at.
+  return (
+    code.startsWith('08') || /^57P0[123]$/.test(code) || code === '53300' || code === '25006' ||
+    (code === '55000' && /accepting connections|allow connections/.test(String(e.message)))
+  );
 }
