@@ -1,51 +1,8 @@
 // Every SQL statement about API tokens and Idempotency-Key records on PostgreSQL. A claim is one upsert
 // whose row lock orders concurrent claims of one key (on any node): exactly one of them wins.
-import type { IdempotencyClaim, IdempotencyRecord, NewToken, TokenRecord } from '../metadata-store.ts';
+import type { IdempotencyClaim, NewToken, TokenRecord } from '../metadata-store.ts';
 import type { Queryable } from './db.ts';
-
-interface TokenRow {
-  id: string;
-  name: string;
-  token_hash: string;
-  scopes: string;
-  created_by: string;
-  created_at: number;
-  expires_at: number | null;
-  last_used_at: number | null;
-}
-
-interface RecordRow {
-  principal: string;
-  key: string;
-  fingerprint: string;
-  body_hash: string | null;
-  response: Buffer | null;
-  created_at: number;
-}
-
-function toToken(r: TokenRow): TokenRecord {
-  return {
-    id: r.id,
-    name: r.name,
-    tokenHash: r.token_hash,
-    scopes: JSON.parse(r.scopes) as string[],
-    createdBy: r.created_by,
-    createdAt: r.created_at,
-    expiresAt: r.expires_at,
-    lastUsedAt: r.last_used_at,
-  };
-}
-
-function toRecord(r: RecordRow): IdempotencyRecord {
-  return {
-    principal: r.principal,
-    key: r.key,
-    fingerprint: r.fingerprint,
-    bodyHash: r.body_hash,
-    response: r.response,
-    createdAt: r.created_at,
-  };
-}
+import { toIdempotencyRecord, toToken, type IdempotencyRow, type TokenRow } from '../rows.ts';
 
 export async function createToken(q: Queryable, t: NewToken): Promise<void> {
   await q`INSERT INTO api_tokens (id, name, token_hash, scopes, created_by, created_at, expires_at)
@@ -81,7 +38,7 @@ export async function claimIdempotencyKey(
   q: Queryable, principal: string, key: string, fingerprint: string, now: number, staleBefore: number, holder: string | null,
 ): Promise<IdempotencyClaim> {
   for (let attempt = 1; ; attempt++) {
-    const rows = await q<(RecordRow & { claimed: boolean })[]>`
+    const rows = await q<(IdempotencyRow & { claimed: boolean })[]>`
       WITH c AS (
         INSERT INTO idempotency_records (principal, key, fingerprint, created_at, claimed_by)
         VALUES (${principal}, ${key}, ${fingerprint}, ${now}, ${holder})
@@ -98,9 +55,9 @@ export async function claimIdempotencyKey(
       FROM idempotency_records r WHERE r.principal = ${principal} AND r.key = ${key} AND NOT EXISTS (SELECT 1 FROM c)`;
     const r = rows[0];
     if (r?.claimed) return { claimed: true };
-    if (r) return { claimed: false, record: toRecord(r) };
-    const [fresh] = await q<RecordRow[]>`SELECT * FROM idempotency_records WHERE principal = ${principal} AND key = ${key}`;
-    if (fresh && fresh.created_at >= staleBefore) return { claimed: false, record: toRecord(fresh) };
+    if (r) return { claimed: false, record: toIdempotencyRecord(r) };
+    const [fresh] = await q<IdempotencyRow[]>`SELECT * FROM idempotency_records WHERE principal = ${principal} AND key = ${key}`;
+    if (fresh && fresh.created_at >= staleBefore) return { claimed: false, record: toIdempotencyRecord(fresh) };
     if (attempt >= 3) throw new Error('the idempotency key kept changing while being claimed');
   }
 }

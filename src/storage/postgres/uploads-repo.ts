@@ -4,60 +4,7 @@
 import { UploadLeaseLost, type LeaseOutcome, type NewBlob, type NewUpload, type PinInput, type UploadRecord, type UploadState } from '../metadata-store.ts';
 import { blobWrite } from './blobs-repo.ts';
 import type { Queryable } from './db.ts';
-
-interface UploadRow {
-  id: string;
-  token_hash: string;
-  principal: string;
-  filename: string | null;
-  content_type: string | null;
-  temporary: boolean;
-  declared_size: number | null;
-  size_limit: number | null;
-  expected_digest: string | null;
-  bucket: string | null;
-  key: string | null;
-  client_metadata: string | null;
-  upload_offset: number;
-  state: UploadState;
-  digest: string | null;
-  result: string | null;
-  cursor: string | null;
-  location: string | null;
-  hash_state: string | null;
-  lease_holder: string | null;
-  created_at: number;
-  updated_at: number;
-  expires_at: number;
-}
-
-function toRecord(r: UploadRow): UploadRecord {
-  return {
-    id: r.id,
-    tokenHash: r.token_hash,
-    principal: r.principal,
-    filename: r.filename,
-    contentType: r.content_type,
-    temporary: r.temporary,
-    declaredSize: r.declared_size,
-    sizeLimit: r.size_limit,
-    expectedDigest: r.expected_digest,
-    bucket: r.bucket,
-    key: r.key,
-    clientMetadata: r.client_metadata,
-    offset: r.upload_offset,
-    state: r.state,
-    digest: r.digest,
-    result: r.result,
-    cursor: r.cursor,
-    location: r.location,
-    hashState: r.hash_state,
-    leaseHolder: r.lease_holder,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-    expiresAt: r.expires_at,
-  };
-}
+import { toUploadRecord, type UploadRow } from '../rows.ts';
 
 /**
  * The outcome of a fenced UPDATE in the same statement: `changed` (rows it changed) and, from the statement's
@@ -87,7 +34,7 @@ export async function insertUpload(q: Queryable, u: NewUpload): Promise<void> {
 
 export async function getUpload(q: Queryable, id: string): Promise<UploadRecord | null> {
   const rows = await q<UploadRow[]>`SELECT * FROM upload_sessions WHERE id = ${id}`;
-  return rows[0] ? toRecord(rows[0]) : null;
+  return rows[0] ? toUploadRecord(rows[0]) : null;
 }
 
 export async function declareUploadSize(q: Queryable, id: string, size: number, now: number): Promise<boolean> {
@@ -190,12 +137,12 @@ export async function listUploads(q: Queryable, principal: string, limit: number
   const rows = await q<UploadRow[]>`
     SELECT * FROM upload_sessions WHERE principal = ${principal} AND id < ${before ?? '\u{10FFFF}'} AND state = 'open'
       AND expires_at > ${now} ORDER BY id DESC LIMIT ${limit}`;
-  return rows.map(toRecord);
+  return rows.map(toUploadRecord);
 }
 
 export async function listUnfinishedUploads(q: Queryable): Promise<UploadRecord[]> {
   const rows = await q<UploadRow[]>`SELECT * FROM upload_sessions WHERE state IN ('open', 'completing')`;
-  return rows.map(toRecord);
+  return rows.map(toUploadRecord);
 }
 
 /** Completing sessions are recovery's to decide; a session whose lease is live is in use. */
@@ -236,9 +183,9 @@ export async function acquireUploadLease(
   const r = rows[0];
   if (!r) return null;
   // The holder as locked (the row's other columns are as of the statement's start).
-  if (!r.taken) return { outcome: 'busy', row: { ...toRecord(r), leaseHolder: r.old_holder } };
+  if (!r.taken) return { outcome: 'busy', row: { ...toUploadRecord(r), leaseHolder: r.old_holder } };
   const takenOver = r.old_holder !== null && r.old_holder !== holder;
-  return { outcome: takenOver ? 'taken_over' : 'acquired', row: toRecord(r) };
+  return { outcome: takenOver ? 'taken_over' : 'acquired', row: toUploadRecord(r) };
 }
 
 export async function renewUploadLease(q: Queryable, id: string, holder: string, until: number): Promise<boolean> {

@@ -1,51 +1,8 @@
 // Every SQL statement about API tokens and Idempotency-Key records. Statements are prepared once.
 import type { Statement } from 'better-sqlite3';
-import type { IdempotencyClaim, IdempotencyRecord, TokenRecord } from '../metadata-store.ts';
+import type { IdempotencyClaim, TokenRecord } from '../metadata-store.ts';
 import type { Db } from './db.ts';
-
-interface TokenRow {
-  id: string;
-  name: string;
-  token_hash: string;
-  scopes: string;
-  created_by: string;
-  created_at: number;
-  expires_at: number | null;
-  last_used_at: number | null;
-}
-
-interface RecordRow {
-  principal: string;
-  key: string;
-  fingerprint: string;
-  body_hash: string | null;
-  response: Buffer | null;
-  created_at: number;
-}
-
-function toToken(r: TokenRow): TokenRecord {
-  return {
-    id: r.id,
-    name: r.name,
-    tokenHash: r.token_hash,
-    scopes: JSON.parse(r.scopes) as string[],
-    createdBy: r.created_by,
-    createdAt: r.created_at,
-    expiresAt: r.expires_at,
-    lastUsedAt: r.last_used_at,
-  };
-}
-
-function toRecord(r: RecordRow): IdempotencyRecord {
-  return {
-    principal: r.principal,
-    key: r.key,
-    fingerprint: r.fingerprint,
-    bodyHash: r.body_hash,
-    response: r.response,
-    createdAt: r.created_at,
-  };
-}
+import { toIdempotencyRecord, toToken, type IdempotencyRow, type TokenRow } from '../rows.ts';
 
 export class AccessRepo {
   private readonly insertToken: Statement<Record<string, unknown>>;
@@ -53,7 +10,7 @@ export class AccessRepo {
   private readonly selectTokens: Statement<[string, number], TokenRow>;
   private readonly deleteTokenStmt: Statement<[string]>;
   private readonly touchTokenStmt: Statement<[number, string, number]>;
-  private readonly selectRecord: Statement<[string, string], RecordRow>;
+  private readonly selectRecord: Statement<[string, string], IdempotencyRow>;
   private readonly upsertClaim: Statement<[string, string, string, number, string | null]>;
   private readonly saveResponse: Statement<[string | null, Buffer, string, string]>;
   private readonly deletePending: Statement<[string, string]>;
@@ -117,7 +74,7 @@ export class AccessRepo {
   /** Run inside a transaction: the read and the claim must not interleave with another claim. */
   claim(principal: string, key: string, fingerprint: string, now: number, staleBefore: number, holder: string | null): IdempotencyClaim {
     const row = this.selectRecord.get(principal, key);
-    if (row && row.created_at >= staleBefore) return { claimed: false, record: toRecord(row) };
+    if (row && row.created_at >= staleBefore) return { claimed: false, record: toIdempotencyRecord(row) };
     this.upsertClaim.run(principal, key, fingerprint, now, holder);
     return { claimed: true };
   }

@@ -2,61 +2,7 @@
 import type { Statement } from 'better-sqlite3';
 import { UploadLeaseLost, type LeaseOutcome, type NewUpload, type UploadRecord, type UploadState } from '../metadata-store.ts';
 import type { Db } from './db.ts';
-
-interface UploadRow {
-  id: string;
-  token_hash: string;
-  principal: string;
-  filename: string | null;
-  content_type: string | null;
-  temporary: number;
-  declared_size: number | null;
-  size_limit: number | null;
-  expected_digest: string | null;
-  bucket: string | null;
-  key: string | null;
-  client_metadata: string | null;
-  upload_offset: number;
-  state: UploadState;
-  digest: string | null;
-  result: string | null;
-  cursor: string | null;
-  location: string | null;
-  lease_holder: string | null;
-  lease_until: number | null;
-  hash_state: string | null;
-  created_at: number;
-  updated_at: number;
-  expires_at: number;
-}
-
-function toRecord(r: UploadRow): UploadRecord {
-  return {
-    id: r.id,
-    tokenHash: r.token_hash,
-    principal: r.principal,
-    filename: r.filename,
-    contentType: r.content_type,
-    temporary: r.temporary === 1,
-    declaredSize: r.declared_size,
-    sizeLimit: r.size_limit,
-    expectedDigest: r.expected_digest,
-    bucket: r.bucket,
-    key: r.key,
-    clientMetadata: r.client_metadata,
-    offset: r.upload_offset,
-    state: r.state,
-    digest: r.digest,
-    result: r.result,
-    cursor: r.cursor,
-    location: r.location,
-    hashState: r.hash_state ?? null,
-    leaseHolder: r.lease_holder ?? null,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-    expiresAt: r.expires_at,
-  };
-}
+import { toUploadRecord, type UploadRow } from '../rows.ts';
 
 export class UploadsRepo {
   private readonly insertStmt: Statement<Record<string, unknown>>;
@@ -147,7 +93,7 @@ export class UploadsRepo {
 
   get(id: string): UploadRecord | null {
     const row = this.selectStmt.get(id);
-    return row ? toRecord(row) : null;
+    return row ? toUploadRecord(row) : null;
   }
 
   declareSize(id: string, size: number, now: number): boolean {
@@ -187,11 +133,11 @@ export class UploadsRepo {
   }
 
   byPrincipal(principal: string, limit: number, before: string | null, now: number): UploadRecord[] {
-    return this.byPrincipalStmt.all(principal, before ?? '\u{10FFFF}', now, limit).map(toRecord);
+    return this.byPrincipalStmt.all(principal, before ?? '\u{10FFFF}', now, limit).map(toUploadRecord);
   }
 
   unfinished(): UploadRecord[] {
-    return this.unfinishedStmt.all().map(toRecord);
+    return this.unfinishedStmt.all().map(toUploadRecord);
   }
 
   expired(now: number): { id: string; state: UploadState }[] {
@@ -203,9 +149,9 @@ export class UploadsRepo {
     const before = this.selectStmt.get(id);
     if (!before) return null;
     const row = this.leaseStmt.get(holder, until, id, holder, now);
-    if (!row) return { outcome: 'busy', row: toRecord(before) };
+    if (!row) return { outcome: 'busy', row: toUploadRecord(before) };
     const takenOver = before.lease_holder !== null && before.lease_holder !== holder;
-    return { outcome: takenOver ? 'taken_over' : 'acquired', row: toRecord(row) };
+    return { outcome: takenOver ? 'taken_over' : 'acquired', row: toUploadRecord(row) };
   }
 
   renewLease(id: string, holder: string, until: number): boolean {
