@@ -4,6 +4,7 @@ import type { ListObjectsQuery, ObjectRecord, PropertyFilter } from '../metadata
 import { KEY_END } from '../metadata-store.ts';
 import type { PendingQuery, Row } from 'postgres';
 import type { Queryable } from './db.ts';
+import { finiteNumber } from '../finite-number.ts';
 
 type Fragment = PendingQuery<Row[]>;
 
@@ -53,13 +54,6 @@ export function toObject(r: ObjectRow): ObjectRecord {
     createdBy: r.created_by,
     revisionCreatedAt: r.revision_created_at,
   };
-}
-
-/** A number written in decimal, as core's finiteNumber decides (blobd_number in SQL, 002-catalog.sql). */
-function finiteNumber(text: string): number | null {
-  if (!/^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?\s*$/i.test(text)) return null;
-  const n = Number(text);
-  return Number.isFinite(n) ? n : null;
 }
 
 /** The text before the first U+0000: for text without one, `x > s` ⇔ `x > beforeNul(s)` and `x < s` ⇔ `x <= beforeNul(s)`. */

@@ -15,7 +15,8 @@ import type {
 } from '../metadata-store.ts';
 import { KEY_END } from '../metadata-store.ts';
 import type { BlobsRepo } from './blobs-repo.ts';
-import { finiteNumber, type Db } from './db.ts';
+import { finiteNumber } from '../finite-number.ts';
+import type { Db } from './db.ts';
 
 interface BucketRow {
   name: string;

@@ -6,6 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensurePrivateFile } from '../fs/private-file.ts';
+import { finiteNumber } from '../finite-number.ts';
 
 export type Db = Database.Database;
 
@@ -23,14 +24,6 @@ export function openDatabase(file: string): Db {
   db.function('blobd_number', { deterministic: true }, (v: unknown) => finiteNumber(v));
   migrate(db);
   return db;
-}
-
-/** A number written in decimal (`12`, `-3.5`, `1e6`), or null: what "parses as a finite number" means. */
-export function finiteNumber(text: unknown): number | null {
-  if (typeof text === 'number') return Number.isFinite(text) ? text : null;
-  if (typeof text !== 'string' || !/^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?\s*$/i.test(text)) return null;
-  const n = Number(text);
-  return Number.isFinite(n) ? n : null;
 }
 
 function migrate(db: Db): void {
