@@ -4,12 +4,12 @@
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { createServer } from 'node:net';
 import postgres from 'postgres';
 import { makeTempDir, removeDir, s3ServeArgs, startDaemon, TEST_S3_PREFIX, TEST_TOKEN, type Daemon, type S3Target } from './daemon.ts';
 import { nginxTestOptions, startNginx, type Nginx } from './nginx.ts';
 import { pgTestOptions, sharedPostgres } from './postgres.ts';
 import { rgwTestOptions, startRgw } from './rgw.ts';
+import { freePort } from './servers.ts';
 
 export interface ClusterOptions {
   /** Daemons; default 3. */
@@ -79,17 +79,6 @@ export interface Cluster {
 export function clusterTestOptions(): { skip?: string } {
   const why = [pgTestOptions(), rgwTestOptions(), nginxTestOptions()].map((o) => o.skip).filter(Boolean);
   return why.length ? { skip: why.join('; ') } : {};
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {

@@ -4,9 +4,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { freePort, requiredServerOptions } from './servers.ts';
 
 export const NGINX = process.env.NGINX_PATH ?? '/usr/sbin/nginx';
 
@@ -56,21 +56,7 @@ export function nginxUnavailable(): string | null {
 
 /** node:test options: skip with the reason when nginx is missing, but under CI=true throw so the file fails. */
 export function nginxTestOptions(): { skip?: string } {
-  const why = nginxUnavailable();
-  if (!why) return {};
-  if (process.env.CI === 'true') throw new Error(`CI=true and ${why}`);
-  return { skip: why };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
+  return requiredServerOptions(nginxUnavailable());
 }
 
 function hostPort(url: string): string {

@@ -5,11 +5,11 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, chownSync, closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import postgres from 'postgres';
+import { freePort, requiredServerOptions } from './servers.ts';
 
 const run = promisify(execFile);
 
@@ -46,21 +46,7 @@ export function pgUnavailable(): string | null {
 
 /** node:test options: skip with the reason when PostgreSQL is unavailable, but under CI=true throw so the file fails. */
 export function pgTestOptions(): { skip?: string } {
-  const why = pgUnavailable();
-  if (!why) return {};
-  if (process.env.CI === 'true') throw new Error(`CI=true and ${why}`);
-  return { skip: why };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
+  return requiredServerOptions(pgUnavailable());
 }
 
 const isRoot = process.getuid?.() === 0;

@@ -5,11 +5,11 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { accessSync, constants, closeSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { CreateBucketCommand, ListBucketsCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { freePort, requiredServerOptions } from './servers.ts';
 
 const run = promisify(execFile);
 
@@ -76,10 +76,7 @@ export function rgwUnavailable(): string | null {
 
 /** node:test options: skip with the reason when RGW is unavailable, but under CI=true throw so the file fails. */
 export function rgwTestOptions(): { skip?: string } {
-  const why = rgwUnavailable();
-  if (!why) return {};
-  if (process.env.CI === 'true') throw new Error(`CI=true and ${why}`);
-  return { skip: why };
+  return requiredServerOptions(rgwUnavailable());
 }
 
 interface Cluster {
@@ -108,17 +105,6 @@ function killSync(c: Cluster): void {
   } catch {
     // a dying daemon still writing: the dir stays, which must not turn an exit into a crash
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function confText(dir: string, fsid: string, monPort: number, rgwPort: number, opts: RgwOptions): string {
