@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
-import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { removeDir, startDaemon, testStore, type Daemon } from './helpers/daemon.ts';
 import { memoryMiB, uploadGenerated } from './helpers/streamed.ts';
 import { waitFor } from './helpers/wait.ts';
 
@@ -99,8 +99,11 @@ test('200 downloads whose clients stop reading hold bounded memory; the daemon k
     const after = await memoryMiB(d.proc.pid!);
     const grew = after.peak - before.peak;
     t.diagnostic(`RSS ${before.rss.toFixed(0)} MiB before, peak ${after.peak.toFixed(0)} MiB with 200 paused downloads (+${grew.toFixed(0)} MiB)`);
-    // Before the bound, each paused download held its two 1 MiB copy buffers: +380 MiB for 200.
-    assert.ok(grew < 64, `peak RSS grew ${grew.toFixed(0)} MiB with 200 paused downloads`);
+    // Before the bound, each paused download held its two 1 MiB copy buffers: +380 MiB for 200. On S3 each
+    // paused download also holds its GetObject response, paused with a socket read or two in it (64 KiB
+    // each): +54 MiB on a quiet machine, +68 MiB under the full suite's load.
+    const bound = testStore() === 's3' ? 100 : 64;
+    assert.ok(grew < bound, `peak RSS grew ${grew.toFixed(0)} MiB with 200 paused downloads (bound ${bound} MiB)`);
     // None was cut: a paused client is left alone until its send timeout.
     assert.doesNotMatch(await (await d.api('/metrics')).text(), /^blobd_download_send_timeouts_total [1-9]/m);
   } finally {
