@@ -16,6 +16,8 @@ export interface KeySource {
   signingKey(kid: string): Promise<SigningKey | null>;
   createSigningKey(): Promise<SigningKey>;
   recordsKey(): Promise<Buffer>;
+  /** The key that seals stored S3 secret access keys (core/s3-keys.ts). */
+  s3KeysKey(): Promise<Buffer>;
 }
 
 export class SharedKeys implements KeySource {
@@ -41,6 +43,14 @@ export class SharedKeys implements KeySource {
   /** Created by the first node that needs it; every other node reads the same one. */
   recordsKey(): Promise<Buffer> {
     return this.meta.ensureSecret('records', randomBytes(32));
+  }
+
+  /**
+   * Every node must open every S3 key, so this key lives in the same database as the sealed keys: it guards
+   * them against a leaked backup of one table, not against a reader of the whole database.
+   */
+  s3KeysKey(): Promise<Buffer> {
+    return this.meta.ensureSecret('s3-keys-key', randomBytes(32));
   }
 
   /** The admin token all nodes accept, created by the first node to start. */

@@ -1,6 +1,7 @@
 // Secret keys under data/keys/ (directory 0700, files 0600): HMAC keys for signed URLs — one file per key
 // id, so a new key can be added while URLs signed with older ones still verify — and the key that seals
-// stored idempotent answers. Key ids are validated before they become file names (G6); nothing is logged.
+// stored idempotent answers, and the one that seals S3 secret access keys. Key ids are validated before
+// they become file names (G6); nothing is logged.
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -80,14 +81,23 @@ export class KeyFiles {
   }
 
   /** The key that seals stored idempotent answers, created on first use. */
-  async recordsKey(): Promise<Buffer> {
-    const existing = await this.readSecret('records.key');
+  recordsKey(): Promise<Buffer> {
+    return this.ensureKey('records.key');
+  }
+
+  /** The key that seals stored S3 secret access keys (core/s3-keys.ts), created on first use. */
+  s3KeysKey(): Promise<Buffer> {
+    return this.ensureKey('s3-keys.key');
+  }
+
+  private async ensureKey(name: string): Promise<Buffer> {
+    const existing = await this.readSecret(name);
     if (existing) return existing;
     try {
-      await this.writeSecret('records.key', randomBytes(32));
+      await this.writeSecret(name, randomBytes(32));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
-    return (await this.readSecret('records.key'))!;
+    return (await this.readSecret(name))!;
   }
 }
