@@ -81,6 +81,13 @@ export interface PutObjectOptions {
    * only once the content has been stored, e.g. form parts after the file; asked before the revision).
    */
   readonly meta?: MetaPatch | (() => Promise<MetaPatch>);
+  /** An entity tag stored with the revision (the S3 front's MD5 ETag); none for native writes. */
+  readonly etag?: string;
+  /**
+   * The new revision's properties, exactly (S3 PutObject: `x-amz-meta-*` replace the whole set), applied
+   * after `meta` in the same transaction; owner, tags and expiry carry over as for any write.
+   */
+  readonly replaceProperties?: Readonly<Record<string, string>>;
 }
 
 export class CatalogService {
@@ -195,6 +202,15 @@ export class CatalogService {
     opts: PutObjectOptions,
   ): Promise<{ object: ObjectRecord; created: boolean; blobCreated: boolean }> {
     const patch = typeof opts.meta === 'function' ? undefined : opts.meta;
+    const replace = opts.replaceProperties;
+    const meta =
+      patch === undefined && replace === undefined
+        ? undefined
+        : (current: ObjectMeta): ObjectMeta => {
+            const patched = patch === undefined ? current : applyMetaPatch(current, patch);
+            // Through applyMetaPatch again for its checks (NUL, 64 KiB); from no properties, so none survive.
+            return replace === undefined ? patched : applyMetaPatch({ ...patched, properties: {} }, { properties: { ...replace } });
+          };
     const result = await this.meta.addRevision({
       bucket: bucket.name,
       key,
@@ -205,7 +221,8 @@ export class CatalogService {
       createdBy: opts.principal.id,
       ifMatch: opts.ifMatch,
       ifNoneMatch: opts.ifNoneMatch,
-      ...(patch !== undefined ? { meta: (current: ObjectMeta) => applyMetaPatch(current, patch) } : {}),
+      ...(meta !== undefined ? { meta } : {}),
+      ...(opts.etag !== undefined ? { etag: opts.etag } : {}),
     });
     if (!result.ok) {
       if (result.reason === 'bucket_not_found') throw new BlobdError('bucket_not_found', `no bucket ${bucket.name}`, { bucket: bucket.name });

@@ -153,6 +153,8 @@ export interface ObjectRecord extends ObjectMeta {
   readonly createdBy: string | null;
   /** When this revision was written. */
   readonly revisionCreatedAt: number;
+  /** The entity tag this revision was written with (NewRevision.etag), or null when none was given. */
+  readonly etag: string | null;
 }
 
 export interface RevisionRecord {
@@ -165,6 +167,8 @@ export interface RevisionRecord {
   readonly filename: string | null;
   readonly createdAt: number;
   readonly createdBy: string | null;
+  /** The entity tag this revision was written with, or null. */
+  readonly etag: string | null;
 }
 
 export interface NewRevision {
@@ -187,6 +191,11 @@ export interface NewRevision {
    * the whole write.
    */
   readonly meta?: (current: ObjectMeta) => ObjectMeta;
+  /**
+   * An entity tag a front computed for this content (the S3 front: an MD5), stored with the revision and
+   * opaque to the store. Absent or null: the revision has none (native writes do not pay for one).
+   */
+  readonly etag?: string | null;
 }
 
 export type AddRevisionResult =
@@ -468,6 +477,8 @@ export interface MetadataStore {
   ensureSecret(name: string, value: Buffer): Promise<Buffer>;
   /** Secrets whose names start with `prefix`, in name order. */
   listSecrets(prefix: string): Promise<{ name: string; value: Buffer }[]>;
+  /** Remove a secret; true when there was one. */
+  deleteSecret(name: string): Promise<boolean>;
   stats(): Promise<StoreStats>;
   /** A consistent copy of the whole database at `file` (online: writers go on meanwhile). */
   backupTo(file: string): Promise<void>;

@@ -174,9 +174,9 @@ export async function addRevisionIn(tx: Tx, w: NewRevision, now: number): Promis
   const pruneTo = bucket.max_revisions === null ? 0 : revision - bucket.max_revisions;
   await tx`
     WITH o AS (${object}), r AS (
-      INSERT INTO revisions (object_id, revision, digest, size, content_type, filename, metadata, created_at, created_by)
+      INSERT INTO revisions (object_id, revision, digest, size, content_type, filename, metadata, created_at, created_by, etag)
       VALUES (${id}, ${revision}, ${w.blob.digest}, ${w.blob.size}, ${meta.contentType}, ${meta.filename},
-        ${snapshotOf(meta)}::text::json, ${now}, ${w.createdBy})
+        ${snapshotOf(meta)}::text::json, ${now}, ${w.createdBy}, ${w.etag ?? null}::text)
     ), pruned AS (
       DELETE FROM revisions WHERE object_id = ${id} AND revision <= ${pruneTo} RETURNING size
     )
@@ -199,6 +199,7 @@ export async function addRevisionIn(tx: Tx, w: NewRevision, now: number): Promis
       updatedAt: now,
       createdBy: current ? current.created_by : w.createdBy,
       revisionCreatedAt: now,
+      etag: w.etag ?? null,
     },
   };
 }
@@ -303,7 +304,7 @@ export class PgCatalogRepo {
     // One round trip: the object (no row: none) and its page of revisions (a row of NULLs: an empty page).
     const rows = await this.db.sql<Record<string, unknown>[]>`
       SELECT r.* FROM objects o LEFT JOIN LATERAL (
-        SELECT revision, digest, size, content_type, filename, metadata, created_at, created_by FROM revisions
+        SELECT revision, digest, size, content_type, filename, metadata, created_at, created_by, etag FROM revisions
         WHERE object_id = o.id AND revision < ${before ?? Number.MAX_SAFE_INTEGER}::bigint ORDER BY revision DESC LIMIT ${limit}
       ) r ON true
       WHERE o.bucket = ${bucket} AND o.key = ${key} AND (o.expires_at IS NULL OR o.expires_at > ${Date.now()})`;
@@ -319,6 +320,7 @@ export class PgCatalogRepo {
         filename: r.filename as string | null,
         createdAt: r.created_at as number,
         createdBy: r.created_by as string | null,
+        etag: r.etag as string | null,
       }));
   }
 

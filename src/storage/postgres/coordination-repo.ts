@@ -43,6 +43,10 @@ export async function ensureSecret(q: Queryable, name: string, value: Buffer, no
   return stored;
 }
 
+export async function deleteSecret(q: Queryable, name: string): Promise<boolean> {
+  return (await q`DELETE FROM secrets WHERE name = ${name}`).count === 1;
+}
+
 export async function listSecrets(q: Queryable, prefix: string): Promise<{ name: string; value: Buffer }[]> {
   const rows = await q<{ name: string; value: Buffer }[]>`
     SELECT name, value FROM secrets WHERE starts_with(name, ${prefix}) ORDER BY name`;

@@ -26,13 +26,14 @@ export interface ObjectRow {
   updated_at: number;
   created_by: string | null;
   revision_created_at: number;
+  etag: string | null;
 }
 
 /** The columns of an ObjectRow, for any query over `objects o` joined with the revision `r` it is read as of. */
 export const OBJECT_COLUMNS = (q: Queryable) =>
   q.unsafe(`o.id, o.bucket, o.key, o.last_revision AS latest, r.revision, r.digest, r.size, r.content_type,
     r.filename, o.owner, o.tags, o.properties, o.expires_at, o.created_at, o.updated_at, o.created_by,
-    r.created_at AS revision_created_at`);
+    r.created_at AS revision_created_at, r.etag`);
 
 export function toObject(r: ObjectRow): ObjectRecord {
   return {
@@ -53,6 +54,7 @@ export function toObject(r: ObjectRow): ObjectRecord {
     updatedAt: r.updated_at,
     createdBy: r.created_by,
     revisionCreatedAt: r.revision_created_at,
+    etag: r.etag,
   };
 }
 

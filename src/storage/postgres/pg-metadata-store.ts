@@ -387,6 +387,10 @@ export class PostgresMetadataStore implements MetadataStore {
     return coordination.listSecrets(this.sql, prefix);
   }
 
+  async deleteSecret(name: string): Promise<boolean> {
+    return coordination.deleteSecret(this.sql, name);
+  }
+
   async stats(): Promise<StoreStats> {
     return lifecycle.stats(this.sql, Date.now());
   }

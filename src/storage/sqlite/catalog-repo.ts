@@ -49,6 +49,7 @@ interface ObjectRow {
   updated_at: number;
   created_by: string | null;
   revision_created_at: number;
+  etag: string | null;
 }
 
 /** An object whose expires_at passed is gone for every reader at once (GC only reclaims it later). */
@@ -59,7 +60,7 @@ export const PROPERTY_OPS = { eq: '=', ne: '=', gt: '>', gte: '>=', lt: '<', lte
 
 const OBJECT_COLUMNS = `o.id, o.bucket, o.key, o.last_revision AS latest, r.revision, r.digest, r.size, r.content_type,
   r.filename, o.owner, o.tags, o.properties, o.expires_at, o.created_at, o.updated_at, o.created_by,
-  r.created_at AS revision_created_at`;
+  r.created_at AS revision_created_at, r.etag`;
 
 /** The object row's metadata as the JSON a revision keeps. */
 const SNAPSHOT = `json_object('content_type', o.content_type, 'filename', o.filename, 'owner', o.owner,
@@ -121,6 +122,7 @@ function toObject(r: ObjectRow): ObjectRecord {
     updatedAt: r.updated_at,
     createdBy: r.created_by,
     revisionCreatedAt: r.revision_created_at,
+    etag: r.etag,
   };
 }
 
@@ -157,8 +159,8 @@ export class CatalogRepo {
         VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)`),
       bumpObject: p(`UPDATE objects SET revision = ?, last_revision = ?, content_type = coalesce(?, content_type), filename = coalesce(?, filename),
         updated_at = ? WHERE id = ?`),
-      insertRevision: p(`INSERT INTO revisions (object_id, revision, digest, size, content_type, filename, metadata, created_at, created_by)
-        SELECT ?, ?, ?, ?, o.content_type, o.filename, ${SNAPSHOT}, ?, ? FROM objects o WHERE o.id = ?`),
+      insertRevision: p(`INSERT INTO revisions (object_id, revision, digest, size, content_type, filename, metadata, created_at, created_by, etag)
+        SELECT ?, ?, ?, ?, o.content_type, o.filename, ${SNAPSHOT}, ?, ?, ? FROM objects o WHERE o.id = ?`),
       setMeta: p(`UPDATE objects SET content_type = ?, filename = ?, owner = ?, tags = ?, properties = ?, expires_at = ?,
         updated_at = ? WHERE id = ?`),
       snapshotCurrent: p(`UPDATE revisions SET content_type = o.content_type, filename = o.filename, metadata = ${SNAPSHOT}
@@ -166,7 +168,7 @@ export class CatalogRepo {
       prunable: p('SELECT revision, size FROM revisions WHERE object_id = ? AND revision <= ?'),
       deleteRevision: p('DELETE FROM revisions WHERE object_id = ? AND revision = ?'),
       revisionSize: p('SELECT size FROM revisions WHERE object_id = ? AND revision = ?').pluck(),
-      revisionsOf: p(`SELECT revision, digest, size, content_type, filename, metadata, created_at, created_by FROM revisions
+      revisionsOf: p(`SELECT revision, digest, size, content_type, filename, metadata, created_at, created_by, etag FROM revisions
         WHERE object_id = ? AND revision < ? ORDER BY revision DESC LIMIT ?`),
       totalSize: p('SELECT coalesce(sum(size), 0) FROM revisions WHERE object_id = ?').pluck(),
       revisionCount: p('SELECT count(*) FROM revisions WHERE object_id = ?').pluck(),
@@ -252,7 +254,7 @@ export class CatalogRepo {
       const m = w.meta(rowToMeta(this.s.objectMeta!.get(id) as MetaRow));
       this.s.setMeta!.run(m.contentType, m.filename, m.owner, JSON.stringify(m.tags), JSON.stringify(m.properties), m.expiresAt, now, id);
     }
-    this.s.insertRevision!.run(id, revision, w.blob.digest, w.blob.size, now, w.createdBy, id);
+    this.s.insertRevision!.run(id, revision, w.blob.digest, w.blob.size, now, w.createdBy, w.etag ?? null, id);
     this.s.countBucket!.run(current ? 0 : 1, w.blob.size, w.bucket);
     if (bucket.maxRevisions !== null) {
       for (const old of this.s.prunable!.all(id, revision - bucket.maxRevisions) as { revision: number; size: number }[]) {
@@ -285,6 +287,7 @@ export class CatalogRepo {
       filename: r.filename as string | null,
       createdAt: r.created_at as number,
       createdBy: r.created_by as string | null,
+      etag: r.etag as string | null,
     }));
   }
 

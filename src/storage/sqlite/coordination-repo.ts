@@ -10,6 +10,7 @@ export class CoordinationRepo {
   private readonly selectSecret: Statement<[string], { value: Buffer }>;
   private readonly insertSecret: Statement<[string, Buffer, number]>;
   private readonly secretsByPrefix: Statement<[string, string], { name: string; value: Buffer }>;
+  private readonly removeSecret: Statement<[string]>;
 
   constructor(db: Db) {
     this.takeLease = db.prepare(`
@@ -21,6 +22,7 @@ export class CoordinationRepo {
     this.selectSecret = db.prepare('SELECT value FROM secrets WHERE name = ?');
     this.insertSecret = db.prepare('INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING');
     this.secretsByPrefix = db.prepare('SELECT name, value FROM secrets WHERE substr(name, 1, length(?)) = ? ORDER BY name');
+    this.removeSecret = db.prepare('DELETE FROM secrets WHERE name = ?');
   }
 
   acquire(name: string, holder: string, now: number, until: number): boolean {
@@ -46,5 +48,9 @@ export class CoordinationRepo {
 
   secrets(prefix: string): { name: string; value: Buffer }[] {
     return this.secretsByPrefix.all(prefix, prefix);
+  }
+
+  deleteSecret(name: string): boolean {
+    return this.removeSecret.run(name).changes === 1;
   }
 }

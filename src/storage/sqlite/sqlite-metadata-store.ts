@@ -409,6 +409,10 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.coordination.secrets(prefix);
   }
 
+  async deleteSecret(name: string): Promise<boolean> {
+    return this.freeing(() => this.coordination.deleteSecret(name));
+  }
+
   async stats(): Promise<StoreStats> {
     return this.lifecycle.stats(Date.now());
   }
