@@ -145,6 +145,18 @@ export function coordinationContract(withStore: WithStore): void {
     );
   }));
 
+  test('a deleted secret is gone for reads and listings; deleting it again finds none', withStore(async (f) => {
+    await f.store.ensureSecret('s3key:a', Buffer.from('ka'));
+    await f.store.ensureSecret('s3key:b', Buffer.from('kb'));
+    assert.equal(await f.store.deleteSecret('s3key:a'), true);
+    assert.equal(await f.store.deleteSecret('s3key:a'), false);
+    assert.equal(await f.store.deleteSecret('never'), false);
+    const store = await f.reopen();
+    assert.equal(await store.getSecret('s3key:a'), null);
+    assert.deepEqual((await store.listSecrets('s3key:')).map((s) => s.name), ['s3key:b']);
+    assert.deepEqual(await store.ensureSecret('s3key:a', Buffer.from('new')), Buffer.from('new'), 'the name can be used again');
+  }));
+
   test('pending idempotency claims are dropped by holder: those of live holders stay', withStore(async ({ store }) => {
     const now = Date.now();
     await store.claimIdempotencyKey('p', 'k1', 'f', now, now - 60_000, 'node-a');

@@ -308,6 +308,38 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       assert.equal(await store.getBlob(digest(3)), null, 'no blob row either');
     }));
 
+    test('an entity tag is kept with its revision and read back by every read; a revision written without one has none', withStore(async ({ store }) => {
+      await store.putBucket('b', settings());
+      const r1 = await store.addRevision(rev('b', 'k', 1, 3, { etag: '9e107d9d372bb6826bd81d3542a419d6' }));
+      assert.ok(r1.ok);
+      assert.equal(r1.object.etag, '9e107d9d372bb6826bd81d3542a419d6', 'the written object');
+      assert.equal((await store.getObject('b', 'k'))?.etag, '9e107d9d372bb6826bd81d3542a419d6');
+      const listed = async () => (await store.listObjects({ bucket: 'b', prefix: '', after: null, limit: 100 })).map((o) => [o.key, o.etag]);
+      assert.deepEqual(await listed(), [['k', '9e107d9d372bb6826bd81d3542a419d6']]);
+      const r2 = await store.addRevision(rev('b', 'k', 2, 4));
+      assert.ok(r2.ok);
+      assert.equal(r2.object.etag, null, 'a later revision without one');
+      assert.equal((await store.getObject('b', 'k'))?.etag, null);
+      assert.equal((await store.getObject('b', 'k', 1))?.etag, '9e107d9d372bb6826bd81d3542a419d6', 'the revision asked for');
+      await store.addRevision(rev('b', 'k', 3, 5, { etag: '0cc175b9c0f1b6a831c399e269772661-2' }));
+      await store.addRevision(rev('b', 'plain', 4, 1, { etag: null }));
+      assert.deepEqual(await listed(), [['k', '0cc175b9c0f1b6a831c399e269772661-2'], ['plain', null]]);
+      assert.deepEqual((await store.listRevisions('b', 'k', 100))?.map((r) => [r.revision, r.etag]), [
+        [3, '0cc175b9c0f1b6a831c399e269772661-2'],
+        [2, null],
+        [1, '9e107d9d372bb6826bd81d3542a419d6'],
+      ]);
+      const meta = { contentType: 'a/b', filename: null, owner: null, tags: [], properties: { p: 'q' }, expiresAt: null };
+      assert.equal((await store.setObjectMeta('b', 'k', meta))?.etag, '0cc175b9c0f1b6a831c399e269772661-2', 'a metadata write keeps the content\'s tag');
+      assert.equal(await store.deleteObject('b', 'k', 3), true);
+      assert.equal((await store.getObject('b', 'k'))?.etag, null, 'the revision that becomes current brings its own');
+      await store.createUpload(upload('s1'));
+      const target = { revision: { bucket: 'b', key: 'up', newObjectId: 'o-up', contentType: null, filename: null, createdBy: 'p', etag: 'abc' } };
+      const done = await store.finishUpload('s1', blob(5, 2), target, () => 'x', Date.now() + 1000);
+      assert.ok(done.ok && done.object?.etag === 'abc', 'a session completing into a revision');
+      assert.equal((await store.getObject('b', 'up'))?.etag, 'abc');
+    }));
+
     test('a session can complete into an object revision, atomically', withStore(async ({ store }) => {
       await store.putBucket('b', settings({ quotaBytes: 10 }));
       await store.createUpload(upload('s1'));
