@@ -21,6 +21,7 @@ import { registerSign } from './commands/sign.ts';
 import { registerStat } from './commands/stat.ts';
 import { registerStats } from './commands/stats.ts';
 import { registerToken } from './commands/token.ts';
+import { registerS3Key } from './commands/s3-key.ts';
 import { registerUploads } from './commands/uploads.ts';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -50,6 +51,7 @@ registerRm(program);
 registerUploads(program);
 registerBucket(program);
 registerToken(program);
+registerS3Key(program);
 registerSign(program);
 registerGc(program);
 registerFsck(program);

@@ -11,6 +11,7 @@ import type { GcService } from '../core/gc.ts';
 import type { Stats } from '../core/stats.ts';
 import { BlobdError } from '../core/errors.ts';
 import type { IdempotencyService } from '../core/idempotency.ts';
+import type { S3Keys } from '../core/s3-keys.ts';
 import type { Readiness } from '../core/readiness.ts';
 import type { CheckTarget, SignedUrls } from '../core/signed-urls.ts';
 import type { UploadService } from '../core/uploads.ts';
@@ -25,6 +26,7 @@ import { bucketRoutes } from './routes/buckets.ts';
 import { objectListRoutes } from './routes/object-list.ts';
 import { objectRoutes } from './routes/objects.ts';
 import { healthRoutes } from './routes/health.ts';
+import { s3KeyRoutes } from './routes/s3-keys.ts';
 import { signedUrlRoutes } from './routes/signed-urls.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 import { uploadRoutes } from './routes/uploads.ts';
@@ -34,6 +36,8 @@ import type { Metrics } from './metrics.ts';
 export interface Services {
   readonly logger: Logger;
   readonly access: AccessControl;
+  /** S3 credentials (the S3 API front verifies with them; the admin routes manage them). */
+  readonly s3Keys: S3Keys;
   readonly signedUrls: SignedUrls;
   readonly idempotency: IdempotencyService;
   readonly blobs: BlobService;
@@ -121,6 +125,7 @@ export function createApp(services: Services) {
   app.route('/', objectListRoutes(services.catalog));
   app.route('/', objectRoutes(services.catalog));
   app.route('/', tokenRoutes(services.access));
+  app.route('/', s3KeyRoutes(services.s3Keys));
   app.route('/', signedUrlRoutes(services.signedUrls, checkTarget));
   app.route('/', adminRoutes(services));
 
