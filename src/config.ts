@@ -42,6 +42,17 @@ export interface Config {
   readonly metadata: MetadataConfig;
   /** How long a node's lease on an upload session or a maintenance task lasts unless renewed (shared metadata). */
   readonly leaseTtlMs: number;
+  /** The S3-compatible API's own listener (on `host`); undefined: off. */
+  readonly s3Api: S3ApiConfig | undefined;
+}
+
+export interface S3ApiConfig {
+  /** 0: a free port (the default when --port is 0, as tests start daemons). */
+  readonly port: number;
+  /** Virtual-host style besides path style: `bucket.<domain>`. */
+  readonly domain: string | undefined;
+  /** The region GetBucketLocation answers (clients may sign for any). */
+  readonly region: string;
 }
 
 export type MetadataConfig = { readonly kind: 'sqlite' } | { readonly kind: 'postgres'; readonly url: string };
@@ -161,6 +172,9 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { key: 'shutdownTimeout', flag: '--shutdown-timeout <duration>', env: 'BLOBD_SHUTDOWN_TIMEOUT', defaultValue: '10s', description: 'how long in-flight requests may finish after SIGTERM' },
   { key: 'metadata', flag: '--metadata <url>', env: 'BLOBD_DATABASE_URL', defaultValue: '', description: 'where metadata lives: empty for SQLite in the data directory, or postgres://user@host:port/db to share one PostgreSQL database among several blobd nodes (password from the URL or PGPASSWORD)' },
   { key: 'leaseTtl', flag: '--lease-ttl <duration>', env: 'BLOBD_LEASE_TTL', defaultValue: '30s', description: "with PostgreSQL metadata: how long a node's hold on an upload session or a maintenance task lasts unless renewed (a crashed node's sessions resume elsewhere after it)" },
+  { key: 's3ApiPort', flag: '--s3-api-port <n>', env: 'BLOBD_S3_API_PORT', defaultValue: '8889', description: "port of the S3-compatible API, on --host (0 or false: off; with --port 0 it is a free port too)" },
+  { key: 's3ApiDomain', flag: '--s3-api-domain <domain>', env: 'BLOBD_S3_API_DOMAIN', defaultValue: '', description: 'answer virtual-host style S3 requests (Host: BUCKET.DOMAIN) besides path style' },
+  { key: 's3ApiRegion', flag: '--s3-api-region <region>', env: 'BLOBD_S3_API_REGION', defaultValue: 'us-east-1', description: 'the region the S3-compatible API says its buckets are in (requests signed for any region are accepted)' },
   { key: 'store', flag: '--store <kind>', env: 'BLOBD_STORE', defaultValue: 'fs', description: 'where blob bytes live: fs (the data directory) or s3 (an S3-compatible bucket; metadata stays in the data directory)' },
   { key: 's3Endpoint', flag: '--s3-endpoint <url>', env: 'BLOBD_S3_ENDPOINT', defaultValue: '', description: "the S3 API's URL, e.g. http://127.0.0.1:7480 for Ceph RGW (empty: AWS S3 in --s3-region)" },
   { key: 's3Bucket', flag: '--s3-bucket <name>', env: 'BLOBD_S3_BUCKET', defaultValue: '', description: 'the bucket blob bytes go to (it must exist); required with --store s3' },
@@ -230,7 +244,22 @@ export function loadConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = process.e
     store: parseStore(value, env),
     metadata: parseMetadata(value('metadata')),
     leaseTtlMs: parseDuration(value('leaseTtl')),
+    s3Api: parseS3Api(value, flags.s3ApiPort === undefined && env.BLOBD_S3_API_PORT === undefined, parsePort(value('port'))),
   };
+}
+
+/** `--s3-api-port` and friends: 0 or false turns the listener off; left unset with `--port 0`, it takes a free port too. */
+function parseS3Api(value: (key: string) => string, portUnset: boolean, mainPort: number): S3ApiConfig | undefined {
+  const text = value('s3ApiPort').trim().toLowerCase();
+  let port: number;
+  if (portUnset && mainPort === 0) port = 0;
+  else if (text === 'false' || text === 'off') return undefined;
+  else if ((port = parsePort(text)) === 0) return undefined;
+  const domain = value('s3ApiDomain').trim().toLowerCase().replace(/^\.+|\.+$/g, '');
+  if (domain && !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d+)?$/.test(domain)) {
+    throw new ConfigError(`not a domain: ${JSON.stringify(value('s3ApiDomain'))} (e.g. s3.example.com)`);
+  }
+  return { port, domain: domain || undefined, region: value('s3ApiRegion').trim() || 'us-east-1' };
 }
 
 /** `--metadata`: empty (or sqlite) for the data directory's SQLite, or a PostgreSQL URL. */

@@ -35,6 +35,7 @@ import { openMetadataStore } from './storage/open-metadata-store.ts';
 import { loadOrCreateNodeId } from './storage/fs/node-id.ts';
 import { NodeCoordination } from './core/coordination.ts';
 import { SharedKeys } from './core/shared-keys.ts';
+import { S3Keys } from './core/s3-keys.ts';
 
 export const VERSION = '0.1.0';
 
@@ -60,6 +61,8 @@ function rejectMalformed(err: NodeJS.ErrnoException, socket: Duplex, logger: Log
 
 export interface RunningServer {
   readonly url: string;
+  /** The S3-compatible API's URL, when it listens. */
+  readonly s3Url?: string;
   readonly logger: Logger;
   /** Every registered route, once (the access table test checks it covers them all). */
   readonly routes: readonly { method: string; path: string }[];
@@ -220,6 +223,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
   // keys. Other live nodes' claims stay (their requests may be running).
   await meta.dropPendingIdempotencyKeys(meta.shared ? await nodes.otherLiveNodes() : undefined);
 
+  // S3 credentials: one instance per process (its cache is what makes a local delete immediate).
+  const s3Keys = new S3Keys(meta, () => keys.s3KeysKey());
+
   const gc = new GcService(meta, bytes, blobs, uploads, idempotency, config.gcGraceMs, events, nodes);
   const fsck = new FsckService(meta, bytes, blobs, nodes);
 
@@ -240,6 +246,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     maxBlobSize: config.maxBlobSize,
     metrics,
     sendTimeoutMs: config.sendTimeoutMs,
+    s3Keys,
   });
 
   // Expired sessions free their bytes on a timer of their own, often enough for short TTLs (an expired
@@ -284,38 +291,45 @@ export async function startServer(config: Config): Promise<RunningServer> {
   };
   process.on('unhandledRejection', onRejection);
 
-  const listener = getRequestListener(app.fetch, {
-    // Used for a request without a Host header (legal in HTTP/1.0).
-    hostname: config.host,
-    // A request node-server cannot even turn into a Request (a malformed target) still gets our JSON.
-    errorHandler: (err: unknown) => {
-      logger.info({ err: String(err) }, 'malformed request');
-      return Response.json({ error: { code: 'invalid_request', message: 'malformed request' } }, { status: 400 });
-    },
-  });
   let closing: Promise<void> | undefined;
-  const server = createServer(
-    {
-      // No cap on how long a whole request may take: a 10 GiB upload over a slow link is legitimate.
-      // Stalled clients are cut by the idle timeout below instead, which also frees a session's lock.
-      requestTimeout: 0,
-      headersTimeout: 60_000,
-    },
-    listener,
-  );
-  server.timeout = config.idleTimeoutMs;
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => rejectMalformed(err, socket, logger));
-  // While shutting down, answers say the connection will not be reused.
   const gcPacer = paceYoungGc();
   const paced = (res: { once(event: 'close', fn: () => void): unknown }) => res.once('close', gcPacer.request());
-  server.prependListener('request', (_req, res) => {
-    paced(res);
-    if (closing) res.setHeader('Connection', 'close');
-  });
-  server.prependListener('checkContinue', (_req, res) => paced(res));
-  // Requests with `Expect: 100-continue` go to the app before the client sends its body, so a refusal
-  // (401, 413, 507, 409) costs no upload; the handler sends 100 Continue when it starts reading.
-  server.on('checkContinue', listener);
+  /** A node:http server for one front (the native API, the S3 API): the same timeouts and refusals for both. */
+  const httpServer = (fetch: (req: Request, env: never) => Response | Promise<Response>, malformed: () => Response) => {
+    const listener = getRequestListener(fetch as Parameters<typeof getRequestListener>[0], {
+      // Used for a request without a Host header (legal in HTTP/1.0).
+      hostname: config.host,
+      // A request node-server cannot even turn into a Request (a malformed target) still gets an answer in the front's shape.
+      errorHandler: (err: unknown) => {
+        logger.info({ err: String(err) }, 'malformed request');
+        return malformed();
+      },
+    });
+    const server = createServer(
+      {
+        // No cap on how long a whole request may take: a 10 GiB upload over a slow link is legitimate.
+        // Stalled clients are cut by the idle timeout below instead, which also frees a session's lock.
+        requestTimeout: 0,
+        headersTimeout: 60_000,
+      },
+      listener,
+    );
+    server.timeout = config.idleTimeoutMs;
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => rejectMalformed(err, socket, logger));
+    // While shutting down, answers say the connection will not be reused.
+    server.prependListener('request', (_req, res) => {
+      paced(res);
+      if (closing) res.setHeader('Connection', 'close');
+    });
+    server.prependListener('checkContinue', (_req, res) => paced(res));
+    // Requests with `Expect: 100-continue` go to the app before the client sends its body, so a refusal
+    // (401, 413, 507, 409) costs no upload; the handler sends 100 Continue when it starts reading.
+    server.on('checkContinue', listener);
+    return server;
+  };
+  const server = httpServer(app.fetch, () =>
+    Response.json({ error: { code: 'invalid_request', message: 'malformed request' } }, { status: 400 }),
+  );
   const address = await listen(server, config.port, config.host);
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;

@@ -44,6 +44,8 @@ export interface S3Target {
 
 export interface Daemon {
   readonly url: string;
+  /** The S3-compatible API's URL (every test daemon has one, on a free port). */
+  readonly s3Url: string | undefined;
   readonly dataDir: string;
   readonly token: string;
   readonly proc: ChildProcess;
@@ -215,6 +217,7 @@ export async function startDaemon(opts: StartOptions = {}): Promise<Daemon> {
 
   return {
     url,
+    s3Url: /blobd s3 api listening on (http:\/\/\S+)/.exec(out)?.[1],
     dataDir,
     token,
     proc,

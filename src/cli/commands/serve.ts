@@ -15,7 +15,9 @@ export function registerServe(program: Command): void {
     // Loaded here, not at the top: the client commands start faster without the whole daemon.
     const { startServer } = await import('../../server.ts');
     const running = await startServer(config);
-    // The one line scripts and tests wait for; the JSON log says the same.
+    // The lines scripts and tests wait for (the S3 API's first: a reader waiting for the last one has both);
+    // the JSON log says the same.
+    if (running.s3Url) process.stdout.write(`blobd s3 api listening on ${running.s3Url}\n`);
     process.stdout.write(`blobd listening on ${running.url}\n`);
     const stop = (signal: string) => {
       running.logger.info({ signal }, 'shutting down');
