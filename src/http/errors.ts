@@ -100,6 +100,17 @@ function drainBounded(incoming: NonNullable<AppEnv['Bindings']>['incoming']): vo
   incoming.resume();
 }
 
+/**
+ * For any front's error answer: drains a bounded unread request body after the answer, and returns the
+ * `Connection: close` header when the connection is not to be kept (a body too large to drain, or `close`).
+ */
+export function settleUnreadBody(c: Context<AppEnv>, close = false): Record<string, string> {
+  const unread = unreadBody(c);
+  if (unread === 'drain') drainBounded(c.env!.incoming);
+  // A body declared too large to drain: this connection is not kept.
+  return close || unread === 'close' ? { Connection: 'close' } : {};
+}
+
 export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<string, string> = {}): Response {
   let error: BlobdError;
   let storage: BlobdError | null;
@@ -122,12 +133,7 @@ export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<st
     });
   }
   const status = STATUS[error.code];
-  const unread = unreadBody(c);
-  if ((status >= 500 && status !== 507) || unread === 'close') {
-    // A body declared too large to drain: this connection is not kept.
-    headers = { Connection: 'close', ...headers };
-  }
-  if (unread === 'drain') drainBounded(c.env!.incoming);
+  headers = { ...settleUnreadBody(c, status >= 500 && status !== 507), ...headers };
   if (error.code === 'offset_mismatch' && typeof error.details.offset === 'number') {
     headers = { 'Upload-Offset': String(error.details.offset), ...headers };
   }

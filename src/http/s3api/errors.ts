@@ -1,5 +1,6 @@
 // S3's error answers: an XML body with S3's code and message, the HTTP status S3 gives that code, and the
 // request id. A front translates core's BlobdError into these (toS3Error); nothing here decides a rule.
+import { storageErrorFrom } from '../../core/disk-budget.ts';
 import { BlobdError } from '../../core/errors.ts';
 
 export class S3Error extends Error {
@@ -73,6 +74,8 @@ const FROM_CORE: Partial<Record<string, [string, number]>> = {
 /** Any error a handler met, as the S3 answer to give. */
 export function toS3Error(err: unknown): S3Error {
   if (err instanceof S3Error) return err;
+  // A store that found its disk full or could not be reached, where core did not check first.
+  err = err instanceof BlobdError ? err : (storageErrorFrom(err) ?? err);
   if (err instanceof BlobdError) {
     const [code, status] = FROM_CORE[err.code] ?? ['InternalError', 500];
     const headers: Record<string, string> = status === 503 ? { 'Retry-After': '5' } : {};
