@@ -68,6 +68,8 @@ describe('access table: every route × every credential', () => {
   const json = (body: unknown) => ({ body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
   const newToken = async (scopes: string[], expires_in?: number) =>
     ((await (await ok(call('/api/tokens', { method: 'POST', ...json({ name: unique('t'), scopes, expires_in }) }))).json()) as { id: string; token: string });
+  const newS3Key = async () =>
+    ((await (await ok(call('/api/s3-keys', { method: 'POST', ...json({ scopes: ['bucket:a:read'] }) }))).json()) as { access_key_id: string });
   const newBlob = async () => {
     const data = randomData(64);
     await ok(call('/api/blobs', { method: 'POST', body: data }));
@@ -181,6 +183,9 @@ describe('access table: every route × every credential', () => {
     { route: 'POST /api/tokens', kind: 'principal', allow: ['admin'], ok: 201, unsignable: true, make: async () => ({ method: 'POST', path: '/api/tokens', ...json({ name: unique('n'), scopes: ['blobs:read'] }) }) },
     { route: 'GET /api/tokens', kind: 'principal', allow: ['admin'], ok: 200, unsignable: true, make: async () => ({ method: 'GET', path: '/api/tokens' }) },
     { route: 'DELETE /api/tokens/:id', kind: 'principal', allow: ['admin'], ok: 204, unsignable: true, make: async () => ({ method: 'DELETE', path: `/api/tokens/${(await newToken(['blobs:read'])).id}` }) },
+    { route: 'POST /api/s3-keys', kind: 'principal', allow: ['admin'], ok: 201, unsignable: true, make: async () => ({ method: 'POST', path: '/api/s3-keys', ...json({ scopes: ['bucket:a:read'] }) }) },
+    { route: 'GET /api/s3-keys', kind: 'principal', allow: ['admin'], ok: 200, unsignable: true, make: async () => ({ method: 'GET', path: '/api/s3-keys' }) },
+    { route: 'DELETE /api/s3-keys/:id', kind: 'principal', allow: ['admin'], ok: 204, unsignable: true, make: async () => ({ method: 'DELETE', path: `/api/s3-keys/${(await newS3Key()).access_key_id}` }) },
     {
       route: 'POST /api/signed-urls', note: 'signing a blob download', kind: 'principal', allow: ['blobs:read', 'admin'], ok: 201, unsignable: true,
       make: async () => ({ method: 'POST', path: '/api/signed-urls', ...json({ method: 'GET', path: `/api/blobs/${blobDigest}`, expires_in: 60 }) }),
