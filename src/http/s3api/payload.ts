@@ -1,0 +1,208 @@
+// The verified body of an S3 request: aws-chunked decoded when it is, and checked in the same pass against
+// everything the client said about it (signed SHA-256, Content-MD5, x-amz-checksum-*, trailers). Every
+// failure is the stream's error before its end, so a consumer that commits on 'end' never commits a bad body.
+import { createHash, type Hash } from 'node:crypto';
+import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
+import { BlobdError } from '../../core/errors.ts';
+import { AwsChunkedDecoder } from './aws-chunked.ts';
+import { asAlgorithm, checksumAlgorithmOfHeader, checksumHeader, CHECKSUM_ALGORITHMS, createChecksum, createMd5, DIGEST_BYTES, type StreamingChecksum } from './checksums.ts';
+import { S3Error } from './errors.ts';
+import { anonymousPayloadMode, type PayloadMode, type SigV4Request, type VerifiedRequest } from './sigv4.ts';
+
+export interface VerifiedBody {
+  /** The content. Fails (before 'end') on any mismatch. */
+  readonly body: Readable;
+  /** After body ended: the hex MD5 of the content. */
+  md5Hex(): string;
+  /** After body ended: the checksum the client sent or asked for, to echo in the answer. */
+  checksum(): { readonly header: string; readonly value: string } | undefined;
+  /** x-amz-decoded-content-length for aws-chunked bodies, else Content-Length. */
+  readonly declaredSize: number | undefined;
+}
+
+type Headers = SigV4Request['headers'];
+
+/**
+ * Wraps a request body. `raw` is never destroyed here: when the body fails, the request is left to node,
+ * which drains it after the error answer went out, so the client reads the S3 error instead of a reset.
+ */
+export function verifiedBody(raw: Readable, verified: VerifiedRequest | null, headers: Headers): VerifiedBody {
+  const md5 = createMd5();
+  let md5Hex: string | undefined;
+  let answer: { header: string; value: string } | undefined;
+  let declaredSize: number | undefined;
+  let plan: Plan | undefined;
+  let setupError: S3Error | undefined;
+  try {
+    plan = planOf(verified, headers);
+    declaredSize = plan.declaredSize;
+  } catch (err) {
+    setupError = err instanceof S3Error ? err : new S3Error('InvalidRequest', 400, String(err));
+  }
+
+  const verifier = new Transform({
+    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      md5.update(chunk);
+      plan?.sha256?.update(chunk);
+      plan?.checksum?.update(chunk);
+      callback(null, chunk);
+    },
+    flush(callback: TransformCallback) {
+      const digest = md5.digest();
+      finish(plan!, decoder, digest).then(
+        (value) => {
+          md5Hex = digest.toString('hex');
+          answer = value;
+          callback();
+        },
+        (err: unknown) => callback(err as Error),
+      );
+    },
+  });
+  const decoder = plan?.chunked === true ? new AwsChunkedDecoder(plan.chunkedOptions) : undefined;
+  if (setupError !== undefined) {
+    process.nextTick(() => verifier.destroy(setupError));
+    return { body: verifier, md5Hex: () => notYet(), checksum: () => undefined, declaredSize: undefined };
+  }
+
+  const first: Transform = decoder ?? verifier;
+  if (decoder !== undefined) pipeline(decoder, verifier, () => {});
+  // Not stream.pipeline from raw: that destroys the request (and with it the socket) on any failure.
+  let ended = false;
+  raw.on('end', () => (ended = true));
+  raw.on('error', (err) => first.destroy(err instanceof BlobdError || err instanceof S3Error ? err : aborted()));
+  raw.on('close', () => {
+    if (!ended) first.destroy(aborted());
+  });
+  verifier.on('close', () => {
+    if (!verifier.readableEnded) raw.unpipe(first);
+  });
+  raw.pipe(first);
+  return {
+    body: verifier,
+    md5Hex: () => md5Hex ?? notYet(),
+    checksum: () => answer,
+    declaredSize,
+  };
+}
+
+interface Plan {
+  readonly chunked: boolean;
+  readonly chunkedOptions: ConstructorParameters<typeof AwsChunkedDecoder>[0];
+  readonly declaredSize: number | undefined;
+  /** Signed payload hash to compare with. */
+  readonly sha256?: { readonly hash: Hash; readonly expected: string; update(data: Buffer): void };
+  readonly contentMd5?: string;
+  /** The checksum computed, and where its expected value comes from. */
+  readonly checksum?: StreamingChecksum;
+  readonly checksumSource?: { readonly from: 'header'; readonly value: string } | { readonly from: 'trailer'; readonly name: string } | { readonly from: 'none' };
+}
+
+function planOf(verified: VerifiedRequest | null, headers: Headers): Plan {
+  const mode: PayloadMode = verified?.payload ?? anonymousPayloadMode(headers);
+  const encoding = (one(headers, 'content-encoding') ?? '').toLowerCase();
+  const chunked = mode.kind === 'chunked-signed' || mode.kind === 'chunked-unsigned-trailer' || encoding.split(',').some((e) => e.trim() === 'aws-chunked');
+  const decodedLength = sizeHeader(headers, 'x-amz-decoded-content-length');
+  if (chunked && decodedLength === undefined && mode.kind === 'chunked-signed') {
+    throw new S3Error('MissingContentLength', 411, 'You must provide the x-amz-decoded-content-length HTTP header.');
+  }
+  const declaredSize = chunked ? decodedLength : sizeHeader(headers, 'content-length');
+
+  // Which checksum: a trailer (x-amz-trailer), else a header x-amz-checksum-<algo>, else the one the SDK named.
+  const trailerNames = (one(headers, 'x-amz-trailer') ?? '')
+    .split(',')
+    .map((n) => n.trim().toLowerCase())
+    .filter((n) => n !== '');
+  if (trailerNames.length > 0 && !chunked) throw new S3Error('InvalidRequest', 400, 'x-amz-trailer needs an aws-chunked body.');
+  const trailerAlgorithms = trailerNames.map((n) => checksumAlgorithmOfHeader(n));
+  if (trailerNames.length > 1 || trailerAlgorithms.some((a) => a === undefined)) {
+    throw new S3Error('InvalidRequest', 400, `Unsupported x-amz-trailer "${trailerNames.join(',').slice(0, 100)}": expecting one of ${CHECKSUM_ALGORITHMS.map(checksumHeader).join(', ')}.`);
+  }
+  const headerChecksums = CHECKSUM_ALGORITHMS.filter((a) => one(headers, checksumHeader(a)) !== undefined);
+  if (headerChecksums.length + trailerNames.length > 1) throw new S3Error('InvalidRequest', 400, 'Expecting a single x-amz-checksum- header. Multiple checksum types are not allowed.');
+  let checksum: StreamingChecksum | undefined;
+  let checksumSource: Plan['checksumSource'];
+  if (trailerAlgorithms[0] !== undefined) {
+    checksum = createChecksum(trailerAlgorithms[0]);
+    checksumSource = { from: 'trailer', name: trailerNames[0]! };
+  } else if (headerChecksums[0] !== undefined) {
+    const algorithm = headerChecksums[0];
+    const value = one(headers, checksumHeader(algorithm))!.trim();
+    if (!isBase64Of(value, DIGEST_BYTES[algorithm])) throw new S3Error('InvalidRequest', 400, `Value for ${checksumHeader(algorithm)} header is invalid.`);
+    checksum = createChecksum(algorithm);
+    checksumSource = { from: 'header', value };
+  } else {
+    const named = one(headers, 'x-amz-sdk-checksum-algorithm') ?? one(headers, 'x-amz-checksum-algorithm');
+    const algorithm = named === undefined ? undefined : asAlgorithm(named);
+    if (named !== undefined && algorithm === undefined) throw new S3Error('InvalidRequest', 400, `Checksum algorithm "${named.slice(0, 32)}" is not supported.`);
+    if (algorithm !== undefined) {
+      checksum = createChecksum(algorithm);
+      checksumSource = { from: 'none' };
+    }
+  }
+
+  const contentMd5 = one(headers, 'content-md5');
+  if (contentMd5 !== undefined && !isBase64Of(contentMd5.trim(), 16)) throw new S3Error('InvalidDigest', 400, 'The Content-MD5 you specified was invalid.');
+  const signing = verified !== null && mode.kind === 'chunked-signed' ? verified : undefined;
+  return {
+    chunked,
+    chunkedOptions: {
+      ...(signing === undefined
+        ? {}
+        : { signing: { signingKey: signing.signingKey, seedSignature: signing.seedSignature, amzDate: signing.amzDate, scope: signing.scope } }),
+      signedTrailer: mode.kind === 'chunked-signed' && mode.trailer,
+      trailerNames,
+      ...(decodedLength === undefined ? {} : { decodedLength }),
+    },
+    declaredSize,
+    ...(mode.kind === 'sha256' ? { sha256: sha256Check(mode.hex) } : {}),
+    ...(contentMd5 === undefined ? {} : { contentMd5: contentMd5.trim() }),
+    ...(checksum === undefined ? {} : { checksum, checksumSource }),
+  };
+}
+
+/** At the end of the body: every comparison, in S3's order of precedence. */
+async function finish(plan: Plan, decoder: AwsChunkedDecoder | undefined, md5: Buffer): Promise<{ header: string; value: string } | undefined> {
+  if (plan.sha256 !== undefined && plan.sha256.hash.digest('hex') !== plan.sha256.expected) {
+    throw new S3Error('XAmzContentSHA256Mismatch', 400, "The provided 'x-amz-content-sha256' header does not match what was computed.");
+  }
+  if (plan.contentMd5 !== undefined && plan.contentMd5 !== md5.toString('base64')) {
+    throw new S3Error('BadDigest', 400, 'The Content-MD5 you specified did not match what we received.');
+  }
+  if (plan.checksum === undefined || plan.checksumSource === undefined) return undefined;
+  const value = await plan.checksum.digest();
+  const header = checksumHeader(plan.checksum.algorithm);
+  const source = plan.checksumSource;
+  const expected = source.from === 'header' ? source.value : source.from === 'trailer' ? decoder?.trailers().get(source.name) : value;
+  if (expected !== value) throw new S3Error('BadDigest', 400, `The ${header} you specified did not match the calculated checksum.`);
+  return { header, value };
+}
+
+function sha256Check(expected: string): NonNullable<Plan['sha256']> {
+  const hash = createHash('sha256');
+  return { hash, expected, update: (data) => hash.update(data) };
+}
+
+function one(headers: Headers, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function sizeHeader(headers: Headers, name: string): number | undefined {
+  const value = one(headers, name);
+  if (value === undefined) return undefined;
+  if (!/^\d{1,16}$/.test(value.trim())) throw new S3Error('InvalidArgument', 400, `${name} must be a non-negative integer.`, { ArgumentName: name });
+  return Number(value.trim());
+}
+
+function isBase64Of(value: string, bytes: number): boolean {
+  return /^[A-Za-z0-9+/]+={0,2}$/.test(value) && value.length % 4 === 0 && Buffer.from(value, 'base64').length === bytes;
+}
+
+function aborted(): BlobdError {
+  return new BlobdError('request_aborted', 'the client closed the connection before the body ended');
+}
+
+function notYet(): never {
+  throw new Error('md5Hex() is known only after the body ended');
+}
