@@ -137,7 +137,8 @@ export class CatalogService {
     for (;;) {
       const rows = await this.meta.listBuckets(page.limit + 1, after);
       for (const b of rows) {
-        if (!can(principal, { action: 'bucket:read', bucket: b.name })) continue;
+        // A name no user can give (see putSystemBucket) is core's own bucket: never listed.
+        if (!BUCKET_RE.test(b.name) || !can(principal, { action: 'bucket:read', bucket: b.name })) continue;
         if (items.length === page.limit) return { items, nextCursor: encodeCursor(items.at(-1)!.name) };
         items.push(b);
       }
@@ -251,6 +252,45 @@ export class CatalogService {
       // remove the row after the look above; the store then refuses (blob_not_found) instead of making a row
       // at a location queued for deletion.
       return this.recordRevision(bucket, key, { ...blob, mustExist: true }, opts);
+    });
+  }
+
+  /**
+   * A bucket of core's own (S3 multipart state): its name fails parseBucketName, so no user can create,
+   * list or reach it; only the System methods below touch it. Created with `settings` when missing.
+   */
+  async putSystemBucket(name: string, settings: BucketSettings): Promise<BucketRecord> {
+    if (BUCKET_RE.test(name)) throw new BlobdError('invalid_bucket_name', 'a system bucket has a name no user can give');
+    return (await this.meta.getBucket(name)) ?? (await this.meta.putBucket(name, settings), (await this.meta.getBucket(name))!);
+  }
+
+  /**
+   * Content for an object in a system bucket: no key rules beyond the caller's, no bucket limits (the
+   * caller enforces its own); If-Match/If-None-Match as for any write. `etag` may be known only once the
+   * body ended (it is asked for after the bytes are staged).
+   */
+  async putSystemObject(
+    bucket: BucketRecord,
+    key: string,
+    body: BodySource,
+    opts: Omit<PutObjectOptions, 'etag'> & { readonly etag?: () => string },
+  ): Promise<ObjectRecord> {
+    const { etag, ...rest } = opts;
+    checkWriteText(rest);
+    await this.checkPreconditions(bucket.name, key, rest);
+    return this.blobs.store(body, { declaredSize: opts.declaredSize }, async (blob) => {
+      const written = await this.recordRevision(bucket, key, blob, { ...rest, ...(etag ? { etag: etag() } : {}) });
+      this.blobs.noteStored(written.blobCreated);
+      return written.object;
+    });
+  }
+
+  /** A system bucket's object referencing a live blob (no bytes sent; no blobs:read asked: core's own write). */
+  async putSystemObjectByDigest(bucket: BucketRecord, key: string, digest: Digest, opts: PutObjectOptions): Promise<ObjectRecord> {
+    return this.blobs.lockDigest(digest, async () => {
+      const blob = await this.blobs.find(digest);
+      if (!blob) throw new BlobdError('blob_not_found', `no blob ${digest}`, { digest });
+      return (await this.recordRevision(bucket, key, { ...blob, mustExist: true }, opts)).object;
     });
   }
 

@@ -1,0 +1,542 @@
+// S3 multipart uploads over the catalog, with no storage of their own: an upload's state is objects in a
+// system bucket no user can name or list. Its record `u/<bucket>/<key>\x01<uploadId>` (content: a state
+// marker; properties: who started it and the final object's metadata) and one object per part
+// `p/<uploadId>/<00001>` (content: the part's bytes, etag: its MD5), so a part is a deduplicated, durable,
+// GC-safe blob like any write. Complete streams the parts' blobs into the target object as one write.
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { v7 as uuidv7 } from 'uuid';
+import { KEY_END, type BucketRecord, type MetadataStore, type ObjectRecord } from '../storage/metadata-store.ts';
+import type { Principal } from './auth.ts';
+import type { BlobCopy, BlobService, ByteRange } from './blobs.ts';
+import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
+import { parseBucketName, parseKey, type CatalogService } from './catalog.ts';
+import type { Digest } from './digest.ts';
+import { BlobdError } from './errors.ts';
+import { applyMetaPatch } from './object-meta.ts';
+import { refuseNul } from './text.ts';
+
+/** The system bucket: a name parseBucketName refuses, so no user can create, list or reach it. */
+export const MULTIPART_BUCKET = '.s3-multipart';
+export const MIN_PART_SIZE = 5 * 1024 * 1024;
+export const MAX_PART_NUMBER = 10_000;
+/** Below every character a key may hold: record keys sort by the user's key, then by upload id. */
+const SEP = '\u0001';
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const PAGE = 1000;
+/** With several nodes, a record left `completing` this long is taken for a crashed node's (none can tell). */
+const STALE_COMPLETING_MS = 86_400_000;
+
+// An upload's state is its record's content: a change of state is a write with If-Match on the old digest,
+// so two completes (or a complete and an abort) cannot both win, on one node or many.
+const marker = (state: string) => Buffer.from(JSON.stringify({ state }));
+const OPEN = marker('open');
+const COMPLETING = marker('completing');
+const ABORTING = marker('aborting');
+const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const OPEN_DIGEST = digestOf(OPEN);
+const ABORTING_DIGEST = digestOf(ABORTING);
+
+const NO_META = { contentType: null, filename: null, owner: null, tags: [], properties: {}, expiresAt: null } as const;
+
+/** The final object's metadata, given when the upload starts. */
+export interface UploadMeta {
+  readonly contentType?: string;
+  readonly filename?: string;
+  /** `x-amz-meta-*`: the final object's properties, exactly. */
+  readonly properties?: Readonly<Record<string, string>>;
+}
+
+export interface MultipartUpload {
+  readonly bucket: string;
+  readonly key: string;
+  readonly uploadId: string;
+  /** Principal id of who started it. */
+  readonly initiator: string;
+  /** Milliseconds since the epoch. */
+  readonly initiated: number;
+  readonly expiresAt: number;
+  readonly meta: UploadMeta;
+}
+
+export interface StoredPart {
+  readonly partNumber: number;
+  /** Hex MD5 of the part's bytes. */
+  readonly etag: string;
+  readonly size: number;
+  readonly lastModified: number;
+}
+
+export interface CompletedPart {
+  readonly partNumber: number;
+  /** As the client sent it: quotes and case do not matter. */
+  readonly etag: string;
+}
+
+export interface MultipartOptions {
+  /** How long an upload lives from its start; its parts expire with it and GC frees their blobs. */
+  readonly ttlMs: number;
+  /** Every part but the last is at least this big (S3: 5 MiB). */
+  readonly minPartSize?: number;
+}
+
+/** Why a complete was refused, in `details.reason` of an invalid_request (the S3 front names S3's code). */
+export type PartProblem = 'no_parts' | 'invalid_part' | 'invalid_part_order' | 'part_too_small' | 'invalid_part_number';
+
+function partProblem(reason: PartProblem, message: string, details: Record<string, unknown> = {}): BlobdError {
+  return new BlobdError('invalid_request', message, { reason, ...details });
+}
+
+const noSuchUpload = (uploadId: string) =>
+  new BlobdError('upload_not_found', 'the upload does not exist: it was completed or aborted, or its id is wrong', { upload_id: uploadId });
+
+const normEtag = (etag: string) => etag.trim().replace(/^"(.*)"$/, '$1').toLowerCase();
+const partKey = (uploadId: string, n: number) => `p/${uploadId}/${String(n).padStart(5, '0')}`;
+const recordKey = (bucket: string, key: string, uploadId: string) => `u/${bucket}/${key}${SEP}${uploadId}`;
+
+function checkPartNumber(n: number): void {
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PART_NUMBER) {
+    throw partProblem('invalid_part_number', `a part number is an integer from 1 to ${MAX_PART_NUMBER}`);
+  }
+}
+
+interface OpenedUpload {
+  readonly info: MultipartUpload;
+  readonly recordKey: string;
+  /** The record's current content digest: what a change of state names in If-Match. */
+  readonly digest: string;
+  readonly state: 'open' | 'completing' | 'aborting';
+}
+
+export class MultipartUploads {
+  private system: Promise<BucketRecord> | undefined;
+  /** Uploads this process is completing: a `completing` record that is none of these is a crashed run's. */
+  private readonly completingHere = new Set<string>();
+  private readonly minPartSize: number;
+
+  constructor(
+    private readonly meta: MetadataStore,
+    private readonly catalog: CatalogService,
+    private readonly blobs: BlobService,
+    private readonly options: MultipartOptions,
+  ) {
+    this.minPartSize = options.minPartSize ?? MIN_PART_SIZE;
+  }
+
+  /** Created on first use, with one revision per key: a part uploaded again drops its older bytes. */
+  private systemBucket(): Promise<BucketRecord> {
+    this.system ??= this.catalog
+      .putSystemBucket(MULTIPART_BUCKET, { maxObjectSize: null, quotaBytes: null, maxRevisions: 1, publicRead: false, publicRevisions: false })
+      .catch((err: unknown) => {
+        this.system = undefined;
+        throw err;
+      });
+    return this.system;
+  }
+
+  async create(bucket: string, key: string, principal: Principal, meta: UploadMeta): Promise<MultipartUpload> {
+    await this.catalog.getBucket(bucket);
+    parseKey(key);
+    refuseNul(meta.contentType, 'content type');
+    refuseNul(meta.filename, 'filename');
+    // The final object's checks (NUL, 64 KiB), now rather than after every part was sent.
+    applyMetaPatch(NO_META, { properties: { ...meta.properties } });
+    const uploadId = uuidv7();
+    const expiresAt = Date.now() + this.options.ttlMs;
+    const properties = {
+      initiator: principal.id,
+      ...(meta.contentType !== undefined ? { content_type: meta.contentType } : {}),
+      ...(meta.filename !== undefined ? { filename: meta.filename } : {}),
+      ...(meta.properties !== undefined ? { meta: meta.properties } : {}),
+    };
+    const record = await this.catalog.putSystemObject(await this.systemBucket(), recordKey(bucket, key, uploadId), () => Readable.from([OPEN]), {
+      principal,
+      declaredSize: OPEN.length,
+      meta: { expires_at: new Date(expiresAt).toISOString(), properties },
+    });
+    return uploadOf(bucket, key, uploadId, record);
+  }
+
+  /** The upload's record, or upload_not_found; a `completing` left by a crashed run counts as open. */
+  private async open(bucket: string, key: string, uploadId: string): Promise<OpenedUpload> {
+    if (!UUID_RE.test(uploadId)) throw noSuchUpload(uploadId.slice(0, 100));
+    parseBucketName(bucket);
+    parseKey(key);
+    const rk = recordKey(bucket, key, uploadId);
+    const rec = await this.meta.getObject(MULTIPART_BUCKET, rk);
+    if (!rec) throw noSuchUpload(uploadId);
+    let state: OpenedUpload['state'] = rec.digest === OPEN_DIGEST ? 'open' : rec.digest === ABORTING_DIGEST ? 'aborting' : 'completing';
+    const stale = !this.completingHere.has(uploadId) && (!this.meta.shared || Date.now() - rec.revisionCreatedAt > STALE_COMPLETING_MS);
+    if (state === 'completing' && stale) state = 'open';
+    return { info: uploadOf(bucket, key, uploadId, rec), recordKey: rk, digest: rec.digest, state };
+  }
+
+  private async openForWrite(bucket: string, key: string, uploadId: string): Promise<OpenedUpload> {
+    const up = await this.open(bucket, key, uploadId);
+    if (up.state !== 'open') throw noSuchUpload(uploadId);
+    return up;
+  }
+
+  /** Move the record to the state `content` names if it is still at `from`; false when another write won. */
+  private async setState(up: OpenedUpload, from: string, content: Buffer, principal: Principal): Promise<boolean> {
+    try {
+      await this.catalog.putSystemObject(await this.systemBucket(), up.recordKey, () => Readable.from([content]), {
+        principal,
+        declaredSize: content.length,
+        ifMatch: from,
+      });
+      return true;
+    } catch (err) {
+      if (err instanceof BlobdError && err.code === 'precondition_failed') return false;
+      throw err;
+    }
+  }
+
+  /** The most one part may hold: the target bucket's max_object_size and what its quota has left. */
+  private async partLimit(bucket: string): Promise<{ bytes: number; error: () => BlobdError } | undefined> {
+    const b = await this.catalog.getBucket(bucket);
+    const limits = [
+      ...(b.maxObjectSize !== null ? [{ bytes: b.maxObjectSize, error: () => tooLarge(b.maxObjectSize!, "bucket's max_object_size") }] : []),
+      ...(b.quotaBytes !== null
+        ? [{
+            bytes: Math.max(0, b.quotaBytes - b.storedBytes),
+            error: () => new BlobdError('quota_exceeded', `the bucket's quota of ${b.quotaBytes} bytes would be exceeded`, { quota_bytes: b.quotaBytes }),
+          }]
+        : []),
+    ];
+    return limits.sort((x, y) => x.bytes - y.bytes)[0];
+  }
+
+  /**
+   * A part's bytes, stored as the part object (the last upload of a number wins). `md5` is asked once the
+   * body ended: the hex MD5 the front computed of it, the part's ETag.
+   */
+  async uploadPart(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    body: BodySource,
+    opts: { principal: Principal; declaredSize?: number; md5: () => string },
+  ): Promise<StoredPart> {
+    checkPartNumber(partNumber);
+    const up = await this.openForWrite(bucket, key, uploadId);
+    const limit = await this.partLimit(bucket);
+    if (limit && opts.declaredSize !== undefined && opts.declaredSize > limit.bytes) throw limit.error();
+    const pk = partKey(uploadId, partNumber);
+    const part = await this.catalog.putSystemObject(await this.systemBucket(), pk, limit ? () => limitBytes(body(), limit.bytes, limit.error) : body, {
+      principal: opts.principal,
+      declaredSize: opts.declaredSize,
+      meta: { expires_at: new Date(up.info.expiresAt).toISOString() },
+      etag: () => opts.md5().toLowerCase(),
+    });
+    await this.confirmPart(up, pk);
+    return partOf(part);
+  }
+
+  /**
+   * A part from an object's content (one range of it, or all); the caller read `src` with the right to.
+   * A whole object whose ETag is an MD5 is referenced by digest: no byte is read or written.
+   */
+  async uploadPartCopy(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    src: ObjectRecord,
+    range: ByteRange | undefined,
+    principal: Principal,
+  ): Promise<StoredPart> {
+    checkPartNumber(partNumber);
+    const up = await this.openForWrite(bucket, key, uploadId);
+    if (range && (range.start > range.end || range.end >= src.size)) {
+      throw new BlobdError('range_not_satisfiable', `the range is not within the source object of ${src.size} bytes`, { size: src.size });
+    }
+    const size = range ? range.end - range.start + 1 : src.size;
+    const limit = await this.partLimit(bucket);
+    if (limit && size > limit.bytes) throw limit.error();
+    const sys = await this.systemBucket();
+    const pk = partKey(uploadId, partNumber);
+    const meta = { expires_at: new Date(up.info.expiresAt).toISOString() };
+    let part: ObjectRecord;
+    if (!range || (range.start === 0 && size === src.size)) {
+      const md5 = src.etag !== null && /^[0-9a-f]{32}$/.test(src.etag) ? src.etag : await this.md5Of(src.digest as Digest, src.size);
+      part = await this.catalog.putSystemObjectByDigest(sys, pk, src.digest as Digest, { principal, meta, etag: md5 });
+    } else {
+      const hash = createHash('md5');
+      const open = () => this.blobs.openContent(src.digest as Digest, range);
+      part = await this.catalog.putSystemObject(sys, pk, () => concatContent([{ open, size }], (chunk) => hash.update(chunk)), {
+        principal,
+        declaredSize: size,
+        meta,
+        etag: () => hash.digest('hex'),
+      });
+    }
+    await this.confirmPart(up, pk);
+    return partOf(part);
+  }
+
+  private async md5Of(digest: Digest, size: number): Promise<string> {
+    const hash = createHash('md5');
+    const copied = await (await this.blobs.openContent(digest)).pipeTo(async (chunk) => void hash.update(chunk));
+    if (copied !== size) throw new BlobdError('blob_not_found', `the stored bytes of ${digest} are short`, { digest });
+    return hash.digest('hex');
+  }
+
+  /**
+   * After a part was written: if the upload was aborted or completed meanwhile, say so. A part written after
+   * the record went is removed here; one written while the record still stood is swept by the abort or
+   * complete that removed it (they delete the record first, then sweep).
+   */
+  private async confirmPart(up: OpenedUpload, pk: string): Promise<void> {
+    const rec = await this.meta.getObject(MULTIPART_BUCKET, up.recordKey);
+    if (!rec) await this.meta.deleteObject(MULTIPART_BUCKET, pk).catch(() => {});
+    if (!rec || rec.digest !== up.digest) throw noSuchUpload(up.info.uploadId);
+  }
+
+  /** One page of the upload's parts in part-number order, after part `marker`. */
+  async listParts(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    page: { marker: number; maxParts: number },
+  ): Promise<{ upload: MultipartUpload; parts: StoredPart[]; truncated: boolean }> {
+    const up = await this.open(bucket, key, uploadId);
+    if (up.state === 'aborting') throw noSuchUpload(uploadId);
+    const max = Math.max(0, Math.min(PAGE, page.maxParts));
+    const marker = Math.max(0, Math.min(MAX_PART_NUMBER, Math.trunc(page.marker)));
+    const rows = await this.meta.listObjects({
+      bucket: MULTIPART_BUCKET,
+      prefix: `p/${uploadId}/`,
+      after: marker > 0 ? partKey(uploadId, marker) : null,
+      limit: max + 1,
+    });
+    return { upload: up.info, parts: rows.slice(0, max).map(partOf), truncated: rows.length > max };
+  }
+
+  /**
+   * One page of a bucket's uploads in key order, then upload id (start order): after `keyMarker` (and,
+   * for that key, after `uploadIdMarker`), keys under `prefix`, rolled up at `delimiter` as S3 does.
+   */
+  async listUploads(
+    bucket: string,
+    q: { prefix?: string; delimiter?: string; keyMarker?: string; uploadIdMarker?: string; maxUploads: number },
+  ): Promise<{ uploads: MultipartUpload[]; commonPrefixes: string[]; truncated: boolean; nextKeyMarker?: string; nextUploadIdMarker?: string }> {
+    const name = (await this.catalog.getBucket(bucket)).name;
+    const prefix = refuseNul(q.prefix ?? '', 'prefix');
+    const delimiter = refuseNul(q.delimiter || undefined, 'delimiter');
+    const keyMarker = refuseNul(q.keyMarker || undefined, 'key-marker');
+    const max = Math.max(0, Math.min(PAGE, q.maxUploads));
+    const base = `u/${name}/`;
+    let after: string | null = null;
+    if (keyMarker !== undefined) {
+      const rolledUp = delimiter !== undefined && keyMarker.startsWith(prefix) && keyMarker.indexOf(delimiter, prefix.length) === keyMarker.length - delimiter.length;
+      const idMarker = q.uploadIdMarker !== undefined && UUID_RE.test(q.uploadIdMarker) ? q.uploadIdMarker : undefined;
+      // After a common prefix: past every key under it. After a key: past its uploads, or those up to the id.
+      after = base + keyMarker + (rolledUp ? KEY_END : SEP + (idMarker ?? KEY_END));
+    }
+    const uploads: MultipartUpload[] = [];
+    const commonPrefixes: string[] = [];
+    let last: { key: string; uploadId: string } | undefined;
+    const done = (truncated: boolean) => ({
+      uploads,
+      commonPrefixes,
+      truncated,
+      ...(truncated && last ? { nextKeyMarker: last.key, nextUploadIdMarker: last.uploadId } : {}),
+    });
+    if (max === 0) return done(false);
+    // Each round moves `after` forward (past a row, or past a whole common prefix); the rows are finite.
+    for (let round = 0; round < 1_000_000; round++) {
+      const rows = await this.meta.listObjects({ bucket: MULTIPART_BUCKET, prefix: base + prefix, after, limit: max + 1 });
+      let jumped = false;
+      for (const row of rows) {
+        const rest = row.key.slice(base.length);
+        const sep = rest.lastIndexOf(SEP);
+        const key = rest.slice(0, sep);
+        const uploadId = rest.slice(sep + 1);
+        const at = delimiter === undefined ? -1 : key.indexOf(delimiter, prefix.length);
+        if (uploads.length + commonPrefixes.length === max) return done(true);
+        if (at >= 0) {
+          const group = key.slice(0, at + delimiter!.length);
+          commonPrefixes.push(group);
+          last = { key: group, uploadId: '' };
+          after = base + group + KEY_END;
+          jumped = true;
+          break;
+        }
+        uploads.push(uploadOf(name, key, uploadId, row));
+        last = { key, uploadId };
+        after = row.key;
+      }
+      if (!jumped && rows.length <= max) return done(false);
+    }
+    throw new BlobdError('internal_error', 'listing multipart uploads did not end');
+  }
+
+  /** Remove the upload and its parts (their blobs go with the next GC). */
+  async abort(bucket: string, key: string, uploadId: string, principal: Principal): Promise<void> {
+    const up = await this.open(bucket, key, uploadId);
+    if (up.state === 'completing') throw new BlobdError('upload_locked', 'the upload is being completed', { upload_id: uploadId });
+    if (up.state !== 'open' || !(await this.setState(up, up.digest, ABORTING, principal))) throw noSuchUpload(uploadId);
+    await this.meta.deleteObject(MULTIPART_BUCKET, up.recordKey);
+    await this.sweepParts(uploadId);
+  }
+
+  /**
+   * Check the parts the client lists (they exist with those ETags, in ascending order, all but the last at
+   * least 5 MiB), then write the target object from them as one write — its limits, quota and dedup as for
+   * any write — and remove the upload. The ETag is S3's: the MD5 of the parts' binary MD5s, `-N`.
+   */
+  async complete(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    listed: readonly CompletedPart[],
+    principal: Principal,
+  ): Promise<{ object: ObjectRecord; etag: string }> {
+    if (listed.length === 0) throw partProblem('no_parts', 'a complete names at least one part');
+    listed.forEach((p, i) => {
+      checkPartNumber(p.partNumber);
+      if (i > 0 && p.partNumber <= listed[i - 1]!.partNumber) {
+        throw partProblem('invalid_part_order', 'the parts are not in ascending order of part number', { part_number: p.partNumber });
+      }
+    });
+    const up = await this.openForWrite(bucket, key, uploadId);
+    this.completingHere.add(uploadId);
+    try {
+      if (!(await this.setState(up, up.digest, COMPLETING, principal))) throw noSuchUpload(uploadId);
+      let written: { object: ObjectRecord; etag: string };
+      try {
+        written = await this.writeTarget(up.info, listed, principal);
+      } catch (err) {
+        // Nothing was written: the upload stays usable (fix the list, upload parts again, complete again).
+        await this.setState(up, digestOf(COMPLETING), OPEN, principal).catch(() => {});
+        throw err;
+      }
+      await this.meta.deleteObject(MULTIPART_BUCKET, up.recordKey);
+      await this.sweepParts(uploadId);
+      return written;
+    } finally {
+      this.completingHere.delete(uploadId);
+    }
+  }
+
+  private async writeTarget(info: MultipartUpload, listed: readonly CompletedPart[], principal: Principal): Promise<{ object: ObjectRecord; etag: string }> {
+    const stored = new Map<number, ObjectRecord>();
+    for await (const row of this.partRows(info.uploadId)) stored.set(Number(row.key.slice(row.key.lastIndexOf('/') + 1)), row);
+    const parts = listed.map((p, i) => {
+      const row = stored.get(p.partNumber);
+      if (!row || row.etag === null || normEtag(row.etag) !== normEtag(p.etag)) {
+        throw partProblem('invalid_part', `part ${p.partNumber} was not uploaded, or its ETag is not the one given`, { part_number: p.partNumber });
+      }
+      if (i < listed.length - 1 && row.size < this.minPartSize) {
+        throw partProblem('part_too_small', `part ${p.partNumber} is ${row.size} bytes; every part but the last is at least ${this.minPartSize}`, {
+          part_number: p.partNumber,
+          size: row.size,
+          min_size: this.minPartSize,
+        });
+      }
+      return row;
+    });
+    const md5s = Buffer.concat(parts.map((p) => Buffer.from(p.etag!, 'hex')));
+    const etag = `${createHash('md5').update(md5s).digest('hex')}-${parts.length}`;
+    const body = () => concatContent(parts.map((p) => ({ open: () => this.blobs.openContent(p.digest as Digest), size: p.size })));
+    const { object } = await this.catalog.putObject(info.bucket, info.key, body, {
+      principal,
+      declaredSize: parts.reduce((sum, p) => sum + p.size, 0),
+      // The upload's metadata, exactly, as a single write's: what the object had before does not carry over.
+      ...(info.meta.contentType !== undefined ? { contentType: info.meta.contentType } : {}),
+      ...(info.meta.filename !== undefined ? { filename: info.meta.filename } : {}),
+      meta: { content_type: info.meta.contentType ?? null, filename: info.meta.filename ?? null },
+      replaceProperties: info.meta.properties ?? {},
+      etag,
+    });
+    return { object, etag };
+  }
+
+  /** Every part object of an upload, in part-number order. */
+  private async *partRows(uploadId: string): AsyncIterable<ObjectRecord> {
+    let after: string | null = null;
+    for (let round = 0; round <= MAX_PART_NUMBER / PAGE; round++) {
+      const rows = await this.meta.listObjects({ bucket: MULTIPART_BUCKET, prefix: `p/${uploadId}/`, after, limit: PAGE });
+      yield* rows;
+      if (rows.length < PAGE) return;
+      after = rows.at(-1)!.key;
+    }
+  }
+
+  /** Delete the parts of an upload whose record is gone (a part landing later removes itself: confirmPart). */
+  private async sweepParts(uploadId: string): Promise<void> {
+    for (let round = 0; round <= MAX_PART_NUMBER / PAGE + 1; round++) {
+      const rows = await this.meta.listObjects({ bucket: MULTIPART_BUCKET, prefix: `p/${uploadId}/`, after: null, limit: PAGE });
+      for (const row of rows) await this.meta.deleteObject(MULTIPART_BUCKET, row.key);
+      if (rows.length < PAGE) return;
+    }
+  }
+}
+
+function uploadOf(bucket: string, key: string, uploadId: string, record: ObjectRecord): MultipartUpload {
+  const p = record.properties as { initiator?: string; content_type?: string; filename?: string; meta?: Record<string, string> };
+  return {
+    bucket,
+    key,
+    uploadId,
+    initiator: p.initiator ?? '',
+    initiated: record.createdAt,
+    expiresAt: record.expiresAt ?? Number.MAX_SAFE_INTEGER,
+    meta: {
+      ...(p.content_type !== undefined ? { contentType: p.content_type } : {}),
+      ...(p.filename !== undefined ? { filename: p.filename } : {}),
+      ...(p.meta !== undefined ? { properties: p.meta } : {}),
+    },
+  };
+}
+
+function partOf(row: ObjectRecord): StoredPart {
+  return {
+    partNumber: Number(row.key.slice(row.key.lastIndexOf('/') + 1)),
+    etag: row.etag ?? '',
+    size: row.size,
+    lastModified: row.revisionCreatedAt,
+  };
+}
+
+/**
+ * Blobs' content one after another as one stream, each opened only when the previous one ended. A chunk
+ * is copied out of the store's reused buffer and the next one is read only when the reader wants more
+ * (backpressure): at most about one chunk and the stream's 1 MiB buffer are held, whatever the sizes.
+ */
+export function concatContent(parts: readonly { open: () => Promise<BlobCopy>; size: number }[], onChunk?: (chunk: Buffer) => void): Readable {
+  let resume: (() => void) | undefined;
+  let stopped = false;
+  const wake = () => {
+    const r = resume;
+    resume = undefined;
+    r?.();
+  };
+  const out = new Readable({
+    highWaterMark: 1 << 20,
+    read: wake,
+    destroy(err, cb) {
+      stopped = true;
+      wake();
+      cb(err);
+    },
+  });
+  void (async () => {
+    for (const part of parts) {
+      if (stopped) return;
+      const copy = await part.open();
+      const copied = await copy.pipeTo(async (chunk) => {
+        if (stopped) throw new Error('the reader went away');
+        onChunk?.(chunk);
+        if (!out.push(Buffer.from(chunk))) await new Promise<void>((r) => (resume = r));
+      });
+      if (copied !== part.size) throw new BlobdError('internal_error', `a part's stored bytes are ${copied}, not ${part.size}`);
+    }
+    out.push(null);
+  })().catch((err: unknown) => {
+    if (!stopped) out.destroy(err instanceof Error ? err : new Error(String(err)));
+  });
+  return out;
+}
