@@ -424,11 +424,16 @@ export class MultipartUploads {
   private async writeTarget(info: MultipartUpload, listed: readonly CompletedPart[], principal: Principal): Promise<{ object: ObjectRecord; etag: string }> {
     const stored = new Map<number, ObjectRecord>();
     for await (const row of this.partRows(info.uploadId)) stored.set(Number(row.key.slice(row.key.lastIndexOf('/') + 1)), row);
-    const parts = listed.map((p, i) => {
+    // Every part is checked to exist before any size is: a missing part is InvalidPart, as S3 answers.
+    const parts = listed.map((p) => {
       const row = stored.get(p.partNumber);
       if (!row || row.etag === null || normEtag(row.etag) !== normEtag(p.etag)) {
         throw partProblem('invalid_part', `part ${p.partNumber} was not uploaded, or its ETag is not the one given`, { part_number: p.partNumber });
       }
+      return row;
+    });
+    parts.forEach((row, i) => {
+      const p = listed[i]!;
       if (i < listed.length - 1 && row.size < this.minPartSize) {
         throw partProblem('part_too_small', `part ${p.partNumber} is ${row.size} bytes; every part but the last is at least ${this.minPartSize}`, {
           part_number: p.partNumber,
@@ -436,7 +441,6 @@ export class MultipartUploads {
           min_size: this.minPartSize,
         });
       }
-      return row;
     });
     const md5s = Buffer.concat(parts.map((p) => Buffer.from(p.etag!, 'hex')));
     const etag = `${createHash('md5').update(md5s).digest('hex')}-${parts.length}`;

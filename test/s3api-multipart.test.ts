@@ -1,0 +1,347 @@
+// S3 multipart uploads as @aws-sdk/client-s3 and @aws-sdk/lib-storage use them, against one real daemon: a
+// 200 MiB upload with parallel parts (bytes read back through the native API, the md5-of-md5s-N ETag),
+// parts by hand out of order and uploaded twice, every refusal a complete can meet, uploads gone after abort
+// and complete, ListParts / ListMultipartUploads paging, UploadPartCopy, the hidden system bucket, scopes,
+// and GC while an upload is open. Also the long-complete answer (200, spaces, then the result or an Error).
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListBucketsCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  ListPartsCommand,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+  UploadPartCommand,
+  UploadPartCopyCommand,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { Hono } from 'hono';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { S3Error } from '../src/http/s3api/errors.ts';
+import { answerWhenDone } from '../src/http/s3api/multipart.ts';
+import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+
+const MiB = 1024 * 1024;
+const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
+/** What S3 clients check a multipart object's ETag against: MD5 of the parts' binary MD5s, then -N. */
+const multipartETag = (parts: readonly Uint8Array[]) =>
+  `"${createHash('md5').update(Buffer.concat(parts.map((p) => Buffer.from(md5(p), 'hex')))).digest('hex')}-${parts.length}"`;
+
+async function s3Error(p: Promise<unknown>): Promise<{ code: string; status: number | undefined }> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof S3ServiceException) return { code: err.name, status: err.$metadata.httpStatusCode };
+    throw err;
+  }
+  assert.fail('the call succeeded');
+}
+
+describe('S3 multipart uploads with @aws-sdk/client-s3 and lib-storage', () => {
+  let d: Daemon;
+  let s3: S3Client;
+  let keyOf: (scopes: string[]) => Promise<{ accessKeyId: string; secretAccessKey: string }>;
+  const clientWith = (credentials: { accessKeyId: string; secretAccessKey: string }) =>
+    new S3Client({ endpoint: d.s3Url, region: 'us-east-1', forcePathStyle: true, credentials, maxAttempts: 1 });
+  const Bucket = 'mp';
+
+  /** The native API's view of an object: its bytes' SHA-256 (streamed) and its JSON. */
+  const native = async (key: string) => {
+    const res = await d.api(`/api/buckets/${Bucket}/objects/${key}`);
+    assert.equal(res.status, 200);
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      hash.update(chunk);
+      size += chunk.length;
+    }
+    return { digest: `sha256:${hash.digest('hex')}`, size };
+  };
+  const get = async (key: string) => Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket, Key: key }))).Body!.transformToByteArray());
+  const create = async (key: string) => (await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: key }))).UploadId!;
+  const part = async (key: string, uploadId: string, n: number, body: Uint8Array) =>
+    (await s3.send(new UploadPartCommand({ Bucket, Key: key, UploadId: uploadId, PartNumber: n, Body: body }))).ETag!;
+  const complete = (key: string, uploadId: string, parts: { PartNumber: number; ETag: string }[]) =>
+    s3.send(new CompleteMultipartUploadCommand({ Bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts } }));
+
+  before(async () => {
+    // No grace: a GC pass removes every blob nothing references, at once.
+    d = await startDaemon({ args: ['--gc-grace', '0s'] });
+    assert.ok(d.s3Url, `the daemon names its S3 API:\n${d.output()}`);
+    keyOf = async (scopes) => {
+      const res = await d.api('/api/s3-keys', { method: 'POST', body: JSON.stringify({ scopes }), headers: { 'content-type': 'application/json' } });
+      assert.equal(res.status, 201, await res.clone().text());
+      const k = (await res.json()) as { access_key_id: string; secret_access_key: string };
+      return { accessKeyId: k.access_key_id, secretAccessKey: k.secret_access_key };
+    };
+    s3 = clientWith(await keyOf(['admin']));
+    await s3.send(new CreateBucketCommand({ Bucket }));
+  });
+  after(async () => {
+    s3?.destroy();
+    await d.stop();
+    await removeDir(path.dirname(d.dataDir));
+  });
+
+  test('lib-storage: 200 MiB in 5 MiB parts, 4 at a time; the native API reads the same bytes; the ETag is md5-of-md5s-40', async () => {
+    const total = 200 * MiB;
+    const hash = createHash('sha256');
+    const parts: Buffer[] = [];
+    // Generated as it is read (never 200 MiB at once here): each 5 MiB part's MD5 is kept for the ETag.
+    let current: Buffer[] = [];
+    let currentSize = 0;
+    const body = Readable.from(
+      (function* () {
+        for (let sent = 0; sent < total; sent += MiB) {
+          const chunk = randomBytes(MiB);
+          hash.update(chunk);
+          current.push(chunk);
+          currentSize += chunk.length;
+          if (currentSize === 5 * MiB) {
+            parts.push(Buffer.from(md5(Buffer.concat(current)), 'hex'));
+            current = [];
+            currentSize = 0;
+          }
+          yield chunk;
+        }
+      })(),
+    );
+    const upload = new Upload({ client: s3, params: { Bucket, Key: 'big.bin', Body: body, ContentType: 'application/x-big' }, queueSize: 4, partSize: 5 * MiB });
+    const done = await upload.done();
+    assert.equal(parts.length, 40);
+    const expectedETag = `"${createHash('md5').update(Buffer.concat(parts)).digest('hex')}-40"`;
+    assert.equal(done.ETag, expectedETag);
+    const head = await s3.send(new HeadObjectCommand({ Bucket, Key: 'big.bin' }));
+    assert.equal(head.ETag, expectedETag);
+    assert.equal(head.ContentLength, total);
+    assert.equal(head.ContentType, 'application/x-big');
+    assert.deepEqual(await native('big.bin'), { digest: `sha256:${hash.digest('hex')}`, size: total });
+    // Nothing of the upload is left: no upload listed.
+    assert.deepEqual((await s3.send(new ListMultipartUploadsCommand({ Bucket }))).Uploads ?? [], []);
+  });
+
+  test('parts by hand: out of order (3, 1, 2), part 2 uploaded twice (the last wins), ListParts paged; metadata from Create', async () => {
+    const key = 'by-hand.bin';
+    const UploadId = (await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: key, ContentType: 'text/x-parts', Metadata: { origin: 'hand' } }))).UploadId!;
+    const p = [randomBytes(5 * MiB), randomBytes(5 * MiB), randomBytes(1000)];
+    const e3 = await part(key, UploadId, 3, p[2]!);
+    const e1 = await part(key, UploadId, 1, p[0]!);
+    await part(key, UploadId, 2, randomBytes(5 * MiB));
+    const e2 = await part(key, UploadId, 2, p[1]!);
+    assert.equal(e1, `"${md5(p[0]!)}"`);
+
+    const first = await s3.send(new ListPartsCommand({ Bucket, Key: key, UploadId, MaxParts: 2 }));
+    assert.deepEqual(first.Parts?.map((x) => [x.PartNumber, x.ETag, x.Size]), [[1, e1, 5 * MiB], [2, e2, 5 * MiB]]);
+    assert.equal(first.IsTruncated, true);
+    const second = await s3.send(new ListPartsCommand({ Bucket, Key: key, UploadId, PartNumberMarker: first.NextPartNumberMarker }));
+    assert.deepEqual(second.Parts?.map((x) => [x.PartNumber, x.ETag, x.Size]), [[3, e3, 1000]]);
+    assert.equal(second.IsTruncated, false);
+
+    const done = await complete(key, UploadId, [{ PartNumber: 1, ETag: e1 }, { PartNumber: 2, ETag: e2 }, { PartNumber: 3, ETag: e3 }]);
+    assert.equal(done.ETag, multipartETag(p));
+    assert.equal(done.Key, key);
+    assert.ok(Buffer.concat(p).equals(await get(key)));
+    const head = await s3.send(new HeadObjectCommand({ Bucket, Key: key }));
+    assert.equal(head.ContentType, 'text/x-parts');
+    assert.deepEqual(head.Metadata, { origin: 'hand' });
+    // Completed: the upload is gone for every operation.
+    assert.deepEqual(await s3Error(complete(key, UploadId, [{ PartNumber: 1, ETag: e1 }])), { code: 'NoSuchUpload', status: 404 });
+    assert.deepEqual(await s3Error(part(key, UploadId, 4, Buffer.from('x'))), { code: 'NoSuchUpload', status: 404 });
+    assert.deepEqual(await s3Error(s3.send(new ListPartsCommand({ Bucket, Key: key, UploadId }))), { code: 'NoSuchUpload', status: 404 });
+  });
+
+  test('complete refuses: InvalidPart (unknown part or wrong ETag), InvalidPartOrder, EntityTooSmall; the upload stays usable', async () => {
+    const key = 'refused.bin';
+    const UploadId = await create(key);
+    const small = [randomBytes(100), randomBytes(100)];
+    const e1 = await part(key, UploadId, 1, small[0]!);
+    const e2 = await part(key, UploadId, 2, small[1]!);
+    assert.deepEqual(await s3Error(complete(key, UploadId, [{ PartNumber: 1, ETag: e1 }, { PartNumber: 3, ETag: e2 }])), { code: 'InvalidPart', status: 400 });
+    assert.deepEqual(await s3Error(complete(key, UploadId, [{ PartNumber: 1, ETag: e2 }])), { code: 'InvalidPart', status: 400 });
+    assert.deepEqual(await s3Error(complete(key, UploadId, [{ PartNumber: 2, ETag: e2 }, { PartNumber: 1, ETag: e1 }])), { code: 'InvalidPartOrder', status: 400 });
+    assert.deepEqual(await s3Error(complete(key, UploadId, [{ PartNumber: 1, ETag: e1 }, { PartNumber: 2, ETag: e2 }])), { code: 'EntityTooSmall', status: 400 });
+    assert.deepEqual(await s3Error(s3.send(new GetObjectCommand({ Bucket, Key: key }))), { code: 'NoSuchKey', status: 404 });
+    // Still open after every refusal: the last part alone may be small.
+    const done = await complete(key, UploadId, [{ PartNumber: 2, ETag: e2 }]);
+    assert.equal(done.ETag, multipartETag([small[1]!]));
+    assert.ok(small[1]!.equals(await get(key)));
+  });
+
+  test('abort: the upload and its parts are gone (NoSuchUpload), as is an id never given out', async () => {
+    const key = 'aborted.bin';
+    const UploadId = await create(key);
+    const e1 = await part(key, UploadId, 1, randomBytes(1000));
+    await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: key, UploadId }));
+    assert.deepEqual(await s3Error(part(key, UploadId, 2, Buffer.from('x'))), { code: 'NoSuchUpload', status: 404 });
+    assert.deepEqual(await s3Error(complete(key, UploadId, [{ PartNumber: 1, ETag: e1 }])), { code: 'NoSuchUpload', status: 404 });
+    assert.deepEqual(await s3Error(s3.send(new ListPartsCommand({ Bucket, Key: key, UploadId }))), { code: 'NoSuchUpload', status: 404 });
+    assert.deepEqual(await s3Error(s3.send(new AbortMultipartUploadCommand({ Bucket, Key: key, UploadId }))), { code: 'NoSuchUpload', status: 404 });
+    for (const bad of ['not-an-upload-id', '0190aaaa-0000-7000-8000-000000000000']) {
+      assert.deepEqual(await s3Error(part(key, bad, 1, Buffer.from('x'))), { code: 'NoSuchUpload', status: 404 });
+    }
+    // An upload id belongs to its bucket and key.
+    const other = await create(key);
+    assert.deepEqual(await s3Error(part('elsewhere.bin', other, 1, Buffer.from('x'))), { code: 'NoSuchUpload', status: 404 });
+    await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: key, UploadId: other }));
+  });
+
+  test('ListMultipartUploads: key order, paging by key and upload id markers, prefix, delimiter', async () => {
+    const keys = ['list/a', 'list/b', 'list/b', 'list/dir/x', 'list/dir/y'];
+    const ids: string[] = [];
+    for (const k of keys) ids.push(await create(k));
+    const all: [string, string][] = [];
+    let page = await s3.send(new ListMultipartUploadsCommand({ Bucket, Prefix: 'list/', MaxUploads: 2 }));
+    for (let n = 0; n < 10; n++) {
+      all.push(...(page.Uploads ?? []).map((u): [string, string] => [u.Key!, u.UploadId!]));
+      if (!page.IsTruncated) break;
+      assert.equal(page.Uploads?.length, 2);
+      page = await s3.send(
+        new ListMultipartUploadsCommand({ Bucket, Prefix: 'list/', MaxUploads: 2, KeyMarker: page.NextKeyMarker, UploadIdMarker: page.NextUploadIdMarker }),
+      );
+    }
+    assert.deepEqual(all, keys.map((k, i) => [k, ids[i]!]));
+    const grouped = await s3.send(new ListMultipartUploadsCommand({ Bucket, Prefix: 'list/', Delimiter: '/' }));
+    assert.deepEqual(grouped.Uploads?.map((u) => u.Key), ['list/a', 'list/b', 'list/b']);
+    assert.deepEqual(grouped.CommonPrefixes?.map((p) => p.Prefix), ['list/dir/']);
+    const afterKey = await s3.send(new ListMultipartUploadsCommand({ Bucket, Prefix: 'list/', KeyMarker: 'list/b' }));
+    assert.deepEqual(afterKey.Uploads?.map((u) => u.Key), ['list/dir/x', 'list/dir/y']);
+    for (const [i, k] of keys.entries()) await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: k, UploadId: ids[i]! }));
+    assert.deepEqual((await s3.send(new ListMultipartUploadsCommand({ Bucket, Prefix: 'list/' }))).Uploads ?? [], []);
+  });
+
+  test('UploadPartCopy: a byte range of an object, and a whole object; the result holds exactly those bytes', async () => {
+    const source = randomBytes(6 * MiB);
+    await s3.send(new PutObjectCommand({ Bucket, Key: 'copy-source.bin', Body: source }));
+    const key = 'copied.bin';
+    const UploadId = await create(key);
+    const ranged = await s3.send(
+      new UploadPartCopyCommand({ Bucket, Key: key, UploadId, PartNumber: 1, CopySource: `${Bucket}/copy-source.bin`, CopySourceRange: `bytes=${MiB}-${6 * MiB - 1}` }),
+    );
+    assert.equal(ranged.CopyPartResult?.ETag, `"${md5(source.subarray(MiB))}"`);
+    const whole = await s3.send(new UploadPartCopyCommand({ Bucket, Key: key, UploadId, PartNumber: 2, CopySource: `${Bucket}/copy-source.bin` }));
+    assert.equal(whole.CopyPartResult?.ETag, `"${md5(source)}"`);
+    assert.deepEqual(
+      await s3Error(s3.send(new UploadPartCopyCommand({ Bucket, Key: key, UploadId, PartNumber: 3, CopySource: `${Bucket}/copy-source.bin`, CopySourceRange: `bytes=0-${6 * MiB}` }))),
+      { code: 'InvalidArgument', status: 400 },
+    );
+    const done = await complete(key, UploadId, [
+      { PartNumber: 1, ETag: ranged.CopyPartResult!.ETag! },
+      { PartNumber: 2, ETag: whole.CopyPartResult!.ETag! },
+    ]);
+    assert.equal(done.ETag, multipartETag([source.subarray(MiB), source]));
+    assert.ok(Buffer.concat([source.subarray(MiB), source]).equals(await get(key)));
+  });
+
+  test('the system bucket is invisible: not in ListBuckets (S3 or native), not reachable by name', async () => {
+    const UploadId = await create('hidden.bin');
+    await part('hidden.bin', UploadId, 1, Buffer.from('x'));
+    const listed = await s3.send(new ListBucketsCommand({}));
+    assert.deepEqual(listed.Buckets?.map((b) => b.Name), [Bucket]);
+    const nativeList = (await (await d.api('/api/buckets')).json()) as { items: { name: string }[] };
+    assert.deepEqual(nativeList.items.map((b) => b.name), [Bucket]);
+    assert.equal((await d.api('/api/buckets/.s3-multipart/objects')).status, 400);
+    assert.equal((await s3Error(s3.send(new ListObjectsV2Command({ Bucket: '.s3-multipart' })))).status, 400);
+    await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: 'hidden.bin', UploadId }));
+  });
+
+  test('scopes: a read-only key lists uploads and parts but may not start, upload to, complete or abort one', async () => {
+    const reader = clientWith(await keyOf([`bucket:${Bucket}:read`]));
+    try {
+      const UploadId = await create('scoped.bin');
+      const e1 = await part('scoped.bin', UploadId, 1, Buffer.from('x'));
+      const denied = { code: 'AccessDenied', status: 403 };
+      assert.deepEqual(await s3Error(reader.send(new CreateMultipartUploadCommand({ Bucket, Key: 'scoped.bin' }))), denied);
+      assert.deepEqual(await s3Error(reader.send(new UploadPartCommand({ Bucket, Key: 'scoped.bin', UploadId, PartNumber: 2, Body: 'y' }))), denied);
+      assert.deepEqual(
+        await s3Error(reader.send(new CompleteMultipartUploadCommand({ Bucket, Key: 'scoped.bin', UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: e1 }] } }))),
+        denied,
+      );
+      assert.deepEqual(await s3Error(reader.send(new AbortMultipartUploadCommand({ Bucket, Key: 'scoped.bin', UploadId }))), denied);
+      assert.equal((await reader.send(new ListPartsCommand({ Bucket, Key: 'scoped.bin', UploadId }))).Parts?.length, 1);
+      assert.ok((await reader.send(new ListMultipartUploadsCommand({ Bucket }))).Uploads?.some((u) => u.UploadId === UploadId));
+      await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: 'scoped.bin', UploadId }));
+    } finally {
+      reader.destroy();
+    }
+  });
+
+  test('GC while an upload is open keeps its parts (the complete gives the right bytes); after an abort it frees them', async () => {
+    const gc = async () => {
+      const res = await d.api('/api/admin/gc', { method: 'POST' });
+      assert.equal(res.status, 200);
+      return (await res.json()) as { blobs_removed: number; bytes_freed: number };
+    };
+    // What a pass frees: the parts' bytes, besides an upload record's few bytes of state (a marker of its
+    // own blob, shared by every upload in that state).
+    const freesParts = (freed: { blobs_removed: number; bytes_freed: number }, parts: readonly Buffer[]) => {
+      const size = parts.reduce((sum, p) => sum + p.length, 0);
+      assert.ok(freed.blobs_removed >= parts.length && freed.bytes_freed >= size && freed.bytes_freed < size + 100, JSON.stringify(freed));
+    };
+    await gc(); // whatever earlier tests left
+    const key = 'gc.bin';
+    const UploadId = await create(key);
+    const p = [randomBytes(5 * MiB), randomBytes(300)];
+    const etags = [await part(key, UploadId, 1, p[0]!), await part(key, UploadId, 2, p[1]!)];
+    assert.equal((await gc()).blobs_removed, 0);
+    await complete(key, UploadId, etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })));
+    assert.ok(Buffer.concat(p).equals(await get(key)));
+    // The parts' blobs are garbage now that the object holds the bytes.
+    freesParts(await gc(), p);
+
+    const dropped = await create('gc-aborted.bin');
+    const kept = randomBytes(1000);
+    await part('gc-aborted.bin', dropped, 1, kept);
+    assert.equal((await gc()).blobs_removed, 0);
+    await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: 'gc-aborted.bin', UploadId: dropped }));
+    freesParts(await gc(), [kept]);
+  });
+});
+
+describe('a long complete: 200 at once, spaces while it runs, then the result or an Error document', () => {
+  const serve = (work: () => Promise<{ body: { ETag: string } }>) => {
+    const app = new Hono();
+    app.post('/', (c) =>
+      answerWhenDone(c as never, work(), {
+        root: 'CompleteMultipartUploadResult',
+        resource: '/b/k',
+        requestId: 'req-1',
+        keepAliveMs: 20,
+        translate: (err) => (err instanceof S3Error ? err : new S3Error('InternalError', 500, 'failed')),
+      }),
+    );
+    return app;
+  };
+  const later = <T>(ms: number, fn: () => T) => new Promise<T>((resolve, reject) => setTimeout(() => {
+    try {
+      resolve(fn());
+    } catch (err) {
+      reject(err as Error);
+    }
+  }, ms));
+
+  test('success after the first interval: the result after the spaces', async () => {
+    const res = await serve(() => later(200, () => ({ body: { ETag: '"abc-2"' } }))).request('/', { method: 'POST' });
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.match(text, /^<\?xml version="1.0" encoding="UTF-8"\?>\n +<CompleteMultipartUploadResult xmlns="[^"]+"><ETag>&quot;abc-2&quot;<\/ETag><\/CompleteMultipartUploadResult>$/);
+  });
+
+  test('failure after the answer started: an Error document in the 200 body', async () => {
+    const res = await serve(() => later(200, () => {
+      throw new S3Error('QuotaExceeded', 403, 'over quota');
+    })).request('/', { method: 'POST' });
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /^<\?xml[^>]*>\n +<Error><Code>QuotaExceeded<\/Code><Message>over quota<\/Message><Resource>\/b\/k<\/Resource><RequestId>req-1<\/RequestId><\/Error>$/);
+  });
+
+});
