@@ -36,6 +36,10 @@ import { loadOrCreateNodeId } from './storage/fs/node-id.ts';
 import { NodeCoordination } from './core/coordination.ts';
 import { SharedKeys } from './core/shared-keys.ts';
 import { S3Keys } from './core/s3-keys.ts';
+import { MultipartUploads } from './core/multipart-uploads.ts';
+import { createS3App } from './http/s3api/app.ts';
+import { errorXml, S3Error } from './http/s3api/errors.ts';
+import * as multipartOperations from './http/s3api/multipart.ts';
 
 export const VERSION = '0.1.0';
 
@@ -140,6 +144,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     : pino({ level: config.logLevel, base: { pid: process.pid } });
   const layout = new DataLayout(config.dataDir);
   if (config.port !== 0) await checkCanListen(config.port, config.host);
+  if (config.s3Api && config.s3Api.port !== 0) await checkCanListen(config.s3Api.port, config.host);
   const dataDir = await securePrivateDataDir(layout.root, config.insecureDataDir);
   if (dataDir.adoptedFrom !== undefined) {
     logger.info({ data: layout.root, mode: octal(dataDir.adoptedFrom) }, 'the empty data directory was open to other users; made it 0700');
@@ -292,6 +297,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
   process.on('unhandledRejection', onRejection);
 
   let closing: Promise<void> | undefined;
+  let s3Server: ReturnType<typeof createServer> | undefined;
+  let s3Url: string | undefined;
   const gcPacer = paceYoungGc();
   const paced = (res: { once(event: 'close', fn: () => void): unknown }) => res.once('close', gcPacer.request());
   /** A node:http server for one front (the native API, the S3 API): the same timeouts and refusals for both. */
@@ -335,13 +342,15 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const url = `http://${host}:${address.port}`;
   logger.info({ url, data: layout.root }, 'listening');
 
+
   const close = () =>
     (closing ??= (async () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const servers = s3Server ? [server, s3Server] : [server];
+      const closed = Promise.all(servers.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))));
       // Idle keep-alive connections would hold close() open; in-flight ones get until the timeout.
-      const idle = setInterval(() => server.closeIdleConnections(), 50);
-      const deadline = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
-      server.closeIdleConnections();
+      const idle = setInterval(() => servers.forEach((srv) => srv.closeIdleConnections()), 50);
+      const deadline = setTimeout(() => servers.forEach((srv) => srv.closeAllConnections()), config.shutdownTimeoutMs);
+      servers.forEach((srv) => srv.closeIdleConnections());
       clearInterval(sweeper);
       clearInterval(collector);
       gcPacer.stop();
@@ -357,5 +366,37 @@ export async function startServer(config: Config): Promise<RunningServer> {
       logger.info('stopped');
     })());
 
-  return { url, logger, routes: listRoutes(app), close };
+  // The S3-compatible API: a second front over the same services, on a listener of its own.
+  if (config.s3Api) {
+    const s3App = createS3App(
+      {
+        logger,
+        access,
+        catalog,
+        blobs,
+        s3Keys,
+        multipart: new MultipartUploads(meta, catalog, blobs, { ttlMs: config.uploadTtlMs }),
+        region: config.s3Api.region,
+        domain: config.s3Api.domain,
+        maxBlobSize: config.maxBlobSize,
+        sendTimeoutMs: config.sendTimeoutMs,
+        metrics,
+      },
+      { multipart: multipartOperations },
+    );
+    s3Server = httpServer(s3App.fetch, () =>
+      new Response(errorXml(new S3Error('InvalidRequest', 400, 'malformed request'), '/', ''), { status: 400, headers: { 'Content-Type': 'application/xml' } }),
+    );
+    try {
+      const s3Address = await listen(s3Server, config.s3Api.port, config.host);
+      s3Url = `http://${s3Address.family === 'IPv6' ? `[${s3Address.address}]` : s3Address.address}:${s3Address.port}`;
+    } catch (err) {
+      s3Server = undefined;
+      await close();
+      throw err;
+    }
+    logger.info({ url: s3Url }, 's3 api listening');
+  }
+
+  return { url, s3Url, logger, routes: listRoutes(app), close };
 }

@@ -101,8 +101,8 @@ describe('bin/blobd launcher', () => {
       let out = '';
       child.stdout!.on('data', (d: Buffer) => (out += d));
       const deadline = Date.now() + 60_000;
-      while (!/listening on (\S+)/.test(out) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
-      const url = /listening on (\S+)/.exec(out)?.[1];
+      while (!/blobd listening on (\S+)/.test(out) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+      const url = /blobd listening on (\S+)/.exec(out)?.[1];
       assert.ok(url, `the daemon did not start: ${out}`);
       const res = await fetch(`${url}/readyz`);
       assert.equal(res.status, 200);
