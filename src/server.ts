@@ -375,7 +375,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
         catalog,
         blobs,
         s3Keys,
-        multipart: new MultipartUploads(meta, catalog, blobs, { ttlMs: config.uploadTtlMs }),
+        // Parts expire with their upload, set once at its start: never sooner than S3 clients expect of a slow big upload.
+        multipart: new MultipartUploads(meta, catalog, blobs, { ttlMs: Math.max(config.uploadTtlMs, 7 * 86_400_000) }),
         region: config.s3Api.region,
         domain: config.s3Api.domain,
         maxBlobSize: config.maxBlobSize,
