@@ -13,6 +13,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import type { Principal } from '../src/core/auth.ts';
+import { BlobdError } from '../src/core/errors.ts';
 import { CHECKSUM_ALGORITHMS, createChecksum, type ChecksumAlgorithm } from '../src/http/s3api/checksums.ts';
 import { errorXml, S3Error, toS3Error } from '../src/http/s3api/errors.ts';
 import { verifiedBody } from '../src/http/s3api/payload.ts';
@@ -173,6 +174,33 @@ describe('SigV4 in the Authorization header', () => {
     assert.ok(await verifyRequest({ ...req, rawPath: '/bucket/a+b!c%20d' }, keys, WHEN));
     assert.ok(await verifyRequest({ ...req, rawPath: '/bucket/a%2bb%21c%20d' }, keys, WHEN), 'lower-case escapes');
     await refused(verifyRequest({ ...req, rawPath: '/bucket/a+b!c%20e' }, keys, WHEN), 'SignatureDoesNotMatch', 403);
+  });
+
+  test('bad escapes and bytes that are not UTF-8 in a path are compared as bytes, never a crash', async () => {
+    for (const path of ['/bucket/%FF%FE', '/bucket/a%zz%', '/bucket/%E0%A4%A']) {
+      assert.ok(await verifyRequest(await headerSigned({ path }), keys, WHEN), path);
+      const other = await headerSigned({ path: '/bucket/x' });
+      await refused(verifyRequest({ ...other, rawPath: path }, keys, WHEN), 'SignatureDoesNotMatch', 403);
+    }
+  });
+
+  test('the Date header stands in for x-amz-date when that is absent', async () => {
+    // SignatureV4 always adds x-amz-date, so this request is built by hand as a client signing Date would, and
+    // its string to sign signed by the SDK (signer.sign(string) derives the key and HMACs).
+    const date = 'Thu, 03 Dec 2026 12:00:00 GMT';
+    const canonical = ['GET', '/bucket/key.txt', '', `date:${date}`, `host:${HOST}`, 'x-amz-content-sha256:UNSIGNED-PAYLOAD', '', 'date;host;x-amz-content-sha256', 'UNSIGNED-PAYLOAD'].join('\n');
+    const scope = '20261203/us-east-1/s3/aws4_request';
+    const toSign = `AWS4-HMAC-SHA256\n20261203T120000Z\n${scope}\n${createHash('sha256').update(canonical).digest('hex')}`;
+    const signature = await signer().sign(toSign, { signingDate: WHEN });
+    const headers = {
+      host: HOST,
+      date,
+      'x-amz-content-sha256': 'UNSIGNED-PAYLOAD',
+      authorization: `AWS4-HMAC-SHA256 Credential=${ACCESS_KEY}/${scope}, SignedHeaders=date;host;x-amz-content-sha256, Signature=${signature}`,
+    };
+    const verified = await verifyRequest({ method: 'GET', rawPath: '/bucket/key.txt', rawQuery: '', headers }, keys, WHEN);
+    assert.equal(verified?.amzDate, '20261203T120000Z');
+    await refused(verifyRequest({ method: 'GET', rawPath: '/bucket/key.txt', rawQuery: '', headers: { ...headers, date: 'Thu, 03 Dec 2026 12:00:01 GMT' } }, keys, WHEN), 'SignatureDoesNotMatch', 403);
   });
 
   test('clock skew: 14 minutes either way is fine, 16 is RequestTimeTooSkewed', async () => {
@@ -564,6 +592,17 @@ describe('verifiedBody checks', () => {
         assert.equal(await ours.digest(), await sdkChecksum(algorithm, input), `${algorithm} of ${input.length} bytes`);
       }
     }
+  });
+
+  test('a body nobody signed cannot claim signed chunks; a trailer needs aws-chunked; a cut request is request_aborted', async () => {
+    await bodyRefused(verifiedBody(pieces(DATA), null, { 'x-amz-content-sha256': 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD' }), 'InvalidRequest', 400);
+    await bodyRefused(verifiedBody(pieces(DATA), null, { 'x-amz-trailer': 'x-amz-checksum-crc32' }), 'InvalidRequest', 400);
+    await bodyRefused(verifiedBody(pieces(DATA), null, { 'x-amz-trailer': 'x-amz-checksum-md5', 'content-encoding': 'aws-chunked' }), 'InvalidRequest', 400);
+    const cut = new Readable({ read() {} });
+    cut.push(DATA.subarray(0, 1000));
+    const vb = verifiedBody(cut, null, { 'content-length': String(DATA.length) });
+    setImmediate(() => cut.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })));
+    await assert.rejects(consume(vb), (err: unknown) => err instanceof BlobdError && err.code === 'request_aborted');
   });
 
   test('failures arrive before the end: a consumer committing on end never sees end', async () => {

@@ -277,29 +277,27 @@ function canonicalQueryString(query: Query): string {
     .join('&');
 }
 
-/** The path as sent, then (when different) AWS's canonical encoding of its decoded bytes. */
-function canonicalUris(rawPath: string): string[] {
+/** The path as sent, then (when different) AWS's canonical encoding of its decoded bytes; the second only if asked. */
+function* canonicalUris(rawPath: string): Generator<string> {
   const path = rawPath === '' ? '/' : rawPath;
+  yield path;
   const canonical = uriEncode(percentDecode(path), false);
-  return canonical === path ? [path] : [path, canonical];
+  if (canonical !== path) yield canonical;
 }
 
 /** %XX escapes to bytes; anything else (a bad escape too) as its UTF-8 bytes. Works on bytes so keys that are not UTF-8 still round-trip. */
 function percentDecode(text: string): Buffer {
   if (!text.includes('%')) return Buffer.from(text, 'utf8');
-  const bytes: number[] = [];
-  for (let i = 0; i < text.length; i++) {
-    const ch = text.charCodeAt(i);
-    if (ch === 0x25 && i + 2 < text.length && /^[0-9A-Fa-f]{2}$/.test(text.slice(i + 1, i + 3))) {
-      bytes.push(parseInt(text.slice(i + 1, i + 3), 16));
-      i += 2;
-    } else {
-      const cp = text.codePointAt(i)!;
-      if (cp > 0xffff) i++;
-      for (const b of Buffer.from(String.fromCodePoint(cp), 'utf8')) bytes.push(b);
-    }
+  const parts: Buffer[] = [];
+  let from = 0;
+  // Bounded: each match moves past its escape; the text between escapes is copied as UTF-8.
+  for (const match of text.matchAll(/%([0-9A-Fa-f]{2})/g)) {
+    if (match.index > from) parts.push(Buffer.from(text.slice(from, match.index), 'utf8'));
+    parts.push(Buffer.of(parseInt(match[1]!, 16)));
+    from = match.index + 3;
   }
-  return Buffer.from(bytes);
+  if (from < text.length) parts.push(Buffer.from(text.slice(from), 'utf8'));
+  return Buffer.concat(parts);
 }
 
 const HEX = '0123456789ABCDEF';
