@@ -1,5 +1,6 @@
 // The one download path for blob bytes: ETag and If-None-Match (304), a single Range (206/416), HEAD
-// without opening the file, Cache-Control and Content-Disposition. Object downloads reuse it.
+// without opening the file, Cache-Control and Content-Disposition. Object downloads reuse it; the S3 front
+// decides its own headers and conditions and reuses the streaming part (streamContent).
 import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { BlobCopy, ByteRange } from '../core/blobs.ts';
@@ -99,7 +100,20 @@ export async function sendBlob(c: Context<AppEnv>, blob: SendableBlob): Promise<
 
   // HEAD: say everything, open nothing — a stream that nobody reads would leak its descriptor.
   if (c.req.method === 'HEAD' || blob.size === 0) return c.body(null, status, headers);
-  const copy = await blob.open(range);
+  return streamContent(c, status, headers, () => blob.open(range));
+}
+
+/**
+ * Sends content whose status and headers (Content-Length included) the caller decided: the S3 front's
+ * GetObject uses it after its own conditions and ranges. Not for HEAD or empty content (nothing to open).
+ */
+export async function streamContent(
+  c: Context<AppEnv>,
+  status: 200 | 206,
+  headers: Record<string, string>,
+  open: () => Promise<BlobCopy>,
+): Promise<Response> {
+  const copy = await open();
   const outgoing = c.env?.outgoing;
   if (!outgoing) return c.body(webStream(copy), status, headers);
   // Hot path: write the file straight to the socket, through buffers the byte store reuses (see BlobCopy: no

@@ -3,7 +3,7 @@
 import type { Context } from 'hono';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import type { AccessControl, Principal } from '../../core/auth.ts';
+import type { AccessControl, Need, Principal } from '../../core/auth.ts';
 import type { BlobService } from '../../core/blobs.ts';
 import type { CatalogService } from '../../core/catalog.ts';
 import type { AppEnv } from '../env.ts';
@@ -51,4 +51,13 @@ export interface S3Call {
   bodyChecksum(): { readonly header: string; readonly value: string } | undefined;
   /** The content's length as the client declared it (x-amz-decoded-content-length or Content-Length). */
   readonly declaredSize: number | undefined;
+  /** The decoded path as S3 names the resource in error bodies (`/bucket/key`). */
+  readonly resource: string;
+  /** A request header (lower-case name), as sent. */
+  header(name: string): string | undefined;
+  /**
+   * Asks core's one authorization decision (AccessControl.authorize) whether the caller may do `need`;
+   * throws (AccessDenied once translated) when not. Every operation calls it before touching anything.
+   */
+  authorize(need: Need): Promise<void>;
 }

@@ -1,0 +1,138 @@
+// ListObjectsV2 and ListObjects (V1) over core's keyset-paged listing (prefix, delimiter, cursor). The
+// continuation token is core's cursor as it is; start-after and marker start the listing after a key.
+import { encodeCursor } from '../../core/paging.ts';
+import type { ListPage } from '../../core/catalog.ts';
+import type { ObjectRecord } from '../../storage/metadata-store.ts';
+import { bucketOf, ownerXml } from './buckets.ts';
+import type { S3Call } from './context.ts';
+import { S3Error } from './errors.ts';
+import { s3ETag } from './metadata.ts';
+import { xmlAnswer, type XmlNode } from './xml.ts';
+
+/** Sorts after every key (core's listing bound): `group + KEY_END` is past a whole common prefix. */
+const KEY_END = '\u{10FFFF}';
+
+/**
+ * A cursor that starts the listing after `key`. TEMPORARY (see /tmp/requests/s3-front.md #5): built with
+ * core's cursor encoding until ListOptions takes a start-after key of its own.
+ */
+function cursorAfter(key: string): string {
+  return encodeCursor({ a: key });
+}
+
+/** encoding-type=url: as S3 encodes (application/x-www-form-urlencoded, '/' kept), what clients unquote_plus. */
+function urlEncode(text: string): string {
+  return encodeURIComponent(text)
+    .replace(/%20/g, '+')
+    .replace(/%2F/g, '/')
+    .replace(/[!'()*]/g, (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+function maxKeysOf(call: S3Call): number {
+  const raw = call.query.get('max-keys');
+  if (raw === null || raw === '') return 1000;
+  if (!/^\d{1,10}$/.test(raw)) throw new S3Error('InvalidArgument', 400, 'Provided max-keys not an integer or within integer range', { ArgumentName: 'max-keys', ArgumentValue: raw.slice(0, 100) });
+  return Math.min(Number(raw), 1000);
+}
+
+function encodingOf(call: S3Call): (text: string) => string {
+  const encoding = call.query.get('encoding-type');
+  if (encoding === null) return (t) => t;
+  if (encoding.toLowerCase() !== 'url') throw new S3Error('InvalidArgument', 400, 'Invalid Encoding Method specified in Request', { ArgumentName: 'encoding-type', ArgumentValue: encoding.slice(0, 100) });
+  return urlEncode;
+}
+
+/** A page of at most `maxKeys` entries (0 asks nothing of core: S3 answers an empty, untruncated page). */
+async function page(call: S3Call, bucket: string, opts: { prefix: string; delimiter: string; maxKeys: number; cursor?: string }): Promise<ListPage> {
+  await call.authorize({ action: 'bucket:read', bucket });
+  if (opts.maxKeys === 0) {
+    await call.deps.catalog.getBucket(bucket);
+    return { items: [], commonPrefixes: [], nextCursor: null };
+  }
+  return call.deps.catalog.listObjects(bucket, {
+    ...(opts.prefix !== '' ? { prefix: opts.prefix } : {}),
+    ...(opts.delimiter !== '' ? { delimiter: opts.delimiter } : {}),
+    limit: opts.maxKeys,
+    ...(opts.cursor !== undefined ? { cursor: opts.cursor } : {}),
+  });
+}
+
+function contents(items: ObjectRecord[], enc: (t: string) => string, withOwner: boolean): XmlNode[] {
+  return items.map((o) => ({
+    Key: enc(o.key),
+    LastModified: new Date(o.revisionCreatedAt).toISOString(),
+    ETag: s3ETag(o),
+    Size: o.size,
+    ...(withOwner ? { Owner: ownerXml(o.createdBy ?? 'blobd') } : {}),
+    StorageClass: 'STANDARD',
+  }));
+}
+
+/**
+ * Where a listing after `key` starts. With a delimiter, a key that is itself a common prefix (one we gave
+ * out as NextMarker, or a client's start-after) means "after that whole group".
+ */
+function startAfter(key: string, prefix: string, delimiter: string): string {
+  if (delimiter !== '' && key.startsWith(prefix) && key.endsWith(delimiter) && key.indexOf(delimiter, prefix.length) === key.length - delimiter.length) {
+    return cursorAfter(key + KEY_END);
+  }
+  return cursorAfter(key);
+}
+
+export async function listObjectsV2(call: S3Call): Promise<Response> {
+  const bucket = bucketOf(call);
+  const q = call.query;
+  const prefix = q.get('prefix') ?? '';
+  const delimiter = q.get('delimiter') ?? '';
+  const maxKeys = maxKeysOf(call);
+  const enc = encodingOf(call);
+  const token = q.get('continuation-token');
+  const after = q.get('start-after') ?? '';
+  if (token === '') throw new S3Error('InvalidArgument', 400, 'The continuation token provided is incorrect', { ArgumentName: 'continuation-token' });
+  const cursor = token !== null ? token : after !== '' ? startAfter(after, prefix, delimiter) : undefined;
+  const p = await page(call, bucket, { prefix, delimiter, maxKeys, ...(cursor !== undefined ? { cursor } : {}) });
+  const encoded = q.get('encoding-type') !== null;
+  return xmlAnswer(call.c, 'ListBucketResult', {
+    Name: bucket,
+    Prefix: enc(prefix),
+    ...(delimiter !== '' ? { Delimiter: enc(delimiter) } : {}),
+    ...(after !== '' ? { StartAfter: enc(after) } : {}),
+    ...(token !== null ? { ContinuationToken: token } : {}),
+    MaxKeys: maxKeys,
+    ...(encoded ? { EncodingType: 'url' } : {}),
+    KeyCount: p.items.length + p.commonPrefixes.length,
+    IsTruncated: p.nextCursor !== null,
+    ...(p.nextCursor !== null ? { NextContinuationToken: p.nextCursor } : {}),
+    Contents: contents(p.items, enc, q.get('fetch-owner') === 'true'),
+    CommonPrefixes: p.commonPrefixes.map((cp) => ({ Prefix: enc(cp) })),
+  });
+}
+
+export async function listObjectsV1(call: S3Call): Promise<Response> {
+  const bucket = bucketOf(call);
+  const q = call.query;
+  const prefix = q.get('prefix') ?? '';
+  const delimiter = q.get('delimiter') ?? '';
+  const maxKeys = maxKeysOf(call);
+  const enc = encodingOf(call);
+  const marker = q.get('marker') ?? '';
+  const p = await page(call, bucket, { prefix, delimiter, maxKeys, ...(marker !== '' ? { cursor: startAfter(marker, prefix, delimiter) } : {}) });
+  const truncated = p.nextCursor !== null;
+  // S3 gives NextMarker only with a delimiter; without one clients continue from the last key. The last
+  // entry is whichever of the last key and the last common prefix sorts later.
+  const lastKey = p.items.at(-1)?.key;
+  const lastPrefix = p.commonPrefixes.at(-1);
+  const last = lastKey === undefined ? lastPrefix : lastPrefix === undefined ? lastKey : lastKey > lastPrefix ? lastKey : lastPrefix;
+  return xmlAnswer(call.c, 'ListBucketResult', {
+    Name: bucket,
+    Prefix: enc(prefix),
+    Marker: enc(marker),
+    ...(truncated && delimiter !== '' && last !== undefined ? { NextMarker: enc(last) } : {}),
+    MaxKeys: maxKeys,
+    ...(delimiter !== '' ? { Delimiter: enc(delimiter) } : {}),
+    ...(q.get('encoding-type') !== null ? { EncodingType: 'url' } : {}),
+    IsTruncated: truncated,
+    Contents: contents(p.items, enc, true),
+    CommonPrefixes: p.commonPrefixes.map((cp) => ({ Prefix: enc(cp) })),
+  });
+}

@@ -1,0 +1,342 @@
+// The S3 front as @aws-sdk/client-s3 uses it, against the real daemon: buckets, PutObject (the SDK's default
+// CRC32 trailer echoed), GetObject with ranges, conditions and response-* overrides, HeadObject, deletes,
+// CopyObject without a byte copied, ListObjectsV2/V1 paging, S3's errors in XML, presigned URLs, and the
+// same objects seen through the native API (same digest, deduplicated with native uploads).
+import {
+  CopyObjectCommand,
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetBucketLocationCommand,
+  GetBucketVersioningCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListBucketsCommand,
+  ListObjectsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { randomData, sha256 } from './helpers/bytes.ts';
+import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+
+const md5 = (b: Buffer | string) => createHash('md5').update(b).digest('hex');
+
+/** The S3 error an SDK call failed with: its code and HTTP status. */
+async function s3Error(p: Promise<unknown>): Promise<{ code: string; status: number | undefined }> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof S3ServiceException) return { code: err.name, status: err.$metadata.httpStatusCode };
+    throw err;
+  }
+  assert.fail('the call succeeded');
+}
+
+describe('S3 API with @aws-sdk/client-s3', () => {
+  let d: Daemon;
+  let s3: S3Client;
+  let keyOf: (scopes: string[]) => Promise<{ accessKeyId: string; secretAccessKey: string }>;
+  let clientWith: (creds: { accessKeyId: string; secretAccessKey: string }) => S3Client;
+  const stats = async () => (await (await d.api('/api/admin/stats')).json()) as { blobs: number };
+
+  before(async () => {
+    d = await startDaemon();
+    assert.ok(d.s3Url, `the daemon names its S3 API:\n${d.output()}`);
+    keyOf = async (scopes) => {
+      const res = await d.api('/api/s3-keys', { method: 'POST', body: JSON.stringify({ scopes }), headers: { 'content-type': 'application/json' } });
+      assert.equal(res.status, 201, await res.clone().text());
+      const k = (await res.json()) as { access_key_id: string; secret_access_key: string };
+      return { accessKeyId: k.access_key_id, secretAccessKey: k.secret_access_key };
+    };
+    clientWith = (credentials) => new S3Client({ endpoint: d.s3Url, region: 'us-east-1', forcePathStyle: true, credentials, maxAttempts: 1 });
+    s3 = clientWith(await keyOf(['admin']));
+    await s3.send(new CreateBucketCommand({ Bucket: 'photos' }));
+  });
+  after(async () => {
+    s3?.destroy();
+    await d.stop();
+    await removeDir(path.dirname(d.dataDir));
+  });
+
+  test('buckets: create (again: 200, settings kept), head, list, location, versioning probe, delete (not empty: 409)', async () => {
+    await s3.send(new CreateBucketCommand({ Bucket: 'scratch' }));
+    await s3.send(new CreateBucketCommand({ Bucket: 'scratch' })); // us-east-1: 200 for a bucket one owns
+    await s3.send(new HeadBucketCommand({ Bucket: 'scratch' }));
+    const listed = await s3.send(new ListBucketsCommand({}));
+    assert.deepEqual(listed.Buckets?.map((b) => b.Name).sort(), ['photos', 'scratch']);
+    assert.ok(listed.Buckets!.every((b) => b.CreationDate instanceof Date));
+    const location = await s3.send(new GetBucketLocationCommand({ Bucket: 'scratch' }));
+    assert.equal(location.LocationConstraint ?? '', '');
+    const versioning = await s3.send(new GetBucketVersioningCommand({ Bucket: 'scratch' }));
+    assert.equal(versioning.Status, undefined);
+    await s3.send(new PutObjectCommand({ Bucket: 'scratch', Key: 'x', Body: 'x' }));
+    assert.deepEqual(await s3Error(s3.send(new DeleteBucketCommand({ Bucket: 'scratch' }))), { code: 'BucketNotEmpty', status: 409 });
+    await s3.send(new DeleteObjectCommand({ Bucket: 'scratch', Key: 'x' }));
+    await s3.send(new DeleteBucketCommand({ Bucket: 'scratch' }));
+    assert.deepEqual(await s3Error(s3.send(new HeadBucketCommand({ Bucket: 'scratch' }))), { code: 'NotFound', status: 404 });
+    assert.deepEqual(await s3Error(s3.send(new ListObjectsV2Command({ Bucket: 'scratch' }))), { code: 'NoSuchBucket', status: 404 });
+  });
+
+  test('PutObject with the SDK default checksum (CRC32): ETag is the MD5, checksum echoed; GetObject returns bytes and metadata', async () => {
+    const data = randomData(300_000);
+    const put = await s3.send(
+      new PutObjectCommand({
+        Bucket: 'photos',
+        Key: 'dir//a b/ünï.bin',
+        Body: data,
+        ContentType: 'image/x-test',
+        ContentDisposition: 'attachment; filename="holiday.bin"',
+        CacheControl: 'max-age=60',
+        Metadata: { Camera: 'x100', place: `=?UTF-8?B?${Buffer.from('Zürich').toString('base64')}?=` },
+      }),
+    );
+    assert.equal(put.ETag, `"${md5(data)}"`);
+    assert.ok(put.ChecksumCRC32, 'x-amz-checksum-crc32 echoed');
+    assert.equal(put.VersionId, '1');
+    const got = await s3.send(new GetObjectCommand({ Bucket: 'photos', Key: 'dir//a b/ünï.bin' }));
+    assert.equal(Buffer.from(await got.Body!.transformToByteArray()).equals(data), true);
+    assert.equal(got.ETag, `"${md5(data)}"`);
+    assert.equal(got.ContentLength, data.length);
+    assert.equal(got.ContentType, 'image/x-test');
+    assert.equal(got.CacheControl, 'max-age=60');
+    assert.match(got.ContentDisposition!, /filename="holiday.bin"/);
+    // Non-ASCII metadata comes back as S3 sends it: RFC 2047, UTF-8 in base64.
+    assert.deepEqual(got.Metadata, { camera: 'x100', place: `=?UTF-8?B?${Buffer.from('Zürich').toString('base64')}?=` });
+    assert.ok(got.LastModified instanceof Date);
+    assert.equal(got.VersionId, '1');
+
+    // A second write is revision 2; versionId=1 still reads the first content.
+    const second = Buffer.from('second');
+    const put2 = await s3.send(new PutObjectCommand({ Bucket: 'photos', Key: 'dir//a b/ünï.bin', Body: second }));
+    assert.equal(put2.VersionId, '2');
+    const head = await s3.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'dir//a b/ünï.bin' }));
+    assert.equal(head.ContentLength, second.length);
+    assert.deepEqual(head.Metadata, {}, 'a PutObject replaces the metadata');
+    assert.equal(head.ContentType, 'application/octet-stream', "the SDK's default, not the first write's type");
+    const v1 = await s3.send(new GetObjectCommand({ Bucket: 'photos', Key: 'dir//a b/ünï.bin', VersionId: '1' }));
+    assert.equal(Buffer.from(await v1.Body!.transformToByteArray()).equals(data), true);
+    assert.deepEqual(await s3Error(s3.send(new GetObjectCommand({ Bucket: 'photos', Key: 'dir//a b/ünï.bin', VersionId: '9' }))), { code: 'NoSuchVersion', status: 404 });
+  });
+
+  test('GetObject: Range (206, 416 InvalidRange), If-Match / If-None-Match / If-(Un)Modified-Since, response-* overrides', async () => {
+    const data = Buffer.from('0123456789abcdef');
+    const { ETag } = await s3.send(new PutObjectCommand({ Bucket: 'photos', Key: 'ranges', Body: data }));
+    const part = await s3.send(new GetObjectCommand({ Bucket: 'photos', Key: 'ranges', Range: 'bytes=2-5' }));
+    assert.equal(part.$metadata.httpStatusCode, 206);
+    assert.equal(part.ContentRange, 'bytes 2-5/16');
+    assert.equal(await part.Body!.transformToString(), '2345');
+    const suffix = await s3.send(new GetObjectCommand({ Bucket: 'photos', Key: 'ranges', Range: 'bytes=-3' }));
+    assert.equal(await suffix.Body!.transformToString(), 'def');
+    assert.deepEqual(await s3Error(s3.send(new GetObjectCommand({ Bucket: 'photos', Key: 'ranges', Range: 'bytes=16-' }))), { code: 'InvalidRange', status: 416 });
+
+    const ok = await s3.send(new GetObjectCommand({ Bucket: 'photos', Key: 'ranges', IfMatch: ETag }));
+    await ok.Body!.transformToString();
+    assert.deepEqual(await s3Error(s3.send(new GetObjectCommand({ Bucket: 'photos', Key: 'ranges', IfMatch: '"nope"' }))), { code: 'PreconditionFailed', status: 412 });
+    assert.equal((await s3Error(s3.send(new GetObjectCommand({ Bucket: 'photos', Key: 'ranges', IfNoneMatch: ETag })))).status, 304);
+    const future = new Date(Date.now() + 3_600_000);
+    const past = new Date(Date.now() - 3_600_000);
+    assert.equal((await s3Error(s3.send(new GetObjectCommand({ Bucket: 'photos', Key: 'ranges', IfModifiedSince: future })))).status, 304);
+    assert.deepEqual(await s3Error(s3.send(new GetObjectCommand({ Bucket: 'photos', Key: 'ranges', IfUnmodifiedSince: past }))), { code: 'PreconditionFailed', status: 412 });
+    const modified = await s3.send(new GetObjectCommand({ Bucket: 'photos', Key: 'ranges', IfModifiedSince: past }));
+    assert.equal(await modified.Body!.transformToString(), data.toString());
+
+    const over = await s3.send(
+      new GetObjectCommand({
+        Bucket: 'photos',
+        Key: 'ranges',
+        ResponseContentType: 'text/x-over',
+        ResponseContentDisposition: 'inline; filename="o.txt"',
+        ResponseCacheControl: 'no-store',
+        ResponseContentLanguage: 'de',
+        ResponseContentEncoding: 'identity',
+        ResponseExpires: new Date('2030-01-01T00:00:00Z'),
+      }),
+    );
+    await over.Body!.transformToString();
+    assert.equal(over.ContentType, 'text/x-over');
+    assert.equal(over.ContentDisposition, 'inline; filename="o.txt"');
+    assert.equal(over.CacheControl, 'no-store');
+    assert.equal(over.ContentLanguage, 'de');
+    assert.equal(over.ContentEncoding, 'identity');
+    assert.equal(over.ExpiresString ?? over.Expires?.toUTCString(), 'Tue, 01 Jan 2030 00:00:00 GMT');
+
+    // Conditional writes: If-None-Match: * on an existing key, If-Match with a stale ETag.
+    assert.deepEqual(await s3Error(s3.send(new PutObjectCommand({ Bucket: 'photos', Key: 'ranges', Body: 'x', IfNoneMatch: '*' }))), { code: 'PreconditionFailed', status: 412 });
+    assert.deepEqual(await s3Error(s3.send(new PutObjectCommand({ Bucket: 'photos', Key: 'ranges', Body: 'x', IfMatch: '"0000"' }))), { code: 'PreconditionFailed', status: 412 });
+    const matched = await s3.send(new PutObjectCommand({ Bucket: 'photos', Key: 'ranges', Body: 'y', IfMatch: ETag }));
+    assert.equal(matched.ETag, `"${md5('y')}"`);
+  });
+
+  test('DeleteObject (204 also when missing), DeleteObjects (Deleted per key, Quiet), NoSuchKey', async () => {
+    for (const k of ['del/1', 'del/2', 'del/3']) await s3.send(new PutObjectCommand({ Bucket: 'photos', Key: k, Body: k }));
+    const gone = await s3.send(new DeleteObjectCommand({ Bucket: 'photos', Key: 'del/never' }));
+    assert.equal(gone.$metadata.httpStatusCode, 204);
+    const res = await s3.send(new DeleteObjectsCommand({ Bucket: 'photos', Delete: { Objects: [{ Key: 'del/1' }, { Key: 'del/2' }, { Key: 'del/none' }] } }));
+    assert.deepEqual(res.Deleted?.map((x) => x.Key).sort(), ['del/1', 'del/2', 'del/none']);
+    assert.equal(res.Errors, undefined);
+    const quiet = await s3.send(new DeleteObjectsCommand({ Bucket: 'photos', Delete: { Objects: [{ Key: 'del/3' }], Quiet: true } }));
+    assert.equal(quiet.Deleted, undefined);
+    assert.deepEqual(await s3Error(s3.send(new GetObjectCommand({ Bucket: 'photos', Key: 'del/3' }))), { code: 'NoSuchKey', status: 404 });
+    assert.deepEqual(await s3Error(s3.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'del/3' }))), { code: 'NotFound', status: 404 });
+  });
+
+  test('CopyObject shares the content (no blob added), keeps the ETag, copies (COPY) or replaces (REPLACE) metadata', async () => {
+    const data = randomData(50_000);
+    const put = await s3.send(new PutObjectCommand({ Bucket: 'photos', Key: 'copy/src', Body: data, ContentType: 'image/png', Metadata: { a: '1' } }));
+    const before = await stats();
+    const copied = await s3.send(new CopyObjectCommand({ Bucket: 'photos', Key: 'copy/dst', CopySource: 'photos/copy/src' }));
+    assert.equal(copied.CopyObjectResult?.ETag, put.ETag);
+    assert.equal(copied.CopySourceVersionId, '1');
+    assert.equal((await stats()).blobs, before.blobs, 'no bytes copied');
+    const head = await s3.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'copy/dst' }));
+    assert.equal(head.ContentType, 'image/png');
+    assert.deepEqual(head.Metadata, { a: '1' });
+    assert.equal(head.ETag, put.ETag);
+
+    // From an older version: that version's content.
+    await s3.send(new PutObjectCommand({ Bucket: 'photos', Key: 'copy/src', Body: 'newer' })); // version 2
+    const old = await s3.send(new CopyObjectCommand({ Bucket: 'photos', Key: 'copy/old', CopySource: 'photos/copy/src?versionId=1' }));
+    assert.equal(old.CopySourceVersionId, '1');
+    assert.equal(old.CopyObjectResult?.ETag, put.ETag);
+    const body = await s3.send(new GetObjectCommand({ Bucket: 'photos', Key: 'copy/old' }));
+    assert.equal(Buffer.from(await body.Body!.transformToByteArray()).equals(data), true);
+    assert.equal((await stats()).blobs, before.blobs + 1, 'only "newer" was stored');
+
+    await s3.send(
+      new CopyObjectCommand({ Bucket: 'photos', Key: 'copy/dst', CopySource: 'photos/copy/dst', MetadataDirective: 'REPLACE', ContentType: 'text/plain', Metadata: { b: '2' } }),
+    );
+    const replaced = await s3.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'copy/dst' }));
+    assert.equal(replaced.ContentType, 'text/plain');
+    assert.deepEqual(replaced.Metadata, { b: '2' });
+    assert.deepEqual(await s3Error(s3.send(new CopyObjectCommand({ Bucket: 'photos', Key: 'copy/dst', CopySource: 'photos/copy/dst' }))), { code: 'InvalidRequest', status: 400 });
+    assert.deepEqual(
+      await s3Error(s3.send(new CopyObjectCommand({ Bucket: 'photos', Key: 'copy/x', CopySource: 'photos/copy/src', CopySourceIfMatch: '"nope"' }))),
+      { code: 'PreconditionFailed', status: 412 },
+    );
+    assert.deepEqual(await s3Error(s3.send(new CopyObjectCommand({ Bucket: 'photos', Key: 'copy/x', CopySource: 'photos/copy/none' }))), { code: 'NoSuchKey', status: 404 });
+  });
+
+  test('ListObjectsV2 and V1: pages of max-keys=2 with a delimiter, start-after, encoding-type=url', async () => {
+    await s3.send(new CreateBucketCommand({ Bucket: 'lists' }));
+    // In UTF-8 byte order, as S3 lists: 'z' (7a) before 'ü' (c3 bc).
+    const keys = ['a/1', 'a/2', 'b', 'c d/z', 'c d/ü', 'e', 'f/g/h', 'naïve file.txt'];
+    for (const k of keys) await s3.send(new PutObjectCommand({ Bucket: 'lists', Key: k, Body: k }));
+
+    const all = await s3.send(new ListObjectsV2Command({ Bucket: 'lists' }));
+    assert.deepEqual(all.Contents?.map((o) => o.Key), keys);
+    assert.equal(all.KeyCount, keys.length);
+    assert.equal(all.Contents![0]!.ETag, `"${md5('a/1')}"`);
+    assert.equal(all.Contents![0]!.Size, 3);
+    assert.equal(all.Contents![0]!.StorageClass, 'STANDARD');
+    assert.match(all.Contents![0]!.LastModified!.toISOString(), /Z$/);
+
+    // Delimiter, two entries a page: every entry once, in order, over several pages.
+    const seen: string[] = [];
+    let token: string | undefined;
+    let pages = 0;
+    for (; pages < 10; pages++) {
+      const p = await s3.send(new ListObjectsV2Command({ Bucket: 'lists', Delimiter: '/', MaxKeys: 2, EncodingType: 'url', ContinuationToken: token }));
+      assert.ok((p.KeyCount ?? 0) <= 2);
+      seen.push(...(p.Contents ?? []).map((o) => decodeURIComponent(o.Key!.replace(/\+/g, ' '))), ...(p.CommonPrefixes ?? []).map((c) => decodeURIComponent(c.Prefix!.replace(/\+/g, ' '))));
+      if (!p.IsTruncated) break;
+      token = p.NextContinuationToken;
+    }
+    assert.ok(pages >= 2);
+    assert.deepEqual(seen.sort(), ['a/', 'b', 'c d/', 'e', 'f/', 'naïve file.txt']);
+
+    const encoded = await s3.send(new ListObjectsV2Command({ Bucket: 'lists', Prefix: 'c d/', EncodingType: 'url' }));
+    assert.deepEqual(encoded.Contents?.map((o) => o.Key), ['c+d/z', 'c+d/%C3%BC']);
+    assert.equal(encoded.Prefix, 'c+d/');
+
+    const after = await s3.send(new ListObjectsV2Command({ Bucket: 'lists', StartAfter: 'c d/z' }));
+    assert.deepEqual(after.Contents?.map((o) => o.Key), ['c d/ü', 'e', 'f/g/h', 'naïve file.txt']);
+    assert.equal(after.StartAfter, 'c d/z');
+    // A common prefix as start-after continues after the whole prefix.
+    const pastGroup = await s3.send(new ListObjectsV2Command({ Bucket: 'lists', StartAfter: 'c d/', Delimiter: '/' }));
+    assert.deepEqual(pastGroup.Contents?.map((o) => o.Key), ['e', 'naïve file.txt']);
+    assert.deepEqual(pastGroup.CommonPrefixes?.map((c) => c.Prefix), ['f/']);
+
+    // V1: NextMarker only with a delimiter; the last key as marker without one.
+    const v1: string[] = [];
+    let marker: string | undefined;
+    for (let i = 0; i < 10; i++) {
+      const p = await s3.send(new ListObjectsCommand({ Bucket: 'lists', Delimiter: '/', MaxKeys: 2, Marker: marker }));
+      v1.push(...(p.Contents ?? []).map((o) => o.Key!), ...(p.CommonPrefixes ?? []).map((c) => c.Prefix!));
+      if (!p.IsTruncated) break;
+      assert.ok(p.NextMarker);
+      marker = p.NextMarker;
+    }
+    assert.deepEqual(v1.sort(), ['a/', 'b', 'c d/', 'e', 'f/', 'naïve file.txt']);
+    const flat = await s3.send(new ListObjectsCommand({ Bucket: 'lists', MaxKeys: 3 }));
+    assert.equal(flat.IsTruncated, true);
+    assert.equal(flat.NextMarker, undefined);
+    const rest = await s3.send(new ListObjectsCommand({ Bucket: 'lists', Marker: flat.Contents!.at(-1)!.Key }));
+    assert.deepEqual([...flat.Contents!, ...rest.Contents!].map((o) => o.Key), keys);
+  });
+
+  test('errors: SignatureDoesNotMatch for a wrong secret, AccessDenied outside a key\'s scope, XML bodies with request ids', async () => {
+    const key = await keyOf(['bucket:other:read']);
+    const wrong = clientWith({ accessKeyId: key.accessKeyId, secretAccessKey: `${key.secretAccessKey}x` });
+    assert.deepEqual(await s3Error(wrong.send(new ListObjectsV2Command({ Bucket: 'photos' }))), { code: 'SignatureDoesNotMatch', status: 403 });
+    const scoped = clientWith(key);
+    assert.deepEqual(await s3Error(scoped.send(new ListObjectsV2Command({ Bucket: 'photos' }))), { code: 'AccessDenied', status: 403 });
+    assert.deepEqual(await s3Error(scoped.send(new PutObjectCommand({ Bucket: 'photos', Key: 'k', Body: 'x' }))), { code: 'AccessDenied', status: 403 });
+    assert.deepEqual(await s3Error(scoped.send(new CreateBucketCommand({ Bucket: 'mine' }))), { code: 'AccessDenied', status: 403 });
+    wrong.destroy();
+    scoped.destroy();
+
+    const raw = await fetch(`${d.s3Url}/photos/none`);
+    assert.equal(raw.status, 403, 'anonymous, private bucket');
+    assert.equal(raw.headers.get('content-type'), 'application/xml');
+    assert.ok(raw.headers.get('x-amz-request-id'));
+    assert.ok(raw.headers.get('x-amz-id-2'));
+    assert.match(await raw.text(), /<Code>AccessDenied<\/Code>.*<RequestId>/s);
+    const missing = await s3Error(s3.send(new GetObjectCommand({ Bucket: 'nobucket', Key: 'k' })));
+    assert.deepEqual(missing, { code: 'NoSuchBucket', status: 404 });
+  });
+
+  test('presigned GET and PUT', async () => {
+    const putUrl = await getSignedUrl(s3, new PutObjectCommand({ Bucket: 'photos', Key: 'signed.txt' }), { expiresIn: 300 });
+    const put = await fetch(putUrl, { method: 'PUT', body: 'signed body' });
+    assert.equal(put.status, 200, await put.clone().text());
+    assert.equal(put.headers.get('etag'), `"${md5('signed body')}"`);
+    const getUrl = await getSignedUrl(s3, new GetObjectCommand({ Bucket: 'photos', Key: 'signed.txt' }), { expiresIn: 300 });
+    const got = await fetch(getUrl);
+    assert.equal(got.status, 200);
+    assert.equal(await got.text(), 'signed body');
+    const tampered = await fetch(getUrl.replace('signed.txt', 'other.txt'));
+    assert.equal(tampered.status, 403);
+  });
+
+  test('cross-front: S3 writes read natively with the same digest and dedup with native uploads; native writes read by S3', async () => {
+    const data = randomData(100_000);
+    await s3.send(new PutObjectCommand({ Bucket: 'photos', Key: 'cross/s3', Body: data }));
+    const meta = (await (await d.api('/api/buckets/photos/objects/cross/s3?metadata')).json()) as { digest: string };
+    assert.equal(meta.digest, sha256(data));
+    const native = await d.api('/api/buckets/photos/objects/cross/s3');
+    assert.equal(Buffer.from(await native.arrayBuffer()).equals(data), true);
+
+    const before = await stats();
+    const up = await d.api('/api/buckets/photos/objects/cross/native', { method: 'PUT', body: data });
+    assert.equal(up.status, 201);
+    assert.equal(((await up.json()) as { digest: string }).digest, sha256(data));
+    assert.equal((await stats()).blobs, before.blobs, 'deduplicated with the S3 upload');
+
+    const other = Buffer.from('written natively');
+    assert.equal((await d.api('/api/buckets/photos/objects/cross/other', { method: 'PUT', body: other, headers: { 'content-type': 'text/plain' } })).status, 201);
+    const got = await s3.send(new GetObjectCommand({ Bucket: 'photos', Key: 'cross/other' }));
+    assert.equal(await got.Body!.transformToString(), 'written natively');
+    assert.equal(got.ContentType, 'text/plain');
+    // No MD5 was stored for a native write: its ETag is the content's SHA-256.
+    assert.equal(got.ETag, `"${sha256(other).replace(/^sha256:/, '')}"`);
+  });
+});
