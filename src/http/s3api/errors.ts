@@ -81,6 +81,9 @@ export function toS3Error(err: unknown): S3Error {
     const headers: Record<string, string> = status === 503 ? { 'Retry-After': '5' } : {};
     // invalid_key covers more than length: say KeyTooLongError only when it is the length.
     if (err.code === 'invalid_key' && !/1024 bytes/.test(err.message)) return new S3Error('InvalidArgument', 400, err.message, {}, headers);
+    // Core speaks of tokens; an S3 client holds a key and signs with it.
+    if (err.code === 'unauthorized') return new S3Error(code, status, 'Access Denied: this request needs an AWS Signature Version 4 signature made with an S3 key');
+    if (err.code === 'forbidden') return new S3Error(code, status, `Access Denied: ${err.message.replace(/\btoken\b/g, 'key')}`);
     return new S3Error(code, status, err.message, {}, headers);
   }
   return new S3Error('InternalError', 500, 'We encountered an internal error. Please try again.');
