@@ -457,6 +457,9 @@ describe('aws-chunked bodies', () => {
     assert.ok((await consume(vb)).equals(DOC_DATA));
     assert.deepEqual(vb.checksum(), { header: 'x-amz-checksum-crc32c', value: 'sOO8/Q==' });
     await bodyRefused(verifiedBody(pieces(docBody(signatures, trailer.replace('sOO8/Q==', 'sOO8/A=='))), verified, headers), 'SignatureDoesNotMatch', 403);
+    // The form some clients send: the checksum line ended by a bare LF, then a CRLF line of its own.
+    const lf = trailer.replace('\r\nx-amz-trailer-signature:', '\n\r\nx-amz-trailer-signature:');
+    assert.ok((await consume(verifiedBody(pieces(docBody(signatures, lf), 333), verified, headers))).equals(DOC_DATA));
   });
 
   test('a signed chunked body verifies at any chunk size and split; tampering anywhere is SignatureDoesNotMatch', async () => {

@@ -70,7 +70,8 @@ export class AwsChunkedDecoder extends Transform {
 
   override _flush(callback: TransformCallback): void {
     try {
-      // The final empty line of the trailer section may be missing; anything else cut short is an incomplete body.
+      // The trailer ends with the body (its final blank line may be missing: the SDK for JavaScript sends
+      // `0\r\n` and nothing more); anything else cut short is an incomplete body.
       if (this.state === 'trailer' && this.lineLength === 0) this.endTrailer();
       if (this.state !== 'done') throw new S3Error('IncompleteBody', 400, 'The request body ended before the aws-chunked encoding did.');
       const expected = this.options.decodedLength;
@@ -134,10 +135,14 @@ export class AwsChunkedDecoder extends Transform {
     const raw = Buffer.concat(this.line, this.lineLength);
     this.line = [];
     this.lineLength = 0;
-    if (raw.length < 2 || raw[raw.length - 2] !== 0x0d) throw malformed('aws-chunked lines must end with CRLF');
-    const text = raw.subarray(0, raw.length - 2).toString('latin1');
-    if (this.state === 'header') this.chunkHeader(text);
-    else this.trailerLine(text);
+    const crlf = raw.length >= 2 && raw[raw.length - 2] === 0x0d;
+    if (this.state === 'header') {
+      if (!crlf) throw malformed('aws-chunked lines must end with CRLF');
+      this.chunkHeader(raw.subarray(0, raw.length - 2).toString('latin1'));
+    } else {
+      // Trailer lines: some clients end a checksum line with a bare LF and put the CRLF on a line of its own.
+      this.trailerLine(raw.subarray(0, raw.length - (crlf ? 2 : 1)).toString('latin1'));
+    }
   }
 
   private chunkHeader(text: string): void {
@@ -176,10 +181,9 @@ export class AwsChunkedDecoder extends Transform {
   }
 
   private trailerLine(text: string): void {
-    if (text === '') {
-      this.endTrailer();
-      return;
-    }
+    // The blank line that closes the trailer; the body must end here (checked at the end, in _flush), except
+    // that the variant above puts more trailer lines after it.
+    if (text === '') return;
     this.trailerLength += text.length;
     if (this.trailerLength > MAX_TRAILER) throw malformed('the aws-chunked trailer is too long');
     const colon = text.indexOf(':');
