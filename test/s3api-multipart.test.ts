@@ -177,6 +177,31 @@ describe('S3 multipart uploads with @aws-sdk/client-s3 and lib-storage', () => {
     assert.ok(small[1]!.equals(await get(key)));
   });
 
+  test("the target bucket's limits: a part over max_object_size is refused; a complete over the quota is refused and the upload stays", async () => {
+    const limited = async (name: string, settings: Record<string, number>) => {
+      const res = await d.api(`/api/buckets/${name}`, { method: 'PUT', body: JSON.stringify(settings), headers: { 'content-type': 'application/json' } });
+      assert.equal(res.status, 201, await res.clone().text());
+    };
+    await limited('mp-small', { max_object_size: 1000 });
+    const small = (await s3.send(new CreateMultipartUploadCommand({ Bucket: 'mp-small', Key: 'k' }))).UploadId!;
+    assert.deepEqual(
+      await s3Error(s3.send(new UploadPartCommand({ Bucket: 'mp-small', Key: 'k', UploadId: small, PartNumber: 1, Body: randomBytes(1001) }))),
+      { code: 'EntityTooLarge', status: 400 },
+    );
+    await s3.send(new AbortMultipartUploadCommand({ Bucket: 'mp-small', Key: 'k', UploadId: small }));
+
+    await limited('mp-quota', { quota_bytes: 6 * MiB });
+    const UploadId = (await s3.send(new CreateMultipartUploadCommand({ Bucket: 'mp-quota', Key: 'k' }))).UploadId!;
+    const send = (n: number, body: Buffer) => s3.send(new UploadPartCommand({ Bucket: 'mp-quota', Key: 'k', UploadId, PartNumber: n, Body: body }));
+    const parts = [{ PartNumber: 1, ETag: (await send(1, randomBytes(5 * MiB))).ETag! }, { PartNumber: 2, ETag: (await send(2, randomBytes(2 * MiB))).ETag! }];
+    const over = () => s3.send(new CompleteMultipartUploadCommand({ Bucket: 'mp-quota', Key: 'k', UploadId, MultipartUpload: { Parts: parts } }));
+    assert.deepEqual(await s3Error(over()), { code: 'QuotaExceeded', status: 403 });
+    assert.equal((await s3.send(new ListPartsCommand({ Bucket: 'mp-quota', Key: 'k', UploadId }))).Parts?.length, 2);
+    // The same again: nothing of the first attempt holds the upload.
+    assert.deepEqual(await s3Error(over()), { code: 'QuotaExceeded', status: 403 });
+    await s3.send(new AbortMultipartUploadCommand({ Bucket: 'mp-quota', Key: 'k', UploadId }));
+  });
+
   test('abort: the upload and its parts are gone (NoSuchUpload), as is an id never given out', async () => {
     const key = 'aborted.bin';
     const UploadId = await create(key);
@@ -246,9 +271,11 @@ describe('S3 multipart uploads with @aws-sdk/client-s3 and lib-storage', () => {
     const UploadId = await create('hidden.bin');
     await part('hidden.bin', UploadId, 1, Buffer.from('x'));
     const listed = await s3.send(new ListBucketsCommand({}));
-    assert.deepEqual(listed.Buckets?.map((b) => b.Name), [Bucket]);
+    assert.ok(listed.Buckets?.some((b) => b.Name === Bucket));
+    assert.ok(!listed.Buckets?.some((b) => b.Name?.startsWith('.')), JSON.stringify(listed.Buckets));
     const nativeList = (await (await d.api('/api/buckets')).json()) as { items: { name: string }[] };
-    assert.deepEqual(nativeList.items.map((b) => b.name), [Bucket]);
+    assert.ok(nativeList.items.some((b) => b.name === Bucket));
+    assert.ok(!nativeList.items.some((b) => b.name.startsWith('.')), JSON.stringify(nativeList.items));
     assert.equal((await d.api('/api/buckets/.s3-multipart/objects')).status, 400);
     assert.equal((await s3Error(s3.send(new ListObjectsV2Command({ Bucket: '.s3-multipart' })))).status, 400);
     await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: 'hidden.bin', UploadId }));

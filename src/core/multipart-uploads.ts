@@ -6,98 +6,65 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { v7 as uuidv7 } from 'uuid';
-import { KEY_END, type BucketRecord, type MetadataStore, type ObjectRecord } from '../storage/metadata-store.ts';
+import type { BucketRecord, MetadataStore, ObjectRecord } from '../storage/metadata-store.ts';
 import type { Principal } from './auth.ts';
-import type { BlobCopy, BlobService, ByteRange } from './blobs.ts';
+import type { BlobService, ByteRange } from './blobs.ts';
 import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
 import { parseBucketName, parseKey, type CatalogService } from './catalog.ts';
+import { concatContent, writingFrom } from './content-stream.ts';
 import type { Digest } from './digest.ts';
 import { BlobdError } from './errors.ts';
+import {
+  ABORTING,
+  ABORTING_DIGEST,
+  checkPartNumber,
+  COMPLETING,
+  digestOf,
+  listUploadsPage,
+  MAX_PART_NUMBER,
+  MIN_PART_SIZE,
+  MULTIPART_BUCKET,
+  noSuchUpload,
+  normEtag,
+  OPEN,
+  OPEN_DIGEST,
+  PAGE,
+  partKey,
+  partOf,
+  partProblem,
+  recordKey,
+  uploadOf,
+  UUID_RE,
+  type CompletedPart,
+  type MultipartUpload,
+  type StoredPart,
+  type UploadMeta,
+  type UploadPage,
+} from './multipart-records.ts';
 import { applyMetaPatch } from './object-meta.ts';
 import { refuseNul } from './text.ts';
 
-/** The system bucket: a name parseBucketName refuses, so no user can create, list or reach it. */
-export const MULTIPART_BUCKET = '.s3-multipart';
-export const MIN_PART_SIZE = 5 * 1024 * 1024;
-export const MAX_PART_NUMBER = 10_000;
-/** Below every character a key may hold: record keys sort by the user's key, then by upload id. */
-const SEP = '\u0001';
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const PAGE = 1000;
+export {
+  MAX_PART_NUMBER,
+  MIN_PART_SIZE,
+  MULTIPART_BUCKET,
+  type CompletedPart,
+  type MultipartUpload,
+  type PartProblem,
+  type StoredPart,
+  type UploadMeta,
+  type UploadPage,
+} from './multipart-records.ts';
+
 /** With several nodes, a record left `completing` this long is taken for a crashed node's (none can tell). */
 const STALE_COMPLETING_MS = 86_400_000;
-
-// An upload's state is its record's content: a change of state is a write with If-Match on the old digest,
-// so two completes (or a complete and an abort) cannot both win, on one node or many.
-const marker = (state: string) => Buffer.from(JSON.stringify({ state }));
-const OPEN = marker('open');
-const COMPLETING = marker('completing');
-const ABORTING = marker('aborting');
-const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const OPEN_DIGEST = digestOf(OPEN);
-const ABORTING_DIGEST = digestOf(ABORTING);
-
 const NO_META = { contentType: null, filename: null, owner: null, tags: [], properties: {}, expiresAt: null } as const;
-
-/** The final object's metadata, given when the upload starts. */
-export interface UploadMeta {
-  readonly contentType?: string;
-  readonly filename?: string;
-  /** `x-amz-meta-*`: the final object's properties, exactly. */
-  readonly properties?: Readonly<Record<string, string>>;
-}
-
-export interface MultipartUpload {
-  readonly bucket: string;
-  readonly key: string;
-  readonly uploadId: string;
-  /** Principal id of who started it. */
-  readonly initiator: string;
-  /** Milliseconds since the epoch. */
-  readonly initiated: number;
-  readonly expiresAt: number;
-  readonly meta: UploadMeta;
-}
-
-export interface StoredPart {
-  readonly partNumber: number;
-  /** Hex MD5 of the part's bytes. */
-  readonly etag: string;
-  readonly size: number;
-  readonly lastModified: number;
-}
-
-export interface CompletedPart {
-  readonly partNumber: number;
-  /** As the client sent it: quotes and case do not matter. */
-  readonly etag: string;
-}
 
 export interface MultipartOptions {
   /** How long an upload lives from its start; its parts expire with it and GC frees their blobs. */
   readonly ttlMs: number;
   /** Every part but the last is at least this big (S3: 5 MiB). */
   readonly minPartSize?: number;
-}
-
-/** Why a complete was refused, in `details.reason` of an invalid_request (the S3 front names S3's code). */
-export type PartProblem = 'no_parts' | 'invalid_part' | 'invalid_part_order' | 'part_too_small' | 'invalid_part_number';
-
-function partProblem(reason: PartProblem, message: string, details: Record<string, unknown> = {}): BlobdError {
-  return new BlobdError('invalid_request', message, { reason, ...details });
-}
-
-const noSuchUpload = (uploadId: string) =>
-  new BlobdError('upload_not_found', 'the upload does not exist: it was completed or aborted, or its id is wrong', { upload_id: uploadId });
-
-const normEtag = (etag: string) => etag.trim().replace(/^"(.*)"$/, '$1').toLowerCase();
-const partKey = (uploadId: string, n: number) => `p/${uploadId}/${String(n).padStart(5, '0')}`;
-const recordKey = (bucket: string, key: string, uploadId: string) => `u/${bucket}/${key}${SEP}${uploadId}`;
-
-function checkPartNumber(n: number): void {
-  if (!Number.isInteger(n) || n < 1 || n > MAX_PART_NUMBER) {
-    throw partProblem('invalid_part_number', `a part number is an integer from 1 to ${MAX_PART_NUMBER}`);
-  }
 }
 
 interface OpenedUpload {
@@ -265,12 +232,10 @@ export class MultipartUploads {
     } else {
       const hash = createHash('md5');
       const open = () => this.blobs.openContent(src.digest as Digest, range);
-      part = await this.catalog.putSystemObject(sys, pk, () => concatContent([{ open, size }], (chunk) => hash.update(chunk)), {
-        principal,
-        declaredSize: size,
-        meta,
-        etag: () => hash.digest('hex'),
-      });
+      part = await writingFrom(
+        () => concatContent([{ open, size }], (chunk) => hash.update(chunk)),
+        (body) => this.catalog.putSystemObject(sys, pk, body, { principal, declaredSize: size, meta, etag: () => hash.digest('hex') }),
+      );
     }
     await this.confirmPart(up, pk);
     return partOf(part);
@@ -314,64 +279,14 @@ export class MultipartUploads {
     return { upload: up.info, parts: rows.slice(0, max).map(partOf), truncated: rows.length > max };
   }
 
-  /**
-   * One page of a bucket's uploads in key order, then upload id (start order): after `keyMarker` (and,
-   * for that key, after `uploadIdMarker`), keys under `prefix`, rolled up at `delimiter` as S3 does.
-   */
+  /** One page of a bucket's uploads (see listUploadsPage). */
   async listUploads(
     bucket: string,
     q: { prefix?: string; delimiter?: string; keyMarker?: string; uploadIdMarker?: string; maxUploads: number },
-  ): Promise<{ uploads: MultipartUpload[]; commonPrefixes: string[]; truncated: boolean; nextKeyMarker?: string; nextUploadIdMarker?: string }> {
-    const name = (await this.catalog.getBucket(bucket)).name;
-    const prefix = refuseNul(q.prefix ?? '', 'prefix');
-    const delimiter = refuseNul(q.delimiter || undefined, 'delimiter');
-    const keyMarker = refuseNul(q.keyMarker || undefined, 'key-marker');
-    const max = Math.max(0, Math.min(PAGE, q.maxUploads));
-    const base = `u/${name}/`;
-    let after: string | null = null;
-    if (keyMarker !== undefined) {
-      const rolledUp = delimiter !== undefined && keyMarker.startsWith(prefix) && keyMarker.indexOf(delimiter, prefix.length) === keyMarker.length - delimiter.length;
-      const idMarker = q.uploadIdMarker !== undefined && UUID_RE.test(q.uploadIdMarker) ? q.uploadIdMarker : undefined;
-      // After a common prefix: past every key under it. After a key: past its uploads, or those up to the id.
-      after = base + keyMarker + (rolledUp ? KEY_END : SEP + (idMarker ?? KEY_END));
-    }
-    const uploads: MultipartUpload[] = [];
-    const commonPrefixes: string[] = [];
-    let last: { key: string; uploadId: string } | undefined;
-    const done = (truncated: boolean) => ({
-      uploads,
-      commonPrefixes,
-      truncated,
-      ...(truncated && last ? { nextKeyMarker: last.key, nextUploadIdMarker: last.uploadId } : {}),
-    });
-    if (max === 0) return done(false);
-    // Each round moves `after` forward (past a row, or past a whole common prefix); the rows are finite.
-    for (let round = 0; round < 1_000_000; round++) {
-      const rows = await this.meta.listObjects({ bucket: MULTIPART_BUCKET, prefix: base + prefix, after, limit: max + 1 });
-      let jumped = false;
-      for (const row of rows) {
-        const rest = row.key.slice(base.length);
-        const sep = rest.lastIndexOf(SEP);
-        const key = rest.slice(0, sep);
-        const uploadId = rest.slice(sep + 1);
-        const at = delimiter === undefined ? -1 : key.indexOf(delimiter, prefix.length);
-        if (uploads.length + commonPrefixes.length === max) return done(true);
-        if (at >= 0) {
-          const group = key.slice(0, at + delimiter!.length);
-          commonPrefixes.push(group);
-          last = { key: group, uploadId: '' };
-          after = base + group + KEY_END;
-          jumped = true;
-          break;
-        }
-        uploads.push(uploadOf(name, key, uploadId, row));
-        last = { key, uploadId };
-        after = row.key;
-      }
-      if (!jumped && rows.length <= max) return done(false);
-    }
-    throw new BlobdError('internal_error', 'listing multipart uploads did not end');
+  ): Promise<UploadPage> {
+    return listUploadsPage(this.meta, (await this.catalog.getBucket(bucket)).name, q);
   }
+
 
   /** Remove the upload and its parts (their blobs go with the next GC). */
   async abort(bucket: string, key: string, uploadId: string, principal: Principal): Promise<void> {
@@ -444,17 +359,20 @@ export class MultipartUploads {
     });
     const md5s = Buffer.concat(parts.map((p) => Buffer.from(p.etag!, 'hex')));
     const etag = `${createHash('md5').update(md5s).digest('hex')}-${parts.length}`;
-    const body = () => concatContent(parts.map((p) => ({ open: () => this.blobs.openContent(p.digest as Digest), size: p.size })));
-    const { object } = await this.catalog.putObject(info.bucket, info.key, body, {
-      principal,
-      declaredSize: parts.reduce((sum, p) => sum + p.size, 0),
-      // The upload's metadata, exactly, as a single write's: what the object had before does not carry over.
-      ...(info.meta.contentType !== undefined ? { contentType: info.meta.contentType } : {}),
-      ...(info.meta.filename !== undefined ? { filename: info.meta.filename } : {}),
-      meta: { content_type: info.meta.contentType ?? null, filename: info.meta.filename ?? null },
-      replaceProperties: info.meta.properties ?? {},
-      etag,
-    });
+    const { object } = await writingFrom(
+      () => concatContent(parts.map((p) => ({ open: () => this.blobs.openContent(p.digest as Digest), size: p.size }))),
+      (body) =>
+        this.catalog.putObject(info.bucket, info.key, body, {
+          principal,
+          declaredSize: parts.reduce((sum, p) => sum + p.size, 0),
+          // The upload's metadata, exactly, as a single write's: what the object had before does not carry over.
+          ...(info.meta.contentType !== undefined ? { contentType: info.meta.contentType } : {}),
+          ...(info.meta.filename !== undefined ? { filename: info.meta.filename } : {}),
+          meta: { content_type: info.meta.contentType ?? null, filename: info.meta.filename ?? null },
+          replaceProperties: info.meta.properties ?? {},
+          etag,
+        }),
+    );
     return { object, etag };
   }
 
@@ -477,70 +395,4 @@ export class MultipartUploads {
       if (rows.length < PAGE) return;
     }
   }
-}
-
-function uploadOf(bucket: string, key: string, uploadId: string, record: ObjectRecord): MultipartUpload {
-  const p = record.properties as { initiator?: string; content_type?: string; filename?: string; meta?: Record<string, string> };
-  return {
-    bucket,
-    key,
-    uploadId,
-    initiator: p.initiator ?? '',
-    initiated: record.createdAt,
-    expiresAt: record.expiresAt ?? Number.MAX_SAFE_INTEGER,
-    meta: {
-      ...(p.content_type !== undefined ? { contentType: p.content_type } : {}),
-      ...(p.filename !== undefined ? { filename: p.filename } : {}),
-      ...(p.meta !== undefined ? { properties: p.meta } : {}),
-    },
-  };
-}
-
-function partOf(row: ObjectRecord): StoredPart {
-  return {
-    partNumber: Number(row.key.slice(row.key.lastIndexOf('/') + 1)),
-    etag: row.etag ?? '',
-    size: row.size,
-    lastModified: row.revisionCreatedAt,
-  };
-}
-
-/**
- * Blobs' content one after another as one stream, each opened only when the previous one ended. A chunk
- * is copied out of the store's reused buffer and the next one is read only when the reader wants more
- * (backpressure): at most about one chunk and the stream's 1 MiB buffer are held, whatever the sizes.
- */
-export function concatContent(parts: readonly { open: () => Promise<BlobCopy>; size: number }[], onChunk?: (chunk: Buffer) => void): Readable {
-  let resume: (() => void) | undefined;
-  let stopped = false;
-  const wake = () => {
-    const r = resume;
-    resume = undefined;
-    r?.();
-  };
-  const out = new Readable({
-    highWaterMark: 1 << 20,
-    read: wake,
-    destroy(err, cb) {
-      stopped = true;
-      wake();
-      cb(err);
-    },
-  });
-  void (async () => {
-    for (const part of parts) {
-      if (stopped) return;
-      const copy = await part.open();
-      const copied = await copy.pipeTo(async (chunk) => {
-        if (stopped) throw new Error('the reader went away');
-        onChunk?.(chunk);
-        if (!out.push(Buffer.from(chunk))) await new Promise<void>((r) => (resume = r));
-      });
-      if (copied !== part.size) throw new BlobdError('internal_error', `a part's stored bytes are ${copied}, not ${part.size}`);
-    }
-    out.push(null);
-  })().catch((err: unknown) => {
-    if (!stopped) out.destroy(err instanceof Error ? err : new Error(String(err)));
-  });
-  return out;
 }
