@@ -9,7 +9,7 @@
 // radosgw and ceph-osd per step. Prints tables, the issue's targets (value, target, met) and one JSON object.
 // Measures; never fails on a ratio. BENCH_S3API_BLOBD_URL + _S3_URL + _PID race a daemon started by hand
 // (e.g. under node --cpu-prof; token BENCH_S3API_BLOBD_TOKEN or the test token); BENCH_S3API_ONLY=s3api,…
-// runs some sides only.
+// runs some sides only, BENCH_S3API_ROWS=upload,get,put some rows (get reads what upload wrote).
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { globalAgent } from 'node:http';
@@ -42,6 +42,7 @@ const WARMUP = envCount('BENCH_S3API_WARMUP', 300, 0);
 /** The OSD keeps every byte in RAM until RGW's GC (30 s) returns deleted ones. */
 const MEMSTORE = envSize('BENCH_S3API_MEMSTORE', Math.max(6 * GiB, (ROUNDS + 2) * SIZE + 2 * GiB));
 const ONLY = (process.env.BENCH_S3API_ONLY ?? '').split(',').filter(Boolean);
+const ROWS = (process.env.BENCH_S3API_ROWS ?? 'upload,get,put').split(',').filter(Boolean);
 const EXTERNAL = process.env.BENCH_S3API_BLOBD_URL;
 
 const fmtSize = (n: number) => (n % GiB === 0 ? `${n / GiB} GiB` : n % MiB === 0 ? `${n / MiB} MiB` : n % 1024 === 0 ? `${n / 1024} KiB` : `${n} B`);
@@ -151,7 +152,7 @@ try {
 
   // 1. SIZE up, a payload per side and round (nothing dedups); round 0's objects stay for the download row.
   const big = (s: Side, r: number) => payload(`${s.name}-${r}`, SIZE);
-  const upload = await race(`${fmtSize(SIZE)} multipart upload`, 's', `S3: lib-storage Upload, ${fmtSize(PART)} parts × ${QUEUE}; native: session in ${fmtSize(APPEND)} appends + PUT by digest`, 1, ROUNDS,
+  const upload = !ROWS.includes('upload') ? undefined : await race(`${fmtSize(SIZE)} multipart upload`, 's', `S3: lib-storage Upload, ${fmtSize(PART)} parts × ${QUEUE}; native: session in ${fmtSize(APPEND)} appends + PUT by digest`, 1, ROUNDS,
     async (s, r) => {
       const t0 = performance.now();
       await s.upload(`big-${r}`, big(s, r));
@@ -161,8 +162,8 @@ try {
   );
 
   // 2. SIZE down: round 0's object, counted; then each side's bytes hashed once, untimed, and checked.
-  const uploaded = sides.filter((s) => !Number.isNaN(upload.rounds[s.name]![0]!));
-  const download = await race(`${fmtSize(SIZE)} GetObject`, 's', 'S3: GetObject; native: GET /api/buckets/…/objects/…; read to the end, bytes counted', 1, DOWNLOAD_ROUNDS, async (s) => {
+  const uploaded = sides.filter((s) => upload && !Number.isNaN(upload.rounds[s.name]![0]!));
+  const download = !ROWS.includes('get') ? undefined : await race(`${fmtSize(SIZE)} GetObject`, 's', 'S3: GetObject; native: GET /api/buckets/…/objects/…; read to the end, bytes counted', 1, DOWNLOAD_ROUNDS, async (s) => {
     if (!uploaded.includes(s)) throw new Error('round 0 of the upload row failed: nothing to read');
     const t0 = performance.now();
     await s.get('big-0', SIZE);
@@ -177,7 +178,7 @@ try {
   }
 
   // 3. SMALL puts, SMALL_CONCURRENCY at a time, random bodies, a key each.
-  const small = await race(`${fmtSize(SMALL)} PutObject/s, concurrency ${SMALL_CONCURRENCY}`, 'ops/s', `S3: PutObject; native: PUT /api/buckets/…/objects/…; ${SMALL_COUNT} a step`, SMALL_COUNT, ROUNDS, async (s, r) => {
+  const small = !ROWS.includes('put') ? undefined : await race(`${fmtSize(SMALL)} PutObject/s, concurrency ${SMALL_CONCURRENCY}`, 'ops/s', `S3: PutObject; native: PUT /api/buckets/…/objects/…; ${SMALL_COUNT} a step`, SMALL_COUNT, ROUNDS, async (s, r) => {
     const bodies = Array.from({ length: SMALL_COUNT }, () => randomBytes(SMALL));
     const t0 = performance.now();
     await pool(SMALL_COUNT, SMALL_CONCURRENCY, (i) => s.put(`small-${r}-${i}`, bodies[i]!));
@@ -185,7 +186,7 @@ try {
   });
 
   // The report.
-  const rows = [upload, download, small];
+  const rows = [upload, download, small].filter((r): r is Row => r !== undefined);
   const names = SIDES.filter((n) => sides.some((s) => s.name === n));
   const targets = targetsOf(rows);
   const load1 = await loadavg();
