@@ -21,14 +21,49 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { HttpRequest } from '@smithy/core/protocols';
+import { SignatureV4 } from '@smithy/signature-v4';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { randomData, sha256 } from './helpers/bytes.ts';
 import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
 
 const md5 = (b: Buffer | string) => createHash('md5').update(b).digest('hex');
+const DOMAIN = 's3.localhost';
+
+/** The hash class SignatureV4 wants (HMAC when given a secret), over node:crypto. */
+class Sha256 {
+  private readonly h;
+  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
+    this.h = secret === undefined ? createHash('sha256') : createHmac('sha256', typeof secret === 'string' ? secret : bytes(secret));
+  }
+  update(data: string | ArrayBuffer | ArrayBufferView): void {
+    this.h.update(typeof data === 'string' ? data : bytes(data));
+  }
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.h.digest());
+  }
+  reset(): void {}
+}
+function bytes(data: ArrayBuffer | ArrayBufferView): Buffer {
+  return ArrayBuffer.isView(data) ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(data);
+}
+
+/** A plain HTTP request to `base`, with a Host header of our choosing (fetch does not let one set it). */
+function rawGet(base: string, pathname: string, host: string): Promise<{ status: number; body: string }> {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ hostname: url.hostname, port: url.port, path: pathname, headers: { host } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode!, body }));
+    });
+    req.on('error', reject).end();
+  });
+}
 
 /** The S3 error an SDK call failed with: its code and HTTP status. */
 async function s3Error(p: Promise<unknown>): Promise<{ code: string; status: number | undefined }> {
@@ -45,11 +80,29 @@ describe('S3 API with @aws-sdk/client-s3', () => {
   let d: Daemon;
   let s3: S3Client;
   let keyOf: (scopes: string[]) => Promise<{ accessKeyId: string; secretAccessKey: string }>;
+  let admin: { accessKeyId: string; secretAccessKey: string };
   let clientWith: (creds: { accessKeyId: string; secretAccessKey: string }) => S3Client;
+  /** A request signed as the admin key, with an unsigned payload: what no SDK command would send. */
+  const signedFetch = async (method: string, pathAndQuery: string, body?: string, headers: Record<string, string> = {}) => {
+    const url = new URL(d.s3Url + pathAndQuery);
+    const request = new HttpRequest({
+      method,
+      protocol: 'http:',
+      hostname: url.hostname,
+      port: Number(url.port),
+      path: url.pathname,
+      query: Object.fromEntries(url.searchParams),
+      headers: { host: url.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...headers },
+      body,
+    });
+    const signer = new SignatureV4({ credentials: admin, region: 'us-east-1', service: 's3', sha256: Sha256, uriEscapePath: false });
+    const signed = await signer.sign(request);
+    return fetch(url, { method, headers: signed.headers, body });
+  };
   const stats = async () => (await (await d.api('/api/admin/stats')).json()) as { blobs: number };
 
   before(async () => {
-    d = await startDaemon();
+    d = await startDaemon({ args: ['--s3-api-domain', DOMAIN] });
     assert.ok(d.s3Url, `the daemon names its S3 API:\n${d.output()}`);
     keyOf = async (scopes) => {
       const res = await d.api('/api/s3-keys', { method: 'POST', body: JSON.stringify({ scopes }), headers: { 'content-type': 'application/json' } });
@@ -58,7 +111,8 @@ describe('S3 API with @aws-sdk/client-s3', () => {
       return { accessKeyId: k.access_key_id, secretAccessKey: k.secret_access_key };
     };
     clientWith = (credentials) => new S3Client({ endpoint: d.s3Url, region: 'us-east-1', forcePathStyle: true, credentials, maxAttempts: 1 });
-    s3 = clientWith(await keyOf(['admin']));
+    admin = await keyOf(['admin']);
+    s3 = clientWith(admin);
     await s3.send(new CreateBucketCommand({ Bucket: 'photos' }));
   });
   after(async () => {
@@ -338,5 +392,42 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     assert.equal(got.ContentType, 'text/plain');
     // No MD5 was stored for a native write: its ETag is the content's SHA-256.
     assert.equal(got.ETag, `"${sha256(other).replace(/^sha256:/, '')}"`);
+  });
+
+  test('raw requests: MalformedXML, NotImplemented, HEAD errors without a body, anonymous reads of public_read buckets, virtual-host style', async () => {
+    for (const body of ['<Delete><Object><Key>a</Key></Object>', '<!DOCTYPE x [<!ENTITY e "x">]><Delete><Object><Key>&e;</Key></Object></Delete>', '<Other/>']) {
+      const res = await signedFetch('POST', '/photos?delete', body);
+      assert.equal(res.status, 400);
+      assert.match(await res.text(), /<Code>MalformedXML<\/Code>/);
+    }
+    const tagging = await signedFetch('PUT', '/photos?tagging', '<Tagging/>');
+    assert.equal(tagging.status, 501);
+    assert.match(await tagging.text(), /<Code>NotImplemented<\/Code>/);
+    const torrent = await signedFetch('GET', '/photos/k?torrent');
+    assert.equal(torrent.status, 501);
+    const head = await signedFetch('HEAD', '/photos/none');
+    assert.equal(head.status, 404);
+    assert.equal(await head.text(), '');
+    assert.ok(head.headers.get('x-amz-request-id'));
+    const badVersion = await signedFetch('GET', '/photos/none?versionId=abc');
+    assert.equal(badVersion.status, 400);
+    assert.match(await badVersion.text(), /<Code>InvalidArgument<\/Code>/);
+
+    // public_read (set natively): anonymous GetObject/HeadObject only, no x-amz-meta, no overrides.
+    assert.equal((await d.api('/api/buckets/pub', { method: 'PUT', body: JSON.stringify({ public_read: true }), headers: { 'content-type': 'application/json' } })).status, 201);
+    await s3.send(new PutObjectCommand({ Bucket: 'pub', Key: 'hello.txt', Body: 'hello', Metadata: { secret: 's' } }));
+    const anon = await fetch(`${d.s3Url}/pub/hello.txt`);
+    assert.equal(anon.status, 200);
+    assert.equal(await anon.text(), 'hello');
+    assert.equal(anon.headers.get('x-amz-meta-secret'), null);
+    assert.equal((await fetch(`${d.s3Url}/pub/hello.txt`, { method: 'HEAD' })).status, 200);
+    assert.equal((await fetch(`${d.s3Url}/pub/hello.txt?response-content-type=text/html`)).status, 400);
+    assert.equal((await fetch(`${d.s3Url}/pub?list-type=2`)).status, 403);
+    assert.equal((await fetch(`${d.s3Url}/pub/new.txt`, { method: 'PUT', body: 'x' })).status, 403);
+
+    // Virtual-host style: the bucket from Host, the whole path is the key.
+    const vhost = await rawGet(d.s3Url!, '/hello.txt', `pub.${DOMAIN}`);
+    assert.deepEqual(vhost, { status: 200, body: 'hello' });
+    assert.equal((await rawGet(d.s3Url!, '/pub/hello.txt', DOMAIN)).status, 200, 'path style on the bare domain');
   });
 });

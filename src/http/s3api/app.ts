@@ -7,6 +7,7 @@ import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Need } from '../../core/auth.ts';
+import { BlobdError } from '../../core/errors.ts';
 import type { AppEnv } from '../env.ts';
 import { settleUnreadBody } from '../errors.ts';
 import { requestLog } from '../middleware/request-log.ts';
@@ -47,6 +48,16 @@ export function renderS3Error(c: Context<AppEnv>, err: unknown, target: Target |
   }
   const headers: Record<string, string> = { 'Content-Type': 'application/xml', ...e.headers, ...settleUnreadBody(c, e.status >= 500 && e.status !== 503) };
   return c.body(errorXml(e, target?.resource ?? c.req.path, c.var.requestId ?? ''), e.status as ContentfulStatusCode, headers);
+}
+
+/** core's refusal in an S3 user's words: they hold a key (or nothing), not a token. */
+function accessDenied(err: unknown): unknown {
+  if (!(err instanceof BlobdError)) return err;
+  if (err.code === 'forbidden') return new S3Error('AccessDenied', 403, `Access Denied: ${err.message.replace(/^this token may not/, 'this access key may not')}`);
+  if (err.code === 'unauthorized') {
+    return new S3Error('AccessDenied', 403, 'Access Denied: the request is not signed (AWS Signature Version 4); only objects of public_read buckets can be read anonymously');
+  }
+  return err;
 }
 
 export interface S3AppOptions {
@@ -96,7 +107,7 @@ export function createS3App(deps: S3Deps, options: S3AppOptions = {}) {
         resource: target.resource,
         declaredSize: declaredSizeOf(c),
         header: (name) => c.req.header(name),
-        authorize: (need: Need) => deps.access.authorize(principal, undefined, need),
+        authorize: (need: Need) => deps.access.authorize(principal, undefined, need).catch((err: unknown) => Promise.reject(accessDenied(err))),
         body: () => {
           if (body) throw new Error('the body is read once');
           body = verifiedBody(requestBody(c), verified, headers);

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { AccessControl, Need, Principal } from '../../core/auth.ts';
 import type { BlobService } from '../../core/blobs.ts';
 import type { CatalogService } from '../../core/catalog.ts';
+import type { MultipartUploads } from '../../core/multipart-uploads.ts';
 import type { AppEnv } from '../env.ts';
 
 /** The core services the S3 front translates to (it owns no rule of its own). */
@@ -16,8 +17,8 @@ export interface S3Deps {
   readonly blobs: BlobService;
   /** Credentials: access key id → secret and principal (src/core/s3-keys.ts). */
   readonly s3Keys: { lookup(accessKeyId: string): Promise<{ secret: string; principal: Principal } | null> };
-  /** Multipart uploads (src/core/multipart-uploads.ts). Typed by its own module; the dispatcher passes it through. */
-  readonly multipart: unknown;
+  /** Multipart uploads (src/core/multipart-uploads.ts), for src/http/s3api/multipart.ts. */
+  readonly multipart: MultipartUploads;
   /** Region answered by GetBucketLocation and accepted in credential scopes (any region is accepted). */
   readonly region: string;
   /** --s3-api-domain: virtual-host style (`bucket.domain`) besides path style. */
