@@ -167,6 +167,7 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     assert.deepEqual(got.Metadata, { camera: 'x100', place: `=?UTF-8?B?${Buffer.from('Zürich').toString('base64')}?=` });
     assert.ok(got.LastModified instanceof Date);
     assert.equal(got.VersionId, '1');
+    assert.ok(got.$metadata.requestId, 'x-amz-request-id on a streamed answer too');
 
     // A second write is revision 2; versionId=1 still reads the first content.
     const second = Buffer.from('second');

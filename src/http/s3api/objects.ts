@@ -43,9 +43,11 @@ export function writeMeta(meta: WrittenMeta) {
   };
 }
 
-/** Every header of the request, for x-amz-meta-*. */
+/** Every header of the request, for x-amz-meta-*: node's own (no Web Headers built on the hot path). */
 export function headerEntries(call: S3Call): Iterable<[string, string]> {
-  return call.c.req.raw.headers.entries();
+  const incoming = call.c.env?.incoming?.headers;
+  if (!incoming) return call.c.req.raw.headers.entries();
+  return Object.entries(incoming).flatMap(([k, v]) => (v === undefined ? [] : [[k, Array.isArray(v) ? v.join(', ') : v] as [string, string]]));
 }
 
 /**
