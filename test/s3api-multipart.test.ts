@@ -220,6 +220,29 @@ describe('S3 multipart uploads with @aws-sdk/client-s3 and lib-storage', () => {
     await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: key, UploadId: other }));
   });
 
+  test('races: two completes at once (one wins, the other NoSuchUpload); a part upload racing an abort (never a 500)', async () => {
+    const key = 'raced.bin';
+    const UploadId = await create(key);
+    const body = randomBytes(2000);
+    const parts = [{ PartNumber: 1, ETag: await part(key, UploadId, 1, body) }];
+    const both = await Promise.allSettled([complete(key, UploadId, parts), complete(key, UploadId, parts)]);
+    assert.deepEqual(both.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+    const lost = both.find((r) => r.status === 'rejected')!.reason;
+    assert.ok(lost instanceof S3ServiceException && lost.name === 'NoSuchUpload', String(lost));
+    assert.ok(body.equals(await get(key)));
+
+    const aborted = await create(key);
+    const outcomes = await Promise.allSettled([
+      ...[1, 2, 3].map((n) => part(key, aborted, n, randomBytes(MiB))),
+      s3.send(new AbortMultipartUploadCommand({ Bucket, Key: key, UploadId: aborted })),
+    ]);
+    assert.equal(outcomes.at(-1)!.status, 'fulfilled');
+    for (const o of outcomes) {
+      if (o.status === 'rejected') assert.ok(o.reason instanceof S3ServiceException && o.reason.name === 'NoSuchUpload', String(o.reason));
+    }
+    assert.deepEqual(await s3Error(s3.send(new ListPartsCommand({ Bucket, Key: key, UploadId: aborted }))), { code: 'NoSuchUpload', status: 404 });
+  });
+
   test('ListMultipartUploads: key order, paging by key and upload id markers, prefix, delimiter', async () => {
     const keys = ['list/a', 'list/b', 'list/b', 'list/dir/x', 'list/dir/y'];
     const ids: string[] = [];
@@ -331,6 +354,11 @@ describe('S3 multipart uploads with @aws-sdk/client-s3 and lib-storage', () => {
     assert.equal((await gc()).blobs_removed, 0);
     await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: 'gc-aborted.bin', UploadId: dropped }));
     freesParts(await gc(), [kept]);
+
+    // Nothing any upload of this file made is left (parts, records): every object is in a user's bucket.
+    const stats = (await (await d.api('/api/admin/stats')).json()) as { objects: number };
+    const buckets = (await (await d.api('/api/buckets')).json()) as { items: { usage: { objects: number } }[] };
+    assert.equal(stats.objects, buckets.items.reduce((sum, b) => sum + b.usage.objects, 0));
   });
 });
 
