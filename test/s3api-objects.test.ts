@@ -426,6 +426,12 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     assert.equal((await fetch(`${d.s3Url}/pub?list-type=2`)).status, 403);
     assert.equal((await fetch(`${d.s3Url}/pub/new.txt`, { method: 'PUT', body: 'x' })).status, 403);
 
+    // Limits are core's: a bucket's max_object_size refuses a larger PutObject, and a copy of a larger object.
+    assert.equal((await d.api('/api/buckets/small', { method: 'PUT', body: JSON.stringify({ max_object_size: 10 }), headers: { 'content-type': 'application/json' } })).status, 201);
+    assert.deepEqual(await s3Error(s3.send(new PutObjectCommand({ Bucket: 'small', Key: 'big', Body: 'x'.repeat(11) }))), { code: 'EntityTooLarge', status: 400 });
+    await s3.send(new PutObjectCommand({ Bucket: 'pub', Key: 'twenty', Body: 'x'.repeat(20) }));
+    assert.deepEqual(await s3Error(s3.send(new CopyObjectCommand({ Bucket: 'small', Key: 'big', CopySource: 'pub/twenty' }))), { code: 'EntityTooLarge', status: 400 });
+
     // Virtual-host style: the bucket from Host, the whole path is the key.
     const vhost = await rawGet(d.s3Url!, '/hello.txt', `pub.${DOMAIN}`);
     assert.deepEqual(vhost, { status: 200, body: 'hello' });
