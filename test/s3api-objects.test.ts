@@ -21,36 +21,17 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { HttpRequest } from '@smithy/core/protocols';
-import { SignatureV4 } from '@smithy/signature-v4';
 import assert from 'node:assert/strict';
-import { createHash, createHmac } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { randomData, sha256 } from './helpers/bytes.ts';
 import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { signedFetch as signed } from './helpers/s3-signing.ts';
 
 const md5 = (b: Buffer | string) => createHash('md5').update(b).digest('hex');
 const DOMAIN = 's3.localhost';
-
-/** The hash class SignatureV4 wants (HMAC when given a secret), over node:crypto. */
-class Sha256 {
-  private readonly h;
-  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.h = secret === undefined ? createHash('sha256') : createHmac('sha256', typeof secret === 'string' ? secret : bytes(secret));
-  }
-  update(data: string | ArrayBuffer | ArrayBufferView): void {
-    this.h.update(typeof data === 'string' ? data : bytes(data));
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.h.digest());
-  }
-  reset(): void {}
-}
-function bytes(data: ArrayBuffer | ArrayBufferView): Buffer {
-  return ArrayBuffer.isView(data) ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(data);
-}
 
 /** A plain HTTP request to `base`, with a Host header of our choosing (fetch does not let one set it). */
 function rawGet(base: string, pathname: string, host: string): Promise<{ status: number; body: string }> {
@@ -83,22 +64,8 @@ describe('S3 API with @aws-sdk/client-s3', () => {
   let admin: { accessKeyId: string; secretAccessKey: string };
   let clientWith: (creds: { accessKeyId: string; secretAccessKey: string }) => S3Client;
   /** A request signed as the admin key, with an unsigned payload: what no SDK command would send. */
-  const signedFetch = async (method: string, pathAndQuery: string, body?: string, headers: Record<string, string> = {}) => {
-    const url = new URL(d.s3Url + pathAndQuery);
-    const request = new HttpRequest({
-      method,
-      protocol: 'http:',
-      hostname: url.hostname,
-      port: Number(url.port),
-      path: url.pathname,
-      query: Object.fromEntries(url.searchParams),
-      headers: { host: url.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...headers },
-      body,
-    });
-    const signer = new SignatureV4({ credentials: admin, region: 'us-east-1', service: 's3', sha256: Sha256, uriEscapePath: false });
-    const signed = await signer.sign(request);
-    return fetch(url, { method, headers: signed.headers, body });
-  };
+  const signedFetch = (method: string, pathAndQuery: string, body?: string, headers?: Record<string, string>) => signed(d.s3Url!, admin, method, pathAndQuery, body, headers);
+
   const stats = async () => (await (await d.api('/api/admin/stats')).json()) as { blobs: number };
 
   before(async () => {

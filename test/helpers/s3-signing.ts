@@ -1,0 +1,58 @@
+// Hand-made SigV4 requests for tests of the S3 front: what no SDK command would send (malformed XML, an
+// unknown subresource, a HEAD whose error must have no body), signed with @smithy/signature-v4 over
+// node:crypto, the payload unsigned.
+import { HttpRequest } from '@smithy/core/protocols';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { createHash, createHmac } from 'node:crypto';
+
+/** The hash class SignatureV4 wants (HMAC when given a secret), over node:crypto. */
+export class Sha256 {
+  private readonly h;
+  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
+    this.h = secret === undefined ? createHash('sha256') : createHmac('sha256', typeof secret === 'string' ? secret : bytes(secret));
+  }
+  update(data: string | ArrayBuffer | ArrayBufferView): void {
+    this.h.update(typeof data === 'string' ? data : bytes(data));
+  }
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.h.digest());
+  }
+  reset(): void {}
+}
+
+function bytes(data: ArrayBuffer | ArrayBufferView): Buffer {
+  return ArrayBuffer.isView(data) ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(data);
+}
+
+export interface S3Credentials {
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+}
+
+/**
+ * fetch of `base + pathAndQuery` signed with `credentials` (region us-east-1, UNSIGNED-PAYLOAD). The path
+ * is signed as written: percent-encode it the way the request should carry it.
+ */
+export async function signedFetch(
+  base: string,
+  credentials: S3Credentials,
+  method: string,
+  pathAndQuery: string,
+  body?: string,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  const url = new URL(base + pathAndQuery);
+  const request = new HttpRequest({
+    method,
+    protocol: url.protocol,
+    hostname: url.hostname,
+    port: Number(url.port),
+    path: url.pathname,
+    query: Object.fromEntries(url.searchParams),
+    headers: { host: url.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...headers },
+    body,
+  });
+  const signer = new SignatureV4({ credentials, region: 'us-east-1', service: 's3', sha256: Sha256, uriEscapePath: false });
+  const signed = await signer.sign(request);
+  return fetch(url, { method, headers: signed.headers, body });
+}
