@@ -4,7 +4,7 @@
 import type { Context } from 'hono';
 import type { ByteRange } from '../../core/blobs.ts';
 import { BlobdError } from '../../core/errors.ts';
-import type { MultipartUpload, MultipartUploads, PartProblem, StoredPart } from '../../core/multipart-uploads.ts';
+import type { MultipartUpload, PartProblem, StoredPart } from '../../core/multipart-uploads.ts';
 import type { AppEnv } from '../env.ts';
 import type { S3Call } from './context.ts';
 import { copySource } from './copy.ts';
@@ -16,7 +16,7 @@ import { child, parseXml, readXmlBody, renderXml, xmlAnswer, type XmlNode } from
 /** How often a long CompleteMultipartUpload sends a space to keep its answer (and the client) alive. */
 export const COMPLETE_KEEPALIVE_MS = 10_000;
 
-const service = (call: S3Call) => call.deps.multipart as MultipartUploads;
+const service = (call: S3Call) => call.deps.multipart;
 
 /** core's reasons for refusing a complete, in S3's codes. */
 const PART_CODES: Record<PartProblem, string> = {
