@@ -205,14 +205,16 @@ export async function s3Clients(endpoint: S3Endpoint): Promise<S3Clients> {
 }
 
 /**
- * The S3 endpoint a daemon announced: its log line `{"msg":"s3 api listening","url":…}` in `output()`,
- * waited for (bounded) since the line may come after the main listener's.
+ * The S3 endpoint a daemon announced: `blobd s3 api listening on URL` on stdout (whatever the log level), or
+ * the log line `{"msg":"s3 api listening","url":…}`; waited for (bounded), as it may follow the main listener's.
  */
 export async function s3ApiUrl(output: () => string, timeoutMs = 10_000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     for (const line of output().split('\n')) {
-      if (!line.includes('s3 api listening')) continue;
+      const plain = /^blobd s3 api listening on (http:\/\/\S+)/.exec(line);
+      if (plain) return plain[1]!;
+      if (!line.includes('"s3 api listening"')) continue;
       try {
         const rec = JSON.parse(line) as { msg?: string; url?: string };
         if (rec.msg === 's3 api listening' && rec.url) return rec.url;
@@ -220,7 +222,7 @@ export async function s3ApiUrl(output: () => string, timeoutMs = 10_000): Promis
         // not a JSON log line
       }
     }
-    if (Date.now() > deadline) throw new Error(`no "s3 api listening" log line within ${timeoutMs} ms:\n${output().slice(-4000)}`);
+    if (Date.now() > deadline) throw new Error(`no "s3 api listening" line within ${timeoutMs} ms:\n${output().slice(-4000)}`);
     await new Promise((r) => setTimeout(r, 25));
   }
 }
