@@ -520,6 +520,10 @@ describe('aws-chunked bodies', () => {
     const text = frame(DATA, 16_384, undefined, { name: 'x-amz-checksum-crc32', value: await sdkChecksum('crc32', DATA) }).toString('latin1');
     const missing = text.replace(/x-amz-checksum-crc32:[^\r]*\r\n/, '');
     await bodyRefused(verifiedBody(pieces(Buffer.from(missing, 'latin1')), verified, req.headers), 'IncompleteBody', 400);
+    // minio-go (restic) ends each trailer line with a bare LF and closes the trailer with a CRLF line.
+    const lfForm = text.replace(/(x-amz-checksum-crc32:[^\r]*)\r\n\r\n$/, '$1\n\r\n');
+    assert.notEqual(lfForm, text);
+    assert.ok((await consume(verifiedBody(pieces(Buffer.from(lfForm, 'latin1')), verified, req.headers))).equals(DATA));
     // The SDK for JavaScript ends a body without a checksum with `0\r\n` and nothing more.
     const { req: bare, verified: bareVerified } = await streamingRequest('STREAMING-UNSIGNED-PAYLOAD-TRAILER');
     const framed = frame(DATA, 16_384);
