@@ -201,6 +201,9 @@ describe('SigV4 in the Authorization header', () => {
     const verified = await verifyRequest({ method: 'GET', rawPath: '/bucket/key.txt', rawQuery: '', headers }, keys, WHEN);
     assert.equal(verified?.amzDate, '20261203T120000Z');
     await refused(verifyRequest({ method: 'GET', rawPath: '/bucket/key.txt', rawQuery: '', headers: { ...headers, date: 'Thu, 03 Dec 2026 12:00:01 GMT' } }, keys, WHEN), 'SignatureDoesNotMatch', 403);
+    // A Date that is not signed could be replaced by a fresh one on a captured request.
+    const unsignedDate = { ...headers, authorization: headers.authorization.replaceAll('date;host', 'host') };
+    await refused(verifyRequest({ method: 'GET', rawPath: '/bucket/key.txt', rawQuery: '', headers: unsignedDate }, keys, WHEN), 'AuthorizationHeaderMalformed', 400);
   });
 
   test('clock skew: 14 minutes either way is fine, 16 is RequestTimeTooSkewed', async () => {

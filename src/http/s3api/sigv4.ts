@@ -99,6 +99,8 @@ async function verifyHeaderAuth(req: SigV4Request, authorization: string, query:
   if (payloadHash === undefined) throw new S3Error('InvalidRequest', 400, 'Missing required header for this request: x-amz-content-sha256');
   const payload = payloadMode(payloadHash);
   const signed = parseSignedHeaders(signedHeaders, malformed);
+  // The date must be signed, or a captured request could be replayed with a fresh one.
+  if (header(req.headers, 'x-amz-date') === undefined && !signed.includes('date')) throw malformed('SignedHeaders must include date (or x-amz-date)');
   const unsigned = Object.keys(req.headers).filter((name) => name.startsWith('x-amz-') && !signed.includes(name));
   if (unsigned.length > 0) {
     throw new S3Error('AccessDenied', 403, 'There were headers present in the request which were not signed', { HeadersNotSigned: unsigned.join(', ') });
