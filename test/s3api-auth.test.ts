@@ -551,6 +551,18 @@ describe('aws-chunked bodies', () => {
       for (let i = 0; i < 1000; i++) yield Buffer.alloc(1024, 0x41);
     })());
     await bodyRefused(verifiedBody(endless, verified, req.headers), 'IncompleteBody', 400);
+    // Nor does an endless run of blank trailer lines keep the body open.
+    const blanks = Readable.from((function* () {
+      yield Buffer.from('0\r\n');
+      for (let i = 0; i < 100_000; i++) yield Buffer.from('\r\n');
+    })());
+    await bodyRefused(verifiedBody(blanks, null, { 'content-encoding': 'aws-chunked' }), 'IncompleteBody', 400);
+    // Content past the declared length is refused before it goes downstream.
+    let passed = 0;
+    const over = verifiedBody(pieces(frame(DATA, 8192)), null, { 'content-encoding': 'aws-chunked', 'x-amz-decoded-content-length': '10000' });
+    over.body.on('data', (piece: Buffer) => (passed += piece.length));
+    await bodyRefused(over, 'IncompleteBody', 400);
+    assert.ok(passed <= 10_000, `${passed} bytes went downstream`);
   });
 });
 

@@ -81,7 +81,7 @@ export class AwsChunkedDecoder extends Transform {
       if (this.state !== 'done') throw new S3Error('IncompleteBody', 400, 'The request body ended before the aws-chunked encoding did.');
       const expected = this.options.decodedLength;
       if (expected !== undefined && expected !== this.decodedBytes) {
-        throw new S3Error('IncompleteBody', 400, `You did not provide the number of bytes specified by the x-amz-decoded-content-length header (${expected}); the body had ${this.decodedBytes}.`);
+        throw tooLong(expected);
       }
     } catch (err) {
       callback(err as Error);
@@ -109,6 +109,8 @@ export class AwsChunkedDecoder extends Transform {
         }
         case 'data': {
           const take = Math.min(this.remaining, buf.length - at);
+          // More than x-amz-decoded-content-length said: refused now, not after the excess went downstream.
+          if (this.options.decodedLength !== undefined && this.decodedBytes + take > this.options.decodedLength) throw tooLong(this.options.decodedLength);
           const data = buf.subarray(at, at + take);
           this.chunkHash?.update(data);
           this.options.inspect?.update(data);
@@ -189,11 +191,12 @@ export class AwsChunkedDecoder extends Transform {
   }
 
   private trailerLine(text: string): void {
+    // Blank lines count too: the trailer section is bounded however it is filled.
+    this.trailerLength += text.length + 2;
+    if (this.trailerLength > MAX_TRAILER) throw malformed('the aws-chunked trailer is too long');
     // The blank line that closes the trailer; the body must end here (checked at the end, in _flush), except
     // that the variant above puts more trailer lines after it.
     if (text === '') return;
-    this.trailerLength += text.length;
-    if (this.trailerLength > MAX_TRAILER) throw malformed('the aws-chunked trailer is too long');
     const colon = text.indexOf(':');
     if (colon <= 0) throw malformed('an aws-chunked trailer line must be name:value');
     const name = text.slice(0, colon).trim().toLowerCase();
@@ -225,6 +228,10 @@ function checkSignature(signingKey: Buffer, stringToSign: string, presented: str
   if (given === undefined || !timingSafeEqual(expected, given)) {
     throw new S3Error('SignatureDoesNotMatch', 403, 'The chunk signature we calculated does not match the signature you provided.');
   }
+}
+
+function tooLong(declared: number): S3Error {
+  return new S3Error('IncompleteBody', 400, `The body's length is not the ${declared} bytes x-amz-decoded-content-length declared.`);
 }
 
 function malformed(why: string): S3Error {
