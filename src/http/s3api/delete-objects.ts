@@ -7,6 +7,7 @@ import { deleteQuietly, revisionOf } from './objects.ts';
 import { child, parseXml, readXmlBody, xmlAnswer, type XmlNode } from './xml.ts';
 
 const MAX_KEYS = 1000;
+const CONCURRENCY = 8;
 
 const malformed = () => new S3Error('MalformedXML', 400, 'The XML you provided was not well-formed or did not validate against our published schema.');
 
@@ -21,21 +22,31 @@ export async function deleteObjects(call: S3Call): Promise<Response> {
   if (entries.length === 0 || entries.length > MAX_KEYS) throw malformed();
   // The bucket must exist: S3 answers NoSuchBucket for the whole request, not per key.
   await call.deps.catalog.getBucket(bucket);
-  const deleted: XmlNode[] = [];
-  const errors: XmlNode[] = [];
-  for (const entry of entries) {
+  const targets = entries.map((entry) => {
     const keyEl = child(entry, 'Key');
     if (!keyEl) throw malformed();
-    const key = keyEl.text;
-    const versionId = child(entry, 'VersionId')?.text;
-    try {
-      await deleteQuietly(call, bucket, key, revisionOf(versionId ?? null));
-      if (!quiet) deleted.push({ Key: key, ...(versionId !== undefined ? { VersionId: versionId } : {}) });
-    } catch (err) {
-      const e = toS3Error(err);
-      if (e.status >= 500) throw err; // the store failing is the request's answer, not one key's
-      errors.push({ Key: key, ...(versionId !== undefined ? { VersionId: versionId } : {}), Code: e.code, Message: e.message });
-    }
+    return { key: keyEl.text, versionId: child(entry, 'VersionId')?.text };
+  });
+  // A few at a time: each delete is its own transaction, and concurrent ones can share a commit.
+  const outcomes: (S3Error | null)[] = [];
+  for (let i = 0; i < targets.length; i += CONCURRENCY) {
+    const batch = targets.slice(i, i + CONCURRENCY).map(async ({ key, versionId }) => {
+      try {
+        await deleteQuietly(call, bucket, key, revisionOf(versionId ?? null));
+        return null;
+      } catch (err) {
+        const e = toS3Error(err);
+        if (e.status >= 500) throw err; // the store failing is the request's answer, not one key's
+        return e;
+      }
+    });
+    outcomes.push(...(await Promise.all(batch)));
   }
+  const version = (v: string | undefined) => (v !== undefined ? { VersionId: v } : {});
+  const deleted: XmlNode[] = quiet ? [] : targets.flatMap((t, i) => (outcomes[i] === null ? [{ Key: t.key, ...version(t.versionId) }] : []));
+  const errors: XmlNode[] = targets.flatMap((t, i) => {
+    const e = outcomes[i];
+    return e ? [{ Key: t.key, ...version(t.versionId), Code: e.code, Message: e.message }] : [];
+  });
   return xmlAnswer(call.c, 'DeleteResult', { Deleted: deleted, Error: errors });
 }
