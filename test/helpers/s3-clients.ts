@@ -138,6 +138,7 @@ export async function s3Clients(endpoint: S3Endpoint): Promise<S3Clients> {
   const url = new URL(endpoint.url);
   const base = baseEnv(home);
   await mkdir(base.TMPDIR!);
+  await mkdir(base.XDG_CACHE_HOME!); // restic check makes its temporary cache inside, and only warns when it cannot
 
   const awsConfig = path.join(home, 'aws-config');
   const awsCredentials = path.join(home, 'aws-credentials');
