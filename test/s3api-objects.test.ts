@@ -11,6 +11,7 @@ import {
   GetBucketLocationCommand,
   GetBucketVersioningCommand,
   GetObjectCommand,
+  GetObjectTaggingCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListBucketsCommand,
@@ -101,6 +102,8 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     assert.equal(versioning.Status, undefined);
     await s3.send(new PutObjectCommand({ Bucket: 'scratch', Key: 'x', Body: 'x' }));
     assert.deepEqual(await s3Error(s3.send(new DeleteBucketCommand({ Bucket: 'scratch' }))), { code: 'BucketNotEmpty', status: 409 });
+    // Objects have no S3 tags: an empty TagSet (aws s3 cp of a large object between S3 locations asks).
+    assert.deepEqual((await s3.send(new GetObjectTaggingCommand({ Bucket: 'scratch', Key: 'x' }))).TagSet, []);
     await s3.send(new DeleteObjectCommand({ Bucket: 'scratch', Key: 'x' }));
     await s3.send(new DeleteBucketCommand({ Bucket: 'scratch' }));
     assert.deepEqual(await s3Error(s3.send(new HeadBucketCommand({ Bucket: 'scratch' }))), { code: 'NotFound', status: 404 });
@@ -313,6 +316,12 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     assert.deepEqual(await s3Error(scoped.send(new ListObjectsV2Command({ Bucket: 'photos' }))), { code: 'AccessDenied', status: 403 });
     assert.deepEqual(await s3Error(scoped.send(new PutObjectCommand({ Bucket: 'photos', Key: 'k', Body: 'x' }))), { code: 'AccessDenied', status: 403 });
     assert.deepEqual(await s3Error(scoped.send(new CreateBucketCommand({ Bucket: 'mine' }))), { code: 'AccessDenied', status: 403 });
+    assert.deepEqual(await s3Error(scoped.send(new CreateBucketCommand({ Bucket: 'photos' }))), { code: 'AccessDenied', status: 403 }, 'not readable: existence not told');
+    // A bucket the key may read "creates" as for its owner (rclone does before uploading); nothing is made.
+    const reader = clientWith(await keyOf(['bucket:photos:read']));
+    await reader.send(new CreateBucketCommand({ Bucket: 'photos' }));
+    assert.deepEqual(await s3Error(reader.send(new CreateBucketCommand({ Bucket: 'nothere' }))), { code: 'AccessDenied', status: 403 });
+    reader.destroy();
     wrong.destroy();
     scoped.destroy();
 

@@ -42,11 +42,24 @@ export async function listBuckets(call: S3Call): Promise<Response> {
 /**
  * CreateBucket. An existing bucket is not touched (its settings stay): S3 in us-east-1 answers 200 for a
  * bucket its caller owns, other regions 409 BucketAlreadyOwnedByYou; rclone and restic accept both.
+ * An admin's CreateBucketConfiguration body is read and checked whether or not the bucket exists.
  */
 export async function createBucket(call: S3Call): Promise<Response> {
   const bucket = bucketOf(call);
-  await call.authorize({ action: 'admin' });
   const region = call.deps.region;
+  try {
+    await call.authorize({ action: 'admin' });
+  } catch (refused) {
+    // Creating needs admin, as natively. But clients (rclone) "create" a bucket they are about to write
+    // to: one that exists and that the caller may read is answered as for its owner, creating nothing.
+    // Existence is told only to whom HeadBucket would tell it.
+    const readable = await call.authorize({ action: 'bucket:read', bucket }).then(
+      () => true,
+      () => false,
+    );
+    if (!readable || !(await bucketExists(call, bucket))) throw refused;
+    return alreadyOwned(call, bucket);
+  }
   if (call.declaredSize !== 0 && (call.declaredSize !== undefined || call.header('transfer-encoding') !== undefined)) {
     const config = parseXml(await readXmlBody(call.body(), 64 * 1024));
     if (config.name !== 'CreateBucketConfiguration') throw new S3Error('MalformedXML', 400, 'The XML you provided was not well-formed or did not validate against our published schema.');
@@ -56,19 +69,25 @@ export async function createBucket(call: S3Call): Promise<Response> {
       throw new S3Error('IllegalLocationConstraintException', 400, `The ${wanted} location constraint is incompatible for the region specific endpoint this request was sent to.`);
     }
   }
-  const exists = await call.deps.catalog.getBucket(bucket).then(
+  if (await bucketExists(call, bucket)) return alreadyOwned(call, bucket);
+  await call.deps.catalog.putBucket(bucket, { maxObjectSize: null, quotaBytes: null, maxRevisions: null, publicRead: false, publicRevisions: false });
+  return call.c.body(null, 200, { Location: `/${bucket}` });
+}
+
+async function bucketExists(call: S3Call, bucket: string): Promise<boolean> {
+  return call.deps.catalog.getBucket(bucket).then(
     () => true,
     (err: unknown) => {
       if (err instanceof BlobdError && err.code === 'bucket_not_found') return false;
       throw err;
     },
   );
-  if (exists) {
-    if (region !== 'us-east-1') {
-      throw new S3Error('BucketAlreadyOwnedByYou', 409, 'Your previous request to create the named bucket succeeded and you already own it.', { BucketName: bucket });
-    }
-  } else {
-    await call.deps.catalog.putBucket(bucket, { maxObjectSize: null, quotaBytes: null, maxRevisions: null, publicRead: false, publicRevisions: false });
+}
+
+/** CreateBucket of a bucket that exists (its settings untouched): 200 in us-east-1, else 409, as S3. */
+function alreadyOwned(call: S3Call, bucket: string): Response {
+  if (call.deps.region !== 'us-east-1') {
+    throw new S3Error('BucketAlreadyOwnedByYou', 409, 'Your previous request to create the named bucket succeeded and you already own it.', { BucketName: bucket });
   }
   return call.c.body(null, 200, { Location: `/${bucket}` });
 }
@@ -83,7 +102,15 @@ export async function headBucket(call: S3Call): Promise<Response> {
 export async function deleteBucket(call: S3Call): Promise<Response> {
   const bucket = bucketOf(call);
   await call.authorize({ action: 'admin' });
-  await call.deps.catalog.deleteBucket(bucket, false);
+  try {
+    await call.deps.catalog.deleteBucket(bucket, false);
+  } catch (err) {
+    // core's message names the native API's force=true, which no S3 client can send.
+    if (err instanceof BlobdError && err.code === 'bucket_not_empty') {
+      throw new S3Error('BucketNotEmpty', 409, 'The bucket you tried to delete is not empty', { BucketName: bucket });
+    }
+    throw err;
+  }
   return call.c.body(null, 204);
 }
 

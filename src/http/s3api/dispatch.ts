@@ -8,6 +8,7 @@ import { deleteObjects } from './delete-objects.ts';
 import { S3Error } from './errors.ts';
 import { listObjectsV1, listObjectsV2 } from './listing.ts';
 import { deleteObject, findObject, getObject, putObject, revisionOf, targetOf } from './objects.ts';
+import { xmlAnswer } from './xml.ts';
 
 export type Operation = (call: S3Call) => Promise<Response>;
 
@@ -46,6 +47,14 @@ const getObjectAcl: Operation = async (call) => {
   await call.authorize({ action: 'object:read', bucket });
   await findObject(call, bucket, key, revisionOf(call.query.get('versionId')));
   return aclAnswer(call);
+};
+
+/** GetObjectTagging: blobd has no S3 tags (its own tags are not key=value pairs), so every object has none. */
+const getObjectTagging: Operation = async (call) => {
+  const { bucket, key } = targetOf(call);
+  await call.authorize({ action: 'object:read', bucket });
+  const obj = await findObject(call, bucket, key, revisionOf(call.query.get('versionId')));
+  return xmlAnswer(call.c, 'Tagging', { TagSet: {} }, 200, { 'x-amz-version-id': String(obj.revision) });
 };
 
 export function operationFor(call: S3Call, mp: MultipartOperations): Operation {
@@ -95,6 +104,7 @@ export function operationFor(call: S3Call, mp: MultipartOperations): Operation {
       if (sub === undefined) return getObject;
       if (sub === 'uploadId' && subs.length === 1 && method === 'GET') return multipart(mp, 'listParts');
       if (sub === 'acl' && subs.length === 1 && method === 'GET') return getObjectAcl;
+      if (sub === 'tagging' && subs.length === 1 && method === 'GET') return getObjectTagging;
       break;
     case 'PUT':
       if (has('partNumber') && has('uploadId') && subs.length === 2) {

@@ -35,7 +35,7 @@ function maxKeysOf(call: S3Call): number {
   return Math.min(Number(raw), 1000);
 }
 
-function encodingOf(call: S3Call): (text: string) => string {
+export function encodingOf(call: S3Call): (text: string) => string {
   const encoding = call.query.get('encoding-type');
   if (encoding === null) return (t) => t;
   if (encoding.toLowerCase() !== 'url') throw new S3Error('InvalidArgument', 400, 'Invalid Encoding Method specified in Request', { ArgumentName: 'encoding-type', ArgumentValue: encoding.slice(0, 100) });
