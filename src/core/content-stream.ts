@@ -23,7 +23,13 @@ export async function writingFrom<T>(make: () => Readable, write: (body: BodySou
  * is copied out of the store's reused buffer and the next one is read only when the reader wants more
  * (backpressure): at most about one chunk and the stream's 1 MiB buffer are held, whatever the sizes.
  */
-export function concatContent(parts: readonly { open: () => Promise<BlobCopy>; size: number }[], onChunk?: (chunk: Buffer) => void): Readable {
+export interface ContentPart {
+  readonly open: () => Promise<BlobCopy>;
+  readonly size: number;
+}
+
+/** `parts` may be an async iterable that yields each part when it exists (a speculative assembly's). */
+export function concatContent(parts: Iterable<ContentPart> | AsyncIterable<ContentPart>, onChunk?: (chunk: Buffer) => void): Readable {
   let resume: (() => void) | undefined;
   let stopped = false;
   const wake = () => {
@@ -41,7 +47,7 @@ export function concatContent(parts: readonly { open: () => Promise<BlobCopy>; s
     },
   });
   void (async () => {
-    for (const part of parts) {
+    for await (const part of parts) {
       if (stopped) return;
       const copy = await part.open();
       const copied = await copy.pipeTo(async (chunk) => {

@@ -2,7 +2,8 @@
 // system bucket no user can name or list. Its record `u/<bucket>/<key>\x01<uploadId>` (content: a state
 // marker; properties: who started it and the final object's metadata) and one object per part
 // `p/<uploadId>/<00001>` (content: the part's bytes, etag: its MD5), so a part is a deduplicated, durable,
-// GC-safe blob like any write. Complete streams the parts' blobs into the target object as one write.
+// GC-safe blob like any write. Complete streams the parts' blobs into the target object as one write —
+// usually begun already while the parts arrived (multipart-assembly.ts), so that little is left to do.
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { v7 as uuidv7 } from 'uuid';
@@ -10,7 +11,7 @@ import type { BucketRecord, MetadataStore, ObjectRecord } from '../storage/metad
 import type { Principal } from './auth.ts';
 import type { BlobService, ByteRange } from './blobs.ts';
 import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
-import { parseBucketName, parseKey, type CatalogService } from './catalog.ts';
+import { parseBucketName, parseKey, type CatalogService, type PutObjectOptions } from './catalog.ts';
 import { concatContent, writingFrom } from './content-stream.ts';
 import type { Digest } from './digest.ts';
 import { BlobdError } from './errors.ts';
@@ -41,6 +42,7 @@ import {
   type UploadMeta,
   type UploadPage,
 } from './multipart-records.ts';
+import { Assembly, type Decision } from './multipart-assembly.ts';
 import { applyMetaPatch } from './object-meta.ts';
 import { refuseNul } from './text.ts';
 
@@ -59,6 +61,36 @@ export {
 /** With several nodes, a record left `completing` this long is taken for a crashed node's (none can tell). */
 const STALE_COMPLETING_MS = 86_400_000;
 const NO_META = { contentType: null, filename: null, owner: null, tags: [], properties: {}, expiresAt: null } as const;
+
+/** Assemblies at once per process: each holds a write open (a staging file, a buffer) while parts arrive. */
+const MAX_ASSEMBLIES = 4;
+/** An assembly that got no part for this long is given up (the complete then copies the parts). */
+const ASSEMBLY_IDLE_MS = 60_000;
+
+/**
+ * The target object's write: the upload's metadata, exactly, as a single write's (what the object had
+ * before does not carry over). Who writes it and its ETag are read when the revision is recorded, after the
+ * body ended: an assembly's write learns them only from the complete.
+ */
+function targetOptions(info: MultipartUpload, decided: () => Decision | undefined): PutObjectOptions {
+  const decision = () => {
+    const d = decided();
+    if (!d) throw new BlobdError('internal_error', 'the multipart write ended before its complete');
+    return d;
+  };
+  return {
+    get principal() {
+      return decision().principal;
+    },
+    get etag() {
+      return decision().etag;
+    },
+    ...(info.meta.contentType !== undefined ? { contentType: info.meta.contentType } : {}),
+    ...(info.meta.filename !== undefined ? { filename: info.meta.filename } : {}),
+    meta: { content_type: info.meta.contentType ?? null, filename: info.meta.filename ?? null },
+    replaceProperties: info.meta.properties ?? {},
+  };
+}
 
 export interface MultipartOptions {
   /** How long an upload lives from its start; its parts expire with it and GC frees their blobs. */
@@ -79,6 +111,8 @@ export class MultipartUploads {
   private system: Promise<BucketRecord> | undefined;
   /** Uploads this process is completing: a `completing` record that is none of these is a crashed run's. */
   private readonly completingHere = new Set<string>();
+  /** Objects being written while their parts arrive (multipart-assembly.ts), by upload id. */
+  private readonly assemblies = new Map<string, Assembly>();
   private readonly minPartSize: number;
 
   constructor(
@@ -198,6 +232,7 @@ export class MultipartUploads {
       etag: () => opts.md5().toLowerCase(),
     });
     await this.confirmPart(up, pk);
+    this.assemble(up.info, part);
     return partOf(part);
   }
 
@@ -238,6 +273,7 @@ export class MultipartUploads {
       );
     }
     await this.confirmPart(up, pk);
+    this.assemble(up.info, part);
     return partOf(part);
   }
 
@@ -293,6 +329,7 @@ export class MultipartUploads {
     const up = await this.open(bucket, key, uploadId);
     if (up.state === 'completing') throw new BlobdError('upload_locked', 'the upload is being completed', { upload_id: uploadId });
     if (up.state !== 'open' || !(await this.setState(up, up.digest, ABORTING, principal))) throw noSuchUpload(uploadId);
+    this.takeAssembly(uploadId)?.abandon();
     await this.meta.deleteObject(MULTIPART_BUCKET, up.recordKey);
     await this.sweepParts(uploadId);
   }
@@ -359,21 +396,45 @@ export class MultipartUploads {
     });
     const md5s = Buffer.concat(parts.map((p) => Buffer.from(p.etag!, 'hex')));
     const etag = `${createHash('md5').update(md5s).digest('hex')}-${parts.length}`;
+    const decision = { principal, etag };
+    const assembled = await this.takeAssembly(info.uploadId)?.finish(
+      parts.map((p, i) => ({ partNumber: listed[i]!.partNumber, digest: p.digest, size: p.size })),
+      decision,
+    );
+    if (assembled) return { object: assembled, etag };
     const { object } = await writingFrom(
       () => concatContent(parts.map((p) => ({ open: () => this.blobs.openContent(p.digest as Digest), size: p.size }))),
-      (body) =>
-        this.catalog.putObject(info.bucket, info.key, body, {
-          principal,
-          declaredSize: parts.reduce((sum, p) => sum + p.size, 0),
-          // The upload's metadata, exactly, as a single write's: what the object had before does not carry over.
-          ...(info.meta.contentType !== undefined ? { contentType: info.meta.contentType } : {}),
-          ...(info.meta.filename !== undefined ? { filename: info.meta.filename } : {}),
-          meta: { content_type: info.meta.contentType ?? null, filename: info.meta.filename ?? null },
-          replaceProperties: info.meta.properties ?? {},
-          etag,
-        }),
+      (body) => this.catalog.putObject(info.bucket, info.key, body, { ...targetOptions(info, () => decision), declaredSize: parts.reduce((sum, p) => sum + p.size, 0) }),
     );
     return { object, etag };
+  }
+
+  /**
+   * A part was stored here: an assembly of the upload's object takes it (one is started with the upload's
+   * first part stored in this process, a few at a time per process).
+   */
+  private assemble(info: MultipartUpload, part: ObjectRecord): void {
+    let assembly = this.assemblies.get(info.uploadId);
+    if (!assembly) {
+      if (this.assemblies.size >= MAX_ASSEMBLIES) return;
+      const started: Assembly = new Assembly(
+        (digest) => this.blobs.openContent(digest),
+        async (body, self) => (await this.catalog.putObject(info.bucket, info.key, body, targetOptions(info, () => self.decision))).object,
+        ASSEMBLY_IDLE_MS,
+        () => {
+          if (this.assemblies.get(info.uploadId) === started) this.assemblies.delete(info.uploadId);
+        },
+      );
+      this.assemblies.set(info.uploadId, (assembly = started));
+    }
+    assembly.partStored({ partNumber: partOf(part).partNumber, digest: part.digest, size: part.size });
+  }
+
+  /** The upload's assembly, no longer reachable by parts stored after this. */
+  private takeAssembly(uploadId: string): Assembly | undefined {
+    const assembly = this.assemblies.get(uploadId);
+    this.assemblies.delete(uploadId);
+    return assembly;
   }
 
   /** Every part object of an upload, in part-number order. */
