@@ -9,6 +9,7 @@ import type { AppEnv } from '../env.ts';
 import type { S3Call } from './context.ts';
 import { copySource } from './copy.ts';
 import { errorXml, S3Error, toS3Error } from './errors.ts';
+import { encodingOf } from './listing.ts';
 import { metaFromHeaders } from './metadata.ts';
 import { headerEntries, targetOf } from './objects.ts';
 import { child, parseXml, readXmlBody, renderXml, xmlAnswer, type XmlNode } from './xml.ts';
@@ -69,18 +70,6 @@ function integerParam(call: S3Call, name: string, fallback: number): number {
   if (raw === null || raw === '') return fallback;
   if (!/^\d{1,10}$/.test(raw)) throw new S3Error('InvalidArgument', 400, `Provided ${name} not an integer or within integer range`, { ArgumentName: name, ArgumentValue: raw.slice(0, 100) });
   return Number(raw);
-}
-
-// TEMPORARY copy of listing.ts's (not exported yet; see /tmp/requests/s3-multipart.md).
-function encodingOf(call: S3Call): ((text: string) => string) | undefined {
-  const encoding = call.query.get('encoding-type');
-  if (encoding === null) return undefined;
-  if (encoding.toLowerCase() !== 'url') throw new S3Error('InvalidArgument', 400, 'Invalid Encoding Method specified in Request', { ArgumentName: 'encoding-type', ArgumentValue: encoding.slice(0, 100) });
-  return (text) =>
-    encodeURIComponent(text)
-      .replace(/%20/g, '+')
-      .replace(/%2F/g, '/')
-      .replace(/[!'()*]/g, (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 const person = (id: string) => ({ ID: id, DisplayName: id });
@@ -267,7 +256,7 @@ export function listParts(call: S3Call): Promise<Response> {
     const marker = integerParam(call, 'part-number-marker', 0);
     const maxParts = Math.min(integerParam(call, 'max-parts', 1000), 1000);
     const { upload, parts, truncated } = await service(call).listParts(bucket, key, uploadIdOf(call), { marker, maxParts });
-    const enc = encodingOf(call) ?? ((t: string) => t);
+    const enc = encodingOf(call);
     return xmlAnswer(call.c, 'ListPartsResult', {
       Bucket: bucket,
       Key: enc(key),
@@ -291,8 +280,8 @@ export function listMultipartUploads(call: S3Call): Promise<Response> {
     const bucket = call.bucket;
     await call.authorize({ action: 'bucket:read', bucket });
     const q = call.query;
-    const enc = encodingOf(call);
-    const e = enc ?? ((t: string) => t);
+    const e = encodingOf(call);
+    const encoded = q.get('encoding-type') !== null;
     const maxUploads = Math.min(integerParam(call, 'max-uploads', 1000), 1000);
     const prefix = q.get('prefix') ?? '';
     const delimiter = q.get('delimiter') ?? '';
@@ -325,7 +314,7 @@ export function listMultipartUploads(call: S3Call): Promise<Response> {
       IsTruncated: page.truncated,
       Upload: page.uploads.map(upload),
       CommonPrefixes: page.commonPrefixes.map((p) => ({ Prefix: e(p) })),
-      ...(enc ? { EncodingType: 'url' } : {}),
+      ...(encoded ? { EncodingType: 'url' } : {}),
     });
   });
 }
