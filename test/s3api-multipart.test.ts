@@ -27,9 +27,18 @@ import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { BlobService } from '../src/core/blobs.ts';
+import { CatalogService } from '../src/core/catalog.ts';
+import type { Digest } from '../src/core/digest.ts';
+import { DiskBudget } from '../src/core/disk-budget.ts';
+import { BlobdError } from '../src/core/errors.ts';
+import { MultipartUploads } from '../src/core/multipart-uploads.ts';
 import { S3Error } from '../src/http/s3api/errors.ts';
 import { answerWhenDone } from '../src/http/s3api/multipart.ts';
-import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { FsByteStore } from '../src/storage/fs/fs-byte-store.ts';
+import { DataLayout } from '../src/storage/fs/layout.ts';
+import { SqliteMetadataStore } from '../src/storage/sqlite/sqlite-metadata-store.ts';
+import { makeTempDir, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
 
 const MiB = 1024 * 1024;
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
@@ -399,4 +408,63 @@ describe('a long complete: 200 at once, spaces while it runs, then the result or
     assert.match(await res.text(), /^<\?xml[^>]*>\n +<Error><Code>QuotaExceeded<\/Code><Message>over quota<\/Message><Resource>\/b\/k<\/Resource><RequestId>req-1<\/RequestId><\/Error>$/);
   });
 
+});
+
+describe('concurrent completes in core: only the one that won the state change holds the upload', () => {
+  const principal = { id: 'admin', scopes: ['admin'] as const };
+  const who = () => ({ ...principal, scopes: [...principal.scopes] });
+  const code = async (p: Promise<unknown>) => {
+    try {
+      await p;
+    } catch (err) {
+      if (err instanceof BlobdError) return err.code;
+      throw err;
+    }
+    return 'succeeded';
+  };
+
+  test('two completes at once; while the winner writes, an abort is refused (upload_locked) and a third complete finds no upload; one revision, right bytes', async () => {
+    const dir = await makeTempDir();
+    const layout = new DataLayout(path.join(dir, 'data'));
+    const bytes = await FsByteStore.open(layout);
+    const meta = SqliteMetadataStore.open(layout.databaseFile);
+    try {
+      const blobs = new BlobService(meta, bytes, new DiskBudget(meta, bytes, 0), { maxBlobSize: 1 << 30, temporaryTtlMs: 60_000 });
+      const catalog = new CatalogService(meta, blobs);
+      const mp = new MultipartUploads(meta, catalog, blobs, { ttlMs: 3_600_000, minPartSize: 1 });
+      await catalog.putBucket('b', { maxObjectSize: null, quotaBytes: null, maxRevisions: null, publicRead: false, publicRevisions: false });
+      const { uploadId } = await mp.create('b', 'k', who(), {});
+      const p = [randomBytes(3000), randomBytes(1000)];
+      const listed = [];
+      for (const [i, body] of p.entries()) {
+        const stored = await mp.uploadPart('b', 'k', uploadId, i + 1, () => Readable.from([body]), { principal: who(), declaredSize: body.length, md5: () => md5(body) });
+        listed.push({ partNumber: i + 1, etag: stored.etag });
+      }
+      // The winner is held where it records the object: the target content's digest lock, taken here first.
+      const target = `sha256:${createHash('sha256').update(Buffer.concat(p)).digest('hex')}`;
+      let release!: () => void;
+      const held = blobs.lockDigest(target, () => new Promise<void>((resolve) => (release = resolve)));
+      const completes = [mp.complete('b', 'k', uploadId, listed, who()), mp.complete('b', 'k', uploadId, listed, who())];
+      // The loser answers while the winner waits for the lock (the winner's write won before the loser lost).
+      const first = await Promise.race(completes.map((c, i) => c.then(() => i, () => i)));
+      assert.equal(await code(completes[first]!), 'upload_not_found');
+      const winner = completes[1 - first]!;
+      assert.equal(await code(mp.abort('b', 'k', uploadId, who())), 'upload_locked');
+      assert.equal(await code(mp.complete('b', 'k', uploadId, listed, who())), 'upload_not_found');
+      assert.equal(await code(mp.uploadPart('b', 'k', uploadId, 3, () => Readable.from([Buffer.from('x')]), { principal: who(), md5: () => md5(Buffer.from('x')) })), 'upload_not_found');
+      release();
+      await held;
+      const { object } = await winner;
+      assert.equal(object.latestRevision, 1);
+      assert.equal((await meta.getObject('b', 'k'))?.latestRevision, 1);
+      const chunks: Buffer[] = [];
+      await (await blobs.openContent(object.digest as Digest)).pipeTo(async (chunk) => void chunks.push(chunk));
+      assert.ok(Buffer.concat(chunks).equals(Buffer.concat(p)));
+      // Completed: gone for an abort too.
+      assert.equal(await code(mp.abort('b', 'k', uploadId, who())), 'upload_not_found');
+    } finally {
+      await meta.close();
+      await removeDir(dir);
+    }
+  });
 });

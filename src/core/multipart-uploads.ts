@@ -109,8 +109,12 @@ interface OpenedUpload {
 
 export class MultipartUploads {
   private system: Promise<BucketRecord> | undefined;
-  /** Uploads this process is completing: a `completing` record that is none of these is a crashed run's. */
-  private readonly completingHere = new Set<string>();
+  /**
+   * Completes running in this process, by upload id: each claims the upload just before its state change
+   * and drops only its own claim, so a `completing` record none of them claims is a crashed run's. A
+   * loser (its If-Match write failed) never unmarks the winner's upload.
+   */
+  private readonly completingHere = new Map<string, Set<symbol>>();
   /** Objects being written while their parts arrive (multipart-assembly.ts), by upload id. */
   private readonly assemblies = new Map<string, Assembly>();
   private readonly minPartSize: number;
@@ -167,7 +171,7 @@ export class MultipartUploads {
     const rec = await this.meta.getObject(MULTIPART_BUCKET, rk);
     if (!rec) throw noSuchUpload(uploadId);
     let state: OpenedUpload['state'] = rec.digest === OPEN_DIGEST ? 'open' : rec.digest === ABORTING_DIGEST ? 'aborting' : 'completing';
-    const stale = !this.completingHere.has(uploadId) && (!this.meta.shared || Date.now() - rec.revisionCreatedAt > STALE_COMPLETING_MS);
+    const stale = !(this.completingHere.get(uploadId)?.size) && (!this.meta.shared || Date.now() - rec.revisionCreatedAt > STALE_COMPLETING_MS);
     if (state === 'completing' && stale) state = 'open';
     return { info: uploadOf(bucket, key, uploadId, rec), recordKey: rk, digest: rec.digest, state };
   }
@@ -354,7 +358,9 @@ export class MultipartUploads {
       }
     });
     const up = await this.openForWrite(bucket, key, uploadId);
-    this.completingHere.add(uploadId);
+    // Claimed before the state change, so that no read between the winning write and this continuation
+    // takes the record for a crashed run's; a loser drops its own claim, nothing else.
+    const claim = this.claimCompleting(uploadId);
     try {
       if (!(await this.setState(up, up.digest, COMPLETING, principal))) throw noSuchUpload(uploadId);
       let written: { object: ObjectRecord; etag: string };
@@ -369,8 +375,22 @@ export class MultipartUploads {
       await this.sweepParts(uploadId);
       return written;
     } finally {
-      this.completingHere.delete(uploadId);
+      claim.release();
     }
+  }
+
+  /** This request completes the upload here (see completingHere); release() drops this claim only. */
+  private claimCompleting(uploadId: string): { release: () => void } {
+    const token = Symbol(uploadId);
+    const claims = this.completingHere.get(uploadId) ?? new Set<symbol>();
+    claims.add(token);
+    this.completingHere.set(uploadId, claims);
+    return {
+      release: () => {
+        claims.delete(token);
+        if (claims.size === 0 && this.completingHere.get(uploadId) === claims) this.completingHere.delete(uploadId);
+      },
+    };
   }
 
   private async writeTarget(info: MultipartUpload, listed: readonly CompletedPart[], principal: Principal): Promise<{ object: ObjectRecord; etag: string }> {
