@@ -297,6 +297,20 @@ describe('SigV4 presigned URLs', () => {
     const v2 = { method: 'GET', rawPath: '/bucket/key.txt', rawQuery: `AWSAccessKeyId=${ACCESS_KEY}&Expires=1700000000&Signature=abc`, headers: { host: HOST } };
     await refused(verifyRequest(v2, keys, WHEN), 'InvalidRequest', 400);
   });
+
+  test("a presigned URL's holder cannot add x-amz-* headers the signer did not sign (a copy source, metadata); body checks may be added", async () => {
+    const put = await presigned({ method: 'PUT', expiresIn: 3600 });
+    for (const extra of [
+      { 'x-amz-copy-source': '/other-bucket/secret' },
+      { 'x-amz-metadata-directive': 'REPLACE' },
+      { 'x-amz-meta-owner': 'mallory' },
+    ]) {
+      const err = await refused(verifyRequest({ ...put, headers: { ...put.headers, ...extra } }, keys, WHEN), 'AccessDenied', 403);
+      assert.equal(err.extra.HeadersNotSigned, Object.keys(extra)[0]);
+    }
+    const checked = { 'x-amz-checksum-crc32': 'AAAAAA==', 'x-amz-sdk-checksum-algorithm': 'CRC32', 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' };
+    assert.ok(await verifyRequest({ ...put, headers: { ...put.headers, ...checked } }, keys, WHEN));
+  });
 });
 
 // ------------------------------------------------------------------------------------------------------

@@ -117,6 +117,9 @@ async function verifyHeaderAuth(req: SigV4Request, authorization: string, query:
   return finish(req, query, parsed, payload, keys);
 }
 
+/** x-amz-* headers a presigned request may carry unsigned: checks of the body it sends, and nothing more. */
+const PRESIGNED_UNSIGNED_OK = /^x-amz-(?:content-sha256|checksum-[a-z0-9]+|sdk-checksum-algorithm|date|user-agent)$/;
+
 async function verifyPresigned(req: SigV4Request, query: Query, keys: S3Deps['s3Keys'], now: Date): Promise<VerifiedRequest> {
   const malformed = queryMalformed;
   const param = (name: string): string => {
@@ -151,7 +154,16 @@ async function verifyPresigned(req: SigV4Request, query: Query, keys: S3Deps['s3
   const payloadHash = hashes.length === 1 ? hashes[0]![1] : UNSIGNED;
   const payload = payloadMode(payloadHash);
   if (payload.kind !== 'unsigned' && payload.kind !== 'sha256') throw malformed('A presigned request cannot carry an aws-chunked body.');
-  const parsed: Parsed = { ...scope, amzDate, signedHeaders: parseSignedHeaders(signedHeaders, malformed), signature: signature.toLowerCase(), payloadHash };
+  const signed = parseSignedHeaders(signedHeaders, malformed);
+  // Whoever holds a presigned URL may add headers; an x-amz-* header the signer did not sign would widen
+  // what the URL does (x-amz-copy-source turns a PUT into a copy of anything the signer may read,
+  // x-amz-meta-* and x-amz-metadata-directive rewrite metadata). Only headers that can merely make the
+  // request fail (integrity checks) or say nothing (date, user agent) may go unsigned.
+  const unsigned = Object.keys(req.headers).filter((name) => name.startsWith('x-amz-') && !signed.includes(name) && !PRESIGNED_UNSIGNED_OK.test(name));
+  if (unsigned.length > 0) {
+    throw new S3Error('AccessDenied', 403, 'There were headers present in the request which were not signed', { HeadersNotSigned: unsigned.join(', ') });
+  }
+  const parsed: Parsed = { ...scope, amzDate, signedHeaders: signed, signature: signature.toLowerCase(), payloadHash };
   return finish(req, query.filter(([n]) => n !== 'X-Amz-Signature'), parsed, payload, keys);
 }
 
