@@ -186,7 +186,7 @@ describe('S3 multipart uploads with @aws-sdk/client-s3 and lib-storage', () => {
     assert.ok(small[1]!.equals(await get(key)));
   });
 
-  test("the target bucket's limits: a part over max_object_size is refused; a complete over the quota is refused and the upload stays", async () => {
+  test("the target bucket's limits count the upload's parts: max_object_size and quota refuse a part (nothing stored); a complete over the quota is refused and the upload stays", async () => {
     const limited = async (name: string, settings: Record<string, number>) => {
       const res = await d.api(`/api/buckets/${name}`, { method: 'PUT', body: JSON.stringify(settings), headers: { 'content-type': 'application/json' } });
       assert.equal(res.status, 201, await res.clone().text());
@@ -197,12 +197,26 @@ describe('S3 multipart uploads with @aws-sdk/client-s3 and lib-storage', () => {
       await s3Error(s3.send(new UploadPartCommand({ Bucket: 'mp-small', Key: 'k', UploadId: small, PartNumber: 1, Body: randomBytes(1001) }))),
       { code: 'EntityTooLarge', status: 400 },
     );
+    // The parts together: 600 + 600 bytes would make an object over max_object_size. Part 1 uploaded again
+    // replaces itself (it is not counted twice).
+    const smallPart = (n: number, size: number) => s3.send(new UploadPartCommand({ Bucket: 'mp-small', Key: 'k', UploadId: small, PartNumber: n, Body: randomBytes(size) }));
+    await smallPart(1, 600);
+    await smallPart(1, 600);
+    assert.deepEqual(await s3Error(smallPart(2, 600)), { code: 'EntityTooLarge', status: 400 });
+    await smallPart(2, 400);
+    assert.deepEqual((await s3.send(new ListPartsCommand({ Bucket: 'mp-small', Key: 'k', UploadId: small }))).Parts?.map((x) => x.Size), [600, 400]);
     await s3.send(new AbortMultipartUploadCommand({ Bucket: 'mp-small', Key: 'k', UploadId: small }));
 
     await limited('mp-quota', { quota_bytes: 6 * MiB });
     const UploadId = (await s3.send(new CreateMultipartUploadCommand({ Bucket: 'mp-quota', Key: 'k' }))).UploadId!;
     const send = (n: number, body: Buffer) => s3.send(new UploadPartCommand({ Bucket: 'mp-quota', Key: 'k', UploadId, PartNumber: n, Body: body }));
-    const parts = [{ PartNumber: 1, ETag: (await send(1, randomBytes(5 * MiB))).ETag! }, { PartNumber: 2, ETag: (await send(2, randomBytes(2 * MiB))).ETag! }];
+    const first = { PartNumber: 1, ETag: (await send(1, randomBytes(5 * MiB))).ETag! };
+    // 5 MiB stored + 2 MiB > the 6 MiB quota: refused, nothing stored.
+    assert.deepEqual(await s3Error(send(2, randomBytes(2 * MiB))), { code: 'QuotaExceeded', status: 403 });
+    assert.equal((await s3.send(new ListPartsCommand({ Bucket: 'mp-quota', Key: 'k', UploadId }))).Parts?.length, 1);
+    const parts = [first, { PartNumber: 2, ETag: (await send(2, randomBytes(MiB))).ETag! }];
+    // The bucket fills meanwhile: the complete checks the object as any write.
+    await s3.send(new PutObjectCommand({ Bucket: 'mp-quota', Key: 'other', Body: randomBytes(10) }));
     const over = () => s3.send(new CompleteMultipartUploadCommand({ Bucket: 'mp-quota', Key: 'k', UploadId, MultipartUpload: { Parts: parts } }));
     assert.deepEqual(await s3Error(over()), { code: 'QuotaExceeded', status: 403 });
     assert.equal((await s3.send(new ListPartsCommand({ Bucket: 'mp-quota', Key: 'k', UploadId }))).Parts?.length, 2);
@@ -332,6 +346,34 @@ describe('S3 multipart uploads with @aws-sdk/client-s3 and lib-storage', () => {
     } finally {
       reader.destroy();
     }
+  });
+
+  test('a deleted bucket takes its uploads along: made again under its name, it lists none and the old id is NoSuchUpload', async () => {
+    const gone = 'mp-gone';
+    await s3.send(new CreateBucketCommand({ Bucket: gone }));
+    const UploadId = (await s3.send(new CreateMultipartUploadCommand({ Bucket: gone, Key: 'k' }))).UploadId!;
+    const e1 = (await s3.send(new UploadPartCommand({ Bucket: gone, Key: 'k', UploadId, PartNumber: 1, Body: randomBytes(1000) }))).ETag!;
+    // Open uploads are not among the objects users see (their records and parts are core's own objects).
+    const stats = (await (await d.api('/api/admin/stats')).json()) as { objects: number };
+    const buckets = (await (await d.api('/api/buckets')).json()) as { items: { usage: { objects: number } }[] };
+    assert.equal(stats.objects, buckets.items.reduce((sum, b) => sum + b.usage.objects, 0));
+
+    assert.equal((await d.api(`/api/buckets/${gone}`, { method: 'DELETE' })).status, 204);
+    await s3.send(new CreateBucketCommand({ Bucket: gone }));
+    assert.deepEqual((await s3.send(new ListMultipartUploadsCommand({ Bucket: gone }))).Uploads ?? [], []);
+    const noSuchUpload = { code: 'NoSuchUpload', status: 404 };
+    assert.deepEqual(await s3Error(s3.send(new ListPartsCommand({ Bucket: gone, Key: 'k', UploadId }))), noSuchUpload);
+    assert.deepEqual(await s3Error(s3.send(new UploadPartCommand({ Bucket: gone, Key: 'k', UploadId, PartNumber: 2, Body: 'x' }))), noSuchUpload);
+    assert.deepEqual(
+      await s3Error(s3.send(new CompleteMultipartUploadCommand({ Bucket: gone, Key: 'k', UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: e1 }] } }))),
+      noSuchUpload,
+    );
+    assert.deepEqual(await s3Error(s3.send(new AbortMultipartUploadCommand({ Bucket: gone, Key: 'k', UploadId }))), noSuchUpload);
+    assert.deepEqual(await s3Error(s3.send(new GetObjectCommand({ Bucket: gone, Key: 'k' }))), { code: 'NoSuchKey', status: 404 });
+    // The new bucket's own uploads work as usual.
+    const fresh = (await s3.send(new CreateMultipartUploadCommand({ Bucket: gone, Key: 'k' }))).UploadId!;
+    assert.deepEqual((await s3.send(new ListMultipartUploadsCommand({ Bucket: gone }))).Uploads?.map((u) => u.UploadId), [fresh]);
+    await s3.send(new AbortMultipartUploadCommand({ Bucket: gone, Key: 'k', UploadId: fresh }));
   });
 
   test('GC while an upload is open keeps its parts (the complete gives the right bytes); after an abort it frees them', async () => {

@@ -1,7 +1,7 @@
 // S3 multipart uploads as objects of a system bucket: the names and keys they live under, their state
 // markers, what is read back from them, and the listing of a bucket's uploads (ListMultipartUploads).
 import { createHash } from 'node:crypto';
-import { KEY_END, type MetadataStore, type ObjectRecord } from '../storage/metadata-store.ts';
+import { KEY_END, type BucketRecord, type MetadataStore, type ObjectRecord } from '../storage/metadata-store.ts';
 import { BlobdError } from './errors.ts';
 import { refuseNul } from './text.ts';
 
@@ -95,6 +95,16 @@ export function uploadOf(bucket: string, key: string, uploadId: string, record: 
   };
 }
 
+/**
+ * The upload was started in this bucket, not in an earlier one of the same name (deleted since): its record
+ * holds the bucket's creation time. Records written before that was kept hold none and count as this one's.
+ */
+export function sameIncarnation(record: ObjectRecord, bucket: BucketRecord | null): boolean {
+  if (!bucket) return false;
+  const created = (record.properties as { bucket_created?: unknown }).bucket_created;
+  return typeof created !== 'number' || created === bucket.createdAt;
+}
+
 export function partOf(row: ObjectRecord): StoredPart {
   return {
     partNumber: Number(row.key.slice(row.key.lastIndexOf('/') + 1)),
@@ -114,12 +124,14 @@ export interface UploadPage {
 
 /**
  * One page of a bucket's uploads in key order, then upload id (start order): after `keyMarker` (and,
- * for that key, after `uploadIdMarker`), keys under `prefix`, rolled up at `delimiter` as S3 does.
+ * for that key, after `uploadIdMarker`), keys under `prefix`, rolled up at `delimiter` as S3 does. Records
+ * `listed` refuses are skipped as if absent (an earlier bucket's of the same name).
  */
 export async function listUploadsPage(
   meta: MetadataStore,
   name: string,
   q: { prefix?: string; delimiter?: string; keyMarker?: string; uploadIdMarker?: string; maxUploads: number },
+  listed: (record: ObjectRecord, uploadId: string) => boolean = () => true,
 ): Promise<UploadPage> {
   const prefix = refuseNul(q.prefix ?? '', 'prefix');
   const delimiter = refuseNul(q.delimiter || undefined, 'delimiter');
@@ -152,6 +164,10 @@ export async function listUploadsPage(
       const sep = rest.lastIndexOf(SEP);
       const key = rest.slice(0, sep);
       const uploadId = rest.slice(sep + 1);
+      if (!listed(row, uploadId)) {
+        after = row.key;
+        continue;
+      }
       const at = delimiter === undefined ? -1 : key.indexOf(delimiter, prefix.length);
       if (uploads.length + commonPrefixes.length === max) return done(true);
       if (at >= 0) {

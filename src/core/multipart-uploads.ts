@@ -34,6 +34,7 @@ import {
   partOf,
   partProblem,
   recordKey,
+  sameIncarnation,
   uploadOf,
   UUID_RE,
   type CompletedPart,
@@ -97,6 +98,8 @@ export interface MultipartOptions {
   readonly ttlMs: number;
   /** Every part but the last is at least this big (S3: 5 MiB). */
   readonly minPartSize?: number;
+  /** --max-blob-size: the parts of one upload together may not exceed it (the object could not be stored). */
+  readonly maxBlobSize?: number;
 }
 
 interface OpenedUpload {
@@ -140,7 +143,7 @@ export class MultipartUploads {
   }
 
   async create(bucket: string, key: string, principal: Principal, meta: UploadMeta): Promise<MultipartUpload> {
-    await this.catalog.getBucket(bucket);
+    const target = await this.catalog.getBucket(bucket);
     parseKey(key);
     refuseNul(meta.contentType, 'content type');
     refuseNul(meta.filename, 'filename');
@@ -150,6 +153,8 @@ export class MultipartUploads {
     const expiresAt = Date.now() + this.options.ttlMs;
     const properties = {
       initiator: principal.id,
+      // The bucket's incarnation: a bucket deleted and made again under this name does not inherit the upload.
+      bucket_created: target.createdAt,
       ...(meta.contentType !== undefined ? { content_type: meta.contentType } : {}),
       ...(meta.filename !== undefined ? { filename: meta.filename } : {}),
       ...(meta.properties !== undefined ? { meta: meta.properties } : {}),
@@ -170,6 +175,12 @@ export class MultipartUploads {
     const rk = recordKey(bucket, key, uploadId);
     const rec = await this.meta.getObject(MULTIPART_BUCKET, rk);
     if (!rec) throw noSuchUpload(uploadId);
+    if (!sameIncarnation(rec, await this.meta.getBucket(bucket))) {
+      // Its bucket was deleted (and maybe made again): the upload died with it. Removed now that it is met,
+      // unless a complete of this process still runs on it (that one ends by itself).
+      if (!this.completingHere.get(uploadId)?.size) await this.forget(rk, uploadId).catch(() => {});
+      throw noSuchUpload(uploadId);
+    }
     let state: OpenedUpload['state'] = rec.digest === OPEN_DIGEST ? 'open' : rec.digest === ABORTING_DIGEST ? 'aborting' : 'completing';
     const stale = !(this.completingHere.get(uploadId)?.size) && (!this.meta.shared || Date.now() - rec.revisionCreatedAt > STALE_COMPLETING_MS);
     if (state === 'completing' && stale) state = 'open';
@@ -197,18 +208,32 @@ export class MultipartUploads {
     }
   }
 
-  /** The most one part may hold: the target bucket's max_object_size and what its quota has left. */
-  private async partLimit(bucket: string): Promise<{ bytes: number; error: () => BlobdError } | undefined> {
+  /**
+   * The most part `partNumber` may hold, counting this upload's other parts stored so far (the part itself
+   * replaces an earlier upload of its number): together they stay within the target bucket's
+   * max_object_size, what its quota has left, and --max-blob-size. Parts live in the system bucket, so
+   * this is what keeps them within the target's limits. What remains open: several uploads at once (or
+   * parts of one upload arriving together) are each checked against the same usage, so together they can
+   * hold more than the quota has left until they expire or are aborted; the complete checks the object
+   * again, as any write.
+   */
+  private async partLimit(bucket: string, uploadId: string, partNumber: number): Promise<{ bytes: number; error: () => BlobdError } | undefined> {
     const b = await this.catalog.getBucket(bucket);
+    const max = this.options.maxBlobSize;
+    if (b.maxObjectSize === null && b.quotaBytes === null && max === undefined) return undefined;
+    const own = partKey(uploadId, partNumber);
+    let others = 0;
+    for await (const row of this.partRows(uploadId)) if (row.key !== own) others += row.size;
     const limits = [
-      ...(b.maxObjectSize !== null ? [{ bytes: b.maxObjectSize, error: () => tooLarge(b.maxObjectSize!, "bucket's max_object_size") }] : []),
+      ...(b.maxObjectSize !== null ? [{ bytes: b.maxObjectSize - others, error: () => tooLarge(b.maxObjectSize!, "bucket's max_object_size") }] : []),
+      ...(max !== undefined ? [{ bytes: max - others, error: () => tooLarge(max) }] : []),
       ...(b.quotaBytes !== null
         ? [{
-            bytes: Math.max(0, b.quotaBytes - b.storedBytes),
+            bytes: b.quotaBytes - b.storedBytes - others,
             error: () => new BlobdError('quota_exceeded', `the bucket's quota of ${b.quotaBytes} bytes would be exceeded`, { quota_bytes: b.quotaBytes }),
           }]
         : []),
-    ];
+    ].map((l) => ({ ...l, bytes: Math.max(0, l.bytes) }));
     return limits.sort((x, y) => x.bytes - y.bytes)[0];
   }
 
@@ -226,7 +251,7 @@ export class MultipartUploads {
   ): Promise<StoredPart> {
     checkPartNumber(partNumber);
     const up = await this.openForWrite(bucket, key, uploadId);
-    const limit = await this.partLimit(bucket);
+    const limit = await this.partLimit(bucket, uploadId, partNumber);
     if (limit && opts.declaredSize !== undefined && opts.declaredSize > limit.bytes) throw limit.error();
     const pk = partKey(uploadId, partNumber);
     const part = await this.catalog.putSystemObject(await this.systemBucket(), pk, limit ? () => limitBytes(body(), limit.bytes, limit.error) : body, {
@@ -259,7 +284,7 @@ export class MultipartUploads {
       throw new BlobdError('range_not_satisfiable', `the range is not within the source object of ${src.size} bytes`, { size: src.size });
     }
     const size = range ? range.end - range.start + 1 : src.size;
-    const limit = await this.partLimit(bucket);
+    const limit = await this.partLimit(bucket, uploadId, partNumber);
     if (limit && size > limit.bytes) throw limit.error();
     const sys = await this.systemBucket();
     const pk = partKey(uploadId, partNumber);
@@ -324,7 +349,23 @@ export class MultipartUploads {
     bucket: string,
     q: { prefix?: string; delimiter?: string; keyMarker?: string; uploadIdMarker?: string; maxUploads: number },
   ): Promise<UploadPage> {
-    return listUploadsPage(this.meta, (await this.catalog.getBucket(bucket)).name, q);
+    const b = await this.catalog.getBucket(bucket);
+    const stale: { recordKey: string; uploadId: string }[] = [];
+    const page = await listUploadsPage(this.meta, b.name, q, (row, uploadId) => {
+      if (sameIncarnation(row, b)) return true;
+      if (stale.length < PAGE) stale.push({ recordKey: row.key, uploadId });
+      return false;
+    });
+    // An earlier bucket's uploads, hidden above: removed as they are met (their TTL would, later).
+    for (const s of stale) if (!this.completingHere.get(s.uploadId)?.size) await this.forget(s.recordKey, s.uploadId).catch(() => {});
+    return page;
+  }
+
+  /** Remove an upload's record and parts without a change of state (an upload whose bucket is gone). */
+  private async forget(recordKey: string, uploadId: string): Promise<void> {
+    this.takeAssembly(uploadId)?.abandon();
+    await this.meta.deleteObject(MULTIPART_BUCKET, recordKey);
+    await this.sweepParts(uploadId);
   }
 
 

@@ -1,5 +1,6 @@
 // Disk accounting for /api/admin/stats: blobs stored, bytes stored and referenced, and open sessions.
 import type { MetadataStore } from '../storage/metadata-store.ts';
+import { MULTIPART_BUCKET } from './multipart-records.ts';
 
 export interface Stats {
   readonly blobs: number;
@@ -13,8 +14,16 @@ export interface Stats {
   readonly openSessionBytes: number;
 }
 
+/**
+ * The store's figures as users see them: objects and logical bytes are those of their buckets, so core's
+ * own bucket (open S3 multipart uploads: a record and a part each an object) is taken out, from its
+ * bucket counters rather than in each store's SQL. Blobs and stored bytes stay as they are: the parts'
+ * bytes are on disk (and a blob may be shared with a user's object).
+ */
 export async function storeStats(meta: MetadataStore): Promise<Stats> {
-  const s = await meta.stats();
-  const dedupRatio = s.storedBytes === 0 ? 1 : Math.round((s.logicalBytes / s.storedBytes) * 1000) / 1000;
-  return { ...s, dedupRatio };
+  const [s, system] = await Promise.all([meta.stats(), meta.getBucket(MULTIPART_BUCKET)]);
+  const objects = Math.max(0, s.objects - (system?.objectCount ?? 0));
+  const logicalBytes = Math.max(0, s.logicalBytes - (system?.storedBytes ?? 0));
+  const dedupRatio = s.storedBytes === 0 ? 1 : Math.round((logicalBytes / s.storedBytes) * 1000) / 1000;
+  return { ...s, objects, logicalBytes, dedupRatio };
 }
