@@ -201,6 +201,21 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     assert.equal(matched.ETag, `"${md5('y')}"`);
   });
 
+  test('a body that fails its checks is refused with the check\'s own code (BadDigest, not a retryable RequestTimeout) and stores nothing', async () => {
+    const before = await stats();
+    const data = randomData(50_000);
+    const wrongMd5 = createHash('md5').update('something else').digest('base64');
+    await assert.rejects(
+      s3.send(new PutObjectCommand({ Bucket: 'photos', Key: 'bad-md5.bin', Body: data, ContentMD5: wrongMd5 })),
+      (err: Error & { $metadata?: { httpStatusCode?: number } }) => err.name === 'BadDigest' && err.$metadata?.httpStatusCode === 400,
+    );
+    const wrongCrc = await signedFetch('PUT', '/photos/bad-crc.bin', 'hello', { 'x-amz-checksum-crc32': 'AAAAAA==' });
+    assert.equal(wrongCrc.status, 400);
+    assert.match(await wrongCrc.text(), /<Code>BadDigest<\/Code>/);
+    await assert.rejects(s3.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'bad-md5.bin' })), { name: 'NotFound' });
+    assert.equal((await stats()).blobs, before.blobs);
+  });
+
   test('DeleteObject (204 also when missing), DeleteObjects (Deleted per key, Quiet), NoSuchKey', async () => {
     for (const k of ['del/1', 'del/2', 'del/3']) await s3.send(new PutObjectCommand({ Bucket: 'photos', Key: k, Body: k }));
     const gone = await s3.send(new DeleteObjectCommand({ Bucket: 'photos', Key: 'del/never' }));

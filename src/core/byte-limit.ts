@@ -29,11 +29,20 @@ export function limitBytes(source: Readable, max: number, tooLarge: () => BlobdE
   limited.on('error', () => {});
   finished(source, (err) => {
     if (err && !limited.destroyed) {
-      // A limit tripped further up (a signed URL's max_size) is the answer; anything else is the client leaving.
-      limited.destroy(err instanceof BlobdError ? err : new BlobdError('request_aborted', 'the client closed the connection before the body ended'));
+      // The transport failing (a reset, a premature close) is the client leaving; any other error is the
+      // answer itself: a limit tripped further up (a signed URL's max_size), or a front's check of the body
+      // (a chunk signature, a checksum), which must reach the client as what it is, not as a retryable abort.
+      limited.destroy(isTransportError(err) ? new BlobdError('request_aborted', 'the client closed the connection before the body ended') : err);
     }
   });
   return source.pipe(limited);
+}
+
+/** An error of the connection itself (node's ECONNRESET, ERR_STREAM_PREMATURE_CLOSE, 'aborted'), not one of a check. */
+function isTransportError(err: Error): boolean {
+  if (err instanceof BlobdError) return false;
+  const code = (err as { code?: unknown }).code;
+  return (typeof code === 'string' && /^(?:E[A-Z0-9]+|ERR_[A-Z0-9_]+)$/.test(code)) || err.message === 'aborted' || code === undefined;
 }
 
 export function tooLarge(max: number, limitName = 'limit'): BlobdError {
