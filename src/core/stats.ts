@@ -18,12 +18,13 @@ export interface Stats {
  * The store's figures as users see them: objects and logical bytes are those of their buckets, so core's
  * own bucket (open S3 multipart uploads: a record and a part each an object) is taken out, from its
  * bucket counters rather than in each store's SQL. Blobs and stored bytes stay as they are: the parts'
- * bytes are on disk (and a blob may be shared with a user's object).
+ * bytes are on disk (and a blob may be shared with a user's object); the dedup ratio is the store's, parts
+ * on both sides, so that open uploads do not make it look as if stored bytes served nothing.
  */
 export async function storeStats(meta: MetadataStore): Promise<Stats> {
   const [s, system] = await Promise.all([meta.stats(), meta.getBucket(MULTIPART_BUCKET)]);
   const objects = Math.max(0, s.objects - (system?.objectCount ?? 0));
   const logicalBytes = Math.max(0, s.logicalBytes - (system?.storedBytes ?? 0));
-  const dedupRatio = s.storedBytes === 0 ? 1 : Math.round((logicalBytes / s.storedBytes) * 1000) / 1000;
+  const dedupRatio = s.storedBytes === 0 ? 1 : Math.round((s.logicalBytes / s.storedBytes) * 1000) / 1000;
   return { ...s, objects, logicalBytes, dedupRatio };
 }
