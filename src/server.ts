@@ -47,7 +47,7 @@ export const VERSION = '0.1.0';
  * Requests Node's HTTP parser rejects (oversized headers, bad framing, header timeouts) never reach the
  * app; they still get our JSON error shape and a log line, then the connection closes.
  */
-function rejectMalformed(err: NodeJS.ErrnoException, socket: Duplex, logger: Logger): void {
+function rejectMalformed(err: NodeJS.ErrnoException, socket: Duplex, logger: Logger, shape: 'json' | 'xml'): void {
   const [status, code, message] =
     err.code === 'HPE_HEADER_OVERFLOW'
       ? [431, 'headers_too_large', 'the request headers are too large']
@@ -56,10 +56,14 @@ function rejectMalformed(err: NodeJS.ErrnoException, socket: Duplex, logger: Log
         : [400, 'invalid_request', 'malformed HTTP request'];
   logger.info({ code: err.code, status }, 'rejected malformed request');
   if (!socket.writable || (err as { code?: string }).code === 'ECONNRESET') return void socket.destroy();
-  const body = JSON.stringify({ error: { code, message } });
+  // The S3 front answers in S3's shape and codes.
+  const body =
+    shape === 'json'
+      ? JSON.stringify({ error: { code, message } })
+      : errorXml(new S3Error({ 400: 'BadRequest', 408: 'RequestTimeout', 431: 'RequestHeaderSectionTooLarge' }[status]!, status, message), '/', '');
   const reason = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }[status]!;
   socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/${shape}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
 
@@ -302,7 +306,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const gcPacer = paceYoungGc();
   const paced = (res: { once(event: 'close', fn: () => void): unknown }) => res.once('close', gcPacer.request());
   /** A node:http server for one front (the native API, the S3 API): the same timeouts and refusals for both. */
-  const httpServer = (fetch: (req: Request, env: never) => Response | Promise<Response>, malformed: () => Response) => {
+  const httpServer = (fetch: (req: Request, env: never) => Response | Promise<Response>, malformed: () => Response, shape: 'json' | 'xml') => {
     const listener = getRequestListener(fetch as Parameters<typeof getRequestListener>[0], {
       // Used for a request without a Host header (legal in HTTP/1.0).
       hostname: config.host,
@@ -322,7 +326,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       listener,
     );
     server.timeout = config.idleTimeoutMs;
-    server.on('clientError', (err: NodeJS.ErrnoException, socket) => rejectMalformed(err, socket, logger));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => rejectMalformed(err, socket, logger, shape));
     // While shutting down, answers say the connection will not be reused.
     server.prependListener('request', (_req, res) => {
       paced(res);
@@ -336,6 +340,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   };
   const server = httpServer(app.fetch, () =>
     Response.json({ error: { code: 'invalid_request', message: 'malformed request' } }, { status: 400 }),
+    'json',
   );
   const address = await listen(server, config.port, config.host);
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
@@ -387,6 +392,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     );
     s3Server = httpServer(s3App.fetch, () =>
       new Response(errorXml(new S3Error('InvalidRequest', 400, 'malformed request'), '/', ''), { status: 400, headers: { 'Content-Type': 'application/xml' } }),
+      'xml',
     );
     try {
       const s3Address = await listen(s3Server, config.s3Api.port, config.host);

@@ -25,7 +25,9 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { randomData, sha256 } from './helpers/bytes.ts';
 import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
@@ -139,6 +141,13 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     assert.equal(got.VersionId, '1');
     assert.ok(got.$metadata.requestId, 'x-amz-request-id on a streamed answer too');
 
+    // A stream body goes aws-chunked with a CRC32 trailer: its framing is not the object's Content-Encoding.
+    const streamed = await s3.send(new PutObjectCommand({ Bucket: 'photos', Key: 'streamed', Body: Readable.from([data]), ContentLength: data.length }));
+    assert.equal(streamed.ETag, `"${md5(data)}"`);
+    assert.equal((await s3.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'streamed' }))).ContentEncoding, undefined);
+    await s3.send(new PutObjectCommand({ Bucket: 'photos', Key: 'streamed', Body: Readable.from([data]), ContentLength: data.length, ContentEncoding: 'gzip' }));
+    assert.equal((await s3.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'streamed' }))).ContentEncoding, 'gzip');
+
     // A second write is revision 2; versionId=1 still reads the first content.
     const second = Buffer.from('second');
     const put2 = await s3.send(new PutObjectCommand({ Bucket: 'photos', Key: 'dir//a b/ünï.bin', Body: second }));
@@ -214,6 +223,24 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     assert.match(await wrongCrc.text(), /<Code>BadDigest<\/Code>/);
     await assert.rejects(s3.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'bad-md5.bin' })), { name: 'NotFound' });
     assert.equal((await stats()).blobs, before.blobs);
+  });
+
+  test('HTTP the parser refuses (headers too large, bad framing) is answered on the S3 port in S3\'s XML, on the native port in JSON', async () => {
+    const raw = (url: string, request: string) =>
+      new Promise<string>((resolve, reject) => {
+        const u = new URL(url);
+        const socket = connect(Number(u.port), u.hostname, () => socket.end(request));
+        let out = '';
+        socket.setEncoding('latin1').on('data', (c: string) => (out += c)).on('end', () => resolve(out)).on('error', reject);
+      });
+    const huge = `GET /photos/x HTTP/1.1\r\nHost: h\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`;
+    const s3Answer = await raw(d.s3Url!, huge);
+    assert.match(s3Answer, /^HTTP\/1\.1 431 /);
+    assert.match(s3Answer, /Content-Type: application\/xml/);
+    assert.match(s3Answer, /<Error><Code>RequestHeaderSectionTooLarge<\/Code>/);
+    assert.match(await raw(d.s3Url!, 'GET /photos/x HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\n\r\n'), /^HTTP\/1\.1 400 [^]*<Code>BadRequest<\/Code>/);
+    const nativeAnswer = await raw(d.url, huge);
+    assert.match(nativeAnswer, /^HTTP\/1\.1 431 [^]*"code":"headers_too_large"/);
   });
 
   test('DeleteObject (204 also when missing), DeleteObjects (Deleted per key, Quiet), NoSuchKey', async () => {
@@ -382,6 +409,15 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     const got = await s3.send(new GetObjectCommand({ Bucket: 'photos', Key: 'cross/other' }));
     assert.equal(await got.Body!.transformToString(), 'written natively');
     assert.equal(got.ContentType, 'text/plain');
+    // A content type no header can carry (any text can be written natively) is answered as binary/octet-stream.
+    const odd = await d.api('/api/buckets/photos/objects/cross/other', {
+      method: 'PATCH',
+      body: JSON.stringify({ content_type: 'text/plain\u4e2d' }),
+      headers: { 'content-type': 'application/merge-patch+json' },
+    });
+    assert.equal(odd.status, 200);
+    assert.equal((await s3.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'cross/other' }))).ContentType, 'binary/octet-stream');
+    assert.equal((await d.api('/api/buckets/photos/objects/cross/other')).headers.get('content-type'), 'application/octet-stream');
     // No MD5 was stored for a native write: its ETag is the content's SHA-256.
     assert.equal(got.ETag, `"${sha256(other).replace(/^sha256:/, '')}"`);
   });
