@@ -10,7 +10,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { BucketRecord, MetadataStore, ObjectRecord } from '../storage/metadata-store.ts';
 import type { Principal } from './auth.ts';
 import type { BlobService, ByteRange } from './blobs.ts';
-import { limitBytes, tooLarge, type BodySource } from './byte-limit.ts';
+import { limitBytes, type BodySource } from './byte-limit.ts';
 import { parseBucketName, parseKey, type CatalogService, type PutObjectOptions } from './catalog.ts';
 import { concatContent, writingFrom } from './content-stream.ts';
 import type { Digest } from './digest.ts';
@@ -44,6 +44,7 @@ import {
   type UploadPage,
 } from './multipart-records.ts';
 import { Assembly, type Decision } from './multipart-assembly.ts';
+import { partLimit, PartSizes } from './multipart-limits.ts';
 import { applyMetaPatch } from './object-meta.ts';
 import { refuseNul } from './text.ts';
 
@@ -120,6 +121,8 @@ export class MultipartUploads {
   private readonly completingHere = new Map<string, Set<symbol>>();
   /** Objects being written while their parts arrive (multipart-assembly.ts), by upload id. */
   private readonly assemblies = new Map<string, Assembly>();
+  /** What each upload's parts hold so far, for the limits of its next part. */
+  private readonly partSizes: PartSizes;
   private readonly minPartSize: number;
 
   constructor(
@@ -129,6 +132,7 @@ export class MultipartUploads {
     private readonly options: MultipartOptions,
   ) {
     this.minPartSize = options.minPartSize ?? MIN_PART_SIZE;
+    this.partSizes = new PartSizes(meta, (uploadId) => this.partRows(uploadId));
   }
 
   /** Created on first use, with one revision per key: a part uploaded again drops its older bytes. */
@@ -209,35 +213,6 @@ export class MultipartUploads {
   }
 
   /**
-   * The most part `partNumber` may hold, counting this upload's other parts stored so far (the part itself
-   * replaces an earlier upload of its number): together they stay within the target bucket's
-   * max_object_size, what its quota has left, and --max-blob-size. Parts live in the system bucket, so
-   * this is what keeps them within the target's limits. What remains open: several uploads at once (or
-   * parts of one upload arriving together) are each checked against the same usage, so together they can
-   * hold more than the quota has left until they expire or are aborted; the complete checks the object
-   * again, as any write.
-   */
-  private async partLimit(bucket: string, uploadId: string, partNumber: number): Promise<{ bytes: number; error: () => BlobdError } | undefined> {
-    const b = await this.catalog.getBucket(bucket);
-    const max = this.options.maxBlobSize;
-    if (b.maxObjectSize === null && b.quotaBytes === null && max === undefined) return undefined;
-    const own = partKey(uploadId, partNumber);
-    let others = 0;
-    for await (const row of this.partRows(uploadId)) if (row.key !== own) others += row.size;
-    const limits = [
-      ...(b.maxObjectSize !== null ? [{ bytes: b.maxObjectSize - others, error: () => tooLarge(b.maxObjectSize!, "bucket's max_object_size") }] : []),
-      ...(max !== undefined ? [{ bytes: max - others, error: () => tooLarge(max) }] : []),
-      ...(b.quotaBytes !== null
-        ? [{
-            bytes: b.quotaBytes - b.storedBytes - others,
-            error: () => new BlobdError('quota_exceeded', `the bucket's quota of ${b.quotaBytes} bytes would be exceeded`, { quota_bytes: b.quotaBytes }),
-          }]
-        : []),
-    ].map((l) => ({ ...l, bytes: Math.max(0, l.bytes) }));
-    return limits.sort((x, y) => x.bytes - y.bytes)[0];
-  }
-
-  /**
    * A part's bytes, stored as the part object (the last upload of a number wins). `md5` is asked once the
    * body ended: the hex MD5 the front computed of it, the part's ETag.
    */
@@ -251,7 +226,7 @@ export class MultipartUploads {
   ): Promise<StoredPart> {
     checkPartNumber(partNumber);
     const up = await this.openForWrite(bucket, key, uploadId);
-    const limit = await this.partLimit(bucket, uploadId, partNumber);
+    const limit = await partLimit(await this.catalog.getBucket(bucket), this.options.maxBlobSize, () => this.partSizes.others(uploadId, partNumber));
     if (limit && opts.declaredSize !== undefined && opts.declaredSize > limit.bytes) throw limit.error();
     const pk = partKey(uploadId, partNumber);
     const part = await this.catalog.putSystemObject(await this.systemBucket(), pk, limit ? () => limitBytes(body(), limit.bytes, limit.error) : body, {
@@ -260,6 +235,7 @@ export class MultipartUploads {
       meta: { expires_at: new Date(up.info.expiresAt).toISOString() },
       etag: () => opts.md5().toLowerCase(),
     });
+    this.partSizes.note(uploadId, part);
     await this.confirmPart(up, pk);
     this.assemble(up.info, part);
     return partOf(part);
@@ -284,7 +260,7 @@ export class MultipartUploads {
       throw new BlobdError('range_not_satisfiable', `the range is not within the source object of ${src.size} bytes`, { size: src.size });
     }
     const size = range ? range.end - range.start + 1 : src.size;
-    const limit = await this.partLimit(bucket, uploadId, partNumber);
+    const limit = await partLimit(await this.catalog.getBucket(bucket), this.options.maxBlobSize, () => this.partSizes.others(uploadId, partNumber));
     if (limit && size > limit.bytes) throw limit.error();
     const sys = await this.systemBucket();
     const pk = partKey(uploadId, partNumber);
@@ -301,6 +277,7 @@ export class MultipartUploads {
         (body) => this.catalog.putSystemObject(sys, pk, body, { principal, declaredSize: size, meta, etag: () => hash.digest('hex') }),
       );
     }
+    this.partSizes.note(uploadId, part);
     await this.confirmPart(up, pk);
     this.assemble(up.info, part);
     return partOf(part);
@@ -364,6 +341,7 @@ export class MultipartUploads {
   /** Remove an upload's record and parts without a change of state (an upload whose bucket is gone). */
   private async forget(recordKey: string, uploadId: string): Promise<void> {
     this.takeAssembly(uploadId)?.abandon();
+    this.partSizes.forget(uploadId);
     await this.meta.deleteObject(MULTIPART_BUCKET, recordKey);
     await this.sweepParts(uploadId);
   }
@@ -375,6 +353,7 @@ export class MultipartUploads {
     if (up.state === 'completing') throw new BlobdError('upload_locked', 'the upload is being completed', { upload_id: uploadId });
     if (up.state !== 'open' || !(await this.setState(up, up.digest, ABORTING, principal))) throw noSuchUpload(uploadId);
     this.takeAssembly(uploadId)?.abandon();
+    this.partSizes.forget(uploadId);
     await this.meta.deleteObject(MULTIPART_BUCKET, up.recordKey);
     await this.sweepParts(uploadId);
   }
@@ -412,6 +391,7 @@ export class MultipartUploads {
         await this.setState(up, digestOf(COMPLETING), OPEN, principal).catch(() => {});
         throw err;
       }
+      this.partSizes.forget(uploadId);
       await this.meta.deleteObject(MULTIPART_BUCKET, up.recordKey);
       await this.sweepParts(uploadId);
       return written;
