@@ -80,7 +80,8 @@ export async function sendBlob(c: Context<AppEnv>, blob: SendableBlob): Promise<
   const inm = c.req.header('if-none-match');
   if (inm !== undefined && noneMatch(inm, etag)) return c.body(null, 304, headers);
 
-  headers['Content-Type'] = blob.contentType ?? 'application/octet-stream';
+  // A stored type that cannot be a header value (any text can be written natively) is not sent as one.
+  headers['Content-Type'] = blob.contentType && /^[\t\x20-\x7e]*$/.test(blob.contentType) ? blob.contentType : 'application/octet-stream';
   if (blob.filename) headers['Content-Disposition'] = contentDisposition(blob.filename);
 
   const ifRange = c.req.header('if-range');

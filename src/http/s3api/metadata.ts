@@ -74,7 +74,16 @@ export function metaFromHeaders(header: (name: string) => string | undefined, al
     if (lower.startsWith(META_PREFIX) && lower.length > META_PREFIX.length) properties[lower.slice(META_PREFIX.length)] = fromWire(value);
   }
   for (const h of STORED_HEADERS) {
-    const v = header(h);
+    let v = header(h);
+    // aws-chunked names how this request's body was framed, not the content: S3 drops it, keeps the rest.
+    if (v !== undefined && h === 'content-encoding') {
+      v = v
+        .split(',')
+        .map((c) => c.trim())
+        .filter((c) => c !== '' && c.toLowerCase() !== 'aws-chunked')
+        .join(', ');
+      if (v === '') v = undefined;
+    }
     if (v !== undefined) properties[`s3:${h}`] = fromWire(v);
   }
   const disposition = header('content-disposition');
@@ -91,7 +100,7 @@ export function metaFromHeaders(header: (name: string) => string | undefined, al
  * nor what is stored among them.
  */
 export function metaHeaders(obj: ObjectRecord, full: boolean): Record<string, string> {
-  const headers: Record<string, string> = { 'Content-Type': obj.contentType ?? 'binary/octet-stream' };
+  const headers: Record<string, string> = { 'Content-Type': headerSafeType(obj.contentType) ?? 'binary/octet-stream' };
   const props = full ? obj.properties : {};
   const raw = props[DISPOSITION_PROPERTY];
   if (typeof raw === 'string') headers['Content-Disposition'] = toWire(raw);
@@ -117,6 +126,14 @@ export function metaHeaders(obj: ObjectRecord, full: boolean): Record<string, st
   }
   if (missing > 0) headers['x-amz-missing-meta'] = String(missing);
   return headers;
+}
+
+/**
+ * A stored content type as a header value, or undefined when it cannot be one (a native write may store any
+ * text): the answer then says binary/octet-stream instead of failing.
+ */
+export function headerSafeType(type: string | null | undefined): string | undefined {
+  return type && /^[\t\x20-\x7e]*$/.test(type) ? type : undefined;
 }
 
 /** An object's properties as S3 metadata strings, for CopyObject's COPY directive (kept as they are). */

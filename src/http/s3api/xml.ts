@@ -151,21 +151,38 @@ export function child(el: XmlElement, name: string): XmlElement | undefined {
   return el.children.find((c) => c.name === name);
 }
 
-/** Reads a request body of at most MAX_XML_BYTES as UTF-8 text (bounded: never the whole of a larger one). */
+/** What every XML body being read holds at once, process-wide: per request bounds alone scale with clients. */
+const XML_BUDGET = 64 * 1024 * 1024;
+let buffered = 0;
+
+/**
+ * Reads a request body of at most `max` bytes as UTF-8 text (bounded: never the whole of a larger one).
+ * While all XML bodies in flight hold XML_BUDGET, another is refused (503 SlowDown, which clients retry).
+ */
 export async function readXmlBody(body: Readable, max = MAX_XML_BYTES): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    if (size > max) {
-      body.destroy();
-      throw malformed(`the body is larger than ${max} bytes`);
-    }
-    chunks.push(chunk as Buffer);
-  }
   try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
-  } catch {
-    throw malformed('not UTF-8');
+    for await (const chunk of body) {
+      const n = (chunk as Buffer).length;
+      size += n;
+      buffered += n;
+      if (size > max) {
+        body.destroy();
+        throw malformed(`the body is larger than ${max} bytes`);
+      }
+      if (buffered > XML_BUDGET) {
+        body.destroy();
+        throw new S3Error('SlowDown', 503, 'Please reduce your request rate.', {}, { 'Retry-After': '1' });
+      }
+      chunks.push(chunk as Buffer);
+    }
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+    } catch {
+      throw malformed('not UTF-8');
+    }
+  } finally {
+    buffered -= size;
   }
 }
