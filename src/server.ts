@@ -381,7 +381,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
         blobs,
         s3Keys,
         // Parts expire with their upload, set once at its start: never sooner than S3 clients expect of a slow big upload.
-        multipart: new MultipartUploads(meta, catalog, blobs, { ttlMs: Math.max(config.uploadTtlMs, 7 * 86_400_000) }),
+        multipart: new MultipartUploads(meta, catalog, blobs, { ttlMs: Math.max(config.uploadTtlMs, 7 * 86_400_000), maxBlobSize: config.maxBlobSize }),
         region: config.s3Api.region,
         domain: config.s3Api.domain,
         maxBlobSize: config.maxBlobSize,

@@ -177,9 +177,12 @@ export async function startDaemon(opts: StartOptions = {}): Promise<Daemon> {
   const env: Record<string, string> = { ...(process.env as Record<string, string>), ...storeFlags.env, ...opts.env };
   delete env.BLOBD_ADMIN_TOKEN;
   if (opts.adminToken !== null) env.BLOBD_ADMIN_TOKEN = opts.adminToken ?? TEST_TOKEN;
+  // A daemon given a port of its own would put its S3 API on the default 8889, which another test's daemon
+  // (or a developer's) may hold: off unless the test names one. With --port 0 it takes a free port.
+  const s3ApiOff = opts.args?.includes('--port') && !opts.args.includes('--s3-api-port') ? ['--s3-api-port', 'false'] : [];
   const proc = spawn(
     process.execPath,
-    [...BLOBD_NODE_FLAGS, BLOBD, 'serve', '--port', '0', '--host', '127.0.0.1', '--data', dataDir, '--log-level', 'warn', ...storeFlags.args, ...metadataFlags, ...(opts.args ?? [])],
+    [...BLOBD_NODE_FLAGS, BLOBD, 'serve', '--port', '0', '--host', '127.0.0.1', '--data', dataDir, '--log-level', 'warn', ...storeFlags.args, ...metadataFlags, ...(opts.args ?? []), ...s3ApiOff],
     { env, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
