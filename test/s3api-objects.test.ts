@@ -25,6 +25,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -222,6 +223,24 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     assert.match(await wrongCrc.text(), /<Code>BadDigest<\/Code>/);
     await assert.rejects(s3.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'bad-md5.bin' })), { name: 'NotFound' });
     assert.equal((await stats()).blobs, before.blobs);
+  });
+
+  test('HTTP the parser refuses (headers too large, bad framing) is answered on the S3 port in S3\'s XML, on the native port in JSON', async () => {
+    const raw = (url: string, request: string) =>
+      new Promise<string>((resolve, reject) => {
+        const u = new URL(url);
+        const socket = connect(Number(u.port), u.hostname, () => socket.end(request));
+        let out = '';
+        socket.setEncoding('latin1').on('data', (c: string) => (out += c)).on('end', () => resolve(out)).on('error', reject);
+      });
+    const huge = `GET /photos/x HTTP/1.1\r\nHost: h\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`;
+    const s3Answer = await raw(d.s3Url!, huge);
+    assert.match(s3Answer, /^HTTP\/1\.1 431 /);
+    assert.match(s3Answer, /Content-Type: application\/xml/);
+    assert.match(s3Answer, /<Error><Code>RequestHeaderSectionTooLarge<\/Code>/);
+    assert.match(await raw(d.s3Url!, 'GET /photos/x HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\n\r\n'), /^HTTP\/1\.1 400 [^]*<Code>BadRequest<\/Code>/);
+    const nativeAnswer = await raw(d.url, huge);
+    assert.match(nativeAnswer, /^HTTP\/1\.1 431 [^]*"code":"headers_too_large"/);
   });
 
   test('DeleteObject (204 also when missing), DeleteObjects (Deleted per key, Quiet), NoSuchKey', async () => {
