@@ -81,8 +81,11 @@ export interface PutObjectOptions {
    * only once the content has been stored, e.g. form parts after the file; asked before the revision).
    */
   readonly meta?: MetaPatch | (() => Promise<MetaPatch>);
-  /** An entity tag stored with the revision (the S3 front's MD5 ETag); none for native writes. */
-  readonly etag?: string;
+  /**
+   * An entity tag stored with the revision (the S3 front's MD5 ETag); none for native writes. A function
+   * when it is known only once the body ended: asked when the revision is recorded, after the bytes.
+   */
+  readonly etag?: string | (() => string);
   /**
    * The new revision's properties, exactly (S3 PutObject: `x-amz-meta-*` replace the whole set), applied
    * after `meta` in the same transaction; owner, tags and expiry carry over as for any write.
@@ -223,7 +226,7 @@ export class CatalogService {
       ifMatch: opts.ifMatch,
       ifNoneMatch: opts.ifNoneMatch,
       ...(meta !== undefined ? { meta } : {}),
-      ...(opts.etag !== undefined ? { etag: opts.etag } : {}),
+      ...(opts.etag !== undefined ? { etag: typeof opts.etag === 'function' ? opts.etag() : opts.etag } : {}),
     });
     if (!result.ok) {
       if (result.reason === 'bucket_not_found') throw new BlobdError('bucket_not_found', `no bucket ${bucket.name}`, { bucket: bucket.name });
@@ -235,11 +238,23 @@ export class CatalogService {
   }
 
   /** Point an object at a blob the caller may read (no bytes sent), as its next revision. */
-  async putObjectByDigest(bucketName: string, key: string, digest: Digest, opts: PutObjectOptions): Promise<{ object: ObjectRecord; created: boolean }> {
+  putObjectByDigest(bucketName: string, key: string, digest: Digest, opts: PutObjectOptions): Promise<{ object: ObjectRecord; created: boolean }> {
+    return this.reference(bucketName, key, digest, can(opts.principal, { action: 'blobs:read' }), opts);
+  }
+
+  /**
+   * A copy of an object's content (no bytes copied: the new revision references the same blob). `source` is
+   * what getObject gave a caller allowed to read it, so its blob is one the caller may read, whatever its
+   * blobs: scopes; writing the target is the caller's own check, as for any write.
+   */
+  copyObject(source: ObjectRecord, bucketName: string, key: string, opts: PutObjectOptions): Promise<{ object: ObjectRecord; created: boolean }> {
+    return this.reference(bucketName, key, source.digest as Digest, true, opts);
+  }
+
+  private async reference(bucketName: string, key: string, digest: Digest, mayRead: boolean, opts: PutObjectOptions): Promise<{ object: ObjectRecord; created: boolean }> {
     const bucket = await this.getBucket(bucketName);
     parseKey(key);
     checkWriteText(opts);
-    const mayRead = can(opts.principal, { action: 'blobs:read' });
     // Found and referenced under the digest lock: GC in this process cannot remove the blob in between.
     return this.blobs.lockDigest(digest, async () => {
       const blob = mayRead ? await this.blobs.find(digest) : null;
@@ -269,17 +284,11 @@ export class CatalogService {
    * caller enforces its own); If-Match/If-None-Match as for any write. `etag` may be known only once the
    * body ended (it is asked for after the bytes are staged).
    */
-  async putSystemObject(
-    bucket: BucketRecord,
-    key: string,
-    body: BodySource,
-    opts: Omit<PutObjectOptions, 'etag'> & { readonly etag?: () => string },
-  ): Promise<ObjectRecord> {
-    const { etag, ...rest } = opts;
-    checkWriteText(rest);
-    await this.checkPreconditions(bucket.name, key, rest);
+  async putSystemObject(bucket: BucketRecord, key: string, body: BodySource, opts: PutObjectOptions): Promise<ObjectRecord> {
+    checkWriteText(opts);
+    await this.checkPreconditions(bucket.name, key, opts);
     return this.blobs.store(body, { declaredSize: opts.declaredSize }, async (blob) => {
-      const written = await this.recordRevision(bucket, key, blob, { ...rest, ...(etag ? { etag: etag() } : {}) });
+      const written = await this.recordRevision(bucket, key, blob, opts);
       this.blobs.noteStored(written.blobCreated);
       return written.object;
     });

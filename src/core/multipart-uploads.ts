@@ -84,9 +84,7 @@ function targetOptions(info: MultipartUpload, decided: () => Decision | undefine
     get principal() {
       return decision().principal;
     },
-    get etag() {
-      return decision().etag;
-    },
+    etag: () => decision().etag,
     ...(info.meta.contentType !== undefined ? { contentType: info.meta.contentType } : {}),
     ...(info.meta.filename !== undefined ? { filename: info.meta.filename } : {}),
     meta: { content_type: info.meta.contentType ?? null, filename: info.meta.filename ?? null },

@@ -15,6 +15,11 @@ export interface ListOptions {
   readonly delimiter?: string;
   readonly limit?: number;
   readonly cursor?: string;
+  /**
+   * Start after this key when no cursor is given (S3's start-after and marker). With a delimiter, a key that
+   * is itself one of the listing's common prefixes means after that whole group.
+   */
+  readonly startAfter?: string;
   readonly owner?: string;
   readonly tag?: string;
   readonly properties?: readonly PropertyFilter[];
@@ -53,6 +58,14 @@ function parsePrefix(prefix: string | undefined): string {
   return prefix ?? '';
 }
 
+/** Where a listing given `startAfter` begins (see ListOptions.startAfter). */
+function startAfterKey(opts: ListOptions, prefix: string): string {
+  const key = refuseNul(opts.startAfter, 'start-after') ?? '';
+  const d = opts.delimiter;
+  if (d && key.startsWith(prefix) && key.endsWith(d) && key.indexOf(d, prefix.length) === key.length - d.length) return key + KEY_END;
+  return key;
+}
+
 const encodeKeyCursor = (after: string) => encodeCursor({ a: after });
 const decodeKeyCursor = (cursor: string) =>
   decodeCursor(cursor, (v): v is { a: string } => {
@@ -81,7 +94,7 @@ export async function listPage(meta: MetadataStore, bucket: string, opts: ListOp
   const prefix = parsePrefix(opts.prefix);
   const limit = opts.limit ?? 1000;
   const where = filters(opts);
-  let after = opts.cursor ? decodeKeyCursor(opts.cursor) : '';
+  let after = opts.cursor ? decodeKeyCursor(opts.cursor) : startAfterKey(opts, prefix);
   const items: ObjectRecord[] = [];
   const commonPrefixes: string[] = [];
   // With a delimiter every common prefix restarts the scan past its group, so fetch in small batches.

@@ -1,8 +1,6 @@
 // CopyObject: a metadata write. The destination's new revision points at the source's blob (content is
 // shared by digest, no byte is copied), with the source's metadata (COPY) or the request's (REPLACE), and
 // keeps the source's ETag.
-import type { Principal } from '../../core/auth.ts';
-import type { Digest } from '../../core/digest.ts';
 import { evaluateCopySource } from './conditions.ts';
 import type { S3Call } from './context.ts';
 import { S3Error } from './errors.ts';
@@ -70,11 +68,8 @@ export async function copyObject(call: S3Call): Promise<Response> {
     directive === 'REPLACE'
       ? metaFromHeaders((n) => call.header(n), headerEntries(call))
       : { contentType: object.contentType ?? undefined, filename: object.filename ?? undefined, properties: full ? propertiesOf(object) : {} };
-  // TEMPORARY (see /tmp/requests/s3-front.md #3): core's putObjectByDigest asks blobs:read of the writer;
-  // this caller was just allowed to read the source object, whose blob this is. Only for this one call.
-  const principal: Principal = { ...call.principal!, scopes: [...call.principal!.scopes, 'blobs:read'] };
-  const { object: written } = await call.deps.catalog.putObjectByDigest(dst.bucket, dst.key, object.digest as Digest, {
-    principal,
+  const { object: written } = await call.deps.catalog.copyObject(object, dst.bucket, dst.key, {
+    principal: call.principal!,
     ...writeMeta(meta),
     ...(object.etag !== null ? { etag: object.etag } : {}),
   });

@@ -1,6 +1,5 @@
 // ListObjectsV2 and ListObjects (V1) over core's keyset-paged listing (prefix, delimiter, cursor). The
-// continuation token is core's cursor as it is; start-after and marker start the listing after a key.
-import { encodeCursor } from '../../core/paging.ts';
+// continuation token is core's cursor as it is; start-after and marker are core's startAfter.
 import type { ListPage } from '../../core/catalog.ts';
 import type { ObjectRecord } from '../../storage/metadata-store.ts';
 import { bucketOf, ownerXml } from './buckets.ts';
@@ -8,17 +7,6 @@ import type { S3Call } from './context.ts';
 import { S3Error } from './errors.ts';
 import { s3ETag } from './metadata.ts';
 import { xmlAnswer, type XmlNode } from './xml.ts';
-
-/** Sorts after every key (core's listing bound): `group + KEY_END` is past a whole common prefix. */
-const KEY_END = '\u{10FFFF}';
-
-/**
- * A cursor that starts the listing after `key`. TEMPORARY (see /tmp/requests/s3-front.md #5): built with
- * core's cursor encoding until ListOptions takes a start-after key of its own.
- */
-function cursorAfter(key: string): string {
-  return encodeCursor({ a: key });
-}
 
 /** encoding-type=url: as S3 encodes (application/x-www-form-urlencoded, '/' kept), what clients unquote_plus. */
 function urlEncode(text: string): string {
@@ -43,7 +31,7 @@ export function encodingOf(call: S3Call): (text: string) => string {
 }
 
 /** A page of at most `maxKeys` entries (0 asks nothing of core: S3 answers an empty, untruncated page). */
-async function page(call: S3Call, bucket: string, opts: { prefix: string; delimiter: string; maxKeys: number; cursor?: string }): Promise<ListPage> {
+async function page(call: S3Call, bucket: string, opts: { prefix: string; delimiter: string; maxKeys: number; cursor?: string; startAfter?: string }): Promise<ListPage> {
   await call.authorize({ action: 'bucket:read', bucket });
   if (opts.maxKeys === 0) {
     await call.deps.catalog.getBucket(bucket);
@@ -54,6 +42,8 @@ async function page(call: S3Call, bucket: string, opts: { prefix: string; delimi
     ...(opts.delimiter !== '' ? { delimiter: opts.delimiter } : {}),
     limit: opts.maxKeys,
     ...(opts.cursor !== undefined ? { cursor: opts.cursor } : {}),
+    // A key (a client's start-after, or a NextMarker we gave out, possibly a common prefix: core skips its group).
+    ...(opts.startAfter !== undefined ? { startAfter: opts.startAfter } : {}),
   });
 }
 
@@ -68,17 +58,6 @@ function contents(items: ObjectRecord[], enc: (t: string) => string, withOwner: 
   }));
 }
 
-/**
- * Where a listing after `key` starts. With a delimiter, a key that is itself a common prefix (one we gave
- * out as NextMarker, or a client's start-after) means "after that whole group".
- */
-function startAfter(key: string, prefix: string, delimiter: string): string {
-  if (delimiter !== '' && key.startsWith(prefix) && key.endsWith(delimiter) && key.indexOf(delimiter, prefix.length) === key.length - delimiter.length) {
-    return cursorAfter(key + KEY_END);
-  }
-  return cursorAfter(key);
-}
-
 export async function listObjectsV2(call: S3Call): Promise<Response> {
   const bucket = bucketOf(call);
   const q = call.query;
@@ -89,8 +68,7 @@ export async function listObjectsV2(call: S3Call): Promise<Response> {
   const token = q.get('continuation-token');
   const after = q.get('start-after') ?? '';
   if (token === '') throw new S3Error('InvalidArgument', 400, 'The continuation token provided is incorrect', { ArgumentName: 'continuation-token' });
-  const cursor = token !== null ? token : after !== '' ? startAfter(after, prefix, delimiter) : undefined;
-  const p = await page(call, bucket, { prefix, delimiter, maxKeys, ...(cursor !== undefined ? { cursor } : {}) });
+  const p = await page(call, bucket, { prefix, delimiter, maxKeys, ...(token !== null ? { cursor: token } : after !== '' ? { startAfter: after } : {}) });
   const encoded = q.get('encoding-type') !== null;
   return xmlAnswer(call.c, 'ListBucketResult', {
     Name: bucket,
@@ -116,7 +94,7 @@ export async function listObjectsV1(call: S3Call): Promise<Response> {
   const maxKeys = maxKeysOf(call);
   const enc = encodingOf(call);
   const marker = q.get('marker') ?? '';
-  const p = await page(call, bucket, { prefix, delimiter, maxKeys, ...(marker !== '' ? { cursor: startAfter(marker, prefix, delimiter) } : {}) });
+  const p = await page(call, bucket, { prefix, delimiter, maxKeys, ...(marker !== '' ? { startAfter: marker } : {}) });
   const truncated = p.nextCursor !== null;
   // S3 gives NextMarker only with a delimiter; without one clients continue from the last key. The last
   // entry is whichever of the last key and the last common prefix sorts later.

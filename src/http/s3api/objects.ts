@@ -79,11 +79,8 @@ export async function putObject(call: S3Call): Promise<Response> {
     declaredSize: call.declaredSize,
     ...writeMeta(meta),
     ...conditions,
-    // TEMPORARY (see /tmp/requests/s3-front.md #2): the MD5 is known only once the body ended; core reads
-    // `etag` when it records the revision, after the body, by spreading these options there.
-    get etag() {
-      return call.bodyMd5();
-    },
+    // The MD5 is known only once the body ended: core asks when it records the revision.
+    etag: () => call.bodyMd5(),
   };
   const { object } = await call.deps.catalog.putObject(bucket, key, () => call.body(), opts);
   const headers: Record<string, string> = { ETag: s3ETag(object), 'x-amz-version-id': String(object.revision) };
