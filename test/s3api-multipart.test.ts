@@ -39,22 +39,13 @@ import { FsByteStore } from '../src/storage/fs/fs-byte-store.ts';
 import { DataLayout } from '../src/storage/fs/layout.ts';
 import { SqliteMetadataStore } from '../src/storage/sqlite/sqlite-metadata-store.ts';
 import { makeTempDir, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { s3Error, s3KeyOf } from './helpers/s3-signing.ts';
 
 const MiB = 1024 * 1024;
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
 /** What S3 clients check a multipart object's ETag against: MD5 of the parts' binary MD5s, then -N. */
 const multipartETag = (parts: readonly Uint8Array[]) =>
   `"${createHash('md5').update(Buffer.concat(parts.map((p) => Buffer.from(md5(p), 'hex')))).digest('hex')}-${parts.length}"`;
-
-async function s3Error(p: Promise<unknown>): Promise<{ code: string; status: number | undefined }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof S3ServiceException) return { code: err.name, status: err.$metadata.httpStatusCode };
-    throw err;
-  }
-  assert.fail('the call succeeded');
-}
 
 describe('S3 multipart uploads with @aws-sdk/client-s3 and lib-storage', () => {
   let d: Daemon;
@@ -87,12 +78,7 @@ describe('S3 multipart uploads with @aws-sdk/client-s3 and lib-storage', () => {
     // No grace: a GC pass removes every blob nothing references, at once.
     d = await startDaemon({ args: ['--gc-grace', '0s'] });
     assert.ok(d.s3Url, `the daemon names its S3 API:\n${d.output()}`);
-    keyOf = async (scopes) => {
-      const res = await d.api('/api/s3-keys', { method: 'POST', body: JSON.stringify({ scopes }), headers: { 'content-type': 'application/json' } });
-      assert.equal(res.status, 201, await res.clone().text());
-      const k = (await res.json()) as { access_key_id: string; secret_access_key: string };
-      return { accessKeyId: k.access_key_id, secretAccessKey: k.secret_access_key };
-    };
+    keyOf = (scopes) => s3KeyOf(d, scopes);
     s3 = clientWith(await keyOf(['admin']));
     await s3.send(new CreateBucketCommand({ Bucket }));
   });

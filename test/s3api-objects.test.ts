@@ -19,7 +19,6 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
-  S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import assert from 'node:assert/strict';
@@ -31,7 +30,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { randomData, sha256 } from './helpers/bytes.ts';
 import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
-import { signedFetch as signed } from './helpers/s3-signing.ts';
+import { s3Error, s3KeyOf, signedFetch as signed } from './helpers/s3-signing.ts';
 
 const md5 = (b: Buffer | string) => createHash('md5').update(b).digest('hex');
 const DOMAIN = 's3.localhost';
@@ -49,17 +48,6 @@ function rawGet(base: string, pathname: string, host: string): Promise<{ status:
   });
 }
 
-/** The S3 error an SDK call failed with: its code and HTTP status. */
-async function s3Error(p: Promise<unknown>): Promise<{ code: string; status: number | undefined }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof S3ServiceException) return { code: err.name, status: err.$metadata.httpStatusCode };
-    throw err;
-  }
-  assert.fail('the call succeeded');
-}
-
 describe('S3 API with @aws-sdk/client-s3', () => {
   let d: Daemon;
   let s3: S3Client;
@@ -74,12 +62,7 @@ describe('S3 API with @aws-sdk/client-s3', () => {
   before(async () => {
     d = await startDaemon({ args: ['--s3-api-domain', DOMAIN] });
     assert.ok(d.s3Url, `the daemon names its S3 API:\n${d.output()}`);
-    keyOf = async (scopes) => {
-      const res = await d.api('/api/s3-keys', { method: 'POST', body: JSON.stringify({ scopes }), headers: { 'content-type': 'application/json' } });
-      assert.equal(res.status, 201, await res.clone().text());
-      const k = (await res.json()) as { access_key_id: string; secret_access_key: string };
-      return { accessKeyId: k.access_key_id, secretAccessKey: k.secret_access_key };
-    };
+    keyOf = (scopes) => s3KeyOf(d, scopes);
     clientWith = (credentials) => new S3Client({ endpoint: d.s3Url, region: 'us-east-1', forcePathStyle: true, credentials, maxAttempts: 1 });
     admin = await keyOf(['admin']);
     s3 = clientWith(admin);

@@ -1,6 +1,7 @@
 // Hand-made SigV4 requests for tests of the S3 front: what no SDK command would send (malformed XML, an
 // unknown subresource, a HEAD whose error must have no body), signed with @smithy/signature-v4 over
 // node:crypto, the payload unsigned.
+import { S3ServiceException } from '@aws-sdk/client-s3';
 import { HttpRequest } from '@smithy/core/protocols';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { createHash, createHmac } from 'node:crypto';
@@ -55,4 +56,23 @@ export async function signedFetch(
   const signer = new SignatureV4({ credentials, region: 'us-east-1', service: 's3', sha256: Sha256, uriEscapePath: false });
   const signed = await signer.sign(request);
   return fetch(url, { method, headers: signed.headers, body });
+}
+
+/** A new S3 key of the daemon with these scopes, made through its admin route. */
+export async function s3KeyOf(d: { api(path: string, init?: RequestInit): Promise<Response> }, scopes: readonly string[]): Promise<S3Credentials> {
+  const res = await d.api('/api/s3-keys', { method: 'POST', body: JSON.stringify({ scopes }), headers: { 'content-type': 'application/json' } });
+  if (res.status !== 201) throw new Error(`POST /api/s3-keys answered ${res.status}: ${await res.text()}`);
+  const k = (await res.json()) as { access_key_id: string; secret_access_key: string };
+  return { accessKeyId: k.access_key_id, secretAccessKey: k.secret_access_key };
+}
+
+/** The S3 error an SDK call failed with: its code and HTTP status (fails the test when the call succeeds). */
+export async function s3Error(p: Promise<unknown>): Promise<{ code: string; status: number | undefined }> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof S3ServiceException) return { code: err.name, status: err.$metadata.httpStatusCode };
+    throw err;
+  }
+  throw new Error('the call succeeded');
 }
