@@ -226,6 +226,19 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     assert.match(nativeAnswer, /^HTTP\/1\.1 431 [^]*"code":"headers_too_large"/);
   });
 
+  test('encryption with a given key and object lock are refused (501), never stored as a plain object', async () => {
+    for (const headers of [
+      { 'x-amz-server-side-encryption-customer-algorithm': 'AES256' },
+      { 'x-amz-server-side-encryption': 'aws:kms' },
+      { 'x-amz-object-lock-mode': 'COMPLIANCE', 'x-amz-object-lock-retain-until-date': '2030-01-01T00:00:00Z' },
+    ]) {
+      const res = await signedFetch('PUT', '/photos/promised.bin', 'secret', headers);
+      assert.equal(res.status, 501);
+      assert.match(await res.text(), /<Code>NotImplemented<\/Code>/);
+    }
+    assert.deepEqual(await s3Error(s3.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'promised.bin' }))), { code: 'NotFound', status: 404 });
+  });
+
   test('DeleteObject (204 also when missing), DeleteObjects (Deleted per key, Quiet), NoSuchKey', async () => {
     for (const k of ['del/1', 'del/2', 'del/3']) await s3.send(new PutObjectCommand({ Bucket: 'photos', Key: k, Body: k }));
     const gone = await s3.send(new DeleteObjectCommand({ Bucket: 'photos', Key: 'del/never' }));

@@ -65,6 +65,19 @@ export interface S3AppOptions {
   readonly multipart?: MultipartOperations;
 }
 
+/**
+ * Headers that ask blobd to keep a promise it does not keep — encrypt with a customer's or a KMS key, lock
+ * or hold an object — are refused (501) instead of silently storing a plain, unlocked object.
+ */
+const UNKEPT = /^x-amz-(?:server-side-encryption|object-lock-|copy-source-server-side-encryption-customer-)/;
+
+function refuseUnkeptPromises(headers: Record<string, string | string[] | undefined>): void {
+  const asked = Object.keys(headers).find((name) => UNKEPT.test(name));
+  if (asked !== undefined) {
+    throw new S3Error('NotImplemented', 501, `blobd does not encrypt objects with a given key, nor lock them: ${asked} is not supported`, { Header: asked });
+  }
+}
+
 export function createS3App(deps: S3Deps, options: S3AppOptions = {}) {
   const app = new Hono<AppEnv>();
   const multipart = options.multipart ?? {};
@@ -90,6 +103,7 @@ export function createS3App(deps: S3Deps, options: S3AppOptions = {}) {
       const query = parseQuery(rawQuery);
       const headers = headersOf(c);
       const verified = await verifyRequest({ method: c.req.method, rawPath, rawQuery, headers }, deps.s3Keys);
+      refuseUnkeptPromises(headers);
       const principal = verified?.principal;
       let body: VerifiedBody | undefined;
       const opened = () => {
