@@ -3,7 +3,8 @@
 // marker; properties: who started it and the final object's metadata) and one object per part
 // `p/<uploadId>/<00001>` (content: the part's bytes, etag: its MD5), so a part is a deduplicated, durable,
 // GC-safe blob like any write. Complete streams the parts' blobs into the target object as one write —
-// usually begun already while the parts arrived (multipart-assembly.ts), so that little is left to do.
+// usually begun already while the parts arrived (multipart-assembly.ts), so that little is left to do
+// (that write: multipart-complete.ts).
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { v7 as uuidv7 } from 'uuid';
@@ -11,7 +12,7 @@ import type { BucketRecord, MetadataStore, ObjectRecord } from '../storage/metad
 import type { Principal } from './auth.ts';
 import type { BlobService, ByteRange } from './blobs.ts';
 import { limitBytes, type BodySource } from './byte-limit.ts';
-import { parseBucketName, parseKey, type CatalogService, type PutObjectOptions } from './catalog.ts';
+import { parseBucketName, parseKey, type CatalogService } from './catalog.ts';
 import { concatContent, writingFrom } from './content-stream.ts';
 import type { Digest } from './digest.ts';
 import { BlobdError } from './errors.ts';
@@ -26,7 +27,6 @@ import {
   MIN_PART_SIZE,
   MULTIPART_BUCKET,
   noSuchUpload,
-  normEtag,
   OPEN,
   OPEN_DIGEST,
   PAGE,
@@ -43,7 +43,7 @@ import {
   type UploadMeta,
   type UploadPage,
 } from './multipart-records.ts';
-import { Assembly, type Decision } from './multipart-assembly.ts';
+import { Completions } from './multipart-complete.ts';
 import { partLimit, PartSizes } from './multipart-limits.ts';
 import { applyMetaPatch } from './object-meta.ts';
 import { refuseNul } from './text.ts';
@@ -64,34 +64,6 @@ export {
 const STALE_COMPLETING_MS = 86_400_000;
 const NO_META = { contentType: null, filename: null, owner: null, tags: [], properties: {}, expiresAt: null } as const;
 
-/** Assemblies at once per process: each holds a write open (a staging file, a buffer) while parts arrive. */
-const MAX_ASSEMBLIES = 4;
-/** An assembly that got no part for this long is given up (the complete then copies the parts). */
-const ASSEMBLY_IDLE_MS = 60_000;
-
-/**
- * The target object's write: the upload's metadata, exactly, as a single write's (what the object had
- * before does not carry over). Who writes it and its ETag are read when the revision is recorded, after the
- * body ended: an assembly's write learns them only from the complete.
- */
-function targetOptions(info: MultipartUpload, decided: () => Decision | undefined): PutObjectOptions {
-  const decision = () => {
-    const d = decided();
-    if (!d) throw new BlobdError('internal_error', 'the multipart write ended before its complete');
-    return d;
-  };
-  return {
-    get principal() {
-      return decision().principal;
-    },
-    etag: () => decision().etag,
-    ...(info.meta.contentType !== undefined ? { contentType: info.meta.contentType } : {}),
-    ...(info.meta.filename !== undefined ? { filename: info.meta.filename } : {}),
-    meta: { content_type: info.meta.contentType ?? null, filename: info.meta.filename ?? null },
-    replaceProperties: info.meta.properties ?? {},
-  };
-}
-
 export interface MultipartOptions {
   /** How long an upload lives from its start; its parts expire with it and GC frees their blobs. */
   readonly ttlMs: number;
@@ -111,17 +83,10 @@ interface OpenedUpload {
 
 export class MultipartUploads {
   private system: Promise<BucketRecord> | undefined;
-  /**
-   * Completes running in this process, by upload id: each claims the upload just before its state change
-   * and drops only its own claim, so a `completing` record none of them claims is a crashed run's. A
-   * loser (its If-Match write failed) never unmarks the winner's upload.
-   */
-  private readonly completingHere = new Map<string, Set<symbol>>();
-  /** Objects being written while their parts arrive (multipart-assembly.ts), by upload id. */
-  private readonly assemblies = new Map<string, Assembly>();
+  /** The target objects' writes, and which completes run in this process (multipart-complete.ts). */
+  private readonly completions: Completions;
   /** What each upload's parts hold so far, for the limits of its next part. */
   private readonly partSizes: PartSizes;
-  private readonly minPartSize: number;
 
   constructor(
     private readonly meta: MetadataStore,
@@ -129,7 +94,7 @@ export class MultipartUploads {
     private readonly blobs: BlobService,
     private readonly options: MultipartOptions,
   ) {
-    this.minPartSize = options.minPartSize ?? MIN_PART_SIZE;
+    this.completions = new Completions(catalog, blobs, options.minPartSize ?? MIN_PART_SIZE, (uploadId) => this.partRows(uploadId));
     this.partSizes = new PartSizes(meta, (uploadId) => this.partRows(uploadId));
   }
 
@@ -180,11 +145,11 @@ export class MultipartUploads {
     if (!sameIncarnation(rec, await this.meta.getBucket(bucket))) {
       // Its bucket was deleted (and maybe made again): the upload died with it. Removed now that it is met,
       // unless a complete of this process still runs on it (that one ends by itself).
-      if (!this.completingHere.get(uploadId)?.size) await this.forget(rk, uploadId).catch(() => {});
+      if (!this.completions.runningHere(uploadId)) await this.forget(rk, uploadId).catch(() => {});
       throw noSuchUpload(uploadId);
     }
     let state: OpenedUpload['state'] = rec.digest === OPEN_DIGEST ? 'open' : rec.digest === ABORTING_DIGEST ? 'aborting' : 'completing';
-    const stale = !(this.completingHere.get(uploadId)?.size) && (!this.meta.shared || Date.now() - rec.revisionCreatedAt > STALE_COMPLETING_MS);
+    const stale = !this.completions.runningHere(uploadId) && (!this.meta.shared || Date.now() - rec.revisionCreatedAt > STALE_COMPLETING_MS);
     if (state === 'completing' && stale) state = 'open';
     return { info: uploadOf(bucket, key, uploadId, rec), recordKey: rk, digest: rec.digest, state };
   }
@@ -235,7 +200,7 @@ export class MultipartUploads {
     });
     this.partSizes.note(uploadId, part);
     await this.confirmPart(up, pk);
-    this.assemble(up.info, part);
+    this.completions.assemble(up.info, part);
     return partOf(part);
   }
 
@@ -277,7 +242,7 @@ export class MultipartUploads {
     }
     this.partSizes.note(uploadId, part);
     await this.confirmPart(up, pk);
-    this.assemble(up.info, part);
+    this.completions.assemble(up.info, part);
     return partOf(part);
   }
 
@@ -332,13 +297,13 @@ export class MultipartUploads {
       return false;
     });
     // An earlier bucket's uploads, hidden above: removed as they are met (their TTL would, later).
-    for (const s of stale) if (!this.completingHere.get(s.uploadId)?.size) await this.forget(s.recordKey, s.uploadId).catch(() => {});
+    for (const s of stale) if (!this.completions.runningHere(s.uploadId)) await this.forget(s.recordKey, s.uploadId).catch(() => {});
     return page;
   }
 
   /** Remove an upload's record and parts without a change of state (an upload whose bucket is gone). */
   private async forget(recordKey: string, uploadId: string): Promise<void> {
-    this.takeAssembly(uploadId)?.abandon();
+    this.completions.takeAssembly(uploadId)?.abandon();
     this.partSizes.forget(uploadId);
     await this.meta.deleteObject(MULTIPART_BUCKET, recordKey);
     await this.sweepParts(uploadId);
@@ -350,7 +315,7 @@ export class MultipartUploads {
     const up = await this.open(bucket, key, uploadId);
     if (up.state === 'completing') throw new BlobdError('upload_locked', 'the upload is being completed', { upload_id: uploadId });
     if (up.state !== 'open' || !(await this.setState(up, up.digest, ABORTING, principal))) throw noSuchUpload(uploadId);
-    this.takeAssembly(uploadId)?.abandon();
+    this.completions.takeAssembly(uploadId)?.abandon();
     this.partSizes.forget(uploadId);
     await this.meta.deleteObject(MULTIPART_BUCKET, up.recordKey);
     await this.sweepParts(uploadId);
@@ -378,12 +343,12 @@ export class MultipartUploads {
     const up = await this.openForWrite(bucket, key, uploadId);
     // Claimed before the state change, so that no read between the winning write and this continuation
     // takes the record for a crashed run's; a loser drops its own claim, nothing else.
-    const claim = this.claimCompleting(uploadId);
+    const claim = this.completions.claimCompleting(uploadId);
     try {
       if (!(await this.setState(up, up.digest, COMPLETING, principal))) throw noSuchUpload(uploadId);
       let written: { object: ObjectRecord; etag: string };
       try {
-        written = await this.writeTarget(up.info, listed, principal);
+        written = await this.completions.writeTarget(up.info, listed, principal);
       } catch (err) {
         // Nothing was written: the upload stays usable (fix the list, upload parts again, complete again).
         await this.setState(up, digestOf(COMPLETING), OPEN, principal).catch(() => {});
@@ -396,84 +361,6 @@ export class MultipartUploads {
     } finally {
       claim.release();
     }
-  }
-
-  /** This request completes the upload here (see completingHere); release() drops this claim only. */
-  private claimCompleting(uploadId: string): { release: () => void } {
-    const token = Symbol(uploadId);
-    const claims = this.completingHere.get(uploadId) ?? new Set<symbol>();
-    claims.add(token);
-    this.completingHere.set(uploadId, claims);
-    return {
-      release: () => {
-        claims.delete(token);
-        if (claims.size === 0 && this.completingHere.get(uploadId) === claims) this.completingHere.delete(uploadId);
-      },
-    };
-  }
-
-  private async writeTarget(info: MultipartUpload, listed: readonly CompletedPart[], principal: Principal): Promise<{ object: ObjectRecord; etag: string }> {
-    const stored = new Map<number, ObjectRecord>();
-    for await (const row of this.partRows(info.uploadId)) stored.set(Number(row.key.slice(row.key.lastIndexOf('/') + 1)), row);
-    // Every part is checked to exist before any size is: a missing part is InvalidPart, as S3 answers.
-    const parts = listed.map((p) => {
-      const row = stored.get(p.partNumber);
-      if (!row || row.etag === null || normEtag(row.etag) !== normEtag(p.etag)) {
-        throw partProblem('invalid_part', `part ${p.partNumber} was not uploaded, or its ETag is not the one given`, { part_number: p.partNumber });
-      }
-      return row;
-    });
-    parts.forEach((row, i) => {
-      const p = listed[i]!;
-      if (i < listed.length - 1 && row.size < this.minPartSize) {
-        throw partProblem('part_too_small', `part ${p.partNumber} is ${row.size} bytes; every part but the last is at least ${this.minPartSize}`, {
-          part_number: p.partNumber,
-          size: row.size,
-          min_size: this.minPartSize,
-        });
-      }
-    });
-    const md5s = Buffer.concat(parts.map((p) => Buffer.from(p.etag!, 'hex')));
-    const etag = `${createHash('md5').update(md5s).digest('hex')}-${parts.length}`;
-    const decision = { principal, etag };
-    const assembled = await this.takeAssembly(info.uploadId)?.finish(
-      parts.map((p, i) => ({ partNumber: listed[i]!.partNumber, digest: p.digest, size: p.size })),
-      decision,
-    );
-    if (assembled) return { object: assembled, etag };
-    const { object } = await writingFrom(
-      () => concatContent(parts.map((p) => ({ open: () => this.blobs.openContent(p.digest as Digest), size: p.size }))),
-      (body) => this.catalog.putObject(info.bucket, info.key, body, { ...targetOptions(info, () => decision), declaredSize: parts.reduce((sum, p) => sum + p.size, 0) }),
-    );
-    return { object, etag };
-  }
-
-  /**
-   * A part was stored here: an assembly of the upload's object takes it (one is started with the upload's
-   * first part stored in this process, a few at a time per process).
-   */
-  private assemble(info: MultipartUpload, part: ObjectRecord): void {
-    let assembly = this.assemblies.get(info.uploadId);
-    if (!assembly) {
-      if (this.assemblies.size >= MAX_ASSEMBLIES) return;
-      const started: Assembly = new Assembly(
-        (digest) => this.blobs.openContent(digest),
-        async (body, self) => (await this.catalog.putObject(info.bucket, info.key, body, targetOptions(info, () => self.decision))).object,
-        ASSEMBLY_IDLE_MS,
-        () => {
-          if (this.assemblies.get(info.uploadId) === started) this.assemblies.delete(info.uploadId);
-        },
-      );
-      this.assemblies.set(info.uploadId, (assembly = started));
-    }
-    assembly.partStored({ partNumber: partOf(part).partNumber, digest: part.digest, size: part.size });
-  }
-
-  /** The upload's assembly, no longer reachable by parts stored after this. */
-  private takeAssembly(uploadId: string): Assembly | undefined {
-    const assembly = this.assemblies.get(uploadId);
-    this.assemblies.delete(uploadId);
-    return assembly;
   }
 
   /** Every part object of an upload, in part-number order. */
