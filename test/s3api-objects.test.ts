@@ -227,11 +227,12 @@ describe('S3 API with @aws-sdk/client-s3', () => {
   });
 
   test('encryption with a given key and object lock are refused (501), never stored as a plain object', async () => {
-    for (const headers of [
+    const asked: Record<string, string>[] = [
       { 'x-amz-server-side-encryption-customer-algorithm': 'AES256' },
       { 'x-amz-server-side-encryption': 'aws:kms' },
       { 'x-amz-object-lock-mode': 'COMPLIANCE', 'x-amz-object-lock-retain-until-date': '2030-01-01T00:00:00Z' },
-    ]) {
+    ];
+    for (const headers of asked) {
       const res = await signedFetch('PUT', '/photos/promised.bin', 'secret', headers);
       assert.equal(res.status, 501);
       assert.match(await res.text(), /<Code>NotImplemented<\/Code>/);
