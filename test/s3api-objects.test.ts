@@ -237,6 +237,9 @@ describe('S3 API with @aws-sdk/client-s3', () => {
       assert.equal(res.status, 501);
       assert.match(await res.text(), /<Code>NotImplemented<\/Code>/);
     }
+    // The same asked in the query string, where the SDK's presigner hoists them.
+    const hoisted = await signedFetch('PUT', '/photos/promised.bin?x-amz-object-lock-mode=GOVERNANCE', 'secret');
+    assert.equal(hoisted.status, 501);
     assert.deepEqual(await s3Error(s3.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'promised.bin' }))), { code: 'NotFound', status: 404 });
   });
 

@@ -71,8 +71,9 @@ export interface S3AppOptions {
  */
 const UNKEPT = /^x-amz-(?:server-side-encryption|object-lock-|copy-source-server-side-encryption-customer-)/;
 
-function refuseUnkeptPromises(headers: Record<string, string | string[] | undefined>): void {
-  const asked = Object.keys(headers).find((name) => UNKEPT.test(name));
+function refuseUnkeptPromises(headers: Record<string, string | string[] | undefined>, query: URLSearchParams): void {
+  // A presigner hoists such headers into the query string (the SDK's getSignedUrl does): refused there too.
+  const asked = [...Object.keys(headers), ...[...query.keys()].map((name) => name.toLowerCase())].find((name) => UNKEPT.test(name));
   if (asked !== undefined) {
     throw new S3Error('NotImplemented', 501, `blobd does not encrypt objects with a given key, nor lock them: ${asked} is not supported`, { Header: asked });
   }
@@ -103,7 +104,7 @@ export function createS3App(deps: S3Deps, options: S3AppOptions = {}) {
       const query = parseQuery(rawQuery);
       const headers = headersOf(c);
       const verified = await verifyRequest({ method: c.req.method, rawPath, rawQuery, headers }, deps.s3Keys);
-      refuseUnkeptPromises(headers);
+      refuseUnkeptPromises(headers, query);
       const principal = verified?.principal;
       let body: VerifiedBody | undefined;
       const opened = () => {
