@@ -68,31 +68,28 @@ export interface SignOptions {
   region?: string;
 }
 
-export async function headerSigned(o: SignOptions = {}): Promise<SigV4Request> {
-  const request = new HttpRequest({
+/** The request a client would sign: `o`'s method, path and query, with `headers` under o.headers. */
+function unsignedRequest(o: SignOptions, headers: Record<string, string>): HttpRequest {
+  return new HttpRequest({
     method: o.method ?? 'GET',
     protocol: 'http:',
     hostname: 'localhost',
     port: 9000,
     path: o.path ?? '/bucket/key.txt',
     query: o.query ?? {},
-    headers: { host: HOST, 'x-amz-content-sha256': o.payload ?? 'UNSIGNED-PAYLOAD', ...o.headers },
+    headers: { host: HOST, ...headers, ...o.headers },
   });
+}
+
+export async function headerSigned(o: SignOptions = {}): Promise<SigV4Request> {
+  const request = unsignedRequest(o, { 'x-amz-content-sha256': o.payload ?? 'UNSIGNED-PAYLOAD' });
   const signed = await signer(o.secret, o.accessKeyId, o.region).sign(request, { signingDate: o.date ?? WHEN });
   return wire(signed as HttpRequest & { method: string; path: string; headers: Record<string, string> });
 }
 
 export async function presigned(o: SignOptions & { expiresIn?: number } = {}): Promise<SigV4Request> {
-  const request = new HttpRequest({
-    method: o.method ?? 'GET',
-    protocol: 'http:',
-    hostname: 'localhost',
-    port: 9000,
-    path: o.path ?? '/bucket/key.txt',
-    query: o.query ?? {},
-    // What @aws-sdk/s3-request-presigner does: the payload is UNSIGNED-PAYLOAD, hoisted into the query.
-    headers: { host: HOST, 'X-Amz-Content-Sha256': 'UNSIGNED-PAYLOAD', ...o.headers },
-  });
+  // What @aws-sdk/s3-request-presigner does: the payload is UNSIGNED-PAYLOAD, hoisted into the query.
+  const request = unsignedRequest(o, { 'X-Amz-Content-Sha256': 'UNSIGNED-PAYLOAD' });
   const signed = await signer(o.secret, o.accessKeyId, o.region).presign(request, { signingDate: o.date ?? WHEN, expiresIn: o.expiresIn ?? 900 });
   return wire(signed as HttpRequest & { method: string; path: string; headers: Record<string, string> });
 }

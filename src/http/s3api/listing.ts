@@ -58,13 +58,14 @@ function contents(items: ObjectRecord[], enc: (t: string) => string, withOwner: 
   }));
 }
 
-export async function listObjectsV2(call: S3Call): Promise<Response> {
-  const bucket = bucketOf(call);
+/** What both listing versions read alike: the bucket, prefix, delimiter, max-keys and the key encoding. */
+function listingParams(call: S3Call) {
   const q = call.query;
-  const prefix = q.get('prefix') ?? '';
-  const delimiter = q.get('delimiter') ?? '';
-  const maxKeys = maxKeysOf(call);
-  const enc = encodingOf(call);
+  return { bucket: bucketOf(call), q, prefix: q.get('prefix') ?? '', delimiter: q.get('delimiter') ?? '', maxKeys: maxKeysOf(call), enc: encodingOf(call) };
+}
+
+export async function listObjectsV2(call: S3Call): Promise<Response> {
+  const { bucket, q, prefix, delimiter, maxKeys, enc } = listingParams(call);
   const token = q.get('continuation-token');
   const after = q.get('start-after') ?? '';
   if (token === '') throw new S3Error('InvalidArgument', 400, 'The continuation token provided is incorrect', { ArgumentName: 'continuation-token' });
@@ -87,12 +88,7 @@ export async function listObjectsV2(call: S3Call): Promise<Response> {
 }
 
 export async function listObjectsV1(call: S3Call): Promise<Response> {
-  const bucket = bucketOf(call);
-  const q = call.query;
-  const prefix = q.get('prefix') ?? '';
-  const delimiter = q.get('delimiter') ?? '';
-  const maxKeys = maxKeysOf(call);
-  const enc = encodingOf(call);
+  const { bucket, q, prefix, delimiter, maxKeys, enc } = listingParams(call);
   const marker = q.get('marker') ?? '';
   const p = await page(call, bucket, { prefix, delimiter, maxKeys, ...(marker !== '' ? { startAfter: marker } : {}) });
   const truncated = p.nextCursor !== null;
