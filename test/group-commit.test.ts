@@ -1,5 +1,5 @@
-// Group commit of blob rows: a group waits for commits announced ahead (announceBlobCommit) and for nothing
-// else, and every caller is answered. The SQLite store is opened with a one-minute window so that the wait
+// Group commit of blob rows and revisions: a group waits for commits announced ahead (announceBlobCommit)
+// and for nothing else, every caller is answered, and each write of a group succeeds or fails alone. The SQLite store is opened with a one-minute window so that the wait
 // can be seen without timing anything: a group that wrongly waits shows up as a hang, cut by `settles`.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -71,6 +71,67 @@ test('a cancelled ticket lets a waiting group go', () =>
     assert.deepEqual(await settles('the group after cancel', waiting), { created: true });
     await settles('a later commit', store.commitBlob(blob(31, 1)));
   }));
+
+test('revisions share a group with blob rows; each is decided alone, and all are durable after close', async () => {
+  const dir = await makeTempDir();
+  const file = path.join(dir, 'blobd.db');
+  try {
+    const store = SqliteMetadataStore.open(file, { groupWindowMs: MINUTE });
+    await store.putBucket('b', { maxObjectSize: null, quotaBytes: 3, maxRevisions: null, publicRead: false, publicRevisions: false });
+    const rev = (key: string, n: number, extra: object = {}) => ({
+      bucket: 'b',
+      key,
+      newObjectId: `0190a000-0000-7000-8000-${n.toString(16).padStart(12, '0')}`,
+      blob: blob(n, 1),
+      contentType: null,
+      filename: null,
+      createdBy: 'test',
+      ...extra,
+    });
+    const groups = store.blobCommitGroups;
+    const ticket = store.announceBlobCommit();
+    const writes = [
+      store.addRevision(rev('k', 40, { ifNoneMatch: true })),
+      store.addRevision(rev('k', 41, { ifNoneMatch: true })),
+      store.addRevision(
+        rev('m', 42, {
+          meta: () => {
+            throw new Error('a patch that fails its checks');
+          },
+        }),
+      ),
+      store.commitBlob(blob(43, 1)),
+      store.addRevision(rev('q1', 44)),
+      store.addRevision(rev('q2', 45)),
+    ];
+    await turns(5);
+    assert.equal(store.blobCommitGroups, groups, 'the group waits for the announced revision');
+    const last = ticket.addRevision(rev('q3', 46));
+    const settled = await settles('the group', Promise.allSettled<unknown>([...writes, last]));
+    const [first, second, thrown, row, q1, q2, q3] = settled.map((r) => (r.status === 'fulfilled' ? (r.value as Record<string, unknown>) : 'rejected'));
+    assert.equal(store.blobCommitGroups, groups + 1, 'one transaction for all of them');
+    assert.equal((first as Record<string, unknown>).ok, true);
+    assert.deepEqual(second, { ok: false, reason: 'precondition_failed' }, 'If-None-Match sees the write before it in the group');
+    assert.equal(thrown, 'rejected', 'a write that throws fails alone');
+    assert.deepEqual(row, { created: true });
+    // Quota 3 bytes: k took one, q1 and q2 the rest; q3 is refused from within the same group.
+    assert.deepEqual([q1, q2, q3].map((r) => (r as Record<string, unknown>).ok || (r as Record<string, unknown>).reason), [true, true, 'quota_exceeded']);
+    await assert.rejects(ticket.addRevision(rev('q4', 47)), /used already/);
+    await store.close();
+
+    const again = SqliteMetadataStore.open(file);
+    try {
+      assert.equal((await again.getObject('b', 'k'))?.digest, digest(40));
+      assert.equal(await again.getObject('b', 'm'), null, 'nothing of the write that threw');
+      assert.equal((await again.getBlob(digest(43)))?.size, 1);
+      assert.equal((await again.getBucket('b'))?.storedBytes, 3);
+    } finally {
+      await again.close();
+    }
+  } finally {
+    await removeDir(dir);
+  }
+});
 
 test('close commits a group that is waiting, leaves no timer, and refuses commits after it', async () => {
   const dir = await makeTempDir();

@@ -4,6 +4,7 @@
 import { v7 as uuidv7 } from 'uuid';
 import { Readable } from 'node:stream';
 import type {
+  BlobCommitTicket,
   BucketRecord,
   BucketSettings,
   MetadataStore,
@@ -176,15 +177,37 @@ export class CatalogService {
     // bytes are staged and before the digest lock: a client that stalls there holds up no other writer.
     let meta = typeof opts.meta === 'function' ? undefined : opts.meta;
     const awaitMeta = typeof opts.meta === 'function' ? opts.meta : undefined;
-    return this.blobs.store(
+    return this.storeAnnounced(
       body,
       { declaredSize: opts.declaredSize, limit: limits[0], ...(awaitMeta ? { beforeCommit: async () => void (meta = await awaitMeta()) } : {}) },
-      async (blob) => {
-        const written = await this.recordRevision(bucket, key, blob, { ...opts, meta });
+      async (blob, ticket) => {
+        const written = await this.recordRevision(bucket, key, blob, { ...opts, meta }, ticket);
         this.blobs.noteStored(written.blobCreated);
         return written;
       },
     );
+  }
+
+  /**
+   * blobs.store with the revision announced to the metadata store once the digest lock is held (as ingest
+   * announces its blob row): concurrent object writes then share one durable commit (see announceBlobCommit).
+   */
+  private async storeAnnounced<T>(
+    body: BodySource,
+    opts: Omit<Parameters<BlobService['store']>[1], 'onLocked'>,
+    record: (blob: StoredBlob, ticket: BlobCommitTicket | undefined) => Promise<T>,
+  ): Promise<T> {
+    let ticket: BlobCommitTicket | undefined;
+    const announce = () => {
+      ticket = this.meta.announceBlobCommit();
+      return () => ticket!.cancel();
+    };
+    try {
+      return await this.blobs.store(body, { ...opts, onLocked: announce }, (blob) => record(blob, ticket));
+    } finally {
+      // Used by the revision, or given back: a ticket left out would make every later group wait its window.
+      ticket?.cancel();
+    }
   }
 
   /**
@@ -204,6 +227,7 @@ export class CatalogService {
     key: string,
     blob: StoredBlob & { readonly mustExist?: boolean },
     opts: PutObjectOptions,
+    ticket?: BlobCommitTicket,
   ): Promise<{ object: ObjectRecord; created: boolean; blobCreated: boolean }> {
     const patch = typeof opts.meta === 'function' ? undefined : opts.meta;
     const replace = opts.replaceProperties;
@@ -215,7 +239,7 @@ export class CatalogService {
             // Through applyMetaPatch again for its checks (NUL, 64 KiB); from no properties, so none survive.
             return replace === undefined ? patched : applyMetaPatch({ ...patched, properties: {} }, { properties: { ...replace } });
           };
-    const result = await this.meta.addRevision({
+    const result = await (ticket ?? this.meta).addRevision({
       bucket: bucket.name,
       key,
       newObjectId: uuidv7(),
@@ -287,8 +311,8 @@ export class CatalogService {
   async putSystemObject(bucket: BucketRecord, key: string, body: BodySource, opts: PutObjectOptions): Promise<ObjectRecord> {
     checkWriteText(opts);
     await this.checkPreconditions(bucket.name, key, opts);
-    return this.blobs.store(body, { declaredSize: opts.declaredSize }, async (blob) => {
-      const written = await this.recordRevision(bucket, key, blob, opts);
+    return this.storeAnnounced(body, { declaredSize: opts.declaredSize }, async (blob, ticket) => {
+      const written = await this.recordRevision(bucket, key, blob, opts, ticket);
       this.blobs.noteStored(written.blobCreated);
       return written.object;
     });

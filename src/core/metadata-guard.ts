@@ -1,6 +1,6 @@
 // The metadata store as core's services see it: a write that only adds rows is refused with 507 once free
 // disk is down to --min-free, before SQLite is asked; the database's growth counts like blob bytes.
-import type { MetadataStore } from '../storage/metadata-store.ts';
+import type { BlobCommitTicket, MetadataStore } from '../storage/metadata-store.ts';
 import type { DiskBudget } from './disk-budget.ts';
 
 /**
@@ -31,10 +31,29 @@ export function guardRowGrowth(meta: MetadataStore, disk: DiskBudget): MetadataS
               await disk.requireRoomForRows();
               return fn.apply(target, args);
             }
-          : fn.bind(target);
+          : prop === 'announceBlobCommit'
+            ? () => guardTicket(fn.apply(target) as BlobCommitTicket, disk)
+            : fn.bind(target);
         methods.set(prop, method);
       }
       return method;
     },
   });
+}
+
+/** A ticket's addRevision is refused as addRevision is (its blob row alone is not: see ADDS_ROWS). */
+function guardTicket(ticket: BlobCommitTicket, disk: DiskBudget): BlobCommitTicket {
+  return {
+    commit: (blob, pin) => ticket.commit(blob, pin),
+    addRevision: async (input) => {
+      try {
+        await disk.requireRoomForRows();
+      } catch (err) {
+        ticket.cancel();
+        throw err;
+      }
+      return ticket.addRevision(input);
+    },
+    cancel: () => ticket.cancel(),
+  };
 }

@@ -285,10 +285,12 @@ export interface IdempotencyRecord {
 
 export type IdempotencyClaim = { readonly claimed: true } | { readonly claimed: false; readonly record: IdempotencyRecord };
 
-/** An announced commitBlob (MetadataStore.announceBlobCommit). */
+/** An announced commitBlob or addRevision (MetadataStore.announceBlobCommit): one of them, once. */
 export interface BlobCommitTicket {
   /** The announced commitBlob itself. */
   commit(blob: NewBlob, pin?: PinInput): Promise<{ created: boolean }>;
+  /** Or the announced write is an object's revision (which writes its blob row too): addRevision itself. */
+  addRevision(input: NewRevision): Promise<AddRevisionResult>;
   /** The commit will not come (the request failed first). Nothing after commit or a first cancel. */
   cancel(): void;
 }

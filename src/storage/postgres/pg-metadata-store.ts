@@ -109,12 +109,14 @@ export class PostgresMetadataStore implements MetadataStore {
   /** No groups here: PostgreSQL commits concurrent transactions together by itself (commit_delay). */
   announceBlobCommit(): BlobCommitTicket {
     let used = false;
+    const use = <T>(write: () => Promise<T>): Promise<T> => {
+      if (used) return Promise.reject(new Error('this commit ticket was used already'));
+      used = true;
+      return write();
+    };
     return {
-      commit: (blob, pin) => {
-        if (used) return Promise.reject(new Error('this blob commit ticket was used already'));
-        used = true;
-        return this.commitBlob(blob, pin);
-      },
+      commit: (blob, pin) => use(() => this.commitBlob(blob, pin)),
+      addRevision: (input) => use(() => this.addRevision(input)),
       cancel: () => {
         used = true;
       },

@@ -31,7 +31,7 @@ import { CoordinationRepo } from './coordination-repo.ts';
 import { AccessRepo } from './access-repo.ts';
 import { CatalogRepo } from './catalog-repo.ts';
 import { LifecycleRepo } from './lifecycle-repo.ts';
-import { BlobGroupCommit, writeBlobRow } from './blob-group-commit.ts';
+import { GroupCommit, writeBlobRow } from './group-commit.ts';
 import { BlobsRepo } from './blobs-repo.ts';
 import { ensurePrivateFile } from '../fs/private-file.ts';
 import { openDatabase, type Db } from './db.ts';
@@ -53,11 +53,10 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly expireTx: (now: number, dryRun: boolean) => { pins: number; objects: number };
   private readonly deleteGarbageTx: (digest: string, createdBefore: number, now: number) => boolean;
   private readonly claimTx: (principal: string, key: string, fingerprint: string, now: number, staleBefore: number, holder: string | null) => IdempotencyClaim;
-  private readonly addRevisionTx: (w: NewRevision) => AddRevisionResult;
   private readonly deleteBucketTx: (name: string, force: boolean) => 'deleted' | 'not_found' | 'not_empty';
   private readonly setObjectMetaTx: (bucket: string, key: string, meta: ObjectMeta) => ObjectRecord | null;
   private readonly deleteObjectTx: (bucket: string, key: string, revision: number | undefined) => boolean;
-  private readonly blobGroups: BlobGroupCommit;
+  private readonly groups: GroupCommit;
   private readonly finishUploadTx: (
     id: string,
     blob: NewBlob,
@@ -97,7 +96,6 @@ export class SqliteMetadataStore implements MetadataStore {
       this.blobs.pin(digest, pin, now);
       return row;
     }).immediate;
-    this.addRevisionTx = db.transaction((w: NewRevision) => this.catalog.addRevision(w, Date.now())).immediate;
     this.deleteBucketTx = db.transaction((name: string, force: boolean) => this.catalog.deleteBucket(name, force, Date.now())).immediate;
     this.setObjectMetaTx = db.transaction((bucket: string, key: string, meta: ObjectMeta) =>
       this.catalog.setObjectMeta(bucket, key, meta, Date.now()),
@@ -106,7 +104,7 @@ export class SqliteMetadataStore implements MetadataStore {
       this.catalog.deleteObject(bucket, key, revision, Date.now()),
     ).immediate;
     this.pingStmt = db.prepare('SELECT 1');
-    this.blobGroups = new BlobGroupCommit(db, this.blobs, groupWindowMs);
+    this.groups = new GroupCommit(db, this.blobs, (w, now) => this.catalog.addRevision(w, now), groupWindowMs);
     this.finishUploadTx = db.transaction(
       (id: string, blob: NewBlob, target: UploadTarget, result: (object: ObjectRecord | null) => string, expiresAt: number, holder: string | undefined) => {
         const now = Date.now();
@@ -158,18 +156,18 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.blobs.get(digest);
   }
 
-  /** Group commit: see blob-group-commit.ts. */
+  /** Group commit: see group-commit.ts. */
   commitBlob(blob: NewBlob, pin?: PinInput): Promise<{ created: boolean }> {
-    return this.blobGroups.commit(blob, pin);
+    return this.groups.commit(blob, pin);
   }
 
   announceBlobCommit(): BlobCommitTicket {
-    return this.blobGroups.announce();
+    return this.groups.announce();
   }
 
-  /** Transactions that committed blob rows, for tests. */
+  /** Transactions that committed grouped writes (blob rows, revisions), for tests. */
   get blobCommitGroups(): number {
-    return this.blobGroups.groups;
+    return this.groups.groups;
   }
 
 
@@ -257,7 +255,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async addRevision(input: NewRevision): Promise<AddRevisionResult> {
-    return this.addRevisionTx(input);
+    return this.groups.addRevision(input);
   }
 
   async getObject(bucket: string, key: string, revision?: number): Promise<ObjectRecord | null> {
@@ -438,7 +436,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async close(): Promise<void> {
-    this.blobGroups.close();
+    this.groups.close();
     if (this.db.open) this.db.close();
   }
 }
