@@ -294,6 +294,32 @@ describe('verifiedBody checks', () => {
     await bodyRefused(verifiedBody(pieces(DATA), null, { 'x-amz-checksum-crc32': 'AAAAAA==', 'x-amz-checksum-sha1': 'AAAAAA==' }), 'InvalidRequest', 400);
   });
 
+  test('a body of 1 MiB or more is checked on the worker thread alike: every hash, every mismatch', async () => {
+    const big = Buffer.alloc(2 * 1024 * 1024 + 3);
+    for (let i = 0; i < big.length; i += 4096) big[i] = (i / 4096) & 0xff;
+    const other = Buffer.from(big);
+    other[big.length - 1] = 1;
+    const size = { 'content-length': String(big.length) };
+    const hex = createHash('sha256').update(big).digest('hex');
+    const verified = await verifyRequest(await headerSigned({ method: 'PUT', payload: hex }), keys, WHEN);
+    const vb = verifiedBody(pieces(big, 65_536), verified, { ...size, 'content-md5': md5b64(big), 'x-amz-checksum-crc32': await sdkChecksum('crc32', big) });
+    assert.ok((await consume(vb)).equals(big));
+    assert.equal(vb.md5Hex(), createHash('md5').update(big).digest('hex'));
+    assert.deepEqual(vb.checksum(), { header: 'x-amz-checksum-crc32', value: await sdkChecksum('crc32', big) });
+    await bodyRefused(verifiedBody(pieces(other, 65_536), verified, size), 'XAmzContentSHA256Mismatch', 400);
+    await bodyRefused(verifiedBody(pieces(big, 65_536), null, { ...size, 'content-md5': md5b64(other) }), 'BadDigest', 400);
+    for (const algorithm of CHECKSUM_ALGORITHMS) {
+      const name = `x-amz-checksum-${algorithm}`;
+      const ok = verifiedBody(pieces(big, 65_536), null, { ...size, [name]: await sdkChecksum(algorithm, big) });
+      assert.ok((await consume(ok)).equals(big), algorithm);
+      assert.equal(ok.md5Hex(), createHash('md5').update(big).digest('hex'));
+      await bodyRefused(verifiedBody(pieces(big, 65_536), null, { ...size, [name]: await sdkChecksum(algorithm, other) }), 'BadDigest', 400);
+      const asked = verifiedBody(pieces(big, 65_536), null, { ...size, 'x-amz-sdk-checksum-algorithm': algorithm });
+      await consume(asked);
+      assert.deepEqual(asked.checksum(), { header: name, value: await sdkChecksum(algorithm, big) });
+    }
+  });
+
   test('x-amz-sdk-checksum-algorithm alone asks for the checksum to be computed and echoed', async () => {
     for (const algorithm of CHECKSUM_ALGORITHMS) {
       const vb = verifiedBody(pieces(DATA), null, { 'x-amz-sdk-checksum-algorithm': algorithm.toUpperCase() });

@@ -26,7 +26,12 @@ export interface AwsChunkedOptions {
    * Fed each piece of content before it is pushed, and asked at the end (with the trailers) whether the
    * content is right: its failure fails the stream before its end. Saves a stream hop per body.
    */
-  readonly inspect?: { update(data: Buffer): void; finish(trailers: ReadonlyMap<string, string>): Promise<void> };
+  readonly inspect?: {
+    update(data: Buffer): void;
+    /** A promise to wait for before the next chunk (the inspector is behind), or undefined. */
+    ready?(): Promise<void> | undefined;
+    finish(trailers: ReadonlyMap<string, string>): Promise<void>;
+  };
 }
 
 /** The longest chunk header or trailer line accepted (a real one is under 100 bytes). */
@@ -67,10 +72,13 @@ export class AwsChunkedDecoder extends Transform {
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     try {
       this.consume(chunk);
-      callback();
     } catch (err) {
       callback(err as Error);
+      return;
     }
+    const behind = this.options.inspect?.ready?.();
+    if (behind === undefined) callback();
+    else behind.then(() => callback(), callback);
   }
 
   override _flush(callback: TransformCallback): void {

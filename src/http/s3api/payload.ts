@@ -7,6 +7,7 @@ import { BlobdError } from '../../core/errors.ts';
 import { AwsChunkedDecoder, type AwsChunkedOptions } from './aws-chunked.ts';
 import { asAlgorithm, checksumAlgorithmOfHeader, checksumHeader, CHECKSUM_ALGORITHMS, createChecksum, createMd5, DIGEST_BYTES, type StreamingChecksum } from './checksums.ts';
 import { S3Error } from './errors.ts';
+import { checkWorker, WORKER_MIN_BYTES, type WorkerBodyChecks, type WorkerChecksum } from './check-worker.ts';
 import { anonymousPayloadMode, type PayloadMode, type SigV4Request, type VerifiedRequest } from './sigv4.ts';
 
 export interface VerifiedBody {
@@ -47,7 +48,9 @@ export function verifiedBody(raw: Readable, verified: VerifiedRequest | null, he
     if (!ended) body.destroy(aborted());
   });
   body.on('close', () => {
-    if (!body.readableEnded) raw.unpipe(body);
+    if (body.readableEnded) return;
+    raw.unpipe(body);
+    checks.drop();
   });
   raw.pipe(body);
   return {
@@ -58,26 +61,64 @@ export function verifiedBody(raw: Readable, verified: VerifiedRequest | null, he
   };
 }
 
-/** Every hash the body is held to, fed each piece of content once; finish() compares at the end. */
+/**
+ * Every hash the body is held to, fed each piece of content once; finish() compares at the end. A large
+ * body's hashes run on the check worker (check-worker.ts) when it can compute them all.
+ */
 class BodyChecks {
-  private readonly md5 = createMd5();
+  private readonly md5: Hash | undefined;
+  private readonly worker: WorkerBodyChecks | undefined;
   md5Hex: string | undefined;
   answer: { header: string; value: string } | undefined;
 
-  constructor(private readonly plan: Plan) {}
+  constructor(private readonly plan: Plan) {
+    const algorithm = plan.checksum?.algorithm;
+    const onWorker =
+      plan.declaredSize !== undefined && plan.declaredSize >= WORKER_MIN_BYTES && (algorithm === undefined || algorithm === 'crc32' || algorithm === 'sha1' || algorithm === 'sha256');
+    if (onWorker) this.worker = checkWorker().start(plan.sha256 !== undefined, (algorithm as WorkerChecksum | undefined) ?? null);
+    else this.md5 = createMd5();
+  }
 
   update(data: Buffer): void {
-    this.md5.update(data);
+    if (this.worker) return this.worker.update(data);
+    this.md5!.update(data);
     this.plan.sha256?.update(data);
     this.plan.checksum?.update(data);
   }
 
+  /** When the worker is behind: a promise to wait for before feeding more. */
+  ready(): Promise<void> | undefined {
+    return this.worker?.ready();
+  }
+
+  /** The body failed: nothing to finish. */
+  drop(): void {
+    this.worker?.drop();
+  }
+
   /** Throws the S3Error of the first mismatch, in S3's order of precedence. */
   async finish(trailers: ReadonlyMap<string, string> | undefined): Promise<void> {
-    const md5 = this.md5.digest();
-    this.answer = await finish(this.plan, trailers, md5);
-    this.md5Hex = md5.toString('hex');
+    let computed: Computed;
+    if (this.worker) {
+      const r = await this.worker.finish();
+      computed = { md5: Buffer.from(r.md5Hex, 'hex'), sha256Hex: r.sha256Hex ?? undefined, checksum: r.checksum ?? undefined };
+    } else {
+      computed = {
+        md5: this.md5!.digest(),
+        sha256Hex: this.plan.sha256?.hash.digest('hex'),
+        checksum: this.plan.checksum === undefined ? undefined : await this.plan.checksum.digest(),
+      };
+    }
+    this.answer = finish(this.plan, trailers, computed);
+    this.md5Hex = computed.md5.toString('hex');
   }
+}
+
+/** What the checks computed of the body. */
+interface Computed {
+  readonly md5: Buffer;
+  readonly sha256Hex: string | undefined;
+  readonly checksum: string | undefined;
 }
 
 /** A plain body: content passed through as it comes, the checks fed on the way. */
@@ -87,7 +128,9 @@ class CheckedBody extends Transform {
   }
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.checks.update(chunk);
-    callback(null, chunk);
+    const behind = this.checks.ready();
+    if (behind === undefined) callback(null, chunk);
+    else behind.then(() => callback(null, chunk), callback);
   }
   override _flush(callback: TransformCallback): void {
     this.checks.finish(undefined).then(() => callback(), callback);
@@ -170,19 +213,19 @@ function planOf(verified: VerifiedRequest | null, headers: Headers): Plan {
 }
 
 /** At the end of the body: every comparison, in S3's order of precedence. */
-async function finish(plan: Plan, trailers: ReadonlyMap<string, string> | undefined, md5: Buffer): Promise<{ header: string; value: string } | undefined> {
-  if (plan.sha256 !== undefined && plan.sha256.hash.digest('hex') !== plan.sha256.expected) {
+function finish(plan: Plan, trailers: ReadonlyMap<string, string> | undefined, computed: Computed): { header: string; value: string } | undefined {
+  if (plan.sha256 !== undefined && computed.sha256Hex !== plan.sha256.expected) {
     throw new S3Error('XAmzContentSHA256Mismatch', 400, "The provided 'x-amz-content-sha256' header does not match what was computed.");
   }
-  if (plan.contentMd5 !== undefined && plan.contentMd5 !== md5.toString('base64')) {
+  if (plan.contentMd5 !== undefined && plan.contentMd5 !== computed.md5.toString('base64')) {
     throw new S3Error('BadDigest', 400, 'The Content-MD5 you specified did not match what we received.');
   }
   if (plan.checksum === undefined || plan.checksumSource === undefined) return undefined;
-  const value = await plan.checksum.digest();
+  const value = computed.checksum;
   const header = checksumHeader(plan.checksum.algorithm);
   const source = plan.checksumSource;
   const expected = source.from === 'header' ? source.value : source.from === 'trailer' ? trailers?.get(source.name) : value;
-  if (expected !== value) throw new S3Error('BadDigest', 400, `The ${header} you specified did not match the calculated checksum.`);
+  if (value === undefined || expected !== value) throw new S3Error('BadDigest', 400, `The ${header} you specified did not match the calculated checksum.`);
   return { header, value };
 }
 
