@@ -32,6 +32,9 @@ async function expectWritesRefused(d: Daemon): Promise<void> {
   await expect507(await d.api('/api/blobs/uploads?filename=late.bin', { method: 'POST' }), 'session initiate');
   await expect507(await d.api('/api/blobs/uploads?filename=late.bin&size=10', { method: 'POST' }), 'session initiate with a size');
   await expect507(await d.api('/api/blobs', { method: 'POST', body: 'x' }), 'one-shot upload');
+  await expect507(await d.api('/api/buckets/b/objects/late', { method: 'PUT', body: 'x' }), 'object write');
+  // No byte budget can refuse an empty body: its revision row is refused as any row is.
+  await expect507(await d.api('/api/buckets/b/objects/empty', { method: 'PUT', body: '' }), 'empty object write');
 }
 
 /** True when data/reserve holds its default 4 MiB in real blocks (not a sparse file). */

@@ -3,10 +3,11 @@
 // the AWS docs), Content-MD5 and x-amz-checksum-* checks, and bounded memory. Signatures: test/s3api-sigv4.test.ts.
 import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
-import { Readable, Writable } from 'node:stream';
+import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, test } from 'node:test';
 import { BlobdError } from '../src/core/errors.ts';
+import { stopCheckWorkerForTests } from '../src/http/s3api/check-worker.ts';
 import { CHECKSUM_ALGORITHMS, createChecksum } from '../src/http/s3api/checksums.ts';
 import { S3Error } from '../src/http/s3api/errors.ts';
 import { verifiedBody } from '../src/http/s3api/payload.ts';
@@ -318,6 +319,22 @@ describe('verifiedBody checks', () => {
       await consume(asked);
       assert.deepEqual(asked.checksum(), { header: name, value: await sdkChecksum(algorithm, big) });
     }
+  });
+
+  test('a check worker that stops fails the bodies it had with an S3 503; the next body gets a new worker', async () => {
+    const big = Buffer.alloc(2 * 1024 * 1024, 7);
+    const size = { 'content-length': String(big.length) };
+    const source = new PassThrough();
+    const cut = verifiedBody(source, null, size);
+    const consumed = consume(cut);
+    source.write(big.subarray(0, 1024 * 1024));
+    await new Promise((r) => setTimeout(r, 20));
+    await stopCheckWorkerForTests();
+    source.end(big.subarray(1024 * 1024));
+    await refused(consumed, 'ServiceUnavailable', 503);
+    const next = verifiedBody(pieces(big, 65_536), null, { ...size, 'content-md5': md5b64(big) });
+    assert.ok((await consume(next)).equals(big));
+    assert.equal(next.md5Hex(), createHash('md5').update(big).digest('hex'));
   });
 
   test('x-amz-sdk-checksum-algorithm alone asks for the checksum to be computed and echoed', async () => {

@@ -1,13 +1,14 @@
 // The metadata store as core's services see it: a write that only adds rows is refused with 507 once free
 // disk is down to --min-free, before SQLite is asked; the database's growth counts like blob bytes.
-import type { MetadataStore } from '../storage/metadata-store.ts';
+import type { BlobCommitTicket, MetadataStore } from '../storage/metadata-store.ts';
 import type { DiskBudget } from './disk-budget.ts';
 
 /**
  * Writes that add rows and that no byte budget checked first. Blob and session writes are not here: their
  * bytes were checked against the budget, and refusing their rows after the bytes were written would only
- * strand those bytes — nor is the revision of an object write with bytes, announced with them
- * (announceBlobCommit's ticket). Deletes are never refused: they are how space comes back.
+ * strand those bytes. An object write's revision is, also when announced with its bytes
+ * (announceBlobCommit's ticket): an empty body passes any byte budget. Deletes are never refused: they are
+ * how space comes back.
  */
 const ADDS_ROWS: ReadonlySet<PropertyKey> = new Set([
   'createUpload',
@@ -32,10 +33,29 @@ export function guardRowGrowth(meta: MetadataStore, disk: DiskBudget): MetadataS
               await disk.requireRoomForRows();
               return fn.apply(target, args);
             }
-          : fn.bind(target);
+          : prop === 'announceBlobCommit'
+            ? () => guardTicket(fn.apply(target) as BlobCommitTicket, disk)
+            : fn.bind(target);
         methods.set(prop, method);
       }
       return method;
     },
   });
+}
+
+/** A ticket's addRevision is refused as addRevision is; its blob row alone is not (see ADDS_ROWS). */
+function guardTicket(ticket: BlobCommitTicket, disk: DiskBudget): BlobCommitTicket {
+  return {
+    commit: (blob, pin) => ticket.commit(blob, pin),
+    addRevision: async (input) => {
+      try {
+        await disk.requireRoomForRows();
+      } catch (err) {
+        ticket.cancel();
+        throw err;
+      }
+      return ticket.addRevision(input);
+    },
+    cancel: () => ticket.cancel(),
+  };
 }

@@ -5,6 +5,7 @@
 // once into a buffer it hands over. One worker serves every body; the bytes sent to it and not yet hashed
 // are bounded (a body whose checks fall behind waits: ready()), so no body is held whole (G5).
 import { Worker } from 'node:worker_threads';
+import { S3Error } from './errors.ts';
 
 /** Plain CommonJS, evaluated by the worker: no TypeScript loader needed there. */
 const WORKER = `
@@ -78,8 +79,9 @@ class CheckWorker {
         r?.resolve({ md5Hex: m.md5!, sha256Hex: m.sha256 ?? null, checksum: m.checksum ?? null });
       }
     });
+    // Bodies checked by a worker that died fail with a 503 (retry: the next body gets a new worker).
     const fail = (err: Error) => {
-      this.failure ??= err;
+      this.failure ??= new S3Error('ServiceUnavailable', 503, `The body could not be checked (${err.message.slice(0, 100)}); please retry.`);
       for (const r of this.results.values()) r.reject(this.failure);
       this.results.clear();
       for (const w of this.roomWaiters.splice(0)) w();
@@ -90,12 +92,21 @@ class CheckWorker {
     this.worker.unref();
   }
 
+  /** The worker stopped: bodies it had fail, and checkWorker() starts another for the next ones. */
+  get failed(): boolean {
+    return this.failure !== null;
+  }
+
   private open = 0;
   private opened(): void {
     if (this.open++ === 0) this.worker.ref();
   }
   private closed(): void {
     if (--this.open === 0) this.worker.unref();
+  }
+
+  terminate(): Promise<number> {
+    return this.worker.terminate();
   }
 
   start(sha256: boolean, checksum: WorkerChecksum | null): WorkerBodyChecks {
@@ -151,8 +162,13 @@ export interface WorkerBodyChecks {
 
 let shared: CheckWorker | undefined;
 
-/** The process's check worker (started on first use). */
+/** The process's check worker (started on first use, and again after one stopped). */
 export function checkWorker(): CheckWorker {
-  shared ??= new CheckWorker();
+  if (shared === undefined || shared.failed) shared = new CheckWorker();
   return shared;
+}
+
+/** For tests: stop the current worker as a crash would. */
+export async function stopCheckWorkerForTests(): Promise<void> {
+  await shared?.terminate();
 }

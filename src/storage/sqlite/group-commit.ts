@@ -2,7 +2,8 @@
 // arrive together share one transaction, each in a savepoint of its own, and one fdatasync of the WAL —
 // done on libuv's thread pool, not the event loop. A caller is answered only after that fdatasync, never
 // before its row is durable (G1).
-import { closeSync, fdatasync, fdatasyncSync, openSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync } from 'node:fs';
+import path from 'node:path';
 import type { AddRevisionResult, BlobCommitTicket, NewBlob, NewRevision, PinInput } from '../metadata-store.ts';
 import type { BlobsRepo } from './blobs-repo.ts';
 import type { Db } from './db.ts';
@@ -224,6 +225,9 @@ export class GroupCommit {
     if (this.wal === undefined) {
       try {
         this.wal = this.db.memory ? null : openSync(`${this.db.name}-wal`, 'r');
+        // The WAL is made anew at every start: its name in the directory must be durable too (SQLite's own
+        // first FULL sync of a WAL fsyncs the directory; our fdatasync would not).
+        if (this.wal !== null) syncDirectoryOf(this.db.name);
       } catch {
         this.wal = null;
       }
@@ -239,6 +243,14 @@ export class GroupCommit {
     this.syncing = true;
     fdatasync(wal, (err) => {
       this.syncing = false;
+      if (err && this.wal === wal) {
+        // The kernel may have dropped the pages it failed to write, so a later fdatasync that succeeds
+        // proves nothing about them: every group committed since is refused too, and from now on groups
+        // commit synchronous=FULL (SQLite's own sync, which fails loudly when the disk does).
+        this.wal = null;
+        this.closeAfterSync = wal;
+        waiting.push(...this.unsynced.splice(0));
+      }
       this.settle(waiting, err);
       if (this.closeAfterSync !== undefined) {
         closeSync(this.closeAfterSync);
@@ -250,5 +262,15 @@ export class GroupCommit {
 
   private settle(waiting: readonly ((err: Error | null) => void)[], err: Error | null): void {
     for (const w of waiting) w(err);
+  }
+}
+
+/** fsync the directory that holds `file`. */
+function syncDirectoryOf(file: string): void {
+  const fd = openSync(path.dirname(path.resolve(file)), 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
