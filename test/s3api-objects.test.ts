@@ -17,6 +17,7 @@ import {
   ListBucketsCommand,
   ListObjectsCommand,
   ListObjectsV2Command,
+  CreateMultipartUploadCommand,
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
@@ -206,6 +207,27 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     assert.match(await wrongCrc.text(), /<Code>BadDigest<\/Code>/);
     await assert.rejects(s3.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'bad-md5.bin' })), { name: 'NotFound' });
     assert.equal((await stats()).blobs, before.blobs);
+  });
+
+  test('a signed payload hash is checked by the store against the content: XAmzContentSHA256Mismatch, nothing stored', async () => {
+    const sha = (b: string) => createHash('sha256').update(b).digest('hex');
+    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: 'photos', Key: 'signed-part.bin' }));
+    const before = await stats();
+    // Small and large (the large one's other checks run on the worker thread).
+    for (const body of ['hello signed payload', 'z'.repeat(2 * 1024 * 1024)]) {
+      for (const target of ['/photos/signed.bin', `/photos/signed-part.bin?partNumber=1&uploadId=${UploadId}`]) {
+        const wrong = await signedFetch('PUT', target, body, { 'x-amz-content-sha256': sha(`${body}!`) });
+        assert.equal(wrong.status, 400, target);
+        assert.match(await wrong.text(), /<Code>XAmzContentSHA256Mismatch<\/Code>/);
+      }
+    }
+    await assert.rejects(s3.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'signed.bin' })), { name: 'NotFound' });
+    const parts = await signedFetch('GET', `/photos/signed-part.bin?uploadId=${UploadId}`);
+    assert.doesNotMatch(await parts.text(), /<Part>/, 'no part was stored');
+    assert.equal((await stats()).blobs, before.blobs);
+    const right = await signedFetch('PUT', '/photos/signed.bin', 'hello signed payload', { 'x-amz-content-sha256': sha('hello signed payload') });
+    assert.equal(right.status, 200);
+    assert.equal(right.headers.get('etag'), `"${createHash('md5').update('hello signed payload').digest('hex')}"`);
   });
 
   test('HTTP the parser refuses (headers too large, bad framing) is answered on the S3 port in S3\'s XML, on the native port in JSON', async () => {

@@ -92,6 +92,12 @@ export interface PutObjectOptions {
    * after `meta` in the same transaction; owner, tags and expiry carry over as for any write.
    */
   readonly replaceProperties?: Readonly<Record<string, string>>;
+  /**
+   * The content's digest as the client vouched for it (S3's signed x-amz-content-sha256): the store's own
+   * hash of the bytes is compared with it before anything commits (digest_mismatch), so the front need not
+   * hash the body a second time.
+   */
+  readonly expected?: Digest;
 }
 
 export class CatalogService {
@@ -179,7 +185,12 @@ export class CatalogService {
     const awaitMeta = typeof opts.meta === 'function' ? opts.meta : undefined;
     return this.storeAnnounced(
       body,
-      { declaredSize: opts.declaredSize, limit: limits[0], ...(awaitMeta ? { beforeCommit: async () => void (meta = await awaitMeta()) } : {}) },
+      {
+        declaredSize: opts.declaredSize,
+        limit: limits[0],
+        ...(opts.expected !== undefined ? { expected: opts.expected } : {}),
+        ...(awaitMeta ? { beforeCommit: async () => void (meta = await awaitMeta()) } : {}),
+      },
       async (blob, ticket) => {
         const written = await this.recordRevision(bucket, key, blob, { ...opts, meta }, ticket);
         this.blobs.noteStored(written.blobCreated);
@@ -311,7 +322,7 @@ export class CatalogService {
   async putSystemObject(bucket: BucketRecord, key: string, body: BodySource, opts: PutObjectOptions): Promise<ObjectRecord> {
     checkWriteText(opts);
     await this.checkPreconditions(bucket.name, key, opts);
-    return this.storeAnnounced(body, { declaredSize: opts.declaredSize }, async (blob, ticket) => {
+    return this.storeAnnounced(body, { declaredSize: opts.declaredSize, ...(opts.expected !== undefined ? { expected: opts.expected } : {}) }, async (blob, ticket) => {
       const written = await this.recordRevision(bucket, key, blob, opts, ticket);
       this.blobs.noteStored(written.blobCreated);
       return written.object;

@@ -185,7 +185,7 @@ export class MultipartUploads {
     uploadId: string,
     partNumber: number,
     body: BodySource,
-    opts: { principal: Principal; declaredSize?: number; md5: () => string },
+    opts: { principal: Principal; declaredSize?: number; md5: () => string; expected?: Digest },
   ): Promise<StoredPart> {
     checkPartNumber(partNumber);
     const up = await this.openForWrite(bucket, key, uploadId);
@@ -197,6 +197,7 @@ export class MultipartUploads {
       declaredSize: opts.declaredSize,
       meta: { expires_at: new Date(up.info.expiresAt).toISOString() },
       etag: () => opts.md5().toLowerCase(),
+      ...(opts.expected !== undefined ? { expected: opts.expected } : {}),
     });
     this.partSizes.note(uploadId, part);
     await this.confirmPart(up, pk);

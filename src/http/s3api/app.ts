@@ -15,7 +15,7 @@ import { requestBody } from '../request-body.ts';
 import type { S3Call, S3Deps } from './context.ts';
 import { operationFor, type MultipartOperations } from './dispatch.ts';
 import { errorXml, S3Error, toS3Error } from './errors.ts';
-import { verifiedBody, type VerifiedBody } from './payload.ts';
+import { signedSha256, verifiedBody, type VerifiedBody } from './payload.ts';
 import { verifyRequest } from './sigv4.ts';
 import { parseQuery, parseTarget, splitTarget, type Target } from './target.ts';
 
@@ -128,6 +128,12 @@ export function createS3App(deps: S3Deps, options: S3AppOptions = {}) {
           body = verifiedBody(requestBody(c), verified, headers);
           return body.body;
         },
+        contentBody: () => {
+          if (body) throw new Error('the body is read once');
+          body = verifiedBody(requestBody(c), verified, headers, { signedSha256ByReader: true });
+          return body.body;
+        },
+        signedSha256: signedSha256(verified),
         bodyMd5: () => opened().md5Hex(),
         bodyChecksum: () => opened().checksum(),
       };

@@ -7,6 +7,7 @@ import type { AccessControl, Need, Principal } from '../../core/auth.ts';
 import type { BlobService } from '../../core/blobs.ts';
 import type { CatalogService } from '../../core/catalog.ts';
 import type { MultipartUploads } from '../../core/multipart-uploads.ts';
+import type { Digest } from '../../core/digest.ts';
 import type { AppEnv } from '../env.ts';
 
 /** The core services the S3 front translates to (it owns no rule of its own). */
@@ -46,6 +47,14 @@ export interface S3Call {
    * Open it only once every check that can refuse the request has passed.
    */
   body(): Readable;
+  /**
+   * The body for a write that stores it: as body(), except that a signed payload hash is not checked here:
+   * pass `signedSha256` to core as the expected digest (the store hashes the content anyway), and map its
+   * digest_mismatch with signedHashMismatch.
+   */
+  contentBody(): Readable;
+  /** The payload SHA-256 the request signed (`sha256:<hex>`), if it signed one. */
+  readonly signedSha256: Digest | undefined;
   /** After body() ended: the hex MD5 of the content (the ETag of a PutObject / UploadPart). */
   bodyMd5(): string;
   /** After body() ended: the checksum the client sent or asked for (`x-amz-checksum-crc32` → base64), to echo. */

@@ -12,6 +12,7 @@ import { errorXml, S3Error, toS3Error } from './errors.ts';
 import { encodingOf } from './listing.ts';
 import { metaFromHeaders } from './metadata.ts';
 import { headerEntries, targetOf } from './objects.ts';
+import { signedHashMismatch } from './payload.ts';
 import { child, parseXml, readXmlBody, renderXml, xmlAnswer, type XmlNode } from './xml.ts';
 
 /** How often a long CompleteMultipartUpload sends a space to keep its answer (and the client) alive. */
@@ -98,11 +99,14 @@ export function uploadPart(call: S3Call): Promise<Response> {
     const { bucket, key } = targetOf(call);
     const partNumber = partNumberOf(call);
     await call.authorize({ action: 'bucket:write', bucket });
-    const part = await service(call).uploadPart(bucket, key, uploadIdOf(call), partNumber, () => call.body(), {
-      principal: call.principal!,
-      ...(call.declaredSize !== undefined ? { declaredSize: call.declaredSize } : {}),
-      md5: () => call.bodyMd5(),
-    });
+    const part = await service(call)
+      .uploadPart(bucket, key, uploadIdOf(call), partNumber, () => call.contentBody(), {
+        principal: call.principal!,
+        ...(call.declaredSize !== undefined ? { declaredSize: call.declaredSize } : {}),
+        md5: () => call.bodyMd5(),
+        ...(call.signedSha256 !== undefined ? { expected: call.signedSha256 } : {}),
+      })
+      .catch((err: unknown) => Promise.reject(signedHashMismatch(err)));
     const headers: Record<string, string> = { ETag: quoted(part.etag) };
     const checksum = call.bodyChecksum();
     if (checksum) headers[checksum.header] = checksum.value;

@@ -8,6 +8,7 @@ import { evaluateRead } from './conditions.ts';
 import type { S3Call } from './context.ts';
 import { S3Error } from './errors.ts';
 import { metaFromHeaders, metaHeaders, s3ETag, type WrittenMeta } from './metadata.ts';
+import { signedHashMismatch } from './payload.ts';
 
 export function targetOf(call: S3Call): { bucket: string; key: string } {
   if (call.bucket === null || call.key === null) throw new S3Error('InvalidRequest', 400, 'this operation names a bucket and a key');
@@ -81,8 +82,10 @@ export async function putObject(call: S3Call): Promise<Response> {
     ...conditions,
     // The MD5 is known only once the body ended: core asks when it records the revision.
     etag: () => call.bodyMd5(),
+    // A signed payload hash is checked by the store's own SHA-256 of the content, not a second one here.
+    ...(call.signedSha256 !== undefined ? { expected: call.signedSha256 } : {}),
   };
-  const { object } = await call.deps.catalog.putObject(bucket, key, () => call.body(), opts);
+  const { object } = await call.deps.catalog.putObject(bucket, key, () => call.contentBody(), opts).catch((err: unknown) => Promise.reject(signedHashMismatch(err)));
   const headers: Record<string, string> = { ETag: s3ETag(object), 'x-amz-version-id': String(object.revision) };
   const checksum = call.bodyChecksum();
   if (checksum) headers[checksum.header] = checksum.value;

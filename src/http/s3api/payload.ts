@@ -3,6 +3,7 @@
 // failure is the stream's error before its end, so a consumer that commits on 'end' never commits a bad body.
 import { createHash, type Hash } from 'node:crypto';
 import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { Digest } from '../../core/digest.ts';
 import { BlobdError } from '../../core/errors.ts';
 import { AwsChunkedDecoder, type AwsChunkedOptions } from './aws-chunked.ts';
 import { asAlgorithm, checksumAlgorithmOfHeader, checksumHeader, CHECKSUM_ALGORITHMS, createChecksum, createMd5, DIGEST_BYTES, type StreamingChecksum } from './checksums.ts';
@@ -29,10 +30,16 @@ type Headers = SigV4Request['headers'];
  * One Transform per body (the aws-chunked decoder, or a pass-through) and no stream.pipeline: at 4 KiB
  * PutObjects a second stream hop and pipeline's own bookkeeping cost more than the hashing.
  */
-export function verifiedBody(raw: Readable, verified: VerifiedRequest | null, headers: Headers): VerifiedBody {
+export function verifiedBody(
+  raw: Readable,
+  verified: VerifiedRequest | null,
+  headers: Headers,
+  /** The reader stores the content and compares its own SHA-256 with signedSha256(): not hashed here again. */
+  opts: { signedSha256ByReader?: boolean } = {},
+): VerifiedBody {
   let plan: Plan;
   try {
-    plan = planOf(verified, headers);
+    plan = planOf(verified, headers, opts.signedSha256ByReader ?? false);
   } catch (err) {
     const failed = new PassThrough();
     process.nextTick(() => failed.destroy(err instanceof S3Error ? err : new S3Error('InvalidRequest', 400, String(err))));
@@ -149,7 +156,7 @@ interface Plan {
   readonly checksumSource?: { readonly from: 'header'; readonly value: string } | { readonly from: 'trailer'; readonly name: string } | { readonly from: 'none' };
 }
 
-function planOf(verified: VerifiedRequest | null, headers: Headers): Plan {
+function planOf(verified: VerifiedRequest | null, headers: Headers, signedSha256ByReader: boolean): Plan {
   const mode: PayloadMode = verified?.payload ?? anonymousPayloadMode(headers);
   const encoding = (one(headers, 'content-encoding') ?? '').toLowerCase();
   const chunked = mode.kind === 'chunked-signed' || mode.kind === 'chunked-unsigned-trailer' || encoding.split(',').some((e) => e.trim() === 'aws-chunked');
@@ -206,7 +213,7 @@ function planOf(verified: VerifiedRequest | null, headers: Headers): Plan {
       ...(decodedLength === undefined ? {} : { decodedLength }),
     },
     declaredSize,
-    ...(mode.kind === 'sha256' ? { sha256: sha256Check(mode.hex) } : {}),
+    ...(mode.kind === 'sha256' && !signedSha256ByReader ? { sha256: sha256Check(mode.hex) } : {}),
     ...(contentMd5 === undefined ? {} : { contentMd5: contentMd5.trim() }),
     ...(checksum === undefined ? {} : { checksum, checksumSource }),
   };
@@ -227,6 +234,19 @@ function finish(plan: Plan, trailers: ReadonlyMap<string, string> | undefined, c
   const expected = source.from === 'header' ? source.value : source.from === 'trailer' ? trailers?.get(source.name) : value;
   if (value === undefined || expected !== value) throw new S3Error('BadDigest', 400, `The ${header} you specified did not match the calculated checksum.`);
   return { header, value };
+}
+
+/** The payload hash a request signed (x-amz-content-sha256 as a hex SHA-256), as a digest; else undefined. */
+export function signedSha256(verified: VerifiedRequest | null): Digest | undefined {
+  return verified?.payload.kind === 'sha256' ? (`sha256:${verified.payload.hex}` as Digest) : undefined;
+}
+
+/** A store's digest_mismatch against signedSha256() is S3's XAmzContentSHA256Mismatch. */
+export function signedHashMismatch(err: unknown): unknown {
+  if (err instanceof BlobdError && err.code === 'digest_mismatch') {
+    return new S3Error('XAmzContentSHA256Mismatch', 400, "The provided 'x-amz-content-sha256' header does not match what was computed.");
+  }
+  return err;
 }
 
 function sha256Check(expected: string): NonNullable<Plan['sha256']> {
