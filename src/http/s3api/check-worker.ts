@@ -49,8 +49,14 @@ export const WORKER_MIN_BYTES = 1024 * 1024;
 /** Bytes handed to the worker and not hashed yet, across all bodies, before bodies wait for it. */
 const MAX_IN_FLIGHT = 32 * 1024 * 1024;
 
-/** The checksums the worker computes besides MD5 (others stay on the event loop). */
-export type WorkerChecksum = 'crc32' | 'sha1' | 'sha256';
+/** The checksums the worker computes besides MD5 (crc32c and crc64nvme stay on the event loop). */
+const WORKER_CHECKSUMS = ['crc32', 'sha1', 'sha256'] as const;
+export type WorkerChecksum = (typeof WORKER_CHECKSUMS)[number];
+
+/** True when the worker can compute this checksum (or none is asked for). */
+export function onWorker(algorithm: string | undefined): algorithm is WorkerChecksum | undefined {
+  return algorithm === undefined || (WORKER_CHECKSUMS as readonly string[]).includes(algorithm);
+}
 
 export interface WorkerResults {
   readonly md5Hex: string;
@@ -66,6 +72,8 @@ class CheckWorker {
   private readonly results = new Map<number, { resolve: (r: WorkerResults) => void; reject: (err: Error) => void }>();
   private readonly roomWaiters: (() => void)[] = [];
   private failure: Error | null = null;
+  /** Bodies started and not yet finished or dropped: the worker keeps the process alive while there are any. */
+  private openBodies = 0;
 
   constructor() {
     this.worker = new Worker(WORKER, { eval: true });
@@ -97,12 +105,11 @@ class CheckWorker {
     return this.failure !== null;
   }
 
-  private open = 0;
   private opened(): void {
-    if (this.open++ === 0) this.worker.ref();
+    if (this.openBodies++ === 0) this.worker.ref();
   }
   private closed(): void {
-    if (--this.open === 0) this.worker.unref();
+    if (--this.openBodies === 0) this.worker.unref();
   }
 
   terminate(): Promise<number> {

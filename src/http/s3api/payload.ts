@@ -8,7 +8,7 @@ import { BlobdError } from '../../core/errors.ts';
 import { AwsChunkedDecoder, type AwsChunkedOptions } from './aws-chunked.ts';
 import { asAlgorithm, checksumAlgorithmOfHeader, checksumHeader, CHECKSUM_ALGORITHMS, createChecksum, createMd5, DIGEST_BYTES, type StreamingChecksum } from './checksums.ts';
 import { S3Error } from './errors.ts';
-import { checkWorker, WORKER_MIN_BYTES, type WorkerBodyChecks, type WorkerChecksum } from './check-worker.ts';
+import { checkWorker, onWorker, WORKER_MIN_BYTES, type WorkerBodyChecks } from './check-worker.ts';
 import { anonymousPayloadMode, type PayloadMode, type SigV4Request, type VerifiedRequest } from './sigv4.ts';
 
 export interface VerifiedBody {
@@ -80,10 +80,11 @@ class BodyChecks {
 
   constructor(private readonly plan: Plan) {
     const algorithm = plan.checksum?.algorithm;
-    const onWorker =
-      plan.declaredSize !== undefined && plan.declaredSize >= WORKER_MIN_BYTES && (algorithm === undefined || algorithm === 'crc32' || algorithm === 'sha1' || algorithm === 'sha256');
-    if (onWorker) this.worker = checkWorker().start(plan.sha256 !== undefined, (algorithm as WorkerChecksum | undefined) ?? null);
-    else this.md5 = createMd5();
+    if (plan.declaredSize !== undefined && plan.declaredSize >= WORKER_MIN_BYTES && onWorker(algorithm)) {
+      this.worker = checkWorker().start(plan.sha256 !== undefined, algorithm ?? null);
+    } else {
+      this.md5 = createMd5();
+    }
   }
 
   update(data: Buffer): void {
@@ -221,9 +222,7 @@ function planOf(verified: VerifiedRequest | null, headers: Headers, signedSha256
 
 /** At the end of the body: every comparison, in S3's order of precedence. */
 function finish(plan: Plan, trailers: ReadonlyMap<string, string> | undefined, computed: Computed): { header: string; value: string } | undefined {
-  if (plan.sha256 !== undefined && computed.sha256Hex !== plan.sha256.expected) {
-    throw new S3Error('XAmzContentSHA256Mismatch', 400, "The provided 'x-amz-content-sha256' header does not match what was computed.");
-  }
+  if (plan.sha256 !== undefined && computed.sha256Hex !== plan.sha256.expected) throw sha256Mismatch();
   if (plan.contentMd5 !== undefined && plan.contentMd5 !== computed.md5.toString('base64')) {
     throw new S3Error('BadDigest', 400, 'The Content-MD5 you specified did not match what we received.');
   }
@@ -243,10 +242,11 @@ export function signedSha256(verified: VerifiedRequest | null): Digest | undefin
 
 /** A store's digest_mismatch against signedSha256() is S3's XAmzContentSHA256Mismatch. */
 export function signedHashMismatch(err: unknown): unknown {
-  if (err instanceof BlobdError && err.code === 'digest_mismatch') {
-    return new S3Error('XAmzContentSHA256Mismatch', 400, "The provided 'x-amz-content-sha256' header does not match what was computed.");
-  }
-  return err;
+  return err instanceof BlobdError && err.code === 'digest_mismatch' ? sha256Mismatch() : err;
+}
+
+function sha256Mismatch(): S3Error {
+  return new S3Error('XAmzContentSHA256Mismatch', 400, "The provided 'x-amz-content-sha256' header does not match what was computed.");
 }
 
 function sha256Check(expected: string): NonNullable<Plan['sha256']> {

@@ -44,8 +44,7 @@ export function writeBlobRow(blobs: BlobsRepo, blob: NewBlob, pin: PinInput | nu
  * Before (every group synchronous=FULL, its fsync on the event loop), 4 KiB S3 PutObjects at concurrency 16
  * spent ~0.6 ms of event-loop time per put in the commit.
  *
- * One fdatasync serves every write of a group: blob
- * rows and object revisions alike. A group is committed on the turn after its first write arrived, unless
+ * One fdatasync serves every write of a group: blob rows and object revisions alike. A group is committed on the turn after its first write arrived, unless
  * commits announced with `announce` are still on their way: then it waits for them, at most the window.
  * Nobody announced — one client uploading one blob after another — costs no wait at all. A write runs when
  * its group commits, not when it is asked for; every write is still atomic and alone in its savepoint, so
@@ -78,6 +77,8 @@ export class GroupCommit {
   private unsynced: ((err: Error | null) => void)[] = [];
   /** An fdatasync runs now (on the thread pool). */
   private syncing = false;
+  /** A WAL descriptor to close once the fdatasync in flight ends (the store closed, or a sync failed). */
+  private closeAfterSync: number | undefined;
 
   constructor(
     private readonly db: Db,
@@ -160,12 +161,11 @@ export class GroupCommit {
     } catch (err) {
       error = err as Error;
     }
-    this.settle(this.unsynced.splice(0), error);
+    for (const answer of this.unsynced.splice(0)) answer(error);
     // A sync still in flight closes the file when it ends.
     if (!this.syncing) closeSync(wal);
     else this.closeAfterSync = wal;
   }
-  private closeAfterSync: number | undefined;
 
   /** On the next turn (after the poll phase: every request whose I/O finished in this turn has had its say). */
   private schedule(): void {
@@ -251,17 +251,13 @@ export class GroupCommit {
         this.closeAfterSync = wal;
         waiting.push(...this.unsynced.splice(0));
       }
-      this.settle(waiting, err);
+      for (const answer of waiting) answer(err);
       if (this.closeAfterSync !== undefined) {
         closeSync(this.closeAfterSync);
         this.closeAfterSync = undefined;
       }
       this.sync();
     });
-  }
-
-  private settle(waiting: readonly ((err: Error | null) => void)[], err: Error | null): void {
-    for (const w of waiting) w(err);
   }
 }
 
