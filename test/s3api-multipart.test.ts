@@ -413,29 +413,43 @@ describe('a long complete: 200 at once, spaces while it runs, then the result or
     );
     return app;
   };
-  const later = <T>(ms: number, fn: () => T) => new Promise<T>((resolve, reject) => setTimeout(() => {
-    try {
-      resolve(fn());
-    } catch (err) {
-      reject(err as Error);
+  /**
+   * The answer of work that settles only once the answer has started and sent a space: no timing decides
+   * which path is taken (a loaded machine had let the work finish before the first space).
+   */
+  const answerOf = async (settle: (finish: { resolve: (v: { body: { ETag: string } }) => void; reject: (err: Error) => void }) => void) => {
+    let finish!: { resolve: (v: { body: { ETag: string } }) => void; reject: (err: Error) => void };
+    const work = new Promise<{ body: { ETag: string } }>((resolve, reject) => (finish = { resolve, reject }));
+    const res = await serve(() => work).request('/', { method: 'POST' });
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    // The declaration, then the first keep-alive space after it.
+    while (!text.includes('\n ')) {
+      const { value, done } = await reader.read();
+      assert.equal(done, false, 'the answer ended before the work did');
+      text += decoder.decode(value, { stream: true });
     }
-  }, ms));
+    settle(finish);
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    return { status: res.status, text };
+  };
 
   test('success after the first interval: the result after the spaces', async () => {
-    const res = await serve(() => later(200, () => ({ body: { ETag: '"abc-2"' } }))).request('/', { method: 'POST' });
-    assert.equal(res.status, 200);
-    const text = await res.text();
+    const { status, text } = await answerOf((f) => f.resolve({ body: { ETag: '"abc-2"' } }));
+    assert.equal(status, 200);
     assert.match(text, /^<\?xml version="1.0" encoding="UTF-8"\?>\n +<CompleteMultipartUploadResult xmlns="[^"]+"><ETag>&quot;abc-2&quot;<\/ETag><\/CompleteMultipartUploadResult>$/);
   });
 
   test('failure after the answer started: an Error document in the 200 body', async () => {
-    const res = await serve(() => later(200, () => {
-      throw new S3Error('QuotaExceeded', 403, 'over quota');
-    })).request('/', { method: 'POST' });
-    assert.equal(res.status, 200);
-    assert.match(await res.text(), /^<\?xml[^>]*>\n +<Error><Code>QuotaExceeded<\/Code><Message>over quota<\/Message><Resource>\/b\/k<\/Resource><RequestId>req-1<\/RequestId><\/Error>$/);
+    const { status, text } = await answerOf((f) => f.reject(new S3Error('QuotaExceeded', 403, 'over quota')));
+    assert.equal(status, 200);
+    assert.match(text, /^<\?xml[^>]*>\n +<Error><Code>QuotaExceeded<\/Code><Message>over quota<\/Message><Resource>\/b\/k<\/Resource><RequestId>req-1<\/RequestId><\/Error>$/);
   });
-
 });
 
 describe('concurrent completes in core: only the one that won the state change holds the upload', () => {
