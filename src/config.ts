@@ -11,6 +11,8 @@ export interface Config {
   /** One JSON object a line, or a human line (the default when stdout is a terminal). */
   readonly logFormat: 'json' | 'pretty';
   readonly maxBlobSize: number;
+  /** Blobs up to this many bytes are stored in the metadata database instead of a file each (0: none). */
+  readonly inlineMax: number;
   readonly temporaryTtlMs: number;
   readonly uploadTtlMs: number;
   readonly minFree: number;
@@ -156,6 +158,7 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { key: 'logLevel', flag: '--log-level <level>', env: 'BLOBD_LOG_LEVEL', defaultValue: 'info', description: 'fatal|error|warn|info|debug|trace|silent' },
   { key: 'logFormat', flag: '--log-format <format>', env: 'BLOBD_LOG_FORMAT', defaultValue: '', description: 'json|pretty (default: pretty on a terminal, json otherwise)' },
   { key: 'maxBlobSize', flag: '--max-blob-size <size>', env: 'BLOBD_MAX_BLOB_SIZE', defaultValue: '10GiB', description: 'largest blob accepted' },
+  { key: 'inlineMax', flag: '--inline-max <size>', env: 'BLOBD_INLINE_MAX', defaultValue: '64KiB', description: 'blobs up to this size are stored inside the metadata database, not as a file each (0: none; at most 1MiB)' },
   { key: 'temporaryTtl', flag: '--temporary-ttl <duration>', env: 'BLOBD_TEMPORARY_TTL', defaultValue: '24h', description: 'lifetime of temporary pins' },
   { key: 'uploadTtl', flag: '--upload-ttl <duration>', env: 'BLOBD_UPLOAD_TTL', defaultValue: '24h', description: 'idle time after which an upload session expires' },
   { key: 'minFree', flag: '--min-free <size>', env: 'BLOBD_MIN_FREE', defaultValue: '1GiB', description: 'free disk to keep; below it uploads get 507' },
@@ -226,6 +229,7 @@ export function loadConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = process.e
     logLevel: parseLogLevel(value('logLevel')),
     logFormat: parseLogFormat(value('logFormat'), process.stdout.isTTY === true),
     maxBlobSize: parseSize(value('maxBlobSize')),
+    inlineMax: parseInlineMax(value('inlineMax')),
     temporaryTtlMs: parseDuration(value('temporaryTtl')),
     uploadTtlMs: parseDuration(value('uploadTtl')),
     minFree: parseSize(value('minFree')),
@@ -332,4 +336,11 @@ export function loadClientConfig(flags: { url?: string; token?: string; data?: s
     dataDir: path.resolve(flags.data ?? env.BLOBD_DATA ?? './data'),
     stateDir: path.join(env.XDG_STATE_HOME ? path.resolve(env.XDG_STATE_HOME) : path.join(homedir(), '.local', 'state'), 'blobd'),
   };
+}
+
+/** --inline-max: at most 1 MiB (an inline blob is held in memory whole while it is written and read). */
+function parseInlineMax(v: string): number {
+  const n = parseSize(v);
+  if (n > 1024 * 1024) throw new ConfigError(`--inline-max must be at most 1MiB (got ${v}): larger blobs are better as files`);
+  return n;
 }

@@ -29,6 +29,7 @@ import { DiskReserve } from './storage/fs/disk-reserve.ts';
 import { KeyFiles } from './storage/fs/key-files.ts';
 import { DataLayout } from './storage/fs/layout.ts';
 import { openByteStore } from './storage/open-byte-store.ts';
+import { TieredByteStore } from './storage/tiered-byte-store.ts';
 import { octal, securePrivateDataDir } from './storage/fs/private-data-dir.ts';
 import { lockDataDir } from './storage/sqlite/data-dir-lock.ts';
 import { openMetadataStore } from './storage/open-metadata-store.ts';
@@ -162,8 +163,12 @@ export async function startServer(config: Config): Promise<RunningServer> {
   // The reserve first: opening the database after a crash on a full disk may already need its room.
   const reserve = await DiskReserve.open(layout, config.diskReserve);
   // Reachable and writable (pinged) before anything is recovered or served.
-  const { bytes, rowsFree } = await openByteStore(config.store, layout, reserve);
+  const opened = await openByteStore(config.store, layout, reserve);
   const store = await openMetadataStore(config.metadata, layout, reserve);
+  const { rowsFree } = opened;
+  // Small blobs in the metadata store's inline tier, where it has one; blobs stored inline before stay
+  // readable whatever --inline-max says now.
+  const bytes = store.inline ? new TieredByteStore(opened.bytes, store.inline, config.inlineMax) : opened.bytes;
   if (config.metadata.kind === 'postgres') {
     logger.info({ metadata: redactUrl(config.metadata.url) }, 'metadata in PostgreSQL');
     const { url } = config.metadata;

@@ -212,7 +212,7 @@ test('a blob row without its file fails the backup with one line; a directory th
   const d = await startDaemon();
   const work = path.dirname(d.dataDir);
   try {
-    const data = randomData(2 * KiB);
+    const data = randomData(100 * KiB); // over --inline-max: a blob with a file
     const digest = sha256(data);
     await uploadBlob(d, data, digest, 'post');
     const hex = digest.slice('sha256:'.length);

@@ -139,13 +139,13 @@ describe('blobs by digest', () => {
     });
   });
 
-  test('two uploads of the same bytes leave exactly one file', async () => {
-    const data = randomData(4096);
+  test('two uploads of the same bytes leave exactly one file (a blob over --inline-max)', async () => {
+    const data = randomData(100_000);
     const digest = sha256(data);
     const first = await d.api('/api/blobs', { method: 'POST', body: data });
-    assert.deepEqual(await first.json(), { digest, size: 4096, deduplicated: false });
+    assert.deepEqual(await first.json(), { digest, size: 100_000, deduplicated: false });
     const second = await d.api('/api/blobs?temporary=true', { method: 'POST', body: data });
-    assert.deepEqual(await second.json(), { digest, size: 4096, deduplicated: true });
+    assert.deepEqual(await second.json(), { digest, size: 100_000, deduplicated: true });
     const third = await d.api(`/api/blobs/${digest}`, { method: 'PUT', body: data });
     assert.equal(((await third.json()) as { deduplicated: boolean }).deduplicated, true);
     assert.equal(await store.copies(digest), 1, 'one stored copy');

@@ -2,9 +2,10 @@
 // files and pipes, buckets and objects, tokens, signed URLs, admin commands, digest verification, and the
 // exit codes (0 ok, 1 error with one line on stderr, 2 usage). The long resume tests are in cli-resume.test.ts.
 import assert from 'node:assert/strict';
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { probeStore } from './helpers/store-probe.ts';
 import { randomData, sha256 } from './helpers/bytes.ts';
 import { cliEnv, runCli, type CliRun } from './helpers/cli.ts';
 import { makeTempDir, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
@@ -231,18 +232,18 @@ describe('blobd CLI', () => {
     const data = randomData(50_000);
     await writeFile(path.join(work, 'damage.bin'), data);
     await ok(['put', path.join(work, 'damage.bin')]);
-    const hex = sha256(data).slice('sha256:'.length);
-    const blobFile = path.join(d.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex);
+    // Damaged where the daemon keeps them (a small blob: in the database).
+    const store = probeStore(d);
     const damaged = Buffer.from(data);
     damaged[100] = damaged[100]! ^ 0xff;
-    await chmod(blobFile, 0o644);
-    await writeFile(blobFile, damaged);
+    await store.overwrite(sha256(data), damaged);
     const out = path.join(work, 'damaged-copy.bin');
     failed(await blobd(['get', sha256(data), '-o', out]), /^blobd: digest_mismatch: the downloaded bytes hash to sha256:[0-9a-f]{64}, not /);
     assert.equal(await exists(out), false);
     assert.equal(await exists(`${out}.blobd-part`), false);
     failed(await blobd(['get', sha256(data)]), /^blobd: digest_mismatch: /);
-    await writeFile(blobFile, data); // leave the data directory clean for fsck
+    await store.overwrite(sha256(data), data); // leave the data directory clean for fsck
+    store.close();
   });
 
   test('exit codes: 2 for usage errors, 1 for errors, each one line on stderr', async () => {

@@ -70,10 +70,11 @@ async function serveRefused(dataDir: string, extra: string[] = [], env: Record<s
 
 /** Writes something of every kind blobd keeps: blobs (one-shot and by session), an open session, objects, tokens, keys. */
 async function exercise(d: Daemon): Promise<{ oneShot: string }> {
-  const oneShot = randomData(3000);
+  // Larger than --inline-max: blobs with a file each (small ones live in the database).
+  const oneShot = randomData(70_000);
   assert.equal((await d.api('/api/blobs', { method: 'POST', body: oneShot, headers: { 'idempotency-key': 'k1' } })).status, 201);
 
-  const bySession = randomData(5000);
+  const bySession = randomData(80_000);
   const s = await initiate(d);
   assert.equal((await append(d, s, bySession)).status, 203);
   const done = await complete(d, s, `digest=${sha256(bySession)}`);
@@ -194,7 +195,7 @@ test('--insecure-data-dir (or BLOBD_INSECURE_DATA_DIR) starts anyway and logs a 
         const warning = d.output().split('\n').find((l) => l.includes('accessible by other users'));
         assert.ok(warning, `a warning in the log: ${d.output()}`);
         assert.equal((JSON.parse(warning) as { level: number }).level, 40);
-        const data = randomData(1234);
+        const data = randomData(71_234);
         assert.equal((await d.api('/api/blobs', { method: 'POST', body: data })).status, 201);
         assert.equal((await stat(blobPath(d.dataDir, sha256(data)))).mode & 0o777, 0o400);
       } finally {

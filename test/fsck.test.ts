@@ -311,7 +311,7 @@ describe('damage that must neither stick nor lead outside the data directory (G6
     await rm(shardLink, { recursive: true, force: true });
     await symlink(path.join(outside, 'shard'), shardLink);
     // A live blob whose file is replaced by a symlink to a file outside.
-    const data = randomData(2000);
+    const data = randomData(70_000);
     const digest = await upload(data);
     const outsideCopy = path.join(outside, 'copy');
     await writeFile(outsideCopy, data);

@@ -697,7 +697,7 @@ describe('lifecycle', { concurrency: true }, () => {
 
     test('blob count, stored and logical bytes, dedup ratio, pins, objects, open sessions and their bytes', async () => {
       assert.deepEqual(await stats(), {
-        blobs: 0, stored_bytes: 0, logical_bytes: 0, dedup_ratio: 1, pins: 0, objects: 0, open_sessions: 0, open_session_bytes: 0,
+        blobs: 0, stored_bytes: 0, logical_bytes: 0, dedup_ratio: 1, pins: 0, objects: 0, open_sessions: 0, open_session_bytes: 0, inline_blobs: 0, inline_bytes: 0,
       });
 
       await makeBucket(d, 'acc');

@@ -44,7 +44,7 @@ describe('the S3 store failing under a running daemon', rgwTestOptions(), () => 
       assert.equal(body.error.code, 'store_unavailable');
       assert.doesNotMatch(body.error.message, /secret|BLOBD|AKIA|Signature/i);
       // A one-shot upload meanwhile: 503 too, and no blob appears.
-      const oneShot = await d.api('/api/blobs', { method: 'POST', body: randomBytes(1000) });
+      const oneShot = await d.api('/api/blobs', { method: 'POST', body: randomBytes(100_000) });
       assert.equal(oneShot.status, 503);
       await oneShot.arrayBuffer();
       const ready = await d.api('/readyz');

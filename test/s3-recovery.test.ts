@@ -166,7 +166,7 @@ describe('completions on the S3 store that crash or fail part-way', rgwTestOptio
       const conf = path.join(rgw.dir, 'ceph.conf');
       await promisify(execFile)('radosgw-admin', ['-c', conf, 'quota', 'set', '--quota-scope=bucket', `--bucket=${t.bucket}`, '--max-size=1024'], { cwd: rgw.dir });
       await promisify(execFile)('radosgw-admin', ['-c', conf, 'quota', 'enable', '--quota-scope=bucket', `--bucket=${t.bucket}`], { cwd: rgw.dir });
-      const oneShot = await d.api('/api/blobs', { method: 'POST', body: Buffer.alloc(64 * 1024, 7) });
+      const oneShot = await d.api('/api/blobs', { method: 'POST', body: Buffer.alloc(100 * 1024, 7) });
       assert.equal(oneShot.status, 507, await oneShot.clone().text());
       assert.equal(((await oneShot.json()) as { error: { code: string } }).error.code, 'insufficient_storage');
       const s = await initiate(d);

@@ -67,7 +67,7 @@ test('a schema-7 database opens at the current version: blobs at their digests, 
     }
     const db = new Database(file, { readonly: true });
     try {
-      assert.equal(db.pragma('user_version', { simple: true }), 11);
+      assert.equal(db.pragma('user_version', { simple: true }), 12);
     } finally {
       db.close();
     }

@@ -14,6 +14,7 @@ import { rgwTestOptions, startRgw, type Rgw } from './helpers/rgw.ts';
 import { waitFor } from './helpers/wait.ts';
 import { FsByteStore } from '../src/storage/fs/fs-byte-store.ts';
 import { S3ByteStore } from '../src/storage/s3/s3-byte-store.ts';
+import { TieredByteStore } from '../src/storage/tiered-byte-store.ts';
 import { DataLayout } from '../src/storage/fs/layout.ts';
 import { SqliteMetadataStore } from '../src/storage/sqlite/sqlite-metadata-store.ts';
 
@@ -28,6 +29,25 @@ byteStoreContract('local filesystem', async () => {
     partSize: MiB,
     stagedCount: async () => (await readdir(layout.tmpDir)).length,
     dispose: () => removeDir(dir),
+  };
+});
+
+// The two tiers: bodies up to 256 KiB (the suite's small ones, and its 200 000-byte concurrent commits) in
+// SQLite's inline tier, written with their rows; larger ones in the data directory.
+byteStoreContract('inline tier over the local filesystem', async () => {
+  const dir = await makeTempDir();
+  const layout = new DataLayout(dir);
+  const meta = SqliteMetadataStore.open(path.join(dir, 'blobd.db'));
+  const store = new TieredByteStore(await FsByteStore.open(layout), meta.inline, 256 * 1024);
+  return {
+    store,
+    partSize: MiB,
+    stagedCount: async () => (await readdir(layout.tmpDir)).length + store.stagedInline,
+    record: async (blob) => void (await meta.commitBlob(blob)),
+    async dispose() {
+      await meta.close();
+      await removeDir(dir);
+    },
   };
 });
 

@@ -10,6 +10,7 @@ import { DiskBudget } from '../core/disk-budget.ts';
 import { FsckService, type FsckReport } from '../core/fsck.ts';
 import { syncDir } from '../storage/fs/durable-dirs.ts';
 import { FsByteStore } from '../storage/fs/fs-byte-store.ts';
+import { TieredByteStore } from '../storage/tiered-byte-store.ts';
 import { BLOB_MODE, DataLayout, DIR_MODE, FILE_MODE } from '../storage/fs/layout.ts';
 import { lockDataDir } from '../storage/sqlite/data-dir-lock.ts';
 import { SqliteMetadataStore } from '../storage/sqlite/sqlite-metadata-store.ts';
@@ -41,7 +42,7 @@ export async function fsckOffline(dataDir: string, repair: boolean): Promise<Fsc
   const lock = lockDataDir(layout.lockFile);
   const meta = SqliteMetadataStore.open(layout.databaseFile);
   try {
-    const bytes = await FsByteStore.open(layout);
+    const bytes = new TieredByteStore(await FsByteStore.open(layout), meta.inline, 0);
     // Only its digest lock is used here: nothing is ingested.
     const blobs = new BlobService(meta, bytes, new DiskBudget(meta, bytes, 0), { maxBlobSize: 0, temporaryTtlMs: 0 });
     return await new FsckService(meta, bytes, blobs).run({ repair });
@@ -59,6 +60,7 @@ const PAGE = 1000;
  * A consistent copy of `dataDir` into `dir`, while a daemon may be writing: a GC hold first (so no blob of
  * the snapshot is removed while its file is copied), SQLite's online backup of the database, then every
  * blob file of that snapshot hard-linked (blob files never change) or copied, and the admin token and keys.
+ * Small blobs stored inline are in the snapshot itself.
  * Open upload sessions are not carried over (their rows go at the copy's first start).
  */
 export async function backupDataDir(dataDir: string, dir: string): Promise<BackupResult> {
@@ -109,7 +111,8 @@ export async function backupDataDir(dataDir: string, dir: string): Promise<Backu
     for (let page = await snapshot.listBlobsAfter('', PAGE); page.length > 0; page = await snapshot.listBlobsAfter(page.at(-1)!.digest, PAGE)) {
       for (const blob of page) {
         if (blob.quarantined) continue; // its bytes are in quarantine: the copy reads it as absent, like the original
-        if (!copyBytes) {
+        // Bytes in the object store, or in the database's inline tier (the snapshot carries them).
+        if (!copyBytes || (await snapshot.inline.stat(blob.digest))) {
           count++;
           bytes += blob.size;
           continue;

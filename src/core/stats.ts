@@ -12,6 +12,9 @@ export interface Stats {
   readonly objects: number;
   readonly openSessions: number;
   readonly openSessionBytes: number;
+  /** Of the blobs stored, those small enough to be kept inside the metadata database, and their bytes. */
+  readonly inlineBlobs: number;
+  readonly inlineBytes: number;
 }
 
 /**
@@ -22,9 +25,9 @@ export interface Stats {
  * on both sides, so that open uploads do not make it look as if stored bytes served nothing.
  */
 export async function storeStats(meta: MetadataStore): Promise<Stats> {
-  const [s, system] = await Promise.all([meta.stats(), meta.getBucket(MULTIPART_BUCKET)]);
+  const [s, system, inline] = await Promise.all([meta.stats(), meta.getBucket(MULTIPART_BUCKET), meta.inline?.totals()]);
   const objects = Math.max(0, s.objects - (system?.objectCount ?? 0));
   const logicalBytes = Math.max(0, s.logicalBytes - (system?.storedBytes ?? 0));
   const dedupRatio = s.storedBytes === 0 ? 1 : Math.round((s.logicalBytes / s.storedBytes) * 1000) / 1000;
-  return { ...s, objects, logicalBytes, dedupRatio };
+  return { ...s, objects, logicalBytes, dedupRatio, inlineBlobs: inline?.blobs ?? 0, inlineBytes: inline?.bytes ?? 0 };
 }

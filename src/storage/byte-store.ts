@@ -63,6 +63,8 @@ export interface ByteStore {
    * never another node's commit in progress.
    */
   readonly local?: boolean;
+  /** True when a blob's location is its digest (the data directory's content addresses). */
+  readonly contentAddressed?: boolean;
   /**
    * With several nodes on one store: `stillHolds(id)` says whether this process still holds session `id`
    * (its lease). A store that may rewrite a session's existing object in place (an object store repairing

@@ -1,6 +1,7 @@
 // The seam for rows: the domain-level, atomic operations core needs from a metadata store. Each method is
 // one transaction inside the implementation; core never stitches raw reads and writes together.
 // SQLite is the first implementation; a PostgreSQL one must pass test/contracts/metadata-store.ts unchanged.
+import type { InlineBlobs } from './inline-blobs.ts';
 
 /** A stored blob: its bytes are durable at `location` before this row exists (G2). */
 export interface BlobRecord {
@@ -296,6 +297,8 @@ export interface BlobCommitTicket {
 }
 
 export interface MetadataStore {
+  /** The inline tier for small blobs' bytes, in a store that has one (see inline-blobs.ts). */
+  readonly inline?: InlineBlobs;
   /**
    * True when other processes (blobd nodes) may share this store: core then coordinates through it
    * (session leases, named leases, shared secrets) instead of trusting in-process state alone.

@@ -79,7 +79,8 @@ try {
   const sessionDigests: string[] = [];
   for (let r = 0; r < ROUNDS; r++) sessionDigests.push(await digestOf(file, r * STEP, SIZE));
 
-  const blobd: Daemon = await startDaemon({ dataDir: path.join(scratch, 'blobd') });
+  // BENCH_BLOBD_ARGS: flags for the raced daemon (e.g. '--inline-max 0' for blobd without its inline tier).
+  const blobd: Daemon = await startDaemon({ dataDir: path.join(scratch, 'blobd'), args: (process.env.BENCH_BLOBD_ARGS ?? '').split(' ').filter(Boolean) });
   children.push(blobd);
   const baselineDir = path.join(scratch, 'baseline');
   const baseline: Rival = await startNodeRival('baseline-server.ts', baselineDir);

@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { describe, test } from 'node:test';
-import { BytesNotFoundError, type ByteStore, type Location, type UploadCursor } from '../../src/storage/byte-store.ts';
+import { BytesNotFoundError, type ByteStore, type Location, type StagedBlob, type UploadCursor } from '../../src/storage/byte-store.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 export interface ByteStoreFixture {
@@ -18,6 +18,11 @@ export interface ByteStoreFixture {
   partSize: number;
   /** How many staged-but-uncommitted blobs the store holds; `committed` are the locations the test committed. */
   stagedCount(committed: readonly Location[]): Promise<number>;
+  /**
+   * Write the blob's row, as core does between commit and discard, for a store some of whose bytes land
+   * with the row (the inline tier); absent where committed bytes need no row.
+   */
+  record?(blob: { digest: string; size: number; location: Location }): Promise<void>;
   dispose(): Promise<void>;
 }
 
@@ -36,11 +41,18 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
 }
 
 const listAll = async (store: ByteStore) => (await collect(store.list())).sort();
+/** Commit staged bytes and write their row where the fixture has rows (see ByteStoreFixture.record). */
+async function commitStaged(f: ByteStoreFixture, staged: StagedBlob): Promise<Location> {
+  const location = await f.store.commit(staged);
+  await f.record?.({ digest: staged.digest, size: staged.size, location });
+  return location;
+}
+
 /** Stage and commit a body as core does, discarding the staged handle once "its row is written". */
-async function stored(store: ByteStore, source: Readable): Promise<string> {
-  const staged = await store.stage(source);
-  const location = await store.commit(staged);
-  await store.discard(staged);
+async function stored(f: ByteStoreFixture, source: Readable): Promise<string> {
+  const staged = await f.store.stage(source);
+  const location = await commitStaged(f, staged);
+  await f.store.discard(staged);
   return location;
 }
 const listUploads = async (store: ByteStore) => (await collect(store.listUploads())).sort();
@@ -119,13 +131,14 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       }
     };
 
-    test('stage hashes what it streams; commit makes it readable at the location it names', withStore(async ({ store, stagedCount, partSize }) => {
+    test('stage hashes what it streams; commit makes it readable at the location it names', withStore(async (f) => {
+      const { store, stagedCount, partSize } = f;
       for (const size of [1000, Math.floor(2.5 * partSize) + 7]) {
         const data = randomBytes(size);
         const staged = await store.stage(chunked(data));
         assert.equal(staged.digest, digestOf(data));
         assert.equal(staged.size, data.length);
-        const location = await store.commit(staged);
+        const location = await commitStaged(f, staged);
         await store.discard(staged); // harmless after commit
         assert.equal((await store.stat(location))?.size, data.length);
         assert.ok((await readAll(await store.openRead(location))).equals(data));
@@ -135,17 +148,19 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       }
     }));
 
-    test('the empty blob', withStore(async ({ store }) => {
+    test('the empty blob', withStore(async (f) => {
+      const { store } = f;
       const staged = await store.stage(Readable.from([]));
       assert.equal(staged.digest, 'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
-      const location = await store.commit(staged);
+      const location = await commitStaged(f, staged);
       assert.equal((await store.stat(location))?.size, 0);
       assert.equal((await readAll(await store.openRead(location))).length, 0);
     }));
 
-    test('ranges are inclusive, for reads and copies', withStore(async ({ store }) => {
+    test('ranges are inclusive, for reads and copies', withStore(async (f) => {
+      const { store } = f;
       const data = Buffer.from('0123456789');
-      const location = await stored(store, Readable.from([data]));
+      const location = await stored(f, Readable.from([data]));
       assert.equal(await text(await store.openRead(location, { start: 2, end: 4 })), '234');
       assert.equal(await text(await store.openRead(location, { start: 9, end: 9 })), '9');
       const parts: Buffer[] = [];
@@ -154,10 +169,11 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       assert.equal(Buffer.concat(parts).toString(), '34567');
     }));
 
-    test('openCopy hands out one chunk at a time: a write that has not settled holds the copy', withStore(async ({ store }) => {
+    test('openCopy hands out one chunk at a time: a write that has not settled holds the copy', withStore(async (f) => {
+      const { store } = f;
       // What bounds the memory of a download whose client stopped reading: it holds one chunk, no more.
       const data = randomBytes(5 * 1024 * 1024 + 3);
-      const location = await stored(store, Readable.from([data]));
+      const location = await stored(f, Readable.from([data]));
       const copy = await store.openCopy(location);
       const parts: Buffer[] = [];
       let release = () => {};
@@ -179,7 +195,8 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       await unread.close();
     }));
 
-    test('discard forgets staged bytes', withStore(async ({ store, stagedCount }) => {
+    test('discard forgets staged bytes', withStore(async (f) => {
+      const { store, stagedCount } = f;
       const staged = await store.stage(Readable.from([Buffer.from('gone')]));
       assert.equal(await stagedCount([]), 1);
       await store.discard(staged);
@@ -188,7 +205,8 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       assert.deepEqual(await listAll(store), []);
     }));
 
-    test('a failing source rejects with its own error and leaves nothing, before or after a whole part', withStore(async ({ store, stagedCount, partSize }) => {
+    test('a failing source rejects with its own error and leaves nothing, before or after a whole part', withStore(async (f) => {
+      const { store, stagedCount, partSize } = f;
       for (const size of [100_000, Math.floor(2.5 * partSize)]) {
         const boom = new Error('client went away');
         // Once the store has taken the whole body (parts may still be uploading), the client goes.
@@ -206,8 +224,9 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       }
     }));
 
-    test('absent locations: stat null, openRead and openCopy BytesNotFoundError, delete is fine', withStore(async ({ store }) => {
-      const absent = await stored(store, Readable.from([Buffer.from('absent')]));
+    test('absent locations: stat null, openRead and openCopy BytesNotFoundError, delete is fine', withStore(async (f) => {
+      const { store } = f;
+      const absent = await stored(f, Readable.from([Buffer.from('absent')]));
       await store.delete(absent);
       assert.equal(await store.stat(absent), null);
       await assert.rejects(store.openRead(absent), BytesNotFoundError);
@@ -215,11 +234,12 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       await store.delete(absent);
     }));
 
-    test('concurrent commits of one content: every location named reads back, and list names each once', withStore(async ({ store, stagedCount }) => {
+    test('concurrent commits of one content: every location named reads back, and list names each once', withStore(async (f) => {
+      const { store, stagedCount } = f;
       // A content-addressed store names one location eight times; a store of unique keys names eight.
       const data = randomBytes(200_000);
       const staged = await Promise.all(Array.from({ length: 8 }, () => store.stage(Readable.from([data]))));
-      const locations = await Promise.all(staged.map((s) => store.commit(s)));
+      const locations = await Promise.all(staged.map((s) => commitStaged(f, s)));
       await Promise.all(staged.map((s) => store.discard(s))); // their rows are written: done with staging
       const distinct = [...new Set(locations)].sort();
       assert.deepEqual(await listAll(store), distinct);
@@ -227,19 +247,22 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       assert.equal(await stagedCount(locations), 0);
     }));
 
-    test('delete removes the bytes', withStore(async ({ store }) => {
-      const location = await stored(store, Readable.from([Buffer.from('bye')]));
+    test('delete removes the bytes', withStore(async (f) => {
+      const { store } = f;
+      const location = await stored(f, Readable.from([Buffer.from('bye')]));
       await store.delete(location);
       assert.equal(await store.stat(location), null);
       assert.deepEqual(await listAll(store), []);
     }));
 
-    test('ping resolves on a healthy store; free space is a positive number', withStore(async ({ store }) => {
+    test('ping resolves on a healthy store; free space is a positive number', withStore(async (f) => {
+      const { store } = f;
       await store.ping();
       assert.ok((await store.freeSpace()) > 0);
     }));
 
-    test('appends across part boundaries: each chunk reported once, in order; readUpload and commit give exactly them', withStore(async ({ store, partSize }) => {
+    test('appends across part boundaries: each chunk reported once, in order; readUpload and commit give exactly them', withStore(async (f) => {
+      const { store, partSize } = f;
       const s = await Session.create(store, newId());
       await s.append(randomBytes(Math.floor(2.5 * partSize)));
       await s.append(randomBytes(5));
@@ -253,7 +276,8 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       assert.deepEqual(await listUploads(store), [], 'a committed session has no session bytes left');
     }));
 
-    test('a failing source keeps what arrived and returns its error', withStore(async ({ store }) => {
+    test('a failing source keeps what arrived and returns its error', withStore(async (f) => {
+      const { store } = f;
       const s = await Session.create(store, newId());
       const boom = new Error('client went away');
       const source = new Readable({ read() {} });
@@ -267,7 +291,8 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       assert.ok((await s.read()).equals(first));
     }));
 
-    test('a source that fails after several odd-sized chunks: every chunk reported is kept, and nothing else', withStore(async ({ store, partSize }) => {
+    test('a source that fails after several odd-sized chunks: every chunk reported is kept, and nothing else', withStore(async (f) => {
+      const { store, partSize } = f;
       const s = await Session.create(store, newId());
       await s.append(Buffer.from('head'));
       // 2.5 parts in 100 000-byte chunks (never on a part or batch boundary), then the client goes away.
@@ -285,7 +310,8 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       assert.ok((await readAll(await store.openRead(location))).equals(s.bytes));
     }));
 
-    test('an abandoned append leaves the session at its recorded offset; the next append goes on from there', withStore(async ({ store, partSize }) => {
+    test('an abandoned append leaves the session at its recorded offset; the next append goes on from there', withStore(async (f) => {
+      const { store, partSize } = f;
       const s = await Session.create(store, newId());
       await s.append(randomBytes(Math.floor(1.5 * partSize)));
       // An append whose cursor is never recorded (refused after it, say): the session goes back. It wrote
@@ -299,7 +325,8 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       assert.ok((await readAll(await store.openRead(location))).equals(s.bytes));
     }));
 
-    test('readUpload gives exactly the first offset bytes, again and again, and a cursor that appends go on from', withStore(async ({ store, partSize }) => {
+    test('readUpload gives exactly the first offset bytes, again and again, and a cursor that appends go on from', withStore(async (f) => {
+      const { store, partSize } = f;
       const s = await Session.create(store, newId());
       assert.equal((await s.read()).length, 0, 'an empty session reads empty');
       await s.append(randomBytes(Math.floor(2.5 * partSize)));
@@ -314,7 +341,8 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       assert.ok((await readAll(await store.openRead(location))).equals(s.bytes));
     }));
 
-    test('commitUpload puts the bytes at uploadLocation; uploadCommitted tells before from after', withStore(async ({ store, partSize }) => {
+    test('commitUpload puts the bytes at uploadLocation; uploadCommitted tells before from after', withStore(async (f) => {
+      const { store, partSize } = f;
       for (const size of [0, 1000, Math.floor(2.5 * partSize)]) {
         const s = await Session.create(store, newId());
         if (size > 0) await s.append(randomBytes(size));
@@ -328,7 +356,8 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       }
     }));
 
-    test('uploadCommitted is null when neither the session nor the location holds the bytes', withStore(async ({ store, partSize }) => {
+    test('uploadCommitted is null when neither the session nor the location holds the bytes', withStore(async (f) => {
+      const { store, partSize } = f;
       for (const size of [1000, Math.floor(2.5 * partSize)]) {
         const s = await Session.create(store, newId());
         await s.append(randomBytes(size));
@@ -337,7 +366,8 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       }
     }));
 
-    test('restoreUpload gives a session back its committed bytes: it appends and commits to the right bytes', withStore(async ({ store, partSize }) => {
+    test('restoreUpload gives a session back its committed bytes: it appends and commits to the right bytes', withStore(async (f) => {
+      const { store, partSize } = f;
       for (const size of [0, 1000, Math.floor(2.5 * partSize)]) {
         const s = await Session.create(store, newId());
         if (size > 0) await s.append(randomBytes(size));
@@ -353,7 +383,8 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       }
     }));
 
-    test('recoverUpload keeps the acknowledged bytes and drops what an unrecorded append wrote past them', withStore(async ({ store, partSize }) => {
+    test('recoverUpload keeps the acknowledged bytes and drops what an unrecorded append wrote past them', withStore(async (f) => {
+      const { store, partSize } = f;
       const s = await Session.create(store, newId());
       await s.append(randomBytes(Math.floor(1.5 * partSize)));
       // A crash after the bytes were written and before their cursor was recorded.
@@ -367,7 +398,8 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       assert.ok((await readAll(await store.openRead(location))).equals(s.bytes));
     }));
 
-    test('recoverUpload is null when acknowledged bytes are gone', withStore(async ({ store, partSize }) => {
+    test('recoverUpload is null when acknowledged bytes are gone', withStore(async (f) => {
+      const { store, partSize } = f;
       for (const size of [1000, Math.floor(2.5 * partSize)]) {
         const s = await Session.create(store, newId());
         await s.append(randomBytes(size));
@@ -376,7 +408,8 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       }
     }));
 
-    test('deleteUpload frees a session, twice is fine, and never touches a committed blob', withStore(async ({ store, partSize }) => {
+    test('deleteUpload frees a session, twice is fine, and never touches a committed blob', withStore(async (f) => {
+      const { store, partSize } = f;
       const done = await Session.create(store, newId());
       await done.append(randomBytes(Math.floor(2.5 * partSize)));
       const location = await done.commit();
@@ -391,17 +424,19 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       assert.ok((await readAll(await store.openRead(location))).equals(done.bytes));
     }));
 
-    test('sessionLocation never throws', withStore(async ({ store }) => {
+    test('sessionLocation never throws', withStore(async (f) => {
+      const { store } = f;
       const id = newId();
       const l = store.sessionLocation(id);
       assert.ok(l === null || typeof l === 'string');
       assert.doesNotThrow(() => store.sessionLocation('../../etc'));
     }));
 
-    test('quarantine moves a blob aside and keeps its bytes; nameOf names where a blob lives', withStore(async ({ store }) => {
+    test('quarantine moves a blob aside and keeps its bytes; nameOf names where a blob lives', withStore(async (f) => {
+      const { store } = f;
       const data = randomBytes(300);
-      const location = await stored(store, Readable.from([data]));
-      const other = await stored(store, Readable.from([randomBytes(300)]));
+      const location = await stored(f, Readable.from([data]));
+      const other = await stored(f, Readable.from([randomBytes(300)]));
       const name = store.nameOf(location);
       assert.ok(name.length > 0 && !name.startsWith('/'), 'a name relative to the store');
       assert.notEqual(name, store.nameOf(other));

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { BucketSettings, MetadataStore, NewRevision, PropertyFilter } from '../../src/storage/metadata-store.ts';
 import { coordinationContract } from './metadata-store-coordination.ts';
+import { inlineContract } from './metadata-store-inline.ts';
 import { locationContract } from './metadata-store-locations.ts';
 import { blob, digest, newUpload as upload } from './metadata-samples.ts';
 
@@ -506,6 +507,7 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
     }));
 
     locationContract(withStore);
+    inlineContract(withStore);
     coordinationContract(withStore);
   });
 }

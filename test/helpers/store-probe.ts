@@ -4,7 +4,10 @@
 // instead of poking paths.
 import { createHash } from 'node:crypto';
 import { appendFile, chmod, mkdir, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
+import Database from 'better-sqlite3';
+import postgres from 'postgres';
 import type { Daemon } from './daemon.ts';
 import { s3Probe } from './store-probe-s3.ts';
 
@@ -65,8 +68,97 @@ export interface StoreProbe {
 
 const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-export function probeStore(d: Pick<Daemon, 'dataDir' | 'store' | 's3'>): StoreProbe {
-  return d.store === 's3' ? s3Probe(d.dataDir, d.s3!) : fsProbe(d.dataDir);
+export function probeStore(d: Pick<Daemon, 'dataDir' | 'store' | 's3'> & Partial<Pick<Daemon, 'metadata' | 'databaseUrl'>>): StoreProbe {
+  const probe = d.store === 's3' ? s3Probe(d.dataDir, d.s3!) : fsProbe(d.dataDir);
+  // Small blobs' bytes are in the metadata database's inline tier (--inline-max): looked at there first.
+  const table = d.metadata === 'postgres' ? pgInline(d.databaseUrl!) : sqliteInline(path.join(d.dataDir, 'blobd.db'));
+  return inlineAware(probe, table);
+}
+
+/** The name list() gives a blob stored inline. */
+export const inlineName = (digest: string) => `inline/${digest}`;
+
+/** The inline tier's bytes as an admin with a database client sees them. */
+interface InlineTable {
+  get(digest: string): Promise<Buffer | null>;
+  set(digest: string, bytes: Buffer): Promise<void>;
+  remove(digest: string): Promise<void>;
+  digests(): Promise<string[]>;
+  quarantined(): Promise<Buffer[]>;
+  close(): void;
+}
+
+/** SQLite's `inline_blobs` table, through a connection of the probe's own per call. */
+function sqliteInline(dbFile: string): InlineTable {
+  const withDb = <T>(fn: (db: Database.Database) => T, none: T): T => {
+    if (!existsSync(dbFile)) return none;
+    const db = new Database(dbFile, { fileMustExist: true, timeout: 10_000 });
+    try {
+      const hasTable = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'inline_blobs'").get() !== undefined;
+      return hasTable ? fn(db) : none;
+    } finally {
+      db.close();
+    }
+  };
+  return {
+    get: async (digest) => withDb((db) => (db.prepare('SELECT content FROM inline_blobs WHERE digest = ?').pluck().get(digest) as Buffer | undefined) ?? null, null),
+    set: async (digest, bytes) => void withDb((db) => db.prepare('UPDATE inline_blobs SET content = ? WHERE digest = ?').run(bytes, digest), null),
+    remove: async (digest) => void withDb((db) => db.prepare('DELETE FROM inline_blobs WHERE digest = ?').run(digest), null),
+    digests: async () => withDb((db) => db.prepare('SELECT digest FROM inline_blobs').pluck().all() as string[], []),
+    quarantined: async () => withDb((db) => db.prepare('SELECT content FROM inline_quarantine').pluck().all() as Buffer[], []),
+    close() {},
+  };
+}
+
+/** PostgreSQL's inline bytes: the `content` column of the blob rows. */
+function pgInline(url: string): InlineTable {
+  let sql: postgres.Sql | undefined;
+  // idle_timeout: a probe a test never closes must not keep its process alive.
+  const db = () => (sql ??= postgres(url, { max: 1, idle_timeout: 1, onnotice: () => {} }));
+  return {
+    async get(digest) {
+      const [r] = await db()<{ content: Buffer }[]>`SELECT content FROM blobs WHERE digest = ${digest} AND content IS NOT NULL`;
+      return r?.content ?? null;
+    },
+    set: async (digest, bytes) => void (await db()`UPDATE blobs SET content = ${bytes} WHERE digest = ${digest}`),
+    remove: async (digest) => void (await db()`UPDATE blobs SET content = NULL WHERE digest = ${digest}`),
+    digests: async () => (await db()<{ digest: string }[]>`SELECT digest FROM blobs WHERE content IS NOT NULL`).map((r) => r.digest),
+    quarantined: async () => (await db()<{ content: Buffer }[]>`SELECT content FROM inline_quarantine`).map((r) => r.content),
+    close: () => void sql?.end({ timeout: 1 }),
+  };
+}
+
+/**
+ * A probe that sees the inline tier: a blob whose bytes are there is read, damaged and removed there (as
+ * an admin with a database client would), anything else by the probe of the byte store.
+ */
+function inlineAware(files: StoreProbe, table: InlineTable): StoreProbe {
+  return {
+    ...files,
+    exists: async (digest) => (await table.get(digest)) !== null || files.exists(digest),
+    read: async (digest) => (await table.get(digest)) ?? files.read(digest),
+    async overwrite(digest, bytes) {
+      if ((await table.get(digest)) === null) return files.overwrite(digest, bytes);
+      await table.set(digest, Buffer.from(bytes));
+    },
+    async corrupt(digest, at = 0) {
+      const bytes = await table.get(digest);
+      if (bytes === null) return files.corrupt(digest, at);
+      bytes[at] = bytes[at]! ^ 0x01;
+      await table.set(digest, bytes);
+    },
+    async remove(digest) {
+      if ((await table.get(digest)) === null) return files.remove(digest);
+      await table.remove(digest);
+    },
+    copies: async (digest) => ((await table.get(digest)) !== null ? 1 : 0) + (await files.copies(digest)),
+    list: async () => [...(await files.list()), ...(await table.digests()).map(inlineName)].sort(),
+    quarantined: async () => [...(await files.quarantined()), ...(await table.quarantined())],
+    close() {
+      table.close();
+      files.close();
+    },
+  };
 }
 
 async function filesUnder(dir: string): Promise<string[]> {

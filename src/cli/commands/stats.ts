@@ -11,6 +11,8 @@ interface Stats {
   objects: number;
   open_sessions: number;
   open_session_bytes: number;
+  inline_blobs: number;
+  inline_bytes: number;
 }
 
 export function registerStats(program: Command): void {
@@ -23,6 +25,7 @@ export function registerStats(program: Command): void {
         emit(g, s, () =>
           table([
             ['blobs', String(s.blobs)],
+            ['inline', `${s.inline_blobs} (${humanSize(s.inline_bytes)})`],
             ['stored', `${s.stored_bytes} (${humanSize(s.stored_bytes)})`],
             ['logical', `${s.logical_bytes} (${humanSize(s.logical_bytes)})`],
             ['dedup ratio', String(s.dedup_ratio)],

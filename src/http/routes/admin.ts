@@ -43,6 +43,8 @@ const StatsJson = z
     objects: z.number().int(),
     open_sessions: z.number().int(),
     open_session_bytes: z.number().int(),
+    inline_blobs: z.number().int().openapi({ description: 'blobs whose bytes are kept inside the metadata database (--inline-max); counted in blobs too' }),
+    inline_bytes: z.number().int().openapi({ description: 'their bytes; counted in stored_bytes too' }),
   })
   .openapi('Stats');
 
@@ -114,6 +116,8 @@ export function adminRoutes(services: { gc: GcService; fsck: FsckService; stats:
       objects: s.objects,
       open_sessions: s.openSessions,
       open_session_bytes: s.openSessionBytes,
+      inline_blobs: s.inlineBlobs,
+      inline_bytes: s.inlineBytes,
     }, 200);
   });
   app.openapi(rotateKey, async (c) => {

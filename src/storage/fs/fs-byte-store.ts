@@ -25,6 +25,7 @@ type BlobEntry = { readonly digest: string } | { readonly stray: string };
 export class FsByteStore implements ByteStore {
   readonly kind = 'fs';
   readonly local = true;
+  readonly contentAddressed = true;
   /** Staging files of this process not yet renamed into blobs/ nor discarded (their handles). */
   private readonly staged = new Set<string>();
   /** The statfs in flight, shared by every caller that asks meanwhile. */

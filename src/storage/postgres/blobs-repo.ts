@@ -3,6 +3,7 @@
 // another node (which locks the row first, then re-checks) and a dedup can never both win (G4).
 import type { BlobRecord, ByteDeletion, NewBlob, PinInput } from '../metadata-store.ts';
 import type { Queryable, Tx } from './db.ts';
+import type { InlineNewBlob } from './inline-repo.ts';
 
 /** A blob row as read. */
 export interface BlobRow {
@@ -50,16 +51,21 @@ export async function recordBlob(tx: Tx | Queryable, blob: NewBlob, now: number,
  * If another node changed the row meanwhile, queueing that older location again is harmless: it is a
  * location no row names (unique keys are never reused; the row's own location is never queued).
  */
-export function blobWrite(q: Queryable, blob: NewBlob, now: number, pin: PinInput | null, gate: string | null) {
+export function blobWrite(q: Queryable, blob: InlineNewBlob, now: number, pin: PinInput | null, gate: string | null) {
   const from = gate === null ? q`` : q`FROM ${q(gate)}`;
+  // Inline bytes (PgInlineRepo): a new row takes them; a quarantined one takes them with the new location;
+  // a row in place at the same location takes them too (verified bytes heal damaged ones).
   return q`
     old AS (
       SELECT location FROM blobs WHERE digest = ${blob.digest}
     ), b AS (
-      INSERT INTO blobs (digest, size, location, created_at)
-      SELECT ${blob.digest}::text, ${blob.size}::bigint, ${blob.location}::text, ${now}::bigint ${from}
+      INSERT INTO blobs (digest, size, location, created_at, content)
+      SELECT ${blob.digest}::text, ${blob.size}::bigint, ${blob.location}::text, ${now}::bigint, ${blob.content ?? null}::bytea ${from}
       ON CONFLICT (digest) DO UPDATE SET
         location = CASE WHEN blobs.quarantined_at IS NULL THEN blobs.location ELSE excluded.location END,
+        content = CASE WHEN blobs.quarantined_at IS NOT NULL THEN excluded.content
+                       WHEN excluded.content IS NOT NULL AND blobs.location = excluded.location THEN excluded.content
+                       ELSE blobs.content END,
         quarantined_at = NULL
       RETURNING digest, location, (xmax = 0) AS created
     ), queued AS (

@@ -31,6 +31,7 @@ import type {
 import * as access from './access-repo.ts';
 import * as blobs from './blobs-repo.ts';
 import { addRevisionIn, PgCatalogRepo } from './catalog-repo.ts';
+import { PgInlineRepo } from './inline-repo.ts';
 import * as coordination from './coordination-repo.ts';
 import { PgDb, type PgOptions } from './db.ts';
 import * as lifecycle from './lifecycle-repo.ts';
@@ -54,8 +55,12 @@ export class PostgresMetadataStore implements MetadataStore {
   readonly shared = true;
   private readonly catalog: PgCatalogRepo;
 
+  /** Small blobs' bytes, kept in their rows (see inline-repo.ts). */
+  readonly inline: PgInlineRepo;
+
   private constructor(private readonly db: PgDb) {
     this.catalog = new PgCatalogRepo(db);
+    this.inline = new PgInlineRepo(db);
     // Every operation counts as in flight until it settles: close() (a shutdown, a restart) lets those that
     // began finish instead of cutting their connection, and refuses new ones.
     const self = this as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
@@ -101,7 +106,7 @@ export class PostgresMetadataStore implements MetadataStore {
 
   /** One statement (blob row, queue, pin): atomic by itself, one round trip. */
   async commitBlob(blob: NewBlob, pin?: PinInput): Promise<{ created: boolean }> {
-    const r = await blobs.recordBlob(this.sql, blob, Date.now(), pin ?? null);
+    const r = await blobs.recordBlob(this.sql, this.inline.withContent(blob), Date.now(), pin ?? null);
     if (r === 'missing') throw new Error(`blob ${blob.digest} is not stored (any more)`);
     return r;
   }
@@ -171,6 +176,7 @@ export class PostgresMetadataStore implements MetadataStore {
     expiresAt: number,
     holder?: string,
   ): Promise<FinishResult> {
+    blob = this.inline.withContent(blob);
     if ('pin' in target && !blob.mustExist) {
       const done = await uploads.completeWithPin(this.sql, id, blob, target.pin, result(null), Date.now(), expiresAt, holder);
       if (!done) throw new Error(`upload session ${id} is not open or completing`);
@@ -242,7 +248,7 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   addRevision(input: NewRevision): Promise<AddRevisionResult> {
-    return this.catalog.addRevision(input);
+    return this.catalog.addRevision({ ...input, blob: this.inline.withContent(input.blob) });
   }
 
   getObject(bucket: string, key: string, revision?: number): Promise<ObjectRecord | null> {

@@ -3,6 +3,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { BlobRecord, ByteDeletion, NewBlob, PinInput } from '../metadata-store.ts';
 import type { Db } from './db.ts';
+import type { InlineRepo } from './inline-repo.ts';
 
 /** A blob row as read: `location` is already the digest where the column holds NULL (see 008-locations.sql). */
 export interface BlobRow {
@@ -32,7 +33,11 @@ export class BlobsRepo {
   private readonly queued: Statement<[number], ByteDeletion>;
   private readonly dequeue: Statement<[string]>;
 
-  constructor(db: Db) {
+  constructor(
+    db: Db,
+    /** The inline tier: a write that makes or re-adopts a row stores the bytes offered for it there. */
+    private readonly inline: InlineRepo,
+  ) {
     this.selectBlob = db.prepare(`SELECT ${BLOB_COLUMNS} FROM blobs b WHERE b.digest = ?`);
     this.insertBlob = db.prepare('INSERT INTO blobs (digest, size, location, created_at) VALUES (?, ?, ?, ?)');
     this.relocate = db.prepare('UPDATE blobs SET location = ?, quarantined_at = NULL WHERE digest = ?');
@@ -57,21 +62,31 @@ export class BlobsRepo {
    * Records a blob whose bytes are durable at blob.location; true when the row is new. An existing row keeps
    * its location and the new bytes are queued for deletion (a duplicate); a quarantined row takes the new
    * location instead (good bytes are in place again) and its old one is queued. A location the row names
-   * either way is never queued (the local store's: the same content lands in the same place).
+   * either way is never queued (the local store's: the same content lands in the same place). Bytes offered
+   * to the inline tier for the digest are stored with the row it names them at, in this transaction.
    */
   insert(blob: NewBlob, now: number): boolean {
     const row = this.selectBlob.get(blob.digest);
     if (!row) {
       this.insertBlob.run(blob.digest, blob.size, stored(blob), now);
+      this.storeInline(blob, now);
       return true;
     }
     if (row.quarantined_at !== null) {
       this.relocate.run(stored(blob), blob.digest);
+      this.storeInline(blob, now);
       if (row.location !== blob.location) this.queueDeletion(row.location, blob.digest, now);
     } else if (row.location !== blob.location) {
       this.queueDeletion(blob.location, blob.digest, now);
+    } else {
+      this.storeInline(blob, now); // verified bytes heal a damaged inline copy
     }
     return false;
+  }
+
+  /** The bytes offered for a row that names them at the digest (the inline tier's location), if any. */
+  private storeInline(blob: NewBlob, now: number): void {
+    if (blob.location === blob.digest) this.inline.storeOffered(blob.digest, now);
   }
 
   pin(digest: string, pin: PinInput, now: number): void {

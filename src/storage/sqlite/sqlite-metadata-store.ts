@@ -33,6 +33,7 @@ import { CatalogRepo } from './catalog-repo.ts';
 import { LifecycleRepo } from './lifecycle-repo.ts';
 import { GroupCommit, writeBlobRow } from './group-commit.ts';
 import { BlobsRepo } from './blobs-repo.ts';
+import { InlineRepo } from './inline-repo.ts';
 import { ensurePrivateFile } from '../fs/private-file.ts';
 import { openDatabase, type Db } from './db.ts';
 import { isStorageFull, type SpaceReserve } from '../storage-full.ts';
@@ -45,6 +46,8 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly leaseTx: (id: string, holder: string, now: number, until: number) => { outcome: LeaseOutcome; row: UploadRecord } | null;
   private readonly pinExistingTx: (digest: string, pin: PinInput, size: number | undefined) => BlobRecord | null;
   private readonly blobs: BlobsRepo;
+  /** Small blobs' bytes, stored by their rows' writes (see ../inline-blobs.ts). */
+  readonly inline: InlineRepo;
   private readonly uploads: UploadsRepo;
   private readonly catalog: CatalogRepo;
   private readonly access: AccessRepo;
@@ -74,7 +77,8 @@ export class SqliteMetadataStore implements MetadataStore {
     /** Space given up when a write that frees space finds the disk full (see `freeing`). */
     private readonly reserve?: SpaceReserve,
   ) {
-    this.blobs = new BlobsRepo(db);
+    this.inline = new InlineRepo(db);
+    this.blobs = new BlobsRepo(db, this.inline);
     this.uploads = new UploadsRepo(db);
     this.catalog = new CatalogRepo(db, this.blobs);
     this.access = new AccessRepo(db);

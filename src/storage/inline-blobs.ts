@@ -1,0 +1,38 @@
+// The seam between the tiered byte store (tiered-byte-store.ts) and a metadata store that keeps small
+// blobs' bytes in its own database. The bytes are written by the blob row's own write, in its
+// transaction: a row and its inline bytes become durable in one commit (G1), and one group commit makes
+// many small blobs durable at once. A blob's location is its digest in either tier (a content address),
+// so dedup, the digest lock and the deletion queue treat both tiers alike.
+
+export interface InlineBlobs {
+  /**
+   * Bytes that hash to `digest`, for a row write of it that is about to come: a write that makes the row
+   * (or re-adopts a quarantined one) stores them with it; one that finds the row in place leaves them.
+   * Offers of one digest are counted; each is taken back by `withdraw` once its row write is done.
+   */
+  offer(digest: string, bytes: Buffer): void;
+  withdraw(digest: string): void;
+  /**
+   * Store bytes that hash to `digest` now, in a durable transaction of their own, without a row: a small
+   * upload session's bytes at its complete (the session's completing state claims the location meanwhile).
+   * Absent where bytes are kept in their row (PostgreSQL): there sessions complete into the byte store.
+   */
+  put?(digest: string, bytes: Buffer): Promise<void>;
+  /** The stored bytes of `digest`, or null when none are stored inline. */
+  read(digest: string): Promise<Buffer | null>;
+  /** Whether a blob row of `digest` exists (its bytes are in one tier or the other). */
+  hasRow(digest: string): Promise<boolean>;
+  /** Size and when they were stored (ms since the epoch), or null. */
+  stat(digest: string): Promise<{ size: number; modifiedAt: number } | null>;
+  /** Remove them; absent bytes are not an error. */
+  delete(digest: string): Promise<void>;
+  /** Every digest whose bytes are stored inline, in digest order. */
+  list(): AsyncIterable<string>;
+  /** Move them aside (kept for inspection, never served); false when there were none. */
+  quarantine(digest: string): Promise<boolean>;
+  /** Blobs and bytes stored inline now. */
+  totals(): Promise<{ blobs: number; bytes: number }>;
+}
+
+/** Where inline bytes moved aside by quarantine are named in reports (a table of the metadata database). */
+export const inlineQuarantineName = (digest: string) => `inline_quarantine/${digest}`;

@@ -1,0 +1,87 @@
+// PostgreSQL's inline tier (see ../inline-blobs.ts): small blobs' bytes in the `content` column of their
+// own blob row (bytea), written by the row's write (blobWrite) from the bytes offered for it in this
+// process, and gone with the row. Across nodes that is what keeps G4: no node deletes the bytes of a row
+// that names them (delete only clears bytes a row no longer names at the digest), so a GC on one node and
+// a new upload of the same content on another can never leave a row without its bytes.
+import type { NewBlob } from '../metadata-store.ts';
+import type { InlineBlobs } from '../inline-blobs.ts';
+import type { PgDb } from './db.ts';
+
+/** A blob write with the bytes to keep in its row (blobWrite reads them), set by the store itself. */
+export type InlineNewBlob = NewBlob & { readonly content?: Buffer | null };
+
+const PAGE = 1000;
+
+export class PgInlineRepo implements InlineBlobs {
+  /** Bytes offered for row writes to come in this process, by digest, with how many offers are out. */
+  private readonly held = new Map<string, { bytes: Buffer; offers: number }>();
+
+  constructor(private readonly db: PgDb) {}
+
+  offer(digest: string, bytes: Buffer): void {
+    const h = this.held.get(digest);
+    if (h) h.offers++;
+    else this.held.set(digest, { bytes, offers: 1 });
+  }
+
+  withdraw(digest: string): void {
+    const h = this.held.get(digest);
+    if (h && --h.offers === 0) this.held.delete(digest);
+  }
+
+  /** The write of `blob` with the bytes offered for it, when its row names them at the digest. */
+  withContent<B extends NewBlob>(blob: B): B & InlineNewBlob {
+    if (blob.location !== blob.digest || blob.mustExist) return blob;
+    const h = this.held.get(blob.digest);
+    return h ? { ...blob, content: h.bytes } : blob;
+  }
+
+  async read(digest: string): Promise<Buffer | null> {
+    const [r] = await this.db.sql<{ content: Buffer }[]>`SELECT content FROM blobs WHERE digest = ${digest} AND content IS NOT NULL`;
+    return r?.content ?? null;
+  }
+
+  async hasRow(digest: string): Promise<boolean> {
+    return (await this.db.sql`SELECT 1 FROM blobs WHERE digest = ${digest}`).length > 0;
+  }
+
+  async stat(digest: string): Promise<{ size: number; modifiedAt: number } | null> {
+    const [r] = await this.db.sql<{ size: number; created_at: number }[]>`
+      SELECT octet_length(content) AS size, created_at FROM blobs WHERE digest = ${digest} AND content IS NOT NULL`;
+    return r ? { size: Number(r.size), modifiedAt: Number(r.created_at) } : null;
+  }
+
+  /** Only bytes no row names at the digest any more (a quarantined row that took another location). */
+  async delete(digest: string): Promise<void> {
+    await this.db.sql`UPDATE blobs SET content = NULL WHERE digest = ${digest} AND location <> digest AND content IS NOT NULL`;
+  }
+
+  async *list(): AsyncIterable<string> {
+    for (let after = ''; ; ) {
+      const rows = await this.db.sql<{ digest: string }[]>`
+        SELECT digest FROM blobs WHERE content IS NOT NULL AND digest > ${after} ORDER BY digest LIMIT ${PAGE}`;
+      for (const r of rows) yield r.digest;
+      if (rows.length < PAGE) return;
+      after = rows.at(-1)!.digest;
+    }
+  }
+
+  async quarantine(digest: string): Promise<boolean> {
+    const [r] = await this.db.sql<{ n: number }[]>`
+      WITH old AS (
+        SELECT digest, content FROM blobs WHERE digest = ${digest} AND content IS NOT NULL FOR UPDATE
+      ), moved AS (
+        INSERT INTO inline_quarantine (digest, content, quarantined_at) SELECT digest, content, ${Date.now()}::bigint FROM old
+      ), cleared AS (
+        UPDATE blobs SET content = NULL WHERE digest IN (SELECT digest FROM old)
+      )
+      SELECT count(*)::int AS n FROM old`;
+    return r!.n > 0;
+  }
+
+  async totals(): Promise<{ blobs: number; bytes: number }> {
+    const [r] = await this.db.sql<{ blobs: number; bytes: string }[]>`
+      SELECT count(*)::int AS blobs, coalesce(sum(octet_length(content)), 0)::bigint AS bytes FROM blobs WHERE content IS NOT NULL`;
+    return { blobs: r!.blobs, bytes: Number(r!.bytes) };
+  }
+}

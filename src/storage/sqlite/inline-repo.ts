@@ -1,0 +1,92 @@
+// The SQLite store's inline tier (see ../inline-blobs.ts): small blobs' bytes in a table of their own,
+// written by the blob row's write (BlobsRepo.insert) from the bytes offered for it. Reads and deletes are
+// short statements of their own.
+import type { Statement } from 'better-sqlite3';
+import type { InlineBlobs } from '../inline-blobs.ts';
+import type { Db } from './db.ts';
+
+const PAGE = 1000;
+
+export class InlineRepo implements InlineBlobs {
+  /** Bytes offered for row writes to come, by digest, with how many offers are out. */
+  private readonly held = new Map<string, { bytes: Buffer; offers: number }>();
+  private readonly upsert: Statement<[string, Buffer, number]>;
+  private readonly select: Statement<[string], Buffer>;
+  private readonly selectRow: Statement<[string], number>;
+  private readonly selectStat: Statement<[string], { size: number; created_at: number }>;
+  private readonly remove: Statement<[string]>;
+  private readonly page: Statement<[string, number], string>;
+  private readonly moveAside: Statement<[number, string]>;
+  private readonly sums: Statement<[], { blobs: number; bytes: number }>;
+  private readonly quarantineTx: (digest: string) => boolean;
+
+  constructor(db: Db) {
+    this.upsert = db.prepare(`INSERT INTO inline_blobs (digest, content, created_at) VALUES (?, ?, ?)
+      ON CONFLICT (digest) DO UPDATE SET content = excluded.content, created_at = excluded.created_at`);
+    this.select = db.prepare('SELECT content FROM inline_blobs WHERE digest = ?').pluck() as Statement<[string], Buffer>;
+    this.selectRow = db.prepare('SELECT 1 FROM blobs WHERE digest = ?').pluck() as Statement<[string], number>;
+    this.selectStat = db.prepare('SELECT length(content) AS size, created_at FROM inline_blobs WHERE digest = ?');
+    this.remove = db.prepare('DELETE FROM inline_blobs WHERE digest = ?');
+    this.page = db.prepare('SELECT digest FROM inline_blobs WHERE digest > ? ORDER BY digest LIMIT ?').pluck() as Statement<[string, number], string>;
+    this.moveAside = db.prepare('INSERT INTO inline_quarantine (digest, content, quarantined_at) SELECT digest, content, ? FROM inline_blobs WHERE digest = ?');
+    this.sums = db.prepare('SELECT count(*) AS blobs, coalesce(sum(length(content)), 0) AS bytes FROM inline_blobs');
+    this.quarantineTx = db.transaction((digest: string) => {
+      if (this.moveAside.run(Date.now(), digest).changes === 0) return false;
+      this.remove.run(digest);
+      return true;
+    }).immediate;
+  }
+
+  offer(digest: string, bytes: Buffer): void {
+    const h = this.held.get(digest);
+    if (h) h.offers++;
+    else this.held.set(digest, { bytes, offers: 1 });
+  }
+
+  withdraw(digest: string): void {
+    const h = this.held.get(digest);
+    if (h && --h.offers === 0) this.held.delete(digest);
+  }
+
+  /**
+   * Inside the transaction of a row write that makes (or re-adopts) the blob's row: stores the bytes offered
+   * for it, if any were (a blob whose bytes went to the file tier has none).
+   */
+  storeOffered(digest: string, now: number): void {
+    const h = this.held.get(digest);
+    if (h) this.upsert.run(digest, h.bytes, now);
+  }
+
+  async put(digest: string, bytes: Buffer): Promise<void> {
+    this.upsert.run(digest, bytes, Date.now()); // its own transaction, synchronous=FULL: durable on return
+  }
+
+  async read(digest: string): Promise<Buffer | null> {
+    return this.select.get(digest) ?? null;
+  }
+
+  async hasRow(digest: string): Promise<boolean> {
+    return this.selectRow.get(digest) !== undefined;
+  }
+
+  async stat(digest: string): Promise<{ size: number; modifiedAt: number } | null> {
+    const r = this.selectStat.get(digest);
+    return r ? { size: r.size, modifiedAt: r.created_at } : null;
+  }
+
+  async delete(digest: string): Promise<void> {
+    this.remove.run(digest);
+  }
+
+  async *list(): AsyncIterable<string> {
+    for (let page = this.page.all('', PAGE); page.length > 0; page = this.page.all(page.at(-1)!, PAGE)) yield* page;
+  }
+
+  async quarantine(digest: string): Promise<boolean> {
+    return this.quarantineTx(digest);
+  }
+
+  async totals(): Promise<{ blobs: number; bytes: number }> {
+    return this.sums.get()!;
+  }
+}

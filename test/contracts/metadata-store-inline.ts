@@ -1,0 +1,87 @@
+// The MetadataStore contract's part about the inline tier, for a store that has one (store.inline): bytes
+// offered for a digest are stored by the row write that makes, re-adopts or keeps the row at the digest,
+// in its transaction, and by nothing else; a write that fails stores nothing; reads, deletes, quarantine
+// and totals see exactly what was stored, across a reopen.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import type { MetadataStoreFixture } from './metadata-store.ts';
+import { blob, digest, newUpload } from './metadata-samples.ts';
+
+type WithStore = (fn: (f: MetadataStoreFixture) => Promise<void>) => () => Promise<void>;
+
+const pin = (principal = 'p') => ({ principal, temporary: false, expiresAt: null });
+const noSettings = { maxObjectSize: null, quotaBytes: null, maxRevisions: null, publicRead: false, publicRevisions: false };
+
+export function inlineContract(withStore: WithStore): void {
+  const inlineOnly = (fn: (f: MetadataStoreFixture) => Promise<void>) =>
+    withStore(async (f) => {
+      if (f.store.inline) await fn(f);
+    });
+
+  test('inline: offered bytes are stored by the row write of their digest (commitBlob, addRevision, finishUpload), and kept across a reopen', inlineOnly(async (f) => {
+    const inline = f.store.inline!;
+    const bytes = [1, 2, 3].map(() => randomBytes(3000));
+    for (const [i, b] of bytes.entries()) inline.offer(digest(i + 1), b);
+    await f.store.commitBlob(blob(1, 3000), pin());
+    await f.store.putBucket('b', noSettings);
+    const added = await f.store.addRevision({ bucket: 'b', key: 'k', newObjectId: 'o1', blob: blob(2, 3000), contentType: null, filename: null, createdBy: 'p' });
+    assert.equal(added.ok, true);
+    await f.store.createUpload(newUpload('s1'));
+    await f.store.beginCompletion('s1', digest(3), digest(3));
+    await f.store.finishUpload('s1', blob(3, 3000), { pin: pin() }, () => '{}', Date.now() + 60_000);
+    for (const [i] of bytes.entries()) inline.withdraw(digest(i + 1));
+    const store = await f.reopen();
+    for (const [i, b] of bytes.entries()) {
+      assert.ok((await store.inline!.read(digest(i + 1)))?.equals(b), `blob ${i + 1}`);
+      assert.equal((await store.inline!.stat(digest(i + 1)))?.size, 3000);
+      assert.equal(await store.inline!.hasRow(digest(i + 1)), true);
+    }
+    assert.deepEqual(await store.inline!.totals(), { blobs: 3, bytes: 9000 });
+    const listed: string[] = [];
+    for await (const d of store.inline!.list()) listed.push(d);
+    assert.deepEqual(listed, [digest(1), digest(2), digest(3)]);
+  }));
+
+  test('inline: nothing is stored without an offer, after a withdraw, for a row at another location, or by a write that fails', inlineOnly(async (f) => {
+    const inline = f.store.inline!;
+    await f.store.commitBlob(blob(1, 10)); // no offer: a blob whose bytes are in the byte store
+    inline.offer(digest(2), randomBytes(10));
+    inline.withdraw(digest(2));
+    await f.store.commitBlob(blob(2, 10));
+    inline.offer(digest(3), randomBytes(10));
+    await f.store.commitBlob(blob(3, 10, 'blobs/0190-k')); // an object key, not the digest
+    inline.withdraw(digest(3));
+    // A revision refused (no such bucket) writes no row and so no bytes.
+    inline.offer(digest(4), randomBytes(10));
+    const refused = await f.store.addRevision({ bucket: 'none', key: 'k', newObjectId: 'o', blob: blob(4, 10), contentType: null, filename: null, createdBy: 'p' });
+    inline.withdraw(digest(4));
+    assert.equal(refused.ok, false);
+    for (const n of [1, 2, 3, 4]) assert.equal(await inline.read(digest(n)), null, `blob ${n}`);
+    assert.equal(await inline.hasRow(digest(4)), false);
+    assert.deepEqual(await inline.totals(), { blobs: 0, bytes: 0 });
+  }));
+
+  test('inline: a row write of an existing row replaces damaged bytes when offered; quarantine (and delete) take them out of reads', inlineOnly(async (f) => {
+    const inline = f.store.inline!;
+    const good = randomBytes(500);
+    inline.offer(digest(1), Buffer.from(good).fill(0, 0, 10));
+    await f.store.commitBlob(blob(1, 500));
+    inline.withdraw(digest(1));
+    inline.offer(digest(1), good);
+    assert.deepEqual(await f.store.commitBlob(blob(1, 500), pin('q')), { created: false });
+    inline.withdraw(digest(1));
+    assert.ok((await inline.read(digest(1)))?.equals(good), 'healed by the row write');
+    assert.equal(await inline.quarantine(digest(1)), true);
+    assert.equal(await inline.read(digest(1)), null);
+    assert.equal(await inline.quarantine(digest(1)), false, 'nothing left to move');
+    if (inline.put) {
+      // A store that can keep bytes without a row (SQLite's table): put, and delete them.
+      await inline.put(digest(2), good);
+      assert.ok((await inline.read(digest(2)))?.equals(good), 'put stores without a row');
+      await inline.delete(digest(2));
+      await inline.delete(digest(2));
+      assert.equal(await inline.stat(digest(2)), null);
+    }
+  }));
+}
