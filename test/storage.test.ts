@@ -198,3 +198,42 @@ describe('local filesystem: shard directories', () => {
     }
   });
 });
+
+// A session completing a digest whose inline copy is damaged (another row's, stored before): the session is
+// not taken for committed while its own bytes are there, and its verified bytes replace the copy — in the
+// table when the session is small, as a file (the copy dropped) when it is over --inline-max.
+describe('inline tier: sessions over a damaged inline copy', () => {
+  for (const [label, max] of [['small session', 256 * 1024], ['session over --inline-max', 100]] as const) {
+    test(label, async () => {
+      const dir = await makeTempDir();
+      const layout = new DataLayout(dir);
+      const meta = SqliteMetadataStore.open(path.join(dir, 'blobd.db'));
+      try {
+        const store = new TieredByteStore(await FsByteStore.open(layout), meta.inline, max);
+        const good = randomBytes(1000);
+        const digest = `sha256:${createHash('sha256').update(good).digest('hex')}`;
+        const damaged = Buffer.from(good);
+        damaged[10] = damaged[10]! ^ 0x01;
+        await meta.inline.put(digest, damaged);
+        await meta.commitBlob({ digest, size: good.length, location: digest });
+        const id = '0190a2b3-c4d5-7e6f-8000-00000000d00d';
+        let cursor = await store.createUpload(id);
+        const appended = await store.appendUpload(id, 0, cursor, Readable.from([good]), () => {});
+        await store.settleAppend(id, cursor, appended.cursor);
+        cursor = appended.cursor;
+        assert.equal(await store.uploadCommitted(id, good.length, cursor, digest), false, 'its own bytes are still there');
+        await store.commitUpload(id, good.length, cursor, digest);
+        assert.equal(await store.uploadCommitted(id, good.length, cursor, digest), true);
+        const read = Buffer.concat(await (await store.openRead(digest)).toArray());
+        assert.ok(read.equals(good), 'the verified bytes are what is read');
+        const inline = await meta.inline.read(digest);
+        if (max >= good.length) assert.ok(inline?.equals(good), 'replaced in the table');
+        else assert.equal(inline, null, 'the damaged copy is gone; the file holds the blob');
+        assert.deepEqual(await readdir(layout.uploadsDir), []);
+      } finally {
+        await meta.close();
+        await removeDir(dir);
+      }
+    });
+  }
+});

@@ -188,8 +188,9 @@ export class BlobService {
    * that a store of content addresses gets by putting the bytes in place. One stat, on a dedup only.
    */
   async healing(digest: string, location: string): Promise<void> {
-    // Bytes committed at their digest (a content address) are in place whatever the row says: healed already.
-    if (location === digest) return;
+    // Bytes committed at their digest in a store of content addresses are in place whatever the row says:
+    // healed already. (Elsewhere a digest location is the inline tier's, and the row may name another.)
+    if (location === digest && this.bytes.contentAddressed) return;
     const row = await this.meta.getBlob(digest);
     if (!row || row.quarantined || row.location === location) return;
     const st = await this.bytes.stat(row.location).catch(() => undefined); // cannot tell: leave it to fsck

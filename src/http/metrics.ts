@@ -43,8 +43,8 @@ export class Metrics implements StoreEvents {
     gauge('blobd_uploads_open', 'Upload sessions open', (s) => s.openSessions);
     gauge('blobd_blobs', 'Blobs stored', (s) => s.blobs);
     gauge('blobd_stored_bytes', 'Bytes of the stored blobs', (s) => s.storedBytes);
-    gauge('blobd_inline_blobs', 'Blobs stored inside the metadata database (--inline-max), of blobd_blobs', (s) => s.inlineBlobs);
-    gauge('blobd_inline_bytes', 'Bytes of the blobs stored inside the metadata database, of blobd_stored_bytes', (s) => s.inlineBytes);
+    gauge('blobd_inline_blobs', 'Blobs whose bytes are stored inside the metadata database (--inline-max)', (s) => s.inlineBlobs);
+    gauge('blobd_inline_bytes', 'Bytes stored inside the metadata database for blobs (--inline-max)', (s) => s.inlineBytes);
     if (metadataQueries) {
       // Each statement is one round trip to the database: per request, the figure a scale-out setup pays.
       new Counter({

@@ -11,6 +11,7 @@ export interface InlineBlobs {
    * Offers of one digest are counted; each is taken back by `withdraw` once its row write is done.
    */
   offer(digest: string, bytes: Buffer): void;
+  /** Takes one offer of `digest` back (the row write is done, or will not come). */
   withdraw(digest: string): void;
   /**
    * Store bytes that hash to `digest` now, in a durable transaction of their own, without a row: a small
@@ -28,7 +29,10 @@ export interface InlineBlobs {
   delete(digest: string): Promise<void>;
   /** Every digest whose bytes are stored inline, in digest order. */
   list(): AsyncIterable<string>;
-  /** Move them aside (kept for inspection, never served); false when there were none. */
+  /**
+   * Move them aside (kept for inspection, never served); false when there were none. A store several nodes
+   * share moves only the bytes of a row marked quarantined (another node may have healed it meanwhile).
+   */
   quarantine(digest: string): Promise<boolean>;
   /** Blobs and bytes stored inline now. */
   totals(): Promise<{ blobs: number; bytes: number }>;

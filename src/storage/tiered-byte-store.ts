@@ -21,6 +21,7 @@ interface InlineStaged {
 }
 
 const isDigest = (location: Location) => location.startsWith('sha256:');
+const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 export class TieredByteStore implements ByteStore {
   /** Inline-staged blobs not yet discarded, by handle. */
@@ -60,7 +61,7 @@ export class TieredByteStore implements ByteStore {
     if ('rest' in head) return this.inner.stage(head.rest);
     const handle = `inline:${randomUUID()}`;
     this.staged.set(handle, { bytes: head.whole, offered: false });
-    return { digest: `sha256:${createHash('sha256').update(head.whole).digest('hex')}`, size: head.whole.length, handle };
+    return { digest: sha256(head.whole), size: head.whole.length, handle };
   }
 
   /**
@@ -75,6 +76,7 @@ export class TieredByteStore implements ByteStore {
         source.off('readable', onReadable);
         source.off('end', onEnd);
         source.off('error', onError);
+        source.off('close', onClose);
         if (head) resolve(head);
         else reject(err);
       };
@@ -91,10 +93,13 @@ export class TieredByteStore implements ByteStore {
       };
       const onEnd = () => done({ whole: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size) });
       const onError = (err: unknown) => done(null, err);
+      // Destroyed without an error (after 'error', or after 'end', the others have settled it already).
+      const onClose = () => done(null, new Error('the body was closed before it ended'));
       if (source.errored) return reject(source.errored);
       if (source.readableEnded) return resolve({ whole: Buffer.alloc(0) });
       source.on('error', onError);
       source.on('end', onEnd);
+      source.on('close', onClose);
       source.on('readable', onReadable);
     });
   }
@@ -102,17 +107,17 @@ export class TieredByteStore implements ByteStore {
   /**
    * Inline bytes are stored by the row write that comes next, durable with it (InlineBlobs.offer) — also
    * when the row exists, so that verified bytes heal a damaged or missing inline copy, as a file put in
-   * place heals a file; identical bytes in place already are not written again. A blob that has a file
-   * (stored before the inline tier, or under a smaller --inline-max) stays a file: put in place again.
+   * place heals a file (the store skips bytes identical to those in place). Always offered, even when the
+   * same bytes are there now: with several nodes the row may be collected before this write, and its bytes
+   * with it. A blob that has a file (stored before the inline tier, or under a smaller --inline-max) stays
+   * a file: put in place again.
    */
   async commit(staged: StagedBlob): Promise<Location> {
     const held = this.staged.get(staged.handle);
     if (!held) return this.inner.commit(staged);
     if (held.offered || held.file) throw new Error('this staged blob was committed already');
-    const current = await this.inline.read(staged.digest);
-    if (current?.equals(held.bytes)) return staged.digest;
-    // Only a blob that has a row can have a file to keep (no filesystem call for a new blob).
-    if (!current && this.inner.contentAddressed && (await this.inline.hasRow(staged.digest)) && (await this.inner.stat(staged.digest))) {
+    // Only a blob that has a row and no inline bytes can have a file to keep (no filesystem call for a new blob).
+    if (this.inner.contentAddressed && !(await this.inline.stat(staged.digest)) && (await this.inline.hasRow(staged.digest)) && (await this.inner.stat(staged.digest))) {
       held.file = await this.inner.stage(Readable.from([held.bytes], { objectMode: false }));
       return this.inner.commit(held.file);
     }
@@ -225,23 +230,40 @@ export class TieredByteStore implements ByteStore {
   }
 
   /**
-   * Where the wrapped store's locations are content addresses (one node: the digest lock covers this), a
-   * small session completes into the inline tier: its bytes are read, verified and stored there durably
-   * (unless the same bytes are there already), and then the session's file goes — the same two steps as the
-   * wrapped store's rename, so a crash between them leaves the bytes at their location (uploadCommitted
-   * says so) or still the session's. A blob stored inline already needs no second copy whatever its size;
-   * one stored as a file already gets the file's path again.
+   * Where the inline tier can keep bytes without a row (SQLite's table) and the wrapped store's locations
+   * are content addresses (one node: the digest lock covers this), a small session completes into the
+   * inline tier: its bytes are read, verified and stored there durably, and then the session's file goes —
+   * the same two steps as the wrapped store's rename, so a crash between them leaves the session's bytes
+   * in place (uploadCommitted: not committed; a new complete stores them again). An intact inline copy of
+   * the digest needs no second one whatever the session's size; a damaged one is replaced (or, for a
+   * session too large for the tier, dropped once the file is in place). Where bytes live in their row
+   * (PostgreSQL, no put) a session never goes inline, but an intact inline copy still spares it a file: GC
+   * keeps a row whose bytes a completing session relies on. Over an object store sessions complete there.
    */
   async commitUpload(id: string, offset: number, cursor: UploadCursor, digest: string): Promise<void> {
     if (!this.inner.contentAddressed) return this.inner.commitUpload(id, offset, cursor, digest);
     const current = await this.inline.read(digest);
-    const small = this.inline.put !== undefined && offset <= this.max;
-    if (!current && !(small && !(await this.inner.stat(digest)))) return this.inner.commitUpload(id, offset, cursor, digest);
-    if (small) {
-      const whole = await this.sessionBytes(id, offset, cursor, digest);
-      if (!current?.equals(whole)) await this.inline.put!(digest, whole); // new, or heals a damaged copy
+    const small = this.inline.put !== undefined && this.max > 0 && offset <= this.max;
+    if (current && sha256(current) === digest) return this.inner.deleteUpload(id, cursor);
+    if (small && (current || !(await this.inner.stat(digest)))) {
+      await this.inline.put!(digest, await this.sessionBytes(id, offset, cursor, digest));
+      return this.inner.deleteUpload(id, cursor);
     }
-    await this.inner.deleteUpload(id, cursor);
+    await this.inner.commitUpload(id, offset, cursor, digest);
+    // Damaged, and the file now holds the verified bytes (a store that keeps bytes in their row clears
+    // them only once no row names them: fsck finds them there).
+    if (current) await this.inline.delete(digest);
+  }
+
+  /**
+   * The wrapped store's answer first: a session whose bytes are still its own has not committed, whatever
+   * the inline tier holds (a copy there may be another row's, and damaged). Once they are gone, bytes in
+   * the inline tier are the commit's.
+   */
+  async uploadCommitted(id: string, offset: number, cursor: UploadCursor, digest: string): Promise<boolean | null> {
+    const own = await this.inner.uploadCommitted(id, offset, cursor, digest);
+    if (own !== null || !this.inner.contentAddressed) return own;
+    return (await this.inline.stat(digest)) ? true : null;
   }
 
   /** A session's `offset` bytes, read whole and checked against `digest`. */
@@ -250,18 +272,10 @@ export class TieredByteStore implements ByteStore {
     const chunks: Buffer[] = [];
     for await (const chunk of bytes) chunks.push(chunk as Buffer);
     const whole = Buffer.concat(chunks);
-    if (whole.length !== offset || `sha256:${createHash('sha256').update(whole).digest('hex')}` !== digest) {
+    if (whole.length !== offset || sha256(whole) !== digest) {
       throw new Error(`upload session ${id}: its ${offset} bytes do not hash to ${digest}`);
     }
     return whole;
-  }
-
-  async uploadCommitted(id: string, offset: number, cursor: UploadCursor, digest: string): Promise<boolean | null> {
-    if (this.inner.contentAddressed && (await this.inline.stat(digest))) {
-      await this.inner.deleteUpload(id, cursor); // what a crash left after the bytes went inline
-      return true;
-    }
-    return this.inner.uploadCommitted(id, offset, cursor, digest);
   }
 
   /** A session's bytes back from where its complete put them (the row could not be written). */

@@ -145,7 +145,9 @@ osd_objectstore = memstore
 osd_data = ${dir}/osd
 memstore_device_bytes = ${opts.memstoreBytes ?? DEFAULT_MEMSTORE_BYTES}
 [client.rgw]
-rgw_frontends = beast endpoint=127.0.0.1:${rgwPort}
+# request_timeout_ms: beast's default (65 s) closes a GetObject whose reader paused that long, which the
+# paused-download memory test does for longer than that under the full suite's load
+rgw_frontends = beast endpoint=127.0.0.1:${rgwPort} request_timeout_ms=600000
 rgw_data = ${dir}/rgw
 # deleted objects' tails go back to the (RAM) OSD after 30 s, not RGW's 2 h
 rgw_gc_obj_min_wait = 30

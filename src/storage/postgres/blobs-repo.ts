@@ -54,7 +54,7 @@ export async function recordBlob(tx: Tx | Queryable, blob: NewBlob, now: number,
 export function blobWrite(q: Queryable, blob: InlineNewBlob, now: number, pin: PinInput | null, gate: string | null) {
   const from = gate === null ? q`` : q`FROM ${q(gate)}`;
   // Inline bytes (PgInlineRepo): a new row takes them; a quarantined one takes them with the new location;
-  // a row in place at the same location takes them too (verified bytes heal damaged ones).
+  // a row in place at the same location takes them too when they differ (verified bytes heal damaged ones).
   return q`
     old AS (
       SELECT location FROM blobs WHERE digest = ${blob.digest}
@@ -64,7 +64,8 @@ export function blobWrite(q: Queryable, blob: InlineNewBlob, now: number, pin: P
       ON CONFLICT (digest) DO UPDATE SET
         location = CASE WHEN blobs.quarantined_at IS NULL THEN blobs.location ELSE excluded.location END,
         content = CASE WHEN blobs.quarantined_at IS NOT NULL THEN excluded.content
-                       WHEN excluded.content IS NOT NULL AND blobs.location = excluded.location THEN excluded.content
+                       WHEN excluded.content IS NOT NULL AND blobs.location = excluded.location
+                            AND blobs.content IS DISTINCT FROM excluded.content THEN excluded.content
                        ELSE blobs.content END,
         quarantined_at = NULL
       RETURNING digest, location, (xmax = 0) AS created

@@ -66,10 +66,14 @@ export class PgInlineRepo implements InlineBlobs {
     }
   }
 
+  /**
+   * Only the bytes of a row fsck marked quarantined: another node may have healed it since (new bytes,
+   * the mark cleared), and those must stay.
+   */
   async quarantine(digest: string): Promise<boolean> {
     const [r] = await this.db.sql<{ n: number }[]>`
       WITH old AS (
-        SELECT digest, content FROM blobs WHERE digest = ${digest} AND content IS NOT NULL FOR UPDATE
+        SELECT digest, content FROM blobs WHERE digest = ${digest} AND content IS NOT NULL AND quarantined_at IS NOT NULL FOR UPDATE
       ), moved AS (
         INSERT INTO inline_quarantine (digest, content, quarantined_at) SELECT digest, content, ${Date.now()}::bigint FROM old
       ), cleared AS (

@@ -124,7 +124,8 @@ export async function listGarbageBlobs(q: Queryable, createdBefore: number, now:
 
 /**
  * Deletes the blob's row if it is still garbage and no GC hold is active, queueing its location; true when it
- * did. The row is locked first; the re-check is a fresh statement after the lock (READ COMMITTED), so it sees
+ * did. A row whose bytes are in it (the inline tier) stays while an upload session completing into its
+ * digest claims them (a file's claim is checked by the deletion queue instead). The row is locked first; the re-check is a fresh statement after the lock (READ COMMITTED), so it sees
  * any reference whose transaction locked the row before this one — a dedup on another node wins or loses whole.
  */
 export async function deleteGarbageBlob(db: PgDb, digest: string, createdBefore: number, now: number): Promise<boolean> {
@@ -136,6 +137,9 @@ export async function deleteGarbageBlob(db: PgDb, digest: string, createdBefore:
         SELECT b.digest FROM blobs b
         WHERE b.digest = ${digest} AND ${unreferenced(tx, now, false)}
           AND NOT EXISTS (SELECT 1 FROM gc_holds WHERE expires_at > ${now})
+          -- Inline bytes go with the row: not while a session completing into this digest relies on them.
+          AND (b.content IS NULL OR NOT EXISTS (
+            SELECT 1 FROM upload_sessions s WHERE s.location = b.location AND s.state = 'completing'))
       ), pins_gone AS (
         DELETE FROM pins WHERE digest IN (SELECT digest FROM g)
       ), gone AS (

@@ -49,12 +49,12 @@ export class InlineRepo implements InlineBlobs {
   }
 
   /**
-   * Inside the transaction of a row write that makes (or re-adopts) the blob's row: stores the bytes offered
-   * for it, if any were (a blob whose bytes went to the file tier has none).
+   * Inside the transaction of a row write that names the bytes at the digest: stores the bytes offered for
+   * it, if any were (a blob whose bytes went to the file tier has none), unless the same bytes are there.
    */
   storeOffered(digest: string, now: number): void {
     const h = this.held.get(digest);
-    if (h) this.upsert.run(digest, h.bytes, now);
+    if (h && !this.select.get(digest)?.equals(h.bytes)) this.upsert.run(digest, h.bytes, now);
   }
 
   async put(digest: string, bytes: Buffer): Promise<void> {
