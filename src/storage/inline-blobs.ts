@@ -40,3 +40,24 @@ export interface InlineBlobs {
 
 /** Where inline bytes moved aside by quarantine are named in reports (a table of the metadata database). */
 export const inlineQuarantineName = (digest: string) => `inline_quarantine/${digest}`;
+
+/** Bytes offered for row writes to come in this process (InlineBlobs.offer), by digest, counted per offer. */
+export class OfferedBytes {
+  private readonly held = new Map<string, { bytes: Buffer; offers: number }>();
+
+  offer(digest: string, bytes: Buffer): void {
+    const h = this.held.get(digest);
+    if (h) h.offers++;
+    else this.held.set(digest, { bytes, offers: 1 });
+  }
+
+  withdraw(digest: string): void {
+    const h = this.held.get(digest);
+    if (h && --h.offers === 0) this.held.delete(digest);
+  }
+
+  /** The bytes offered for `digest` and not all withdrawn yet. */
+  get(digest: string): Buffer | undefined {
+    return this.held.get(digest)?.bytes;
+  }
+}

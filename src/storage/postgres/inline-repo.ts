@@ -4,7 +4,7 @@
 // that names them (delete only clears bytes a row no longer names at the digest), so a GC on one node and
 // a new upload of the same content on another can never leave a row without its bytes.
 import type { NewBlob } from '../metadata-store.ts';
-import type { InlineBlobs } from '../inline-blobs.ts';
+import { OfferedBytes, type InlineBlobs } from '../inline-blobs.ts';
 import type { PgDb } from './db.ts';
 
 /** A blob write with the bytes to keep in its row (blobWrite reads them), set by the store itself. */
@@ -13,27 +13,24 @@ export type InlineNewBlob = NewBlob & { readonly content?: Buffer | null };
 const PAGE = 1000;
 
 export class PgInlineRepo implements InlineBlobs {
-  /** Bytes offered for row writes to come in this process, by digest, with how many offers are out. */
-  private readonly held = new Map<string, { bytes: Buffer; offers: number }>();
+  /** Bytes offered for row writes to come in this process. */
+  private readonly offered = new OfferedBytes();
 
   constructor(private readonly db: PgDb) {}
 
   offer(digest: string, bytes: Buffer): void {
-    const h = this.held.get(digest);
-    if (h) h.offers++;
-    else this.held.set(digest, { bytes, offers: 1 });
+    this.offered.offer(digest, bytes);
   }
 
   withdraw(digest: string): void {
-    const h = this.held.get(digest);
-    if (h && --h.offers === 0) this.held.delete(digest);
+    this.offered.withdraw(digest);
   }
 
   /** The write of `blob` with the bytes offered for it, when its row names them at the digest. */
   withContent<B extends NewBlob>(blob: B): B & InlineNewBlob {
     if (blob.location !== blob.digest || blob.mustExist) return blob;
-    const h = this.held.get(blob.digest);
-    return h ? { ...blob, content: h.bytes } : blob;
+    const bytes = this.offered.get(blob.digest);
+    return bytes ? { ...blob, content: bytes } : blob;
   }
 
   async read(digest: string): Promise<Buffer | null> {

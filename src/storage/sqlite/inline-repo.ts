@@ -2,14 +2,14 @@
 // written by the blob row's write (BlobsRepo.insert) from the bytes offered for it. Reads and deletes are
 // short statements of their own.
 import type { Statement } from 'better-sqlite3';
-import type { InlineBlobs } from '../inline-blobs.ts';
+import { OfferedBytes, type InlineBlobs } from '../inline-blobs.ts';
 import type { Db } from './db.ts';
 
 const PAGE = 1000;
 
 export class InlineRepo implements InlineBlobs {
-  /** Bytes offered for row writes to come, by digest, with how many offers are out. */
-  private readonly held = new Map<string, { bytes: Buffer; offers: number }>();
+  /** Bytes offered for row writes to come in this process. */
+  private readonly offered = new OfferedBytes();
   private readonly upsert: Statement<[string, Buffer, number]>;
   private readonly select: Statement<[string], Buffer>;
   private readonly selectRow: Statement<[string], number>;
@@ -38,14 +38,11 @@ export class InlineRepo implements InlineBlobs {
   }
 
   offer(digest: string, bytes: Buffer): void {
-    const h = this.held.get(digest);
-    if (h) h.offers++;
-    else this.held.set(digest, { bytes, offers: 1 });
+    this.offered.offer(digest, bytes);
   }
 
   withdraw(digest: string): void {
-    const h = this.held.get(digest);
-    if (h && --h.offers === 0) this.held.delete(digest);
+    this.offered.withdraw(digest);
   }
 
   /**
@@ -53,8 +50,8 @@ export class InlineRepo implements InlineBlobs {
    * it, if any were (a blob whose bytes went to the file tier has none), unless the same bytes are there.
    */
   storeOffered(digest: string, now: number): void {
-    const h = this.held.get(digest);
-    if (h && !this.select.get(digest)?.equals(h.bytes)) this.upsert.run(digest, h.bytes, now);
+    const bytes = this.offered.get(digest);
+    if (bytes && !this.select.get(digest)?.equals(bytes)) this.upsert.run(digest, bytes, now);
   }
 
   async put(digest: string, bytes: Buffer): Promise<void> {
