@@ -119,7 +119,7 @@ export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<st
   } else if ((storage = storageErrorFrom(err))) {
     // A store found its disk full where core did not check first: still a 507 for the client, not a 500;
     // an object store that could not be reached: a 503 to retry.
-    c.var.log?.warn(
+    c.get('log')?.warn(
       { err: { message: (err as Error).message, code: (err as { code?: unknown }).code } },
       storage.code === 'store_unavailable' ? 'byte store unavailable' : storage.code === 'database_unavailable' ? 'metadata database unavailable' : 'disk full',
     );
@@ -127,9 +127,9 @@ export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<st
   } else if (err instanceof HTTPException && err.status < 500) {
     error = new BlobdError(codeForHttpException(err.status), err.message || 'bad request');
   } else {
-    c.var.log?.error({ err }, 'unhandled error');
+    c.get('log')?.error({ err }, 'unhandled error');
     error = new BlobdError('internal_error', 'internal error; the request id is in the log', {
-      request_id: c.var.requestId,
+      request_id: c.get('requestId'),
     });
   }
   const status = STATUS[error.code];

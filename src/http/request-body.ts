@@ -10,10 +10,10 @@ import type { AppEnv } from './env.ts';
 export function requestBody(c: Context<AppEnv>): Readable {
   const body = rawBody(c);
   // Only for requests with an Idempotency-Key: a listener beside the consumer's pipe, not a stream hop.
-  const tap = c.var.bodyTap;
+  const tap = c.get('bodyTap');
   if (tap) body.on('data', (chunk: Buffer) => tap.update(chunk));
   // A signed URL's max_size bounds every body read under it, whatever the route does with it.
-  const max = c.var.grant?.maxSize;
+  const max = c.get('grant')?.maxSize;
   return max === undefined ? body : limitBytes(body, max, () => tooLarge(max, "signed URL's max_size"));
 }
 

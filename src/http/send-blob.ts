@@ -133,12 +133,12 @@ export async function streamContent(
   // until then. Progress is seen a chunk at a time (Node tells only when a whole write is in the kernel, and
   // the kernel wakes a writer only once about a third of the socket's buffer has drained), so a client must
   // take about that much, ~1.5 MiB on Linux, within the timeout: like nginx's send_timeout.
-  const sendTimeoutMs = c.var.sendTimeoutMs;
+  const sendTimeoutMs = c.get('sendTimeoutMs');
   const stalled = sendTimeoutMs
     ? setTimeout(() => {
         gone = true;
-        c.var.log.info({ sent, size: promised, send_timeout_ms: sendTimeoutMs }, 'download cut: its socket took no more bytes for the send timeout');
-        c.var.metrics?.sendTimedOut();
+        c.get('log').info({ sent, size: promised, send_timeout_ms: sendTimeoutMs }, 'download cut: its socket took no more bytes for the send timeout');
+        c.get('metrics')?.sendTimedOut();
         outgoing.destroy();
       }, sendTimeoutMs)
     : undefined;
@@ -163,7 +163,7 @@ export async function streamContent(
   copy.pipeTo(write).then(
     () => {
       clearTimeout(stalled);
-      c.var.metrics?.sent(sent);
+      c.get('metrics')?.sent(sent);
       // A blob file shorter than its row says (damage fsck will report): never leave the client waiting
       // for bytes that will not come — cut the connection so it sees a truncated response.
       if (sent < promised) outgoing.destroy();
@@ -173,7 +173,7 @@ export async function streamContent(
       // The client went away mid-download (or the file could not be read, or the send timeout cut it): the
       // file is closed; the access log records complete: false.
       clearTimeout(stalled);
-      c.var.metrics?.sent(sent);
+      c.get('metrics')?.sent(sent);
       outgoing.destroy();
     },
   );

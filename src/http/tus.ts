@@ -88,12 +88,12 @@ function creationTarget(c: Context<AppEnv>, meta: Record<string, string>): { buc
   const named = q.bucket !== undefined || q.key !== undefined;
   const differs = (meta.bucket !== undefined && meta.bucket !== q.bucket) || (meta.key !== undefined && meta.key !== q.key);
   if (named && differs) {
-    throw c.var.grant
+    throw c.get('grant')
       ? new BlobdError('signature_invalid', 'the bucket and key metadata must be the ones the signed URL names')
       : new BlobdError('invalid_request', 'the bucket and key metadata differ from ?bucket= and ?key=');
   }
   if (named) return q;
-  if (c.var.grant && (meta.bucket !== undefined || meta.key !== undefined)) {
+  if (c.get('grant') && (meta.bucket !== undefined || meta.key !== undefined)) {
     throw new BlobdError('signature_invalid', 'this signed URL names no bucket: sign /api/tus/?bucket=B&key=K to upload into one');
   }
   return { bucket: meta.bucket, key: meta.key };
@@ -245,7 +245,7 @@ export function tusRoutes(uploads: UploadService, opts: { maxBlobSize: number })
       if (meta.temporary !== undefined && meta.temporary !== 'true' && meta.temporary !== 'false') {
         throw new BlobdError('invalid_request', 'the temporary metadata is true or false');
       }
-      const grant = c.var.grant;
+      const grant = c.get('grant');
       const started = await uploads.initiate({
         clientMetadata: c.req.header('upload-metadata')?.trim() || undefined,
         principal: principalOf(c),

@@ -121,17 +121,17 @@ export function requires(need: NeedOf, opts: { signable?: boolean } = {}): Middl
     if (need === 'upload-token-or-principal') {
       if (dryRun) throw new BlobdError('invalid_request', "an upload session is cancelled with its upload token or its creator's own token; there is nothing to sign");
       if (uploadToken((name) => c.req.header(name)) !== null) return next();
-      if (c.var.grant) throw new BlobdError('forbidden', 'this route cannot be used through a signed URL');
-      await c.var.access.authorize(c.var.principal, c.var.credentialError, { action: 'authenticated' });
+      if (c.get('grant')) throw new BlobdError('forbidden', 'this route cannot be used through a signed URL');
+      await c.get('access').authorize(c.get('principal'), c.get('credentialError'), { action: 'authenticated' });
       return next();
     }
     // Routes that mint credentials: through a signature, one request would become lasting access.
     // Decided here, on the routed path, so no spelling of the path can get around it.
     if (opts.signable === false) {
       if (dryRun) throw new BlobdError('invalid_request', 'tokens and signed URLs cannot be created through a signed URL');
-      if (c.var.grant) throw new BlobdError('forbidden', 'this route cannot be used through a signed URL');
+      if (c.get('grant')) throw new BlobdError('forbidden', 'this route cannot be used through a signed URL');
     }
-    await c.var.access.authorize(c.var.principal, c.var.credentialError, typeof need === 'function' ? need(c) : need);
+    await c.get('access').authorize(c.get('principal'), c.get('credentialError'), typeof need === 'function' ? need(c) : need);
     if (dryRun) return c.body(null, 204, { [DRY_RUN_ALLOWED]: '1' });
     await next();
   };
@@ -142,7 +142,8 @@ export function requires(need: NeedOf, opts: { signable?: boolean } = {}): Middl
 export const DRY_RUN_ALLOWED = 'x-blobd-dry-run-allowed';
 
 /** The authenticated principal of a route that declared `requires(action)`. */
-export function principalOf(c: { var: { principal?: Principal } }): Principal {
-  if (!c.var.principal) throw new BlobdError('unauthorized', 'this route needs a token');
-  return c.var.principal;
+export function principalOf(c: { get(key: 'principal'): Principal | undefined }): Principal {
+  const principal = c.get('principal');
+  if (!principal) throw new BlobdError('unauthorized', 'this route needs a token');
+  return principal;
 }

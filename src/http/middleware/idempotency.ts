@@ -29,7 +29,7 @@ async function hashBodyNow(c: Context<AppEnv>, kind: BodyKind): Promise<string> 
 export function idempotent(bodyKind: (c: Context<AppEnv>) => BodyKind): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const header = c.req.header('idempotency-key');
-    const principal = c.var.principal;
+    const principal = c.get('principal');
     // Anonymous requests have nobody to keep a record for; a dry run does nothing to repeat.
     if (header === undefined || !principal || c.env?.dryRun) return next();
     const key = parseIdempotencyKey(header);
@@ -41,18 +41,18 @@ export function idempotent(bodyKind: (c: Context<AppEnv>) => BodyKind): Middlewa
       contentType: c.req.header('content-type') ?? '',
       contentLength: c.req.header('content-length') ?? (c.req.header('transfer-encoding') ? 'chunked' : ''),
     });
-    const idem = c.var.idempotency;
+    const idem = c.get('idempotency');
     const kind = bodyKind(c);
     // Every holder of one signed URL acts as its signer; records are kept per URL, so holders of
     // different URLs never meet (holders of one URL share it, as they share the URL itself).
-    const signature = c.var.grant ? url.searchParams.get('blobd-signature') : null;
+    const signature = c.get('grant') ? url.searchParams.get('blobd-signature') : null;
     const owner = signature ? `${principal.id} url:${createHash('sha256').update(signature).digest('hex').slice(0, 32)}` : principal.id;
     const begun = await idem.begin(owner, key, requestFingerprint);
     if (begun.kind === 'replay') {
       const stored = idem.replay(begun.record, await hashBodyNow(c, kind));
       return new Response(stored.body || null, {
         status: stored.status,
-        headers: [...stored.headers.map(([k, v]) => [k, v] as [string, string]), ['Idempotent-Replayed', 'true'], ['X-Request-Id', c.var.requestId]],
+        headers: [...stored.headers.map(([k, v]) => [k, v] as [string, string]), ['Idempotent-Replayed', 'true'], ['X-Request-Id', c.get('requestId')]],
       });
     }
 
@@ -70,7 +70,7 @@ export function idempotent(bodyKind: (c: Context<AppEnv>) => BodyKind): Middlewa
           headers: REPLAYED_HEADERS.flatMap((h) => (res.headers.has(h) ? [[h, res.headers.get(h)!] as const] : [])),
           body: await res.clone().text(),
         };
-        await idem.finish(owner, key, bodyHash ?? c.var.bodyTap!.digest('hex'), stored);
+        await idem.finish(owner, key, bodyHash ?? c.get('bodyTap')!.digest('hex'), stored);
         kept = true;
       }
     } finally {

@@ -196,7 +196,7 @@ export function objectRoutes(catalog: CatalogService) {
    * and a form's parts after `file` once the form has ended, before the revision is recorded.
    */
   async function write(c: Context<AppEnv>, bucket: string, key: string, writeOpts: PutObjectOptions) {
-    const opts = { ...writeOpts, sizeLimit: c.var.grant?.maxSize };
+    const opts = { ...writeOpts, sizeLimit: c.get('grant')?.maxSize };
     if (isMultipart(c)) {
       const { result } = await withFilePart(c, (file, before, allFields) => {
         applyMetaPatch(EMPTY_META, formMetadata(before)); // parts before the file: checked before any byte is stored
@@ -252,7 +252,7 @@ export function objectRoutes(catalog: CatalogService) {
     const { bucket, key } = c.req.valid('param');
     const q = c.req.valid('query');
     const history = q.revisions !== undefined || q.compare !== undefined || q.revision !== undefined;
-    const { full } = await catalog.readAccess(bucket, c.var.principal, history);
+    const { full } = await catalog.readAccess(bucket, c.get('principal'), history);
     if (q.revisions !== undefined) {
       const page = await catalog.listRevisions(bucket, key, pageRequest(q));
       return c.json({ items: page.items.map((r) => revisionJson(r, full)), next_cursor: page.nextCursor }, 200);

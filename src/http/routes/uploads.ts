@@ -189,7 +189,7 @@ export function uploadRoutes(uploads: UploadService) {
 
   app.openapi(initiate, async (c) => {
     const q = c.req.valid('query');
-    const grant = c.var.grant;
+    const grant = c.get('grant');
     const started = await uploads.initiate({
       principal: principalOf(c),
       filename: q.filename,

@@ -38,8 +38,8 @@ function declaredSizeOf(c: Context<AppEnv>): number | undefined {
 export function renderS3Error(c: Context<AppEnv>, err: unknown, target: Target | undefined): Response {
   let e = err instanceof HTTPException && err.status < 500 ? new S3Error('InvalidRequest', err.status, err.message || 'bad request') : toS3Error(err);
   if (e.status >= 500 && !(err instanceof S3Error)) {
-    if (e.code === 'InternalError') c.var.log?.error({ err }, 'unhandled error');
-    else c.var.log?.warn({ err: { message: (err as Error).message, code: (err as { code?: unknown }).code } }, 'store unavailable');
+    if (e.code === 'InternalError') c.get('log')?.error({ err }, 'unhandled error');
+    else c.get('log')?.warn({ err: { message: (err as Error).message, code: (err as { code?: unknown }).code } }, 'store unavailable');
   }
   // The name S3 puts beside NoSuchBucket / NoSuchKey, when the error itself has none.
   if (Object.keys(e.extra).length === 0 && target) {
@@ -47,7 +47,7 @@ export function renderS3Error(c: Context<AppEnv>, err: unknown, target: Target |
     else if (e.code === 'NoSuchKey' && target.key !== null) e = new S3Error(e.code, e.status, e.message, { Key: target.key }, e.headers);
   }
   const headers: Record<string, string> = { 'Content-Type': 'application/xml', ...e.headers, ...settleUnreadBody(c, e.status >= 500 && e.status !== 503) };
-  return c.body(errorXml(e, target?.resource ?? c.req.path, c.var.requestId ?? ''), e.status as ContentfulStatusCode, headers);
+  return c.body(errorXml(e, target?.resource ?? c.req.path, c.get('requestId') ?? ''), e.status as ContentfulStatusCode, headers);
 }
 
 /** core's refusal in an S3 user's words: they hold a key (or nothing), not a token. */
@@ -85,8 +85,8 @@ export function createS3App(deps: S3Deps, options: S3AppOptions = {}) {
   app.use('*', requestLog(deps.logger));
   app.use('*', async (c, next) => {
     // Set before the operation runs: a download that writes to the socket itself sends these too.
-    c.header('x-amz-request-id', c.var.requestId);
-    c.header('x-amz-id-2', Buffer.from(c.var.requestId).toString('base64'));
+    c.header('x-amz-request-id', c.get('requestId'));
+    c.header('x-amz-id-2', Buffer.from(c.get('requestId')).toString('base64'));
     c.header('Server', 'blobd');
     c.set('access', deps.access);
     if (deps.metrics) c.set('metrics', deps.metrics);
@@ -114,7 +114,7 @@ export function createS3App(deps: S3Deps, options: S3AppOptions = {}) {
       const call: S3Call = {
         c,
         deps,
-        requestId: c.var.requestId,
+        requestId: c.get('requestId'),
         bucket: target.bucket,
         key: target.key,
         query,

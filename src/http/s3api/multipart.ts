@@ -226,7 +226,7 @@ export async function answerWhenDone(
           doc = renderXml(o.root, s.r.body);
         } else {
           const e = o.translate(s.err);
-          if (e.status >= 500) c.var.log?.error({ err: s.err }, 'a long CompleteMultipartUpload failed after its answer started');
+          if (e.status >= 500) c.get('log')?.error({ err: s.err }, 'a long CompleteMultipartUpload failed after its answer started');
           doc = errorXml(e, o.resource, o.requestId);
         }
         try {
