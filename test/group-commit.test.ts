@@ -3,7 +3,7 @@
 // can be seen without timing anything: a group that wrongly waits shows up as a hang, cut by `settles`.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, symlink } from 'node:fs/promises';
+import { mkdir, stat, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
@@ -190,4 +190,33 @@ test('an upload whose bytes cannot be put in place gives its ticket back at once
     await removeDir(dir);
     await removeDir(outside);
   }
+});
+
+test("the daemon's WAL is checkpointed on a thread of its own: the database file takes the rows before SQLite's own threshold", async () => {
+  const dir = await makeTempDir();
+  const file = path.join(dir, 'blobd.db');
+  const store = SqliteMetadataStore.open(file, { checkpointThread: true });
+  try {
+    const before = (await stat(file)).size;
+    // 30 group commits of 5 rows: far fewer WAL pages than the 1000 at which SQLite checkpoints itself
+    // (and the daemon's connection waits for 4000 with the thread running).
+    for (let g = 0; g < 30; g++) {
+      await Promise.all(Array.from({ length: 5 }, (_, i) => store.commitBlob(blob(1000 + g * 5 + i, 1), { principal: 'p', temporary: false, expiresAt: null })));
+    }
+    const walPages = Math.round((await stat(`${file}-wal`)).size / (4096 + 24));
+    assert.ok(walPages < 1000, `the WAL holds ${walPages} pages`);
+    // A checkpoint starts at most every 250 ms, after a commit: commit until one has copied the rows.
+    let grown = false;
+    for (let i = 0; i < 40 && !grown; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      await store.commitBlob(blob(5000 + i, 1));
+      grown = (await stat(file)).size > before;
+    }
+    assert.ok(grown, 'the database file grew: frames were copied out of the WAL while the store was open');
+    assert.equal((await store.getBlob(digest(1000)))?.size, 1);
+  } finally {
+    await store.close();
+    await removeDir(dir);
+  }
+  // close() waited for the thread: nothing of it holds the directory any more.
 });

@@ -55,7 +55,7 @@ export async function openMetadataStore(config: MetadataConfig, layout: DataLayo
   }
   let store: MetadataStore;
   if (config.kind === 'sqlite') {
-    store = SqliteMetadataStore.open(layout.databaseFile, { reserve });
+    store = SqliteMetadataStore.open(layout.databaseFile, { reserve, checkpointThread: true });
   } else {
     try {
       store = await PostgresMetadataStore.open(config.url);

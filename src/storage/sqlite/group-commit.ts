@@ -86,6 +86,8 @@ export class GroupCommit {
     /** The revision write (CatalogRepo.addRevision) inside the caller's transaction. */
     private readonly revision: (input: NewRevision, now: number) => AddRevisionResult,
     private readonly windowMs = GROUP_WINDOW_MS,
+    /** Told after every group that committed (the WAL grew). */
+    private readonly afterCommit: () => void = () => {},
   ) {
     this.normal = db.prepare('PRAGMA synchronous = NORMAL');
     this.full = db.prepare('PRAGMA synchronous = FULL');
@@ -210,6 +212,7 @@ export class GroupCommit {
     } finally {
       if (apart) this.full.run();
     }
+    this.afterCommit();
     const answer = () => results.forEach((r, i) => ('error' in r ? batch[i]!.reject(r.error) : batch[i]!.resolve(r.value)));
     if (!apart) return answer();
     this.unsynced.push((err) => {

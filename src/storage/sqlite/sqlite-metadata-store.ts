@@ -36,6 +36,7 @@ import { BlobsRepo } from './blobs-repo.ts';
 import { InlineRepo } from './inline-repo.ts';
 import { ensurePrivateFile } from '../fs/private-file.ts';
 import { openDatabase, type Db } from './db.ts';
+import { WalCheckpointer } from './wal-checkpointer.ts';
 import { isStorageFull, type SpaceReserve } from '../storage-full.ts';
 import { UploadsRepo } from './uploads-repo.ts';
 
@@ -60,6 +61,8 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly setObjectMetaTx: (bucket: string, key: string, meta: ObjectMeta) => ObjectRecord | null;
   private readonly deleteObjectTx: (bucket: string, key: string, revision: number | undefined) => boolean;
   private readonly groups: GroupCommit;
+  /** The daemon's WAL checkpoints, on a thread of their own (see wal-checkpointer.ts); none offline. */
+  private readonly checkpointer: WalCheckpointer | null;
   private readonly finishUploadTx: (
     id: string,
     blob: NewBlob,
@@ -76,7 +79,10 @@ export class SqliteMetadataStore implements MetadataStore {
     groupWindowMs?: number,
     /** Space given up when a write that frees space finds the disk full (see `freeing`). */
     private readonly reserve?: SpaceReserve,
+    /** Checkpoint the WAL on a thread of its own (the daemon; not offline tools or in-memory databases). */
+    checkpointThread = false,
   ) {
+    this.checkpointer = checkpointThread && !db.memory ? new WalCheckpointer(db) : null;
     this.inline = new InlineRepo(db);
     this.blobs = new BlobsRepo(db, this.inline);
     this.uploads = new UploadsRepo(db);
@@ -108,7 +114,9 @@ export class SqliteMetadataStore implements MetadataStore {
       this.catalog.deleteObject(bucket, key, revision, Date.now()),
     ).immediate;
     this.pingStmt = db.prepare('SELECT 1');
-    this.groups = new GroupCommit(db, this.blobs, (w, now) => this.catalog.addRevision(w, now), groupWindowMs);
+    this.groups = new GroupCommit(db, this.blobs, (w, now) => this.catalog.addRevision(w, now), groupWindowMs, () =>
+      this.checkpointer?.committed(),
+    );
     this.finishUploadTx = db.transaction(
       (id: string, blob: NewBlob, target: UploadTarget, result: (object: ObjectRecord | null) => string, expiresAt: number, holder: string | undefined) => {
         const now = Date.now();
@@ -130,7 +138,7 @@ export class SqliteMetadataStore implements MetadataStore {
     ).immediate;
   }
 
-  static open(file: string, options: { groupWindowMs?: number; reserve?: SpaceReserve } = {}): SqliteMetadataStore {
+  static open(file: string, options: { groupWindowMs?: number; reserve?: SpaceReserve; checkpointThread?: boolean } = {}): SqliteMetadataStore {
     let db: Db;
     try {
       db = openDatabase(file);
@@ -139,7 +147,7 @@ export class SqliteMetadataStore implements MetadataStore {
       if (!isStorageFull(err) || !options.reserve?.release()) throw err;
       db = openDatabase(file);
     }
-    return new SqliteMetadataStore(db, options.groupWindowMs, options.reserve);
+    return new SqliteMetadataStore(db, options.groupWindowMs, options.reserve, options.checkpointThread);
   }
 
   /**
@@ -441,6 +449,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async close(): Promise<void> {
     this.groups.close();
+    await this.checkpointer?.close();
     if (this.db.open) this.db.close();
   }
 }
