@@ -21,8 +21,8 @@ export interface InlineBlobs {
   put?(digest: string, bytes: Buffer): Promise<void>;
   /** The stored bytes of `digest`, or null when none are stored inline. */
   read(digest: string): Promise<Buffer | null>;
-  /** Whether a blob row of `digest` exists (its bytes are in one tier or the other). */
-  hasRow(digest: string): Promise<boolean>;
+  /** Whether a blob row of `digest` exists without bytes stored inline (they are in the other tier, or lost). */
+  rowWithoutBytes(digest: string): Promise<boolean>;
   /** Size and when they were stored (ms since the epoch), or null. */
   stat(digest: string): Promise<{ size: number; modifiedAt: number } | null>;
   /** Remove them; absent bytes are not an error. */

@@ -5,7 +5,7 @@
 // looked up inline first (one indexed lookup) and then in the wrapped store. Upload sessions are the
 // wrapped store's; a small one completes into the inline tier when the wrapped store's locations are
 // content addresses too (the data directory), so that one digest is stored in one place.
-import { createHash, randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { BytesNotFoundError, type AppendResult, type BlobCopy, type ByteRange, type ByteStore, type Location, type StagedBlob, type UploadCursor } from './byte-store.ts';
 import { inlineQuarantineName, type InlineBlobs } from './inline-blobs.ts';
@@ -21,7 +21,7 @@ interface InlineStaged {
 }
 
 const isDigest = (location: Location) => location.startsWith('sha256:');
-const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+const sha256 = (bytes: Buffer) => `sha256:${hash('sha256', bytes, 'hex')}`;
 
 export class TieredByteStore implements ByteStore {
   /** Inline-staged blobs not yet discarded, by handle. */
@@ -116,8 +116,9 @@ export class TieredByteStore implements ByteStore {
     const held = this.staged.get(staged.handle);
     if (!held) return this.inner.commit(staged);
     if (held.offered || held.file) throw new Error('this staged blob was committed already');
-    // Only a blob that has a row and no inline bytes can have a file to keep (no filesystem call for a new blob).
-    if (this.inner.contentAddressed && !(await this.inline.stat(staged.digest)) && (await this.inline.hasRow(staged.digest)) && (await this.inner.stat(staged.digest))) {
+    // Only a blob that has a row and no inline bytes can have a file to keep (one query and no filesystem
+    // call for a new blob).
+    if (this.inner.contentAddressed && (await this.inline.rowWithoutBytes(staged.digest)) && (await this.inner.stat(staged.digest))) {
       held.file = await this.inner.stage(Readable.from([held.bytes], { objectMode: false }));
       return this.inner.commit(held.file);
     }

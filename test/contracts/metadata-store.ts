@@ -354,6 +354,32 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       assert.equal((await store.getUpload('s1'))?.result, '{"rev":1}');
     }));
 
+    test('what open sessions reserve follows every write to them and every expiry, asked after each', withStore(async ({ store }) => {
+      const now = Date.now();
+      const reserved = (at = now) => store.reservedUploadBytes(at);
+      assert.equal(await reserved(), 0);
+      await store.createUpload(upload('a', { declaredSize: 1000, expiresAt: now + 60_000 }));
+      assert.equal(await reserved(), 1000);
+      await store.createUpload(upload('b', { declaredSize: null, expiresAt: now + 60_000 }));
+      await store.createUpload(upload('d', { declaredSize: 300, expiresAt: now + 2000 }));
+      assert.equal(await reserved(), 1300);
+      await store.declareUploadSize('b', 200);
+      assert.equal(await reserved(), 1500);
+      await store.advanceUpload('a', 400, now + 60_000, null);
+      assert.equal(await reserved(), 1100);
+      assert.equal(await reserved(now + 3000), 800, "d's promise ends with it");
+      assert.equal(await reserved(), 1100, 'asked for an earlier moment again');
+      await store.beginCompletion('b', digest(1), digest(1));
+      assert.equal(await reserved(), 900, 'a completing session has all its bytes');
+      await store.reopenUpload('b', null, null);
+      assert.equal(await reserved(), 1100);
+      await store.beginCompletion('b', digest(1), digest(1));
+      await store.finishUpload('b', blob(1, 200), { pin: { principal: 'p', temporary: false, expiresAt: null } }, () => '{}', now + 60_000);
+      assert.equal(await reserved(), 900);
+      await store.deleteUpload('d');
+      assert.equal(await reserved(), 600);
+    }));
+
     test('unfinished, expired and reserved sessions', withStore(async ({ store }) => {
       const now = Date.now();
       await store.createUpload(upload('a', { declaredSize: 1000 }));

@@ -38,8 +38,8 @@ export class PgInlineRepo implements InlineBlobs {
     return r?.content ?? null;
   }
 
-  async hasRow(digest: string): Promise<boolean> {
-    return (await this.db.sql`SELECT 1 FROM blobs WHERE digest = ${digest}`).length > 0;
+  async rowWithoutBytes(digest: string): Promise<boolean> {
+    return (await this.db.sql`SELECT 1 FROM blobs WHERE digest = ${digest} AND content IS NULL`).length > 0;
   }
 
   async stat(digest: string): Promise<{ size: number; modifiedAt: number } | null> {

@@ -69,24 +69,24 @@ export class BlobsRepo {
     const row = this.selectBlob.get(blob.digest);
     if (!row) {
       this.insertBlob.run(blob.digest, blob.size, stored(blob), now);
-      this.storeInline(blob, now);
+      this.storeInline(blob, now, true);
       return true;
     }
     if (row.quarantined_at !== null) {
       this.relocate.run(stored(blob), blob.digest);
-      this.storeInline(blob, now);
+      this.storeInline(blob, now, false);
       if (row.location !== blob.location) this.queueDeletion(row.location, blob.digest, now);
     } else if (row.location !== blob.location) {
       this.queueDeletion(blob.location, blob.digest, now);
     } else {
-      this.storeInline(blob, now); // verified bytes heal a damaged inline copy
+      this.storeInline(blob, now, false); // verified bytes heal a damaged inline copy
     }
     return false;
   }
 
   /** The bytes offered for a row that names them at the digest (the inline tier's location), if any. */
-  private storeInline(blob: NewBlob, now: number): void {
-    if (blob.location === blob.digest) this.inline.storeOffered(blob.digest, now);
+  private storeInline(blob: NewBlob, now: number, newRow: boolean): void {
+    if (blob.location === blob.digest) this.inline.storeOffered(blob.digest, now, newRow);
   }
 
   pin(digest: string, pin: PinInput, now: number): void {

@@ -24,7 +24,7 @@ export class InlineRepo implements InlineBlobs {
     this.upsert = db.prepare(`INSERT INTO inline_blobs (digest, content, created_at) VALUES (?, ?, ?)
       ON CONFLICT (digest) DO UPDATE SET content = excluded.content, created_at = excluded.created_at`);
     this.select = db.prepare('SELECT content FROM inline_blobs WHERE digest = ?').pluck() as Statement<[string], Buffer>;
-    this.selectRow = db.prepare('SELECT 1 FROM blobs WHERE digest = ?').pluck() as Statement<[string], number>;
+    this.selectRow = db.prepare('SELECT 1 FROM blobs b WHERE b.digest = ? AND NOT EXISTS (SELECT 1 FROM inline_blobs i WHERE i.digest = b.digest)').pluck() as Statement<[string], number>;
     this.selectStat = db.prepare('SELECT length(content) AS size, created_at FROM inline_blobs WHERE digest = ?');
     this.remove = db.prepare('DELETE FROM inline_blobs WHERE digest = ?');
     this.page = db.prepare('SELECT digest FROM inline_blobs WHERE digest > ? ORDER BY digest LIMIT ?').pluck() as Statement<[string, number], string>;
@@ -48,10 +48,12 @@ export class InlineRepo implements InlineBlobs {
   /**
    * Inside the transaction of a row write that names the bytes at the digest: stores the bytes offered for
    * it, if any were (a blob whose bytes went to the file tier has none), unless the same bytes are there.
+   * `newRow`: the row was just made, so bytes there are at most a deleted row's, queued for deletion: not
+   * worth a look before the write.
    */
-  storeOffered(digest: string, now: number): void {
+  storeOffered(digest: string, now: number, newRow: boolean): void {
     const bytes = this.offered.get(digest);
-    if (bytes && !this.select.get(digest)?.equals(bytes)) this.upsert.run(digest, bytes, now);
+    if (bytes && (newRow || !this.select.get(digest)?.equals(bytes))) this.upsert.run(digest, bytes, now);
   }
 
   async put(digest: string, bytes: Buffer): Promise<void> {
@@ -62,7 +64,7 @@ export class InlineRepo implements InlineBlobs {
     return this.select.get(digest) ?? null;
   }
 
-  async hasRow(digest: string): Promise<boolean> {
+  async rowWithoutBytes(digest: string): Promise<boolean> {
     return this.selectRow.get(digest) !== undefined;
   }
 

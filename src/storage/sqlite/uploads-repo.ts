@@ -16,7 +16,10 @@ export class UploadsRepo {
   private readonly unfinishedStmt: Statement<[], UploadRow>;
   private readonly byPrincipalStmt: Statement<[string, string, number, number], UploadRow>;
   private readonly expiredStmt: Statement<[number, number], { id: string; state: UploadState }>;
-  private readonly reservedStmt: Statement<[number], { reserved: number | null }>;
+  private readonly reservedStmt: Statement<[number], { reserved: number | null; until: number | null }>;
+  /** Bumped by every write that can change what open sessions reserve (see `reserved`). */
+  private version = 0;
+  private lastReserved: { version: number; bytes: number; from: number; until: number } | null = null;
   private readonly leaseStmt: Statement<[string, number, string, string, number], UploadRow>;
   private readonly renewStmt: Statement<[number, string, string]>;
   private readonly releaseStmt: Statement<[string, string]>;
@@ -66,11 +69,12 @@ export class UploadsRepo {
     this.releaseStmt = db.prepare('UPDATE upload_sessions SET lease_holder = NULL, lease_until = NULL WHERE id = ? AND lease_holder = ?');
     this.holderStmt = db.prepare('SELECT lease_holder FROM upload_sessions WHERE id = ?');
     this.reservedStmt = db.prepare(`
-      SELECT sum(declared_size - upload_offset) AS reserved FROM upload_sessions
+      SELECT sum(declared_size - upload_offset) AS reserved, min(expires_at) AS until FROM upload_sessions
       WHERE state = 'open' AND declared_size IS NOT NULL AND expires_at > ?`);
   }
 
   insert(u: NewUpload): void {
+    this.version++;
     this.insertStmt.run({
       id: u.id,
       token_hash: u.tokenHash,
@@ -97,11 +101,13 @@ export class UploadsRepo {
   }
 
   declareSize(id: string, size: number, now: number): boolean {
+    this.version++;
     return this.declareStmt.run(size, now, id).changes === 1;
   }
 
   /** The offset and its cursor in one write: they never disagree. */
   advance(id: string, offset: number, cursor: string | null, now: number, expiresAt: number, holder?: string, hashState?: string | null): boolean {
+    this.version++;
     const h = holder ?? null;
     const setState = hashState === undefined ? 0 : 1;
     if (this.advanceStmt.run(offset, cursor, now, expiresAt, setState, hashState ?? null, id, h, h).changes === 1) return true;
@@ -110,6 +116,7 @@ export class UploadsRepo {
   }
 
   markCompleting(id: string, digest: string, location: string, now: number, holder?: string): boolean {
+    this.version++;
     const h = holder ?? null;
     if (this.completingStmt.run(digest, location, now, id, h, h).changes === 1) return true;
     this.checkFence(id, holder);
@@ -117,11 +124,13 @@ export class UploadsRepo {
   }
 
   reopen(id: string, cursor: string | null, location: string | null, now: number, holder?: string): void {
+    this.version++;
     const h = holder ?? null;
     if (this.reopenStmt.run(cursor, location, now, id, h, h).changes === 0) this.checkFence(id, holder);
   }
 
   markCompleted(id: string, digest: string, result: string, now: number, expiresAt: number, holder?: string): boolean {
+    this.version++;
     const h = holder ?? null;
     if (this.completedStmt.run(digest, result, now, expiresAt, id, h, h).changes === 1) return true;
     this.checkFence(id, holder);
@@ -129,6 +138,7 @@ export class UploadsRepo {
   }
 
   delete(id: string): void {
+    this.version++;
     this.deleteStmt.run(id);
   }
 
@@ -169,7 +179,18 @@ export class UploadsRepo {
     if (row && row.lease_holder !== holder) throw new UploadLeaseLost(id);
   }
 
+  /**
+   * Bytes open sessions were promised and have not received. Asked before every upload, so the answer is
+   * kept until a write to the sessions or the first of their expiries changes it: this database has one
+   * writer (one daemon per data directory), and every statement that can change the sum is one of this
+   * repository's writes above, which bump `version` (a rolled-back one too, harmlessly).
+   */
   reserved(now: number): number {
-    return this.reservedStmt.get(now)?.reserved ?? 0;
+    const last = this.lastReserved;
+    if (last && last.version === this.version && now >= last.from && now < last.until) return last.bytes;
+    const row = this.reservedStmt.get(now);
+    const bytes = row?.reserved ?? 0;
+    this.lastReserved = { version: this.version, bytes, from: now, until: row?.until ?? Infinity };
+    return bytes;
   }
 }
