@@ -339,7 +339,7 @@ export function loadClientConfig(flags: { url?: string; token?: string; data?: s
 }
 
 /** --inline-max: at most 1 MiB (an inline blob is held in memory whole while it is written and read). */
-function parseInlineMax(v: string): number {
+export function parseInlineMax(v: string): number {
   const n = parseSize(v);
   if (n > 1024 * 1024) throw new ConfigError(`--inline-max must be at most 1MiB (got ${v}): larger blobs are better as files`);
   return n;

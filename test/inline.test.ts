@@ -168,6 +168,39 @@ describe('the inline tier', () => {
     }
   });
 
+  test('fsck --data --repack moves small blobs stored as files into the database; corrupt and large ones stay files', async () => {
+    const d = await start(['--inline-max', '0']);
+    const small = [randomData(4096), randomData(10), randomData(60 * KiB)];
+    const large = randomData(100 * KiB);
+    const bad = randomData(3000);
+    for (const b of [...small, large, bad]) await upload(d, b);
+    await d.stop();
+    const store = probeStore(d);
+    const repack = (...more: string[]) => spawnSync(BLOBD, ['fsck', '--data', d.dataDir, '--repack', '--json', ...more], { encoding: 'utf8', timeout: 60_000 });
+    try {
+      await store.corrupt(sha256(bad), 100);
+      const run = repack();
+      assert.equal(run.status, 1, `a corrupt file was left for fsck: exit 1 (${run.stderr})`);
+      const report = JSON.parse(run.stdout) as { moved: number; bytes: number; corrupt: string[]; missing: string[] };
+      assert.deepEqual(report, { moved: 3, bytes: 4096 + 10 + 60 * KiB, corrupt: [sha256(bad)], missing: [] });
+      for (const b of [...small, large]) assert.equal(await store.copies(sha256(b)), 1, 'one copy each: the files of the moved ones are gone');
+      const again = await start([], d.dataDir);
+      try {
+        assert.deepEqual([...(await inlineRows(again)).keys()].sort(), small.map(sha256).sort());
+        for (const b of [...small, large]) assert.ok((await download(again, sha256(b))).body.equals(b));
+      } finally {
+        await again.stop();
+      }
+      const second = repack('--inline-max', '1MiB');
+      assert.deepEqual(JSON.parse(second.stdout), { moved: 1, bytes: 100 * KiB, corrupt: [sha256(bad)], missing: [] }, 'a larger --inline-max takes the 100 KiB one too');
+      const wrong = spawnSync(BLOBD, ['fsck', '--repack'], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(wrong.status, 2);
+      assert.match(wrong.stderr, /--repack works on a data directory no daemon is using/);
+    } finally {
+      store.close();
+    }
+  });
+
   test('fsck finds a byte flipped in the table, repair quarantines it, and the next upload heals it', async () => {
     const d = await start();
     try {

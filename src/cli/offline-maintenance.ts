@@ -15,6 +15,7 @@ import { BLOB_MODE, DataLayout, DIR_MODE, FILE_MODE } from '../storage/fs/layout
 import { lockDataDir } from '../storage/sqlite/data-dir-lock.ts';
 import { SqliteMetadataStore } from '../storage/sqlite/sqlite-metadata-store.ts';
 import { describeStore, recordedStore } from '../storage/open-byte-store.ts';
+import { repackSmallFiles, type RepackReport } from '../storage/repack.ts';
 
 export class MaintenanceError extends Error {
   override name = 'MaintenanceError';
@@ -31,14 +32,19 @@ async function requireDataDir(layout: DataLayout): Promise<void> {
   if (!found) throw new MaintenanceError(`no blobd data directory at ${layout.root} (no blobd.db)`);
 }
 
-/** fsck of a data directory no daemon is using (it takes the directory's lock, as a daemon would). */
-export async function fsckOffline(dataDir: string, repair: boolean): Promise<FsckReport> {
-  const layout = new DataLayout(dataDir);
+/** A data directory whose blobs are files here (not in an object store), ready for offline maintenance. */
+async function requireLocalDataDir(layout: DataLayout): Promise<void> {
   await requireDataDir(layout);
   const store = await recordedStore(layout);
   if (store && store.kind !== 'fs') {
     throw new MaintenanceError(`the blobs of ${layout.root} are in ${describeStore(store)}: run blobd fsck against its daemon (without --data)`);
   }
+}
+
+/** fsck of a data directory no daemon is using (it takes the directory's lock, as a daemon would). */
+export async function fsckOffline(dataDir: string, repair: boolean): Promise<FsckReport> {
+  const layout = new DataLayout(dataDir);
+  await requireLocalDataDir(layout);
   const lock = lockDataDir(layout.lockFile);
   const meta = SqliteMetadataStore.open(layout.databaseFile);
   try {
@@ -46,6 +52,23 @@ export async function fsckOffline(dataDir: string, repair: boolean): Promise<Fsc
     // Only its digest lock is used here: nothing is ingested.
     const blobs = new BlobService(meta, bytes, new DiskBudget(meta, bytes, 0), { maxBlobSize: 0, temporaryTtlMs: 0 });
     return await new FsckService(meta, bytes, blobs).run({ repair });
+  } finally {
+    await meta.close();
+    lock.release();
+  }
+}
+
+/**
+ * Small blobs stored as files moved into the database (see storage/repack.ts), in a data directory no daemon
+ * is using: blobs of at most `max` bytes.
+ */
+export async function repackOffline(dataDir: string, max: number): Promise<RepackReport> {
+  const layout = new DataLayout(dataDir);
+  await requireLocalDataDir(layout);
+  const lock = lockDataDir(layout.lockFile);
+  const meta = SqliteMetadataStore.open(layout.databaseFile);
+  try {
+    return await repackSmallFiles(meta.inline, await FsByteStore.open(layout), max);
   } finally {
     await meta.close();
     lock.release();

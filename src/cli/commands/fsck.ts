@@ -1,7 +1,10 @@
 // `blobd fsck`: re-hash every blob and report corrupt, missing and orphaned files; exit 1 when there are
 // any. It asks the running daemon (POST /api/admin/fsck) unless --data names a directory to check offline.
+// `--data DIR --repack` instead moves small blobs stored as files into the database (offline only).
 import type { Command } from 'commander';
 import path from 'node:path';
+import { parseInlineMax } from '../../config.ts';
+import { UsageError } from '../client.ts';
 import { emit, globals, withClient } from '../output.ts';
 
 interface FsckReport {
@@ -18,7 +21,10 @@ export function registerFsck(program: Command): void {
     .description('re-hash every blob; report corrupt, missing and orphaned files (exit 1 if any)')
     .option('--data <dir>', 'check this data directory offline (no daemon may be using it)')
     .option('--repair', 'move corrupt files to data/quarantine/ and mark their rows (never deletes)')
-    .action(async (opts: { data?: string; repair?: boolean }, cmd: Command) => {
+    .option('--repack', 'with --data: move blobs up to --inline-max stored as files into the database, then remove the files')
+    .option('--inline-max <size>', 'with --repack: the largest blob to move (at most 1MiB)', '64KiB')
+    .action(async (opts: { data?: string; repair?: boolean; repack?: boolean; inlineMax: string }, cmd: Command) => {
+      if (opts.repack) return repack(opts, cmd);
       let report: FsckReport;
       if (opts.data !== undefined) {
         // Loaded only here: the offline path builds core and storage, which a client command never needs.
@@ -38,4 +44,21 @@ export function registerFsck(program: Command): void {
       );
       if (report.corrupt.length + report.missing.length + report.orphans.length > 0) process.exitCode = 1;
     });
+}
+
+/** `--repack`: offline, like `--data` alone; exit 1 when files were left for fsck (corrupt or missing). */
+async function repack(opts: { data?: string; repair?: boolean; inlineMax: string }, cmd: Command): Promise<void> {
+  if (opts.data === undefined) throw new UsageError('--repack works on a data directory no daemon is using: stop the daemon and give --data DIR');
+  if (opts.repair) throw new UsageError('--repack and --repair are separate runs: repair first, then repack');
+  const max = parseInlineMax(opts.inlineMax);
+  const { repackOffline } = await import('../offline-maintenance.ts');
+  const report = await repackOffline(path.resolve(opts.data), max);
+  emit(globals(cmd), report, () =>
+    [
+      `moved ${report.moved} blobs (${report.bytes} bytes) from files into the database; ${report.corrupt.length} corrupt and ${report.missing.length} missing left as they were (see blobd fsck)`,
+      ...report.corrupt.map((d) => `corrupt ${d}`),
+      ...report.missing.map((d) => `missing ${d}`),
+    ].join('\n'),
+  );
+  if (report.corrupt.length + report.missing.length > 0) process.exitCode = 1;
 }

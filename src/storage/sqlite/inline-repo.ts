@@ -18,6 +18,7 @@ export class InlineRepo implements InlineBlobs {
   private readonly page: Statement<[string, number], string>;
   private readonly moveAside: Statement<[number, string]>;
   private readonly sums: Statement<[], { blobs: number; bytes: number }>;
+  private readonly filed: Statement<[number, string, number], { digest: string; size: number }>;
   private readonly quarantineTx: (digest: string) => boolean;
 
   constructor(db: Db) {
@@ -30,6 +31,11 @@ export class InlineRepo implements InlineBlobs {
     this.page = db.prepare('SELECT digest FROM inline_blobs WHERE digest > ? ORDER BY digest LIMIT ?').pluck() as Statement<[string, number], string>;
     this.moveAside = db.prepare('INSERT INTO inline_quarantine (digest, content, quarantined_at) SELECT digest, content, ? FROM inline_blobs WHERE digest = ?');
     this.sums = db.prepare('SELECT count(*) AS blobs, coalesce(sum(length(content)), 0) AS bytes FROM inline_blobs');
+    // Rows at their digest (location NULL) with no inline bytes: their bytes are a file of the local store.
+    this.filed = db.prepare(`SELECT b.digest, b.size FROM blobs b
+      WHERE b.location IS NULL AND b.quarantined_at IS NULL AND b.size <= ? AND b.digest > ?
+        AND NOT EXISTS (SELECT 1 FROM inline_blobs i WHERE i.digest = b.digest)
+      ORDER BY b.digest LIMIT ?`);
     this.quarantineTx = db.transaction((digest: string) => {
       if (this.moveAside.run(Date.now(), digest).changes === 0) return false;
       this.remove.run(digest);
@@ -83,6 +89,11 @@ export class InlineRepo implements InlineBlobs {
 
   async quarantine(digest: string): Promise<boolean> {
     return this.quarantineTx(digest);
+  }
+
+  /** Blobs of at most `max` bytes stored as a file (see repack.ts), in digest order after `after`. */
+  filedUpTo(max: number, after: string, limit: number): { digest: string; size: number }[] {
+    return this.filed.all(max, after, limit);
   }
 
   async totals(): Promise<{ blobs: number; bytes: number }> {
