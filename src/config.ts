@@ -60,6 +60,9 @@ export interface S3ApiConfig {
 export type MetadataConfig = { readonly kind: 'sqlite' } | { readonly kind: 'postgres'; readonly url: string };
 
 /** A database URL fit for logs and errors: the password replaced by ***. */
+/** --inline-max's default: the largest blob stored inside the metadata database. */
+const INLINE_MAX_DEFAULT = '64KiB';
+
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
@@ -158,7 +161,7 @@ export const SERVE_OPTIONS: readonly ServeOption[] = [
   { key: 'logLevel', flag: '--log-level <level>', env: 'BLOBD_LOG_LEVEL', defaultValue: 'info', description: 'fatal|error|warn|info|debug|trace|silent' },
   { key: 'logFormat', flag: '--log-format <format>', env: 'BLOBD_LOG_FORMAT', defaultValue: '', description: 'json|pretty (default: pretty on a terminal, json otherwise)' },
   { key: 'maxBlobSize', flag: '--max-blob-size <size>', env: 'BLOBD_MAX_BLOB_SIZE', defaultValue: '10GiB', description: 'largest blob accepted' },
-  { key: 'inlineMax', flag: '--inline-max <size>', env: 'BLOBD_INLINE_MAX', defaultValue: '64KiB', description: 'blobs up to this size are stored inside the metadata database, not as a file each (0: none; at most 1MiB)' },
+  { key: 'inlineMax', flag: '--inline-max <size>', env: 'BLOBD_INLINE_MAX', defaultValue: INLINE_MAX_DEFAULT, description: 'blobs up to this size are stored inside the metadata database, not as a file each (0: none; at most 1MiB)' },
   { key: 'temporaryTtl', flag: '--temporary-ttl <duration>', env: 'BLOBD_TEMPORARY_TTL', defaultValue: '24h', description: 'lifetime of temporary pins' },
   { key: 'uploadTtl', flag: '--upload-ttl <duration>', env: 'BLOBD_UPLOAD_TTL', defaultValue: '24h', description: 'idle time after which an upload session expires' },
   { key: 'minFree', flag: '--min-free <size>', env: 'BLOBD_MIN_FREE', defaultValue: '1GiB', description: 'free disk to keep; below it uploads get 507' },
@@ -338,8 +341,16 @@ export function loadClientConfig(flags: { url?: string; token?: string; data?: s
   };
 }
 
+/**
+ * The largest blob `blobd fsck --repack` moves into the database: `--inline-max` if given, else the daemon's
+ * setting (BLOBD_INLINE_MAX, else its default), so that a repacked blob is one the daemon would store inline.
+ */
+export function repackInlineMax(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): number {
+  return parseInlineMax(flag ?? env.BLOBD_INLINE_MAX ?? INLINE_MAX_DEFAULT);
+}
+
 /** --inline-max: at most 1 MiB (an inline blob is held in memory whole while it is written and read). */
-export function parseInlineMax(v: string): number {
+function parseInlineMax(v: string): number {
   const n = parseSize(v);
   if (n > 1024 * 1024) throw new ConfigError(`--inline-max must be at most 1MiB (got ${v}): larger blobs are better as files`);
   return n;

@@ -5,8 +5,10 @@
 // small uploads loses no acknowledged blob.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { DataLayout } from '../src/storage/fs/layout.ts';
 import { randomData, sha256 } from './helpers/bytes.ts';
 import { BLOBD, makeTempDir, removeDir, startDaemon, testStore, type Daemon } from './helpers/daemon.ts';
 import { inlineName, probeStore } from './helpers/store-probe.ts';
@@ -182,7 +184,7 @@ describe('the inline tier', () => {
       const run = repack();
       assert.equal(run.status, 1, `a corrupt file was left for fsck: exit 1 (${run.stderr})`);
       const report = JSON.parse(run.stdout) as { moved: number; bytes: number; corrupt: string[]; missing: string[] };
-      assert.deepEqual(report, { moved: 3, bytes: 4096 + 10 + 60 * KiB, corrupt: [sha256(bad)], missing: [] });
+      assert.deepEqual(report, { moved: 3, bytes: 4096 + 10 + 60 * KiB, duplicates: 0, corrupt: [sha256(bad)], missing: [], failed: [] });
       for (const b of [...small, large]) assert.equal(await store.copies(sha256(b)), 1, 'one copy each: the files of the moved ones are gone');
       const again = await start([], d.dataDir);
       try {
@@ -191,8 +193,21 @@ describe('the inline tier', () => {
       } finally {
         await again.stop();
       }
+      // A run cut short between its two steps leaves a file beside the row's bytes: the next run removes it.
+      const layout = new DataLayout(d.dataDir);
+      await writeFile(layout.blobFile(sha256(small[0]!)), small[0]!);
+      assert.equal(await store.copies(sha256(small[0]!)), 2);
       const second = repack('--inline-max', '1MiB');
-      assert.deepEqual(JSON.parse(second.stdout), { moved: 1, bytes: 100 * KiB, corrupt: [sha256(bad)], missing: [] }, 'a larger --inline-max takes the 100 KiB one too');
+      assert.deepEqual(
+        JSON.parse(second.stdout),
+        { moved: 1, bytes: 100 * KiB, duplicates: 1, corrupt: [sha256(bad)], missing: [], failed: [] },
+        'a larger --inline-max takes the 100 KiB one too, and the left-over copy goes',
+      );
+      assert.equal(await store.copies(sha256(small[0]!)), 1);
+      // Without --inline-max, the daemon's own setting decides.
+      const third = spawnSync(BLOBD, ['fsck', '--data', d.dataDir, '--repack', '--json'], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, BLOBD_INLINE_MAX: '2MiB' } });
+      assert.equal(third.status, 2);
+      assert.match(third.stderr, /--inline-max must be at most 1MiB/);
       const wrong = spawnSync(BLOBD, ['fsck', '--repack'], { encoding: 'utf8', timeout: 30_000 });
       assert.equal(wrong.status, 2);
       assert.match(wrong.stderr, /--repack works on a data directory no daemon is using/);

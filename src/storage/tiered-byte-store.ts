@@ -5,7 +5,7 @@
 // looked up inline first (one indexed lookup) and then in the wrapped store. Upload sessions are the
 // wrapped store's; a small one completes into the inline tier when the wrapped store's locations are
 // content addresses too (the data directory), so that one digest is stored in one place.
-import { hash, randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { BytesNotFoundError, type AppendResult, type BlobCopy, type ByteRange, type ByteStore, type Location, type StagedBlob, type UploadCursor } from './byte-store.ts';
 import { inlineQuarantineName, type InlineBlobs } from './inline-blobs.ts';
@@ -21,7 +21,7 @@ interface InlineStaged {
 }
 
 const isDigest = (location: Location) => location.startsWith('sha256:');
-const sha256 = (bytes: Buffer) => `sha256:${hash('sha256', bytes, 'hex')}`;
+const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 export class TieredByteStore implements ByteStore {
   /** Inline-staged blobs not yet discarded, by handle. */

@@ -3,7 +3,7 @@
 // `--data DIR --repack` instead moves small blobs stored as files into the database (offline only).
 import type { Command } from 'commander';
 import path from 'node:path';
-import { parseInlineMax } from '../../config.ts';
+import { repackInlineMax } from '../../config.ts';
 import { UsageError } from '../client.ts';
 import { emit, globals, withClient } from '../output.ts';
 
@@ -22,8 +22,8 @@ export function registerFsck(program: Command): void {
     .option('--data <dir>', 'check this data directory offline (no daemon may be using it)')
     .option('--repair', 'move corrupt files to data/quarantine/ and mark their rows (never deletes)')
     .option('--repack', 'with --data: move blobs up to --inline-max stored as files into the database, then remove the files')
-    .option('--inline-max <size>', 'with --repack: the largest blob to move (at most 1MiB)', '64KiB')
-    .action(async (opts: { data?: string; repair?: boolean; repack?: boolean; inlineMax: string }, cmd: Command) => {
+    .option('--inline-max <size>', "with --repack: the largest blob to move (at most 1MiB; default: BLOBD_INLINE_MAX, else 64KiB, as the daemon's)")
+    .action(async (opts: { data?: string; repair?: boolean; repack?: boolean; inlineMax?: string }, cmd: Command) => {
       if (opts.repack) return repack(opts, cmd);
       let report: FsckReport;
       if (opts.data !== undefined) {
@@ -46,19 +46,22 @@ export function registerFsck(program: Command): void {
     });
 }
 
-/** `--repack`: offline, like `--data` alone; exit 1 when files were left for fsck (corrupt or missing). */
-async function repack(opts: { data?: string; repair?: boolean; inlineMax: string }, cmd: Command): Promise<void> {
+/** `--repack`: offline, like `--data` alone; exit 1 when blobs were left as files (corrupt, missing, failed). */
+async function repack(opts: { data?: string; repair?: boolean; inlineMax?: string }, cmd: Command): Promise<void> {
   if (opts.data === undefined) throw new UsageError('--repack works on a data directory no daemon is using: stop the daemon and give --data DIR');
   if (opts.repair) throw new UsageError('--repack and --repair are separate runs: repair first, then repack');
-  const max = parseInlineMax(opts.inlineMax);
+  const max = repackInlineMax(opts.inlineMax);
   const { repackOffline } = await import('../offline-maintenance.ts');
   const report = await repackOffline(path.resolve(opts.data), max);
   emit(globals(cmd), report, () =>
     [
-      `moved ${report.moved} blobs (${report.bytes} bytes) from files into the database; ${report.corrupt.length} corrupt and ${report.missing.length} missing left as they were (see blobd fsck)`,
+      `moved ${report.moved} blobs (${report.bytes} bytes) from files into the database` +
+        (report.duplicates > 0 ? `, removed ${report.duplicates} files the database holds already` : '') +
+        `; ${report.corrupt.length} corrupt, ${report.missing.length} missing and ${report.failed.length} failed left as they were (see blobd fsck)`,
       ...report.corrupt.map((d) => `corrupt ${d}`),
       ...report.missing.map((d) => `missing ${d}`),
+      ...report.failed.map((d) => `failed ${d}`),
     ].join('\n'),
   );
-  if (report.corrupt.length + report.missing.length > 0) process.exitCode = 1;
+  if (report.corrupt.length + report.missing.length + report.failed.length > 0) process.exitCode = 1;
 }

@@ -43,13 +43,19 @@ parentPort.on('message', (m) => {
 const DEFAULT_PAGES = 1000;
 /** The daemon connection's own threshold while this thread checkpoints: 4000 pages (16 MiB of 4 KiB pages). */
 const BACKSTOP_PAGES = 4000;
-/** At most one checkpoint started per this many milliseconds, and only after a commit asked for one. */
+/**
+ * At most one checkpoint started per this many milliseconds, and only when commits came since the last one
+ * started (the last commits of a burst get theirs when the interval is over): an idle daemon does nothing.
+ */
 const MIN_INTERVAL_MS = 250;
 
 export class WalCheckpointer {
   private worker: Worker | null;
   private running = false;
   private lastStart = 0;
+  /** Commits came since the last checkpoint started. */
+  private dirty = false;
+  private timer: NodeJS.Timeout | undefined;
   /** Checkpoints this thread finished (for tests and the curious). */
   passes = 0;
 
@@ -61,24 +67,40 @@ export class WalCheckpointer {
       this.running = false;
       if (m.error === undefined) this.passes++;
       // A failed pass (a full disk, say) is tried again after the next commit; the backstop covers meanwhile.
+      this.schedule();
     });
     this.worker.on('error', () => this.fallBack());
     this.worker.on('exit', () => this.fallBack());
     db.pragma(`wal_autocheckpoint = ${BACKSTOP_PAGES}`);
   }
 
-  /** After a commit: starts a checkpoint unless one is running or one started within MIN_INTERVAL_MS. */
+  /** After a commit: a checkpoint now, or once the one running ends or MIN_INTERVAL_MS since the last is over. */
   committed(): void {
-    if (!this.worker || this.running) return;
-    const now = performance.now();
-    if (now - this.lastStart < MIN_INTERVAL_MS) return;
-    this.lastStart = now;
+    this.dirty = true;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (!this.worker || this.running || this.timer || !this.dirty) return;
+    const wait = MIN_INTERVAL_MS - (performance.now() - this.lastStart);
+    if (wait > 0) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.schedule();
+      }, wait);
+      this.timer.unref();
+      return;
+    }
+    this.dirty = false;
+    this.lastStart = performance.now();
     this.running = true;
     this.worker.postMessage('checkpoint');
   }
 
   /** Closes the thread's connection (after a checkpoint in progress ends) and the thread. */
   async close(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
     const worker = this.worker;
     if (!worker) return;
     this.worker = null;
