@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { DataLayout } from '../src/storage/fs/layout.ts';
 import { randomData, sha256 } from './helpers/bytes.ts';
-import { BLOBD, makeTempDir, removeDir, startDaemon, testStore, type Daemon } from './helpers/daemon.ts';
+import { BLOBD, makeTempDir, onSqliteOnly, removeDir, startDaemon, testStore, type Daemon } from './helpers/daemon.ts';
 import { inlineName, probeStore } from './helpers/store-probe.ts';
 import { append, complete, initiate } from './helpers/sessions.ts';
 
@@ -170,7 +170,7 @@ describe('the inline tier', () => {
     }
   });
 
-  test('fsck --data --repack moves small blobs stored as files into the database; corrupt and large ones stay files', async () => {
+  test('fsck --data --repack moves small blobs stored as files into the database; corrupt and large ones stay files', onSqliteOnly('an offline repack works on the SQLite database of a data directory'), async () => {
     const d = await start(['--inline-max', '0']);
     const small = [randomData(4096), randomData(10), randomData(60 * KiB)];
     const large = randomData(100 * KiB);
