@@ -32,47 +32,43 @@ async function requireDataDir(layout: DataLayout): Promise<void> {
   if (!found) throw new MaintenanceError(`no blobd data directory at ${layout.root} (no blobd.db)`);
 }
 
-/** A data directory whose blobs are files here (not in an object store), ready for offline maintenance. */
-async function requireLocalDataDir(layout: DataLayout): Promise<void> {
+/**
+ * Runs `work` on a data directory whose blobs are files here (not in an object store) and that no daemon is
+ * using: it takes the directory's lock, as a daemon would, and opens the database without a daemon's extras.
+ */
+async function withLocalDataDir<T>(dataDir: string, work: (meta: SqliteMetadataStore, files: FsByteStore) => Promise<T>): Promise<T> {
+  const layout = new DataLayout(dataDir);
   await requireDataDir(layout);
   const store = await recordedStore(layout);
   if (store && store.kind !== 'fs') {
     throw new MaintenanceError(`the blobs of ${layout.root} are in ${describeStore(store)}: run blobd fsck against its daemon (without --data)`);
   }
-}
-
-/** fsck of a data directory no daemon is using (it takes the directory's lock, as a daemon would). */
-export async function fsckOffline(dataDir: string, repair: boolean): Promise<FsckReport> {
-  const layout = new DataLayout(dataDir);
-  await requireLocalDataDir(layout);
   const lock = lockDataDir(layout.lockFile);
   const meta = SqliteMetadataStore.open(layout.databaseFile);
   try {
-    const bytes = new TieredByteStore(await FsByteStore.open(layout), meta.inline, 0);
-    // Only its digest lock is used here: nothing is ingested.
-    const blobs = new BlobService(meta, bytes, new DiskBudget(meta, bytes, 0), { maxBlobSize: 0, temporaryTtlMs: 0 });
-    return await new FsckService(meta, bytes, blobs).run({ repair });
+    return await work(meta, await FsByteStore.open(layout));
   } finally {
     await meta.close();
     lock.release();
   }
+}
+
+/** fsck of a data directory no daemon is using. */
+export function fsckOffline(dataDir: string, repair: boolean): Promise<FsckReport> {
+  return withLocalDataDir(dataDir, (meta, files) => {
+    const bytes = new TieredByteStore(files, meta.inline, 0);
+    // Only its digest lock is used here: nothing is ingested.
+    const blobs = new BlobService(meta, bytes, new DiskBudget(meta, bytes, 0), { maxBlobSize: 0, temporaryTtlMs: 0 });
+    return new FsckService(meta, bytes, blobs).run({ repair });
+  });
 }
 
 /**
  * Small blobs stored as files moved into the database (see storage/repack.ts), in a data directory no daemon
  * is using: blobs of at most `max` bytes.
  */
-export async function repackOffline(dataDir: string, max: number): Promise<RepackReport> {
-  const layout = new DataLayout(dataDir);
-  await requireLocalDataDir(layout);
-  const lock = lockDataDir(layout.lockFile);
-  const meta = SqliteMetadataStore.open(layout.databaseFile);
-  try {
-    return await repackSmallFiles(meta.inline, await FsByteStore.open(layout), max);
-  } finally {
-    await meta.close();
-    lock.release();
-  }
+export function repackOffline(dataDir: string, max: number): Promise<RepackReport> {
+  return withLocalDataDir(dataDir, (meta, files) => repackSmallFiles(meta.inline, files, max));
 }
 
 /** How long a backup's GC hold lasts without renewal: a crashed backup pauses GC no longer than this. */
