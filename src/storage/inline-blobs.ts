@@ -3,6 +3,7 @@
 // transaction: a row and its inline bytes become durable in one commit (G1), and one group commit makes
 // many small blobs durable at once. A blob's location is its digest in either tier (a content address),
 // so dedup, the digest lock and the deletion queue treat both tiers alike.
+import { createHash } from 'node:crypto';
 
 export interface InlineBlobs {
   /**
@@ -37,6 +38,9 @@ export interface InlineBlobs {
   /** Blobs and bytes stored inline now. */
   totals(): Promise<{ blobs: number; bytes: number }>;
 }
+
+/** The digest of bytes held whole (an inline-sized body or blob), as `sha256:<hex>`. */
+export const sha256Of = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 /** Where inline bytes moved aside by quarantine are named in reports (a table of the metadata database). */
 export const inlineQuarantineName = (digest: string) => `inline_quarantine/${digest}`;

@@ -4,8 +4,8 @@
 // and only then is the file removed: a crash in between leaves both copies (reads take the inline one, and
 // a later repack removes the file), never neither. Files that do not hash to their digest, or are missing,
 // stay as they are, for fsck to report.
-import { createHash } from 'node:crypto';
 import type { FsByteStore } from './fs/fs-byte-store.ts';
+import { sha256Of as sha256 } from './inline-blobs.ts';
 import type { InlineRepo } from './sqlite/inline-repo.ts';
 
 export interface RepackReport {
@@ -23,7 +23,6 @@ export interface RepackReport {
 }
 
 const PAGE = 1000;
-const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 export async function repackSmallFiles(inline: InlineRepo, files: FsByteStore, max: number): Promise<RepackReport> {
   const report: RepackReport = { moved: 0, bytes: 0, duplicates: 0, corrupt: [], missing: [], failed: [] };

@@ -5,10 +5,10 @@
 // looked up inline first (one indexed lookup) and then in the wrapped store. Upload sessions are the
 // wrapped store's; a small one completes into the inline tier when the wrapped store's locations are
 // content addresses too (the data directory), so that one digest is stored in one place.
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { BytesNotFoundError, type AppendResult, type BlobCopy, type ByteRange, type ByteStore, type Location, type StagedBlob, type UploadCursor } from './byte-store.ts';
-import { inlineQuarantineName, type InlineBlobs } from './inline-blobs.ts';
+import { inlineQuarantineName, sha256Of as sha256, type InlineBlobs } from './inline-blobs.ts';
 
 /** A small body read whole, or the first bytes of a larger one and the stream of the rest. */
 type Head = { readonly whole: Buffer } | { readonly rest: Readable };
@@ -21,7 +21,6 @@ interface InlineStaged {
 }
 
 const isDigest = (location: Location) => location.startsWith('sha256:');
-const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 export class TieredByteStore implements ByteStore {
   /** Inline-staged blobs not yet discarded, by handle. */
