@@ -328,7 +328,7 @@ try {
   // The report.
   const rows = [upload, download, small, conc];
   const cols = ['blobd', 'baseline', 'tus', 'nginx', 'floor'];
-  const colTitle: Record<string, string> = { blobd: 'blobd', baseline: 'bare node:http', tus: '@tus/server', nginx: 'nginx', floor: 'G1 floor' };
+  const colTitle: Record<string, string> = { blobd: 'blobd', baseline: 'bare node:http', tus: '@tus/server', nginx: 'nginx', floor: 'durability floor' };
   const m = (row: Row, name: string) => (row.rounds[name] ? median(row.rounds[name]!) : undefined);
   const f = (v: number | undefined, digits: number) => (v === undefined ? '' : v.toFixed(digits));
   const digitsOf = (row: Row) => (row.unit === 's' ? 2 : 0);
@@ -380,8 +380,8 @@ try {
 
   // No targets, for reading the 4 KiB row: how far blobd is from the least G1 asks, and that from the baseline.
   const insights = [
-    { what: `${fmtSize(SMALL)} uploads/s, blobd ÷ G1 floor (blobd's own overhead)`, ...ratio(small, 'blobd', 'floor') },
-    { what: `${fmtSize(SMALL)} uploads/s, G1 floor ÷ bare node (what G1's extra fsyncs and row cost)`, ...ratio(small, 'floor', 'baseline') },
+    { what: `${fmtSize(SMALL)} uploads/s, blobd ÷ durability floor (blobd's own overhead)`, ...ratio(small, 'blobd', 'floor') },
+    { what: `${fmtSize(SMALL)} uploads/s, durability floor ÷ bare node (what the promised extra fsyncs and row cost)`, ...ratio(small, 'floor', 'baseline') },
   ];
   lines.push('', '| ratio (no target) | value |', '|---|---:|');
   for (const i of insights) lines.push(`| ${i.what} | ${i.value.toFixed(2)} (rounds: ${i.perRound.map((x) => x.toFixed(2)).join(', ')}) |`);

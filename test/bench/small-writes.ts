@@ -62,7 +62,7 @@ for (let r = 0; r < ROUNDS; r++) {
   const f = floor ? await run(floor.proc.pid!, (body) => expect(201, floor.url, { body })) : null;
   console.log(`round ${r}:\n  blobd    ${b.text}`);
   if (s) console.log(`  baseline ${s.text}; blobd ÷ baseline ${(b.rate / s.rate).toFixed(2)}`);
-  if (f) console.log(`  G1 floor ${f.text}; blobd ÷ floor ${(b.rate / f.rate).toFixed(2)}` + (s ? `, floor ÷ baseline ${(f.rate / s.rate).toFixed(2)}` : ''));
+  if (f) console.log(`  floor    ${f.text}; blobd ÷ floor ${(b.rate / f.rate).toFixed(2)}` + (s ? `, floor ÷ baseline ${(f.rate / s.rate).toFixed(2)}` : ''));
 }
 await blobd.stop();
 await base?.stop();
