@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, stat, symlink } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { byteStoreContract } from './contracts/byte-store.ts';
@@ -12,6 +12,7 @@ import { metadataStoreContract } from './contracts/metadata-store.ts';
 import { makeTempDir, removeDir } from './helpers/daemon.ts';
 import { rgwTestOptions, startRgw, type Rgw } from './helpers/rgw.ts';
 import { waitFor } from './helpers/wait.ts';
+import { chunksOf } from '../src/storage/fs/chunks.ts';
 import { FsByteStore } from '../src/storage/fs/fs-byte-store.ts';
 import { S3ByteStore } from '../src/storage/s3/s3-byte-store.ts';
 import { TieredByteStore } from '../src/storage/tiered-byte-store.ts';
@@ -236,4 +237,54 @@ describe('inline tier: sessions over a damaged inline copy', () => {
       }
     });
   }
+});
+
+// How the byte stores read a body: its chunks as they came, one by one, however long the loop over them takes.
+describe('reading a body chunk by chunk', () => {
+  test('chunks that wait for a busy loop are handed over as they came, not joined into one', async () => {
+    const source = new PassThrough();
+    const sizes = [1000, 70_000, 3, 65_536, 12_345, 1];
+    for (const n of sizes) source.write(Buffer.alloc(n, n & 0xff));
+    source.end();
+    const seen: number[] = [];
+    for await (const chunk of chunksOf(source)) {
+      seen.push(chunk.length);
+      assert.equal(chunk[0], chunk.length & 0xff);
+      await new Promise((r) => setTimeout(r, 5)); // everything else is buffered meanwhile
+    }
+    assert.deepEqual(seen, sizes);
+  });
+
+  test("the body's error comes after the chunks before it; one destroyed without an error is a premature close", async () => {
+    const failing = new PassThrough();
+    failing.write(Buffer.from('abc'));
+    setTimeout(() => failing.destroy(new Error('client went away')), 10);
+    const got: string[] = [];
+    await assert.rejects(
+      (async () => {
+        for await (const chunk of chunksOf(failing)) got.push(chunk.toString());
+      })(),
+      /client went away/,
+    );
+    assert.deepEqual(got, ['abc']);
+    const cut = new PassThrough();
+    setTimeout(() => cut.destroy(), 10);
+    await assert.rejects(
+      (async () => {
+        for await (const _ of chunksOf(cut)) assert.fail('no chunk was written');
+      })(),
+      (err: NodeJS.ErrnoException) => err.code === 'ERR_STREAM_PREMATURE_CLOSE',
+    );
+  });
+
+  test('leaving the loop early destroys the body, as for await over a stream does', async () => {
+    const source = new PassThrough();
+    source.write(Buffer.from('one'));
+    source.write(Buffer.from('two'));
+    for await (const chunk of chunksOf(source)) {
+      assert.equal(chunk.toString(), 'one');
+      break;
+    }
+    assert.equal(source.destroyed, true);
+  });
 });

@@ -2,6 +2,7 @@
 // upload's staging file — reading, hashing and writing side by side, with early writeback so the
 // acknowledging fsync is short.
 import type { Readable } from 'node:stream';
+import { chunksOf } from './chunks.ts';
 import { fdatasyncFd, IO_CHUNK, writeFd, writevFd } from './fd.ts';
 
 /**
@@ -103,7 +104,7 @@ export async function drainInto(source: Readable, sink: FileSink, onChunk: (chun
   };
   let sourceError: unknown;
   try {
-    for await (const chunk of source as AsyncIterable<Buffer>) {
+    for await (const chunk of chunksOf(source)) {
       onChunk(chunk);
       batch.push(chunk);
       batched += chunk.length;
