@@ -7,7 +7,7 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, test } from 'node:test';
 import { BlobdError } from '../src/core/errors.ts';
-import { stopCheckWorkerForTests } from '../src/http/s3api/check-worker.ts';
+import { checkWorker, stopCheckWorkerForTests } from '../src/http/s3api/check-worker.ts';
 import { CHECKSUM_ALGORITHMS, createChecksum } from '../src/http/s3api/checksums.ts';
 import { S3Error } from '../src/http/s3api/errors.ts';
 import { verifiedBody } from '../src/http/s3api/payload.ts';
@@ -318,6 +318,23 @@ describe('verifiedBody checks', () => {
       const asked = verifiedBody(pieces(big, 65_536), null, { ...size, 'x-amz-sdk-checksum-algorithm': algorithm });
       await consume(asked);
       assert.deepEqual(asked.checksum(), { header: name, value: await sdkChecksum(algorithm, big) });
+    }
+  });
+
+  test('bodies checked side by side share the worker: past the end of its shared memory and past its bound, each hash is its own', async () => {
+    // 3 × 9 MiB handed over at once, never waiting: the 16 MiB the worker shares wraps around, and what finds
+    // it full goes over as buffers of their own; the hashes must not mix up bodies or bytes either way.
+    const bodies = [0, 1, 2].map((n) => Buffer.from(Array.from({ length: 9 * 1024 * 1024 + n * 7 }, (_, i) => (i * (n + 3)) & 0xff)));
+    const checks = bodies.map(() => checkWorker().start(false, 'crc32'));
+    for (let at = 0; at < bodies[0]!.length + 100; at += 100_003) {
+      bodies.forEach((b, i) => {
+        if (at < b.length) checks[i]!.update(b.subarray(at, Math.min(b.length, at + 100_003)));
+      });
+    }
+    const results = await Promise.all(checks.map((c) => c.finish()));
+    for (const [i, b] of bodies.entries()) {
+      assert.equal(results[i]!.md5Hex, createHash('md5').update(b).digest('hex'));
+      assert.equal(results[i]!.checksum, await sdkChecksum('crc32', b));
     }
   });
 
