@@ -19,9 +19,9 @@ export async function writingFrom<T>(make: () => Readable, write: (body: BodySou
 }
 
 /**
- * Blobs' content one after another as one stream, each opened only when the previous one ended. A chunk
- * is copied out of the store's reused buffer and the next one is read only when the reader wants more
- * (backpressure): at most about one chunk and the stream's 1 MiB buffer are held, whatever the sizes.
+ * Blobs' content one after another as one stream, each opened only when the previous one ended. Each chunk
+ * is read into a buffer the stream keeps (no copy out of a reused one), and the next one only when the reader
+ * wants more (backpressure): at most about one chunk and the stream's 1 MiB buffer are held, whatever the sizes.
  */
 export interface ContentPart {
   readonly open: () => Promise<BlobCopy>;
@@ -50,11 +50,14 @@ export function concatContent(parts: Iterable<ContentPart> | AsyncIterable<Conte
     for await (const part of parts) {
       if (stopped) return;
       const copy = await part.open();
-      const copied = await copy.pipeTo(async (chunk) => {
-        if (stopped) throw new Error('the reader went away');
-        onChunk?.(chunk);
-        if (!out.push(Buffer.from(chunk))) await new Promise<void>((r) => (resume = r));
-      });
+      const copied = await copy.pipeTo(
+        async (chunk) => {
+          if (stopped) throw new Error('the reader went away');
+          onChunk?.(chunk);
+          if (!out.push(chunk)) await new Promise<void>((r) => (resume = r));
+        },
+        { keep: true },
+      );
       if (copied !== part.size) throw new BlobdError('internal_error', `a part's stored bytes are ${copied}, not ${part.size}`);
     }
     out.push(null);

@@ -21,9 +21,10 @@ export interface BlobCopy {
    * `write` returned for the last one settles, and the chunk's buffer is reused then, so `write` must be
    * done with it by that time. A writer that never settles (a client that stopped reading) thus holds one
    * chunk. Resolves with the bytes copied (fewer than asked when the stored bytes are shorter); rejects
-   * when a write rejects. Closes the blob either way.
+   * when a write rejects. Closes the blob either way. With `keep`, the writer keeps the chunks it is given
+   * (a stream it pushes them into): a store that reuses its buffers reads into new ones instead.
    */
-  pipeTo(write: (chunk: Buffer) => Promise<void>): Promise<number>;
+  pipeTo(write: (chunk: Buffer) => Promise<void>, opts?: { keep?: boolean }): Promise<number>;
   close(): Promise<void>;
 }
 

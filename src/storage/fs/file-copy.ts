@@ -46,15 +46,17 @@ export class FileCopy implements BlobCopy {
     private readonly pool: ChunkPool,
   ) {}
 
-  async pipeTo(write: (chunk: Buffer) => Promise<void>): Promise<number> {
+  async pipeTo(write: (chunk: Buffer) => Promise<void>, opts?: { keep?: boolean }): Promise<number> {
     let own: Buffer | undefined;
     let position = this.start;
     let copied = 0;
     let slow = false;
     try {
       while (position <= this.end) {
-        const pooled = copied >= PROVEN_READER && !slow ? this.pool.take() : undefined;
-        const buffer = pooled ?? (own ??= Buffer.allocUnsafeSlow(Math.min(SMALL_CHUNK, this.end - this.start + 1)));
+        // A writer that keeps its chunks gets new ones (else it would copy each): 1 MiB reads, no pool.
+        const kept = opts?.keep ? Buffer.allocUnsafeSlow(Math.min(IO_CHUNK, this.end - position + 1)) : undefined;
+        const pooled = !kept && copied >= PROVEN_READER && !slow ? this.pool.take() : undefined;
+        const buffer = kept ?? pooled ?? (own ??= Buffer.allocUnsafeSlow(Math.min(SMALL_CHUNK, this.end - this.start + 1)));
         try {
           const { bytesRead } = await readFd(this.fd, buffer, 0, Math.min(buffer.length, this.end - position + 1), position);
           if (bytesRead === 0) break; // the file is shorter than it should be: the caller sees `copied`
