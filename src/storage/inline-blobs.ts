@@ -15,9 +15,10 @@ export interface InlineBlobs {
   /** Takes one offer of `digest` back (the row write is done, or will not come). */
   withdraw(digest: string): void;
   /**
-   * Store bytes that hash to `digest` now, in a durable transaction of their own, without a row: a small
-   * upload session's bytes at its complete (the session's completing state claims the location meanwhile).
-   * Absent where bytes are kept in their row (PostgreSQL): there sessions complete into the byte store.
+   * Store bytes that hash to `digest` now, in a durable transaction of their own, before any reference: a
+   * small upload session's bytes at its complete (the session's completing state claims the location
+   * meanwhile). SQLite keeps them without a row; PostgreSQL, which keeps bytes in their blob row, writes
+   * that row (unreferenced until the complete's row write).
    */
   put?(digest: string, bytes: Buffer): Promise<void>;
   /** The stored bytes of `digest`, or null when none are stored inline. */

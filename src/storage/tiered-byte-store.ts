@@ -230,15 +230,15 @@ export class TieredByteStore implements ByteStore {
   }
 
   /**
-   * Where the inline tier can keep bytes without a row (SQLite's table) and the wrapped store's locations
-   * are content addresses (one node: the digest lock covers this), a small session completes into the
-   * inline tier: its bytes are read, verified and stored there durably, and then the session's file goes —
+   * Where the wrapped store's locations are content addresses (the data directory, one node: the digest
+   * lock covers this), a small session completes into the inline tier: its bytes are read, verified and
+   * stored there durably (InlineBlobs.put: SQLite's table, or PostgreSQL's blob row, unreferenced until the
+   * complete's row write; GC keeps a row whose bytes a completing session relies on), and then the session's file goes —
    * the same two steps as the wrapped store's rename, so a crash between them leaves the session's bytes
    * in place (uploadCommitted: not committed; a new complete stores them again). An intact inline copy of
    * the digest needs no second one whatever the session's size; a damaged one is replaced (or, for a
-   * session too large for the tier, dropped once the file is in place). Where bytes live in their row
-   * (PostgreSQL, no put) a session never goes inline, but an intact inline copy still spares it a file: GC
-   * keeps a row whose bytes a completing session relies on. Over an object store sessions complete there.
+   * session too large for the tier, dropped once the file is in place). Over an object store sessions
+   * complete there.
    */
   async commitUpload(id: string, offset: number, cursor: UploadCursor, digest: string): Promise<void> {
     if (!this.inner.contentAddressed) return this.inner.commitUpload(id, offset, cursor, digest);

@@ -33,6 +33,21 @@ export class PgInlineRepo implements InlineBlobs {
     return bytes ? { ...blob, content: bytes } : blob;
   }
 
+  /**
+   * A small upload session's bytes at its complete, before the row write that references them: the blob
+   * row itself, at the digest, with the bytes and no reference yet (a row in place at the digest takes them
+   * when it has none or other ones: verified bytes heal). Durable on return (its own commit). GC leaves an
+   * unreferenced row with bytes alone while a session completing into its location claims it, as the
+   * session's completing state does here, and collects it as any unreferenced row otherwise.
+   */
+  async put(digest: string, bytes: Buffer): Promise<void> {
+    await this.db.sql`
+      INSERT INTO blobs (digest, size, location, created_at, content)
+      VALUES (${digest}, ${bytes.length}::bigint, ${digest}, ${Date.now()}::bigint, ${bytes}::bytea)
+      ON CONFLICT (digest) DO UPDATE SET content = excluded.content
+        WHERE blobs.location = excluded.location AND blobs.content IS DISTINCT FROM excluded.content`;
+  }
+
   async read(digest: string): Promise<Buffer | null> {
     const [r] = await this.db.sql<{ content: Buffer }[]>`SELECT content FROM blobs WHERE digest = ${digest} AND content IS NOT NULL`;
     return r?.content ?? null;
