@@ -3,11 +3,12 @@
 // the loop was busy (a write in flight). Profiled on 1 GiB S3 multipart uploads, that concatenation (and the
 // garbage it made) was ~4 % of the event loop. In flowing mode a stream hands its chunks over one by one,
 // as they are: this reads in flowing mode, paused while a chunk waits for the loop.
-import type { Readable } from 'node:stream';
+import { finished, type Readable } from 'node:stream';
 
 /**
- * Yields `source`'s chunks until its end; throws its error. Leaving early (a break, a throw) destroys the
- * source, as `for await` over a Readable does.
+ * Yields `source`'s chunks until its end; throws its error. When it has ended, failed or closed early is
+ * stream.finished's judgement, as for `for await`; leaving early (a break, a throw) destroys the source,
+ * as `for await` over a Readable does.
  */
 export async function* chunksOf(source: Readable): AsyncGenerator<Buffer, void, undefined> {
   const waiting: Buffer[] = [];
@@ -24,26 +25,14 @@ export async function* chunksOf(source: Readable): AsyncGenerator<Buffer, void, 
     source.pause();
     signal();
   };
-  const onEnd = () => {
-    ended = true;
-    signal();
-  };
-  const onError = (error: unknown) => {
-    failure ??= { error };
-    signal();
-  };
-  // A stream destroyed without an error (the peer went away) closes without 'end': a premature close.
-  const onClose = () => {
-    if (!ended) failure ??= { error: Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }) };
-    signal();
-  };
   source.on('data', onData);
-  source.on('end', onEnd);
-  source.on('error', onError);
-  source.on('close', onClose);
-  let finished = false;
+  const stopWatching = finished(source, { writable: false }, (err) => {
+    if (err) failure ??= { error: err };
+    else ended = true;
+    signal();
+  });
+  let done = false;
   try {
-    if (source.readableEnded) ended = true;
     for (;;) {
       const chunk = waiting.shift();
       if (chunk !== undefined) {
@@ -52,21 +41,18 @@ export async function* chunksOf(source: Readable): AsyncGenerator<Buffer, void, 
       }
       if (failure) throw failure.error;
       if (ended) break;
-      if (source.destroyed && !source.readableEnded) {
-        failure ??= { error: source.errored ?? Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }) };
-        continue;
-      }
-      source.resume();
-      await new Promise<void>((resolve) => (wake = resolve));
+      // Armed before resume(): a stream may hand over a chunk (or end) within the call.
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        source.resume();
+      });
     }
-    finished = true;
+    done = true;
   } finally {
     source.off('data', onData);
-    source.off('end', onEnd);
-    source.off('error', onError);
-    source.off('close', onClose);
-    // Keep an 'error' emitted after this from being unhandled (the caller stopped listening).
-    if (!finished) {
+    stopWatching();
+    if (!done) {
+      // An 'error' emitted after this must not go unhandled (nobody listens any more).
       source.on('error', () => {});
       source.destroy();
     }
