@@ -119,8 +119,12 @@ describe('the inline tier', () => {
       const alone = randomData(7000);
       const lone = await initiate(d);
       assert.equal((await append(d, lone, alone)).status, 203);
+      const dedupHits = async () => Number(/^blobd_dedup_hits_total (\d+)$/m.exec(await (await d.api('/metrics')).text())?.[1]);
+      const hitsBefore = await dedupHits();
       const done = await complete(d, lone, `digest=${sha256(alone)}`);
       assert.equal(done.status, 201, await done.clone().text());
+      assert.equal(((await done.json()) as { deduplicated: boolean }).deduplicated, false);
+      assert.equal(await dedupHits(), hitsBefore, 'a new blob is no dedup hit');
       assert.equal((await inlineRows(d)).get(sha256(alone)), alone.length);
       assert.equal(await store.copies(sha256(alone)), 1, 'no file beside it');
       assert.deepEqual(await store.sessionIds(), []);

@@ -163,7 +163,9 @@ export class UploadCompletion {
           : new BlobdError('precondition_failed', 'the object changed in a way that refuses this write');
     }
     this.appender.forget(row.id);
-    this.blobs.noteStored(done.created);
+    // A dedup when a row of the digest was there before this complete began and the row write found it: a
+    // store may write the row itself while committing the bytes (PostgreSQL's inline tier), before it.
+    this.blobs.noteStored(done.created || !deduplicated);
     return result!;
   }
 }

@@ -104,7 +104,18 @@ export function inlineContract(withStore: WithStore): void {
       await store.inline!.quarantine(digest(3));
       await store.inline!.put!(digest(3), good);
       await store.commitBlob(blob(3, good.length), pin('s'));
-      assert.ok((await store.inline!.read(digest(3)))?.equals(good), 'a re-adopted row keeps the bytes put for it');
+      assert.ok((await store.inline!.read(digest(3)))?.equals(good), 'put heals the quarantined row: nothing to re-adopt');
+      assert.equal((await store.getBlob(digest(3)))?.quarantined, false);
     }
+    // A repair cut short (the row marked, its damaged bytes not moved aside yet), then a write that re-adopts
+    // the row with no bytes for it (they went to the file tier): the damaged bytes are not kept to be read.
+    const damaged = Buffer.from(good).fill(7, 0, 5);
+    f.store.inline!.offer(digest(4), damaged);
+    await f.store.commitBlob(blob(4, good.length));
+    f.store.inline!.withdraw(digest(4));
+    await f.store.markQuarantined(digest(4));
+    await f.store.commitBlob(blob(4, good.length), pin('r'));
+    assert.equal((await f.store.getBlob(digest(4)))?.quarantined, false);
+    assert.equal(await f.store.inline!.read(digest(4)), null, 'no damaged bytes after the re-adopting write');
   }));
 }

@@ -53,9 +53,8 @@ export async function recordBlob(tx: Tx | Queryable, blob: NewBlob, now: number,
  */
 export function blobWrite(q: Queryable, blob: InlineNewBlob, now: number, pin: PinInput | null, gate: string | null) {
   const from = gate === null ? q`` : q`FROM ${q(gate)}`;
-  // Inline bytes (PgInlineRepo): a new row takes them; a quarantined one takes them with the new location
-  // (without any offered, it keeps those a session's complete put there for the same location); a row in
-  // place at the same location takes them too when they differ (verified bytes heal damaged ones).
+  // Inline bytes (PgInlineRepo): a new row takes them; a quarantined one takes them with the new location;
+  // a row in place at the same location takes them too when they differ (verified bytes heal damaged ones).
   return q`
     old AS (
       SELECT location FROM blobs WHERE digest = ${blob.digest}
@@ -64,8 +63,7 @@ export function blobWrite(q: Queryable, blob: InlineNewBlob, now: number, pin: P
       SELECT ${blob.digest}::text, ${blob.size}::bigint, ${blob.location}::text, ${now}::bigint, ${blob.content ?? null}::bytea ${from}
       ON CONFLICT (digest) DO UPDATE SET
         location = CASE WHEN blobs.quarantined_at IS NULL THEN blobs.location ELSE excluded.location END,
-        content = CASE WHEN blobs.quarantined_at IS NOT NULL
-                         THEN coalesce(excluded.content, CASE WHEN blobs.location = excluded.location THEN blobs.content END)
+        content = CASE WHEN blobs.quarantined_at IS NOT NULL THEN excluded.content
                        WHEN excluded.content IS NOT NULL AND blobs.location = excluded.location
                             AND blobs.content IS DISTINCT FROM excluded.content THEN excluded.content
                        ELSE blobs.content END,

@@ -35,17 +35,20 @@ export class PgInlineRepo implements InlineBlobs {
 
   /**
    * A small upload session's bytes at its complete, before the row write that references them: the blob
-   * row itself, at the digest, with the bytes and no reference yet (a row in place at the digest takes them
-   * when it has none or other ones: verified bytes heal). Durable on return (its own commit). GC leaves an
-   * unreferenced row with bytes alone while a session completing into its location claims it, as the
-   * session's completing state does here, and collects it as any unreferenced row otherwise.
+   * row itself, at the digest, with the bytes and no reference yet. A row in place at the digest takes
+   * them when it has none or other ones (verified bytes heal), and a quarantined one is healed by them
+   * (no longer quarantined: its damaged bytes are gone), as a row write with offered bytes re-adopts it.
+   * Durable on return (its own commit). GC leaves an unreferenced row with bytes alone while a session
+   * completing into its location claims it, as the session's completing state does here, and collects it
+   * as any unreferenced row otherwise.
    */
   async put(digest: string, bytes: Buffer): Promise<void> {
     await this.db.sql`
       INSERT INTO blobs (digest, size, location, created_at, content)
       VALUES (${digest}, ${bytes.length}::bigint, ${digest}, ${Date.now()}::bigint, ${bytes}::bytea)
-      ON CONFLICT (digest) DO UPDATE SET content = excluded.content
-        WHERE blobs.location = excluded.location AND blobs.content IS DISTINCT FROM excluded.content`;
+      ON CONFLICT (digest) DO UPDATE SET content = excluded.content, quarantined_at = NULL
+        WHERE blobs.location = excluded.location
+          AND (blobs.content IS DISTINCT FROM excluded.content OR blobs.quarantined_at IS NOT NULL)`;
   }
 
   async read(digest: string): Promise<Buffer | null> {

@@ -74,7 +74,7 @@ export class BlobsRepo {
     }
     if (row.quarantined_at !== null) {
       this.relocate.run(stored(blob), blob.digest);
-      this.storeInline(blob, now, false);
+      this.inline.replaceWithOffered(blob.digest, now, blob.location === blob.digest);
       if (row.location !== blob.location) this.queueDeletion(row.location, blob.digest, now);
     } else if (row.location !== blob.location) {
       this.queueDeletion(blob.location, blob.digest, now);

@@ -20,6 +20,7 @@ export class InlineRepo implements InlineBlobs {
   private readonly sums: Statement<[], { blobs: number; bytes: number }>;
   private readonly filed: Statement<[number, string, number], { digest: string; size: number }>;
   private readonly quarantineTx: (digest: string) => boolean;
+  private readonly putTx: (digest: string, bytes: Buffer) => void;
 
   constructor(db: Db) {
     this.upsert = db.prepare(`INSERT INTO inline_blobs (digest, content, created_at) VALUES (?, ?, ?)
@@ -36,6 +37,11 @@ export class InlineRepo implements InlineBlobs {
       WHERE b.location IS NULL AND b.quarantined_at IS NULL AND b.size <= ? AND b.digest > ?
         AND NOT EXISTS (SELECT 1 FROM inline_blobs i WHERE i.digest = b.digest)
       ORDER BY b.digest LIMIT ?`);
+    const heal = db.prepare('UPDATE blobs SET quarantined_at = NULL WHERE digest = ? AND quarantined_at IS NOT NULL AND location IS NULL');
+    this.putTx = db.transaction((digest: string, bytes: Buffer) => {
+      this.upsert.run(digest, bytes, Date.now());
+      heal.run(digest);
+    }).immediate;
     this.quarantineTx = db.transaction((digest: string) => {
       if (this.moveAside.run(Date.now(), digest).changes === 0) return false;
       this.remove.run(digest);
@@ -62,8 +68,19 @@ export class InlineRepo implements InlineBlobs {
     if (bytes && (newRow || !this.select.get(digest)?.equals(bytes))) this.upsert.run(digest, bytes, now);
   }
 
+  /**
+   * Only the bytes offered for a quarantined row that a write re-adopts (in its transaction): at its digest,
+   * those offered or none — bytes still there are the damaged ones a repair had not moved aside yet.
+   */
+  replaceWithOffered(digest: string, now: number, atDigest: boolean): void {
+    const bytes = atDigest ? this.offered.get(digest) : undefined;
+    if (bytes) this.upsert.run(digest, bytes, now);
+    else this.remove.run(digest);
+  }
+
+  /** Its own transaction, synchronous=FULL: durable on return. Verified bytes heal a quarantined row at the digest. */
   async put(digest: string, bytes: Buffer): Promise<void> {
-    this.upsert.run(digest, bytes, Date.now()); // its own transaction, synchronous=FULL: durable on return
+    this.putTx(digest, bytes);
   }
 
   async read(digest: string): Promise<Buffer | null> {
