@@ -180,14 +180,21 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const meta = guardRowGrowth(store, disk);
   const nodes = new NodeCoordination(meta, await loadOrCreateNodeId(layout), config.leaseTtlMs);
   // Alive (for other nodes) before anything is recovered: they keep what belongs to a live node.
-  await nodes.start();
-  // Bytes in this data directory are seen by this node only: a second node on the same database would
-  // take the first one's blobs and sessions for lost ones.
-  if (meta.shared && bytes.local && (await nodes.otherLiveNodes()).length > 0) {
+  await nodes.start({ localBytes: bytes.local === true });
+  // Bytes in a data directory are seen by its node only: a second node on the same database would take
+  // the first one's blobs and sessions for lost ones, whichever of the two started first.
+  const alone =
+    !meta.shared ? null
+    : bytes.local && (await nodes.otherLiveNodes()).length > 0
+      ? 'another blobd node is running on this metadata database: several nodes need their bytes in one S3 bucket (--store s3); the data directory (--store fs) serves one node only'
+      : !bytes.local && (await nodes.otherLocalNodes()).length > 0
+        ? 'a blobd node with its bytes in its data directory (--store fs) is running on this metadata database, and that node serves alone: stop it, or move it to the S3 bucket of the others'
+        : null;
+  if (alone) {
     await nodes.stop();
     await meta.close();
     dirLock.release();
-    throw new Error('another blobd node is running on this metadata database: several nodes need their bytes in one S3 bucket (--store s3); the data directory (--store fs) serves one node only');
+    throw new Error(alone);
   }
   // Signing keys, the records key and the admin token: the data directory's own, or those every node shares.
   const shared = meta.shared ? new SharedKeys(meta) : undefined;

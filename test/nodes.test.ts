@@ -3,11 +3,13 @@
 // node may do at a time (a session's request, GC, fsck), and what one node's start must leave to the others
 // (their sessions, their pending idempotency claims).
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { randomData, sha256 } from './helpers/bytes.ts';
-import { databaseFor, makeTempDir, removeDir, s3ServeArgs, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { BLOBD, databaseFor, makeTempDir, removeDir, s3ServeArgs, startDaemon, type Daemon } from './helpers/daemon.ts';
 import { errorCode } from './helpers/http.ts';
 import { pgTestOptions } from './helpers/postgres.ts';
 import { rgwTestOptions } from './helpers/rgw.ts';
@@ -16,6 +18,18 @@ import { waitFor } from './helpers/wait.ts';
 import { PostgresMetadataStore } from '../src/storage/postgres/pg-metadata-store.ts';
 
 const MiB = 1024 * 1024;
+
+/** `blobd serve` that must fail at start: its exit code and what it printed on stderr. */
+function serveFails(dataDir: string, args: string[], env: Record<string, string> = {}) {
+  return promisify(execFile)(process.execPath, [BLOBD, 'serve', '--port', '0', '--s3-api-port', 'false', '--host', '127.0.0.1', '--data', dataDir, ...args], {
+    env: { ...process.env, ...env },
+    timeout: 60_000,
+    killSignal: 'SIGKILL',
+  }).then(
+    (r) => ({ code: 0 as number | null, stderr: r.stderr }),
+    (err: { code: number | null; stderr: string }) => err,
+  );
+}
 const pg = pgTestOptions();
 const rgw = rgwTestOptions();
 const options = pg.skip !== undefined ? pg : rgw;
@@ -65,6 +79,29 @@ describe('two nodes on one PostgreSQL database and one bucket', options, () => {
 
   const as = (d: Daemon, token: string) => (p: string, init: RequestInit = {}) =>
     fetch(d.url + p, { ...init, headers: { authorization: `Bearer ${token}`, ...(init.headers as Record<string, string>) } });
+
+  test('a node whose bytes are in its data directory serves alone: refused beside live nodes, and nodes are refused beside it', async () => {
+    const dirFs = await makeTempDir();
+    const dirC = await makeTempDir();
+    const dirD = await makeTempDir();
+    dirs.push(dirFs, dirC, dirD);
+    const beside = await serveFails(dirFs, ['--metadata', url]);
+    assert.equal(beside.code, 1);
+    assert.match(beside.stderr, /^blobd: another blobd node is running on this metadata database: [^\n]*the data directory \(--store fs\) serves one node only\n$/);
+    // Alone on a database of its own it starts; a node with the shared bucket is refused there while it lives.
+    const lone = await startDaemon({ dataDir: dirC, store: 'fs', metadata: 'postgres', args: ['--lease-ttl', '1s'] });
+    try {
+      const s3node = await serveFails(dirD, ['--metadata', lone.databaseUrl!, ...extra.args], extra.env);
+      assert.equal(s3node.code, 1);
+      assert.match(s3node.stderr, /^blobd: a blobd node with its bytes in its data directory \(--store fs\) is running on this metadata database[^\n]*\n$/);
+    } finally {
+      await lone.stop();
+    }
+    // Stopped, it let its leases go: the other node starts.
+    const next = await startDaemon({ dataDir: dirD, store: 'fs', metadata: 'sqlite', adminToken: null, args: ['--metadata', lone.databaseUrl!, ...extra.args], env: extra.env });
+    assert.equal((await fetch(`${next.url}/healthz`)).status, 200);
+    await next.stop();
+  });
 
   test('every node accepts the one admin token, each keeps a copy in its data directory, and API tokens made on one work on the other', async () => {
     const tokenA = (await readFile(path.join(a.dataDir, 'admin-token'), 'utf8')).trim();

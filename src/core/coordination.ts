@@ -38,13 +38,18 @@ export class NodeCoordination {
     return this.shared ? this.nodeId : undefined;
   }
 
+  /** The liveness leases this node renews: 'node:<id>', and 'local-bytes:<id>' for a node whose bytes are its own. */
+  private leases: string[] = [];
+
   /**
    * Say this node is alive (a lease 'node:<id>' renewed every third of the TTL) until stop(). Other nodes
-   * keep this node's pending idempotency claims while it is.
+   * keep this node's pending idempotency claims while it is. `localBytes`: its bytes are in its own data
+   * directory, which other nodes cannot see (they then refuse to start beside it: otherLocalNodes).
    */
-  async start(): Promise<void> {
+  async start(opts: { localBytes?: boolean } = {}): Promise<void> {
     if (!this.shared) return;
-    const renew = () => this.meta.acquireLease(`node:${this.nodeId}`, this.nodeId, Date.now(), Date.now() + this.leaseTtlMs);
+    this.leases = [`node:${this.nodeId}`, ...(opts.localBytes ? [`local-bytes:${this.nodeId}`] : [])];
+    const renew = () => Promise.all(this.leases.map((name) => this.meta.acquireLease(name, this.nodeId, Date.now(), Date.now() + this.leaseTtlMs)));
     await renew();
     this.liveness = setInterval(() => void renew().catch(() => {}), Math.max(50, this.leaseTtlMs / 3));
     this.liveness.unref();
@@ -52,13 +57,22 @@ export class NodeCoordination {
 
   async stop(): Promise<void> {
     clearInterval(this.liveness);
-    if (this.shared) await this.meta.releaseLease(`node:${this.nodeId}`, this.nodeId).catch(() => {});
+    if (this.shared) await Promise.all(this.leases.map((name) => this.meta.releaseLease(name, this.nodeId).catch(() => {})));
   }
 
   /** Ids of the other nodes alive now (their liveness lease has not ended). */
   async otherLiveNodes(): Promise<string[]> {
+    return this.otherHolders('node:');
+  }
+
+  /** Ids of the other live nodes whose bytes are in their own data directory (started with localBytes). */
+  async otherLocalNodes(): Promise<string[]> {
+    return this.otherHolders('local-bytes:');
+  }
+
+  private async otherHolders(prefix: string): Promise<string[]> {
     if (!this.shared) return [];
-    const live = await this.meta.liveLeaseHolders('node:', Date.now());
+    const live = await this.meta.liveLeaseHolders(prefix, Date.now());
     return live.map((l) => l.holder).filter((h) => h !== this.nodeId);
   }
 
