@@ -59,10 +59,10 @@ export interface S3ApiConfig {
 
 export type MetadataConfig = { readonly kind: 'sqlite' } | { readonly kind: 'postgres'; readonly url: string };
 
-/** A database URL fit for logs and errors: the password replaced by ***. */
 /** --inline-max's default: the largest blob stored inside the metadata database. */
 const INLINE_MAX_DEFAULT = '64KiB';
 
+/** A database URL fit for logs and errors: the password replaced by ***. */
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
