@@ -20,7 +20,7 @@ export interface InlineBlobs {
    * meanwhile). SQLite keeps them without a row; PostgreSQL, which keeps bytes in their blob row, writes
    * that row (unreferenced until the complete's row write).
    */
-  put?(digest: string, bytes: Buffer): Promise<void>;
+  put(digest: string, bytes: Buffer): Promise<void>;
   /** The stored bytes of `digest`, or null when none are stored inline. */
   read(digest: string): Promise<Buffer | null>;
   /** Whether a blob row of `digest` exists without bytes stored inline (they are in the other tier, or lost). */

@@ -233,8 +233,8 @@ export class TieredByteStore implements ByteStore {
    * Where the wrapped store's locations are content addresses (the data directory, one node: the digest
    * lock covers this), a small session completes into the inline tier: its bytes are read, verified and
    * stored there durably (InlineBlobs.put: SQLite's table, or PostgreSQL's blob row, unreferenced until the
-   * complete's row write; GC keeps a row whose bytes a completing session relies on), and then the session's file goes —
-   * the same two steps as the wrapped store's rename, so a crash between them leaves the session's bytes
+   * complete's row write; GC keeps a row whose bytes a completing session relies on), and then the
+   * session's file goes — the same two steps as the wrapped store's rename, so a crash between them leaves the session's bytes
    * in place (uploadCommitted: not committed; a new complete stores them again). An intact inline copy of
    * the digest needs no second one whatever the session's size; a damaged one is replaced (or, for a
    * session too large for the tier, dropped once the file is in place). Over an object store sessions
@@ -243,10 +243,10 @@ export class TieredByteStore implements ByteStore {
   async commitUpload(id: string, offset: number, cursor: UploadCursor, digest: string): Promise<void> {
     if (!this.inner.contentAddressed) return this.inner.commitUpload(id, offset, cursor, digest);
     const current = await this.inline.read(digest);
-    const small = this.inline.put !== undefined && this.max > 0 && offset <= this.max;
+    const small = this.max > 0 && offset <= this.max;
     if (current && sha256(current) === digest) return this.inner.deleteUpload(id, cursor);
     if (small && (current || !(await this.inner.stat(digest)))) {
-      await this.inline.put!(digest, await this.sessionBytes(id, offset, cursor, digest));
+      await this.inline.put(digest, await this.sessionBytes(id, offset, cursor, digest));
       return this.inner.deleteUpload(id, cursor);
     }
     await this.inner.commitUpload(id, offset, cursor, digest);

@@ -77,45 +77,43 @@ export function inlineContract(withStore: WithStore): void {
     assert.equal(await inline.quarantine(digest(1)), true);
     assert.equal(await inline.read(digest(1)), null);
     assert.equal(await inline.quarantine(digest(1)), false, 'nothing left to move');
-    if (inline.put) {
-      // A session's bytes at its complete, before any reference: durable at once (a reopen reads them).
-      await inline.put(digest(2), good);
-      assert.ok((await inline.read(digest(2)))?.equals(good), 'put stores them');
-      assert.ok((await (await f.reopen()).inline!.read(digest(2)))?.equals(good), 'put is durable');
-      const store = f.store;
-      const rowMade = (await store.getBlob(digest(2))) !== null;
-      if (rowMade) {
-        // Bytes in their row (PostgreSQL): the row, unreferenced, at the digest; nothing deletes bytes a row
-        // names there (GC removes the row), and the complete's row write finds them in place.
-        assert.equal((await store.getBlob(digest(2)))!.location, digest(2));
-        await store.inline!.delete(digest(2));
-        assert.ok((await store.inline!.read(digest(2)))?.equals(good), 'bytes a row names are not deleted');
-        assert.deepEqual(await store.commitBlob(blob(2, good.length), pin('s')), { created: false });
-        assert.ok((await store.inline!.read(digest(2)))?.equals(good), 'kept by the row write that references them');
-      } else {
-        // A table of their own (SQLite): delete removes them.
-        await store.inline!.delete(digest(2));
-        await store.inline!.delete(digest(2));
-        assert.equal(await store.inline!.stat(digest(2)), null);
-      }
-      // Put again over a quarantined row at the digest: the row write that re-adopts it keeps them.
-      await store.commitBlob(blob(3, good.length));
-      await store.markQuarantined(digest(3));
-      await store.inline!.quarantine(digest(3));
-      await store.inline!.put!(digest(3), good);
-      await store.commitBlob(blob(3, good.length), pin('s'));
-      assert.ok((await store.inline!.read(digest(3)))?.equals(good), 'put heals the quarantined row: nothing to re-adopt');
-      assert.equal((await store.getBlob(digest(3)))?.quarantined, false);
+    // A session's bytes at its complete, before any reference: durable at once (a reopen reads them).
+    await inline.put(digest(2), good);
+    assert.ok((await inline.read(digest(2)))?.equals(good), 'put stores them');
+    assert.ok((await (await f.reopen()).inline!.read(digest(2)))?.equals(good), 'put is durable');
+    const store = f.store;
+    const rowMade = (await store.getBlob(digest(2))) !== null;
+    if (rowMade) {
+      // Bytes in their row (PostgreSQL): the row, unreferenced, at the digest; nothing deletes bytes a row
+      // names there (GC removes the row), and the complete's row write finds them in place.
+      assert.equal((await store.getBlob(digest(2)))!.location, digest(2));
+      await store.inline!.delete(digest(2));
+      assert.ok((await store.inline!.read(digest(2)))?.equals(good), 'bytes a row names are not deleted');
+      assert.deepEqual(await store.commitBlob(blob(2, good.length), pin('s')), { created: false });
+      assert.ok((await store.inline!.read(digest(2)))?.equals(good), 'kept by the row write that references them');
+    } else {
+      // A table of their own (SQLite): delete removes them.
+      await store.inline!.delete(digest(2));
+      await store.inline!.delete(digest(2));
+      assert.equal(await store.inline!.stat(digest(2)), null);
     }
+    // Put over a quarantined row at the digest heals it: the next row write finds the row, and the bytes, in place.
+    await store.commitBlob(blob(3, good.length));
+    await store.markQuarantined(digest(3));
+    await store.inline!.quarantine(digest(3));
+    await store.inline!.put(digest(3), good);
+    await store.commitBlob(blob(3, good.length), pin('s'));
+    assert.ok((await store.inline!.read(digest(3)))?.equals(good), 'put heals the quarantined row: nothing to re-adopt');
+    assert.equal((await store.getBlob(digest(3)))?.quarantined, false);
     // A repair cut short (the row marked, its damaged bytes not moved aside yet), then a write that re-adopts
     // the row with no bytes for it (they went to the file tier): the damaged bytes are not kept to be read.
     const damaged = Buffer.from(good).fill(7, 0, 5);
-    f.store.inline!.offer(digest(4), damaged);
-    await f.store.commitBlob(blob(4, good.length));
-    f.store.inline!.withdraw(digest(4));
-    await f.store.markQuarantined(digest(4));
-    await f.store.commitBlob(blob(4, good.length), pin('r'));
-    assert.equal((await f.store.getBlob(digest(4)))?.quarantined, false);
-    assert.equal(await f.store.inline!.read(digest(4)), null, 'no damaged bytes after the re-adopting write');
+    store.inline!.offer(digest(4), damaged);
+    await store.commitBlob(blob(4, good.length));
+    store.inline!.withdraw(digest(4));
+    await store.markQuarantined(digest(4));
+    await store.commitBlob(blob(4, good.length), pin('r'));
+    assert.equal((await store.getBlob(digest(4)))?.quarantined, false);
+    assert.equal(await store.inline!.read(digest(4)), null, 'no damaged bytes after the re-adopting write');
   }));
 }
