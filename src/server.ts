@@ -119,6 +119,21 @@ async function checkCanListen(port: number, host: string): Promise<void> {
   await new Promise<void>((resolve) => probe.close(() => resolve()));
 }
 
+/**
+ * Why this node may not start beside the others on a shared database, or null. Bytes in a data directory are
+ * seen by its node only: a second node on the same database would take the first one's blobs and sessions
+ * for lost ones, whichever of the two started first.
+ */
+async function refusalBesideOthers(nodes: NodeCoordination, localBytes: boolean): Promise<string | null> {
+  if (localBytes && (await nodes.otherLiveNodes()).length > 0) {
+    return 'another blobd node is running on this metadata database: several nodes need their bytes in one S3 bucket (--store s3); the data directory (--store fs) serves one node only';
+  }
+  if (!localBytes && (await nodes.otherLocalNodes()).length > 0) {
+    return 'a blobd node with its bytes in its data directory (--store fs) is running on this metadata database, and that node serves alone: stop it, or move it to the S3 bucket of the others';
+  }
+  return null;
+}
+
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
 
 /**
@@ -181,20 +196,12 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const nodes = new NodeCoordination(meta, await loadOrCreateNodeId(layout), config.leaseTtlMs);
   // Alive (for other nodes) before anything is recovered: they keep what belongs to a live node.
   await nodes.start({ localBytes: bytes.local === true });
-  // Bytes in a data directory are seen by its node only: a second node on the same database would take
-  // the first one's blobs and sessions for lost ones, whichever of the two started first.
-  const alone =
-    !meta.shared ? null
-    : bytes.local && (await nodes.otherLiveNodes()).length > 0
-      ? 'another blobd node is running on this metadata database: several nodes need their bytes in one S3 bucket (--store s3); the data directory (--store fs) serves one node only'
-      : !bytes.local && (await nodes.otherLocalNodes()).length > 0
-        ? 'a blobd node with its bytes in its data directory (--store fs) is running on this metadata database, and that node serves alone: stop it, or move it to the S3 bucket of the others'
-        : null;
-  if (alone) {
+  const refusal = meta.shared ? await refusalBesideOthers(nodes, bytes.local === true) : null;
+  if (refusal) {
     await nodes.stop();
     await meta.close();
     dirLock.release();
-    throw new Error(alone);
+    throw new Error(refusal);
   }
   // Signing keys, the records key and the admin token: the data directory's own, or those every node shares.
   const shared = meta.shared ? new SharedKeys(meta) : undefined;
