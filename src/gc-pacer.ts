@@ -1,5 +1,6 @@
 // Young-generation GCs paced by the buffers the process allocates, so that bodies streaming through do
 // not set off a storm of full mark-compacts.
+import { getHeapStatistics } from 'node:v8';
 type Gc = (options: { type: 'minor' | 'major'; execution: 'sync' | 'async' }) => void | Promise<void>;
 
 /**
@@ -16,8 +17,15 @@ export interface GcPacer {
 }
 
 /**
- * Paces only while requests are in flight: process.memoryUsage() is not free (~12 ms of CPU a second at a
- * 25 ms tick, measured on an idle daemon), which several idle nodes on one machine would pay for nothing.
+ * Memory held outside V8's heap: ArrayBuffers' backing stores and what native modules report. Read from
+ * V8's own counters: process.memoryUsage() also reads the RSS from /proc (~15 µs against ~0.8 here, and
+ * 0.8-2.2 % of the event loop in profiles of 4 KiB uploads and of 1 GiB multipart uploads).
+ */
+const externalBytes = () => getHeapStatistics().external_memory;
+
+/**
+ * Paces only while requests are in flight: a look at the counters 40 times a second is not free, and
+ * several idle nodes on one machine would pay for nothing.
  */
 export function paceYoungGc(everyBytes = 8 * 1024 * 1024, checkMs = 25): GcPacer {
   // Exposed by node --expose-gc (bin/blobd's #! line); without it there is nothing to pace with.
@@ -27,10 +35,10 @@ export function paceYoungGc(everyBytes = 8 * 1024 * 1024, checkMs = 25): GcPacer
   let timer: NodeJS.Timeout | undefined;
   let last = 0;
   const tick = () => {
-    const now = process.memoryUsage().arrayBuffers;
+    const now = externalBytes();
     if (now - last >= everyBytes) {
       gc({ type: 'minor', execution: 'sync' });
-      last = process.memoryUsage().arrayBuffers;
+      last = externalBytes();
     } else if (now < last) last = now;
     if (inFlight === 0) {
       clearInterval(timer);
@@ -42,7 +50,7 @@ export function paceYoungGc(everyBytes = 8 * 1024 * 1024, checkMs = 25): GcPacer
     request() {
       inFlight++;
       if (!timer && !stopped) {
-        last = process.memoryUsage().arrayBuffers;
+        last = externalBytes();
         timer = setInterval(tick, checkMs);
         timer.unref();
       }
