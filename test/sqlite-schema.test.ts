@@ -59,6 +59,9 @@ test('a schema-7 database opens at the current version: blobs at their digests, 
       const open = await store.getUpload('open-1');
       assert.deepEqual([open?.offset, open?.location, open?.cursor], [5, null, null]);
       assert.deepEqual(await store.listByteDeletions(10), []);
+      // The pin moved to the table keyed by digest first (schema 13) and still holds its blob.
+      assert.deepEqual((await store.listPins('p', 10, null)).map((p) => [p.digest, p.createdAt]), [[digest(1), 1000]]);
+      assert.deepEqual((await store.listGarbageBlobs(Date.now(), Date.now(), 10)).map((b) => b.digest), [digest(2)], 'the pinned blob is referenced');
       // The old rows go on as local-store rows: the same content again queues nothing.
       assert.deepEqual(await store.commitBlob(blob(1, 10), { principal: 'q', temporary: false, expiresAt: null }), { created: false });
       assert.deepEqual(await store.listByteDeletions(10), []);
@@ -67,7 +70,7 @@ test('a schema-7 database opens at the current version: blobs at their digests, 
     }
     const db = new Database(file, { readonly: true });
     try {
-      assert.equal(db.pragma('user_version', { simple: true }), 12);
+      assert.equal(db.pragma('user_version', { simple: true }), 13);
     } finally {
       db.close();
     }
