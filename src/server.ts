@@ -77,6 +77,11 @@ export interface RunningServer {
   readonly routes: readonly { method: string; path: string }[];
   /** Stop accepting, let in-flight requests finish (bounded by the shutdown timeout), close the stores. */
   close(): Promise<void>;
+  /**
+   * Settles with the reason once the node stopped by itself: its liveness lease lapsed and meanwhile a node
+   * started beside which it may not run (see refusalBesideOthers). Pending for as long as the node serves.
+   */
+  readonly stoppedBySelf: Promise<string>;
 }
 
 export class ListenError extends Error {
@@ -194,8 +199,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const disk = new DiskBudget(store, bytes, config.minFree, rowsFree);
   const meta = guardRowGrowth(store, disk);
   const nodes = new NodeCoordination(meta, await loadOrCreateNodeId(layout), config.leaseTtlMs);
+  // Told when this node's liveness lapsed: set at the end (`lapse = …`), once the server can be closed.
+  let lapse = () => {};
   // Alive (for other nodes) before anything is recovered: they keep what belongs to a live node.
-  await nodes.start({ localBytes: bytes.local === true });
+  await nodes.start({ localBytes: bytes.local === true, onLapse: () => lapse() });
   const refusal = meta.shared ? await refusalBesideOthers(nodes, bytes.local === true) : null;
   if (refusal) {
     await nodes.stop();
@@ -424,5 +431,28 @@ export async function startServer(config: Config): Promise<RunningServer> {
     logger.info({ url: s3Url }, 's3 api listening');
   }
 
-  return { url, s3Url, logger, routes: listRoutes(app), close };
+  // A node whose lease lapsed (it stalled, or lost the database, for longer than --lease-ttl) was taken for
+  // gone: a node may have started meanwhile that must not run beside it. Then this one stops, as it would
+  // have been refused at its start; the newer node goes on.
+  let stopSelf: (reason: string) => void = () => {};
+  const stoppedBySelf = new Promise<string>((resolve) => (stopSelf = resolve));
+  let checking = false;
+  lapse = () => {
+    if (checking || closing) return;
+    checking = true;
+    void refusalBesideOthers(nodes, bytes.local === true)
+      .then(
+        async (refusal) => {
+          if (!refusal || closing) return;
+          const reason = `this node's liveness lease lapsed (stalled or cut off from the database for longer than --lease-ttl) and meanwhile ${refusal}`;
+          logger.error({ reason }, 'stopping this node');
+          await close().catch((err: unknown) => logger.error({ err }, 'shutdown failed'));
+          stopSelf(reason);
+        },
+        (err: unknown) => logger.warn({ err }, 'could not look for other nodes after this node lapsed'),
+      )
+      .finally(() => (checking = false));
+  };
+
+  return { url, s3Url, logger, routes: listRoutes(app), close, stoppedBySelf };
 }

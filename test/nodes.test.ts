@@ -238,3 +238,43 @@ describe('two nodes on one PostgreSQL database and one bucket', options, () => {
     assert.equal(await claimed('of-a-dead-node'), false, "a dead node's claim was dropped");
   });
 });
+
+describe('a node whose liveness lease lapsed', pg, () => {
+  test('goes on alone, but stops (exit 1) when a node started meanwhile beside which it may not run; that node goes on', async () => {
+    const dirA = await makeTempDir();
+    const dirB = await makeTempDir();
+    const a = await startDaemon({ dataDir: dirA, store: 'fs', metadata: 'postgres', args: ['--lease-ttl', '1s'] });
+    let b: Daemon | undefined;
+    try {
+      const exited = new Promise<number | null>((resolve) => a.proc.once('exit', (code) => resolve(code)));
+      const stall = async () => {
+        a.proc.kill('SIGSTOP');
+        await new Promise((r) => setTimeout(r, 1600)); // past the lease's end: other nodes take A for gone
+      };
+      // Stalled past its lease with nobody starting meanwhile: it renews and serves on.
+      await stall();
+      a.proc.kill('SIGCONT');
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal((await a.api('/healthz')).status, 200);
+
+      // Stalled again, and a node with its own data directory starts on the database meanwhile (A looks gone).
+      await stall();
+      b = await startDaemon({ dataDir: dirB, store: 'fs', metadata: 'sqlite', adminToken: null, args: ['--metadata', a.databaseUrl!, '--lease-ttl', '1s'] });
+      a.proc.kill('SIGCONT');
+      const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running'), 15_000))]);
+      assert.equal(code, 1, a.output());
+      assert.match(a.output(), /blobd: this node's liveness lease lapsed [^\n]*and meanwhile another blobd node is running on this metadata database/);
+      // The newer node serves on, alone.
+      assert.equal((await fetch(`${b.url}/healthz`)).status, 200);
+      await new Promise((r) => setTimeout(r, 1200));
+      assert.equal((await fetch(`${b.url}/healthz`)).status, 200);
+      assert.equal(b.proc.exitCode, null);
+    } finally {
+      a.proc.kill('SIGCONT');
+      await a.stop();
+      await b?.stop();
+      await removeDir(dirA);
+      await removeDir(dirB);
+    }
+  });
+});

@@ -45,11 +45,21 @@ export class NodeCoordination {
    * Say this node is alive (a lease 'node:<id>' renewed every third of the TTL) until stop(). Other nodes
    * keep this node's pending idempotency claims while it is. `localBytes`: its bytes are in its own data
    * directory, which other nodes cannot see (they then refuse to start beside it: otherLocalNodes).
+   * `onLapse`: told after a renewal that came when the last one had already ended (the process stalled, or
+   * could not reach the database, for longer than the TTL): meanwhile other nodes took this one for gone,
+   * and one may have started that must not run beside it.
    */
-  async start(opts: { localBytes?: boolean } = {}): Promise<void> {
+  async start(opts: { localBytes?: boolean; onLapse?: () => void } = {}): Promise<void> {
     if (!this.shared) return;
     this.leases = [`node:${this.nodeId}`, ...(opts.localBytes ? [`local-bytes:${this.nodeId}`] : [])];
-    const renew = () => Promise.all(this.leases.map((name) => this.meta.acquireLease(name, this.nodeId, Date.now(), Date.now() + this.leaseTtlMs)));
+    let liveUntil = 0;
+    const renew = async () => {
+      const now = Date.now();
+      const lapsed = liveUntil !== 0 && now > liveUntil;
+      await Promise.all(this.leases.map((name) => this.meta.acquireLease(name, this.nodeId, now, now + this.leaseTtlMs)));
+      liveUntil = now + this.leaseTtlMs;
+      if (lapsed) opts.onLapse?.();
+    };
     await renew();
     this.liveness = setInterval(() => void renew().catch(() => {}), Math.max(50, this.leaseTtlMs / 3));
     this.liveness.unref();

@@ -1,4 +1,5 @@
-// `blobd serve`: run the daemon in the foreground until SIGTERM or SIGINT, then stop gracefully (exit 0).
+// `blobd serve`: run the daemon in the foreground until SIGTERM or SIGINT, then stop gracefully (exit 0);
+// exit 1 when the node stopped by itself (RunningServer.stoppedBySelf).
 import type { Command } from 'commander';
 import { loadConfig, SERVE_OPTIONS, type ServeFlags } from '../../config.ts';
 
@@ -29,6 +30,11 @@ export function registerServe(program: Command): void {
         },
       );
     };
+    // Stopped by itself (a lapsed node beside one it may not run with): closed already, exit 1.
+    void running.stoppedBySelf.then((reason) => {
+      process.stderr.write(`blobd: ${reason}\n`);
+      process.exit(1);
+    });
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
