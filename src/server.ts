@@ -78,8 +78,9 @@ export interface RunningServer {
   /** Stop accepting, let in-flight requests finish (bounded by the shutdown timeout), close the stores. */
   close(): Promise<void>;
   /**
-   * Settles with the reason once the node stopped by itself: its liveness lease lapsed and meanwhile a node
-   * started beside which it may not run (see refusalBesideOthers). Pending for as long as the node serves.
+   * Settles with the reason once the node decided to stop by itself (its liveness lease lapsed and meanwhile
+   * a node started beside which it may not run: see refusalBesideOthers); it is closing then, and close()
+   * returns that same closing. Pending for as long as the node serves.
    */
   readonly stoppedBySelf: Promise<string>;
 }
@@ -199,10 +200,12 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const disk = new DiskBudget(store, bytes, config.minFree, rowsFree);
   const meta = guardRowGrowth(store, disk);
   const nodes = new NodeCoordination(meta, await loadOrCreateNodeId(layout), config.leaseTtlMs);
-  // Told when this node's liveness lapsed: set at the end (`lapse = …`), once the server can be closed.
-  let lapse = () => {};
+  // After each liveness renewal; a lapse is noted now and looked at once the server can be closed (see
+  // lookAfterLapse at the end).
+  let lapsePending = false;
+  let afterRenewal = (lapsed: boolean) => void (lapsePending ||= lapsed);
   // Alive (for other nodes) before anything is recovered: they keep what belongs to a live node.
-  await nodes.start({ localBytes: bytes.local === true, onLapse: () => lapse() });
+  await nodes.start({ localBytes: bytes.local === true, onRenewed: (lapsed) => afterRenewal(lapsed) });
   const refusal = meta.shared ? await refusalBesideOthers(nodes, bytes.local === true) : null;
   if (refusal) {
     await nodes.stop();
@@ -433,26 +436,36 @@ export async function startServer(config: Config): Promise<RunningServer> {
 
   // A node whose lease lapsed (it stalled, or lost the database, for longer than --lease-ttl) was taken for
   // gone: a node may have started meanwhile that must not run beside it. Then this one stops, as it would
-  // have been refused at its start; the newer node goes on.
+  // have been refused at its start, and lets its leases go first: the newer node goes on. A look that fails
+  // is taken again after the next renewal.
   let stopSelf: (reason: string) => void = () => {};
   const stoppedBySelf = new Promise<string>((resolve) => (stopSelf = resolve));
-  let checking = false;
-  lapse = () => {
-    if (checking || closing) return;
-    checking = true;
-    void refusalBesideOthers(nodes, bytes.local === true)
+  let looking = false;
+  const lookAfterLapse = () => {
+    if (!lapsePending || looking || closing) return;
+    looking = true;
+    logger.warn("this node's liveness lease lapsed (stalled or cut off from the database for longer than --lease-ttl): looking for nodes started meanwhile");
+    refusalBesideOthers(nodes, bytes.local === true)
       .then(
         async (refusal) => {
-          if (!refusal || closing) return;
+          lapsePending = false;
+          if (closing) return;
+          if (!refusal) return logger.warn('no node started meanwhile beside which this one may not run: serving on');
           const reason = `this node's liveness lease lapsed (stalled or cut off from the database for longer than --lease-ttl) and meanwhile ${refusal}`;
           logger.error({ reason }, 'stopping this node');
-          await close().catch((err: unknown) => logger.error({ err }, 'shutdown failed'));
+          await nodes.stop();
           stopSelf(reason);
+          await close().catch((err: unknown) => logger.error({ err }, 'shutdown failed'));
         },
-        (err: unknown) => logger.warn({ err }, 'could not look for other nodes after this node lapsed'),
+        (err: unknown) => logger.warn({ err }, 'could not look for other nodes: looking again after the next renewal'),
       )
-      .finally(() => (checking = false));
+      .finally(() => (looking = false));
   };
+  afterRenewal = (lapsed) => {
+    lapsePending ||= lapsed;
+    lookAfterLapse();
+  };
+  lookAfterLapse(); // a lapse while the server started
 
   return { url, s3Url, logger, routes: listRoutes(app), close, stoppedBySelf };
 }

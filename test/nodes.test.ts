@@ -244,35 +244,40 @@ describe('a node whose liveness lease lapsed', pg, () => {
     const dirA = await makeTempDir();
     const dirB = await makeTempDir();
     const a = await startDaemon({ dataDir: dirA, store: 'fs', metadata: 'postgres', args: ['--lease-ttl', '1s'] });
+    const db = await PostgresMetadataStore.open(a.databaseUrl!);
     let b: Daemon | undefined;
     try {
       const exited = new Promise<number | null>((resolve) => a.proc.once('exit', (code) => resolve(code)));
+      const lapses = () => a.output().split("this node's liveness lease lapsed").length - 1;
+      // Stopped until its lease has run out in the database: other nodes now take A for gone.
       const stall = async () => {
         a.proc.kill('SIGSTOP');
-        await new Promise((r) => setTimeout(r, 1600)); // past the lease's end: other nodes take A for gone
+        await waitFor(async () => (await db.liveLeaseHolders('node:', Date.now())).length === 0, "A's lease to run out");
       };
-      // Stalled past its lease with nobody starting meanwhile: it renews and serves on.
+      // Stalled past its lease with nobody starting meanwhile: it looks, finds no one, and serves on.
       await stall();
       a.proc.kill('SIGCONT');
-      await new Promise((r) => setTimeout(r, 1000));
+      await waitFor(() => a.output().includes('serving on'), 'A to look for other nodes and serve on');
+      assert.equal(lapses(), 1, a.output());
       assert.equal((await a.api('/healthz')).status, 200);
 
-      // Stalled again, and a node with its own data directory starts on the database meanwhile (A looks gone).
+      // Stalled again, and a node with its own data directory starts on the database meanwhile. (Its longer
+      // lease keeps it alive for A's look on a loaded machine; the start checks only A's.)
       await stall();
-      b = await startDaemon({ dataDir: dirB, store: 'fs', metadata: 'sqlite', adminToken: null, args: ['--metadata', a.databaseUrl!, '--lease-ttl', '1s'] });
+      b = await startDaemon({ dataDir: dirB, store: 'fs', metadata: 'sqlite', adminToken: null, args: ['--metadata', a.databaseUrl!, '--lease-ttl', '10s'] });
       a.proc.kill('SIGCONT');
-      const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running'), 15_000))]);
+      const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running'), 20_000))]);
       assert.equal(code, 1, a.output());
       assert.match(a.output(), /blobd: this node's liveness lease lapsed [^\n]*and meanwhile another blobd node is running on this metadata database/);
-      // The newer node serves on, alone.
-      assert.equal((await fetch(`${b.url}/healthz`)).status, 200);
-      await new Promise((r) => setTimeout(r, 1200));
+      // A let its leases go; the newer node serves on, the only one alive.
+      assert.equal((await db.liveLeaseHolders('node:', Date.now())).length, 1);
       assert.equal((await fetch(`${b.url}/healthz`)).status, 200);
       assert.equal(b.proc.exitCode, null);
     } finally {
       a.proc.kill('SIGCONT');
       await a.stop();
       await b?.stop();
+      await db.close();
       await removeDir(dirA);
       await removeDir(dirB);
     }

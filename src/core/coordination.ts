@@ -40,25 +40,37 @@ export class NodeCoordination {
 
   /** The liveness leases this node renews: 'node:<id>', and 'local-bytes:<id>' for a node whose bytes are its own. */
   private leases: string[] = [];
+  /** Renewals in flight: stop() lets them land before it lets the leases go, so none outlives it. */
+  private readonly renewing = new Set<Promise<unknown>>();
+  private stopping = false;
 
   /**
    * Say this node is alive (a lease 'node:<id>' renewed every third of the TTL) until stop(). Other nodes
    * keep this node's pending idempotency claims while it is. `localBytes`: its bytes are in its own data
    * directory, which other nodes cannot see (they then refuse to start beside it: otherLocalNodes).
-   * `onLapse`: told after a renewal that came when the last one had already ended (the process stalled, or
-   * could not reach the database, for longer than the TTL): meanwhile other nodes took this one for gone,
-   * and one may have started that must not run beside it.
+   * `onRenewed`: told after every renewal; `lapsed` when it ended after the previous lease had (the process
+   * stalled, or could not reach the database, for longer than the TTL): meanwhile other nodes took this one
+   * for gone, and one may have started that must not run beside it.
    */
-  async start(opts: { localBytes?: boolean; onLapse?: () => void } = {}): Promise<void> {
+  async start(opts: { localBytes?: boolean; onRenewed?: (lapsed: boolean) => void } = {}): Promise<void> {
     if (!this.shared) return;
     this.leases = [`node:${this.nodeId}`, ...(opts.localBytes ? [`local-bytes:${this.nodeId}`] : [])];
     let liveUntil = 0;
     const renew = async () => {
-      const now = Date.now();
-      const lapsed = liveUntil !== 0 && now > liveUntil;
-      await Promise.all(this.leases.map((name) => this.meta.acquireLease(name, this.nodeId, now, now + this.leaseTtlMs)));
-      liveUntil = now + this.leaseTtlMs;
-      if (lapsed) opts.onLapse?.();
+      if (this.stopping) return;
+      const at = Date.now();
+      const written = Promise.all(this.leases.map((name) => this.meta.acquireLease(name, this.nodeId, at, at + this.leaseTtlMs)));
+      this.renewing.add(written);
+      try {
+        await written;
+      } finally {
+        this.renewing.delete(written);
+      }
+      // Judged once written: a renewal that ends after the last lease's end counts as a lapse, even if its
+      // write landed just in time (a needless look costs a query; a missed one, two nodes serving).
+      const lapsed = liveUntil !== 0 && Date.now() >= liveUntil;
+      liveUntil = Math.max(liveUntil, at + this.leaseTtlMs);
+      opts.onRenewed?.(lapsed);
     };
     await renew();
     this.liveness = setInterval(() => void renew().catch(() => {}), Math.max(50, this.leaseTtlMs / 3));
@@ -66,7 +78,9 @@ export class NodeCoordination {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     clearInterval(this.liveness);
+    await Promise.allSettled([...this.renewing]);
     if (this.shared) await Promise.all(this.leases.map((name) => this.meta.releaseLease(name, this.nodeId).catch(() => {})));
   }
 

@@ -20,20 +20,26 @@ export function registerServe(program: Command): void {
     // the JSON log says the same.
     if (running.s3Url) process.stdout.write(`blobd s3 api listening on ${running.s3Url}\n`);
     process.stdout.write(`blobd listening on ${running.url}\n`);
+    // Set once the node decided to stop by itself: every way out exits 1 then, a signal's too.
+    let stoppedBySelf: string | undefined;
     const stop = (signal: string) => {
       running.logger.info({ signal }, 'shutting down');
       running.close().then(
-        () => process.exit(0),
+        () => process.exit(stoppedBySelf === undefined ? 0 : 1),
         (err: unknown) => {
           running.logger.error({ err }, 'shutdown failed');
           process.exit(1);
         },
       );
     };
-    // Stopped by itself (a lapsed node beside one it may not run with): closed already, exit 1.
+    // Stopping by itself (a lapsed node beside one it may not run with): exit 1 once closed.
     void running.stoppedBySelf.then((reason) => {
+      stoppedBySelf = reason;
       process.stderr.write(`blobd: ${reason}\n`);
-      process.exit(1);
+      running.close().then(
+        () => process.exit(1),
+        () => process.exit(1),
+      );
     });
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
