@@ -123,3 +123,18 @@ test('the location lookups are index searches, never table scans', () =>
       db.close();
     }
   }));
+
+test('the pin lookups (by digest, by principal and digest, a principal newest first, by expiry) are index searches', () =>
+  inTempDir(async (file) => {
+    const db = openDatabase(file);
+    try {
+      const plan = (sql: string) =>
+        (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all({ d: 'x', p: 'y', now: 1 }) as { detail: string }[]).map((r) => r.detail).join('\n');
+      assert.match(plan('SELECT 1 FROM pins WHERE digest = @d AND (expires_at IS NULL OR expires_at > @now)'), /^SEARCH pins USING PRIMARY KEY \(digest=\?\)$/);
+      assert.match(plan('DELETE FROM pins WHERE principal = @p AND digest = @d'), /^SEARCH pins USING PRIMARY KEY \(digest=\? AND principal=\?\)$/);
+      assert.match(plan('SELECT digest FROM pins WHERE principal = @p ORDER BY created_at DESC, digest DESC'), /^SEARCH pins USING (COVERING )?INDEX pins_by_principal_created \(principal=\?\)$/);
+      assert.match(plan('DELETE FROM pins WHERE expires_at IS NOT NULL AND expires_at <= @now'), /^SEARCH pins USING (COVERING )?INDEX pins_by_expiry \(expires_at>\? AND expires_at<\?\)$/);
+    } finally {
+      db.close();
+    }
+  }));
