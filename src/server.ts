@@ -200,13 +200,14 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const disk = new DiskBudget(store, bytes, config.minFree, rowsFree);
   const meta = guardRowGrowth(store, disk);
   const nodes = new NodeCoordination(meta, await loadOrCreateNodeId(layout), config.leaseTtlMs);
+  const localBytes = bytes.local === true;
   // After each liveness renewal; a lapse is noted now and looked at once the server can be closed (see
   // lookAfterLapse at the end).
   let lapsePending = false;
   let afterRenewal = (lapsed: boolean) => void (lapsePending ||= lapsed);
   // Alive (for other nodes) before anything is recovered: they keep what belongs to a live node.
-  await nodes.start({ localBytes: bytes.local === true, onRenewed: (lapsed) => afterRenewal(lapsed) });
-  const refusal = meta.shared ? await refusalBesideOthers(nodes, bytes.local === true) : null;
+  await nodes.start({ localBytes, onRenewed: (lapsed) => afterRenewal(lapsed) });
+  const refusal = meta.shared ? await refusalBesideOthers(nodes, localBytes) : null;
   if (refusal) {
     await nodes.stop();
     await meta.close();
@@ -445,7 +446,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     if (!lapsePending || looking || closing) return;
     looking = true;
     logger.warn("this node's liveness lease lapsed (stalled or cut off from the database for longer than --lease-ttl): looking for nodes started meanwhile");
-    refusalBesideOthers(nodes, bytes.local === true)
+    refusalBesideOthers(nodes, localBytes)
       .then(
         async (refusal) => {
           lapsePending = false;

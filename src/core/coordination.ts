@@ -42,7 +42,8 @@ export class NodeCoordination {
   private leases: string[] = [];
   /** Renewals in flight: stop() lets them land before it lets the leases go, so none outlives it. */
   private readonly renewing = new Set<Promise<unknown>>();
-  private stopping = false;
+  /** Set by stop(): no renewal starts after it. */
+  private stopped: Promise<void> | undefined;
 
   /**
    * Say this node is alive (a lease 'node:<id>' renewed every third of the TTL) until stop(). Other nodes
@@ -57,7 +58,7 @@ export class NodeCoordination {
     this.leases = [`node:${this.nodeId}`, ...(opts.localBytes ? [`local-bytes:${this.nodeId}`] : [])];
     let liveUntil = 0;
     const renew = async () => {
-      if (this.stopping) return;
+      if (this.stopped) return;
       const at = Date.now();
       const written = Promise.all(this.leases.map((name) => this.meta.acquireLease(name, this.nodeId, at, at + this.leaseTtlMs)));
       this.renewing.add(written);
@@ -77,11 +78,14 @@ export class NodeCoordination {
     this.liveness.unref();
   }
 
-  async stop(): Promise<void> {
-    this.stopping = true;
-    clearInterval(this.liveness);
-    await Promise.allSettled([...this.renewing]);
-    if (this.shared) await Promise.all(this.leases.map((name) => this.meta.releaseLease(name, this.nodeId).catch(() => {})));
+  /** Stops renewing and lets the leases go; a second call (a lapsed node's stop, then its close) waits for the first. */
+  stop(): Promise<void> {
+    this.stopped ??= (async () => {
+      clearInterval(this.liveness);
+      await Promise.allSettled([...this.renewing]);
+      if (this.shared) await Promise.all(this.leases.map((name) => this.meta.releaseLease(name, this.nodeId).catch(() => {})));
+    })();
+    return this.stopped;
   }
 
   /** Ids of the other nodes alive now (their liveness lease has not ended). */

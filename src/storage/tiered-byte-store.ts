@@ -234,8 +234,8 @@ export class TieredByteStore implements ByteStore {
    * lock covers this), a small session completes into the inline tier: its bytes are read, verified and
    * stored there durably (InlineBlobs.put: SQLite's table, or PostgreSQL's blob row, unreferenced until the
    * complete's row write; GC keeps a row whose bytes a completing session relies on), and then the
-   * session's file goes — the same two steps as the wrapped store's rename, so a crash between them leaves the session's bytes
-   * in place (uploadCommitted: not committed; a new complete stores them again). An intact inline copy of
+   * session's file goes — the same two steps as the wrapped store's rename, so a crash between them leaves
+   * the session's bytes in place (uploadCommitted: not committed; a new complete stores them again). An intact inline copy of
    * the digest needs no second one whatever the session's size; a damaged one is replaced (or, for a
    * session too large for the tier, dropped once the file is in place). Over an object store sessions
    * complete there.
