@@ -1,5 +1,6 @@
 // fsck: re-hash every blob and compare rows with stored bytes — corrupt (bytes that do not hash to their
-// digest), missing (a row without bytes), orphans (bytes no row names, or things that are no blob at all).
+// digest), missing (a row without bytes), orphans (bytes no row names and no deletion is queued for, or things
+// that are no blob at all).
 // With repair, corrupt bytes are moved to quarantine and their rows marked; fsck never deletes bytes.
 import { createHash } from 'node:crypto';
 import type { ByteStore } from '../storage/byte-store.ts';
@@ -56,8 +57,13 @@ export class FsckService {
       }
     }
     for await (const location of this.bytes.list()) {
-      // A blob committed since its page was read is no orphan: ask the store again before saying so.
-      if (!rows.has(location) && !(await this.meta.isLocationClaimed(location))) report.orphans.push(this.bytes.nameOf(location));
+      if (rows.has(location)) continue;
+      // A blob committed since its page was read is no orphan: ask the store again before saying so. Nor are
+      // bytes whose row went and that wait in the deletion queue (GC deletes rows first, bytes after; a crash
+      // or a backup's snapshot can come in between): the next GC pass deletes them.
+      if (await this.meta.isLocationClaimed(location)) continue;
+      if (await this.meta.isDeletionQueued(location)) continue;
+      report.orphans.push(this.bytes.nameOf(location));
     }
     for await (const name of this.bytes.strays()) report.orphans.push(name);
     report.orphans.sort();

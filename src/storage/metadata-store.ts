@@ -456,6 +456,11 @@ export interface MetadataStore {
   listByteDeletions(limit: number): Promise<ByteDeletion[]>;
   /** The bytes of a queued deletion are gone (or must stay: a row points there again): drop it from the queue. */
   finishByteDeletion(location: string): Promise<void>;
+  /**
+   * True while the location waits in the byte-deletion queue: its row went, its bytes go at the next drain
+   * (fsck: bytes on their way out are no orphans).
+   */
+  isDeletionQueued(location: string): Promise<boolean>;
   /** Blob rows in digest order after `after` (for fsck). */
   listBlobsAfter(after: string, limit: number): Promise<BlobRecord[]>;
   /** True when an unexpired object revision or an unexpired pin references the blob (it is live). */

@@ -117,3 +117,8 @@ export async function listByteDeletions(q: Queryable, limit: number): Promise<By
 export async function finishByteDeletion(q: Queryable, location: string): Promise<void> {
   await q`DELETE FROM byte_deletions WHERE location = ${location}`;
 }
+
+export async function isDeletionQueued(q: Queryable, location: string): Promise<boolean> {
+  const [r] = await q<{ queued: boolean }[]>`SELECT EXISTS (SELECT 1 FROM byte_deletions WHERE location = ${location}) AS queued`;
+  return r!.queued;
+}

@@ -347,6 +347,10 @@ export class PostgresMetadataStore implements MetadataStore {
     await blobs.finishByteDeletion(this.sql, location);
   }
 
+  async isDeletionQueued(location: string): Promise<boolean> {
+    return blobs.isDeletionQueued(this.sql, location);
+  }
+
   async listBlobsAfter(after: string, limit: number): Promise<BlobRecord[]> {
     return lifecycle.listBlobsAfter(this.sql, after, limit);
   }

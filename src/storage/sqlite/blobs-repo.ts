@@ -32,6 +32,7 @@ export class BlobsRepo {
   private readonly enqueue: Statement<[string, string, number]>;
   private readonly queued: Statement<[number], ByteDeletion>;
   private readonly dequeue: Statement<[string]>;
+  private readonly isQueued: Statement<[string], number>;
 
   constructor(
     db: Db,
@@ -51,6 +52,7 @@ export class BlobsRepo {
     this.enqueue = db.prepare('INSERT INTO byte_deletions (location, digest, queued_at) VALUES (?, ?, ?) ON CONFLICT (location) DO NOTHING');
     this.queued = db.prepare('SELECT location, digest FROM byte_deletions ORDER BY seq LIMIT ?');
     this.dequeue = db.prepare('DELETE FROM byte_deletions WHERE location = ?');
+    this.isQueued = db.prepare<[string], number>('SELECT 1 FROM byte_deletions WHERE location = ?').pluck();
   }
 
   get(digest: string): BlobRecord | null {
@@ -104,5 +106,9 @@ export class BlobsRepo {
 
   finishDeletion(location: string): void {
     this.dequeue.run(location);
+  }
+
+  deletionQueued(location: string): boolean {
+    return this.isQueued.get(location) === 1;
   }
 }

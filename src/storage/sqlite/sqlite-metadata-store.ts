@@ -375,6 +375,10 @@ export class SqliteMetadataStore implements MetadataStore {
     this.freeing(() => this.blobs.finishDeletion(location));
   }
 
+  async isDeletionQueued(location: string): Promise<boolean> {
+    return this.blobs.deletionQueued(location);
+  }
+
   async listBlobsAfter(after: string, limit: number): Promise<BlobRecord[]> {
     return this.lifecycle.blobsAfter(after, limit);
   }
