@@ -3,11 +3,12 @@
 // sessions, stray files, the timer), GC racing concurrent uploads of the digest it is collecting (G4: a burst
 // of 100 per round, and references that come and go), and disk accounting (/api/admin/stats).
 import assert from 'node:assert/strict';
+import { mkdir, rm, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { as, createToken, openRequest, type TokenJson } from './helpers/access.ts';
 import { randomData, sha256 } from './helpers/bytes.ts';
-import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { onFsOnly, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
 import { errorCode } from './helpers/http.ts';
 import { append, complete, initiate, status } from './helpers/sessions.ts';
 import { probeStore, type StoreProbe } from './helpers/store-probe.ts';
@@ -740,5 +741,41 @@ describe('lifecycle', { concurrency: true }, () => {
       assert.equal(refused.status, 403);
       assert.equal(await errorCode(refused), 'forbidden');
     });
+  });
+});
+
+describe('the byte-deletion queue', () => {
+  test('deletions that keep failing stay queued and never hold up those behind them: a purge still deletes at once', onFsOnly('directories planted where blob files belong'), async () => {
+    // --inline-max 0: small blobs as files. A directory where a blob's file belongs cannot be unlinked, so
+    // the deletion GC queues for it fails, pass after pass; more such failures than one listing of the queue.
+    const d = await startDaemon({ args: ['--gc-grace', '0s', '--gc-interval', '0s', '--inline-max', '0'] });
+    const fileOf = (digest: string) => {
+      const hex = digest.slice('sha256:'.length);
+      return path.join(d.dataDir, 'blobs', 'sha256', hex.slice(0, 2), hex.slice(2, 4), hex);
+    };
+    try {
+      const stuck: string[] = [];
+      for (let i = 0; i < 120; i++) stuck.push(await pin(d, randomData(10 + i)));
+      for (const digest of stuck) {
+        assert.equal((await dropPin(d, digest)).status, 204);
+        await rm(fileOf(digest));
+        await mkdir(fileOf(digest));
+      }
+      const first = await gc(d);
+      assert.equal(first.blobs_removed, stuck.length);
+      for (const digest of stuck) assert.ok((await stat(fileOf(digest))).isDirectory(), 'its deletion failed');
+
+      const purged = await pin(d, randomData(5000));
+      assert.equal((await dropPin(d, purged, undefined, 'force=true')).status, 204);
+      assert.equal(await stat(fileOf(purged)).catch(() => null), null, 'the purge deleted its file at once, past the failing deletions');
+
+      // Once the directories are gone the queued deletions succeed: nothing is left for fsck.
+      for (const digest of stuck) await rmdir(fileOf(digest));
+      await gc(d);
+      const report = await fsck(d);
+      assert.deepEqual([report.checked, report.missing, report.orphans], [0, [], []]);
+    } finally {
+      await stopAndRemove(d);
+    }
   });
 });

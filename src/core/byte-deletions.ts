@@ -49,24 +49,22 @@ export class ByteDeletions {
     let done = 0;
     do {
       this.again = false;
-      const failed = new Set<string>();
-      for (let batch = await this.meta.listByteDeletions(BATCH); batch.length > 0; batch = await this.meta.listByteDeletions(BATCH)) {
-        let progressed = false;
+      // Each location is tried once a round. One that failed stays queued (the next drain retries it) and
+      // each listing asks for that many more, so failures at the head never hide the entries behind them.
+      const tried = new Set<string>();
+      let failed = 0;
+      for (;;) {
+        const batch = (await this.meta.listByteDeletions(BATCH + failed)).filter((d) => !tried.has(d.location));
+        if (batch.length === 0) break;
         for (const d of batch) {
-          if (failed.has(d.location)) continue;
+          tried.add(d.location);
           const ok = await this.lockDigest(d.digest, async () => {
             if (!(await this.meta.isLocationClaimed(d.location))) await this.bytes.delete(d.location);
             await this.meta.finishByteDeletion(d.location);
           }).then(() => true, () => false);
-          if (ok) {
-            done++;
-            progressed = true;
-          } else {
-            failed.add(d.location);
-          }
+          if (ok) done++;
+          else failed++;
         }
-        // Only failures left at the head of the queue: stop rather than spin (the next drain retries them).
-        if (!progressed) break;
       }
     } while (this.again);
     return done;

@@ -1,6 +1,6 @@
 // fsck: re-hash every blob and compare rows with stored bytes — corrupt (bytes that do not hash to their
-// digest), missing (a row without bytes), orphans (bytes no row names and no deletion is queued for, or things
-// that are no blob at all).
+// digest), missing (a row without bytes), orphans (bytes no row names and that are not on their way out in the
+// deletion queue, or things that are no blob at all).
 // With repair, corrupt bytes are moved to quarantine and their rows marked; fsck never deletes bytes.
 import { createHash } from 'node:crypto';
 import type { ByteStore } from '../storage/byte-store.ts';
@@ -20,6 +20,11 @@ export interface FsckReport {
 }
 
 const PAGE = 500;
+/**
+ * Bytes queued for deletion this long ago and still there are reported as orphans: a drain follows every
+ * GC pass (every --gc-interval, 10 minutes by default) and takes seconds.
+ */
+export const STUCK_MS = 60 * 60_000;
 
 export class FsckService {
   constructor(
@@ -60,9 +65,12 @@ export class FsckService {
       if (rows.has(location)) continue;
       // A blob committed since its page was read is no orphan: ask the store again before saying so. Nor are
       // bytes whose row went and that wait in the deletion queue (GC deletes rows first, bytes after; a crash
-      // or a backup's snapshot can come in between): the next GC pass deletes them.
+      // or a backup's snapshot can come in between): the next GC pass deletes them. Bytes queued for longer
+      // than STUCK_MS are reported: their deletion keeps failing (a store that refuses deletes), or no GC
+      // pass ran meanwhile.
       if (await this.meta.isLocationClaimed(location)) continue;
-      if (await this.meta.isDeletionQueued(location)) continue;
+      const queuedAt = await this.meta.deletionQueuedAt(location);
+      if (queuedAt !== null && Date.now() - queuedAt < STUCK_MS) continue;
       report.orphans.push(this.bytes.nameOf(location));
     }
     for await (const name of this.bytes.strays()) report.orphans.push(name);

@@ -457,10 +457,11 @@ export interface MetadataStore {
   /** The bytes of a queued deletion are gone (or must stay: a row points there again): drop it from the queue. */
   finishByteDeletion(location: string): Promise<void>;
   /**
-   * True while the location waits in the byte-deletion queue: its row went, its bytes go at the next drain
-   * (fsck: bytes on their way out are no orphans).
+   * When the location was queued for deletion (ms since the epoch), or null when it is not queued: its row
+   * went, and its bytes go at the next drain (fsck: bytes on their way out are no orphans, unless they wait
+   * for much longer than a drain takes).
    */
-  isDeletionQueued(location: string): Promise<boolean>;
+  deletionQueuedAt(location: string): Promise<number | null>;
   /** Blob rows in digest order after `after` (for fsck). */
   listBlobsAfter(after: string, limit: number): Promise<BlobRecord[]>;
   /** True when an unexpired object revision or an unexpired pin references the blob (it is live). */

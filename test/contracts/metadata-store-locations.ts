@@ -128,23 +128,26 @@ export function locationContract(withStore: WithStore): void {
     ]);
   }));
 
-  test('the byte-deletion queue: oldest first, at most the limit, finished one location at a time, asked by location, kept across a reopen', withStore(async (f) => {
+  test('the byte-deletion queue: oldest first, at most the limit, finished one location at a time, dated by location, kept across a reopen', withStore(async (f) => {
     await f.store.commitBlob(blob(40, 1, 'key-40'));
+    const before = Date.now();
     for (const d of ['d1', 'd2', 'd3', 'd4']) await f.store.commitBlob(blob(40, 1, d));
+    const after = Date.now();
     assert.deepEqual((await f.store.listByteDeletions(2)).map((d) => d.location), ['d1', 'd2']);
     await f.store.finishByteDeletion('d2');
     await f.store.finishByteDeletion('d2'); // again: nothing
     await f.store.finishByteDeletion('never-queued');
     assert.deepEqual((await f.store.listByteDeletions(2)).map((d) => d.location), ['d1', 'd3']);
-    assert.equal(await f.store.isDeletionQueued('d1'), true);
-    assert.equal(await f.store.isDeletionQueued('d2'), false, 'finished');
-    assert.equal(await f.store.isDeletionQueued('key-40'), false, 'the row names it');
+    const queuedAt = await f.store.deletionQueuedAt('d1');
+    assert.ok(queuedAt !== null && queuedAt >= before && queuedAt <= after, `queued at ${queuedAt}, between ${before} and ${after}`);
+    assert.equal(await f.store.deletionQueuedAt('d2'), null, 'finished');
+    assert.equal(await f.store.deletionQueuedAt('key-40'), null, 'the row names it');
     const reopened = await f.reopen();
     assert.deepEqual(await queue(reopened), ['d1', 'd3', 'd4'].map((location) => ({ location, digest: digest(40) })));
-    assert.equal(await reopened.isDeletionQueued('d4'), true, 'across a reopen');
+    assert.equal(typeof (await reopened.deletionQueuedAt('d4')), 'number', 'across a reopen');
     for (const d of ['d1', 'd3', 'd4']) await reopened.finishByteDeletion(d);
     assert.deepEqual(await queue(reopened), []);
-    assert.equal(await reopened.isDeletionQueued('d4'), false);
+    assert.equal(await reopened.deletionQueuedAt('d4'), null);
     assert.equal((await reopened.getBlob(digest(40)))?.location, 'key-40', 'the row is untouched');
   }));
 

@@ -118,7 +118,7 @@ export async function finishByteDeletion(q: Queryable, location: string): Promis
   await q`DELETE FROM byte_deletions WHERE location = ${location}`;
 }
 
-export async function isDeletionQueued(q: Queryable, location: string): Promise<boolean> {
-  const [r] = await q<{ queued: boolean }[]>`SELECT EXISTS (SELECT 1 FROM byte_deletions WHERE location = ${location}) AS queued`;
-  return r!.queued;
+export async function deletionQueuedAt(q: Queryable, location: string): Promise<number | null> {
+  const [r] = await q<{ queued_at: number }[]>`SELECT queued_at FROM byte_deletions WHERE location = ${location}`;
+  return r ? r.queued_at : null;
 }

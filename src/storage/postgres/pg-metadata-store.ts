@@ -347,8 +347,8 @@ export class PostgresMetadataStore implements MetadataStore {
     await blobs.finishByteDeletion(this.sql, location);
   }
 
-  async isDeletionQueued(location: string): Promise<boolean> {
-    return blobs.isDeletionQueued(this.sql, location);
+  async deletionQueuedAt(location: string): Promise<number | null> {
+    return blobs.deletionQueuedAt(this.sql, location);
   }
 
   async listBlobsAfter(after: string, limit: number): Promise<BlobRecord[]> {

@@ -32,7 +32,7 @@ export class BlobsRepo {
   private readonly enqueue: Statement<[string, string, number]>;
   private readonly queued: Statement<[number], ByteDeletion>;
   private readonly dequeue: Statement<[string]>;
-  private readonly isQueued: Statement<[string], number>;
+  private readonly queuedAtOf: Statement<[string], number>;
 
   constructor(
     db: Db,
@@ -52,7 +52,7 @@ export class BlobsRepo {
     this.enqueue = db.prepare('INSERT INTO byte_deletions (location, digest, queued_at) VALUES (?, ?, ?) ON CONFLICT (location) DO NOTHING');
     this.queued = db.prepare('SELECT location, digest FROM byte_deletions ORDER BY seq LIMIT ?');
     this.dequeue = db.prepare('DELETE FROM byte_deletions WHERE location = ?');
-    this.isQueued = db.prepare<[string], number>('SELECT 1 FROM byte_deletions WHERE location = ?').pluck();
+    this.queuedAtOf = db.prepare<[string], number>('SELECT queued_at FROM byte_deletions WHERE location = ?').pluck();
   }
 
   get(digest: string): BlobRecord | null {
@@ -108,7 +108,7 @@ export class BlobsRepo {
     this.dequeue.run(location);
   }
 
-  deletionQueued(location: string): boolean {
-    return this.isQueued.get(location) === 1;
+  queuedAt(location: string): number | null {
+    return this.queuedAtOf.get(location) ?? null;
   }
 }

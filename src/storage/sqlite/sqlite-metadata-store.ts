@@ -375,8 +375,8 @@ export class SqliteMetadataStore implements MetadataStore {
     this.freeing(() => this.blobs.finishDeletion(location));
   }
 
-  async isDeletionQueued(location: string): Promise<boolean> {
-    return this.blobs.deletionQueued(location);
+  async deletionQueuedAt(location: string): Promise<number | null> {
+    return this.blobs.queuedAt(location);
   }
 
   async listBlobsAfter(after: string, limit: number): Promise<BlobRecord[]> {
