@@ -66,8 +66,8 @@ describe('object keys: valid UTF-8 percent-encoding, NFC or refused', () => {
     }
   });
 
-  test('a decoded control character is 400 invalid_key (not 404); a key holding U+2028 is reachable', async () => {
-    for (const bad of ['a%0Ab', 'a%0D', '%09x']) {
+  test('a decoded control character, U+FFFE or U+FFFF is 400 invalid_key (not 404); a key holding U+2028 is reachable', async () => {
+    for (const bad of ['a%0Ab', 'a%0D', '%09x', 'a%EF%BF%BE', 'a%EF%BF%BFb']) {
       const res = await raw(d, 'PUT', `/api/buckets/k/objects/${bad}`, 'x');
       assert.deepEqual([res.status, res.json?.error?.code], [400, 'invalid_key'], bad);
     }

@@ -286,6 +286,9 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     assert.equal(copied.CopyObjectResult?.ETag, put.ETag);
     assert.equal(copied.CopySourceVersionId, '1');
     assert.equal((await stats()).blobs, before.blobs, 'no bytes copied');
+    // The source encoded as one component (encodeURIComponent of "bucket/key"), as much SDK code sends it.
+    const encoded = await s3.send(new CopyObjectCommand({ Bucket: 'photos', Key: 'copy/enc', CopySource: encodeURIComponent('photos/copy/src') }));
+    assert.equal(encoded.CopyObjectResult?.ETag, put.ETag);
     const head = await s3.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'copy/dst' }));
     assert.equal(head.ContentType, 'image/png');
     assert.deepEqual(head.Metadata, { a: '1' });
@@ -474,6 +477,22 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     assert.equal((await fetch(`${d.s3Url}/pub/hello.txt?response-content-type=text/html`)).status, 400);
     assert.equal((await fetch(`${d.s3Url}/pub?list-type=2`)).status, 403);
     assert.equal((await fetch(`${d.s3Url}/pub/new.txt`, { method: 'PUT', body: 'x' })).status, 403);
+    for (const sub of ['acl', 'tagging']) {
+      const other = await fetch(`${d.s3Url}/pub/hello.txt?${sub}`);
+      assert.equal(other.status, 403, `anonymous GET ?${sub}`);
+      assert.match(await other.text(), /<Code>AccessDenied<\/Code>/);
+    }
+    assert.equal((await signedFetch('GET', '/pub/hello.txt?acl')).status, 200, 'signed, the ACL reads');
+
+    // A key XML cannot carry is refused, and the error echoing it stays well-formed XML (U+FFFD in its place).
+    for (const bad of ['k/%01ctl', 'k/%00nul', 'k/non%EF%BF%BFchar', 'k/non%EF%BF%BEchar']) {
+      const refused = await signedFetch('PUT', `/photos/${bad}`, 'x');
+      const text = await refused.text();
+      assert.equal(refused.status, 400, bad);
+      assert.match(text, /<Code>InvalidArgument<\/Code>/, bad);
+      assert.doesNotMatch(text, /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/, `${bad}: nothing XML 1.0 cannot hold`);
+      assert.match(text, /<Resource>\/photos\/k\/[^<]*\uFFFD/, bad);
+    }
 
     // Limits are core's: a bucket's max_object_size refuses a larger PutObject, and a copy of a larger object.
     assert.equal((await d.api('/api/buckets/small', { method: 'PUT', body: JSON.stringify({ max_object_size: 10 }), headers: { 'content-type': 'application/json' } })).status, 201);

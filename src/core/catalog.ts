@@ -26,8 +26,9 @@ export { propertyFilter, type ListOptions, type ListPage } from './object-listin
 export { applyMetaPatch, META_FIELDS, type Comparison, type MetaField, type MetaPatch } from './object-meta.ts';
 
 const BUCKET_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
-// Controls (C0, DEL, C1) and U+10FFFF, which listing uses as its "after every key" bound.
-const KEY_FORBIDDEN = /[\u0000-\u001f\u007f-\u009f\u{10FFFF}]/u;
+// Controls (C0, DEL, C1), U+FFFE and U+FFFF (no XML 1.0 document can hold them: an S3 listing would be
+// unreadable), and U+10FFFF, which listing uses as its "after every key" bound.
+const KEY_FORBIDDEN = /[\u0000-\u001f\u007f-\u009f\uFFFE\uFFFF\u{10FFFF}]/u;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 export function parseBucketName(name: string): string {
@@ -47,7 +48,7 @@ export function parseKey(key: string): string {
     bytes === 0 || bytes > 1024
       ? 'a key is 1 to 1024 bytes of UTF-8'
       : KEY_FORBIDDEN.test(key) || LONE_SURROGATE.test(key)
-        ? 'a key holds no NUL or control characters'
+        ? 'a key holds no NUL, control characters, U+FFFE or U+FFFF'
         : key.normalize('NFC') !== key
           ? 'a key is in Unicode normalization form C (NFC)'
         : key.startsWith('/')

@@ -18,8 +18,11 @@ export interface CopySource {
 export function parseCopySource(header: string): CopySource {
   const invalid = () => new S3Error('InvalidArgument', 400, 'Copy Source must mention the source bucket and key: sourcebucket/sourcekey', { ArgumentName: 'x-amz-copy-source' });
   const q = header.indexOf('?');
-  const path = (q < 0 ? header : header.slice(0, q)).replace(/^\//, '');
+  let path = (q < 0 ? header : header.slice(0, q)).replace(/^\//, '');
   const query = q < 0 ? '' : header.slice(q + 1);
+  // `bucket%2Fkey`: the whole source encoded at once (encodeURIComponent of "bucket/key", common in SDK
+  // code), which S3 accepts too. A bucket name holds no `%`, so its first encoded slash ends the bucket.
+  if (!path.includes('/')) path = path.replace(/^%2F/i, '').replace(/%2F/i, '/');
   const slash = path.indexOf('/');
   if (slash <= 0 || slash === path.length - 1) throw invalid();
   let bucket: string;

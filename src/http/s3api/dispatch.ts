@@ -41,9 +41,20 @@ function multipart(ops: MultipartOperations, name: keyof MultipartOperations): O
   return ops[name] ?? notImplemented(name);
 }
 
+/**
+ * A public_read bucket answers anonymous GetObject and HeadObject, nothing else of an object: S3 asks for
+ * READ_ACP to read an ACL, and a signed request to read tags.
+ */
+function requireSigned(call: S3Call): void {
+  if (call.principal === undefined) {
+    throw new S3Error('AccessDenied', 403, 'Access Denied: the request is not signed (AWS Signature Version 4); only GetObject and HeadObject of public_read buckets can be anonymous');
+  }
+}
+
 /** GetObjectAcl: the object must exist and be readable; its ACL is the one blobd has for everything. */
 const getObjectAcl: Operation = async (call) => {
   const { bucket, key } = targetOf(call);
+  requireSigned(call);
   await call.authorize({ action: 'object:read', bucket });
   await findObject(call, bucket, key, revisionOf(call.query.get('versionId')));
   return aclAnswer(call);
@@ -52,6 +63,7 @@ const getObjectAcl: Operation = async (call) => {
 /** GetObjectTagging: blobd has no S3 tags (its own tags are not key=value pairs), so every object has none. */
 const getObjectTagging: Operation = async (call) => {
   const { bucket, key } = targetOf(call);
+  requireSigned(call);
   await call.authorize({ action: 'object:read', bucket });
   const obj = await findObject(call, bucket, key, revisionOf(call.query.get('versionId')));
   return xmlAnswer(call.c, 'Tagging', { TagSet: {} }, 200, { 'x-amz-version-id': String(obj.revision) });

@@ -19,9 +19,15 @@ export class S3Error extends Error {
   }
 }
 
-/** Escapes text for an XML element or attribute. */
+const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
+
+/**
+ * Escapes text for an XML element or attribute. Characters XML 1.0 cannot carry at all, not even as
+ * references (C0 controls but tab, LF and CR; U+FFFE, U+FFFF), become U+FFFD: a request's path echoed in an
+ * error, or a key an older blobd accepted, must not make the whole answer unreadable to a strict parser.
+ */
 export function xmlEscape(text: string): string {
-  return text.replace(/[&<>"']/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[ch]!);
+  return text.replace(/[&<>"'\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, (ch) => ENTITIES[ch] ?? '\uFFFD');
 }
 
 /** The body of an S3 error answer. */
