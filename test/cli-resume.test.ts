@@ -6,9 +6,10 @@ import assert from 'node:assert/strict';
 import { rm, stat, truncate } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { sha256sum, writeRandomFile } from './helpers/bytes.ts';
+import { sha256, sha256sum, writeRandomFile } from './helpers/bytes.ts';
 import { cliEnv, processIo, rememberedUploads, runCli, startCli } from './helpers/cli.ts';
 import { makeTempDir, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { failingProxy } from './helpers/failing-proxy.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const GiB = 1024 ** 3;
@@ -105,6 +106,39 @@ describe('blobd CLI: resuming', () => {
     assert.equal(sha256sum(out), bigDigest);
     assert.equal(await stat(partial).catch(() => null), null, 'the partial file became FILE');
     await rm(out);
+  });
+
+  test('a put behind a load balancer whose node goes away (502) goes on from what the daemon holds; a lost complete says rerun', async () => {
+    const file = path.join(work, 'small.bin');
+    const digest = await writeRandomFile(file, 6 * MiB + 123);
+    // nginx's answer while the node it picked restarts: to the second and fourth appends, and the first complete.
+    let appends = 0;
+    let completes = 0;
+    const { endpoint, server } = await failingProxy(
+      d.url,
+      (method, url) => {
+        if (method === 'POST' && url.endsWith('/append')) return ++appends === 2 || appends === 4;
+        if (method === 'POST' && url.includes('/complete')) return ++completes === 1;
+        return false;
+      },
+      { status: 502, contentType: 'text/html', body: '<html><body><h1>502 Bad Gateway</h1></body></html>' },
+    );
+    try {
+      const viaProxy = { ...env, BLOBD_URL: endpoint };
+      const run = await runCli(['put', file, '--chunk-size', '1MiB'], viaProxy);
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(run.stderr.trim(), /^blobd: http_502: .*rerun the same command to resume$/);
+      assert.equal(appends, 9, 'seven appends, two of them sent again after a 502');
+      const rerun = await runCli(['put', file, '--chunk-size', '1MiB'], viaProxy);
+      assert.equal(rerun.code, 0, rerun.stderr);
+      assert.equal(rerun.stdout.toString().trim(), digest);
+      assert.equal(appends, 9, 'the rerun only completed');
+      const res = await d.api(`/api/blobs/${digest}`);
+      assert.equal(sha256(Buffer.from(await res.arrayBuffer())), digest);
+    } finally {
+      server.close();
+      await rm(file);
+    }
   });
 
   test('a put survives a daemon crash and restart: the rerun continues from what the daemon acknowledged', async () => {

@@ -344,6 +344,9 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     }
     assert.ok(pages >= 2);
     assert.deepEqual(seen.sort(), ['a/', 'b', 'c d/', 'e', 'f/', 'naïve file.txt']);
+    for (const bad of ['not-a-token', 'e30']) {
+      assert.deepEqual(await s3Error(s3.send(new ListObjectsV2Command({ Bucket: 'lists', ContinuationToken: bad }))), { code: 'InvalidArgument', status: 400 }, bad);
+    }
 
     const encoded = await s3.send(new ListObjectsV2Command({ Bucket: 'lists', Prefix: 'c d/', EncodingType: 'url' }));
     assert.deepEqual(encoded.Contents?.map((o) => o.Key), ['c+d/z', 'c+d/%C3%BC']);

@@ -28,7 +28,7 @@ export function decodeCursor<T>(cursor: string, valid: (position: unknown) => po
   } catch {
     // fall through
   }
-  throw new BlobdError('invalid_request', 'the cursor is not one this server gave out');
+  throw new BlobdError('invalid_request', 'the cursor is not one this server gave out', { field: 'cursor' });
 }
 
 export const isString = (v: unknown): v is string => typeof v === 'string';

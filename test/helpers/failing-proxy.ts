@@ -1,14 +1,31 @@
-// An HTTP proxy in front of a store (RGW) that answers 500 InternalError to the requests `fail` picks and
-// forwards the rest untouched (the Host header too, so signatures hold): a store that fails one kind of
-// request on demand, for tests of what blobd does then.
+// An HTTP proxy in front of a server that answers the requests `fail` picks itself and forwards the rest
+// untouched (the Host header too, so signatures hold). By default its answer is S3's 500 InternalError: a
+// store (RGW) that fails one kind of request on demand, for tests of what blobd does then. With `answer`, it
+// is a load balancer whose node went away (nginx's 502), for tests of what a client does then.
 import { createServer, request, type Server } from 'node:http';
 
-export async function failingProxy(target: string, fail: (method: string, url: string) => boolean): Promise<{ endpoint: string; server: Server }> {
+export interface ProxyAnswer {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: string;
+}
+
+const S3_INTERNAL_ERROR: ProxyAnswer = {
+  status: 500,
+  contentType: 'application/xml',
+  body: '<?xml version="1.0"?><Error><Code>InternalError</Code><Message>injected</Message></Error>',
+};
+
+export async function failingProxy(
+  target: string,
+  fail: (method: string, url: string) => boolean,
+  answer: ProxyAnswer = S3_INTERNAL_ERROR,
+): Promise<{ endpoint: string; server: Server }> {
   const to = new URL(target);
   const server = createServer((req, res) => {
     if (fail(req.method ?? '', req.url ?? '')) {
       req.resume();
-      req.on('end', () => res.writeHead(500, { 'content-type': 'application/xml' }).end('<?xml version="1.0"?><Error><Code>InternalError</Code><Message>injected</Message></Error>'));
+      req.on('end', () => res.writeHead(answer.status, { 'content-type': answer.contentType }).end(answer.body));
       return;
     }
     const out = request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers }, (up) => {

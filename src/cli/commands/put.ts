@@ -39,8 +39,15 @@ interface Completed {
 /** 4 MiB reads, 8 in flight: large enough that per-read costs vanish next to the copies (measured). */
 const SLAB_SIZE = 4 << 20;
 const SLABS = 8;
-/** How often a busy session (409 upload_locked: the daemon still finishing an interrupted request) is retried. */
+/**
+ * How often an append is retried after a busy session (409 upload_locked: the daemon still finishing an
+ * interrupted request) or a gateway's 502/503/504 (a load balancer whose node went away, as in a restart:
+ * the next request may reach another node, or the same one back).
+ */
 const LOCK_RETRIES = 40;
+/** A proxy's "the node behind me did not answer", or a daemon's own 503 (its store or database): transient. */
+const TRANSIENT = new Set([502, 503, 504]);
+const transient = (err: unknown) => err instanceof ApiError && (err.status === 0 || TRANSIENT.has(err.status));
 
 export function registerPut(program: Command): void {
   program
@@ -165,7 +172,7 @@ async function putFile(client: BlobdClient, g: GlobalOptions, file: string, opts
     await local.rememberDigest(abs, st, done.digest);
     return done;
   } catch (err) {
-    if (err instanceof ApiError && err.status === 0) throw new ApiError(0, err.code, `${err.message}; rerun the same command to resume`);
+    if (err instanceof ApiError && transient(err)) throw new ApiError(err.status, err.code, `${err.message}; rerun the same command to resume`);
     throw err;
   } finally {
     progress.done();
@@ -190,10 +197,13 @@ async function sendFile(client: BlobdClient, part: UploadPart, fh: FileHandle, o
       retries = 0;
     } catch (err) {
       hasher.restore();
-      if (!(err instanceof ApiError) || !['upload_locked', 'offset_mismatch'].includes(err.code) || ++retries > LOCK_RETRIES) throw err;
-      // The daemon is finishing an earlier, interrupted request, or kept part of ours: wait, then go on
-      // from what it holds now (hashing locally up to there).
+      const gateway = err instanceof ApiError && TRANSIENT.has(err.status);
+      if (!(err instanceof ApiError) || !(gateway || ['upload_locked', 'offset_mismatch'].includes(err.code)) || ++retries > LOCK_RETRIES) throw err;
+      // The daemon is finishing an earlier, interrupted request, or kept part of ours, or the node behind a
+      // load balancer went away meanwhile: wait, then go on from what the daemon holds now (hashing locally
+      // up to there).
       if (err.code === 'upload_locked') await new Promise((r) => setTimeout(r, 250));
+      if (gateway) await new Promise((r) => setTimeout(r, 500));
       const status = await sessionStatus(client, part);
       if (status === null) throw new ApiError(404, 'upload_not_found', 'the upload session is gone (expired or destroyed); run put again to start afresh');
       if (status.offset < offset) throw new ApiError(409, 'offset_mismatch', `the daemon went back to offset ${status.offset} from ${offset}`);

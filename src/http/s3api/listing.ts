@@ -1,6 +1,7 @@
 // ListObjectsV2 and ListObjects (V1) over core's keyset-paged listing (prefix, delimiter, cursor). The
 // continuation token is core's cursor as it is; start-after and marker are core's startAfter.
 import type { ListPage } from '../../core/catalog.ts';
+import { BlobdError } from '../../core/errors.ts';
 import type { ObjectRecord } from '../../storage/metadata-store.ts';
 import { bucketOf, ownerXml } from './buckets.ts';
 import type { S3Call } from './context.ts';
@@ -37,15 +38,23 @@ async function page(call: S3Call, bucket: string, opts: { prefix: string; delimi
     await call.deps.catalog.getBucket(bucket);
     return { items: [], commonPrefixes: [], nextCursor: null };
   }
-  return call.deps.catalog.listObjects(bucket, {
-    ...(opts.prefix !== '' ? { prefix: opts.prefix } : {}),
-    ...(opts.delimiter !== '' ? { delimiter: opts.delimiter } : {}),
-    limit: opts.maxKeys,
-    ...(opts.cursor !== undefined ? { cursor: opts.cursor } : {}),
-    // A key (a client's start-after, or a NextMarker we gave out, possibly a common prefix: core skips its group).
-    ...(opts.startAfter !== undefined ? { startAfter: opts.startAfter } : {}),
-  });
+  try {
+    return await call.deps.catalog.listObjects(bucket, {
+      ...(opts.prefix !== '' ? { prefix: opts.prefix } : {}),
+      ...(opts.delimiter !== '' ? { delimiter: opts.delimiter } : {}),
+      limit: opts.maxKeys,
+      ...(opts.cursor !== undefined ? { cursor: opts.cursor } : {}),
+      // A key (a client's start-after, or a NextMarker we gave out, possibly a common prefix: core skips its group).
+      ...(opts.startAfter !== undefined ? { startAfter: opts.startAfter } : {}),
+    });
+  } catch (err) {
+    // A continuation token this server did not give out, in S3's words.
+    if (err instanceof BlobdError && err.details.field === 'cursor') throw badToken();
+    throw err;
+  }
 }
+
+const badToken = () => new S3Error('InvalidArgument', 400, 'The continuation token provided is incorrect', { ArgumentName: 'continuation-token' });
 
 function contents(items: ObjectRecord[], enc: (t: string) => string, withOwner: boolean): XmlNode[] {
   return items.map((o) => ({
@@ -68,7 +77,7 @@ export async function listObjectsV2(call: S3Call): Promise<Response> {
   const { bucket, q, prefix, delimiter, maxKeys, enc } = listingParams(call);
   const token = q.get('continuation-token');
   const after = q.get('start-after') ?? '';
-  if (token === '') throw new S3Error('InvalidArgument', 400, 'The continuation token provided is incorrect', { ArgumentName: 'continuation-token' });
+  if (token === '') throw badToken();
   const p = await page(call, bucket, { prefix, delimiter, maxKeys, ...(token !== null ? { cursor: token } : after !== '' ? { startAfter: after } : {}) });
   const encoded = q.get('encoding-type') !== null;
   return xmlAnswer(call.c, 'ListBucketResult', {
