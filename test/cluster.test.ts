@@ -356,6 +356,8 @@ describe('three daemons on PostgreSQL + RGW behind nginx', { ...options, concurr
 
   test('a tus upload and `blobd put` through nginx survive a node\'s restart mid-way', async (t) => {
     const dir = await mkdtemp(path.join(tmpdir(), 'blobd-cluster-put-'));
+    // Stopped if this test fails half-way: an upload going on would add to the next test's /metrics sums.
+    let tusUpload: tus.Upload | undefined;
     try {
       const file = path.join(dir, 'put.bin');
       const fileSize = 32 * MiB;
@@ -380,7 +382,7 @@ describe('three daemons on PostgreSQL + RGW behind nginx', { ...options, concurr
       let tusRetries = 0;
       let uploaded = 0;
       const tusDone = new Promise<string>((resolve, reject) => {
-        const up: tus.Upload = new tus.Upload(tusInput, {
+        const up: tus.Upload = (tusUpload = new tus.Upload(tusInput, {
           endpoint: `${c.url}/api/tus/`,
           headers: { authorization: `Bearer ${c.token}` },
           chunkSize: 4 * MiB,
@@ -393,7 +395,7 @@ describe('three daemons on PostgreSQL + RGW behind nginx', { ...options, concurr
           onChunkComplete: (_chunk, accepted) => (uploaded = accepted),
           onError: reject,
           onSuccess: () => resolve(up.url!),
-        });
+        }));
         up.start();
       });
       tusDone.catch(() => undefined);
@@ -435,6 +437,7 @@ describe('three daemons on PostgreSQL + RGW behind nginx', { ...options, concurr
       assert.ok(putAtStop && putAtStop.offset < fileSize, 'the put was still under way when node 2 went down');
       assert.ok(tusAtStop < tusData.length, 'the tus upload was still under way when node 2 went down');
     } finally {
+      await tusUpload?.abort().catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
     }
   });
