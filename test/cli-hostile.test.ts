@@ -245,4 +245,80 @@ describe('blobd CLI: hostile input', () => {
       `blobd: unauthorized: no token found: looked for --token, then BLOBD_TOKEN, then the file ${path.join(dataDir, 'admin-token')}; give one with --token or BLOBD_TOKEN, or set BLOBD_DATA to the daemon's data directory`,
     );
   });
+
+  test('. and .. in BUCKET/KEY are refused before any request: rm never reaches another object, a bucket or a token', async () => {
+    for (const bucket of ['dots', 'victim']) assert.ok((await d.api(`/api/buckets/${bucket}`, { method: 'PUT' })).status < 300);
+    assert.equal((await d.api('/api/buckets/dots/objects/important.txt', { method: 'PUT', body: 'keep me' })).status, 201);
+    const made = await d.api('/api/tokens', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'kept', scopes: ['blobs:read'] }) });
+    assert.equal(made.status, 201);
+    const token = (await made.json()) as { id: string };
+    for (const args of [
+      ['rm', 'dots/typo/../important.txt'],
+      ['rm', 'dots/../../victim'],
+      ['rm', `dots/../../../tokens/${token.id}`],
+      ['get', 'dots/./important.txt'],
+      ['stat', 'dots/x/..'],
+    ]) {
+      assert.match(oneLine(await blobd(args), 2), /^blobd: a key has no \. or \.\. segment: /, args.join(' '));
+    }
+    // A name elsewhere that is only dots never leaves its place in the URL either.
+    assert.match(oneLine(await blobd(['bucket', 'rm', '..']), 2), /^blobd: a path segment \. or \.\. would reach another resource/);
+    assert.equal(await (await d.api('/api/buckets/dots/objects/important.txt')).text(), 'keep me');
+    assert.equal((await d.api('/api/buckets/victim')).status, 200);
+    const tokens = (await (await d.api('/api/tokens')).json()) as { items: { id: string }[] };
+    assert.ok(tokens.items.some((t) => t.id === token.id), 'the token is still there');
+  });
+
+  test('Ctrl-C during put - (standard input): one line saying it cannot resume, exit 130, and its session is cancelled', async () => {
+    const proc = spawn(process.execPath, [BLOBD, 'put', '-', '--chunk-size', '1MiB'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const code = new Promise<number | null>((resolve) => proc.once('close', (c) => resolve(c)));
+    proc.stdin!.on('error', () => undefined);
+    proc.stdin!.write(randomData(3 * MiB)); // and the input stays open: more may come
+    const sessions = async () => ((await (await d.api('/api/blobs/uploads?limit=100')).json()) as { items: { offset: number }[] }).items;
+    await waitFor(async () => (await sessions()).some((s) => s.offset >= MiB), 'the session to hold a MiB');
+    proc.kill('SIGINT');
+    assert.equal(await code, 130, stderr);
+    assert.equal(stderr.trim(), 'blobd: interrupted; standard input cannot be resumed, nothing was stored');
+    assert.deepEqual(await sessions(), [], 'no session left holding its bytes');
+  });
+
+  test('get -o into a device or a FIFO writes into it, never replacing it; through a symbolic link into the file it names', async (t: TestContext) => {
+    const small = randomData(300_000);
+    const digest = sha256(small);
+    assert.equal((await d.api('/api/blobs', { method: 'POST', body: small })).status, 201);
+    // A FIFO, read by another process.
+    const fifo = path.join(work, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const reader = spawn('cat', [fifo]);
+    const got: Buffer[] = [];
+    reader.stdout.on('data', (c: Buffer) => got.push(c));
+    const read = exited(reader);
+    assert.equal((await blobd(['get', digest, '-o', fifo])).code, 0);
+    await read;
+    assert.equal(sha256(Buffer.concat(got)), digest);
+    assert.ok((await lstat(fifo)).isFIFO(), 'still a FIFO');
+    // A symbolic link: the file it names gets the bytes, the link stays.
+    const target = path.join(work, 'target.bin');
+    const linked = path.join(work, 'link.bin');
+    await writeFile(target, 'old');
+    await symlink(target, linked);
+    assert.equal((await blobd(['get', digest, '-o', linked])).code, 0);
+    assert.ok((await lstat(linked)).isSymbolicLink(), 'still a link');
+    assert.equal(sha256sum(target), digest);
+    await rm(linked);
+    await symlink(path.join(work, 'missing.bin'), linked);
+    assert.match(oneLine(await blobd(['get', digest, '-o', linked]), 1), /symbolic link to a file that does not exist/);
+    // A character device of its own (a null device, made here: never the machine's /dev/null).
+    const nullDevice = path.join(work, 'null');
+    try {
+      execFileSync('mknod', ['-m', '666', nullDevice, 'c', '1', '3']);
+    } catch {
+      if (process.env.CI === 'true') assert.fail('mknod failed: the CI runs as root');
+      return t.skip('mknod needs root');
+    }
+    assert.equal((await blobd(['get', digest, '-o', nullDevice])).code, 0);
+    assert.ok((await lstat(nullDevice)).isCharacterDevice(), 'still a device');
+  });
 });

@@ -92,6 +92,11 @@ export class BlobdClient {
 
   /** The absolute URL of an /api path (what `sign` and error messages show). */
   href(pathname: string): string {
+    // URL parsing resolves `.` and `..` segments away (encoded too), so the request would reach another
+    // resource: `rm b/x/../../other` would delete the bucket other. Refused before anything is sent.
+    if (pathname.split('?')[0]!.split('/').some(isDotSegment)) {
+      throw new UsageError(`a path segment . or .. would reach another resource: ${JSON.stringify(pathname)}`);
+    }
     return `${this.url}${pathname}`;
   }
 
@@ -219,12 +224,19 @@ export function asDigest(text: string): string | null {
 
 export type Target = { kind: 'blob'; digest: string } | { kind: 'object'; bucket: string; key: string };
 
+/** `.` or `..`, also percent-encoded: a segment URL parsing resolves away. */
+const isDotSegment = (segment: string) => /^(?:\.|%2e){1,2}$/i.test(segment);
+
 /** `DIGEST` or `BUCKET/KEY`: what get, stat and rm act on. */
 export function parseTarget(text: string): Target {
   const digest = asDigest(text);
   if (digest) return { kind: 'blob', digest };
   const slash = text.indexOf('/');
   if (slash <= 0 || slash === text.length - 1) throw new UsageError(`not a digest or BUCKET/KEY: ${JSON.stringify(text)}`);
+  // No key has such a segment (the daemon refuses them), and in a URL they would name another resource.
+  if (text.split('/').some((segment) => segment === '.' || segment === '..')) {
+    throw new UsageError(`a key has no . or .. segment: ${JSON.stringify(text)}`);
+  }
   return { kind: 'object', bucket: text.slice(0, slash), key: text.slice(slash + 1) };
 }
 

@@ -56,14 +56,17 @@ export function errorLine(json: boolean, f: CliFailure, showCode = true): string
   return `blobd: ${showCode ? `${f.code}: ` : ''}${message}\n`;
 }
 
-/** Ctrl-C during a resumable transfer: what was sent or written stays, and the same command resumes. */
-export function exitInterrupted(g: GlobalOptions): never {
+/**
+ * Ctrl-C during a transfer: by default a resumable one (what was sent or written stays, and the same command
+ * resumes); `message` says otherwise for one that cannot resume.
+ */
+export function exitInterrupted(g: GlobalOptions, message = 'interrupted; rerun the same command to resume'): never {
   if (process.stderr.isTTY) {
     // Over a progress bar that may still be drawn.
     process.stderr.clearLine(0);
     process.stderr.cursorTo(0);
   }
-  process.stderr.write(errorLine(g.json ?? false, { code: 'interrupted', message: 'interrupted; rerun the same command to resume' }, false));
+  process.stderr.write(errorLine(g.json ?? false, { code: 'interrupted', message }, false));
   process.exit(130);
 }
 

@@ -4,7 +4,7 @@
 // an object that changed meanwhile starts over). Without -o the bytes go to standard output.
 import type { Command } from 'commander';
 import { readSync, writeSync } from 'node:fs';
-import { stat, type FileHandle } from 'node:fs/promises';
+import { lstat, open, realpath, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { ApiError, asDigest, contentPath, parseTarget, UsageError, type BlobdClient, type Target } from '../client.ts';
 import { download, downloadError, type Download } from '../download.ts';
@@ -116,8 +116,18 @@ async function toStdout(client: BlobdClient, g: GlobalOptions, target: Target, p
   }
 }
 
-async function toFile(client: BlobdClient, g: GlobalOptions, target: Target, pathname: string, file: string, sync: boolean) {
-  if ((await stat(file).catch(() => null))?.isDirectory()) throw new UsageError(`${file} is a directory; -o names the file to write`);
+async function toFile(client: BlobdClient, g: GlobalOptions, target: Target, pathname: string, named: string, sync: boolean) {
+  // As curl -o: through a symbolic link into the file it names (the partial file and the rename are beside
+  // that file, so the link stays), and into a device or a FIFO as it is (/dev/null is never replaced).
+  let file = named;
+  if ((await lstat(named).catch(() => null))?.isSymbolicLink()) {
+    file = await realpath(named).catch(() => {
+      throw new ApiError(0, 'local_file', `cannot write ${named}: it is a symbolic link to a file that does not exist`);
+    });
+  }
+  const existing = await stat(file).catch(() => null);
+  if (existing?.isDirectory()) throw new UsageError(`${named} is a directory; -o names the file to write`);
+  if (existing && !existing.isFile()) return toSpecialFile(client, g, target, pathname, file);
   // Said before any byte moves, and about FILE: the partial file beside it is ours, not the user's.
   const dir = path.dirname(file);
   const dirStat = await stat(dir).catch(() => null);
@@ -186,6 +196,38 @@ async function toFile(client: BlobdClient, g: GlobalOptions, target: Target, pat
   const st = await stat(file);
   await local.rememberDigest(file, st, expected);
   return { digest: expected, size: st.size, path: file, resumed_from: offset };
+}
+
+/**
+ * Into a device, a FIFO or a socket as it is: opened for writing, never replaced, not resumable. A digest
+ * mismatch is still exit 1, though the bytes went out.
+ */
+async function toSpecialFile(client: BlobdClient, g: GlobalOptions, target: Target, pathname: string, file: string) {
+  const d = await fetchContent(client, pathname);
+  const expected = expectedDigest(target, d);
+  const fh = await open(file, 'w').catch((err: unknown) => {
+    d.discard();
+    throw cannotWrite(file, err);
+  });
+  const hasher = new ParallelHasher(SLAB_SIZE, SLABS);
+  const progress = progressBar(g, 'get', Number(d.headers['content-length'] ?? NaN) || null);
+  let size = 0;
+  try {
+    await receive(d, hasher, progress, async (piece) => {
+      try {
+        for (let done = 0; done < piece.length; ) done += (await fh.write(piece, done, piece.length - done)).bytesWritten;
+      } catch (err) {
+        throw cannotWrite(file, err);
+      }
+      size += piece.length;
+    });
+    verify(expected, await hasher.digest());
+  } finally {
+    progress.done();
+    await fh.close();
+    await hasher.close();
+  }
+  return { digest: expected, size, path: file, resumed_from: 0 };
 }
 
 /**

@@ -255,6 +255,18 @@ async function putStdin(client: BlobdClient, g: GlobalOptions, opts: PutOptions,
     return r.done ? null : r.value;
   };
   let offset = 0;
+  // Ctrl-C: standard input cannot be resumed, so the session goes now (its bytes would wait for
+  // --upload-ttl otherwise), and the message says so. The append in flight is cut first: until the daemon
+  // sees it end, the session is locked (409) and cannot be cancelled. Two seconds at most.
+  let interrupted: Promise<never> | undefined;
+  const onSigint = () => {
+    progress.done();
+    const bye = () => exitInterrupted(g, 'interrupted; standard input cannot be resumed, nothing was stored');
+    setTimeout(bye, 2000);
+    client.close();
+    interrupted = cancelSession(client, part).then(bye, bye);
+  };
+  process.once('SIGINT', onSigint);
   try {
     for (let first = await next(); first !== null; first = await next()) {
       pending = first;
@@ -276,10 +288,12 @@ async function putStdin(client: BlobdClient, g: GlobalOptions, opts: PutOptions,
     }
     return await complete(client, part, offset, `sha256:${hash.digest('hex')}`);
   } catch (err) {
+    if (interrupted) await interrupted; // the append cut by Ctrl-C: the interruption says what happened
     await destroy(client, part);
     if (err instanceof ApiError) throw new ApiError(err.status, err.code, `${err.message} (standard input cannot be resumed)`);
     throw err;
   } finally {
+    process.off('SIGINT', onSigint);
     progress.done();
   }
 }
@@ -309,6 +323,17 @@ async function sessionStatus(client: BlobdClient, part: UploadPart): Promise<{ o
   } catch (err) {
     if (err instanceof ApiError && err.code === 'upload_not_found') return null;
     throw err;
+  }
+}
+
+/** destroy, retried while the session is still locked by a request the daemon has not seen end yet. */
+async function cancelSession(client: BlobdClient, part: UploadPart): Promise<void> {
+  for (let tries = 0; tries < 12; tries++) {
+    const locked = await client
+      .call('DELETE', `/api/blobs/uploads/${part.id}`, { headers: { 'upload-token': part.token }, auth: false })
+      .then(() => false, (err: unknown) => err instanceof ApiError && err.code === 'upload_locked');
+    if (!locked) return;
+    await new Promise((r) => setTimeout(r, 150));
   }
 }
 
