@@ -89,6 +89,22 @@ describe('blobd CLI: error messages', () => {
     assert.equal(oneLine(await blobd(['get', 'docs/a.txt', '--revision', '7']), 1), 'blobd: object_not_found: no revision 7 of docs/a.txt');
   });
 
+  test('a message names what is wrong, in the words of the command line', async () => {
+    for (const bad of ['0', 'abc']) {
+      assert.equal(oneLine(await blobd(['get', 'docs/a.txt', '--revision', bad]), 2), 'blobd: --revision is a revision number');
+    }
+    assert.equal(oneLine(await blobd(['get', digest, '--revision', '1']), 2), 'blobd: --revision N is for BUCKET/KEY');
+    const stat = await blobd(['stat', 'docs/a.txt']);
+    assert.equal(stat.code, 0, stat.stderr);
+    assert.match(stat.stdout.toString(), /^key +a\.txt$/m);
+    assert.doesNotMatch(stat.stdout.toString(), / null$/m, 'no field shown as null');
+    assert.match((await blobd(['--json', 'stat', 'docs/a.txt'])).stdout.toString(), /":null/, '--json keeps them');
+    assert.equal(
+      oneLine(await blobd(['bucket', 'rm', 'docs']), 1),
+      'blobd: bucket_not_empty: the bucket still holds objects; delete them, or pass --force to delete them with it',
+    );
+  });
+
   test('https:// against a plain-http daemon says it could not speak TLS there', async () => {
     const { host } = new URL(d.url);
     const url = `https://${host}`;

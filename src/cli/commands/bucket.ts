@@ -113,7 +113,13 @@ export function registerBucket(program: Command): void {
     .option('--force', 'delete its objects too')
     .action(async (name: string, opts: { force?: boolean }, cmd: Command) => {
       await withClient(cmd, async (client, g) => {
-        await client.call('DELETE', `${bucketPath(name)}${opts.force ? '?force=true' : ''}`);
+        await client.call('DELETE', `${bucketPath(name)}${opts.force ? '?force=true' : ''}`).catch((err: unknown) => {
+          // The daemon's message names its query parameter; here it is an option.
+          if (err instanceof ApiError && err.code === 'bucket_not_empty') {
+            throw new ApiError(err.status, err.code, 'the bucket still holds objects; delete them, or pass --force to delete them with it');
+          }
+          throw err;
+        });
         emit(g, { deleted: name }, () => '');
       });
     });

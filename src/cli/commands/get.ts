@@ -51,7 +51,8 @@ Examples:
       const target = parseTarget(text);
       let pathname = contentPath(target);
       if (opts.revision !== undefined) {
-        if (target.kind !== 'object' || !/^[1-9]\d{0,9}$/.test(opts.revision)) throw new UsageError('--revision N is for BUCKET/KEY');
+        if (target.kind !== 'object') throw new UsageError('--revision N is for BUCKET/KEY');
+        if (!/^[1-9]\d{0,9}$/.test(opts.revision)) throw new UsageError('--revision is a revision number');
         pathname += `?revision=${opts.revision}`;
       }
       await withClient(cmd, async (client, g) => {

@@ -62,7 +62,7 @@ export function registerPut(program: Command): void {
     .addOption(new Option('--chunk-size <size>', 'bytes per request; the daemon makes each durable before it answers').default('64MiB'))
     .addHelpText('after', `
 Upload state (session id and token, per file) lives in $XDG_STATE_HOME/blobd, else ~/.local/state/blobd.
-A file changed since the interrupted run (size, mtime) is uploaded afresh. An interrupted upload
+A file changed since the interrupted run (size, mtime, ctime, inode) is uploaded afresh. An interrupted upload
 holds its bytes on the daemon until the session expires: blobd uploads lists such sessions,
 blobd uploads rm ID cancels one.
 With --json: {digest, size, deduplicated}, plus {bucket, key, revision} with --bucket.

@@ -23,7 +23,9 @@ export function registerStat(program: Command): void {
           return;
         }
         const meta = await client.json<Record<string, unknown>>('GET', `${objectPath(target.bucket, target.key)}?metadata`);
-        emit(g, meta, () => table(Object.entries(meta).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)])));
+        // Fields without a value are left out of the table (--json keeps them, as null).
+        const shown = Object.entries(meta).filter(([, v]) => v !== null);
+        emit(g, meta, () => table(shown.map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)])));
       });
     });
 }
