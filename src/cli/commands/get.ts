@@ -92,29 +92,33 @@ function verify(expected: string, actual: string): void {
   if (actual !== expected) throw new ApiError(0, 'digest_mismatch', `the downloaded bytes hash to ${actual}, not ${expected}`);
 }
 
-async function toStdout(client: BlobdClient, g: GlobalOptions, target: Target, pathname: string, anyway: boolean): Promise<void> {
-  const d = await fetchContent(client, pathname);
-  const expected = expectedDigest(target, d);
+/** The whole body to `write` (a stream written once, never resumed), hashed on the way and verified at its end. */
+async function receiveVerified(g: GlobalOptions, d: Download, expected: string, write: (piece: Buffer) => Promise<void>): Promise<void> {
   const hasher = new ParallelHasher(SLAB_SIZE, SLABS);
   const progress = progressBar(g, 'get', Number(d.headers['content-length'] ?? NaN) || null);
-  // As curl does: binary bytes (a NUL in the first slab) are not sent to a terminal, where they would
-  // garble the screen, unless `-o -` asked for them.
-  let check = process.stdout.isTTY === true && !anyway;
   try {
-    const write = (piece: Buffer) => {
-      if (check && piece.includes(0)) {
-        d.discard();
-        throw new UsageError('binary output can mess up your terminal; use -o FILE to save it, or -o - to print it anyway');
-      }
-      check = false;
-      return new Promise<void>((resolve, reject) => process.stdout.write(piece, (err) => (err ? reject(err) : resolve())));
-    };
     await receive(d, hasher, progress, write);
     verify(expected, await hasher.digest());
   } finally {
     progress.done();
     await hasher.close();
   }
+}
+
+async function toStdout(client: BlobdClient, g: GlobalOptions, target: Target, pathname: string, anyway: boolean): Promise<void> {
+  const d = await fetchContent(client, pathname);
+  const expected = expectedDigest(target, d);
+  // As curl does: binary bytes (a NUL in the first slab) are not sent to a terminal, where they would
+  // garble the screen, unless `-o -` asked for them.
+  let check = process.stdout.isTTY === true && !anyway;
+  await receiveVerified(g, d, expected, (piece: Buffer) => {
+    if (check && piece.includes(0)) {
+      d.discard();
+      throw new UsageError('binary output can mess up your terminal; use -o FILE to save it, or -o - to print it anyway');
+    }
+    check = false;
+    return new Promise<void>((resolve, reject) => process.stdout.write(piece, (err) => (err ? reject(err) : resolve())));
+  });
 }
 
 async function toFile(client: BlobdClient, g: GlobalOptions, target: Target, pathname: string, named: string, sync: boolean) {
@@ -210,11 +214,9 @@ async function toSpecialFile(client: BlobdClient, g: GlobalOptions, target: Targ
     d.discard();
     throw cannotWrite(file, err);
   });
-  const hasher = new ParallelHasher(SLAB_SIZE, SLABS);
-  const progress = progressBar(g, 'get', Number(d.headers['content-length'] ?? NaN) || null);
   let size = 0;
   try {
-    await receive(d, hasher, progress, async (piece) => {
+    await receiveVerified(g, d, expected, async (piece) => {
       try {
         for (let done = 0; done < piece.length; ) done += (await fh.write(piece, done, piece.length - done)).bytesWritten;
       } catch (err) {
@@ -222,11 +224,8 @@ async function toSpecialFile(client: BlobdClient, g: GlobalOptions, target: Targ
       }
       size += piece.length;
     });
-    verify(expected, await hasher.digest());
   } finally {
-    progress.done();
     await fh.close();
-    await hasher.close();
   }
   return { digest: expected, size, path: file, resumed_from: 0 };
 }

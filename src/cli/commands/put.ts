@@ -264,7 +264,7 @@ async function putStdin(client: BlobdClient, g: GlobalOptions, opts: PutOptions,
     const bye = () => exitInterrupted(g, 'interrupted; standard input cannot be resumed, nothing was stored');
     setTimeout(bye, 2000);
     client.close();
-    interrupted = cancelSession(client, part).then(bye, bye);
+    interrupted = destroy(client, part, 11).then(bye, bye);
   };
   process.once('SIGINT', onSigint);
   try {
@@ -326,20 +326,19 @@ async function sessionStatus(client: BlobdClient, part: UploadPart): Promise<{ o
   }
 }
 
-/** destroy, retried while the session is still locked by a request the daemon has not seen end yet. */
-async function cancelSession(client: BlobdClient, part: UploadPart): Promise<void> {
-  for (let tries = 0; tries < 12; tries++) {
+/**
+ * Best effort: a session we give up on frees its bytes now rather than at --upload-ttl. `lockedRetries`:
+ * how often to try again (150 ms apart) while the daemon still holds the session for a request it has not
+ * seen end yet (409 upload_locked).
+ */
+async function destroy(client: BlobdClient, part: UploadPart, lockedRetries = 0): Promise<void> {
+  for (let tries = 0; ; tries++) {
     const locked = await client
       .call('DELETE', `/api/blobs/uploads/${part.id}`, { headers: { 'upload-token': part.token }, auth: false })
       .then(() => false, (err: unknown) => err instanceof ApiError && err.code === 'upload_locked');
-    if (!locked) return;
+    if (!locked || tries >= lockedRetries) return;
     await new Promise((r) => setTimeout(r, 150));
   }
-}
-
-/** Best effort: a session we give up on frees its bytes now rather than at --upload-ttl. */
-async function destroy(client: BlobdClient, part: UploadPart): Promise<void> {
-  await client.call('DELETE', `/api/blobs/uploads/${part.id}`, { headers: { 'upload-token': part.token }, auth: false }).catch(() => undefined);
 }
 
 /** Feeds bytes [from, to) of the file to the hasher (the part an earlier run already sent). */
