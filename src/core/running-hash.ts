@@ -6,7 +6,7 @@
 // each node that serves it loads the state instead: a session whose requests alternate between nodes costs
 // one read-back in all, not one per request (docs/design.md, "The running hash").
 import { createHash, type Hash } from 'node:crypto';
-import { createSHA256, type IHasher } from 'hash-wasm';
+import type { IHasher } from 'hash-wasm';
 
 export interface RunningHash {
   update(chunk: Uint8Array): void;
@@ -60,12 +60,18 @@ class PortableHash implements RunningHash {
   }
 }
 
+/** hash-wasm, loaded on first use: most daemons never need a portable hash, and its WebAssembly memory is RSS. */
+async function newSha256(): Promise<IHasher> {
+  const { createSHA256 } = await import('hash-wasm');
+  return createSHA256();
+}
+
 export function fastHash(): RunningHash {
   return new FastHash();
 }
 
 export async function portableHash(): Promise<RunningHash> {
-  const hasher = await createSHA256();
+  const hasher = await newSha256();
   hasher.init();
   return new PortableHash(hasher);
 }
@@ -77,7 +83,7 @@ export async function portableHash(): Promise<RunningHash> {
 export async function loadHash(state: string | null, offset: number): Promise<RunningHash | null> {
   const m = state === null ? null : /^(\d+):([A-Za-z0-9+/=]+)$/.exec(state);
   if (!m || Number(m[1]) !== offset) return null;
-  const hasher = await createSHA256();
+  const hasher = await newSha256();
   try {
     hasher.load(Buffer.from(m[2]!, 'base64'));
   } catch {

@@ -8,7 +8,6 @@ import type { ByteStore } from './byte-store.ts';
 import { localFreeSpace, type DiskReserve } from './fs/disk-reserve.ts';
 import { FsByteStore } from './fs/fs-byte-store.ts';
 import { FILE_MODE, type DataLayout } from './fs/layout.ts';
-import { S3ByteStore } from './s3/s3-byte-store.ts';
 
 export interface OpenedByteStore {
   readonly bytes: ByteStore;
@@ -83,6 +82,8 @@ async function open(store: StoreConfig, layout: DataLayout, reserve: DiskReserve
   if (store.kind === 'fs') {
     return { bytes: await FsByteStore.open(layout, reserve) };
   }
+  // Loaded only for this store: the S3 client costs an idle daemon on files ~5 MB of heap and more of RSS.
+  const { S3ByteStore } = await import('./s3/s3-byte-store.ts');
   const bytes = await S3ByteStore.open({
     endpoint: store.endpoint,
     bucket: store.bucket,

@@ -7,7 +7,6 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { redactUrl, type MetadataConfig } from '../config.ts';
 import { FILE_MODE, type DataLayout } from './fs/layout.ts';
 import type { MetadataStore } from './metadata-store.ts';
-import { PostgresMetadataStore } from './postgres/pg-metadata-store.ts';
 import type { SpaceReserve } from './storage-full.ts';
 import { SqliteMetadataStore } from './sqlite/sqlite-metadata-store.ts';
 
@@ -57,6 +56,8 @@ export async function openMetadataStore(config: MetadataConfig, layout: DataLayo
   if (config.kind === 'sqlite') {
     store = SqliteMetadataStore.open(layout.databaseFile, { reserve, checkpointThread: true });
   } else {
+    // Loaded only for this store, like the S3 byte store.
+    const { PostgresMetadataStore } = await import('./postgres/pg-metadata-store.ts');
     try {
       store = await PostgresMetadataStore.open(config.url);
     } catch (err) {
