@@ -1,7 +1,7 @@
 // Principals, scopes and the one authorization decision (`authorize`): who may do what. Also API tokens —
 // created here, shown once, stored only as SHA-256 hashes, looked up by the id they carry and compared in
 // constant time. No token value is ever logged or stored.
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import type { MetadataStore, TokenRecord } from '../storage/metadata-store.ts';
 import { BlobdError } from './errors.ts';
@@ -32,13 +32,16 @@ const TOUCH_EVERY_MS = 60_000;
 
 /** Hex SHA-256 of a token: how tokens are stored and compared, never the token itself. */
 export function hashToken(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('hex');
+  return hash('sha256', token, 'hex');
 }
 
-/** Constant-time comparison of a presented token with a stored hex hash. */
+/**
+ * Constant-time comparison of a presented token with a stored hex hash. One-shot crypto.hash: half the
+ * cost of a Hash object and a hex round trip, and every authenticated request pays it.
+ */
 export function tokenMatches(token: string, storedHash: string): boolean {
   const stored = Buffer.from(storedHash, 'hex');
-  const given = Buffer.from(hashToken(token), 'hex');
+  const given = hash('sha256', token, 'buffer');
   return stored.length === given.length && timingSafeEqual(given, stored);
 }
 
