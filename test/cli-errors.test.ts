@@ -87,6 +87,8 @@ describe('blobd CLI: error messages', () => {
     assert.equal(oneLine(await blobd(['stat', 'docs/sub/nope.txt']), 1), 'blobd: object_not_found: no object docs/sub/nope.txt');
     assert.equal(oneLine(await blobd(['rm', 'docs/nope.txt']), 1), 'blobd: object_not_found: no object docs/nope.txt');
     assert.equal(oneLine(await blobd(['get', 'docs/a.txt', '--revision', '7']), 1), 'blobd: object_not_found: no revision 7 of docs/a.txt');
+    assert.equal(oneLine(await blobd(['rm', 'docs/a.txt', '--revision', '7']), 1), 'blobd: object_not_found: no revision 7 of docs/a.txt');
+    assert.equal((await blobd(['stat', 'docs/a.txt'])).code, 0, 'the object is still there');
   });
 
   test('a message names what is wrong, in the words of the command line', async () => {
@@ -94,6 +96,10 @@ describe('blobd CLI: error messages', () => {
       assert.equal(oneLine(await blobd(['get', 'docs/a.txt', '--revision', bad]), 2), 'blobd: --revision is a revision number');
     }
     assert.equal(oneLine(await blobd(['get', digest, '--revision', '1']), 2), 'blobd: --revision N is for BUCKET/KEY');
+    // Longer than any key: refused before it makes a request line the daemon's HTTP parser refuses whole.
+    const long = 'k'.repeat(20_000);
+    assert.equal(oneLine(await blobd(['get', `docs/${long}`]), 2), 'blobd: a key is at most 1024 bytes of UTF-8; this one has 20000');
+    assert.equal(oneLine(await blobd(['put', path.join(work, 'a-file'), '--bucket', 'docs', '--key', long]), 2), 'blobd: a key is at most 1024 bytes of UTF-8; this one has 20000');
     const stat = await blobd(['stat', 'docs/a.txt']);
     assert.equal(stat.code, 0, stat.stderr);
     assert.match(stat.stdout.toString(), /^key +a\.txt$/m);

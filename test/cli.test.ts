@@ -214,6 +214,17 @@ describe('blobd CLI', () => {
     assert.equal(new URL(after).searchParams.get('blobd-key'), rotated.key_id, 'the new key signs at once');
     assert.equal((await fetch(url)).status, 200, 'URLs signed with the older key still work');
     assert.equal((await fetch(after)).status, 200);
+
+    // A key typed as it is, or already percent-encoded: the same object, through a URL that works.
+    await ok(['bucket', 'create', 'signs']);
+    await ok(['put', path.join(work, 'signed.bin'), '--bucket', 'signs', '--key', 'a b/é #1.bin']);
+    for (const typed of ['/api/buckets/signs/objects/a b/é #1.bin', '/api/buckets/signs/objects/a%20b/%C3%A9%20%231.bin']) {
+      const signed = text(await ok(['sign', 'GET', typed]));
+      assert.ok(signed.includes('/objects/a%20b/%C3%A9%20%231.bin?'), signed);
+      const got = await fetch(signed);
+      assert.equal(got.status, 200, typed);
+      assert.ok(Buffer.from(await got.arrayBuffer()).equals(data));
+    }
   });
 
   test('gc --dry-run, stats and fsck report as text or --json', async () => {

@@ -237,7 +237,21 @@ export function parseTarget(text: string): Target {
   if (text.split('/').some((segment) => segment === '.' || segment === '..')) {
     throw new UsageError(`a key has no . or .. segment: ${JSON.stringify(text)}`);
   }
-  return { kind: 'object', bucket: text.slice(0, slash), key: text.slice(slash + 1) };
+  const key = text.slice(slash + 1);
+  checkKeyLength(key);
+  return { kind: 'object', bucket: text.slice(0, slash), key };
+}
+
+/** The daemon's limit on a key (core/catalog.ts parseKey). */
+const MAX_KEY_BYTES = 1024;
+
+/**
+ * Refuses a key longer than any the daemon takes, before it goes into a URL: a key of some kilobytes made
+ * a request line the daemon's HTTP parser refuses whole (431 headers_too_large), a message about headers.
+ */
+export function checkKeyLength(key: string): void {
+  const bytes = Buffer.byteLength(key, 'utf8');
+  if (bytes > MAX_KEY_BYTES) throw new UsageError(`a key is at most ${MAX_KEY_BYTES} bytes of UTF-8; this one has ${bytes}`);
 }
 
 /** The download path of a target. */

@@ -399,6 +399,7 @@ export class CatalogService {
   async deleteObject(bucket: string, key: string, revision?: number): Promise<void> {
     if (!(await this.meta.deleteObject(parseBucketName(bucket), parseKey(key), revision))) {
       await this.getBucket(bucket);
+      if (revision !== undefined) throw new BlobdError('object_not_found', `no revision ${revision} of ${key}`, { bucket, key, revision });
       throw new BlobdError('object_not_found', `no object ${key}`, { bucket, key });
     }
   }

@@ -10,7 +10,7 @@ import type { ClientRequest } from 'node:http';
 import { once } from 'node:events';
 import path from 'node:path';
 import { parseSize } from '../../config.ts';
-import { ApiError, errorOf, readText, UsageError, type BlobdClient } from '../client.ts';
+import { ApiError, checkKeyLength, errorOf, readText, UsageError, type BlobdClient } from '../client.ts';
 import { ParallelHasher } from '../hasher.ts';
 import { LocalState, sameFile, type UploadPart, type UploadTarget } from '../local-state.ts';
 import { emit, exitInterrupted, note, withClient, type GlobalOptions } from '../output.ts';
@@ -75,6 +75,7 @@ Examples:
       const chunkSize = parseSize(opts.chunkSize);
       if (chunkSize < 1) throw new UsageError('--chunk-size must be at least 1 byte');
       if (opts.key !== undefined && opts.bucket === undefined) throw new UsageError('--key needs --bucket');
+      if (opts.key !== undefined) checkKeyLength(opts.key);
       if (opts.bucket !== undefined && opts.temporary) throw new UsageError('--temporary is for blobs, not objects in a bucket');
       if (file === '-' && opts.bucket !== undefined && opts.key === undefined) throw new UsageError('put - --bucket needs --key');
       await withClient(cmd, async (client, g) => {
