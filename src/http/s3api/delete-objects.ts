@@ -17,7 +17,10 @@ export async function deleteObjects(call: S3Call): Promise<Response> {
   // Content-MD5 or x-amz-checksum-* (S3 asks for one) is verified by the body itself when sent.
   const doc = parseXml(await readXmlBody(call.body()));
   if (doc.name !== 'Delete') throw malformed();
-  const quiet = child(doc, 'Quiet')?.text.trim().toLowerCase() === 'true';
+  // An xsd:boolean: anything else is not the schema's (S3: MalformedXML), and no guess at what was meant.
+  const quietText = child(doc, 'Quiet')?.text.trim().toLowerCase();
+  if (quietText !== undefined && !['true', 'false', '1', '0'].includes(quietText)) throw malformed();
+  const quiet = quietText === 'true' || quietText === '1';
   const entries = doc.children.filter((c) => c.name === 'Object');
   if (entries.length === 0 || entries.length > MAX_KEYS) throw malformed();
   // The bucket must exist: S3 answers NoSuchBucket for the whole request, not per key.
