@@ -141,6 +141,37 @@ describe('blobd CLI: resuming', () => {
     }
   });
 
+  test('a put whose session is cancelled elsewhere while it sends starts afresh once, and stores the file', async () => {
+    const file = path.join(work, 'vanishing.bin');
+    const digest = await writeRandomFile(file, 5 * MiB + 77);
+    let appends = 0;
+    let cancelled = 0;
+    const { endpoint, server } = await failingProxy(d.url, async (method, url, headers) => {
+      // Before the third append reaches the daemon, someone else cancels its session (another put of the
+      // file that completed it first ends it the same way: the session is gone).
+      if (method === 'POST' && url.endsWith('/append') && ++appends === 3) {
+        const id = /\/uploads\/([^/]+)\/append$/.exec(url)![1]!;
+        const res = await fetch(`${d.url}/api/blobs/uploads/${id}`, { method: 'DELETE', headers: { 'upload-token': String(headers['upload-token']) } });
+        cancelled = res.status;
+      }
+      return false;
+    });
+    try {
+      const run = await runCli(['put', file, '--chunk-size', '1MiB'], { ...env, BLOBD_URL: endpoint });
+      assert.equal(cancelled, 204, 'the session was cancelled under the put');
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.stdout.toString().trim(), digest);
+      assert.match(run.stderr, /completed or cancelled elsewhere meanwhile: starting afresh/);
+      assert.equal(appends, 3 + 6, 'two appends before the cancel, then the whole file again');
+      const res = await d.api(`/api/blobs/${digest}`);
+      assert.equal(sha256(Buffer.from(await res.arrayBuffer())), digest);
+      assert.equal(await rememberedSession(stateHome, file), undefined, 'no session remembered for the file');
+    } finally {
+      server.close();
+      await rm(file);
+    }
+  });
+
   test('a put survives a daemon crash and restart: the rerun continues from what the daemon acknowledged', async () => {
     const file = path.join(work, 'medium.bin');
     const digest = await writeRandomFile(file, 256 * MiB);

@@ -2,7 +2,7 @@
 // untouched (the Host header too, so signatures hold). By default its answer is S3's 500 InternalError: a
 // store (RGW) that fails one kind of request on demand, for tests of what blobd does then. With `answer`, it
 // is a load balancer whose node went away (nginx's 502), for tests of what a client does then.
-import { createServer, request, type Server } from 'node:http';
+import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
 
 export interface ProxyAnswer {
   readonly status: number;
@@ -18,12 +18,13 @@ const S3_INTERNAL_ERROR: ProxyAnswer = {
 
 export async function failingProxy(
   target: string,
-  fail: (method: string, url: string) => boolean,
+  /** May look at the headers and act first (the answer is awaited; the body waits meanwhile). */
+  fail: (method: string, url: string, headers: IncomingHttpHeaders) => boolean | Promise<boolean>,
   answer: ProxyAnswer = S3_INTERNAL_ERROR,
 ): Promise<{ endpoint: string; server: Server }> {
   const to = new URL(target);
-  const server = createServer((req, res) => {
-    if (fail(req.method ?? '', req.url ?? '')) {
+  const server = createServer(async (req, res) => {
+    if (await fail(req.method ?? '', req.url ?? '', req.headers)) {
       req.resume();
       req.on('end', () => res.writeHead(answer.status, { 'content-type': answer.contentType }).end(answer.body));
       return;

@@ -106,7 +106,33 @@ function initiateQuery(opts: PutOptions, extra: Record<string, string | undefine
   return q.toString();
 }
 
+/**
+ * A session that vanishes while this put sends into it — another `put` of the same file that resumed it and
+ * completed it first, a `blobd uploads cancel`, its expiry — means starting afresh, once: by then the other
+ * put may have stored the file (then nothing is sent), else it is sent whole.
+ */
 async function putFile(client: BlobdClient, g: GlobalOptions, file: string, opts: PutOptions, chunkSize: number): Promise<Completed> {
+  try {
+    return await putFileOnce(client, g, file, opts, chunkSize);
+  } catch (err) {
+    if (!(err instanceof SessionVanished)) throw err;
+    note(g, 'the upload session was completed or cancelled elsewhere meanwhile: starting afresh');
+    return putFileOnce(client, g, file, opts, chunkSize).catch((again: unknown) => {
+      throw again instanceof SessionVanished ? again.cause : again;
+    });
+  }
+}
+
+/** The session this put was sending into is gone (404 upload_not_found after it began). */
+class SessionVanished extends Error {
+  constructor(override readonly cause: ApiError) {
+    super(cause.message);
+  }
+}
+
+const vanished = (err: unknown) => (err instanceof ApiError && err.code === 'upload_not_found' ? new SessionVanished(err) : err);
+
+async function putFileOnce(client: BlobdClient, g: GlobalOptions, file: string, opts: PutOptions, chunkSize: number): Promise<Completed> {
   const abs = path.resolve(file);
   const st = await stat(abs).catch((err: NodeJS.ErrnoException) => {
     throw new ApiError(0, 'local_file', `cannot read ${file}: ${err.code ?? err.message}`);
@@ -159,9 +185,10 @@ async function putFile(client: BlobdClient, g: GlobalOptions, file: string, opts
   process.once('SIGINT', onSigint);
   try {
     await hashRange(fh, 0, offset, hasher);
-    await sendFile(client, part, fh, offset, hasher, chunkSize, progress);
+    await sendFile(client, part, fh, offset, hasher, chunkSize, progress).catch((err: unknown) => Promise.reject(vanished(err)));
     const digest = await hasher.digest();
     const done = await complete(client, part, st.size, digest).catch(async (err: unknown) => {
+      if (err instanceof ApiError && err.code === 'upload_not_found') throw vanished(err);
       if (err instanceof ApiError && err.code === 'digest_mismatch') {
         await destroy(client, part);
         await local.removeUpload(state!);
@@ -174,6 +201,11 @@ async function putFile(client: BlobdClient, g: GlobalOptions, file: string, opts
     return done;
   } catch (err) {
     if (err instanceof ApiError && transient(err)) throw new ApiError(err.status, err.code, `${err.message}; rerun the same command to resume`);
+    if (err instanceof SessionVanished) {
+      // Forgotten here unless another put remembers a session of its own for the file by now.
+      const remembered = await local.readUpload(abs, target).catch(() => null);
+      if (remembered?.parts[0]?.id === part.id) await local.removeUpload(remembered);
+    }
     throw err;
   } finally {
     progress.done();
