@@ -124,7 +124,8 @@ describe('buckets and objects', () => {
     const old = await d.api('/api/buckets/docs/objects/reports/2026/q1.txt?revision=1');
     assert.equal(await old.text(), 'first');
     assert.equal(old.headers.get('content-type'), 'text/plain');
-    assert.match(old.headers.get('cache-control') ?? '', /immutable/);
+    // Revalidated like the current one: a revision's number returns when the object is deleted and written again.
+    assert.equal(old.headers.get('cache-control'), 'private, no-cache');
 
     const range = await d.api('/api/buckets/docs/objects/reports/2026/q1.txt', { headers: { range: 'bytes=0-5' } });
     assert.equal(range.status, 206);
@@ -155,6 +156,93 @@ describe('buckets and objects', () => {
     assert.equal((await put('cond/objects/k', 'two', { 'if-match': `"${sha256(Buffer.from('one'))}"` })).status, 200);
     assert.equal((await put('cond/objects/absent', 'x', { 'if-match': '*' })).status, 412);
     assert.equal(await (await d.api('/api/buckets/cond/objects/k')).text(), 'two');
+  });
+
+  test('If-Match on PATCH and DELETE (lists, weak tags, revisions), If-(Un)Modified-Since on downloads', async () => {
+    await bucket('cond2');
+    const one = await putJson('cond2/objects/k', 'one');
+    const tag = (t: string) => `"${sha256(Buffer.from(t))}"`;
+    const patch = (body: unknown, headers: Record<string, string> = {}) =>
+      d.api('/api/buckets/cond2/objects/k', { method: 'PATCH', body: JSON.stringify(body), headers: { 'content-type': 'application/json', ...headers } });
+    const failed = await patch({ owner: 'z' }, { 'if-match': tag('nope') });
+    assert.equal(failed.status, 412);
+    assert.equal(await errorCode(failed), 'precondition_failed');
+    assert.equal((await patch({ owner: 'z' }, { 'if-match': `W/${tag('one')}` })).status, 412, 'a weak tag never matches If-Match');
+    assert.equal(((await (await d.api('/api/buckets/cond2/objects/k?metadata')).json()) as ObjectJson).owner, null, 'nothing changed');
+    assert.equal((await patch({ owner: 'z' }, { 'if-match': `${tag('x')}, ${tag('one')}` })).status, 200, 'any tag of a list');
+    assert.equal((await put('cond2/objects/k', 'two', { 'if-match': `${tag('x')}, "${one.digest}"` })).status, 200, 'a list on PUT too');
+    // DELETE: the current content, or revision N's with ?revision=N.
+    const del = (q: string, ifMatch: string) => d.api(`/api/buckets/cond2/objects/k${q}`, { method: 'DELETE', headers: { 'if-match': ifMatch } });
+    assert.equal((await del('', tag('one'))).status, 412, 'revision 1 is not the current content');
+    assert.equal((await del('?revision=1', tag('two'))).status, 412);
+    assert.equal((await del('?revision=1', tag('one'))).status, 204);
+    assert.equal(await (await d.api('/api/buckets/cond2/objects/k')).text(), 'two', 'the current revision stayed');
+    assert.equal((await del('', '*')).status, 204);
+    assert.equal((await d.api('/api/buckets/cond2/objects/k')).status, 404);
+    assert.equal((await del('', '*')).status, 404);
+
+    // Downloads: If-Modified-Since → 304, If-Unmodified-Since before the write → 412.
+    await putJson('cond2/objects/dated', 'dated');
+    const first = await d.api('/api/buckets/cond2/objects/dated');
+    const lastModified = first.headers.get('last-modified')!;
+    await first.arrayBuffer();
+    const since = await d.api('/api/buckets/cond2/objects/dated', { headers: { 'if-modified-since': lastModified } });
+    assert.equal(since.status, 304);
+    assert.equal(since.headers.get('etag'), first.headers.get('etag'));
+    const earlier = new Date(Date.parse(lastModified) - 60_000).toUTCString();
+    assert.equal((await d.api('/api/buckets/cond2/objects/dated', { headers: { 'if-modified-since': earlier } })).status, 200);
+    const unmodified = await d.api('/api/buckets/cond2/objects/dated', { headers: { 'if-unmodified-since': earlier } });
+    assert.equal(unmodified.status, 412);
+    assert.equal(await errorCode(unmodified), 'precondition_failed');
+    const fine = await d.api('/api/buckets/cond2/objects/dated', { headers: { 'if-unmodified-since': lastModified } });
+    assert.equal(await fine.text(), 'dated');
+    // If-None-Match wins over If-Modified-Since: a tag that does not match sends the content.
+    assert.equal((await d.api('/api/buckets/cond2/objects/dated', { headers: { 'if-modified-since': lastModified, 'if-none-match': '"other"' } })).status, 200);
+  });
+
+  test('setting expires_at needs the delete scope; metadata holds no lone surrogate, no deep nesting, __proto__ as data', async () => {
+    await bucket('exp');
+    await putJson('exp/objects/victim', 'v1');
+    await putJson('exp/objects/victim', 'v2');
+    const mint = await d.api('/api/tokens', { method: 'POST', body: JSON.stringify({ name: 'w', scopes: ['bucket:exp:write', 'bucket:exp:read'] }), headers: { 'content-type': 'application/json' } });
+    const writer = ((await mint.json()) as { token: string }).token;
+    const as = { authorization: `Bearer ${writer}`, 'content-type': 'application/json' };
+    const past = JSON.stringify({ expires_at: '2000-01-01T00:00:00Z' });
+    const patched = await d.api('/api/buckets/exp/objects/victim', { method: 'PATCH', body: past, headers: as });
+    assert.equal(patched.status, 403);
+    assert.match(((await patched.json()) as { error: { message: string } }).error.message, /needs bucket:exp:delete/);
+    const viaWrite = await d.api('/api/buckets/exp/objects/victim', { method: 'PUT', body: JSON.stringify({ content_base64: 'aGk=', expires_at: '2000-01-01T00:00:00Z' }), headers: as });
+    assert.equal(viaWrite.status, 403);
+    const form = new FormData();
+    form.set('metadata', past);
+    form.set('file', new Blob(['x']), 'x.txt');
+    assert.equal((await d.api('/api/buckets/exp/objects/victim', { method: 'PUT', body: form, headers: { authorization: `Bearer ${writer}` } })).status, 403);
+    const revisions = (await (await d.api('/api/buckets/exp/objects/victim?revisions')).json()) as { items: unknown[] };
+    assert.equal(revisions.items.length, 2, 'both revisions are still there');
+    // Clearing an expiry, or metadata without one, needs write only.
+    assert.equal((await d.api('/api/buckets/exp/objects/victim', { method: 'PATCH', body: JSON.stringify({ expires_at: null, owner: 'w' }), headers: as })).status, 200);
+    // With the delete scope (the admin here) an expiry is set as before.
+    assert.equal((await d.api('/api/buckets/exp/objects/victim', { method: 'PATCH', body: JSON.stringify({ expires_at: '2999-01-01T00:00:00Z' }), headers: { 'content-type': 'application/json' } })).status, 200);
+
+    const patch = (body: string) => d.api('/api/buckets/exp/objects/victim', { method: 'PATCH', body, headers: { 'content-type': 'application/json' } });
+    for (const depth of [65, 1000, 10_000]) {
+      const deep = await patch(`{"properties":{"a":${'['.repeat(depth)}1${']'.repeat(depth)}}}`);
+      assert.equal(deep.status, 400, `depth ${depth}`);
+      assert.equal(await errorCode(deep), 'invalid_request');
+    }
+    assert.equal((await patch(`{"properties":{"a":${'['.repeat(60)}1${']'.repeat(60)}}}`)).status, 200, 'moderate nesting is fine');
+    for (const body of ['{"filename":"a\\ud800b"}', '{"owner":"o\\udc00"}', '{"properties":{"k\\ud800":1}}', '{"tags":["\\udfff"]}']) {
+      const res = await patch(body);
+      assert.equal(res.status, 400, body);
+      assert.match(((await res.json()) as { error: { message: string } }).error.message, /unpaired UTF-16 surrogate/);
+    }
+    const proto = await patch('{"properties":{"__proto__":{"p":1},"k":1}}');
+    assert.equal(proto.status, 200);
+    assert.deepEqual(((await proto.json()) as ObjectJson).properties, JSON.parse('{"a":' + '['.repeat(60) + '1' + ']'.repeat(60) + ',"__proto__":{"p":1},"k":1}'));
+    // A raw write's Content-Type is held to the same 255 characters as a JSON write's.
+    const longType = await put('exp/objects/typed', 'x', { 'content-type': `text/plain; x=${'a'.repeat(300)}` });
+    assert.equal(longType.status, 400);
+    assert.equal((await d.api('/api/buckets/exp/objects/typed')).status, 404);
   });
 
   test('max_object_size and quota_bytes are enforced with nothing kept; max_revisions drops the oldest', async () => {
@@ -425,7 +513,7 @@ describe('buckets and objects', () => {
     const badMeta = await put('fix/objects/meta', JSON.stringify({ content_base64: 'aGk=', properties: { x: 'a'.repeat(70_000) } }), { 'content-type': 'application/json' });
     assert.equal(badMeta.status, 400);
     assert.equal((await d.api('/api/buckets/fix/objects/meta')).status, 404, 'a 400 wrote nothing');
-    // Revision numbers are never reused, so ?revision=N stays immutable.
+    // Revision numbers are not reused while the object lives.
     await putJson('fix/objects/r', 'content-1');
     await putJson('fix/objects/r', 'content-2');
     await d.api('/api/buckets/fix/objects/r?revision=2', { method: 'DELETE' });

@@ -11,6 +11,7 @@ import type {
   ObjectMeta,
   ObjectRecord,
   RevisionRecord,
+  IfMatch,
 } from '../storage/metadata-store.ts';
 import { can, type Principal } from './auth.ts';
 import type { BlobService, ByteRange, StoredBlob } from './blobs.ts';
@@ -20,7 +21,10 @@ import { BlobdError } from './errors.ts';
 import { exportAll, listPage, type ListOptions, type ListPage } from './object-listing.ts';
 import { applyMetaPatch, META_FIELDS, metaAsJson, type Comparison, type MetaPatch } from './object-meta.ts';
 import { decodeCursor, encodeCursor, isPositiveInteger, isString, pageOf, type Page, type PageRequest } from './paging.ts';
-import { refuseNul } from './text.ts';
+import { LONE_SURROGATE, refuseNul } from './text.ts';
+import { ifMatchHolds } from '../storage/metadata-store.ts';
+
+const preconditionFailed = () => new BlobdError('precondition_failed', 'the object does not match If-Match / If-None-Match');
 
 export { propertyFilter, type ListOptions, type ListPage } from './object-listing.ts';
 export { applyMetaPatch, META_FIELDS, type Comparison, type MetaField, type MetaPatch } from './object-meta.ts';
@@ -29,7 +33,6 @@ const BUCKET_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 // Controls (C0, DEL, C1), U+FFFE and U+FFFF (no XML 1.0 document can hold them: an S3 listing would be
 // unreadable), and U+10FFFF, which listing uses as its "after every key" bound.
 const KEY_FORBIDDEN = /[\u0000-\u001f\u007f-\u009f\uFFFE\uFFFF\u{10FFFF}]/u;
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 export function parseBucketName(name: string): string {
   if (!BUCKET_RE.test(name)) {
@@ -72,8 +75,8 @@ export interface PutObjectOptions {
   readonly declaredSize?: number;
   readonly contentType?: string;
   readonly filename?: string;
-  /** `If-Match`: a digest (`sha256:…`) or `*`. */
-  readonly ifMatch?: string;
+  /** `If-Match`: digests (`sha256:…`), any of which the current content must have, or `*`. */
+  readonly ifMatch?: IfMatch;
   /** `If-None-Match: *`. */
   readonly ifNoneMatch?: boolean;
   /** The largest content this write may name (a signed URL's max_size), also by digest. */
@@ -229,8 +232,8 @@ export class CatalogService {
   private async checkPreconditions(bucket: string, key: string, opts: PutObjectOptions): Promise<void> {
     if (opts.ifMatch === undefined && !opts.ifNoneMatch) return;
     const current = await this.meta.getObject(bucket, key);
-    const fails = opts.ifNoneMatch ? current !== null : !current || (opts.ifMatch !== '*' && opts.ifMatch !== current.digest);
-    if (fails) throw new BlobdError('precondition_failed', 'the object does not match If-Match / If-None-Match');
+    const fails = opts.ifNoneMatch ? current !== null : !current || !ifMatchHolds(opts.ifMatch!, current.digest);
+    if (fails) throw preconditionFailed();
   }
 
   /** The revision row for a blob whose bytes are in place; runs under the blob's digest lock. */
@@ -268,7 +271,7 @@ export class CatalogService {
       if (result.reason === 'bucket_not_found') throw new BlobdError('bucket_not_found', `no bucket ${bucket.name}`, { bucket: bucket.name });
       if (result.reason === 'quota_exceeded') throw quotaExceeded(bucket);
       if (result.reason === 'blob_not_found') throw new BlobdError('blob_not_found', `no blob ${blob.digest}`, { digest: blob.digest });
-      throw new BlobdError('precondition_failed', 'the object does not match If-Match / If-None-Match');
+      throw preconditionFailed();
     }
     return { object: result.object, created: result.object.revision === 1, blobCreated: result.blobCreated };
   }
@@ -345,10 +348,15 @@ export class CatalogService {
     return this.putObject(bucketName, key, () => Readable.from([content]), { ...opts, declaredSize: content.length });
   }
 
-  /** Change metadata only (JSON merge patch); the content and the revision number stay. */
-  async patchObject(bucket: string, key: string, patch: MetaPatch): Promise<ObjectRecord> {
+  /**
+   * Change metadata only (JSON merge patch); the content and the revision number stay. With `ifMatch`, only
+   * while the content is one of those digests (412 otherwise, nothing changed).
+   */
+  async patchObject(bucket: string, key: string, patch: MetaPatch, ifMatch?: IfMatch): Promise<ObjectRecord> {
     const current = await this.getObject(bucket, key);
-    const updated = await this.meta.setObjectMeta(current.bucket, current.key, applyMetaPatch(current, patch));
+    if (ifMatch !== undefined && !ifMatchHolds(ifMatch, current.digest)) throw preconditionFailed();
+    const updated = await this.meta.setObjectMeta(current.bucket, current.key, applyMetaPatch(current, patch), ifMatch);
+    if (updated === 'precondition_failed') throw preconditionFailed();
     if (!updated) throw new BlobdError('object_not_found', `no object ${key}`, { bucket, key });
     return updated;
   }
@@ -396,8 +404,11 @@ export class CatalogService {
     return pageOf(revisions, page.limit, (r) => r.revision);
   }
 
-  async deleteObject(bucket: string, key: string, revision?: number): Promise<void> {
-    if (!(await this.meta.deleteObject(parseBucketName(bucket), parseKey(key), revision))) {
+  /** With `ifMatch`, only while the content deleted (the current one, or revision N's) is one of those digests. */
+  async deleteObject(bucket: string, key: string, revision?: number, ifMatch?: IfMatch): Promise<void> {
+    const deleted = await this.meta.deleteObject(parseBucketName(bucket), parseKey(key), revision, ifMatch);
+    if (deleted === 'precondition_failed') throw preconditionFailed();
+    if (!deleted) {
       await this.getBucket(bucket);
       if (revision !== undefined) throw new BlobdError('object_not_found', `no revision ${revision} of ${key}`, { bucket, key, revision });
       throw new BlobdError('object_not_found', `no object ${key}`, { bucket, key });

@@ -27,7 +27,8 @@ function mergePatch(target: unknown, patch: unknown): unknown {
   const base = target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete base[k];
-    else base[k] = mergePatch(base[k], v);
+    // Defined, not assigned: a member named __proto__ is data like any other (assignment would set the prototype).
+    else Object.defineProperty(base, k, { value: mergePatch(Object.hasOwn(base, k) ? base[k] : undefined, v), enumerable: true, writable: true, configurable: true });
   }
   return base;
 }

@@ -4,14 +4,33 @@
 import { BlobdError } from './errors.ts';
 
 const NUL = '\u0000';
+/** A UTF-16 surrogate without its pair: not Unicode text (stored, it would come back as U+FFFD). */
+export const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** How deep a JSON value blobd stores may nest (SQLite's json() stops at 1000; recursion must never overflow). */
+export const MAX_JSON_DEPTH = 64;
 
 function refused(field: string): BlobdError {
   return new BlobdError('invalid_request', `${field} holds a NUL character (U+0000), which blobd does not store`, { field });
 }
 
-/** `value`, unless it holds a NUL: then 400 invalid_request naming `field`. Absent values pass. */
+function notText(field: string): BlobdError {
+  return new BlobdError('invalid_request', `${field} holds an unpaired UTF-16 surrogate, which is not Unicode text`, { field });
+}
+
+/** Why `text` cannot be stored, or null. */
+function problem(text: string, field: string): BlobdError | null {
+  if (text.includes(NUL)) return refused(field);
+  if (LONE_SURROGATE.test(text)) return notText(field);
+  return null;
+}
+
+/**
+ * `value`, unless it holds a NUL or an unpaired surrogate: then 400 invalid_request naming `field`. Absent
+ * values pass.
+ */
 export function refuseNul<T extends string | null | undefined>(value: T, field: string): T {
-  if (typeof value === 'string' && value.includes(NUL)) throw refused(field);
+  const why = typeof value === 'string' ? problem(value, field) : null;
+  if (why) throw why;
   return value;
 }
 
@@ -19,6 +38,7 @@ interface Place {
   readonly value: unknown;
   readonly step: string;
   readonly parent: Place | null;
+  readonly depth: number;
 }
 
 const pathOf = (p: Place): string => {
@@ -33,17 +53,24 @@ const pathOf = (p: Place): string => {
  * deeply nested body must neither overflow the call stack nor cost memory by the square of its depth.
  */
 export function refuseNulDeep(value: unknown, field: string): void {
-  const todo: Place[] = [{ value, step: field, parent: null }];
+  const todo: Place[] = [{ value, step: field, parent: null, depth: 0 }];
   for (let at = todo.pop(); at !== undefined; at = todo.pop()) {
     const v = at.value;
     if (typeof v === 'string') {
-      if (v.includes(NUL)) throw refused(pathOf(at));
-    } else if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) todo.push({ value: v[i], step: `[${i}]`, parent: at });
+      const why = problem(v, pathOf(at));
+      if (why) throw why;
     } else if (v !== null && typeof v === 'object') {
-      for (const [k, item] of Object.entries(v)) {
-        if (k.includes(NUL)) throw refused(`a member name of ${pathOf(at)}`);
-        todo.push({ value: item, step: `.${k}`, parent: at });
+      // Deeper than any metadata needs, and than the stores and a merge patch's recursion take: 400, not 500.
+      if (at.depth >= MAX_JSON_DEPTH) throw new BlobdError('invalid_request', `${field} nests deeper than ${MAX_JSON_DEPTH} levels`, { field });
+      const depth = at.depth + 1;
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++) todo.push({ value: v[i], step: `[${i}]`, parent: at, depth });
+      } else {
+        for (const [k, item] of Object.entries(v)) {
+          const why = problem(k, `a member name of ${pathOf(at)}`);
+          if (why) throw why;
+          todo.push({ value: item, step: `.${k}`, parent: at, depth });
+        }
       }
     }
   }

@@ -1,6 +1,7 @@
-// The one download path for blob bytes: ETag and If-None-Match (304), a single Range (206/416), HEAD
-// without opening the file, Cache-Control and Content-Disposition. Object downloads reuse it; the S3 front
-// decides its own headers and conditions and reuses the streaming part (streamContent).
+// The one download path for blob bytes: ETag, If-Match / If-Unmodified-Since (412), If-None-Match /
+// If-Modified-Since (304), a single Range (206/416), HEAD without opening the file, Cache-Control and
+// Content-Disposition. Object downloads reuse it; the S3 front decides its own headers and conditions and
+// reuses the streaming part (streamContent).
 import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { BlobCopy, ByteRange } from '../core/blobs.ts';
@@ -56,6 +57,27 @@ function matches(header: string, etag: string): boolean {
   return header.split(',').some((t) => t.trim() === etag);
 }
 
+/**
+ * An If-Match header as core takes it: '*', or the digests its strong entity tags name (a weak tag never
+ * matches: RFC 9110 §13.1.1), possibly none. Undefined when there is no header.
+ */
+export function ifMatchOf(header: string | undefined): string | string[] | undefined {
+  if (header === undefined) return undefined;
+  if (header.trim() === '*') return '*';
+  return header
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => !t.startsWith('W/'))
+    .map((t) => t.replace(/^"(.*)"$/, '$1'));
+}
+
+/** An HTTP date in ms (whole seconds), or undefined when it is not one (then the condition is ignored). */
+function httpDate(header: string | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  const ms = Date.parse(header);
+  return Number.isNaN(ms) ? undefined : Math.floor(ms / 1000) * 1000;
+}
+
 /** RFC 6266 / 8187: an ASCII fallback plus the exact UTF-8 name in filename*. */
 export function contentDisposition(filename: string, disposition: 'attachment' | 'inline' = 'attachment'): string {
   const cleaned = filename.replace(/[\u0000-\u001f\u007f]/g, '');
@@ -77,8 +99,17 @@ export async function sendBlob(c: Context<AppEnv>, blob: SendableBlob): Promise<
   if (ifMatch !== undefined && !matches(ifMatch, etag)) {
     return renderError(c, new BlobdError('precondition_failed', 'If-Match does not name this content', { etag: blob.digest }), { ETag: etag });
   }
+  // Last-Modified in whole seconds, as the header carries it.
+  const modified = blob.lastModified ? Math.floor(blob.lastModified.getTime() / 1000) * 1000 : undefined;
+  // If-Unmodified-Since only without If-Match, If-Modified-Since only without If-None-Match (RFC 9110 §13.2.2).
+  const unmodifiedSince = ifMatch === undefined ? httpDate(c.req.header('if-unmodified-since')) : undefined;
+  if (modified !== undefined && unmodifiedSince !== undefined && modified > unmodifiedSince) {
+    return renderError(c, new BlobdError('precondition_failed', 'the content changed after If-Unmodified-Since', { etag: blob.digest }), { ETag: etag });
+  }
   const inm = c.req.header('if-none-match');
   if (inm !== undefined && noneMatch(inm, etag)) return c.body(null, 304, headers);
+  const modifiedSince = inm === undefined ? httpDate(c.req.header('if-modified-since')) : undefined;
+  if (modified !== undefined && modifiedSince !== undefined && modified <= modifiedSince) return c.body(null, 304, headers);
 
   // A stored type that cannot be a header value (any text can be written natively) is not sent as one.
   headers['Content-Type'] = blob.contentType && /^[\t\x20-\x7e]*$/.test(blob.contentType) ? blob.contentType : 'application/octet-stream';

@@ -182,8 +182,8 @@ export interface NewRevision {
   readonly contentType: string | null;
   readonly filename: string | null;
   readonly createdBy: string;
-  /** `If-Match`: the write happens only if the current digest is this (or, for '*', if the object exists). */
-  readonly ifMatch?: string;
+  /** `If-Match`: the write happens only if the current digest is one of these (or, for '*', if the object exists). */
+  readonly ifMatch?: IfMatch;
   /** `If-None-Match: *`: the write happens only if the object does not exist. */
   readonly ifNoneMatch?: boolean;
   /**
@@ -395,10 +395,17 @@ export interface MetadataStore {
   getObject(bucket: string, key: string, revision?: number): Promise<ObjectRecord | null>;
   /** Revisions of an object newest first, those numbered below `before` only; null when there is no such object. */
   listRevisions(bucket: string, key: string, limit: number, before?: number | null): Promise<RevisionRecord[] | null>;
-  /** Replace an object's metadata (and its current revision's snapshot); null when there is no such object. */
-  setObjectMeta(bucket: string, key: string, meta: ObjectMeta): Promise<ObjectRecord | null>;
-  /** Delete an object with all its revisions, or one revision (the object goes with its last one). */
-  deleteObject(bucket: string, key: string, revision?: number): Promise<boolean>;
+  /**
+   * Replace an object's metadata (and its current revision's snapshot); null when there is no such object,
+   * 'precondition_failed' (nothing changed) when `ifMatch` does not hold for its current content.
+   */
+  setObjectMeta(bucket: string, key: string, meta: ObjectMeta, ifMatch?: IfMatch): Promise<ObjectRecord | null | 'precondition_failed'>;
+  /**
+   * Delete an object with all its revisions, or one revision (the object goes with its last one); false when
+   * there is no such object or revision, 'precondition_failed' (nothing deleted) when `ifMatch` does not hold
+   * for the content deleted (the current one, or that revision's).
+   */
+  deleteObject(bucket: string, key: string, revision?: number, ifMatch?: IfMatch): Promise<boolean | 'precondition_failed'>;
   /** Objects in key order after the cursor, filtered; at most `limit`. */
   listObjects(query: ListObjectsQuery): Promise<ObjectRecord[]>;
   createToken(token: NewToken): Promise<void>;
@@ -496,4 +503,13 @@ export interface MetadataStore {
   /** Resolves when the store can answer and write; rejects otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** `If-Match` of a write or delete: digests (`sha256:…`), any of which the content must have; '*': any content. */
+export type IfMatch = string | readonly string[];
+
+/** Does `If-Match` hold for content of this digest? */
+export function ifMatchHolds(ifMatch: IfMatch, digest: string): boolean {
+  const tags = typeof ifMatch === 'string' ? [ifMatch] : ifMatch;
+  return tags.includes('*') || tags.includes(digest);
 }

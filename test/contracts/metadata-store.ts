@@ -223,10 +223,29 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
       await store.putBucket('b', settings());
       await store.addRevision(rev('b', 'k', 1, 1));
       const meta = { contentType: 'a/b', filename: 'f', owner: 'o', tags: ['t'], properties: { p: 1 }, expiresAt: Date.now() + 3_600_000 };
-      const updated = await store.setObjectMeta('b', 'k', meta);
-      assert.deepEqual([updated?.owner, updated?.tags, updated?.properties, updated?.revision], ['o', ['t'], { p: 1 }, 1]);
+      assert.equal(await store.setObjectMeta('b', 'k', meta, [digest(7), digest(8)]), 'precondition_failed');
+      assert.equal((await store.getObject('b', 'k'))?.owner, null, 'If-Match failed: nothing changed');
+      const updated = await store.setObjectMeta('b', 'k', meta, [digest(7), digest(1)]);
+      assert.ok(updated !== null && updated !== 'precondition_failed');
+      assert.deepEqual([updated.owner, updated.tags, updated.properties, updated.revision], ['o', ['t'], { p: 1 }, 1]);
       assert.deepEqual((await store.listRevisions('b', 'k', 100))?.[0]?.metadata, meta);
       assert.equal(await store.setObjectMeta('b', 'missing', meta), null);
+      assert.equal(await store.setObjectMeta('b', 'missing', meta, '*'), null);
+    }));
+
+    test('deleteObject with If-Match: the content deleted (current, or the revision named) must match', withStore(async ({ store }) => {
+      await store.putBucket('b', settings());
+      await store.addRevision(rev('b', 'k', 1, 10));
+      await store.addRevision(rev('b', 'k', 2, 20));
+      assert.equal(await store.deleteObject('b', 'k', undefined, digest(1)), 'precondition_failed', 'revision 1 is not current');
+      assert.equal(await store.deleteObject('b', 'k', 2, [digest(1)]), 'precondition_failed');
+      assert.equal(await store.deleteObject('b', 'k', 9, '*'), false, 'no such revision');
+      assert.equal((await store.listRevisions('b', 'k', 100))?.length, 2, 'nothing deleted');
+      assert.equal(await store.deleteObject('b', 'k', 1, digest(1)), true);
+      assert.equal(await store.deleteObject('b', 'k', undefined, [digest(9), digest(2)]), true);
+      assert.equal(await store.getObject('b', 'k'), null);
+      assert.equal(await store.deleteObject('b', 'k', undefined, '*'), false);
+      assert.deepEqual([(await store.getBucket('b'))?.objectCount, (await store.getBucket('b'))?.storedBytes], [0, 0]);
     }));
 
     test('listing: key order, cursor, prefix, owner, tag and property filters', withStore(async ({ store }) => {
@@ -331,7 +350,8 @@ export function metadataStoreContract(name: string, make: () => Promise<Metadata
         [1, '9e107d9d372bb6826bd81d3542a419d6'],
       ]);
       const meta = { contentType: 'a/b', filename: null, owner: null, tags: [], properties: { p: 'q' }, expiresAt: null };
-      assert.equal((await store.setObjectMeta('b', 'k', meta))?.etag, '0cc175b9c0f1b6a831c399e269772661-2', 'a metadata write keeps the content\'s tag');
+      const patched = await store.setObjectMeta('b', 'k', meta);
+      assert.equal(patched !== 'precondition_failed' && patched?.etag, '0cc175b9c0f1b6a831c399e269772661-2', 'a metadata write keeps the content\'s tag');
       assert.equal(await store.deleteObject('b', 'k', 3), true);
       assert.equal((await store.getObject('b', 'k'))?.etag, null, 'the revision that becomes current brings its own');
       await store.createUpload(upload('s1'));

@@ -16,7 +16,7 @@ import { declaredLength, isJson, limitJsonBody, requestBody } from '../request-b
 import { isMultipart, withFilePart } from '../multipart.ts';
 import { checkKeyTarget } from '../key-target.ts';
 import { createRouter } from '../router.ts';
-import { sendBlob } from '../send-blob.ts';
+import { ifMatchOf, sendBlob } from '../send-blob.ts';
 import { objectJson, PartialObject, PRIVATE_FIELDS, publicObjectJson, RevisionJson, revisionJson, selectFields } from './object-json.ts';
 import { BinaryBody, errors, jsonContent, pageJson, PageQuery, pageRequest } from './schemas.ts';
 
@@ -56,7 +56,12 @@ const ObjectWrite = z
     filename: z.string().max(1024).nullable().optional(),
     owner: z.string().max(1024).nullable().optional(),
     tags: z.array(z.string().max(256)).max(64).nullable().optional(),
-    properties: z.record(z.string(), z.unknown()).nullable().optional(),
+    // Taken as parsed (z.record would copy it member by member, and drop one named __proto__).
+    properties: z
+      .custom<Record<string, unknown>>((v) => v !== null && typeof v === 'object' && !Array.isArray(v), 'properties is a JSON object')
+      .nullable()
+      .openapi({ type: ['object', 'null'], additionalProperties: {} })
+      .optional(),
     expires_at: z.string().datetime({ offset: true }).nullable().optional(),
   })
   .strict()
@@ -112,13 +117,14 @@ const postObject = createRoute({
 const patchObject = createRoute({
   method: 'patch',
   path: OBJECT_PATH,
-  summary: 'JSON merge patch of metadata (filename, content_type, owner, tags, properties, expires_at)',
+  summary: 'JSON merge patch of metadata (filename, content_type, owner, tags, properties, expires_at; expires_at also needs bucket:delete)',
   middleware: [checkKeyTarget, requires(onBucket('bucket:write')), limitJsonBody(JSON_LIMIT)] as const,
   request: {
     params: ObjectParams,
+    headers: z.object({ 'if-match': z.string().optional() }),
     body: { content: { 'application/json': { schema: MetaPatchBody }, 'application/merge-patch+json': { schema: MetaPatchBody } }, required: true },
   },
-  responses: { 200: jsonContent(PartialObject, 'updated'), ...errors(400, 401, 403, 404) },
+  responses: { 200: jsonContent(PartialObject, 'updated'), ...errors(400, 401, 403, 404, 412) },
 });
 
 const getObject = createRoute({
@@ -154,8 +160,8 @@ const deleteObject = createRoute({
   path: OBJECT_PATH,
   summary: 'Delete the object (all revisions), or ?revision=N only',
   middleware: [checkKeyTarget, requires(onBucket('bucket:delete'))] as const,
-  request: { params: ObjectParams, query: z.object({ revision: Revision.optional() }) },
-  responses: { 204: { description: 'deleted' }, ...errors(400, 401, 403, 404) },
+  request: { params: ObjectParams, query: z.object({ revision: Revision.optional() }), headers: z.object({ 'if-match': z.string().optional() }) },
+  responses: { 204: { description: 'deleted' }, ...errors(400, 401, 403, 404, 412) },
 });
 
 const EMPTY_META = { contentType: null, filename: null, owner: null, tags: [], properties: {}, expiresAt: null };
@@ -173,6 +179,32 @@ function formMetadata(fields: Record<string, string>) {
   const parsed = MetaPatchBody.safeParse(meta);
   if (!parsed.success) throw new BlobdError('invalid_request', `invalid metadata part: ${parsed.error.issues[0]?.message}`);
   return fields.owner !== undefined ? { ...parsed.data, owner: fields.owner } : parsed.data;
+}
+
+/** The longest Content-Type an object keeps (as a JSON write or a PATCH may set). */
+const MAX_CONTENT_TYPE = 255;
+
+function checkContentType(type: string | undefined): string | undefined {
+  if (type !== undefined && type.length > MAX_CONTENT_TYPE) {
+    throw new BlobdError('invalid_request', `a Content-Type is at most ${MAX_CONTENT_TYPE} characters`, { field: 'content_type' });
+  }
+  return type;
+}
+
+/**
+ * An expiry deletes the object with every revision once it comes (GC reclaims it): a write or PATCH that
+ * sets expires_at needs the bucket's delete scope besides write, as a DELETE would.
+ */
+async function mayExpire(c: Context<AppEnv>, bucket: string, meta: { expires_at?: string | null } | undefined): Promise<void> {
+  if (meta?.expires_at === undefined || meta.expires_at === null) return;
+  try {
+    await c.get('access').authorize(c.get('principal'), c.get('credentialError'), { action: 'bucket:delete', bucket });
+  } catch (err) {
+    if (err instanceof BlobdError && err.code === 'forbidden') {
+      throw new BlobdError('forbidden', `setting expires_at deletes the object when it comes: it needs bucket:${bucket}:delete too`, { bucket });
+    }
+    throw err;
+  }
 }
 
 /** JSON bodies are small by contract (content_base64 ≤ 10 MiB decoded): read them whole, but bounded. */
@@ -198,22 +230,29 @@ export function objectRoutes(catalog: CatalogService) {
   async function write(c: Context<AppEnv>, bucket: string, key: string, writeOpts: PutObjectOptions) {
     const opts = { ...writeOpts, sizeLimit: c.get('grant')?.maxSize };
     if (isMultipart(c)) {
-      const { result } = await withFilePart(c, (file, before, allFields) => {
-        applyMetaPatch(EMPTY_META, formMetadata(before)); // parts before the file: checked before any byte is stored
+      const { result } = await withFilePart(c, async (file, before, allFields) => {
+        const early = formMetadata(before);
+        applyMetaPatch(EMPTY_META, early); // parts before the file: checked before any byte is stored
+        await mayExpire(c, bucket, early);
         return catalog.putObject(bucket, key, () => file.stream, {
           ...opts,
-          contentType: file.contentType,
+          contentType: checkContentType(file.contentType),
           filename: opts.filename ?? file.filename,
-          meta: async () => formMetadata(await allFields),
+          meta: async () => {
+            const all = formMetadata(await allFields);
+            await mayExpire(c, bucket, all);
+            return all;
+          },
         });
       });
       return result;
     }
     if (!isJson(c)) {
-      return catalog.putObject(bucket, key, () => requestBody(c), { ...opts, declaredSize: declaredLength(c), contentType: c.req.header('content-type') });
+      return catalog.putObject(bucket, key, () => requestBody(c), { ...opts, declaredSize: declaredLength(c), contentType: checkContentType(c.req.header('content-type')) });
     }
     const { digest, content_base64, ...meta } = await readObjectWrite(c);
     applyMetaPatch(EMPTY_META, meta); // bounds (tags, properties size, dates) checked before anything is written
+    await mayExpire(c, bucket, meta);
     const typed = { ...opts, contentType: meta.content_type ?? undefined, filename: meta.filename ?? opts.filename, meta };
     return digest !== undefined
       ? catalog.putObjectByDigest(bucket, key, parseDigest(digest), typed)
@@ -226,7 +265,7 @@ export function objectRoutes(catalog: CatalogService) {
     const { object, created } = await write(c, bucket, key, {
       principal: principalOf(c),
       filename: c.req.valid('query').filename,
-      ifMatch: h['if-match']?.trim().replace(/^"(.*)"$/, '$1'),
+      ifMatch: ifMatchOf(h['if-match']),
       ifNoneMatch: h['if-none-match'] === '*',
     });
     c.header('ETag', `"${object.digest}"`);
@@ -245,7 +284,8 @@ export function objectRoutes(catalog: CatalogService) {
   app.openapi(patchObject, async (c) => {
     const { bucket, key } = c.req.valid('param');
     const body = c.req.valid('json');
-    return c.json(writeAnswer(c, await catalog.patchObject(bucket, key, body)), 200);
+    await mayExpire(c, bucket, body);
+    return c.json(writeAnswer(c, await catalog.patchObject(bucket, key, body, ifMatchOf(c.req.valid('header')['if-match']))), 200);
   });
 
   app.openapi(getObject, async (c) => {
@@ -272,8 +312,9 @@ export function objectRoutes(catalog: CatalogService) {
       contentType: obj.contentType ?? undefined,
       filename: q.filename || obj.filename || undefined,
       lastModified: new Date(obj.revisionCreatedAt),
-      // A key's content changes; one revision's never does.
-      cacheControl: q.revision === undefined ? 'private, no-cache' : undefined,
+      // Revalidated (ETag, Last-Modified) even for ?revision=N: its number comes back when the object is
+      // deleted and written again, with other content.
+      cacheControl: 'private, no-cache',
       open: (range) => catalog.openContent(obj, range),
     }) as never;
   });
@@ -281,7 +322,7 @@ export function objectRoutes(catalog: CatalogService) {
   app.openapi(deleteObject, async (c) => {
     const { bucket, key } = c.req.valid('param');
     const { revision } = c.req.valid('query');
-    await catalog.deleteObject(bucket, key, revision === undefined ? undefined : Number(revision));
+    await catalog.deleteObject(bucket, key, revision === undefined ? undefined : Number(revision), ifMatchOf(c.req.valid('header')['if-match']));
     return c.body(null, 204);
   });
 

@@ -20,7 +20,9 @@ import type {
   ObjectMeta,
   ObjectRecord,
   RevisionRecord,
+  IfMatch,
 } from '../metadata-store.ts';
+import { ifMatchHolds } from '../metadata-store.ts';
 import { recordBlob } from './blobs-repo.ts';
 import type { PgDb, Queryable, Tx } from './db.ts';
 import { OBJECT_COLUMNS, listObjects, toObject, type ObjectRow } from './object-listing-repo.ts';
@@ -138,7 +140,7 @@ export async function addRevisionIn(tx: Tx, w: NewRevision, now: number): Promis
     ) cur ON true`;
   const current = state!.id === undefined || state!.id === null ? null : (state as unknown as CurrentRow);
   if (w.ifNoneMatch && current) return { ok: false, reason: 'precondition_failed' };
-  if (w.ifMatch !== undefined && (!current || (w.ifMatch !== '*' && w.ifMatch !== current.digest))) {
+  if (w.ifMatch !== undefined && (!current || !ifMatchHolds(w.ifMatch, current.digest))) {
     return { ok: false, reason: 'precondition_failed' };
   }
   const storedBytes = bucket.stored_bytes - state!.gone_bytes;
@@ -215,17 +217,20 @@ export async function deleteObjectIn(
   revision: number | undefined,
   now: number,
   includeExpired: boolean,
-): Promise<boolean> {
+  ifMatch?: IfMatch,
+): Promise<boolean | 'precondition_failed'> {
   if (!(await lockBucket(tx, bucket))) return false;
-  const [obj] = await tx<{ id: string; current: number; revisions: number; bytes: number; size: number | null }[]>`
+  const [obj] = await tx<{ id: string; current: number; revisions: number; bytes: number; size: number | null; digest: string | null }[]>`
     SELECT o.id, o.revision AS current,
       (SELECT count(*) FROM revisions r WHERE r.object_id = o.id)::bigint AS revisions,
       (SELECT coalesce(sum(r.size), 0) FROM revisions r WHERE r.object_id = o.id)::bigint AS bytes,
-      (SELECT r.size FROM revisions r WHERE r.object_id = o.id AND r.revision = ${revision ?? null}::bigint) AS size
+      (SELECT r.size FROM revisions r WHERE r.object_id = o.id AND r.revision = ${revision ?? null}::bigint) AS size,
+      (SELECT r.digest FROM revisions r WHERE r.object_id = o.id AND r.revision = coalesce(${revision ?? null}::bigint, o.revision)) AS digest
     FROM objects o WHERE o.bucket = ${bucket} AND o.key = ${key}
       AND (${includeExpired} OR o.expires_at IS NULL OR o.expires_at > ${now})`;
   if (!obj) return false;
   if (revision !== undefined && obj.size === null) return false;
+  if (ifMatch !== undefined && (obj.digest === null || !ifMatchHolds(ifMatch, obj.digest))) return 'precondition_failed';
   if (revision === undefined || obj.revisions === 1) {
     // The whole object (its revisions follow by ON DELETE CASCADE).
     await tx`
@@ -325,10 +330,18 @@ export class PgCatalogRepo {
   }
 
   /** The object row and its current revision's snapshot, under the bucket's shared lock (see the top). */
-  async setObjectMeta(bucket: string, key: string, m: ObjectMeta): Promise<ObjectRecord | null> {
+  async setObjectMeta(bucket: string, key: string, m: ObjectMeta, ifMatch?: IfMatch): Promise<ObjectRecord | null | 'precondition_failed'> {
     const now = Date.now();
     return this.db.tx(async (tx) => {
       if ((await tx`SELECT 1 FROM buckets WHERE name = ${bucket} FOR SHARE`).length === 0) return null;
+      if (ifMatch !== undefined) {
+        // The bucket's shared lock keeps content writes out until the update below (see the top).
+        const [cur] = await tx<{ digest: string }[]>`
+          SELECT r.digest FROM objects o JOIN revisions r ON r.object_id = o.id AND r.revision = o.revision
+          WHERE o.bucket = ${bucket} AND o.key = ${key} AND (o.expires_at IS NULL OR o.expires_at > ${now})`;
+        if (!cur) return null;
+        if (!ifMatchHolds(ifMatch, cur.digest)) return 'precondition_failed';
+      }
       const [row] = await tx<ObjectRow[]>`
         WITH o AS (
           UPDATE objects SET content_type = ${m.contentType}, filename = ${m.filename}, owner = ${m.owner},
@@ -346,8 +359,8 @@ export class PgCatalogRepo {
     });
   }
 
-  deleteObject(bucket: string, key: string, revision?: number): Promise<boolean> {
-    return this.db.tx((tx) => deleteObjectIn(tx, bucket, key, revision, Date.now(), false));
+  deleteObject(bucket: string, key: string, revision?: number, ifMatch?: IfMatch): Promise<boolean | 'precondition_failed'> {
+    return this.db.tx((tx) => deleteObjectIn(tx, bucket, key, revision, Date.now(), false, ifMatch));
   }
 
   listObjects(query: ListObjectsQuery): Promise<ObjectRecord[]> {

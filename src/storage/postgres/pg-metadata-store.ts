@@ -27,6 +27,7 @@ import type {
   UploadRecord,
   UploadState,
   UploadTarget,
+  IfMatch,
 } from '../metadata-store.ts';
 import * as access from './access-repo.ts';
 import * as blobs from './blobs-repo.ts';
@@ -259,12 +260,12 @@ export class PostgresMetadataStore implements MetadataStore {
     return this.catalog.listRevisions(bucket, key, limit, before);
   }
 
-  setObjectMeta(bucket: string, key: string, meta: ObjectMeta): Promise<ObjectRecord | null> {
-    return this.catalog.setObjectMeta(bucket, key, meta);
+  setObjectMeta(bucket: string, key: string, meta: ObjectMeta, ifMatch?: IfMatch): Promise<ObjectRecord | null | 'precondition_failed'> {
+    return this.catalog.setObjectMeta(bucket, key, meta, ifMatch);
   }
 
-  deleteObject(bucket: string, key: string, revision?: number): Promise<boolean> {
-    return this.catalog.deleteObject(bucket, key, revision);
+  deleteObject(bucket: string, key: string, revision?: number, ifMatch?: IfMatch): Promise<boolean | 'precondition_failed'> {
+    return this.catalog.deleteObject(bucket, key, revision, ifMatch);
   }
 
   listObjects(query: ListObjectsQuery): Promise<ObjectRecord[]> {

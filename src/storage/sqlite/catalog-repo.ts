@@ -13,7 +13,7 @@ import type {
   ObjectRecord,
   RevisionRecord,
 } from '../metadata-store.ts';
-import { KEY_END } from '../metadata-store.ts';
+import { ifMatchHolds, KEY_END, type IfMatch } from '../metadata-store.ts';
 import type { BlobsRepo } from './blobs-repo.ts';
 import { finiteNumber } from '../finite-number.ts';
 import type { Db } from './db.ts';
@@ -168,6 +168,7 @@ export class CatalogRepo {
       prunable: p('SELECT revision, size FROM revisions WHERE object_id = ? AND revision <= ?'),
       deleteRevision: p('DELETE FROM revisions WHERE object_id = ? AND revision = ?'),
       revisionSize: p('SELECT size FROM revisions WHERE object_id = ? AND revision = ?').pluck(),
+      revisionDigest: p('SELECT digest FROM revisions WHERE object_id = ? AND revision = ?').pluck(),
       revisionsOf: p(`SELECT revision, digest, size, content_type, filename, metadata, created_at, created_by, etag FROM revisions
         WHERE object_id = ? AND revision < ? ORDER BY revision DESC LIMIT ?`),
       totalSize: p('SELECT coalesce(sum(size), 0) FROM revisions WHERE object_id = ?').pluck(),
@@ -230,7 +231,7 @@ export class CatalogRepo {
     if (!bucket) return { ok: false, reason: 'bucket_not_found' };
     const current = this.s.currentObject!.get({ bucket: w.bucket, key: w.key, now }) as ObjectRow | undefined;
     if (w.ifNoneMatch && current) return { ok: false, reason: 'precondition_failed' };
-    if (w.ifMatch !== undefined && (!current || (w.ifMatch !== '*' && w.ifMatch !== current.digest))) {
+    if (w.ifMatch !== undefined && (!current || !ifMatchHolds(w.ifMatch, current.digest))) {
       return { ok: false, reason: 'precondition_failed' };
     }
     if (bucket.quotaBytes !== null && bucket.storedBytes + w.blob.size > bucket.quotaBytes) {
@@ -292,9 +293,10 @@ export class CatalogRepo {
   }
 
   /** Runs inside the caller's transaction. */
-  setObjectMeta(bucket: string, key: string, m: ObjectMeta, now: number): ObjectRecord | null {
-    const obj = this.s.objectId!.get({ bucket, key, now }) as { id: string } | undefined;
+  setObjectMeta(bucket: string, key: string, m: ObjectMeta, now: number, ifMatch?: IfMatch): ObjectRecord | null | 'precondition_failed' {
+    const obj = this.s.objectId!.get({ bucket, key, now }) as { id: string; revision: number } | undefined;
     if (!obj) return null;
+    if (ifMatch !== undefined && !ifMatchHolds(ifMatch, this.s.revisionDigest!.get(obj.id, obj.revision) as string)) return 'precondition_failed';
     this.s.setMeta!.run(m.contentType, m.filename, m.owner, JSON.stringify(m.tags), JSON.stringify(m.properties), m.expiresAt, now, obj.id);
     this.s.snapshotCurrent!.run(obj.id);
     return toObject(this.s.anyCurrentObject!.get(obj.id) as ObjectRow);
@@ -304,11 +306,16 @@ export class CatalogRepo {
    * Runs inside the caller's transaction. An expired object counts as absent unless `includeExpired`
    * (GC's expiry and purges remove those).
    */
-  deleteObject(bucket: string, key: string, revision: number | undefined, now: number, includeExpired = false): boolean {
+  deleteObject(bucket: string, key: string, revision: number | undefined, now: number, includeExpired = false, ifMatch?: IfMatch): boolean | 'precondition_failed' {
     const obj = (includeExpired ? this.s.anyObjectId!.get(bucket, key) : this.s.objectId!.get({ bucket, key, now })) as
       | { id: string; revision: number }
       | undefined;
     if (!obj) return false;
+    if (ifMatch !== undefined) {
+      const digest = this.s.revisionDigest!.get(obj.id, revision ?? obj.revision) as string | undefined;
+      if (digest === undefined) return false;
+      if (!ifMatchHolds(ifMatch, digest)) return 'precondition_failed';
+    }
     if (revision === undefined || (this.s.revisionCount!.get(obj.id) as number) === 1) {
       if (revision !== undefined && this.s.revisionSize!.get(obj.id, revision) === undefined) return false;
       const bytes = this.s.totalSize!.get(obj.id) as number;

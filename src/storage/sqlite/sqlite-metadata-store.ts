@@ -26,6 +26,7 @@ import type {
   UploadState,
   UploadTarget,
   LeaseOutcome,
+  IfMatch,
 } from '../metadata-store.ts';
 import { CoordinationRepo } from './coordination-repo.ts';
 import { AccessRepo } from './access-repo.ts';
@@ -58,8 +59,8 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly deleteGarbageTx: (digest: string, createdBefore: number, now: number) => boolean;
   private readonly claimTx: (principal: string, key: string, fingerprint: string, now: number, staleBefore: number, holder: string | null) => IdempotencyClaim;
   private readonly deleteBucketTx: (name: string, force: boolean) => 'deleted' | 'not_found' | 'not_empty';
-  private readonly setObjectMetaTx: (bucket: string, key: string, meta: ObjectMeta) => ObjectRecord | null;
-  private readonly deleteObjectTx: (bucket: string, key: string, revision: number | undefined) => boolean;
+  private readonly setObjectMetaTx: (bucket: string, key: string, meta: ObjectMeta, ifMatch: IfMatch | undefined) => ObjectRecord | null | 'precondition_failed';
+  private readonly deleteObjectTx: (bucket: string, key: string, revision: number | undefined, ifMatch: IfMatch | undefined) => boolean | 'precondition_failed';
   private readonly groups: GroupCommit;
   /** The daemon's WAL checkpoints, on a thread of their own (see wal-checkpointer.ts); none offline. */
   private readonly checkpointer: WalCheckpointer | null;
@@ -107,11 +108,11 @@ export class SqliteMetadataStore implements MetadataStore {
       return row;
     }).immediate;
     this.deleteBucketTx = db.transaction((name: string, force: boolean) => this.catalog.deleteBucket(name, force, Date.now())).immediate;
-    this.setObjectMetaTx = db.transaction((bucket: string, key: string, meta: ObjectMeta) =>
-      this.catalog.setObjectMeta(bucket, key, meta, Date.now()),
+    this.setObjectMetaTx = db.transaction((bucket: string, key: string, meta: ObjectMeta, ifMatch: IfMatch | undefined) =>
+      this.catalog.setObjectMeta(bucket, key, meta, Date.now(), ifMatch),
     ).immediate;
-    this.deleteObjectTx = db.transaction((bucket: string, key: string, revision: number | undefined) =>
-      this.catalog.deleteObject(bucket, key, revision, Date.now()),
+    this.deleteObjectTx = db.transaction((bucket: string, key: string, revision: number | undefined, ifMatch: IfMatch | undefined) =>
+      this.catalog.deleteObject(bucket, key, revision, Date.now(), false, ifMatch),
     ).immediate;
     this.pingStmt = db.prepare('SELECT 1');
     this.groups = new GroupCommit(db, this.blobs, (w, now) => this.catalog.addRevision(w, now), groupWindowMs, () =>
@@ -278,12 +279,12 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.catalog.listRevisions(bucket, key, limit, before, Date.now());
   }
 
-  async setObjectMeta(bucket: string, key: string, meta: ObjectMeta): Promise<ObjectRecord | null> {
-    return this.setObjectMetaTx(bucket, key, meta);
+  async setObjectMeta(bucket: string, key: string, meta: ObjectMeta, ifMatch?: IfMatch): Promise<ObjectRecord | null | 'precondition_failed'> {
+    return this.setObjectMetaTx(bucket, key, meta, ifMatch);
   }
 
-  async deleteObject(bucket: string, key: string, revision?: number): Promise<boolean> {
-    return this.freeing(() => this.deleteObjectTx(bucket, key, revision));
+  async deleteObject(bucket: string, key: string, revision?: number, ifMatch?: IfMatch): Promise<boolean | 'precondition_failed'> {
+    return this.freeing(() => this.deleteObjectTx(bucket, key, revision, ifMatch));
   }
 
   async listObjects(query: ListObjectsQuery): Promise<ObjectRecord[]> {
