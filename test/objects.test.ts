@@ -161,6 +161,8 @@ describe('buckets and objects', () => {
   test('If-Match on PATCH and DELETE (lists, weak tags, revisions), If-(Un)Modified-Since on downloads', async () => {
     await bucket('cond2');
     const one = await putJson('cond2/objects/k', 'one');
+    const picked = (await (await d.api('/api/buckets/cond2/objects/k?revisions&fields=revision,digest')).json()) as { items: unknown[] };
+    assert.deepEqual(picked.items, [{ revision: 1, digest: one.digest }], '?fields= selects on ?revisions too');
     const tag = (t: string) => `"${sha256(Buffer.from(t))}"`;
     const patch = (body: unknown, headers: Record<string, string> = {}) =>
       d.api('/api/buckets/cond2/objects/k', { method: 'PATCH', body: JSON.stringify(body), headers: { 'content-type': 'application/json', ...headers } });

@@ -295,7 +295,7 @@ export function objectRoutes(catalog: CatalogService) {
     const { full } = await catalog.readAccess(bucket, c.get('principal'), history);
     if (q.revisions !== undefined) {
       const page = await catalog.listRevisions(bucket, key, pageRequest(q));
-      return c.json({ items: page.items.map((r) => revisionJson(r, full)), next_cursor: page.nextCursor }, 200);
+      return c.json({ items: page.items.map((r) => selectFields(revisionJson(r, full), q.fields)), next_cursor: page.nextCursor }, 200);
     }
     if (q.compare !== undefined) {
       const [from, to] = q.compare.split('..').map(Number) as [number, number];
