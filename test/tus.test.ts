@@ -360,6 +360,56 @@ describe('tus: targets, failed completions and what the log keeps', () => {
     const again = await fetch(url, { method: 'PATCH', headers: { ...TUS, 'upload-offset': '3', 'content-type': 'application/offset+octet-stream' } });
     assert.equal(again.status, 204);
     assert.equal(again.headers.get('upload-offset'), '3');
+    // The last PATCH resent as it was (offset 0, its body): 409 with the final offset, as tusd answers — never
+    // 404, which tells a client the upload is gone. At the final offset with a body: 204 again.
+    const resent = await patch(url, 0, 'abc');
+    assert.equal(resent.status, 409);
+    assert.equal(resent.headers.get('upload-offset'), '3');
+    assert.equal(await errorCode(resent), 'offset_mismatch');
+    const atEnd = await patch(url, 3, 'more');
+    assert.equal(atEnd.status, 204);
+    assert.equal(atEnd.headers.get('upload-offset'), '3');
+  });
+
+  test('an upload busy with another request is 423 Locked (tus clients wait and retry), not 409', async () => {
+    const res = await create({ 'upload-length': '100000' });
+    const url = new URL(d.url + res.headers.get('location')!);
+    // A PATCH that sends half its declared body and then stalls holds the upload.
+    const { request } = await import('node:http');
+    const stalled = request(url, { method: 'PATCH', headers: { ...TUS, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream', 'content-length': '100000' } });
+    stalled.on('error', () => {});
+    stalled.write(Buffer.alloc(50_000));
+    try {
+      // Probed at a wrong offset: until the stalled PATCH holds the upload this is a 409 that writes nothing.
+      await waitFor(async () => (await patch(url.href, 99_999, 'x')).status === 423, 'a second PATCH to be refused as Locked');
+      const busy = await patch(url.href, 0, 'x');
+      assert.equal(busy.status, 423);
+      assert.equal(await errorCode(busy), 'upload_locked');
+      assert.equal(busy.headers.get('tus-resumable'), '1.0.0');
+    } finally {
+      stalled.destroy();
+    }
+    // The native session route keeps its 409 (a stalled PATCH from the offset the upload kept holds it again).
+    const [id, token] = url.pathname.split('/').pop()!.split('.');
+    let kept = '';
+    await waitFor(async () => {
+      const h = await fetch(url, { method: 'HEAD', headers: TUS });
+      kept = h.headers.get('upload-offset') ?? '';
+      return h.status === 200;
+    }, 'the cut PATCH to let go of the upload');
+    const rest = String(100_000 - Number(kept));
+    const stalled2 = request(url, { method: 'PATCH', headers: { ...TUS, 'upload-offset': kept, 'content-type': 'application/offset+octet-stream', 'content-length': rest } });
+    stalled2.on('error', () => {});
+    stalled2.write(Buffer.alloc(10));
+    try {
+      await waitFor(async () => {
+        const headers = { 'upload-token': token!, 'upload-offset': '99999', 'content-type': 'application/octet-stream' };
+        const r = await d.api(`/api/blobs/uploads/${id}/append`, { method: 'POST', auth: false, headers, body: 'x' });
+        return r.status === 409 && (await errorCode(r)) === 'upload_locked';
+      }, 'the native append to be refused with 409 upload_locked');
+    } finally {
+      stalled2.destroy();
+    }
   });
 
   test('metadata keys like toString are plain keys; HEAD echoes all the metadata', async () => {
@@ -378,6 +428,16 @@ describe('tus: targets, failed completions and what the log keeps', () => {
     assert.deepEqual([first.status, again.status], [201, 201]);
     assert.equal(again.headers.get('idempotent-replayed'), 'true');
     assert.equal(again.headers.get('location'), first.headers.get('location'));
+    // A replay is a tus answer like the first one.
+    assert.equal(again.headers.get('tus-resumable'), '1.0.0');
+    assert.equal(again.headers.get('upload-length'), '4');
+    assert.equal(await sessionCount(), before + 1);
+    // The same key for another upload (another length, other metadata) is 422, not the first upload again.
+    const otherLength = await create({ ...headers, 'upload-length': '5' });
+    assert.equal(otherLength.status, 422);
+    assert.equal(await errorCode(otherLength), 'idempotency_key_reused');
+    const otherTarget = await create({ ...headers, 'upload-metadata': `bucket ${b64('tusb')},key ${b64('elsewhere')}` });
+    assert.equal(otherTarget.status, 422);
     assert.equal(await sessionCount(), before + 1);
   });
 

@@ -24,6 +24,8 @@ export interface RequestShape {
   readonly query: readonly (readonly [string, string])[];
   readonly contentType: string;
   readonly contentLength: string;
+  /** Headers that say what is created (a tus creation's Upload-Length, Upload-Metadata, …), lower-case names. */
+  readonly headers?: readonly (readonly [string, string])[];
 }
 
 export type Begun = { readonly kind: 'run' } | { readonly kind: 'replay'; readonly record: IdempotencyRecord };
@@ -35,9 +37,10 @@ export function parseIdempotencyKey(key: string): string {
 
 export function fingerprint(shape: RequestShape): string {
   const query = shape.query.map(([n, v]) => `${encodeURIComponent(n)}=${encodeURIComponent(v)}`).sort().join('&');
-  return createHash('sha256')
-    .update([shape.method, shape.path, query, shape.contentType.toLowerCase(), shape.contentLength].join('\n'))
-    .digest('hex');
+  const parts = [shape.method, shape.path, query, shape.contentType.toLowerCase(), shape.contentLength];
+  // JSON of the pairs: no value can pass for another's boundary. Absent for routes without such headers.
+  if (shape.headers && shape.headers.length > 0) parts.push(JSON.stringify([...shape.headers].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
+  return createHash('sha256').update(parts.join('\n')).digest('hex');
 }
 
 export class IdempotencyService {

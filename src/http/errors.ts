@@ -132,7 +132,9 @@ export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<st
       request_id: c.get('requestId'),
     });
   }
-  const status = STATUS[error.code];
+  // tus: an upload busy with another request is 423 Locked, as tusd answers, which tus clients wait out and
+  // retry; a 409 (any 4xx but 423) makes tus-js-client drop the upload and send everything again.
+  const status = error.code === 'upload_locked' && c.req.path.startsWith('/api/tus/') ? (423 as ContentfulStatusCode) : STATUS[error.code];
   headers = { ...settleUnreadBody(c, status >= 500 && status !== 507), ...headers };
   if (error.code === 'offset_mismatch' && typeof error.details.offset === 'number') {
     headers = { 'Upload-Offset': String(error.details.offset), ...headers };

@@ -301,8 +301,12 @@ export function tusRoutes(uploads: UploadService, opts: { maxBlobSize: number })
       const checksum = parseChecksum(c.req.header('upload-checksum'));
       const length = decimalHeader(c, 'upload-length');
       const now = await uploads.status(id, token);
-      // A retried last PATCH of a completed upload (its answer was lost) is answered again, as tusd does.
-      if (now.state === 'completed' && offset === now.offset && !hasBody(c)) return c.body(null, 204, statusHeaders(now));
+      // A retried last PATCH of a completed upload (its answer was lost) is answered again, as tusd does: 204
+      // at the final offset (its body, if any, is not needed), 409 with the final offset from any other.
+      if (now.state === 'completed') {
+        if (offset !== now.offset) throw new BlobdError('offset_mismatch', `the upload is complete at offset ${now.offset}, not ${offset}`, { offset: now.offset });
+        return c.body(null, 204, statusHeaders(now));
+      }
       if (length !== undefined) {
         // A refused PATCH changes nothing: the offset is checked before the length is declared.
         if (offset !== now.offset) throw new BlobdError('offset_mismatch', `the upload is at offset ${now.offset}, not ${offset}`, { offset: now.offset });

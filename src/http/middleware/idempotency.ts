@@ -1,6 +1,7 @@
 // `Idempotency-Key` on the routes that create something: the first successful answer is kept and a retry
 // of the same request by the same principal gets it again, without the work being done twice. The request
-// is fingerprinted by method, path, query, Content-Type, Content-Length and a SHA-256 of its body.
+// is fingerprinted by method, path, query, Content-Type, Content-Length, tus's Upload-* creation headers and
+// a SHA-256 of its body.
 import { createHash } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
 import { fingerprint, parseIdempotencyKey, type StoredResponse } from '../../core/idempotency.ts';
@@ -16,8 +17,26 @@ export type BodyKind = 'json' | 'stream' | 'none';
 /** A route whose body is JSON (bounded by `limitJsonBody`) or nothing it reads. */
 export const jsonBody = (c: Context<AppEnv>): BodyKind => (/json/i.test(c.req.header('content-type') ?? '') ? 'json' : 'none');
 
-/** Headers of a creating answer that a replay must repeat. */
-const REPLAYED_HEADERS = ['content-type', 'location', 'etag', 'upload-token', 'upload-offset', 'upload-expires', 'cache-control'];
+/** Headers of a creating answer that a replay must repeat (tus's too: a replay is a tus answer). */
+const REPLAYED_HEADERS = [
+  'content-type',
+  'location',
+  'etag',
+  'upload-token',
+  'upload-offset',
+  'upload-expires',
+  'cache-control',
+  'tus-resumable',
+  'upload-length',
+  'upload-defer-length',
+  'blobd-digest',
+];
+
+/**
+ * Request headers that say what a tus creation creates (its length, metadata, checksum): part of the
+ * fingerprint, so that a key reused for another upload is 422, never a replay of the first one.
+ */
+const DEFINING_HEADERS = /^upload-(?:length|defer-length|metadata|checksum|concat)$/;
 
 async function hashBodyNow(c: Context<AppEnv>, kind: BodyKind): Promise<string> {
   const hash = createHash('sha256');
@@ -40,6 +59,7 @@ export function idempotent(bodyKind: (c: Context<AppEnv>) => BodyKind): Middlewa
       query: [...url.searchParams],
       contentType: c.req.header('content-type') ?? '',
       contentLength: c.req.header('content-length') ?? (c.req.header('transfer-encoding') ? 'chunked' : ''),
+      headers: Object.entries(c.req.header()).filter(([name]) => DEFINING_HEADERS.test(name)),
     });
     const idem = c.get('idempotency');
     const kind = bodyKind(c);
