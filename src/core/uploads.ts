@@ -79,6 +79,22 @@ export interface AppendOptions {
   readonly length?: number;
   /** A checksum of this body (tus): kept only if it matches. */
   readonly checksum?: ChunkChecksum;
+  /**
+   * When an append of this process holds the session, cut its body and go on once it let go (tusd's lock
+   * release): a client whose connection died unnoticed (a phone that changed networks) would otherwise be
+   * locked out of its own upload until the idle timeout. What the cut request had sent is kept, as when a
+   * client goes away; the taking request then meets its offset (409 with it, or the write goes on).
+   */
+  readonly takeOver?: boolean;
+}
+
+/** How long a take-over waits for the request it cut to let go of the session. */
+const TAKEOVER_WAIT_MS = 5_000;
+
+/** The request that holds a session in this process: how to cut its body, and when it let go. */
+interface Holder {
+  interrupt?: () => void;
+  readonly released: Promise<void>;
 }
 
 const CONTENT_TYPE = /^[\x21-\x7e][\x20-\x7e]{0,254}$/;
@@ -92,7 +108,7 @@ const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 export class UploadService {
   /** Sessions with a request in flight: one at a time per session. */
-  private readonly busy = new Set<string>();
+  private readonly busy = new Map<string, Holder>();
   private readonly appender: UploadAppender;
   private readonly completion: UploadCompletion;
   private readonly recovery: UploadRecovery;
@@ -187,13 +203,22 @@ export class UploadService {
 
   async append(id: string, token: string | null, body: BodySource, opts: AppendOptions = {}): Promise<number> {
     await this.authorize(id, token);
-    return this.locked(id, async (fence, leased) => {
-      // The row the lease was taken with (a shared store): no second read.
-      const row = await this.settled(leased ?? (await this.load(id)), fence);
-      if (row.state !== 'open') throw new BlobdError('upload_not_found', 'this upload session is already completed', { id });
-      this.checkOffset(row, opts.expectedOffset);
-      return this.appender.append(row, body, opts.length, opts.checksum, fence);
-    });
+    return this.locked(
+      id,
+      async (fence, leased, holder) => {
+        // The row the lease was taken with (a shared store): no second read.
+        const row = await this.settled(leased ?? (await this.load(id)), fence);
+        if (row.state !== 'open') throw new BlobdError('upload_not_found', 'this upload session is already completed', { id });
+        this.checkOffset(row, opts.expectedOffset);
+        const interruptible = () => {
+          const source = body();
+          holder.interrupt = () => source.destroy(new BlobdError('request_aborted', 'another request took this upload session over'));
+          return source;
+        };
+        return this.appender.append(row, interruptible, opts.length, opts.checksum, fence);
+      },
+      opts.takeOver === true,
+    );
   }
 
   /**
@@ -372,12 +397,23 @@ export class UploadService {
    * bytes are read back (an object store seals its multipart upload first, so a cut-off writer's late parts
    * can land nowhere).
    */
-  private async locked<T>(id: string, fn: (fence: string | undefined, row: UploadRecord | null) => Promise<T>): Promise<T> {
+  private async locked<T>(
+    id: string,
+    fn: (fence: string | undefined, row: UploadRecord | null, holder: Holder) => Promise<T>,
+    takeOver = false,
+  ): Promise<T> {
     if (!SESSION_ID.test(id)) throw notFound(id);
+    const current = this.busy.get(id);
+    if (current?.interrupt && takeOver) {
+      current.interrupt();
+      await Promise.race([current.released, new Promise((r) => setTimeout(r, TAKEOVER_WAIT_MS).unref())]);
+    }
     if (this.busy.has(id)) {
       throw new BlobdError('upload_locked', 'another request is using this upload session; retry when it is done', { id });
     }
-    this.busy.add(id);
+    let release!: () => void;
+    const holder: Holder = { released: new Promise<void>((r) => (release = r)) };
+    this.busy.set(id, holder);
     try {
       const hold = await this.nodes.holdSession(id);
       if (!hold) throw notFound(id);
@@ -388,9 +424,9 @@ export class UploadService {
           // it back once before appending (distrust).
           this.appender.distrust(id);
           await this.recovery.recoverOne(hold.row, hold.holder);
-          return await fn(hold.holder, null);
+          return await fn(hold.holder, null, holder);
         }
-        return await fn(hold.holder, hold.row);
+        return await fn(hold.holder, hold.row, holder);
       } catch (err) {
         // Lost to another node meanwhile (this one stalled past its lease): the store's own failure (the
         // upload it wrote to was sealed under it) says nothing useful; the client resumes at the new offset.
@@ -404,6 +440,7 @@ export class UploadService {
       }
     } finally {
       this.busy.delete(id);
+      release();
     }
   }
 

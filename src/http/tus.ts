@@ -208,7 +208,8 @@ export function tusRoutes(uploads: UploadService, opts: { maxBlobSize: number })
     checksum: ChunkChecksum | undefined,
   ): Promise<SessionStatus> {
     if (hasBody(c) || expectedOffset !== undefined) {
-      await uploads.append(id, token, () => requestBody(c), { expectedOffset, length: declaredLength(c), checksum });
+      // takeOver: a PATCH stalled on a dead connection is cut, as tusd releases its lock for a new request.
+      await uploads.append(id, token, () => requestBody(c), { expectedOffset, length: declaredLength(c), checksum, takeOver: true });
     }
     return settle(id, token, await uploads.status(id, token));
   }
