@@ -80,10 +80,11 @@ export interface AppendOptions {
   /** A checksum of this body (tus): kept only if it matches. */
   readonly checksum?: ChunkChecksum;
   /**
-   * When an append of this process holds the session, cut its body and go on once it let go (tusd's lock
-   * release): a client whose connection died unnoticed (a phone that changed networks) would otherwise be
-   * locked out of its own upload until the idle timeout. What the cut request had sent is kept, as when a
-   * client goes away; the taking request then meets its offset (409 with it, or the write goes on).
+   * When another request of this process holds the session, wait for it (at most 5 s) instead of failing at
+   * once, and if it is an append, cut its body first (tusd's lock release): a client whose connection died
+   * unnoticed (a phone that changed networks) would otherwise be locked out of its own upload until the idle
+   * timeout. What the cut request had sent is kept, as when a client goes away; the taking request then
+   * meets its offset (409 with it, or the write goes on).
    */
   readonly takeOver?: boolean;
 }
@@ -404,8 +405,9 @@ export class UploadService {
   ): Promise<T> {
     if (!SESSION_ID.test(id)) throw notFound(id);
     const current = this.busy.get(id);
-    if (current?.interrupt && takeOver) {
-      current.interrupt();
+    if (current && takeOver) {
+      // An append's body is cut; any other holder (a completion, a status that settles) is waited for.
+      current.interrupt?.();
       await Promise.race([current.released, new Promise((r) => setTimeout(r, TAKEOVER_WAIT_MS).unref())]);
     }
     if (this.busy.has(id)) {
