@@ -23,6 +23,9 @@ export interface AssemblyPart {
 export interface Decision {
   readonly principal: Principal;
   readonly etag: string;
+  /** The complete's write conditions (S3's If-Match / If-None-Match on CompleteMultipartUpload). */
+  readonly ifMatch?: string;
+  readonly ifNoneMatch?: boolean;
 }
 
 class Abandoned extends Error {

@@ -10,6 +10,12 @@ import { concatContent, writingFrom } from './content-stream.ts';
 import type { Digest } from './digest.ts';
 import { BlobdError } from './errors.ts';
 import { Assembly, type Decision } from './multipart-assembly.ts';
+
+/** If-Match (a digest, or '*') / If-None-Match: * of the target's write. */
+export interface WriteConditions {
+  readonly ifMatch?: string;
+  readonly ifNoneMatch?: boolean;
+}
 import { normEtag, partOf, partProblem, type CompletedPart, type MultipartUpload } from './multipart-records.ts';
 
 /** Assemblies at once per process: each holds a write open (a staging file, a buffer) while parts arrive. */
@@ -31,6 +37,14 @@ function targetOptions(info: MultipartUpload, decided: () => Decision | undefine
   return {
     get principal() {
       return decision().principal;
+    },
+    // Read when the revision is recorded (in its transaction), once the complete decided; an assembly's
+    // early look, before that, finds none.
+    get ifMatch() {
+      return decided()?.ifMatch;
+    },
+    get ifNoneMatch() {
+      return decided()?.ifNoneMatch;
     },
     etag: () => decision().etag,
     ...(info.meta.contentType !== undefined ? { contentType: info.meta.contentType } : {}),
@@ -82,7 +96,12 @@ export class Completions {
    * least the minimum size), then write the target object from them. The ETag is S3's: the MD5 of the parts'
    * binary MD5s, `-N`.
    */
-  async writeTarget(info: MultipartUpload, listed: readonly CompletedPart[], principal: Principal): Promise<{ object: ObjectRecord; etag: string }> {
+  async writeTarget(
+    info: MultipartUpload,
+    listed: readonly CompletedPart[],
+    principal: Principal,
+    conditions: WriteConditions = {},
+  ): Promise<{ object: ObjectRecord; etag: string }> {
     const stored = new Map<number, ObjectRecord>();
     for await (const row of this.partRows(info.uploadId)) stored.set(Number(row.key.slice(row.key.lastIndexOf('/') + 1)), row);
     // Every part is checked to exist before any size is: a missing part is InvalidPart, as S3 answers.
@@ -105,7 +124,7 @@ export class Completions {
     });
     const md5s = Buffer.concat(parts.map((p) => Buffer.from(p.etag!, 'hex')));
     const etag = `${createHash('md5').update(md5s).digest('hex')}-${parts.length}`;
-    const decision = { principal, etag };
+    const decision: Decision = { principal, etag, ...conditions };
     const assembled = await this.takeAssembly(info.uploadId)?.finish(
       parts.map((p, i) => ({ partNumber: listed[i]!.partNumber, digest: p.digest, size: p.size })),
       decision,

@@ -43,7 +43,7 @@ import {
   type UploadMeta,
   type UploadPage,
 } from './multipart-records.ts';
-import { Completions } from './multipart-complete.ts';
+import { Completions, type WriteConditions } from './multipart-complete.ts';
 import { partLimit, PartSizes } from './multipart-limits.ts';
 import { applyMetaPatch } from './object-meta.ts';
 import { refuseNul } from './text.ts';
@@ -333,6 +333,8 @@ export class MultipartUploads {
     uploadId: string,
     listed: readonly CompletedPart[],
     principal: Principal,
+    /** The target's write conditions, checked when its revision is recorded: 412, and the upload stays open. */
+    conditions: WriteConditions = {},
   ): Promise<{ object: ObjectRecord; etag: string }> {
     if (listed.length === 0) throw partProblem('no_parts', 'a complete names at least one part');
     listed.forEach((p, i) => {
@@ -349,7 +351,7 @@ export class MultipartUploads {
       if (!(await this.setState(up, up.digest, COMPLETING, principal))) throw noSuchUpload(uploadId);
       let written: { object: ObjectRecord; etag: string };
       try {
-        written = await this.completions.writeTarget(up.info, listed, principal);
+        written = await this.completions.writeTarget(up.info, listed, principal, conditions);
       } catch (err) {
         // Nothing was written: the upload stays usable (fix the list, upload parts again, complete again).
         await this.setState(up, digestOf(COMPLETING), OPEN, principal).catch(() => {});

@@ -5,7 +5,7 @@ import { evaluateCopySource } from './conditions.ts';
 import type { S3Call } from './context.ts';
 import { S3Error } from './errors.ts';
 import { metaFromHeaders, propertiesOf, s3ETag, type WrittenMeta } from './metadata.ts';
-import { findObject, headerEntries, revisionOf, targetOf, writeMeta } from './objects.ts';
+import { findObject, headerEntries, revisionOf, targetOf, writeConditionsNow, writeMeta } from './objects.ts';
 import { xmlAnswer } from './xml.ts';
 
 export interface CopySource {
@@ -56,6 +56,8 @@ export async function copyObject(call: S3Call): Promise<Response> {
   const dst = targetOf(call);
   await call.authorize({ action: 'bucket:write', bucket: dst.bucket });
   const { src, object, full } = await copySource(call, call.header('x-amz-copy-source')!);
+  // The destination's If-Match / If-None-Match: * (S3 has them on CopyObject as on PutObject).
+  const conditions = await writeConditionsNow(call, dst.bucket, dst.key);
   const directive = (call.header('x-amz-metadata-directive') ?? 'COPY').toUpperCase();
   if (directive !== 'COPY' && directive !== 'REPLACE') {
     throw new S3Error('InvalidArgument', 400, 'Unknown metadata directive.', { ArgumentName: 'x-amz-metadata-directive' });
@@ -73,6 +75,7 @@ export async function copyObject(call: S3Call): Promise<Response> {
       : { contentType: object.contentType ?? undefined, filename: object.filename ?? undefined, properties: full ? propertiesOf(object) : {} };
   const { object: written } = await call.deps.catalog.copyObject(object, dst.bucket, dst.key, {
     principal: call.principal!,
+    ...conditions,
     ...writeMeta(meta),
     ...(object.etag !== null ? { etag: object.etag } : {}),
   });

@@ -61,6 +61,20 @@ const getObjectAcl: Operation = async (call) => {
 };
 
 /** GetObjectTagging: blobd has no S3 tags (its own tags are not key=value pairs), so every object has none. */
+/**
+ * GetObject / HeadObject `?partNumber=N`: blobd keeps an object as one piece, so part 1 is the whole object
+ * (as S3 answers for an object not uploaded in parts) and any other number is 416 InvalidPartNumber — never
+ * the whole object under another part's name.
+ */
+const getObjectPart: Operation = async (call) => {
+  const raw = call.query.get('partNumber') ?? '';
+  if (!/^\d{1,5}$/.test(raw) || Number(raw) < 1 || Number(raw) > 10_000) {
+    throw new S3Error('InvalidArgument', 400, 'Part number must be an integer between 1 and 10000, inclusive', { ArgumentName: 'partNumber', ArgumentValue: raw.slice(0, 100) });
+  }
+  if (Number(raw) !== 1) throw new S3Error('InvalidPartNumber', 416, 'The requested partnumber is not satisfiable', { PartNumberRequested: raw, ActualPartCount: '1' });
+  return getObject(call);
+};
+
 const getObjectTagging: Operation = async (call) => {
   const { bucket, key } = targetOf(call);
   requireSigned(call);
@@ -114,6 +128,7 @@ export function operationFor(call: S3Call, mp: MultipartOperations): Operation {
     case 'GET':
     case 'HEAD':
       if (sub === undefined) return getObject;
+      if (sub === 'partNumber' && subs.length === 1) return getObjectPart;
       if (sub === 'uploadId' && subs.length === 1 && method === 'GET') return multipart(mp, 'listParts');
       if (sub === 'acl' && subs.length === 1 && method === 'GET') return getObjectAcl;
       if (sub === 'tagging' && subs.length === 1 && method === 'GET') return getObjectTagging;

@@ -102,10 +102,12 @@ export async function listObjectsV1(call: S3Call): Promise<Response> {
   const p = await page(call, bucket, { prefix, delimiter, maxKeys, ...(marker !== '' ? { startAfter: marker } : {}) });
   const truncated = p.nextCursor !== null;
   // S3 gives NextMarker only with a delimiter; without one clients continue from the last key. The last
-  // entry is whichever of the last key and the last common prefix sorts later.
+  // entry is whichever of the last key and the last common prefix sorts later — in UTF-8 byte order, the
+  // listing's: JavaScript's < compares UTF-16 units, which put U+E000–U+FFFF after an emoji.
   const lastKey = p.items.at(-1)?.key;
   const lastPrefix = p.commonPrefixes.at(-1);
-  const last = lastKey === undefined ? lastPrefix : lastPrefix === undefined ? lastKey : lastKey > lastPrefix ? lastKey : lastPrefix;
+  const later = (a: string, b: string) => (Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')) > 0 ? a : b);
+  const last = lastKey === undefined ? lastPrefix : lastPrefix === undefined ? lastKey : later(lastKey, lastPrefix);
   return xmlAnswer(call.c, 'ListBucketResult', {
     Name: bucket,
     Prefix: enc(prefix),

@@ -11,7 +11,7 @@ import { copySource } from './copy.ts';
 import { errorXml, S3Error, toS3Error } from './errors.ts';
 import { encodingOf } from './listing.ts';
 import { metaFromHeaders } from './metadata.ts';
-import { headerEntries, targetOf } from './objects.ts';
+import { headerEntries, targetOf, writeConditionsNow } from './objects.ts';
 import { signedHashMismatch } from './payload.ts';
 import { child, parseXml, readXmlBody, renderXml, xmlAnswer, type XmlNode } from './xml.ts';
 
@@ -173,9 +173,11 @@ export function completeMultipartUpload(call: S3Call): Promise<Response> {
     const uploadId = uploadIdOf(call);
     await call.authorize({ action: 'bucket:write', bucket });
     const parts = parseCompleteBody(await readXmlBody(call.body()));
+    // If-Match / If-None-Match: * on the target, as S3 takes them on CompleteMultipartUpload.
+    const conditions = await writeConditionsNow(call, bucket, key);
     const location = `${new URL(call.c.req.url).origin}/${encodeURIComponent(bucket)}/${key.split('/').map(encodeURIComponent).join('/')}`;
     const work = service(call)
-      .complete(bucket, key, uploadId, parts, call.principal!)
+      .complete(bucket, key, uploadId, parts, call.principal!, conditions)
       .then(({ object, etag }) => ({
         version: String(object.revision),
         body: { Location: location, Bucket: bucket, Key: key, ETag: quoted(etag) } as XmlNode,

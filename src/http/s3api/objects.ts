@@ -55,7 +55,7 @@ export function headerEntries(call: S3Call): Iterable<[string, string]> {
  * S3's If-Match on a write names an ETag; core's names a digest. The current object's ETag is compared
  * here, and its digest is handed to core, whose transaction checks it again against concurrent writes.
  */
-async function writeConditions(call: S3Call, bucket: string, key: string): Promise<{ ifMatch?: string; ifNoneMatch?: boolean }> {
+export async function writeConditions(call: S3Call, bucket: string, key: string): Promise<{ ifMatch?: string; ifNoneMatch?: boolean }> {
   const ifNoneMatch = call.header('if-none-match');
   const ifMatch = call.header('if-match');
   if (ifNoneMatch !== undefined && ifNoneMatch.trim() !== '*') {
@@ -68,6 +68,23 @@ async function writeConditions(call: S3Call, bucket: string, key: string): Promi
     throw new S3Error('PreconditionFailed', 412, 'At least one of the pre-conditions you specified did not hold', { Condition: 'If-Match' });
   }
   return { ifMatch: current.digest, ...(ifNoneMatch !== undefined ? { ifNoneMatch: true } : {}) };
+}
+
+/**
+ * The same for a write whose content is stored already (CopyObject, CompleteMultipartUpload): If-None-Match
+ * is looked at now too, so a doomed write is refused before any byte is copied. Core checks both again
+ * when the revision is recorded.
+ */
+export async function writeConditionsNow(call: S3Call, bucket: string, key: string): Promise<{ ifMatch?: string; ifNoneMatch?: boolean }> {
+  const conditions = await writeConditions(call, bucket, key);
+  if (conditions.ifNoneMatch) {
+    const exists = await call.deps.catalog.getObject(bucket, key).then(
+      () => true,
+      (err: unknown) => (err instanceof BlobdError && err.code === 'object_not_found' ? false : Promise.reject(err)),
+    );
+    if (exists) throw new S3Error('PreconditionFailed', 412, 'At least one of the pre-conditions you specified did not hold', { Condition: 'If-None-Match' });
+  }
+  return conditions;
 }
 
 export async function putObject(call: S3Call): Promise<Response> {
