@@ -157,6 +157,28 @@ test('a second daemon on the same data directory refuses to start', async () => 
   await removeDir(path.dirname(d.dataDir));
 });
 
+test('a data directory in use that lost its blobd.db refuses to start (GC would delete its blob files)', onSqliteOnly('the database file is SQLite\'s'), async () => {
+  const d = await startDaemon({ args: ['--inline-max', '0'] });
+  const data = randomData(5000);
+  const res = await d.api('/api/blobs', { method: 'POST', body: data });
+  assert.equal(res.status, 201);
+  await d.stop();
+  for (const suffix of ['', '-wal', '-shm']) await rm(path.join(d.dataDir, `blobd.db${suffix}`), { force: true });
+  const serve = () =>
+    run(process.execPath, [BLOBD, 'serve', '--port', '0', '--data', d.dataDir], { env: { ...process.env, BLOBD_ADMIN_TOKEN: 'another-token-0123456789' } }).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => err,
+    );
+  const refused = await serve();
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr.trim(), /^blobd: .*blobd\.db is missing, but this data directory was in use \(it holds blob files\): put the database back/);
+  // Without the blob files, the record of the store is enough to tell.
+  await rm(path.join(d.dataDir, 'blobs'), { recursive: true });
+  assert.match((await serve()).stderr, /metadata-store\.json names SQLite/);
+  assert.equal(await stat(path.join(d.dataDir, 'blobd.db')).catch(() => null), null, 'no empty database was made');
+  await removeDir(path.dirname(d.dataDir));
+});
+
 test('a port in use is one line naming the address, exit 1, and no data directory is left behind', async () => {
   const occupier = createNetServer();
   await new Promise<void>((resolve) => occupier.listen(0, '127.0.0.1', resolve));

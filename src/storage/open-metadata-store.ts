@@ -2,7 +2,7 @@
 // several nodes share. A data directory remembers which one holds its rows (data/metadata-store.json), so a
 // daemon started with the other is refused with one clear line instead of starting on an empty catalogue
 // (whose GC would then take the directory's blob files for strays).
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { redactUrl, type MetadataConfig } from '../config.ts';
 import { FILE_MODE, type DataLayout } from './fs/layout.ts';
@@ -41,6 +41,26 @@ async function recorded(layout: DataLayout): Promise<MetadataIdentity | null> {
 }
 
 /**
+ * A data directory that was in use — it says its rows are in SQLite, or it holds blob files — but has no
+ * blobd.db lost its database (a restore or a mount gone wrong). Starting would make an empty one, and the
+ * first GC pass would delete every blob file as a stray: refused, with what to do.
+ */
+function refuseLostDatabase(layout: DataLayout, recordedBefore: boolean): void {
+  if (existsSync(layout.databaseFile)) return;
+  let blobDirs: string[] = [];
+  try {
+    blobDirs = readdirSync(layout.blobsDir);
+  } catch {
+    // No blobs directory: nothing was stored here.
+  }
+  if (!recordedBefore && blobDirs.length === 0) return;
+  throw new MetadataStoreError(
+    `${layout.databaseFile} is missing, but this data directory was in use (${blobDirs.length > 0 ? 'it holds blob files' : 'metadata-store.json names SQLite'}): ` +
+      'put the database back (from a `blobd backup` copy), or start with an empty --data',
+  );
+}
+
+/**
  * The metadata store the settings name, checked against the data directory's record, proven reachable
  * (a wrong host, database or password is one line at start), and only then recorded.
  */
@@ -54,6 +74,7 @@ export async function openMetadataStore(config: MetadataConfig, layout: DataLayo
   }
   let store: MetadataStore;
   if (config.kind === 'sqlite') {
+    refuseLostDatabase(layout, before !== null);
     store = SqliteMetadataStore.open(layout.databaseFile, { reserve, checkpointThread: true });
   } else {
     // Loaded only for this store, like the S3 byte store.
