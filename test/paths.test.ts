@@ -1,11 +1,15 @@
 // G6: no input — digest, filename, header — makes blobd read or write outside its data directory.
 // Hostile names are thrown at every route; the tree around the data dir must be exactly as before.
 import assert from 'node:assert/strict';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+import { promisify } from 'node:util';
+import { BLOBD, makeTempDir, onFsOnly, removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
+
+const run = promisify(execFile);
 
 const SECRET = 'top secret bytes that must never be served';
 
@@ -93,4 +97,25 @@ test('dot segments in the raw request target never reach a file', async () => {
     assert.ok(!answer.includes(SECRET));
     assert.ok(!answer.includes('root:'), 'no /etc/passwd content');
   }
+});
+
+test('a data directory whose uploads/ is a symbolic link out of it refuses to start, and touches nothing there', onFsOnly('session files live in the data directory'), async () => {
+  const dataDir = await makeTempDir();
+  const outside = await makeTempDir();
+  const victim = path.join(outside, '01a24422-0000-7000-8000-000000000001');
+  await writeFile(victim, 'precious');
+  // (A linked tmp/ is removed at start, as everything in it: the link goes, not what it names.)
+  await symlink(outside, path.join(dataDir, 'uploads'));
+  // A daemon that starts anyway is stopped by the timeout, and the test fails on its exit code.
+  const env = { ...process.env, BLOBD_ADMIN_TOKEN: 'paths-token-0123456789' };
+  const started = await run(process.execPath, [BLOBD, 'serve', '--port', '0', '--data', dataDir], { env, timeout: 20_000 }).then(
+    () => ({ code: 0, stderr: '' }),
+    (err: { code: number; stderr: string }) => err,
+  );
+  assert.equal(started.code, 1);
+  assert.match(started.stderr.trim(), /^blobd: uploads\/ in the data directory is not a real directory/);
+  assert.equal(await readFile(victim, 'utf8'), 'precious', 'nothing outside the data directory was touched');
+  await rm(path.join(dataDir, 'uploads'));
+  await removeDir(dataDir);
+  await removeDir(outside);
 });

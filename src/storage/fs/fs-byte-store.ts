@@ -53,6 +53,13 @@ export class FsByteStore implements ByteStore {
     // Once per start, whoever created it: shard directories are synced into blobs/sha256, not beyond.
     await syncChain(layout.blobsDir, layout.root);
     await makeDirDurable(layout.uploadsDir);
+    // Session files are written, cut back and deleted by name at every start: never through a link out of
+    // the data directory (G6), as blobs/ and quarantine/ are not.
+    for (const dir of [layout.tmpDir, layout.uploadsDir, path.dirname(layout.blobsDir), layout.blobsDir]) {
+      if (!(await lstat(dir)).isDirectory()) {
+        throw new Error(`${path.relative(layout.root, dir)}/ in the data directory is not a real directory (a symbolic link?): blobd follows nothing out of its data directory`);
+      }
+    }
     return new FsByteStore(layout, reserve);
   }
 
