@@ -17,7 +17,16 @@ export interface FsckReport {
   readonly orphans: string[];
   /** Blobs marked unreadable by a repair (their bytes moved to quarantine, or missing): this run's or earlier. */
   readonly quarantined: string[];
+  /**
+   * Blobs whose bytes are there but cannot be read (permissions, an I/O error): reported, never
+   * quarantined by a repair — the bytes may be whole, and fixing the access brings them back.
+   */
+  readonly unreadable: string[];
 }
+
+/** Errors that say the bytes are there but this process cannot read them: not a verdict on the bytes. */
+const UNREADABLE = new Set(['EACCES', 'EPERM', 'EIO']);
+const unreadable = (err: unknown) => UNREADABLE.has((err as NodeJS.ErrnoException)?.code ?? '');
 
 const PAGE = 500;
 /**
@@ -43,7 +52,7 @@ export class FsckService {
 
   private async check(opts: { repair?: boolean }): Promise<FsckReport> {
     // Rows first, then bytes: a blob committed meanwhile has its bytes by the time they are listed.
-    const report = { checked: 0, corrupt: [] as string[], missing: [] as string[], orphans: [] as string[], quarantined: [] as string[] };
+    const report = { checked: 0, corrupt: [] as string[], missing: [] as string[], orphans: [] as string[], quarantined: [] as string[], unreadable: [] as string[] };
     const rows = new Set<string>();
     for (let page = await this.meta.listBlobsAfter('', PAGE); page.length > 0; page = await this.meta.listBlobsAfter(page.at(-1)!.digest, PAGE)) {
       for (const blob of page) {
@@ -58,6 +67,7 @@ export class FsckService {
         if (verdict === 'missing' && (await this.meta.getBlob(blob.digest))?.location !== blob.location) continue;
         if (verdict === 'ok') continue;
         report[verdict].push(blob.digest);
+        if (verdict === 'unreadable') continue;
         if (opts.repair && (await this.quarantine(blob.location, blob.digest, blob.size))) report.quarantined.push(blob.digest);
       }
     }
@@ -78,15 +88,21 @@ export class FsckService {
     return report;
   }
 
-  private async verify(location: string, digest: string, size: number): Promise<'ok' | 'missing' | 'corrupt'> {
-    const st = await this.bytes.stat(location);
+  private async verify(location: string, digest: string, size: number): Promise<'ok' | 'missing' | 'corrupt' | 'unreadable'> {
+    let st;
+    try {
+      st = await this.bytes.stat(location);
+    } catch (err) {
+      if (unreadable(err)) return 'unreadable';
+      throw err;
+    }
     if (!st) return 'missing';
     if (!st.regular || st.size !== size) return 'corrupt';
     const hash = createHash('sha256');
     try {
       for await (const chunk of await this.bytes.openRead(location)) hash.update(chunk as Buffer);
-    } catch {
-      return 'missing';
+    } catch (err) {
+      return unreadable(err) ? 'unreadable' : 'missing';
     }
     return `sha256:${hash.digest('hex')}` === digest ? 'ok' : 'corrupt';
   }

@@ -30,6 +30,7 @@ const FsckReportJson = z
     missing: z.array(z.string()),
     orphans: z.array(z.string()),
     quarantined: z.array(z.string()),
+    unreadable: z.array(z.string()).openapi({ description: 'blobs whose bytes are there but cannot be read (permissions, I/O): never quarantined' }),
   })
   .openapi('FsckReport');
 
@@ -86,7 +87,7 @@ const rotateKey = createRoute({
 });
 
 export function fsckJson(r: FsckReport) {
-  return { checked: r.checked, corrupt: r.corrupt, missing: r.missing, orphans: r.orphans, quarantined: r.quarantined };
+  return { checked: r.checked, corrupt: r.corrupt, missing: r.missing, orphans: r.orphans, quarantined: r.quarantined, unreadable: r.unreadable };
 }
 
 export function adminRoutes(services: { gc: GcService; fsck: FsckService; stats: () => Promise<Stats>; signedUrls: SignedUrls }) {
