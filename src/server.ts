@@ -42,6 +42,9 @@ import { createS3App } from './http/s3api/app.ts';
 import { errorXml, S3Error } from './http/s3api/errors.ts';
 import * as multipartOperations from './http/s3api/multipart.ts';
 
+/** How long a shutdown waits for handlers whose connections it closed (see close()). */
+const HANDLERS_GRACE_MS = 10_000;
+
 export const VERSION = '0.1.0';
 
 /**
@@ -336,8 +339,32 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const gcPacer = paceYoungGc();
   const paced = (res: { once(event: 'close', fn: () => void): unknown }) => res.once('close', gcPacer.request());
   /** A node:http server for one front (the native API, the S3 API): the same timeouts and refusals for both. */
+  // Handlers still running: a shutdown waits for them after the connections closed, so that an append cut by
+  // the deadline still records what it received (and synced) before the database closes.
+  let handlersRunning = 0;
+  let handlersIdle: (() => void) | undefined;
+  const tracked =
+    (fetch: (req: Request, env: never) => Response | Promise<Response>) =>
+    async (req: Request, env: never): Promise<Response> => {
+      handlersRunning++;
+      try {
+        return await fetch(req, env);
+      } finally {
+        if (--handlersRunning === 0) handlersIdle?.();
+      }
+    };
+  const handlersDone = (ms: number) =>
+    handlersRunning === 0
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, ms).unref();
+          handlersIdle = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
   const httpServer = (fetch: (req: Request, env: never) => Response | Promise<Response>, malformed: () => Response, shape: 'json' | 'xml') => {
-    const listener = getRequestListener(fetch as Parameters<typeof getRequestListener>[0], {
+    const listener = getRequestListener(tracked(fetch) as Parameters<typeof getRequestListener>[0], {
       // Used for a request without a Host header (legal in HTTP/1.0).
       hostname: config.host,
       // A request node-server cannot even turn into a Request (a malformed target) still gets an answer in the front's shape.
@@ -391,6 +418,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
       gcPacer.stop();
       process.off('unhandledRejection', onRejection);
       await closed;
+      // The connections are gone; what their handlers still do (an append recording the bytes it kept) ends
+      // before the database closes: a few seconds at most.
+      await handlersDone(HANDLERS_GRACE_MS);
       await sweeping;
       await collecting;
       clearInterval(idle);

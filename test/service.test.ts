@@ -278,3 +278,42 @@ test('SIGTERM lets an in-flight upload finish, refuses new connections, and exit
     await removeDir(path.dirname(d.dataDir));
   }
 });
+
+test('an append still streaming at the shutdown deadline keeps what it received: the session resumes from there', async () => {
+  const d = await startDaemon({ args: ['--shutdown-timeout', '1s'] });
+  const data = randomData(4 * 1024 * 1024);
+  try {
+    const started = await d.api(`/api/blobs/uploads?size=${data.length}`, { method: 'POST' });
+    assert.equal(started.status, 202);
+    const { id, token } = (await started.json()) as { id: string; token: string };
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(ctl) {
+        if (sent === 1024 * 1024) return new Promise<void>(() => {}); // a client that stops sending, and never ends
+        ctl.enqueue(data.subarray(sent, sent + 1024 * 1024));
+        sent += 1024 * 1024;
+      },
+    });
+    const append = d.api(`/api/blobs/uploads/${id}/append`, {
+      method: 'POST',
+      auth: false,
+      headers: { 'upload-token': token, 'content-type': 'application/octet-stream' },
+      body,
+      duplex: 'half',
+    } as RequestInit).catch(() => null);
+    await waitFor(() => sent >= 1024 * 1024, 'the append to start');
+    await new Promise((r) => setTimeout(r, 500)); // the first MiB reaches the daemon
+    assert.equal(await d.stop(), 0);
+    await append;
+    const again = await startDaemon({ dataDir: d.dataDir });
+    try {
+      const status = await again.api(`/api/blobs/uploads/${id}`, { auth: false, headers: { 'upload-token': token } });
+      assert.equal(status.status, 200);
+      assert.equal(((await status.json()) as { offset: number }).offset, 1024 * 1024, 'the MiB the daemon had received was kept');
+    } finally {
+      await again.stop();
+    }
+  } finally {
+    await removeDir(path.dirname(d.dataDir));
+  }
+});
