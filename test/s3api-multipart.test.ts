@@ -172,6 +172,27 @@ describe('S3 multipart uploads with @aws-sdk/client-s3 and lib-storage', () => {
     assert.ok(small[1]!.equals(await get(key)));
   });
 
+  test('If-None-Match: * and If-Match on CompleteMultipartUpload (lib-storage too): 412 and nothing overwritten; the upload stays', async () => {
+    const key = 'guarded.bin';
+    await s3.send(new PutObjectCommand({ Bucket, Key: key, Body: 'precious' }));
+    const UploadId = await create(key);
+    const body = randomBytes(1000);
+    const e1 = await part(key, UploadId, 1, body);
+    const guarded = (extra: { IfNoneMatch?: string; IfMatch?: string }) =>
+      s3.send(new CompleteMultipartUploadCommand({ Bucket, Key: key, UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: e1 }] }, ...extra }));
+    assert.deepEqual(await s3Error(guarded({ IfNoneMatch: '*' })), { code: 'PreconditionFailed', status: 412 });
+    assert.deepEqual(await s3Error(guarded({ IfMatch: '"00000000000000000000000000000000"' })), { code: 'PreconditionFailed', status: 412 });
+    assert.equal((await get(key)).toString(), 'precious', 'nothing overwritten');
+    const precious = `"${createHash('md5').update('precious').digest('hex')}"`;
+    await guarded({ IfMatch: precious });
+    assert.ok(body.equals(await get(key)), 'the upload stayed usable, and a condition that holds lets it complete');
+    // lib-storage's multipart path carries IfNoneMatch to the complete: refused like a single PutObject.
+    const big = randomBytes(12 << 20);
+    const upload = new Upload({ client: s3, params: { Bucket, Key: key, Body: big, IfNoneMatch: '*' }, partSize: 5 << 20, queueSize: 2 });
+    assert.deepEqual(await s3Error(upload.done()), { code: 'PreconditionFailed', status: 412 });
+    assert.ok(body.equals(await get(key)), 'still the completed upload');
+  });
+
   test("the target bucket's limits count the upload's parts: max_object_size and quota refuse a part (nothing stored); a complete over the quota is refused and the upload stays", async () => {
     const limited = async (name: string, settings: Record<string, number>) => {
       const res = await d.api(`/api/buckets/${name}`, { method: 'PUT', body: JSON.stringify(settings), headers: { 'content-type': 'application/json' } });

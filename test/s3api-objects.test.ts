@@ -317,6 +317,37 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     assert.deepEqual(await s3Error(s3.send(new CopyObjectCommand({ Bucket: 'photos', Key: 'copy/x', CopySource: 'photos/copy/none' }))), { code: 'NoSuchKey', status: 404 });
   });
 
+  test('CopyObject honours If-None-Match: * and If-Match on its destination; GetObject partNumber=1 is the object, 2 is 416', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: 'photos', Key: 'guard/src', Body: 'new content' }));
+    await s3.send(new PutObjectCommand({ Bucket: 'photos', Key: 'guard/dst', Body: 'precious' }));
+    const copy = (extra: { IfNoneMatch?: string; IfMatch?: string }) =>
+      s3.send(new CopyObjectCommand({ Bucket: 'photos', Key: 'guard/dst', CopySource: 'photos/guard/src', ...extra }));
+    assert.deepEqual(await s3Error(copy({ IfNoneMatch: '*' })), { code: 'PreconditionFailed', status: 412 });
+    assert.deepEqual(await s3Error(copy({ IfMatch: '"00000000000000000000000000000000"' })), { code: 'PreconditionFailed', status: 412 });
+    const read = async (Key: string, extra: { PartNumber?: number } = {}) =>
+      Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: 'photos', Key, ...extra }))).Body!.transformToByteArray()).toString();
+    assert.equal(await read('guard/dst'), 'precious', 'nothing overwritten');
+    await copy({ IfMatch: `"${createHash('md5').update('precious').digest('hex')}"` });
+    assert.equal(await read('guard/dst'), 'new content');
+    assert.equal(await read('guard/dst', { PartNumber: 1 }), 'new content', 'part 1: the whole object');
+    assert.deepEqual(await s3Error(s3.send(new GetObjectCommand({ Bucket: 'photos', Key: 'guard/dst', PartNumber: 2 }))), { code: 'InvalidPartNumber', status: 416 });
+  });
+
+  test('ListObjects V1: NextMarker is the page\'s last entry in UTF-8 order, so no entry comes twice', async () => {
+    await s3.send(new CreateBucketCommand({ Bucket: 'order' }));
+    // U+FF01 (fullwidth !) sorts before an emoji in UTF-8, after it in UTF-16.
+    for (const Key of ['\uff01/x', '\u{1F600}', '\u{1F600}2']) await s3.send(new PutObjectCommand({ Bucket: 'order', Key, Body: 'x' }));
+    const seen: string[] = [];
+    let Marker: string | undefined;
+    for (let page = 0; page < 5; page++) {
+      const res = await s3.send(new ListObjectsCommand({ Bucket: 'order', Delimiter: '/', MaxKeys: 2, ...(Marker ? { Marker } : {}) }));
+      seen.push(...(res.Contents ?? []).map((c) => c.Key!), ...(res.CommonPrefixes ?? []).map((c) => c.Prefix!));
+      if (!res.IsTruncated) break;
+      Marker = res.NextMarker;
+    }
+    assert.deepEqual(seen.sort(), ['\uff01/', '\u{1F600}', '\u{1F600}2'].sort());
+  });
+
   test('ListObjectsV2 and V1: pages of max-keys=2 with a delimiter, start-after, encoding-type=url', async () => {
     await s3.send(new CreateBucketCommand({ Bucket: 'lists' }));
     // In UTF-8 byte order, as S3 lists: 'z' (7a) before 'ü' (c3 bc).
