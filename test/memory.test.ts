@@ -31,7 +31,7 @@ test('a 256 MiB upload and download cost no more memory than a 64 MiB one (G5)',
   try {
     // bin/blobd's #! line carries the V8 flags the figures below (and npm run bench) depend on.
     const argv = (await readFile(`/proc/${d.proc.pid}/cmdline`, 'utf8')).split('\0');
-    for (const flag of ['--initial-old-space-size=64', '--max-semi-space-size=8', '--expose-gc']) {
+    for (const flag of ['--initial-old-space-size=64', '--max-semi-space-size=4', '--expose-gc']) {
       assert.ok(argv.includes(flag), `the daemon runs without ${flag}: ${argv.join(' ')}`);
     }
     // Node frees socket and file buffers lazily: some tens of MiB of garbage build up before a GC, whatever
