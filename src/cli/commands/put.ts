@@ -188,13 +188,12 @@ async function putFileOnce(client: BlobdClient, g: GlobalOptions, file: string, 
     await sendFile(client, part, fh, offset, hasher, chunkSize, progress).catch((err: unknown) => Promise.reject(vanished(err)));
     const digest = await hasher.digest();
     const done = await complete(client, part, st.size, digest).catch(async (err: unknown) => {
-      if (err instanceof ApiError && err.code === 'upload_not_found') throw vanished(err);
       if (err instanceof ApiError && err.code === 'digest_mismatch') {
         await destroy(client, part);
         await local.removeUpload(state!);
         throw new ApiError(400, 'digest_mismatch', `the daemon's bytes do not hash to ${file}'s (${digest}); did it change during the upload? Run put again to start afresh`);
       }
-      throw err;
+      throw vanished(err);
     });
     await local.removeUpload(state);
     await local.rememberDigest(abs, st, done.digest);

@@ -42,6 +42,9 @@ function writeAnswer(c: Context<AppEnv>, o: ObjectRecord) {
 // a decoded %0A must reach the key check as 400, not fall through to 404); /openapi.json shows `{key}`.
 const OBJECT_PATH = '/api/buckets/{bucket}/objects/{key{[^]+}}';
 
+/** The longest Content-Type an object keeps, however it is written. */
+const MAX_CONTENT_TYPE = 255;
+
 /** A JSON write: point at a blob by digest, or send small content inline, with optional metadata. */
 const ObjectWrite = z
   .object({
@@ -52,7 +55,7 @@ const ObjectWrite = z
       .string()
       .refine((v) => v.length % 4 === 0 && Buffer.from(v, 'base64').toString('base64') === v, 'standard base64')
       .optional(),
-    content_type: z.string().max(255).nullable().optional(),
+    content_type: z.string().max(MAX_CONTENT_TYPE).nullable().optional(),
     filename: z.string().max(1024).nullable().optional(),
     owner: z.string().max(1024).nullable().optional(),
     tags: z.array(z.string().max(256)).max(64).nullable().optional(),
@@ -180,9 +183,6 @@ function formMetadata(fields: Record<string, string>) {
   if (!parsed.success) throw new BlobdError('invalid_request', `invalid metadata part: ${parsed.error.issues[0]?.message}`);
   return fields.owner !== undefined ? { ...parsed.data, owner: fields.owner } : parsed.data;
 }
-
-/** The longest Content-Type an object keeps (as a JSON write or a PATCH may set). */
-const MAX_CONTENT_TYPE = 255;
 
 function checkContentType(type: string | undefined): string | undefined {
   if (type !== undefined && type.length > MAX_CONTENT_TYPE) {

@@ -60,7 +60,6 @@ const getObjectAcl: Operation = async (call) => {
   return aclAnswer(call);
 };
 
-/** GetObjectTagging: blobd has no S3 tags (its own tags are not key=value pairs), so every object has none. */
 /**
  * GetObject / HeadObject `?partNumber=N`: blobd keeps an object as one piece, so part 1 is the whole object
  * (as S3 answers for an object not uploaded in parts) and any other number is 416 InvalidPartNumber — never
@@ -75,6 +74,7 @@ const getObjectPart: Operation = async (call) => {
   return getObject(call);
 };
 
+/** GetObjectTagging: blobd has no S3 tags (its own tags are not key=value pairs), so every object has none. */
 const getObjectTagging: Operation = async (call) => {
   const { bucket, key } = targetOf(call);
   requireSigned(call);
