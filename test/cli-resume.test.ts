@@ -146,16 +146,23 @@ describe('blobd CLI: resuming', () => {
     const digest = await writeRandomFile(file, 5 * MiB + 77);
     let appends = 0;
     let cancelled = 0;
-    const { endpoint, server } = await failingProxy(d.url, async (method, url, headers) => {
-      // Before the third append reaches the daemon, someone else cancels its session (another put of the
-      // file that completed it first ends it the same way: the session is gone).
-      if (method === 'POST' && url.endsWith('/append') && ++appends === 3) {
-        const id = /\/uploads\/([^/]+)\/append$/.exec(url)![1]!;
-        const res = await fetch(`${d.url}/api/blobs/uploads/${id}`, { method: 'DELETE', headers: { 'upload-token': String(headers['upload-token']) } });
-        cancelled = res.status;
-      }
-      return false;
-    });
+    const { endpoint, server } = await failingProxy(
+      d.url,
+      async (method, url, headers) => {
+        // At the third append someone else cancels its session (another put of the file that completed it
+        // first ends it the same way: the session is gone). The proxy then reads the append's body and gives
+        // the daemon's answer to an append on a gone session: forwarded, the daemon would answer before the
+        // body ended, and the proxy's own server could reset the client's connection — a proxy artefact.
+        if (method === 'POST' && url.endsWith('/append') && ++appends === 3) {
+          const id = /\/uploads\/([^/]+)\/append$/.exec(url)![1]!;
+          const res = await fetch(`${d.url}/api/blobs/uploads/${id}`, { method: 'DELETE', headers: { 'upload-token': String(headers['upload-token']) } });
+          cancelled = res.status;
+          return true;
+        }
+        return false;
+      },
+      { status: 404, contentType: 'application/json', body: JSON.stringify({ error: { code: 'upload_not_found', message: 'no such upload session' } }) },
+    );
     try {
       const run = await runCli(['put', file, '--chunk-size', '1MiB'], { ...env, BLOBD_URL: endpoint });
       assert.equal(cancelled, 204, 'the session was cancelled under the put');
