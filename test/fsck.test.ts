@@ -320,6 +320,9 @@ describe('damage that must neither stick nor lead outside the data directory (G6
     // A directory where a blob file would be.
     const dirHex = `ef01${'0'.repeat(60)}`;
     await mkdir(path.join(d.dataDir, 'blobs', 'sha256', 'ef', '01', dirHex), { recursive: true });
+    // Files and directories beside blobs/sha256/.
+    await writeFile(path.join(d.dataDir, 'blobs', 'evil'), 'planted');
+    await mkdir(path.join(d.dataDir, 'blobs', 'md5'));
 
     await gc();
     assert.equal(await readFile(precious, 'utf8'), 'precious', 'nothing outside was deleted');
@@ -330,11 +333,15 @@ describe('damage that must neither stick nor lead outside the data directory (G6
     assert.ok(report.corrupt.includes(digest), 'a symlink in place of a blob file is corrupt, not healthy');
     assert.ok(report.orphans.includes('blobs/sha256/ab'), `the symlinked shard is an orphan: ${JSON.stringify(report.orphans)}`);
     assert.ok(report.orphans.includes(`blobs/sha256/ef/01/${dirHex}`), 'so is the directory');
+    assert.ok(report.orphans.includes('blobs/evil') && report.orphans.includes('blobs/md5'), 'and what lies beside blobs/sha256');
+    assert.equal(await readFile(path.join(d.dataDir, 'blobs', 'evil'), 'utf8'), 'planted', 'reported, not deleted');
     const repaired = await fsck('?repair=true');
     assert.ok(repaired.quarantined.includes(digest));
     assert.ok((await readFile(outsideCopy)).equals(data), 'repair moved the link, not what it points at');
     await upload(data);
     assert.ok(await readsBack(digest));
     await rm(shardLink);
+    await rm(path.join(d.dataDir, 'blobs', 'evil'));
+    await rm(path.join(d.dataDir, 'blobs', 'md5'), { recursive: true });
   });
 });

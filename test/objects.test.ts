@@ -74,6 +74,12 @@ describe('buckets and objects', () => {
     }
     assert.equal(await errorCode(await bucket('ok', { max_revisions: 0 })), 'invalid_request');
     assert.equal(await errorCode(await bucket('ok', { unknown: 1 })), 'invalid_request');
+    // Settings sent as another media type than JSON: 415, saying what the route takes.
+    const typed = await d.api('/api/buckets/ok', { method: 'PUT', headers: { 'content-type': 'text/plain' }, body: '{}' });
+    assert.equal(typed.status, 415);
+    const { error } = (await typed.json()) as { error: { code: string; message: string } };
+    assert.equal(error.code, 'unsupported_media_type');
+    assert.match(error.message, /takes a JSON body \(Content-Type: application\/json\)/);
     await bucket('keys');
     // Encoded, so the client does not normalise the dot segments away before they reach the server.
     for (const key of ['a%2F..%2Fb', '.%2Fa', '%2Fabs', 'a%00b', 'x'.repeat(1025), 'tab%09key']) {

@@ -31,7 +31,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { randomData, sha256 } from './helpers/bytes.ts';
 import { removeDir, startDaemon, type Daemon } from './helpers/daemon.ts';
-import { s3Error, s3KeyOf, signedFetch as signed } from './helpers/s3-signing.ts';
+import { s3Error, s3KeyOf, signedFetch as signed, signedRepeatedHeaders } from './helpers/s3-signing.ts';
 
 const md5 = (b: Buffer | string) => createHash('md5').update(b).digest('hex');
 const DOMAIN = 's3.localhost';
@@ -228,6 +228,13 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     const right = await signedFetch('PUT', '/photos/signed.bin', 'hello signed payload', { 'x-amz-content-sha256': sha('hello signed payload') });
     assert.equal(right.status, 200);
     assert.equal(right.headers.get('etag'), `"${createHash('md5').update('hello signed payload').digest('hex')}"`);
+  });
+
+  test('a signed header sent twice verifies as SigV4 joins it (values with ","); the object keeps both values', async () => {
+    const sent = await signedRepeatedHeaders(d.s3Url!, admin, 'PUT', '/photos/repeated.txt', 'twice', { 'x-amz-meta-colour': ['blue', 'green'] });
+    assert.equal(sent.status, 200, sent.body);
+    const head = await s3.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'repeated.txt' }));
+    assert.match(head.Metadata?.colour ?? '', /^blue, ?green$/);
   });
 
   test('HTTP the parser refuses (headers too large, bad framing) is answered on the S3 port in S3\'s XML, on the native port in JSON', async () => {

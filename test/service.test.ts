@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
-import { rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'node:test';
@@ -176,6 +176,66 @@ test('a data directory in use that lost its blobd.db refuses to start (GC would 
   await rm(path.join(d.dataDir, 'blobs'), { recursive: true });
   assert.match((await serve()).stderr, /metadata-store\.json names SQLite/);
   assert.equal(await stat(path.join(d.dataDir, 'blobd.db')).catch(() => null), null, 'no empty database was made');
+  await removeDir(path.dirname(d.dataDir));
+});
+
+test('a damaged byte-store.json, metadata-store.json or blobd.db stops serve, fsck and backup with one line naming the file; nothing is made', onSqliteOnly('the database file is SQLite\'s'), async () => {
+  const d = await startDaemon({ args: ['--inline-max', '0'] });
+  const data = randomData(3000);
+  assert.equal((await d.api('/api/blobs', { method: 'POST', body: data })).status, 201);
+  await d.stop();
+  const target = path.join(path.dirname(d.dataDir), 'copy');
+  const blobd = (...args: string[]) =>
+    run(process.execPath, [BLOBD, ...args], { env: { ...process.env, BLOBD_ADMIN_TOKEN: 'another-token-0123456789' } }).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => err,
+    );
+  const refusals = async (file: string, why: RegExp) => {
+    for (const args of [['serve', '--port', '0'], ['fsck'], ['backup', target]]) {
+      const got = await blobd(...args, '--data', d.dataDir);
+      assert.equal(got.code, 1, `${args[0]} with a damaged ${file}`);
+      assert.equal(got.stderr.trim().split('\n').length, 1, got.stderr);
+      assert.match(got.stderr, new RegExp(`^blobd: .*${file.replace('.', '\\.')} is damaged \\(${why.source}`), `${args[0]}: ${got.stderr}`);
+      assert.equal(await stat(target).catch(() => null), null, `${args[0]} made no backup directory`);
+    }
+  };
+  const byteStore = path.join(d.dataDir, 'byte-store.json');
+  const metaStore = path.join(d.dataDir, 'metadata-store.json');
+  const [byteText, metaText] = [await readFile(byteStore, 'utf8'), await readFile(metaStore, 'utf8')];
+  await writeFile(byteStore, '{"kind":"fs"'); // cut short
+  await refusals('byte-store.json', /not a record with "kind" "fs" or "s3"/);
+  await writeFile(byteStore, byteText);
+  await writeFile(metaStore, '');
+  await refusals('metadata-store.json', /empty/);
+  await writeFile(metaStore, metaText);
+  const db = path.join(d.dataDir, 'blobd.db');
+  const original = await readFile(db);
+  await writeFile(db, randomData(original.length));
+  await refusals('blobd.db', /file is not a database/);
+  // Put back, everything is as it was.
+  await writeFile(db, original);
+  const again = await startDaemon({ dataDir: d.dataDir });
+  assert.equal(sha256(Buffer.from(await (await again.api(`/api/blobs/${sha256(data)}`)).arrayBuffer())), sha256(data));
+  await again.stop();
+  await removeDir(path.dirname(d.dataDir));
+});
+
+test('node-id: kept across restarts; anything but a UUID in it is replaced by a new one', async () => {
+  const d = await startDaemon();
+  await d.stop();
+  const file = path.join(d.dataDir, 'node-id');
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+  const first = (await readFile(file, 'utf8')).trim();
+  assert.match(first, UUID);
+  await (await startDaemon({ dataDir: d.dataDir })).stop();
+  assert.equal((await readFile(file, 'utf8')).trim(), first, 'the same id after a restart');
+  for (const garbage of ['-'.repeat(36), 'zzz', '']) {
+    await writeFile(file, garbage);
+    await (await startDaemon({ dataDir: d.dataDir })).stop();
+    const now = (await readFile(file, 'utf8')).trim();
+    assert.match(now, UUID, JSON.stringify(garbage));
+    assert.notEqual(now, first);
+  }
   await removeDir(path.dirname(d.dataDir));
 });
 

@@ -2,7 +2,7 @@
 // of a data directory on this host, for the commands that work on files rather than through a running
 // daemon — offline `blobd fsck --data`, and `blobd backup` (safe while a daemon runs). Like server.ts, it is
 // the only place these commands' stores and services are created. Every other CLI module talks HTTP.
-import { chmod, copyFile, link, mkdir, open, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, open, readdir, realpath, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { v7 as uuidv7 } from 'uuid';
 import { BlobService } from '../core/blobs.ts';
@@ -15,6 +15,7 @@ import { BLOB_MODE, DataLayout, DIR_MODE, FILE_MODE } from '../storage/fs/layout
 import { lockDataDir } from '../storage/sqlite/data-dir-lock.ts';
 import { SqliteMetadataStore } from '../storage/sqlite/sqlite-metadata-store.ts';
 import { describeStore, recordedStore } from '../storage/open-byte-store.ts';
+import { recordedMetadataStore } from '../storage/open-metadata-store.ts';
 import { repackSmallFiles, type RepackReport } from '../storage/repack.ts';
 
 export class MaintenanceError extends Error {
@@ -22,7 +23,7 @@ export class MaintenanceError extends Error {
 }
 
 async function requireDataDir(layout: DataLayout): Promise<void> {
-  const recorded = await readFile(layout.metadataStoreFile, 'utf8').then((t) => JSON.parse(t) as { kind?: string; database?: string }, () => null);
+  const recorded = await recordedMetadataStore(layout);
   if (recorded?.kind === 'postgres') {
     throw new MaintenanceError(
       `the metadata of ${layout.root} is in PostgreSQL (${recorded.database}): back it up with pg_dump (and the bucket with the store's own tools), and run blobd fsck against a running node (without --data)`,
@@ -100,9 +101,14 @@ export async function backupDataDir(dataDir: string, dir: string): Promise<Backu
     throw err;
   });
   if (existing && existing.length > 0) throw new MaintenanceError(`${to.root} is not empty; back up into a new directory`);
-  await mkdir(to.root, { recursive: true, mode: DIR_MODE });
-
+  // Opened before the target is made: a database that cannot be opened leaves no empty copy behind.
   const source = SqliteMetadataStore.open(from.databaseFile);
+  try {
+    await mkdir(to.root, { recursive: true, mode: DIR_MODE });
+  } catch (err) {
+    await source.close();
+    throw err;
+  }
   const hold = uuidv7();
   let renew: NodeJS.Timeout | undefined;
   let snapshot: SqliteMetadataStore | undefined;

@@ -58,6 +58,7 @@ function codeForHttpException(status: number): ErrorCode {
   if (status === 403) return 'forbidden';
   if (status === 404) return 'not_found';
   if (status === 413) return 'too_large';
+  if (status === 415) return 'unsupported_media_type';
   return status >= 500 ? 'internal_error' : 'invalid_request';
 }
 
@@ -125,7 +126,9 @@ export function renderError(c: Context<AppEnv>, err: unknown, headers: Record<st
     );
     error = storage;
   } else if (err instanceof HTTPException && err.status < 500) {
-    error = new BlobdError(codeForHttpException(err.status), err.message || 'bad request');
+    // zod-openapi's gate before a JSON body is validated: say what the route takes.
+    const message = err.status === 415 ? `${c.req.method} ${c.req.path} takes a JSON body (Content-Type: application/json)` : err.message;
+    error = new BlobdError(codeForHttpException(err.status), message || 'bad request');
   } else {
     c.get('log')?.error({ err }, 'unhandled error');
     error = new BlobdError('internal_error', 'internal error; the request id is in the log', {

@@ -1,13 +1,14 @@
 // The one place that picks the byte store: the data directory itself, or an S3-compatible bucket. A data
 // directory remembers which one holds its blobs (data/byte-store.json), so a daemon started with the other
 // is refused with one clear line instead of answering every download with "not found".
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import type { StoreConfig } from '../config.ts';
 import type { ByteStore } from './byte-store.ts';
 import { localFreeSpace, type DiskReserve } from './fs/disk-reserve.ts';
 import { FsByteStore } from './fs/fs-byte-store.ts';
 import { FILE_MODE, type DataLayout } from './fs/layout.ts';
+import { readRecordFile } from './fs/record-file.ts';
 
 export interface OpenedByteStore {
   readonly bytes: ByteStore;
@@ -42,12 +43,8 @@ export const describeStore = (id: StoreIdentity) =>
  * has a database but no record predates the choice: its blobs are in the data directory.
  */
 export async function recordedStore(layout: DataLayout): Promise<StoreIdentity | null> {
-  try {
-    return JSON.parse(await readFile(layout.byteStoreFile, 'utf8')) as StoreIdentity;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    return existsSync(layout.databaseFile) ? { kind: 'fs' } : null;
-  }
+  const found = await readRecordFile<StoreIdentity>(layout.byteStoreFile, ['fs', 's3']);
+  return found ?? (existsSync(layout.databaseFile) ? { kind: 'fs' } : null);
 }
 
 /** Refuses settings that name another store than the one this data directory's blobs are in. */

@@ -3,9 +3,10 @@
 // daemon started with the other is refused with one clear line instead of starting on an empty catalogue
 // (whose GC would then take the directory's blob files for strays).
 import { existsSync, readdirSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { redactUrl, type MetadataConfig } from '../config.ts';
 import { FILE_MODE, type DataLayout } from './fs/layout.ts';
+import { readRecordFile } from './fs/record-file.ts';
 import type { MetadataStore } from './metadata-store.ts';
 import type { SpaceReserve } from './storage-full.ts';
 import { SqliteMetadataStore } from './sqlite/sqlite-metadata-store.ts';
@@ -30,14 +31,11 @@ function identityOf(config: MetadataConfig): MetadataIdentity {
 const describe = (id: MetadataIdentity) =>
   id.kind === 'sqlite' ? 'SQLite in the data directory (no --metadata)' : `PostgreSQL database ${id.database} (--metadata)`;
 
-async function recorded(layout: DataLayout): Promise<MetadataIdentity | null> {
-  try {
-    return JSON.parse(await readFile(layout.metadataStoreFile, 'utf8')) as MetadataIdentity;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    // A directory with a database but no record predates the choice: its rows are in SQLite.
-    return existsSync(layout.databaseFile) ? { kind: 'sqlite' } : null;
-  }
+/** Which database holds this data directory's rows, as recorded; null for a new directory. */
+export async function recordedMetadataStore(layout: DataLayout): Promise<MetadataIdentity | null> {
+  const found = await readRecordFile<MetadataIdentity>(layout.metadataStoreFile, ['sqlite', 'postgres']);
+  // A directory with a database but no record predates the choice: its rows are in SQLite.
+  return found ?? (existsSync(layout.databaseFile) ? { kind: 'sqlite' } : null);
 }
 
 /**
@@ -66,7 +64,7 @@ function refuseLostDatabase(layout: DataLayout, recordedBefore: boolean): void {
  */
 export async function openMetadataStore(config: MetadataConfig, layout: DataLayout, reserve: SpaceReserve): Promise<MetadataStore> {
   const wanted = identityOf(config);
-  const before = await recorded(layout);
+  const before = await recordedMetadataStore(layout);
   if (before && (before.kind !== wanted.kind || before.database !== wanted.database)) {
     throw new MetadataStoreError(
       `this data directory's metadata is in ${describe(before)}, not in ${describe(wanted)}: start with the same --metadata`,

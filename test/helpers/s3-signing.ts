@@ -58,6 +58,45 @@ export async function signedFetch(
   return fetch(url, { method, headers: signed.headers, body });
 }
 
+/**
+ * Like signedFetch, over node:http so that a header may be sent more than once (an array: one line per value),
+ * signed as SigV4 wants a repeated header: its values joined with ','.
+ */
+export async function signedRepeatedHeaders(
+  base: string,
+  credentials: S3Credentials,
+  method: string,
+  pathAndQuery: string,
+  body: string,
+  headers: Record<string, string | string[]>,
+): Promise<{ status: number; body: string }> {
+  const url = new URL(base + pathAndQuery);
+  const joined = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
+  const request = new HttpRequest({
+    method,
+    protocol: url.protocol,
+    hostname: url.hostname,
+    port: Number(url.port),
+    path: url.pathname,
+    query: Object.fromEntries(url.searchParams),
+    headers: { host: url.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...joined },
+    body,
+  });
+  const signer = new SignatureV4({ credentials, region: 'us-east-1', service: 's3', sha256: Sha256, uriEscapePath: false });
+  const signed = await signer.sign(request);
+  const sent: Record<string, string | string[]> = { ...signed.headers, ...headers, 'content-length': String(Buffer.byteLength(body)) };
+  const { request: httpRequest } = await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ hostname: url.hostname, port: url.port, path: url.pathname + url.search, method, headers: sent }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 /** A new S3 key of the daemon with these scopes, made through its admin route. */
 export async function s3KeyOf(d: { api(path: string, init?: RequestInit): Promise<Response> }, scopes: readonly string[]): Promise<S3Credentials> {
   const res = await d.api('/api/s3-keys', { method: 'POST', body: JSON.stringify({ scopes }), headers: { 'content-type': 'application/json' } });

@@ -26,6 +26,19 @@ function headersOf(c: Context<AppEnv>): Headers {
   return c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers);
 }
 
+/**
+ * The headers for the signature: a header sent more than once is the list of its values, which SigV4 joins
+ * with ',' (node joins most repeats with ', ', and keeps only the first of some). Built only when some name
+ * repeats: one comparison per request otherwise.
+ */
+function signingHeadersOf(c: Context<AppEnv>, headers: Headers): Headers {
+  const incoming = c.env?.incoming;
+  if (!incoming || incoming.rawHeaders.length / 2 === Object.keys(headers).length) return headers;
+  const out: Record<string, string | string[]> = {};
+  for (const [name, values] of Object.entries(incoming.headersDistinct)) if (values) out[name] = values.length === 1 ? values[0]! : values;
+  return out;
+}
+
 /** What the client says the content's length is: x-amz-decoded-content-length for aws-chunked bodies. */
 function declaredSizeOf(c: Context<AppEnv>): number | undefined {
   const sha = c.req.header('x-amz-content-sha256') ?? '';
@@ -103,7 +116,7 @@ export function createS3App(deps: S3Deps, options: S3AppOptions = {}) {
       target = parseTarget(rawPath, c.req.header('host'), deps.domain);
       const query = parseQuery(rawQuery);
       const headers = headersOf(c);
-      const verified = await verifyRequest({ method: c.req.method, rawPath, rawQuery, headers }, deps.s3Keys);
+      const verified = await verifyRequest({ method: c.req.method, rawPath, rawQuery, headers: signingHeadersOf(c, headers) }, deps.s3Keys);
       refuseUnkeptPromises(headers, query);
       const principal = verified?.principal;
       let body: VerifiedBody | undefined;

@@ -344,11 +344,17 @@ export class FsByteStore implements ByteStore {
 
   /**
    * Every entry under blobs/ as lstat sees it: blob files (regular files with a digest's name in its shard)
-   * and strays (anything else). Symlinks are strays and never descended into.
+   * and strays (anything else, blobs/ itself included). Symlinks are strays and never descended into.
    */
   private async *walk(): AsyncIterable<BlobEntry> {
     const rel = (p: string) => path.relative(this.layout.root, p);
     const dirents = (dir: string) => readdir(dir, { withFileTypes: true }).catch(() => []);
+    // blobs/ holds sha256/ alone: anything beside it was put there by hand (or by another tool).
+    const algorithms = path.dirname(this.layout.blobsDir);
+    for (const e of await dirents(algorithms)) {
+      const p = path.join(algorithms, e.name);
+      if (p !== this.layout.blobsDir || !e.isDirectory()) yield { stray: rel(p) };
+    }
     for (const a of await dirents(this.layout.blobsDir)) {
       const pa = path.join(this.layout.blobsDir, a.name);
       if (!a.isDirectory() || !SHARD_RE.test(a.name)) {

@@ -7,7 +7,8 @@ import { syncDir } from './durable-dirs.ts';
 import { FILE_MODE, type DataLayout } from './layout.ts';
 import { readPrivateFile } from './private-file.ts';
 
-const ID_RE = /^[0-9a-f-]{36}$/;
+/** A UUID as uuid writes it; anything else in the file (a hand edit, a torn write) is replaced by a new id. */
+const ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export async function loadOrCreateNodeId(layout: DataLayout): Promise<string> {
   try {

@@ -12,9 +12,23 @@ export type Db = Database.Database;
 
 const MIGRATIONS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
 
+/** SQLite's answers for a file that is not (or no longer) a database it can read. */
+const DAMAGED = new Set(['SQLITE_NOTADB', 'SQLITE_CORRUPT']);
+
 export function openDatabase(file: string): Db {
   ensurePrivateFile(file);
   const db = new Database(file);
+  try {
+    configure(db);
+  } catch (err) {
+    db.close();
+    if (!DAMAGED.has((err as { code?: string }).code ?? '')) throw err;
+    throw new Error(`${file} is damaged (${(err as Error).message}): put it back from a \`blobd backup\` copy; nothing was changed`);
+  }
+  return db;
+}
+
+function configure(db: Db): void {
   db.pragma('journal_mode = WAL');
   // FULL: a commit is on disk when it returns, so a 2xx after it survives kill -9 and power loss (G1).
   db.pragma('synchronous = FULL');
@@ -23,7 +37,6 @@ export function openDatabase(file: string): Db {
   // Deterministic, so SQLite may use it in indexes and constant-fold it; see finiteNumber.
   db.function('blobd_number', { deterministic: true }, (v: unknown) => finiteNumber(v));
   migrate(db);
-  return db;
 }
 
 function migrate(db: Db): void {
