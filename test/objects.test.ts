@@ -57,6 +57,12 @@ describe('buckets and objects', () => {
     assert.equal(shown.max_object_size, 2000);
     assert.equal(shown.max_revisions, 3);
     assert.deepEqual(shown.usage, { objects: 0, bytes: 0 });
+    // HEAD answers GET's headers without the body, Content-Length included.
+    const getLength = Buffer.byteLength(await (await d.api('/api/buckets/photos')).text());
+    const head = await d.api('/api/buckets/photos', { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('content-length'), String(getLength));
+    assert.equal(await head.text(), '');
     await putJson('photos/objects/cat.jpg', 'meow');
     const listed = (await (await d.api('/api/buckets')).json()) as { items: { name: string; usage: unknown }[] };
     assert.deepEqual(listed.items.find((b) => b.name === 'photos')?.usage, { objects: 1, bytes: 4 });

@@ -83,6 +83,14 @@ export function createApp(services: Services) {
   }
   const metrics = services.metrics;
   app.use('*', requestLog(services.logger, metrics && ((...a) => metrics.answered(...a))));
+  // Hono answers HEAD by running GET and dropping the body: a JSON answer keeps the Content-Length GET's
+  // would have (downloads set theirs themselves; streamed exports have none either way).
+  app.use('*', async (c, next) => {
+    await next();
+    if (c.req.method !== 'HEAD' || c.res.headers.has('content-length') || !c.res.body) return;
+    if (!c.res.headers.get('content-type')?.startsWith('application/json')) return;
+    c.res.headers.set('content-length', String((await c.res.clone().arrayBuffer()).byteLength));
+  });
   if (metrics) {
     app.use('*', async (c, next) => {
       c.set('metrics', metrics);
