@@ -200,6 +200,35 @@ describe('local filesystem: shard directories', () => {
   });
 });
 
+describe('inline tier: names in reports', () => {
+  test('bytes in the table are named inline/<digest>, bytes in a file by their path, whichever tier the size says', async () => {
+    const dir = await makeTempDir();
+    const layout = new DataLayout(dir);
+    const meta = SqliteMetadataStore.open(path.join(dir, 'blobd.db'));
+    try {
+      // Committed as core does: the store's commit, then the row (which writes an inline blob's bytes).
+      const stored = async (tiers: TieredByteStore, size: number) => {
+        const staged = await tiers.stage(Readable.from([randomBytes(size)]));
+        const location = await tiers.commit(staged);
+        await meta.commitBlob({ digest: staged.digest, size, location });
+        await tiers.discard(staged);
+        return location;
+      };
+      const store = new TieredByteStore(await FsByteStore.open(layout), meta.inline, 1000);
+      const small = await stored(store, 500);
+      const large = await stored(store, 5000);
+      assert.equal(await store.nameOf(small), `inline/${small}`);
+      assert.equal(await store.nameOf(large), path.relative(dir, layout.blobFile(large)));
+      // A small blob stored as a file before (a lower --inline-max, an older blobd) is a file.
+      const asFile = await stored(new TieredByteStore(await FsByteStore.open(layout), meta.inline, 0), 600);
+      assert.equal(await store.nameOf(asFile), path.relative(dir, layout.blobFile(asFile)));
+    } finally {
+      await meta.close();
+      await removeDir(dir);
+    }
+  });
+});
+
 // A session completing a digest whose inline copy is damaged (another row's, stored before): the session is
 // not taken for committed while its own bytes are there, and its verified bytes replace the copy — in the
 // table when the session is small, as a file (the copy dropped) when it is over --inline-max.

@@ -81,7 +81,7 @@ export class FsckService {
       if (await this.meta.isLocationClaimed(location)) continue;
       const queuedAt = await this.meta.deletionQueuedAt(location);
       if (queuedAt !== null && Date.now() - queuedAt < STUCK_MS) continue;
-      report.orphans.push(this.bytes.nameOf(location));
+      report.orphans.push(await this.bytes.nameOf(location));
     }
     for await (const name of this.bytes.strays()) report.orphans.push(name);
     report.orphans.sort();

@@ -103,8 +103,11 @@ export interface ByteStore {
   delete(location: Location): Promise<void>;
   /** Every location that holds committed (or staged-and-orphaned) blob bytes, in no particular order. */
   list(): AsyncIterable<Location>;
-  /** A location as a name for reports (relative to the data root, or an object key); never a full path. */
-  nameOf(location: Location): string;
+  /**
+   * A location as a name for reports (relative to the data root, an object key, `inline/<digest>`); never a
+   * full path. Asynchronous where the name depends on which tier holds the bytes.
+   */
+  nameOf(location: Location): string | Promise<string>;
   /** Names of stored things that are neither blobs nor sessions' bytes (for fsck). */
   strays(): AsyncIterable<string>;
   /** Move a blob's bytes out of the way, keeping them (fsck --repair); the name they got, or null if absent. */

@@ -176,7 +176,9 @@ export class TieredByteStore implements ByteStore {
     }
   }
 
-  nameOf(location: Location): string {
+  async nameOf(location: Location): Promise<string> {
+    // A digest whose bytes are in the table is named there, whatever the inner store would call it.
+    if (isDigest(location) && this.innerMayHold(location) && (await this.inline.stat(location))) return `inline/${location}`;
     return this.innerMayHold(location) ? this.inner.nameOf(location) : `inline/${location}`;
   }
 

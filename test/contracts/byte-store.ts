@@ -437,9 +437,9 @@ export function byteStoreContract(name: string, make: () => Promise<ByteStoreFix
       const data = randomBytes(300);
       const location = await stored(f, Readable.from([data]));
       const other = await stored(f, Readable.from([randomBytes(300)]));
-      const name = store.nameOf(location);
+      const name = await store.nameOf(location);
       assert.ok(name.length > 0 && !name.startsWith('/'), 'a name relative to the store');
-      assert.notEqual(name, store.nameOf(other));
+      assert.notEqual(name, await store.nameOf(other));
       const before = await store.stat(location);
       assert.ok(before && before.size === 300 && before.regular && before.modifiedAt > 0 && before.modifiedAt <= Date.now() + 1000);
       const moved = await store.quarantine(location);
