@@ -88,27 +88,31 @@ export interface RunningServer {
   readonly stoppedBySelf: Promise<string>;
 }
 
+/** What to change when the S3 API's port cannot be had: another port, or none. */
+const S3_PORT_FLAG = '--s3-api-port, or 0 to turn the S3 API off';
+
 export class ListenError extends Error {
   override name = 'ListenError';
 }
 
 /** Why `host:port` cannot be listened on, in the operator's words (it becomes one line on stderr). */
-function listenError(err: NodeJS.ErrnoException, port: number, host: string): Error {
+function listenError(err: NodeJS.ErrnoException, port: number, host: string, flag: string): Error {
   const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
   const why =
     err.code === 'EADDRINUSE'
-      ? 'the address is already in use (by another blobd or another program; choose another --port)'
+      ? `the address is already in use (by another blobd or another program; choose another ${flag})`
       : err.code === 'EACCES'
-        ? 'permission denied (ports below 1024 need privileges; choose another --port)'
+        ? `permission denied (ports below 1024 need privileges; choose another ${flag})`
         : err.code === 'EADDRNOTAVAIL'
           ? 'this host has no such address (check --host)'
           : err.message;
   return new ListenError(`cannot listen on ${where}: ${why}`);
 }
 
-function listen(server: NetServer, port: number, host: string): Promise<AddressInfo> {
+/** `flag` names the setting that chose the port: what to change when it cannot be had. */
+function listen(server: NetServer, port: number, host: string, flag = '--port'): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
-    const fail = (err: NodeJS.ErrnoException) => reject(listenError(err, port, host));
+    const fail = (err: NodeJS.ErrnoException) => reject(listenError(err, port, host, flag));
     server.once('error', fail);
     server.listen(port, host, () => {
       server.off('error', fail);
@@ -122,9 +126,9 @@ function listen(server: NetServer, port: number, host: string): Promise<AddressI
  * listen leaves nothing behind. The port is free again at once: a listening socket that took no connection
  * leaves no TIME_WAIT. (Taken by someone else between this and the real listen, the start still fails.)
  */
-async function checkCanListen(port: number, host: string): Promise<void> {
+async function checkCanListen(port: number, host: string, flag: string): Promise<void> {
   const probe = createNetServer();
-  await listen(probe, port, host);
+  await listen(probe, port, host, flag);
   await new Promise<void>((resolve) => probe.close(() => resolve()));
 }
 
@@ -172,8 +176,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
     ? pino({ level: config.logLevel, base: { pid: process.pid } }, prettyLines(process.stdout))
     : pino({ level: config.logLevel, base: { pid: process.pid } });
   const layout = new DataLayout(config.dataDir);
-  if (config.port !== 0) await checkCanListen(config.port, config.host);
-  if (config.s3Api && config.s3Api.port !== 0) await checkCanListen(config.s3Api.port, config.host);
+  if (config.port !== 0) await checkCanListen(config.port, config.host, '--port');
+  if (config.s3Api && config.s3Api.port !== 0) await checkCanListen(config.s3Api.port, config.host, S3_PORT_FLAG);
   const dataDir = await securePrivateDataDir(layout.root, config.insecureDataDir);
   if (dataDir.adoptedFrom !== undefined) {
     logger.info({ data: layout.root, mode: octal(dataDir.adoptedFrom) }, 'the empty data directory was open to other users; made it 0700');
@@ -201,6 +205,13 @@ export async function startServer(config: Config): Promise<RunningServer> {
     }
   }
   const disk = new DiskBudget(store, bytes, config.minFree, rowsFree);
+  const lowFree = await disk.atMinFree();
+  if (lowFree !== null) {
+    logger.warn(
+      { free: lowFree, min_free: config.minFree },
+      `free disk (${lowFree} bytes) is at or below --min-free (${config.minFree} bytes): uploads and other writes answer 507 until there is more room (or start with a lower --min-free)`,
+    );
+  }
   const meta = guardRowGrowth(store, disk);
   const nodes = new NodeCoordination(meta, await loadOrCreateNodeId(layout), config.leaseTtlMs);
   const localBytes = bytes.local === true;
@@ -455,7 +466,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       'xml',
     );
     try {
-      const s3Address = await listen(s3Server, config.s3Api.port, config.host);
+      const s3Address = await listen(s3Server, config.s3Api.port, config.host, S3_PORT_FLAG);
       s3Url = `http://${s3Address.family === 'IPv6' ? `[${s3Address.address}]` : s3Address.address}:${s3Address.port}`;
     } catch (err) {
       s3Server = undefined;

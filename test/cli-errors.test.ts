@@ -67,6 +67,9 @@ describe('blobd CLI: error messages', () => {
       [['get'], "blobd: missing required argument 'target'"],
       [['get', '--bogus', 'x'], "blobd: unknown option '--bogus'"],
       [['put', 'x', '--chunk-size'], "blobd: option '--chunk-size <size>' argument missing"],
+      // A word after `uploads` that names none of its commands (ls is the default, and would take it).
+      [['uploads', 'frob', 'x'], "blobd: unknown command or argument 'frob' (blobd uploads [ls], blobd uploads rm ID)"],
+      [['uploads', 'cancel', 'x'], 'blobd: not an upload session id: "x" (blobd uploads lists them)'],
     ];
     const runs = await Promise.all(cases.map(([args]) => blobd(args)));
     cases.forEach(([, want], i) => assert.equal(oneLine(runs[i]!, 2), want));

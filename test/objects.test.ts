@@ -457,6 +457,11 @@ describe('buckets and objects', () => {
     assert.equal(await errorCode(notBase64), 'invalid_request');
     const both = await put('json/objects/x', JSON.stringify({ digest: blob.digest, content_base64: 'aGk=' }), { 'content-type': 'application/json' });
     assert.equal(await errorCode(both), 'invalid_request');
+    // A JSON document sent as the content is taken for a write: the refusal says how to store it.
+    const document = await put('json/objects/config.json', JSON.stringify({ name: 'my config', version: 3 }), { 'content-type': 'application/json' });
+    assert.equal(document.status, 400);
+    assert.match(((await document.json()) as { error: { message: string } }).error.message, /to store a JSON document, send it as \{"content_base64"/);
+    assert.equal((await d.api('/api/buckets/json/objects/config.json')).status, 404, 'nothing was stored');
     const posted = await d.api('/api/buckets/json/objects', { method: 'POST', body: 'server picks' });
     assert.equal(posted.status, 201);
     const p = (await posted.json()) as ObjectJson;

@@ -220,6 +220,23 @@ test('a damaged byte-store.json, metadata-store.json or blobd.db stops serve, fs
   await removeDir(path.dirname(d.dataDir));
 });
 
+test('free disk already at or below --min-free at start: a warn line says so, and a refused write names --min-free', async () => {
+  const d = await startDaemon({ args: ['--min-free', '1000TiB', '--log-level', 'warn'] });
+  try {
+    assert.match(d.output(), /"level":40[^\n]*free disk \(\d+ bytes\) is at or below --min-free \(\d+ bytes\)/);
+    const res = await d.api('/api/blobs', { method: 'POST', body: 'hello' });
+    assert.equal(res.status, 507);
+    assert.match(((await res.json()) as { error: { message: string } }).error.message, /writes leave --min-free free/);
+  } finally {
+    await d.stop();
+    await removeDir(path.dirname(d.dataDir));
+  }
+  const roomy = await startDaemon({ args: ['--min-free', '0', '--log-level', 'warn'] });
+  await roomy.stop();
+  assert.doesNotMatch(roomy.output(), /at or below --min-free/);
+  await removeDir(path.dirname(roomy.dataDir));
+});
+
 test('node-id: kept across restarts; anything but a UUID in it is replaced by a new one', async () => {
   const d = await startDaemon();
   await d.stop();
@@ -257,6 +274,19 @@ test('a port in use is one line naming the address, exit 1, and no data director
     assert.equal(res.code, 1, res.stderr);
     assert.match(res.stderr, /^blobd: [^\n]+\n$/, `one line: ${JSON.stringify(res.stderr)}`);
     assert.ok(res.stderr.includes(`127.0.0.1:${port}`) && res.stderr.includes('already in use'), res.stderr);
+    assert.match(res.stderr, /choose another --port\)/);
+    assert.equal(await stat(path.join(work, 'never')).catch(() => null), null, 'nothing was created');
+    // The S3 API's port taken: the line names its own setting.
+    const s3 = await run(process.execPath, [BLOBD, 'serve', '--port', '0', '--s3-api-port', String(port), '--data', dataDir], {
+      env: { ...process.env, BLOBD_ADMIN_TOKEN: 'another-token-0123456789' },
+      timeout: 60_000,
+      killSignal: 'SIGKILL',
+    }).then(
+      () => ({ code: 0 as number | null, stderr: '' }),
+      (err: { code: number | null; stderr: string }) => err,
+    );
+    assert.equal(s3.code, 1, s3.stderr);
+    assert.match(s3.stderr, /^blobd: cannot listen on 127\.0\.0\.1:\d+: the address is already in use \(.*choose another --s3-api-port, or 0 to turn the S3 API off\)\n$/);
     assert.equal(await stat(path.join(work, 'never')).catch(() => null), null, 'nothing was created');
   } finally {
     await new Promise((resolve) => occupier.close(resolve));

@@ -23,7 +23,7 @@ interface Signed {
 interface SignRequest {
   method: string;
   path: string;
-  expires_in: number;
+  expires_in: number | string;
   max_size?: number;
   content_type?: string;
 }
@@ -228,8 +228,8 @@ describe('signed URLs', () => {
     }, 'the signed URL to expire');
   });
 
-  test('expires_in is 1..604800 seconds', async () => {
-    for (const bad of [604801, 0]) {
+  test('expires_in is 1..604800 seconds, as a number or a duration as tokens take it', async () => {
+    for (const bad of [604801, 0, '8d', '1500ms', 'soon', '']) {
       const res = await sign({ method: 'GET', path: `/api/blobs/${digest}`, expires_in: bad });
       assert.equal(res.status, 400, `expires_in ${bad}`);
       assert.equal(await errorCode(res), 'invalid_request');
@@ -238,6 +238,13 @@ describe('signed URLs', () => {
     const res = await fetch(s.url);
     assert.equal(res.status, 200);
     await res.arrayBuffer();
+    for (const [duration, seconds] of [['7d', 604800], ['90s', 90], ['1h', 3600]] as const) {
+      const before = Date.now();
+      const d = await signed({ method: 'GET', path: `/api/blobs/${digest}`, expires_in: duration });
+      const lifetime = (Date.parse(d.expires_at) - before) / 1000;
+      assert.ok(lifetime > seconds - 2 && lifetime <= seconds + 1, `${duration}: ${lifetime} s`);
+      assert.equal((await fetch(d.url)).status, 200);
+    }
   });
 
   test('a signer signs only what it may do itself; some routes are never signable', async () => {

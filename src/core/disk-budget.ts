@@ -10,7 +10,7 @@ import { KeyedLock } from './keyed-lock.ts';
 import { BlobdError } from './errors.ts';
 
 export function insufficientStorage(details: Record<string, unknown> = {}): BlobdError {
-  return new BlobdError('insufficient_storage', 'not enough free disk for this; nothing of it was kept', details);
+  return new BlobdError('insufficient_storage', 'not enough free disk for this (writes leave --min-free free); nothing of it was kept', details);
 }
 
 /**
@@ -77,6 +77,12 @@ export class DiskBudget {
     const free = await this.rowsFree();
     // A few free blocks hold no commit either (see FULL_BELOW).
     if (free <= this.minFree || free < FULL_BELOW) throw insufficientStorage({ available: 0 });
+  }
+
+  /** Free bytes where rows grow when they are already at or below --min-free (every write refused), else null. */
+  async atMinFree(): Promise<number | null> {
+    const free = await this.rowsFree();
+    return free <= this.minFree ? free : null;
   }
 
   /**

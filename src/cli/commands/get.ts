@@ -41,7 +41,7 @@ export function registerGet(program: Command): void {
     .option('--fsync', 'with -o: flush FILE to disk before it is renamed into place (survives a power cut; slower)')
     .addHelpText('after', `
 Exit code 1 when the bytes do not hash to the digest (with -o, FILE is then left untouched).
-Binary bytes (a NUL byte at the start) are not written to a terminal unless -o - asks for it.
+Binary bytes (a NUL byte in the first 128 KiB) are not written to a terminal unless -o - asks for it.
 With -o, Ctrl-C keeps FILE.blobd-part (exit 130): rerun the same command to resume.
 
 Examples:

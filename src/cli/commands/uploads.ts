@@ -48,7 +48,10 @@ file the local file whose put started the session (null if no put on this machin
 Examples:
   blobd uploads
   blobd uploads --json`)
+    // As the default, ls receives whatever word followed `uploads`: one that names no command is refused as such.
+    .allowExcessArguments(true)
     .action(async (_opts: unknown, cmd: Command) => {
+      if (cmd.args.length > 0) throw new UsageError(`unknown command or argument '${cmd.args[0]}' (blobd uploads [ls], blobd uploads rm ID)`);
       await withClient(cmd, async (client, g) => {
         const local = new LocalState(client.stateDir);
         const rows: string[][] = [];
@@ -65,6 +68,7 @@ Examples:
 
   uploads
     .command('rm')
+    .alias('cancel')
     .description('cancel an open upload session: the daemon frees its bytes now, and the put that started it starts afresh next time')
     .argument('<id>', 'the session id (from blobd uploads)')
     .addHelpText('after', `

@@ -210,13 +210,18 @@ async function mayExpire(c: Context<AppEnv>, bucket: string, meta: { expires_at?
 /** JSON bodies are small by contract (content_base64 ≤ 10 MiB decoded): read them whole, but bounded. */
 async function readObjectWrite(c: Context<AppEnv>) {
   const parsed = ObjectWrite.safeParse(await c.req.json().catch(() => undefined));
-  if (!parsed.success) throw new BlobdError('invalid_request', `invalid JSON object write: ${parsed.error.issues[0]?.message ?? 'not an object'}`);
+  if (!parsed.success) throw new BlobdError('invalid_request', `invalid JSON object write: ${parsed.error.issues[0]?.message ?? 'not an object'}${JSON_IS_A_COMMAND}`);
   const w = parsed.data;
   if ((w.digest === undefined) === (w.content_base64 === undefined)) {
-    throw new BlobdError('invalid_request', 'a JSON object write has exactly one of digest and content_base64');
+    throw new BlobdError('invalid_request', `a JSON object write has exactly one of digest and content_base64${JSON_IS_A_COMMAND}`);
   }
   return w;
 }
+
+/** Said when a JSON body is not a write: most likely a JSON document sent as the content. */
+const JSON_IS_A_COMMAND =
+  ' (an application/json body here is a write by digest or content_base64, not the content itself; to store a JSON document, ' +
+  'send it as {"content_base64": …, "content_type": "application/json"}, in a multipart form, or as a raw body of another Content-Type)';
 
 export function objectRoutes(catalog: CatalogService) {
   const app = createRouter();

@@ -2,6 +2,7 @@
 import { z } from '@hono/zod-openapi';
 import { BlobdError } from '../../core/errors.ts';
 import { MAX_PAGE, type PageRequest } from '../../core/paging.ts';
+import { parseDuration } from '../../config.ts';
 
 export const ErrorBody = z
   .object({
@@ -51,4 +52,17 @@ export function pageRequest(q: { limit?: string; cursor?: string }, defaultLimit
 /** Every listing answers `{ items, next_cursor }` (next_cursor null on the last page). */
 export function pageJson<T extends z.ZodTypeAny>(item: T) {
   return z.object({ items: z.array(item), next_cursor: z.string().nullable() });
+}
+
+/** An `expires_in` as the API takes it: seconds, or a duration such as "90s", "24h", "30d". */
+export const ExpiresIn = z.union([z.number().int().min(1), z.string().max(32)]);
+
+/** `expires_in` as milliseconds: a number of seconds or a duration string. */
+export function lifetimeMs(value: number | string): number {
+  if (typeof value === 'number') return value * 1000;
+  try {
+    return parseDuration(value);
+  } catch {
+    throw new BlobdError('invalid_request', 'expires_in is a number of seconds or a duration such as "24h"', { field: 'expires_in' });
+  }
 }

@@ -7,13 +7,13 @@ import { idempotent, jsonBody } from '../middleware/idempotency.ts';
 import { principalOf, requires } from '../middleware/authenticate.ts';
 import { limitJsonBody } from '../request-body.ts';
 import { createRouter } from '../router.ts';
-import { errors, jsonContent } from './schemas.ts';
+import { errors, ExpiresIn, jsonContent, lifetimeMs } from './schemas.ts';
 
 const SignRequest = z
   .object({
     method: z.string().max(10),
     path: z.string().min(1).max(4096).openapi({ description: '/api/… path, optionally with a query (signed too)' }),
-    expires_in: z.number().int().openapi({ description: `seconds, 1 to ${MAX_SIGNED_LIFETIME_S}` }),
+    expires_in: ExpiresIn.openapi({ description: `seconds, or a duration such as "90s", "1h", "7d"; 1 s to ${MAX_SIGNED_LIFETIME_S} s` }),
     max_size: z.number().int().min(0).max(MAX_SIGNED_SIZE).optional().openapi({ description: 'largest request body (a session: its total size)' }),
     content_type: z.string().max(255).optional().openapi({ description: 'the only Content-Type a request body may have' }),
   })
@@ -39,7 +39,7 @@ export function signedUrlRoutes(signedUrls: SignedUrls, checkTarget: CheckTarget
     const body = c.req.valid('json');
     const signed = await signedUrls.sign(
       principalOf(c),
-      { method: body.method, path: body.path, expiresInS: body.expires_in, maxSize: body.max_size, contentType: body.content_type },
+      { method: body.method, path: body.path, expiresInS: lifetimeMs(body.expires_in) / 1000, maxSize: body.max_size, contentType: body.content_type },
       checkTarget,
     );
     const method = body.method.toUpperCase();

@@ -2,14 +2,12 @@
 // Admin only. Translation only: the rules live in core/auth.
 import { createRoute, z } from '@hono/zod-openapi';
 import type { AccessControl } from '../../core/auth.ts';
-import { BlobdError } from '../../core/errors.ts';
 import type { TokenRecord } from '../../storage/metadata-store.ts';
-import { parseDuration } from '../../config.ts';
 import { idempotent, jsonBody } from '../middleware/idempotency.ts';
 import { principalOf, requires } from '../middleware/authenticate.ts';
 import { limitJsonBody } from '../request-body.ts';
 import { createRouter } from '../router.ts';
-import { errors, jsonContent, isoTime, pageJson, PageQuery, pageRequest } from './schemas.ts';
+import { errors, ExpiresIn, jsonContent, isoTime, lifetimeMs, pageJson, PageQuery, pageRequest } from './schemas.ts';
 
 
 const TokenInfo = z
@@ -27,9 +25,7 @@ const NewToken = z
   .object({
     name: z.string().min(1).max(128),
     scopes: z.array(z.string().max(200)).min(1).max(100),
-    expires_in: z
-      .union([z.number().int().min(1), z.string().max(32)])
-      .optional()
+    expires_in: ExpiresIn.optional()
       .openapi({ description: 'seconds, or a duration such as "90s", "24h", "30d"; omitted: never expires' }),
   })
   .strict()
@@ -37,18 +33,6 @@ const NewToken = z
 
 function tokenJson(t: TokenRecord) {
   return { id: t.id, name: t.name, scopes: [...t.scopes], created_at: isoTime(t.createdAt)!, expires_at: isoTime(t.expiresAt), last_used_at: isoTime(t.lastUsedAt) };
-}
-
-/** `expires_in` as milliseconds: a number of seconds or a duration string. */
-function lifetimeMs(value: number | string | undefined): number | undefined {
-  if (value === undefined || typeof value === 'number') return value === undefined ? undefined : value * 1000;
-  let ms: number;
-  try {
-    ms = parseDuration(value);
-  } catch {
-    throw new BlobdError('invalid_request', 'expires_in is a number of seconds or a duration such as "24h"');
-  }
-  return ms;
 }
 
 const create = createRoute({
@@ -89,7 +73,7 @@ export function tokenRoutes(access: AccessControl) {
     const { record, token } = await access.createToken(principalOf(c), {
       name: body.name,
       scopes: body.scopes,
-      expiresInMs: lifetimeMs(body.expires_in),
+      expiresInMs: body.expires_in === undefined ? undefined : lifetimeMs(body.expires_in),
     });
     c.header('Location', `/api/tokens/${record.id}`);
     c.header('Cache-Control', 'no-store');
