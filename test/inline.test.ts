@@ -5,12 +5,12 @@
 // small uploads loses no acknowledged blob.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { DataLayout } from '../src/storage/fs/layout.ts';
 import { randomData, sha256 } from './helpers/bytes.ts';
-import { BLOBD, makeTempDir, onSqliteOnly, removeDir, startDaemon, testStore, type Daemon } from './helpers/daemon.ts';
+import { BLOBD, makeTempDir, onFsOnly, onSqliteOnly, removeDir, startDaemon, testStore, type Daemon } from './helpers/daemon.ts';
 import { inlineName, probeStore } from './helpers/store-probe.ts';
 import { append, complete, initiate } from './helpers/sessions.ts';
 
@@ -261,6 +261,65 @@ describe('the inline tier', () => {
       assert.deepEqual([after.checked, after.corrupt, after.quarantined], [2, [], []]);
       assert.ok((await download(d, sha256(good))).body.equals(good), 'the other blob untouched');
     } finally {
+      await d.stop();
+    }
+  });
+
+  test('under a smaller --inline-max, an upload of a blob stored inline writes no second copy; a damaged inline copy gives way to the file', onFsOnly('files of the data directory'), async () => {
+    let d = await start();
+    const data = randomData(6000);
+    const { digest } = await upload(d, data);
+    const file = new DataLayout(d.dataDir).blobFile(digest);
+    await d.stop();
+    d = await start(['--inline-max', '1KiB'], d.dataDir);
+    const store = probeStore(d);
+    try {
+      assert.equal((await upload(d, data)).deduplicated, true);
+      assert.equal(await stat(file).catch(() => null), null, 'intact inline bytes stay the one copy');
+      assert.deepEqual([...(await inlineRows(d))], [[digest, data.length]]);
+      // Damaged in the table: the next upload's verified bytes go to a file, which serves the blob from then on.
+      await store.corrupt(digest, 100);
+      await upload(d, data);
+      assert.ok((await download(d, digest)).body.equals(data), 'the verified bytes are served');
+      assert.ok((await stat(file)).isFile());
+      assert.equal((await inlineRows(d)).has(digest), false);
+      assert.equal((await store.quarantined()).length, 1, 'the damaged bytes are kept aside');
+      const report = (await (await d.api('/api/admin/fsck', { method: 'POST' })).json()) as { checked: number; corrupt: string[]; orphans: string[] };
+      assert.deepEqual([report.checked, report.corrupt, report.orphans], [1, [], []]);
+    } finally {
+      store.close();
+      await d.stop();
+    }
+  });
+
+  test('fsck --repair of a damaged inline copy beside an intact file moves the inline copy aside and leaves the blob served; backup links the file too', onFsOnly('files of the data directory'), async () => {
+    const d = await start();
+    const store = probeStore(d);
+    try {
+      const data = randomData(5000);
+      const { digest } = await upload(d, data);
+      // The file an interrupted repack, or a smaller --inline-max, left beside the inline bytes.
+      const file = new DataLayout(d.dataDir).blobFile(digest);
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(file, data, { mode: 0o400 });
+      if (d.metadata !== 'postgres') {
+        const copy = path.join(path.dirname(d.dataDir), 'backup');
+        const run = spawnSync(process.execPath, [BLOBD, 'backup', copy, '--data', d.dataDir], { encoding: 'utf8' });
+        assert.equal(run.status, 0, run.stderr);
+        assert.ok((await readFile(new DataLayout(copy).blobFile(digest))).equals(data), 'the backup has the file too');
+      }
+      await store.corrupt(digest, 10);
+      type Report = { corrupt: string[]; quarantined: string[] };
+      const fsck = async (q = '') => (await (await d.api(`/api/admin/fsck${q}`, { method: 'POST' })).json()) as Report;
+      const plain = await fsck();
+      assert.deepEqual([plain.corrupt, plain.quarantined], [[digest], []]);
+      const repaired = await fsck('?repair=true');
+      assert.deepEqual([repaired.corrupt, repaired.quarantined], [[digest], []], 'found damaged, and healed from the file: not quarantined');
+      assert.ok((await download(d, digest)).body.equals(data));
+      assert.deepEqual([(await fsck()).corrupt, (await fsck()).quarantined], [[], []]);
+      assert.equal((await store.quarantined()).length, 1, 'the damaged inline bytes are kept aside');
+    } finally {
+      store.close();
       await d.stop();
     }
   });

@@ -115,6 +115,8 @@ export class BlobService {
   ): Promise<T> {
     const max = this.options.maxBlobSize;
     const diskRoom = await this.disk.room();
+    // No room for bytes: an empty body would still add rows, which --min-free holds too.
+    if (diskRoom <= 0) await this.disk.requireRoomForRows();
     const budgets = [
       { bytes: max, error: () => tooLarge(max) },
       { bytes: diskRoom, error: () => insufficientStorage() },

@@ -118,6 +118,8 @@ export class FsckService {
       // The row as it is now: an upload may have healed it (new bytes, or a new location) meanwhile.
       const row = await this.meta.getBlob(digest);
       if (!row || row.location !== location || (await this.verify(location, digest, size)) === 'ok') return false;
+      // Another copy of it verified and serves it now: nothing to mark.
+      if ((await this.bytes.dropDamagedCopy?.(location)) && (await this.verify(location, digest, size)) === 'ok') return false;
       await this.meta.markQuarantined(digest);
       await this.bytes.quarantine(location);
       return true;

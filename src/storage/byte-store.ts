@@ -110,6 +110,12 @@ export interface ByteStore {
   nameOf(location: Location): string | Promise<string>;
   /** Names of stored things that are neither blobs nor sessions' bytes (for fsck). */
   strays(): AsyncIterable<string>;
+  /**
+   * For a blob held twice whose copy in use is damaged while the other verifies (the tiered store's inline
+   * bytes beside a file): the damaged copy is moved aside and the other serves the blob. True when that
+   * happened; stores with one copy of each blob leave it out.
+   */
+  dropDamagedCopy?(location: Location): Promise<boolean>;
   /** Move a blob's bytes out of the way, keeping them (fsck --repair); the name they got, or null if absent. */
   quarantine(location: Location): Promise<string | null>;
   /** Resolves when bytes can be written now; rejects otherwise (with a message that says why). */

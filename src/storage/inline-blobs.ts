@@ -36,9 +36,18 @@ export interface InlineBlobs {
    * share moves only the bytes of a row marked quarantined (another node may have healed it meanwhile).
    */
   quarantine(digest: string): Promise<boolean>;
+  /**
+   * Move them aside only if they are still exactly `damaged` (bytes that do not hash to the digest, read
+   * just before): a copy of the blob elsewhere that verified takes over. False when they changed meanwhile
+   * (verified bytes healed them) or are gone.
+   */
+  setAside(digest: string, damaged: Buffer): Promise<boolean>;
   /** Blobs and bytes stored inline now. */
   totals(): Promise<{ blobs: number; bytes: number }>;
 }
+
+/** The largest --inline-max: no blob larger than this is ever stored inline. */
+export const MAX_INLINE_BYTES = 1024 * 1024;
 
 /** The digest of bytes held whole (an inline-sized body or blob), as `sha256:<hex>`. */
 export const sha256Of = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;

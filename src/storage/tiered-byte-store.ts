@@ -5,10 +5,10 @@
 // looked up inline first (one indexed lookup) and then in the wrapped store. Upload sessions are the
 // wrapped store's; a small one completes into the inline tier when the wrapped store's locations are
 // content addresses too (the data directory), so that one digest is stored in one place.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { BytesNotFoundError, type AppendResult, type BlobCopy, type ByteRange, type ByteStore, type Location, type StagedBlob, type UploadCursor } from './byte-store.ts';
-import { inlineQuarantineName, sha256Of as sha256, type InlineBlobs } from './inline-blobs.ts';
+import { inlineQuarantineName, MAX_INLINE_BYTES, sha256Of as sha256, type InlineBlobs } from './inline-blobs.ts';
 
 /** A small body read whole, or the first bytes of a larger one and the stream of the rest. */
 type Head = { readonly whole: Buffer } | { readonly rest: Readable };
@@ -113,7 +113,7 @@ export class TieredByteStore implements ByteStore {
    */
   async commit(staged: StagedBlob): Promise<Location> {
     const held = this.staged.get(staged.handle);
-    if (!held) return this.inner.commit(staged);
+    if (!held) return this.commitFile(staged);
     if (held.offered || held.file) throw new Error('this staged blob was committed already');
     // Only a blob that has a row and no inline bytes can have a file to keep (one query and no filesystem
     // call for a new blob).
@@ -124,6 +124,26 @@ export class TieredByteStore implements ByteStore {
     this.inline.offer(staged.digest, held.bytes);
     held.offered = true;
     return staged.digest;
+  }
+
+  /**
+   * A body over --inline-max, for the wrapped store. Its digest may have inline bytes (stored under a larger
+   * --inline-max): intact ones stay the blob's one copy, offered to the row write as a small body's are, and
+   * no file is written; damaged ones give way to the verified file, which then serves the blob.
+   */
+  private async commitFile(staged: StagedBlob): Promise<Location> {
+    if (!this.inner.contentAddressed || staged.size > MAX_INLINE_BYTES) return this.inner.commit(staged);
+    const current = await this.inline.read(staged.digest);
+    if (!current) return this.inner.commit(staged);
+    if (current.length === staged.size && sha256(current) === staged.digest) {
+      // discard() withdraws the offer and drops the staged file.
+      this.staged.set(staged.handle, { bytes: current, offered: true, file: staged });
+      this.inline.offer(staged.digest, current);
+      return staged.digest;
+    }
+    const location = await this.inner.commit(staged);
+    await this.inline.setAside(staged.digest, current);
+    return location;
   }
 
   async discard(staged: StagedBlob): Promise<void> {
@@ -184,6 +204,20 @@ export class TieredByteStore implements ByteStore {
 
   strays(): AsyncIterable<string> {
     return this.inner.strays();
+  }
+
+  /**
+   * A blob whose inline bytes are damaged while an intact file of it is in the wrapped store (kept under a
+   * smaller --inline-max, or by a repack cut short): the inline bytes are moved aside and the file serves
+   * the blob. True when that happened.
+   */
+  async dropDamagedCopy(location: Location): Promise<boolean> {
+    if (!isDigest(location) || !this.inner.contentAddressed) return false;
+    const bytes = await this.inline.read(location);
+    if (!bytes || sha256(bytes) === location || !(await this.inner.stat(location))?.regular) return false;
+    const hash = createHash('sha256');
+    for await (const chunk of await this.inner.openRead(location)) hash.update(chunk as Buffer);
+    return `sha256:${hash.digest('hex')}` === location && this.inline.setAside(location, bytes);
   }
 
   async quarantine(location: Location): Promise<string | null> {

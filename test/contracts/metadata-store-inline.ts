@@ -115,5 +115,33 @@ export function inlineContract(withStore: WithStore): void {
     await store.commitBlob(blob(4, good.length), pin('r'));
     assert.equal((await store.getBlob(digest(4)))?.quarantined, false);
     assert.equal(await store.inline!.read(digest(4)), null, 'no damaged bytes after the re-adopting write');
+    // setAside moves bytes only while they are exactly the damaged ones read (a file of the blob took over).
+    store.inline!.offer(digest(5), damaged);
+    await store.commitBlob(blob(5, good.length));
+    store.inline!.withdraw(digest(5));
+    assert.equal(await store.inline!.setAside(digest(5), good), false, 'not the bytes in place: kept');
+    assert.ok((await store.inline!.read(digest(5)))?.equals(damaged));
+    const asideBefore = (await store.inline!.totals()).blobs;
+    assert.equal(await store.inline!.setAside(digest(5), damaged), true);
+    assert.equal(await store.inline!.read(digest(5)), null);
+    assert.equal((await store.getBlob(digest(5)))?.quarantined, false, 'the row stays: its file serves it');
+    assert.equal((await store.inline!.totals()).blobs, asideBefore - 1);
+    assert.equal(await store.inline!.setAside(digest(5), damaged), false, 'nothing left to move');
+    // Put with a size column that lied: the re-adopted row takes the size of the bytes.
+    await store.commitBlob(blob(6, good.length - 100));
+    await store.markQuarantined(digest(6));
+    await store.inline!.put(digest(6), good);
+    assert.deepEqual([(await store.getBlob(digest(6)))?.size, (await store.getBlob(digest(6)))?.quarantined], [good.length, false]);
+  }));
+
+  test('inline: totals count the bytes a blob row names, not bytes a crash left without one', inlineOnly(async (f) => {
+    const inline = f.store.inline!;
+    const bytes = randomBytes(700);
+    inline.offer(digest(7), bytes);
+    await f.store.commitBlob(blob(7, 700));
+    inline.withdraw(digest(7));
+    await inline.put(digest(8), randomBytes(300)); // a session's bytes at its complete, no row yet on SQLite
+    const rowless = (await f.store.getBlob(digest(8))) === null;
+    assert.deepEqual(await inline.totals(), rowless ? { blobs: 1, bytes: 700 } : { blobs: 2, bytes: 1000 });
   }));
 }

@@ -102,6 +102,11 @@ export function locationContract(withStore: WithStore): void {
     const again = await store.getBlob(digest(21));
     assert.deepEqual([again?.location, again?.quarantined], [digest(21), false]);
     assert.equal((await queue(store)).length, 1);
+    // A row whose size lied (so a repair marked it) takes the size of the verified bytes that re-adopt it.
+    await store.commitBlob(blob(22, 2900));
+    await store.markQuarantined(digest(22));
+    await store.commitBlob(blob(22, 3000));
+    assert.deepEqual([(await store.getBlob(digest(22)))?.size, (await store.getBlob(digest(22)))?.quarantined], [3000, false]);
   }));
 
   test("GC's delete and purge queue the deleted row's location; a delete that does not happen queues nothing", withStore(async ({ store }) => {

@@ -63,6 +63,7 @@ export function blobWrite(q: Queryable, blob: InlineNewBlob, now: number, pin: P
       SELECT ${blob.digest}::text, ${blob.size}::bigint, ${blob.location}::text, ${now}::bigint, ${blob.content ?? null}::bytea ${from}
       ON CONFLICT (digest) DO UPDATE SET
         location = CASE WHEN blobs.quarantined_at IS NULL THEN blobs.location ELSE excluded.location END,
+        size = CASE WHEN blobs.quarantined_at IS NULL THEN blobs.size ELSE excluded.size END,
         content = CASE WHEN blobs.quarantined_at IS NOT NULL THEN excluded.content
                        WHEN excluded.content IS NOT NULL AND blobs.location = excluded.location
                             AND blobs.content IS DISTINCT FROM excluded.content THEN excluded.content

@@ -46,9 +46,9 @@ export class PgInlineRepo implements InlineBlobs {
     await this.db.sql`
       INSERT INTO blobs (digest, size, location, created_at, content)
       VALUES (${digest}, ${bytes.length}::bigint, ${digest}, ${Date.now()}::bigint, ${bytes}::bytea)
-      ON CONFLICT (digest) DO UPDATE SET content = excluded.content, quarantined_at = NULL
+      ON CONFLICT (digest) DO UPDATE SET content = excluded.content, size = excluded.size, quarantined_at = NULL
         WHERE blobs.location = excluded.location
-          AND (blobs.content IS DISTINCT FROM excluded.content OR blobs.quarantined_at IS NOT NULL)`;
+          AND (blobs.content IS DISTINCT FROM excluded.content OR blobs.quarantined_at IS NOT NULL OR blobs.size <> excluded.size)`;
   }
 
   async read(digest: string): Promise<Buffer | null> {
@@ -89,6 +89,19 @@ export class PgInlineRepo implements InlineBlobs {
     const [r] = await this.db.sql<{ n: number }[]>`
       WITH old AS (
         SELECT digest, content FROM blobs WHERE digest = ${digest} AND content IS NOT NULL AND quarantined_at IS NOT NULL FOR UPDATE
+      ), moved AS (
+        INSERT INTO inline_quarantine (digest, content, quarantined_at) SELECT digest, content, ${Date.now()}::bigint FROM old
+      ), cleared AS (
+        UPDATE blobs SET content = NULL WHERE digest IN (SELECT digest FROM old)
+      )
+      SELECT count(*)::int AS n FROM old`;
+    return r!.n > 0;
+  }
+
+  async setAside(digest: string, damaged: Buffer): Promise<boolean> {
+    const [r] = await this.db.sql<{ n: number }[]>`
+      WITH old AS (
+        SELECT digest, content FROM blobs WHERE digest = ${digest} AND content = ${damaged}::bytea FOR UPDATE
       ), moved AS (
         INSERT INTO inline_quarantine (digest, content, quarantined_at) SELECT digest, content, ${Date.now()}::bigint FROM old
       ), cleared AS (

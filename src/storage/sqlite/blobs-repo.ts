@@ -27,7 +27,7 @@ const stored = (blob: NewBlob): string | null => (blob.location === blob.digest 
 export class BlobsRepo {
   private readonly selectBlob: Statement<[string], BlobRow>;
   private readonly insertBlob: Statement<[string, number, string | null, number]>;
-  private readonly relocate: Statement<[string | null, string]>;
+  private readonly relocate: Statement<[string | null, number, string]>;
   private readonly upsertPin: Statement<[string, string, number, number | null, number]>;
   private readonly enqueue: Statement<[string, string, number]>;
   private readonly queued: Statement<[number], ByteDeletion>;
@@ -41,7 +41,8 @@ export class BlobsRepo {
   ) {
     this.selectBlob = db.prepare(`SELECT ${BLOB_COLUMNS} FROM blobs b WHERE b.digest = ?`);
     this.insertBlob = db.prepare('INSERT INTO blobs (digest, size, location, created_at) VALUES (?, ?, ?, ?)');
-    this.relocate = db.prepare('UPDATE blobs SET location = ?, quarantined_at = NULL WHERE digest = ?');
+    // A re-adopted row takes the verified size too: a size column that lied (so fsck quarantined the row) is fixed.
+    this.relocate = db.prepare('UPDATE blobs SET location = ?, size = ?, quarantined_at = NULL WHERE digest = ?');
     this.upsertPin = db.prepare(`
       INSERT INTO pins (principal, digest, temporary, expires_at, created_at) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT (principal, digest) DO UPDATE SET
@@ -75,7 +76,7 @@ export class BlobsRepo {
       return true;
     }
     if (row.quarantined_at !== null) {
-      this.relocate.run(stored(blob), blob.digest);
+      this.relocate.run(stored(blob), blob.size, blob.digest);
       this.inline.replaceWithOffered(blob.digest, now, blob.location === blob.digest);
       if (row.location !== blob.location) this.queueDeletion(row.location, blob.digest, now);
     } else if (row.location !== blob.location) {

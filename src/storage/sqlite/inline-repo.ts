@@ -20,6 +20,7 @@ export class InlineRepo implements InlineBlobs {
   private readonly sums: Statement<[], { blobs: number; bytes: number }>;
   private readonly filed: Statement<[number, string, number], { digest: string; size: number }>;
   private readonly quarantineTx: (digest: string) => boolean;
+  private readonly setAsideTx: (digest: string, damaged: Buffer) => boolean;
   private readonly putTx: (digest: string, bytes: Buffer) => void;
 
   constructor(db: Db) {
@@ -31,16 +32,25 @@ export class InlineRepo implements InlineBlobs {
     this.remove = db.prepare('DELETE FROM inline_blobs WHERE digest = ?');
     this.page = db.prepare('SELECT digest FROM inline_blobs WHERE digest > ? ORDER BY digest LIMIT ?').pluck() as Statement<[string, number], string>;
     this.moveAside = db.prepare('INSERT INTO inline_quarantine (digest, content, quarantined_at) SELECT digest, content, ? FROM inline_blobs WHERE digest = ?');
-    this.sums = db.prepare('SELECT count(*) AS blobs, coalesce(sum(length(content)), 0) AS bytes FROM inline_blobs');
+    // Bytes a blob row names: bytes a crash left without one (GC removes them) are no blob of the store.
+    this.sums = db.prepare(`SELECT count(*) AS blobs, coalesce(sum(length(i.content)), 0) AS bytes FROM inline_blobs i
+      WHERE EXISTS (SELECT 1 FROM blobs b WHERE b.digest = i.digest)`);
     // Rows at their digest (location NULL) with no inline bytes: their bytes are a file of the local store.
     this.filed = db.prepare(`SELECT b.digest, b.size FROM blobs b
       WHERE b.location IS NULL AND b.quarantined_at IS NULL AND b.size <= ? AND b.digest > ?
         AND NOT EXISTS (SELECT 1 FROM inline_blobs i WHERE i.digest = b.digest)
       ORDER BY b.digest LIMIT ?`);
-    const heal = db.prepare('UPDATE blobs SET quarantined_at = NULL WHERE digest = ? AND quarantined_at IS NOT NULL AND location IS NULL');
+    // Verified bytes re-adopt a quarantined row, with their size (a size column that lied is fixed too).
+    const heal = db.prepare('UPDATE blobs SET quarantined_at = NULL, size = ? WHERE digest = ? AND quarantined_at IS NOT NULL AND location IS NULL');
     this.putTx = db.transaction((digest: string, bytes: Buffer) => {
       this.upsert.run(digest, bytes, Date.now());
-      heal.run(digest);
+      heal.run(bytes.length, digest);
+    }).immediate;
+    const moveIfSame = db.prepare('INSERT INTO inline_quarantine (digest, content, quarantined_at) SELECT digest, content, ? FROM inline_blobs WHERE digest = ? AND content = ?');
+    this.setAsideTx = db.transaction((digest: string, damaged: Buffer) => {
+      if (moveIfSame.run(Date.now(), digest, damaged).changes === 0) return false;
+      this.remove.run(digest);
+      return true;
     }).immediate;
     this.quarantineTx = db.transaction((digest: string) => {
       if (this.moveAside.run(Date.now(), digest).changes === 0) return false;
@@ -102,6 +112,10 @@ export class InlineRepo implements InlineBlobs {
 
   async *list(): AsyncIterable<string> {
     for (let page = this.page.all('', PAGE); page.length > 0; page = this.page.all(page.at(-1)!, PAGE)) yield* page;
+  }
+
+  async setAside(digest: string, damaged: Buffer): Promise<boolean> {
+    return this.setAsideTx(digest, damaged);
   }
 
   async quarantine(digest: string): Promise<boolean> {
