@@ -323,6 +323,9 @@ describe('damage that must neither stick nor lead outside the data directory (G6
     // Files and directories beside blobs/sha256/.
     await writeFile(path.join(d.dataDir, 'blobs', 'evil'), 'planted');
     await mkdir(path.join(d.dataDir, 'blobs', 'md5'));
+    // A filesystem mounted at blobs/ (or blobs/sha256/) brings its lost+found: not an orphan.
+    await mkdir(path.join(d.dataDir, 'blobs', 'lost+found'));
+    await mkdir(path.join(d.dataDir, 'blobs', 'sha256', 'lost+found'));
 
     await gc();
     assert.equal(await readFile(precious, 'utf8'), 'precious', 'nothing outside was deleted');
@@ -335,6 +338,7 @@ describe('damage that must neither stick nor lead outside the data directory (G6
     assert.ok(report.orphans.includes(`blobs/sha256/ef/01/${dirHex}`), 'so is the directory');
     assert.ok(report.orphans.includes('blobs/evil') && report.orphans.includes('blobs/md5'), 'and what lies beside blobs/sha256');
     assert.equal(await readFile(path.join(d.dataDir, 'blobs', 'evil'), 'utf8'), 'planted', 'reported, not deleted');
+    assert.deepEqual(report.orphans.filter((o) => o.includes('lost+found')), []);
     const repaired = await fsck('?repair=true');
     assert.ok(repaired.quarantined.includes(digest));
     assert.ok((await readFile(outsideCopy)).equals(data), 'repair moved the link, not what it points at');
@@ -343,5 +347,7 @@ describe('damage that must neither stick nor lead outside the data directory (G6
     await rm(shardLink);
     await rm(path.join(d.dataDir, 'blobs', 'evil'));
     await rm(path.join(d.dataDir, 'blobs', 'md5'), { recursive: true });
+    await rm(path.join(d.dataDir, 'blobs', 'lost+found'), { recursive: true });
+    await rm(path.join(d.dataDir, 'blobs', 'sha256', 'lost+found'), { recursive: true });
   });
 });

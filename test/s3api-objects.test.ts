@@ -235,6 +235,10 @@ describe('S3 API with @aws-sdk/client-s3', () => {
     assert.equal(sent.status, 200, sent.body);
     const head = await s3.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'repeated.txt' }));
     assert.match(head.Metadata?.colour ?? '', /^blue, ?green$/);
+    // A header node keeps only the first of would be used otherwise than it was signed: refused.
+    const typed = await signedRepeatedHeaders(d.s3Url!, admin, 'PUT', '/photos/typed.txt', 'twice', { 'content-type': ['text/plain', 'text/html'] });
+    assert.equal(typed.status, 400, typed.body);
+    assert.match(typed.body, /<Code>InvalidArgument<\/Code>.*content-type header was sent more than once/s);
   });
 
   test('HTTP the parser refuses (headers too large, bad framing) is answered on the S3 port in S3\'s XML, on the native port in JSON', async () => {

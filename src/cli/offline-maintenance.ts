@@ -22,24 +22,31 @@ export class MaintenanceError extends Error {
   override name = 'MaintenanceError';
 }
 
-async function requireDataDir(layout: DataLayout): Promise<void> {
+/** What to do instead when the data directory's rows are in PostgreSQL, by command. */
+const ON_POSTGRES = {
+  backup: "back it up with pg_dump (and the bucket with the store's own tools)",
+  fsck: 'run blobd fsck against a running node (without --data)',
+  repack: '--repack works on the SQLite database of a data directory only; small blobs stored as files stay readable where they are',
+} as const;
+
+async function requireDataDir(layout: DataLayout, command: keyof typeof ON_POSTGRES): Promise<void> {
   const recorded = await recordedMetadataStore(layout);
   if (recorded?.kind === 'postgres') {
-    throw new MaintenanceError(
-      `the metadata of ${layout.root} is in PostgreSQL (${recorded.database}): back it up with pg_dump (and the bucket with the store's own tools), and run blobd fsck against a running node (without --data)`,
-    );
+    throw new MaintenanceError(`the metadata of ${layout.root} is in PostgreSQL (${recorded.database}): ${ON_POSTGRES[command]}`);
   }
   const found = await stat(layout.databaseFile).catch(() => null);
   if (!found) throw new MaintenanceError(`no blobd data directory at ${layout.root} (no blobd.db)`);
+  // SQLite would take an empty file for a new database, and this directory for one that holds nothing.
+  if (found.size === 0) throw new MaintenanceError(`${layout.databaseFile} is empty: put the database back from a \`blobd backup\` copy`);
 }
 
 /**
  * Runs `work` on a data directory whose blobs are files here (not in an object store) and that no daemon is
  * using: it takes the directory's lock, as a daemon would, and opens the database without a daemon's extras.
  */
-async function withLocalDataDir<T>(dataDir: string, work: (meta: SqliteMetadataStore, files: FsByteStore) => Promise<T>): Promise<T> {
+async function withLocalDataDir<T>(dataDir: string, command: 'fsck' | 'repack', work: (meta: SqliteMetadataStore, files: FsByteStore) => Promise<T>): Promise<T> {
   const layout = new DataLayout(dataDir);
-  await requireDataDir(layout);
+  await requireDataDir(layout, command);
   const store = await recordedStore(layout);
   if (store && store.kind !== 'fs') {
     throw new MaintenanceError(`the blobs of ${layout.root} are in ${describeStore(store)}: run blobd fsck against its daemon (without --data)`);
@@ -56,7 +63,7 @@ async function withLocalDataDir<T>(dataDir: string, work: (meta: SqliteMetadataS
 
 /** fsck of a data directory no daemon is using. */
 export function fsckOffline(dataDir: string, repair: boolean): Promise<FsckReport> {
-  return withLocalDataDir(dataDir, (meta, files) => {
+  return withLocalDataDir(dataDir, 'fsck', (meta, files) => {
     const bytes = new TieredByteStore(files, meta.inline, 0);
     // Only its digest lock is used here: nothing is ingested.
     const blobs = new BlobService(meta, bytes, new DiskBudget(meta, bytes, 0), { maxBlobSize: 0, temporaryTtlMs: 0 });
@@ -69,7 +76,7 @@ export function fsckOffline(dataDir: string, repair: boolean): Promise<FsckRepor
  * is using: blobs of at most `max` bytes.
  */
 export function repackOffline(dataDir: string, max: number): Promise<RepackReport> {
-  return withLocalDataDir(dataDir, (meta, files) => repackSmallFiles(meta.inline, files, max));
+  return withLocalDataDir(dataDir, 'repack', (meta, files) => repackSmallFiles(meta.inline, files, max));
 }
 
 /** How long a backup's GC hold lasts without renewal: a crashed backup pauses GC no longer than this. */
@@ -86,7 +93,7 @@ const PAGE = 1000;
 export async function backupDataDir(dataDir: string, dir: string): Promise<BackupResult> {
   const from = new DataLayout(dataDir);
   const to = new DataLayout(dir);
-  await requireDataDir(from);
+  await requireDataDir(from, 'backup');
   // Blobs in an object store stay there: the copy is the metadata (and secrets), pointing at the same bytes.
   const store = await recordedStore(from);
   const copyBytes = store === null || store.kind === 'fs';
@@ -136,8 +143,16 @@ export async function backupDataDir(dataDir: string, dir: string): Promise<Backu
     for (let page = await snapshot.listBlobsAfter('', PAGE); page.length > 0; page = await snapshot.listBlobsAfter(page.at(-1)!.digest, PAGE)) {
       for (const blob of page) {
         if (blob.quarantined) continue; // its bytes are in quarantine: the copy reads it as absent, like the original
-        // Bytes in the object store, or in the database's inline tier (the snapshot carries them).
-        if (!copyBytes || (await snapshot.inline.stat(blob.digest))) {
+        // Bytes in the object store: not copied.
+        if (!copyBytes) {
+          count++;
+          bytes += blob.size;
+          continue;
+        }
+        // Bytes in the database's inline tier are in the snapshot; a file of the same blob beside them (kept
+        // under a smaller --inline-max) is linked too: it serves the blob should the inline copy be damaged.
+        const inline = (await snapshot.inline.stat(blob.digest)) !== null;
+        if (inline && !(await stat(from.blobFile(blob.digest)).catch(() => null))) {
           count++;
           bytes += blob.size;
           continue;
@@ -155,7 +170,7 @@ export async function backupDataDir(dataDir: string, dir: string): Promise<Backu
             return true;
           },
           async (err: NodeJS.ErrnoException) => {
-            if (err.code === 'ENOENT') return settleMissing(blob.digest);
+            if (err.code === 'ENOENT') return inline || settleMissing(blob.digest);
             if (err.code !== 'EXDEV' && err.code !== 'EPERM') throw err;
             await copyFile(from.blobFile(blob.digest), target);
             await chmod(target, BLOB_MODE);
@@ -199,9 +214,13 @@ export interface BackupResult {
   readonly bytes_in?: string;
 }
 
-/** The admin token and every key file: the copy answers the same tokens, URLs and idempotent replays. */
+/** The admin token, the store records and every key file: the copy answers the same tokens, URLs and idempotent replays. */
 async function copySecrets(from: DataLayout, to: DataLayout): Promise<void> {
-  const files: [string, string][] = [[from.adminTokenFile, to.adminTokenFile], [from.byteStoreFile, to.byteStoreFile]];
+  const files: [string, string][] = [
+    [from.adminTokenFile, to.adminTokenFile],
+    [from.byteStoreFile, to.byteStoreFile],
+    [from.metadataStoreFile, to.metadataStoreFile],
+  ];
   const keys = await readdir(from.keysDir).catch(() => [] as string[]);
   if (keys.length > 0) await mkdir(to.keysDir, { mode: DIR_MODE });
   for (const name of keys) files.push([path.join(from.keysDir, name), path.join(to.keysDir, name)]);

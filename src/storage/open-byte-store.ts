@@ -43,7 +43,11 @@ export const describeStore = (id: StoreIdentity) =>
  * has a database but no record predates the choice: its blobs are in the data directory.
  */
 export async function recordedStore(layout: DataLayout): Promise<StoreIdentity | null> {
-  const found = await readRecordFile<StoreIdentity>(layout.byteStoreFile, ['fs', 's3']);
+  const found = await readRecordFile<StoreIdentity>(
+    layout.byteStoreFile,
+    ['fs', 's3'],
+    'put it back from a `blobd backup` copy of this data directory, or write {"kind":"fs"} into it when the blobs are files here (docs/operations.md shows the S3 form)',
+  );
   return found ?? (existsSync(layout.databaseFile) ? { kind: 'fs' } : null);
 }
 

@@ -2,7 +2,7 @@
 // several nodes share. A data directory remembers which one holds its rows (data/metadata-store.json), so a
 // daemon started with the other is refused with one clear line instead of starting on an empty catalogue
 // (whose GC would then take the directory's blob files for strays).
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { redactUrl, type MetadataConfig } from '../config.ts';
 import { FILE_MODE, type DataLayout } from './fs/layout.ts';
@@ -33,7 +33,11 @@ const describe = (id: MetadataIdentity) =>
 
 /** Which database holds this data directory's rows, as recorded; null for a new directory. */
 export async function recordedMetadataStore(layout: DataLayout): Promise<MetadataIdentity | null> {
-  const found = await readRecordFile<MetadataIdentity>(layout.metadataStoreFile, ['sqlite', 'postgres']);
+  const found = await readRecordFile<MetadataIdentity>(
+    layout.metadataStoreFile,
+    ['sqlite', 'postgres'],
+    'delete it and start with the same --metadata as before (none for blobd.db here): it is written again',
+  );
   // A directory with a database but no record predates the choice: its rows are in SQLite.
   return found ?? (existsSync(layout.databaseFile) ? { kind: 'sqlite' } : null);
 }
@@ -44,7 +48,9 @@ export async function recordedMetadataStore(layout: DataLayout): Promise<Metadat
  * first GC pass would delete every blob file as a stray: refused, with what to do.
  */
 function refuseLostDatabase(layout: DataLayout, recordedBefore: boolean): void {
-  if (existsSync(layout.databaseFile)) return;
+  // An empty file is what SQLite takes for a new database: as good as lost (a truncation, a bad restore).
+  const size = existsSync(layout.databaseFile) ? statSync(layout.databaseFile).size : null;
+  if (size !== null && size > 0) return;
   let blobDirs: string[] = [];
   try {
     blobDirs = readdirSync(layout.blobsDir);
@@ -53,7 +59,7 @@ function refuseLostDatabase(layout: DataLayout, recordedBefore: boolean): void {
   }
   if (!recordedBefore && blobDirs.length === 0) return;
   throw new MetadataStoreError(
-    `${layout.databaseFile} is missing, but this data directory was in use (${blobDirs.length > 0 ? 'it holds blob files' : 'metadata-store.json names SQLite'}): ` +
+    `${layout.databaseFile} is ${size === null ? 'missing' : 'empty'}, but this data directory was in use (${blobDirs.length > 0 ? 'it holds blob files' : 'metadata-store.json names SQLite'}): ` +
       'put the database back (from a `blobd backup` copy), or start with an empty --data',
   );
 }
@@ -72,7 +78,8 @@ export async function openMetadataStore(config: MetadataConfig, layout: DataLayo
   }
   let store: MetadataStore;
   if (config.kind === 'sqlite') {
-    refuseLostDatabase(layout, before !== null);
+    // The record itself, not what an existing (perhaps empty) blobd.db lets recordedMetadataStore infer.
+    refuseLostDatabase(layout, existsSync(layout.metadataStoreFile));
     store = SqliteMetadataStore.open(layout.databaseFile, { reserve, checkpointThread: true });
   } else {
     // Loaded only for this store, like the S3 byte store.

@@ -66,7 +66,7 @@ const put = createRoute({
   summary: 'Create a bucket or replace its settings',
   middleware: [requires({ action: 'admin' }), limitJsonBody(64 * 1024), idempotent(jsonBody)] as const,
   request: { params: BucketParam, body: { content: { 'application/json': { schema: Settings } }, required: false } },
-  responses: { 201: jsonContent(Bucket, 'created'), 200: jsonContent(Bucket, 'updated'), ...errors(400, 401, 403) },
+  responses: { 201: jsonContent(Bucket, 'created'), 200: jsonContent(Bucket, 'updated'), ...errors(400, 401, 403, 415) },
 });
 
 const get = createRoute({

@@ -127,7 +127,7 @@ const patchObject = createRoute({
     headers: z.object({ 'if-match': z.string().optional() }),
     body: { content: { 'application/json': { schema: MetaPatchBody }, 'application/merge-patch+json': { schema: MetaPatchBody } }, required: true },
   },
-  responses: { 200: jsonContent(PartialObject, 'updated'), ...errors(400, 401, 403, 404, 412) },
+  responses: { 200: jsonContent(PartialObject, 'updated'), ...errors(400, 401, 403, 404, 412, 415) },
 });
 
 const getObject = createRoute({

@@ -38,7 +38,7 @@ const create = createRoute({
   request: { body: { content: { 'application/json': { schema: NewS3Key } }, required: true } },
   responses: {
     201: jsonContent(S3KeyInfo.extend({ secret_access_key: z.string() }).openapi('CreatedS3Key'), 'created'),
-    ...errors(400, 401, 403, 409, 422),
+    ...errors(400, 401, 403, 409, 415, 422),
   },
 });
 

@@ -30,16 +30,18 @@ const sign = createRoute({
   summary: 'Sign a URL for one request the caller may make itself; it needs no other credential',
   middleware: [requires({ action: 'authenticated' }, { signable: false }), limitJsonBody(64 * 1024), idempotent(jsonBody)] as const,
   request: { body: { content: { 'application/json': { schema: SignRequest } }, required: true } },
-  responses: { 201: jsonContent(SignedUrl, 'signed'), ...errors(400, 401, 403, 409, 422) },
+  responses: { 201: jsonContent(SignedUrl, 'signed'), ...errors(400, 401, 403, 409, 415, 422) },
 });
 
 export function signedUrlRoutes(signedUrls: SignedUrls, checkTarget: CheckTarget) {
   const app = createRouter();
   app.openapi(sign, async (c) => {
     const body = c.req.valid('json');
+    // Whole seconds, rounded up ("1500ms": 2 s).
+    const expiresInS = Math.ceil(lifetimeMs(body.expires_in) / 1000);
     const signed = await signedUrls.sign(
       principalOf(c),
-      { method: body.method, path: body.path, expiresInS: lifetimeMs(body.expires_in) / 1000, maxSize: body.max_size, contentType: body.content_type },
+      { method: body.method, path: body.path, expiresInS, maxSize: body.max_size, contentType: body.content_type },
       checkTarget,
     );
     const method = body.method.toUpperCase();

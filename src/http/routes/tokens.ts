@@ -43,7 +43,7 @@ const create = createRoute({
   request: { body: { content: { 'application/json': { schema: NewToken } }, required: true } },
   responses: {
     201: jsonContent(TokenInfo.extend({ token: z.string() }).openapi('CreatedToken'), 'created'),
-    ...errors(400, 401, 403, 409, 422),
+    ...errors(400, 401, 403, 409, 415, 422),
   },
 });
 

@@ -35,9 +35,20 @@ function signingHeadersOf(c: Context<AppEnv>, headers: Headers): Headers {
   const incoming = c.env?.incoming;
   if (!incoming || incoming.rawHeaders.length / 2 === Object.keys(headers).length) return headers;
   const out: Record<string, string | string[]> = {};
-  for (const [name, values] of Object.entries(incoming.headersDistinct)) if (values) out[name] = values.length === 1 ? values[0]! : values;
+  for (const [name, values] of Object.entries(incoming.headersDistinct)) {
+    if (!values) continue;
+    // Node keeps only the first of these: what the request did would not be what its signature covers.
+    if (values.length > 1 && SINGLE_VALUED.has(name)) throw new S3Error('InvalidArgument', 400, `the ${name} header was sent more than once`);
+    out[name] = values.length === 1 ? values[0]! : values;
+  }
   return out;
 }
+
+/** Headers node:http keeps the first of when they repeat (IncomingMessage.headers). */
+const SINGLE_VALUED = new Set([
+  'age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from', 'host', 'if-modified-since',
+  'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'proxy-authorization', 'referer', 'retry-after', 'server', 'user-agent',
+]);
 
 /** What the client says the content's length is: x-amz-decoded-content-length for aws-chunked bodies. */
 function declaredSizeOf(c: Context<AppEnv>): number | undefined {

@@ -3,7 +3,7 @@
 // the bytes its name says (G2): a location here is the digest itself. It must never expose a path to its
 // callers. Sessions are one file each under uploads/; their cursor is always null (the file is the state).
 import { createHash, randomUUID } from 'node:crypto';
-import { constants, createReadStream } from 'node:fs';
+import { constants, createReadStream, type Dirent } from 'node:fs';
 import { copyFile, lstat, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -344,18 +344,21 @@ export class FsByteStore implements ByteStore {
 
   /**
    * Every entry under blobs/ as lstat sees it: blob files (regular files with a digest's name in its shard)
-   * and strays (anything else, blobs/ itself included). Symlinks are strays and never descended into.
+   * and strays (anything else under blobs/, but a mount's lost+found). Symlinks are strays and never descended into.
    */
   private async *walk(): AsyncIterable<BlobEntry> {
     const rel = (p: string) => path.relative(this.layout.root, p);
     const dirents = (dir: string) => readdir(dir, { withFileTypes: true }).catch(() => []);
+    // A filesystem mounted at blobs/ or blobs/sha256/ has its lost+found there: the filesystem's, not a stray.
+    const mountRoot = (e: Dirent) => e.name === 'lost+found' && e.isDirectory();
     // blobs/ holds sha256/ alone: anything beside it was put there by hand (or by another tool).
     const algorithms = path.dirname(this.layout.blobsDir);
     for (const e of await dirents(algorithms)) {
       const p = path.join(algorithms, e.name);
-      if (p !== this.layout.blobsDir || !e.isDirectory()) yield { stray: rel(p) };
+      if ((p !== this.layout.blobsDir || !e.isDirectory()) && !mountRoot(e)) yield { stray: rel(p) };
     }
     for (const a of await dirents(this.layout.blobsDir)) {
+      if (mountRoot(a)) continue;
       const pa = path.join(this.layout.blobsDir, a.name);
       if (!a.isDirectory() || !SHARD_RE.test(a.name)) {
         yield { stray: rel(pa) };

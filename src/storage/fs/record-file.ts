@@ -7,8 +7,11 @@ export class RecordFileError extends Error {
   override name = 'RecordFileError';
 }
 
-/** The record in `file` when its `kind` is one of `kinds`; null when there is no such file. */
-export async function readRecordFile<T extends { readonly kind: string }>(file: string, kinds: readonly T['kind'][]): Promise<T | null> {
+/**
+ * The record in `file` when its `kind` is one of `kinds`; null when there is no such file. `remedy`: what
+ * to do about a damaged one, in the operator's words.
+ */
+export async function readRecordFile<T extends { readonly kind: string }>(file: string, kinds: readonly T['kind'][], remedy: string): Promise<T | null> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -25,8 +28,7 @@ export async function readRecordFile<T extends { readonly kind: string }>(file: 
   const kind = (value as { kind?: unknown } | null | undefined)?.kind;
   if (typeof value !== 'object' || value === null || Array.isArray(value) || !kinds.includes(kind as T['kind'])) {
     throw new RecordFileError(
-      `${file} is damaged (${text.trim() === '' ? 'empty' : `not a record with "kind" ${kinds.map((k) => `"${k}"`).join(' or ')}`}): ` +
-        'put it back from a backup of this data directory (blobd backup copies it), or write it again as the data directory section of docs/operations.md shows',
+      `${file} is damaged (${text.trim() === '' ? 'empty' : `not a record with "kind" ${kinds.map((k) => `"${k}"`).join(' or ')}`}): ${remedy}`,
     );
   }
   return value as T;
