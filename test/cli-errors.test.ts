@@ -70,6 +70,7 @@ describe('blobd CLI: error messages', () => {
       // A word after `uploads` that names none of its commands (ls is the default, and would take it).
       [['uploads', 'frob', 'x'], "blobd: unknown command or argument 'frob' (blobd uploads [ls], blobd uploads rm ID)"],
       [['uploads', 'cancel', 'x'], 'blobd: not an upload session id: "x" (blobd uploads lists them)'],
+      [['fsck', '--inline-max', '1KiB'], 'blobd: --inline-max goes with --repack (a check re-hashes every blob whatever its size)'],
     ];
     const runs = await Promise.all(cases.map(([args]) => blobd(args)));
     cases.forEach(([, want], i) => assert.equal(oneLine(runs[i]!, 2), want));

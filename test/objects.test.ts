@@ -566,6 +566,9 @@ describe('buckets and objects', () => {
     assert.equal((await d.api('/api/buckets/nope/objects?format=csv')).status, 404);
     const narrow = parseCsv(await (await d.api('/api/buckets/export/objects?format=csv&fields=key,size')).text(), { columns: true }) as Record<string, string>[];
     assert.deepEqual(narrow[0], { key: 'k0', size: '5' });
+    // Columns in the order asked for.
+    const ordered = await (await d.api('/api/buckets/export/objects?format=csv&fields=size,digest,key')).text();
+    assert.equal(ordered.split('\r\n')[0], 'size,digest,key');
     const nd2 = (await (await d.api('/api/buckets/export/objects?format=ndjson&fields=-properties,-tags')).text()).trim().split('\n');
     assert.ok(nd2.every((l) => !('properties' in JSON.parse(l)) && 'key' in JSON.parse(l)));
   });

@@ -27,6 +27,7 @@ export function registerFsck(program: Command): void {
     .option('--inline-max <size>', "with --repack: the largest blob to move (at most 1MiB; default: BLOBD_INLINE_MAX, else 64KiB, as the daemon's)")
     .action(async (opts: { data?: string; repair?: boolean; repack?: boolean; inlineMax?: string }, cmd: Command) => {
       if (opts.repack) return repack(opts, cmd);
+      if (opts.inlineMax !== undefined) throw new UsageError('--inline-max goes with --repack (a check re-hashes every blob whatever its size)');
       let report: FsckReport;
       if (opts.data !== undefined) {
         // Loaded only here: the offline path builds core and storage, which a client command never needs.

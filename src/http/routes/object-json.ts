@@ -93,7 +93,9 @@ export function selectFields(item: Record<string, unknown>, spec: string | undef
   for (const n of names) {
     if (!FIELDS.includes(n.replace(/^-/, ''))) throw new BlobdError('invalid_request', `unknown field ${n.replace(/^-/, '')}`, { fields: FIELDS });
   }
-  const keep = names.filter((n) => !n.startsWith('-'));
+  const keep = [...new Set(names.filter((n) => !n.startsWith('-')))];
   const drop = new Set(names.filter((n) => n.startsWith('-')).map((n) => n.slice(1)));
-  return Object.fromEntries(Object.entries(item).filter(([k]) => (keep.length === 0 || keep.includes(k)) && !drop.has(k)));
+  // Named fields come in the order named (a csv export's columns too); otherwise the item's own order.
+  const order = keep.length > 0 ? keep.filter((k) => k in item) : Object.keys(item);
+  return Object.fromEntries(order.filter((k) => !drop.has(k)).map((k) => [k, item[k]]));
 }
