@@ -14,6 +14,18 @@ import { waitFor } from './helpers/wait.ts';
 
 const run = promisify(execFile);
 
+/** `blobd ARGS` run to its end (killed after a minute: a start that should fail and does not fails the test). */
+function blobdExit(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return run(process.execPath, [BLOBD, ...args], {
+    env: { ...process.env, BLOBD_ADMIN_TOKEN: 'another-token-0123456789' },
+    timeout: 60_000,
+    killSignal: 'SIGKILL',
+  }).then(
+    () => ({ code: 0, stderr: '' }),
+    (err: { code: number | null; stderr: string }) => err,
+  );
+}
+
 test('probes, OpenAPI and request ids', async () => {
   const d = await startDaemon({ args: ['--log-level', 'info'] });
   try {
@@ -164,11 +176,7 @@ test('a data directory in use that lost its blobd.db refuses to start (GC would 
   assert.equal(res.status, 201);
   await d.stop();
   for (const suffix of ['', '-wal', '-shm']) await rm(path.join(d.dataDir, `blobd.db${suffix}`), { force: true });
-  const serve = () =>
-    run(process.execPath, [BLOBD, 'serve', '--port', '0', '--data', d.dataDir], { env: { ...process.env, BLOBD_ADMIN_TOKEN: 'another-token-0123456789' } }).then(
-      () => ({ code: 0, stderr: '' }),
-      (err: { code: number; stderr: string }) => err,
-    );
+  const serve = () => blobdExit(['serve', '--port', '0', '--data', d.dataDir]);
   const refused = await serve();
   assert.equal(refused.code, 1);
   assert.match(refused.stderr.trim(), /^blobd: .*blobd\.db is missing, but this data directory was in use \(it holds blob files\): put the database back/);
@@ -185,14 +193,9 @@ test('a damaged byte-store.json, metadata-store.json or blobd.db (or an empty bl
   assert.equal((await d.api('/api/blobs', { method: 'POST', body: data })).status, 201);
   await d.stop();
   const target = path.join(path.dirname(d.dataDir), 'copy');
-  const blobd = (...args: string[]) =>
-    run(process.execPath, [BLOBD, ...args], { env: { ...process.env, BLOBD_ADMIN_TOKEN: 'another-token-0123456789' }, timeout: 60_000, killSignal: 'SIGKILL' }).then(
-      () => ({ code: 0, stderr: '' }),
-      (err: { code: number; stderr: string }) => err,
-    );
   const refusals = async (file: string, why: RegExp, serveWhy = why) => {
     for (const args of [['serve', '--port', '0'], ['fsck'], ['backup', target]]) {
-      const got = await blobd(...args, '--data', d.dataDir);
+      const got = await blobdExit([...args, '--data', d.dataDir]);
       assert.equal(got.code, 1, `${args[0]} with a damaged ${file}`);
       assert.equal(got.stderr.trim().split('\n').length, 1, got.stderr);
       const said = args[0] === 'serve' ? serveWhy : why;
@@ -269,28 +272,14 @@ test('a port in use is one line naming the address, exit 1, and no data director
   const work = await makeTempDir();
   const dataDir = path.join(work, 'never', 'data');
   try {
-    const res = await run(process.execPath, [BLOBD, 'serve', '--port', String(port), '--host', '127.0.0.1', '--data', dataDir], {
-      env: { ...process.env, BLOBD_ADMIN_TOKEN: 'another-token-0123456789' },
-      timeout: 60_000,
-      killSignal: 'SIGKILL',
-    }).then(
-      () => ({ code: 0 as number | null, stderr: '' }),
-      (err: { code: number | null; stderr: string }) => err,
-    );
+    const res = await blobdExit(['serve', '--port', String(port), '--host', '127.0.0.1', '--data', dataDir]);
     assert.equal(res.code, 1, res.stderr);
     assert.match(res.stderr, /^blobd: [^\n]+\n$/, `one line: ${JSON.stringify(res.stderr)}`);
     assert.ok(res.stderr.includes(`127.0.0.1:${port}`) && res.stderr.includes('already in use'), res.stderr);
     assert.match(res.stderr, /choose another --port\)/);
     assert.equal(await stat(path.join(work, 'never')).catch(() => null), null, 'nothing was created');
     // The S3 API's port taken: the line names its own setting.
-    const s3 = await run(process.execPath, [BLOBD, 'serve', '--port', '0', '--s3-api-port', String(port), '--data', dataDir], {
-      env: { ...process.env, BLOBD_ADMIN_TOKEN: 'another-token-0123456789' },
-      timeout: 60_000,
-      killSignal: 'SIGKILL',
-    }).then(
-      () => ({ code: 0 as number | null, stderr: '' }),
-      (err: { code: number | null; stderr: string }) => err,
-    );
+    const s3 = await blobdExit(['serve', '--port', '0', '--s3-api-port', String(port), '--data', dataDir]);
     assert.equal(s3.code, 1, s3.stderr);
     assert.match(s3.stderr, /^blobd: cannot listen on 127\.0\.0\.1:\d+: the address is already in use \(.*choose another --s3-api-port, or 0 to turn the S3 API off\)\n$/);
     assert.equal(await stat(path.join(work, 'never')).catch(() => null), null, 'nothing was created');

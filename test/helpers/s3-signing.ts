@@ -30,18 +30,8 @@ export interface S3Credentials {
   readonly secretAccessKey: string;
 }
 
-/**
- * fetch of `base + pathAndQuery` signed with `credentials` (region us-east-1, UNSIGNED-PAYLOAD). The path
- * is signed as written: percent-encode it the way the request should carry it.
- */
-export async function signedFetch(
-  base: string,
-  credentials: S3Credentials,
-  method: string,
-  pathAndQuery: string,
-  body?: string,
-  headers: Record<string, string> = {},
-): Promise<Response> {
+/** The headers that sign `method base+pathAndQuery` with `credentials` (region us-east-1, UNSIGNED-PAYLOAD). */
+async function signedHeaders(base: string, credentials: S3Credentials, method: string, pathAndQuery: string, body: string | undefined, headers: Record<string, string>) {
   const url = new URL(base + pathAndQuery);
   const request = new HttpRequest({
     method,
@@ -54,8 +44,23 @@ export async function signedFetch(
     body,
   });
   const signer = new SignatureV4({ credentials, region: 'us-east-1', service: 's3', sha256: Sha256, uriEscapePath: false });
-  const signed = await signer.sign(request);
-  return fetch(url, { method, headers: signed.headers, body });
+  return { url, headers: (await signer.sign(request)).headers };
+}
+
+/**
+ * fetch of `base + pathAndQuery` signed with `credentials` (region us-east-1, UNSIGNED-PAYLOAD). The path
+ * is signed as written: percent-encode it the way the request should carry it.
+ */
+export async function signedFetch(
+  base: string,
+  credentials: S3Credentials,
+  method: string,
+  pathAndQuery: string,
+  body?: string,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  const signed = await signedHeaders(base, credentials, method, pathAndQuery, body, headers);
+  return fetch(signed.url, { method, headers: signed.headers, body });
 }
 
 /**
@@ -70,21 +75,9 @@ export async function signedRepeatedHeaders(
   body: string,
   headers: Record<string, string | string[]>,
 ): Promise<{ status: number; body: string }> {
-  const url = new URL(base + pathAndQuery);
   const joined = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v]));
-  const request = new HttpRequest({
-    method,
-    protocol: url.protocol,
-    hostname: url.hostname,
-    port: Number(url.port),
-    path: url.pathname,
-    query: Object.fromEntries(url.searchParams),
-    headers: { host: url.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', ...joined },
-    body,
-  });
-  const signer = new SignatureV4({ credentials, region: 'us-east-1', service: 's3', sha256: Sha256, uriEscapePath: false });
-  const signed = await signer.sign(request);
-  const sent: Record<string, string | string[]> = { ...signed.headers, ...headers, 'content-length': String(Buffer.byteLength(body)) };
+  const { url, headers: signed } = await signedHeaders(base, credentials, method, pathAndQuery, body, joined);
+  const sent: Record<string, string | string[]> = { ...signed, ...headers, 'content-length': String(Buffer.byteLength(body)) };
   const { request: httpRequest } = await import('node:http');
   return new Promise((resolve, reject) => {
     const req = httpRequest({ hostname: url.hostname, port: url.port, path: url.pathname + url.search, method, headers: sent }, (res) => {

@@ -85,23 +85,19 @@ export class PgInlineRepo implements InlineBlobs {
    * Only the bytes of a row fsck marked quarantined: another node may have healed it since (new bytes,
    * the mark cleared), and those must stay.
    */
-  async quarantine(digest: string): Promise<boolean> {
-    const [r] = await this.db.sql<{ n: number }[]>`
-      WITH old AS (
-        SELECT digest, content FROM blobs WHERE digest = ${digest} AND content IS NOT NULL AND quarantined_at IS NOT NULL FOR UPDATE
-      ), moved AS (
-        INSERT INTO inline_quarantine (digest, content, quarantined_at) SELECT digest, content, ${Date.now()}::bigint FROM old
-      ), cleared AS (
-        UPDATE blobs SET content = NULL WHERE digest IN (SELECT digest FROM old)
-      )
-      SELECT count(*)::int AS n FROM old`;
-    return r!.n > 0;
+  quarantine(digest: string): Promise<boolean> {
+    return this.moveAside(digest, this.db.sql`quarantined_at IS NOT NULL`);
   }
 
-  async setAside(digest: string, damaged: Buffer): Promise<boolean> {
+  setAside(digest: string, damaged: Buffer): Promise<boolean> {
+    return this.moveAside(digest, this.db.sql`content = ${damaged}::bytea`);
+  }
+
+  /** The row's bytes into inline_quarantine, in one statement, when `condition` holds for it. */
+  private async moveAside(digest: string, condition: ReturnType<PgDb['sql']>): Promise<boolean> {
     const [r] = await this.db.sql<{ n: number }[]>`
       WITH old AS (
-        SELECT digest, content FROM blobs WHERE digest = ${digest} AND content = ${damaged}::bytea FOR UPDATE
+        SELECT digest, content FROM blobs WHERE digest = ${digest} AND content IS NOT NULL AND ${condition} FOR UPDATE
       ), moved AS (
         INSERT INTO inline_quarantine (digest, content, quarantined_at) SELECT digest, content, ${Date.now()}::bigint FROM old
       ), cleared AS (
