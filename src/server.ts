@@ -28,7 +28,7 @@ import { loadOrCreateAdminToken, saveAdminToken, secureAdminTokenFile } from './
 import { DiskReserve } from './storage/fs/disk-reserve.ts';
 import { KeyFiles } from './storage/fs/key-files.ts';
 import { DataLayout } from './storage/fs/layout.ts';
-import { openByteStore } from './storage/open-byte-store.ts';
+import { checkSharedStore, openByteStore } from './storage/open-byte-store.ts';
 import { TieredByteStore } from './storage/tiered-byte-store.ts';
 import { octal, securePrivateDataDir } from './storage/fs/private-data-dir.ts';
 import { lockDataDir } from './storage/sqlite/data-dir-lock.ts';
@@ -193,6 +193,15 @@ export async function startServer(config: Config): Promise<RunningServer> {
   // Reachable and writable (pinged) before anything is recovered or served.
   const opened = await openByteStore(config.store, layout, reserve);
   const store = await openMetadataStore(config.metadata, layout, reserve);
+  if (store.shared) {
+    try {
+      await checkSharedStore(store, config.store, (message) => logger.warn(message));
+    } catch (err) {
+      await store.close();
+      dirLock.release();
+      throw err;
+    }
+  }
   const { rowsFree } = opened;
   // Small blobs in the metadata store's inline tier, where it has one; blobs stored inline before stay
   // readable whatever --inline-max says now.

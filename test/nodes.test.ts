@@ -85,22 +85,40 @@ describe('two nodes on one PostgreSQL database and one bucket', options, () => {
     const dirC = await makeTempDir();
     const dirD = await makeTempDir();
     dirs.push(dirFs, dirC, dirD);
+    // The database records where its nodes keep blobs (the first node's store): the others must match.
     const beside = await serveFails(dirFs, ['--metadata', url]);
     assert.equal(beside.code, 1);
-    assert.match(beside.stderr, /^blobd: another blobd node is running on this metadata database: [^\n]*the data directory \(--store fs\) serves one node only\n$/);
-    // Alone on a database of its own it starts; a node with the shared bucket is refused there while it lives.
+    assert.match(beside.stderr, /^blobd: the nodes on this database keep their blobs in S3 bucket [^\n]*, not in the data directory \(--store fs\): give every node the same --store s3 settings\n$/);
+    // Alone on a database of its own it starts; a node with the shared bucket is refused there, running or not:
+    // the blobs of that database are the first node's files.
     const lone = await startDaemon({ dataDir: dirC, store: 'fs', metadata: 'postgres', args: ['--lease-ttl', '1s'] });
+    const s3onLone = () => serveFails(dirD, ['--metadata', lone.databaseUrl!, ...extra.args], extra.env);
     try {
-      const s3node = await serveFails(dirD, ['--metadata', lone.databaseUrl!, ...extra.args], extra.env);
+      const s3node = await s3onLone();
       assert.equal(s3node.code, 1);
-      assert.match(s3node.stderr, /^blobd: a blobd node with its bytes in its data directory \(--store fs\) is running on this metadata database[^\n]*\n$/);
+      assert.match(s3node.stderr, /^blobd: the nodes on this database keep their blobs in the data directory \(--store fs\), not in S3 bucket [^\n]*\n$/);
     } finally {
       await lone.stop();
     }
-    // Stopped, it let its leases go: the other node starts.
-    const next = await startDaemon({ dataDir: dirD, store: 'fs', metadata: 'sqlite', adminToken: null, args: ['--metadata', lone.databaseUrl!, ...extra.args], env: extra.env });
-    assert.equal((await fetch(`${next.url}/healthz`)).status, 200);
-    await next.stop();
+    assert.match((await s3onLone()).stderr, /keep their blobs in the data directory/);
+    // Stopped, it let its leases go: it starts again at once.
+    const again = await startDaemon({ dataDir: dirC, store: 'fs', metadata: 'postgres', args: ['--lease-ttl', '1s'] });
+    assert.equal((await fetch(`${again.url}/healthz`)).status, 200);
+    await again.stop();
+  });
+
+  test('a node whose --s3-prefix (or bucket) differs from the other nodes\' is refused; another endpoint name is a warning', async () => {
+    const dir = await makeTempDir();
+    dirs.push(dir);
+    const prefix = extra.args.indexOf('--s3-prefix');
+    assert.ok(prefix >= 0, `the nodes' flags name a prefix: ${extra.args.join(' ')}`);
+    const other = [...extra.args];
+    other[prefix + 1] = `${other[prefix + 1]!.replace(/\/$/, '')}-other/`;
+    const refused = await serveFails(dir, ['--metadata', url, ...other], extra.env);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /^blobd: the nodes on this database keep their blobs in S3 bucket \S+ prefix \S+ at [^\n]*, not in S3 bucket \S+ prefix \S+-other\/ at [^\n]*: give every node the same --store s3 settings\n$/);
+    // Nothing of it was recorded: the others go on as before.
+    assert.equal((await fetch(`${a.url}/readyz`)).status, 200);
   });
 
   test('every node accepts the one admin token, each keeps a copy in its data directory, and API tokens made on one work on the other', async () => {

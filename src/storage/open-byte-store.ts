@@ -5,6 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import type { StoreConfig } from '../config.ts';
 import type { ByteStore } from './byte-store.ts';
+import type { MetadataStore } from './metadata-store.ts';
 import { localFreeSpace, type DiskReserve } from './fs/disk-reserve.ts';
 import { FsByteStore } from './fs/fs-byte-store.ts';
 import { FILE_MODE, type DataLayout } from './fs/layout.ts';
@@ -49,6 +50,34 @@ export async function recordedStore(layout: DataLayout): Promise<StoreIdentity |
     'put it back from a `blobd backup` copy of this data directory, or write {"kind":"fs"} into it when the blobs are files here (docs/operations.md shows the S3 form)',
   );
   return found ?? (existsSync(layout.databaseFile) ? { kind: 'fs' } : null);
+}
+
+/** The secret under which a shared metadata store records where its nodes keep blobs. */
+const SHARED_STORE_RECORD = 'byte-store';
+
+/**
+ * With a metadata store several nodes share: the first node's store is recorded in the database, and a node
+ * whose settings name another bucket or prefix (or another kind of store) is refused — it would read every
+ * other node's blob as missing, and its uploads would move their rows to bytes only it can read. Another
+ * endpoint is allowed (nodes may reach one store by different names) and said in a warning.
+ */
+export async function checkSharedStore(meta: MetadataStore, store: StoreConfig, warn: (message: string) => void): Promise<void> {
+  const wanted = identityOf(store);
+  let recorded: StoreIdentity;
+  try {
+    recorded = JSON.parse((await meta.ensureSecret(SHARED_STORE_RECORD, Buffer.from(JSON.stringify(wanted)))).toString('utf8')) as StoreIdentity;
+  } catch (err) {
+    if (err instanceof SyntaxError) throw new ByteStoreMismatchError(`the database's record of the nodes' byte store (secret ${SHARED_STORE_RECORD}) is damaged`);
+    throw err;
+  }
+  if (recorded.kind !== wanted.kind || recorded.bucket !== wanted.bucket || recorded.prefix !== wanted.prefix) {
+    throw new ByteStoreMismatchError(
+      `the nodes on this database keep their blobs in ${describeStore(recorded)}, not in ${describeStore(wanted)}: give every node the same --store s3 settings`,
+    );
+  }
+  if (recorded.endpoint !== wanted.endpoint) {
+    warn(`the first node on this database named the byte store's endpoint ${recorded.endpoint}, this one ${wanted.endpoint}: fine if both reach the same store`);
+  }
 }
 
 /** Refuses settings that name another store than the one this data directory's blobs are in. */
