@@ -401,6 +401,27 @@ describe('signed URLs', () => {
     const png = await fetch(typed.url, { method: 'PUT', body: randomData(32), headers: { 'content-type': 'image/png' } });
     assert.equal(png.status, 201, await png.clone().text());
     await png.arrayBuffer();
+    // A JSON write or a form names the stored type inside the body: under a content_type grant, refused.
+    const asJson = await signed({ method: 'PUT', path: '/api/buckets/a/objects/page', expires_in: 600, content_type: 'application/json' });
+    const html = JSON.stringify({ content_base64: Buffer.from('<script>1</script>').toString('base64'), content_type: 'text/html' });
+    await assertRefused(await fetch(asJson.url, { method: 'PUT', body: html, headers: { 'content-type': 'application/json' } }), 'signature_invalid', 'a JSON write');
+    const form = new FormData();
+    form.append('file', new Blob(['<script>1</script>'], { type: 'text/html' }), 'page.html');
+    const formReq = new Request('http://x', { method: 'PUT', body: form });
+    const formType = formReq.headers.get('content-type')!;
+    const asForm = await signed({ method: 'PUT', path: '/api/buckets/a/objects/page', expires_in: 600, content_type: formType });
+    await assertRefused(await fetch(asForm.url, { method: 'PUT', body: await formReq.arrayBuffer(), headers: { 'content-type': formType } }), 'signature_invalid', 'a form');
+    const page = await d.api('/api/buckets/a/objects/page');
+    assert.equal(page.status, 404, 'nothing was stored');
+    await page.arrayBuffer();
+    // max_size holds for a session that completes at once by digest as a pin, as it does into a bucket.
+    const known = (await (await d.api('/api/blobs', { method: 'POST', body: 'fourteen bytes' })).json()) as { digest: string };
+    for (const target of ['', '&bucket=a&key=known']) {
+      const capped = await signed({ method: 'POST', path: `/api/blobs/uploads?digest=${known.digest}${target}`, expires_in: 600, max_size: 5 });
+      const res = await fetch(capped.url, { method: 'POST' });
+      assert.equal(res.status, 413, `${target || 'a pin'}: ${await res.clone().text()}`);
+      assert.equal(await errorCode(res), 'too_large');
+    }
   });
 
   test('no spelling of /api/tokens or /api/signed-urls gets signed (percent-encoded letters included)', async () => {

@@ -3,6 +3,7 @@
 // requests for every status the protocol names (412, 409, 415, 413, 404, 410, 460). A tus upload is an
 // upload session: its id and token answer the native status route.
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import * as tus from 'tus-js-client';
@@ -447,6 +448,19 @@ describe('tus: targets, failed completions and what the log keeps', () => {
     const token = location.split('.').at(-1)!;
     await patch(d.url + location, 0, 'ab');
     await fetch(d.url + location, { method: 'HEAD', headers: TUS });
+    // Nor where the URL does not route: a proxy's prefix left on, a doubled slash (sent as written).
+    const raw = (target: string) =>
+      new Promise<number>((resolve, reject) => {
+        const { hostname, port } = new URL(d.url);
+        const req = httpRequest({ hostname, port, path: target, method: 'HEAD', headers: TUS }, (r) => {
+          r.resume();
+          r.on('end', () => resolve(r.statusCode!));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    for (const target of [`/blobd${location}`, `/${location}`, location.replace('/api/tus/', '/api/tus//')]) assert.equal(await raw(target), 404, target);
+    await waitFor(() => (d.output().match(/"status":404/g) ?? []).length >= 3, 'the 404 lines in the log');
     await waitFor(() => d.output().includes(location.split('.')[0]!.slice('/api/tus/'.length)), 'the request lines in the log');
     assert.ok(!d.output().includes(token), 'no upload token in the log');
   });

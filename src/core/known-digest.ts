@@ -5,6 +5,7 @@ import { can, type Principal } from './auth.ts';
 import type { BlobService } from './blobs.ts';
 import type { CatalogService } from './catalog.ts';
 import type { Digest } from './digest.ts';
+import { tooLarge } from './byte-limit.ts';
 import { BlobdError } from './errors.ts';
 import type { CompletedUpload } from './upload-completion.ts';
 
@@ -32,6 +33,11 @@ export async function completeKnownDigest(blobs: BlobService, catalog: CatalogSe
   if (!can(u.principal, { action: 'blobs:read' })) return null;
   const filename = u.filename ?? null;
   if (u.bucket === undefined) {
+    // A size cap (a signed URL's max_size) holds for a pin as for a revision: a larger blob is refused.
+    if (u.sizeLimit !== undefined) {
+      const found = await blobs.find(u.digest);
+      if (found && found.size > u.sizeLimit) throw tooLarge(u.sizeLimit, "signed URL's max_size");
+    }
     const pinned = await blobs.pinExisting(u.digest, u.principal.id, u.temporary ?? false, u.size ?? undefined);
     return pinned && { id: pinned.digest, digest: pinned.digest, size: pinned.size, filename, deduplicated: true };
   }

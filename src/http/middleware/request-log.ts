@@ -24,9 +24,12 @@ function randomBytes16(): Uint8Array {
   return pool.subarray(poolAt - 16, poolAt);
 }
 
-/** A tus upload URL carries its upload token (`/api/tus/<id>.<token>`): the log keeps the id only. */
+/**
+ * A tus upload URL carries its upload token (`/api/tus/<id>.<token>`): the log keeps the id only — also
+ * where the URL did not route (a proxy's prefix left on, `//api/tus/…`, `/api/tus//…`), whose token is as real.
+ */
 function loggedPath(path: string): string {
-  return path.replace(/^(\/api\/tus\/[^/.]*)\..*$/, '$1.…');
+  return path.replace(/(\/tus\/+[^/.]*)\..*$/, '$1.…');
 }
 
 /** The route template that answered (`/api/blobs/:digest`), or `unmatched`: never the path itself. */

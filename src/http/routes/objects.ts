@@ -234,6 +234,11 @@ export function objectRoutes(catalog: CatalogService) {
    */
   async function write(c: Context<AppEnv>, bucket: string, key: string, writeOpts: PutObjectOptions) {
     const opts = { ...writeOpts, sizeLimit: c.get('grant')?.maxSize };
+    // A signed URL's content_type binds the stored type: only a raw body's header is that type. A JSON write
+    // or a form carries the type it stores inside (and metadata besides), which the envelope does not bind.
+    if (c.get('grant')?.contentType !== undefined && (isJson(c) || isMultipart(c))) {
+      throw new BlobdError('signature_invalid', 'a signed URL with content_type takes the content as the raw body, not a JSON write or a form');
+    }
     if (isMultipart(c)) {
       const { result } = await withFilePart(c, async (file, before, allFields) => {
         const early = formMetadata(before);
