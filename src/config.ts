@@ -349,9 +349,12 @@ export function repackInlineMax(flag: string | undefined, env: NodeJS.ProcessEnv
   return parseInlineMax(flag ?? env.BLOBD_INLINE_MAX ?? INLINE_MAX_DEFAULT);
 }
 
-/** --inline-max: at most 1 MiB (an inline blob is held in memory whole while it is written and read). */
+/** The largest --inline-max: an inline blob is held in memory whole while it is written and read. */
+export const MAX_INLINE_BYTES = 1024 * 1024;
+
+/** --inline-max: at most MAX_INLINE_BYTES. */
 function parseInlineMax(v: string): number {
   const n = parseSize(v);
-  if (n > 1024 * 1024) throw new ConfigError(`--inline-max must be at most 1MiB (got ${v}): larger blobs are better as files`);
+  if (n > MAX_INLINE_BYTES) throw new ConfigError(`--inline-max must be at most 1MiB (got ${v}): larger blobs are better as files`);
   return n;
 }

@@ -46,9 +46,6 @@ export interface InlineBlobs {
   totals(): Promise<{ blobs: number; bytes: number }>;
 }
 
-/** The largest --inline-max: no blob larger than this is ever stored inline. */
-export const MAX_INLINE_BYTES = 1024 * 1024;
-
 /** The digest of bytes held whole (an inline-sized body or blob), as `sha256:<hex>`. */
 export const sha256Of = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 

@@ -8,7 +8,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { BytesNotFoundError, type AppendResult, type BlobCopy, type ByteRange, type ByteStore, type Location, type StagedBlob, type UploadCursor } from './byte-store.ts';
-import { inlineQuarantineName, MAX_INLINE_BYTES, sha256Of as sha256, type InlineBlobs } from './inline-blobs.ts';
+import { MAX_INLINE_BYTES } from '../config.ts';
+import { inlineQuarantineName, sha256Of as sha256, type InlineBlobs } from './inline-blobs.ts';
 
 /** A small body read whole, or the first bytes of a larger one and the stream of the rest. */
 type Head = { readonly whole: Buffer } | { readonly rest: Readable };
